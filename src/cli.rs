@@ -1,0 +1,205 @@
+//! bocker's command line, driven through the mounted files only: every verb is a few reads and writes on
+//! the mount, so anything the CLI can do, a shell can do with `echo` and `cat`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a verb failed, in bocker's words where bocker had them. The process exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("No image named '{0}' exists")]
+    NoImage(String),
+    #[error("No container named '{0}' exists")]
+    NoContainer(String),
+    #[error("no bocker filesystem at {0}: is `bocker daemon` running? (set BOCKER_MOUNT to its mount)")]
+    NotMounted(PathBuf),
+    #[error("{0}")]
+    Failed(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> CliError {
+    let what = what.into();
+    move |source| CliError::Io { what, source }
+}
+
+/// The command line, bound to one mount.
+pub struct Cli {
+    mount: PathBuf,
+}
+
+impl Cli {
+    pub fn new(mount: PathBuf) -> Result<Cli, CliError> {
+        if !mount.join("README").is_file() || !mount.join("containers").is_dir() {
+            return Err(CliError::NotMounted(mount));
+        }
+        Ok(Cli { mount })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.mount.join(rel)
+    }
+
+    /// Writes `line` to a control file in one write, then reads the id it made on the same open file.
+    fn submit(&self, rel: &str, line: &str) -> io::Result<String> {
+        let mut f = OpenOptions::new().read(true).write(true).open(self.path(rel))?;
+        let n = f.write(line.as_bytes())?;
+        if n != line.len() {
+            return Err(io::Error::other("short write"));
+        }
+        let mut id = String::new();
+        f.read_to_string(&mut id)?;
+        Ok(id.trim().to_string())
+    }
+
+    /// The last line of `errors` about `rel`, for a failure's message.
+    fn why(&self, rel: &str, err: &io::Error) -> String {
+        let errors = fs::read_to_string(self.path("errors")).unwrap_or_default();
+        let tag = format!(" {rel} ");
+        match errors.lines().rev().find(|l| l.contains(&tag)) {
+            // time path ERRNO message
+            Some(l) => l.splitn(4, ' ').nth(3).unwrap_or(l).to_string(),
+            None => err.to_string(),
+        }
+    }
+
+    /// `bocker init DIR`: prints `Created: img_...`.
+    pub fn init(&self, dir: &Path) -> Result<i32, CliError> {
+        let dir = dir
+            .canonicalize()
+            .map_err(|_| CliError::Failed(format!("No directory named '{}' exists", dir.display())))?;
+        let id = self
+            .submit("images/import", &dir.display().to_string())
+            .map_err(|e| CliError::Failed(self.why("images/import", &e)))?;
+        println!("Created: {id}");
+        Ok(0)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>, CliError> {
+        let mut names: Vec<String> = fs::read_dir(self.path(dir))
+            .map_err(io_err(format!("cannot list {dir}")))?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap_or_default().trim_end().to_string()
+    }
+
+    /// `bocker images`.
+    pub fn images(&self) -> Result<i32, CliError> {
+        println!("IMAGE_ID\t\tSOURCE");
+        for id in self.list("images")? {
+            println!("{id}\t\t{}", self.read(&format!("images/{id}/source")));
+        }
+        Ok(0)
+    }
+
+    /// `bocker ps`.
+    pub fn ps(&self) -> Result<i32, CliError> {
+        println!("CONTAINER_ID\t\tCOMMAND");
+        for name in self.list("containers")? {
+            println!("{name}\t\t{}", self.read(&format!("containers/{name}/cmd")));
+        }
+        Ok(0)
+    }
+
+    /// `bocker run IMAGE CMD...`: runs in the foreground, prints the output, returns the exit code.
+    /// Several words are the argv exactly; one word holding spaces is a shell line for `/bin/sh -c`.
+    pub fn run(&self, image: &str, cmd: &[String]) -> Result<i32, CliError> {
+        let argv: Vec<String> = match cmd {
+            [one] if one.contains(char::is_whitespace) => vec!["/bin/sh".into(), "-c".into(), one.clone()],
+            _ => cmd.to_vec(),
+        };
+        let mut line = shell_words::quote(image).into_owned();
+        if !argv.is_empty() {
+            line.push(' ');
+            line.push_str(&shell_words::join(&argv));
+        }
+        let id = self.submit("containers/run", &line).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) if !self.has_image(image) => CliError::NoImage(image.to_string()),
+            _ => CliError::Failed(self.why("containers/run", &e)),
+        })?;
+        self.follow(&id)
+    }
+
+    fn has_image(&self, reference: &str) -> bool {
+        self.path(&format!("images/{reference}")).is_dir()
+            || self
+                .list("images")
+                .unwrap_or_default()
+                .iter()
+                .any(|id| self.read(&format!("images/{id}/source")) == reference)
+    }
+
+    /// Copies a container's logs to stdout until it has exited; returns its exit code.
+    fn follow(&self, id: &str) -> Result<i32, CliError> {
+        let logs = self.path(&format!("containers/{id}/logs"));
+        let mut out = io::stdout().lock();
+        let mut offset = 0u64;
+        let mut pause = Duration::from_micros(500);
+        loop {
+            let exited = self.read(&format!("containers/{id}/status")) != "running";
+            offset += copy_from(&logs, offset, &mut out).map_err(io_err("cannot read the logs"))?;
+            if exited {
+                break;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        let _ = out.flush();
+        let code = self.read(&format!("containers/{id}/exit_code"));
+        Ok(code.parse().unwrap_or(1))
+    }
+
+    /// `bocker logs ID`.
+    pub fn logs(&self, id: &str) -> Result<i32, CliError> {
+        let logs = self.path(&format!("containers/{id}/logs"));
+        if !self.path(&format!("containers/{id}")).is_dir() {
+            return Err(CliError::NoContainer(id.to_string()));
+        }
+        copy_from(&logs, 0, &mut io::stdout().lock()).map_err(io_err("cannot read the logs"))?;
+        Ok(0)
+    }
+
+    /// `bocker rm ID`: a container or an image.
+    pub fn rm(&self, id: &str) -> Result<i32, CliError> {
+        let rel = if self.path(&format!("images/{id}")).is_dir() {
+            format!("images/{id}")
+        } else if self.path(&format!("containers/{id}")).is_dir() {
+            format!("containers/{id}")
+        } else {
+            return Err(CliError::NoContainer(id.to_string()));
+        };
+        fs::remove_dir(self.path(&rel)).map_err(|e| CliError::Failed(self.why(&rel, &e)))?;
+        println!("Removed: {id}");
+        Ok(0)
+    }
+
+    /// `bocker rmi IMAGE`.
+    pub fn rmi(&self, id: &str) -> Result<i32, CliError> {
+        let rel = format!("images/{id}");
+        if !self.path(&rel).is_dir() {
+            return Err(CliError::NoImage(id.to_string()));
+        }
+        fs::remove_dir(self.path(&rel)).map_err(|e| CliError::Failed(self.why(&rel, &e)))?;
+        println!("Removed: {id}");
+        Ok(0)
+    }
+}
+
+/// Copies `path` from `offset` to its current end into `out`; returns the bytes copied.
+fn copy_from(path: &Path, offset: u64, out: &mut impl Write) -> io::Result<u64> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let n = io::copy(&mut f, out)?;
+    out.flush()?;
+    Ok(n)
+}

@@ -1,0 +1,197 @@
+//! `bocker daemon`: takes the root (one daemon per root), opens the store and the engine, mounts the
+//! control filesystem and serves it until SIGINT or SIGTERM, then unmounts cleanly. Running containers
+//! are left running: their monitors outlive the daemon and the next daemon re-adopts them.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{SigSet, Signal};
+use tracing::{info, warn};
+
+use crate::engine::Engine;
+use crate::fs::ControlFs;
+use crate::store::{Store, StoreError};
+
+/// The daemon's validated options.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub root: PathBuf,
+    pub mount: PathBuf,
+    /// Size of the embedded btrfs image, when the root is not on btrfs.
+    pub store_size: u64,
+}
+
+/// Why the daemon could not start or serve; one variant per step.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot create {path}: {source}")]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("another bocker daemon (pid {pid}) already serves {root}")]
+    AlreadyServed { root: PathBuf, pid: String },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("{mount} is already a mount point in use; pick another --mount")]
+    MountBusy { mount: PathBuf },
+    #[error("cannot clear the dead mount at {mount}: {source}")]
+    ClearDeadMount { mount: PathBuf, source: nix::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] crate::error::Error),
+    #[error("cannot mount the control filesystem at {mount}: {source}")]
+    Mount { mount: PathBuf, source: io::Error },
+    #[error("cannot set up signal handling: {0}")]
+    Signals(nix::Error),
+}
+
+/// Runs the daemon in the foreground until SIGINT or SIGTERM.
+pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
+    // Block the stop signals before any thread exists, so every thread inherits the mask and only the
+    // signal thread below receives them. Child processes get a clean mask from std's spawn.
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    stop.thread_block().map_err(DaemonError::Signals)?;
+
+    let create = |path: &Path| {
+        std::fs::create_dir_all(path).map_err(|source| DaemonError::CreateDir { path: path.to_path_buf(), source })
+    };
+    create(&opts.root)?;
+    let _lock = lock_root(&opts.root)?;
+    prepare_mount_point(&opts.mount)?;
+    create(&opts.mount)?;
+
+    let store = Store::open(&opts.root, opts.store_size)?;
+    let engine = Engine::open(&opts.root.join("state"), store)?;
+
+    let config = {
+        let mut c = fuser::Config::default();
+        c.mount_options = vec![
+            fuser::MountOption::FSName("bocker".into()),
+            fuser::MountOption::Subtype("bocker".into()),
+            fuser::MountOption::NoSuid,
+            fuser::MountOption::NoDev,
+        ];
+        c.acl = fuser::SessionACL::All;
+        c.n_threads = Some(4);
+        c.clone_fd = true;
+        c
+    };
+    let mut session = fuser::Session::new(ControlFs::new(engine.clone()), &opts.mount, &config)
+        .map_err(|source| DaemonError::Mount { mount: opts.mount.clone(), source })?;
+    let mut unmounter = session.unmount_callable();
+    let mount = opts.mount.clone();
+    std::thread::spawn(move || {
+        if let Ok(sig) = stop.wait() {
+            info!(signal = %sig, "stopping: unmounting the control filesystem");
+        }
+        if let Err(e) = unmounter.unmount() {
+            warn!(mount = %mount.display(), error = %e, "cannot unmount; detaching it");
+            let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+    });
+    info!(root = %opts.root.display(), mount = %opts.mount.display(), "serving");
+    let served = session.run().map_err(|source| DaemonError::Mount { mount: opts.mount.clone(), source });
+    engine.shutdown();
+    info!("stopped");
+    served
+}
+
+/// Takes `<root>/daemon.lock` for the life of the daemon, and writes our pid into it.
+fn lock_root(root: &Path) -> Result<File, DaemonError> {
+    let path = root.join("daemon.lock");
+    let lock_err = |source| DaemonError::Lock { path: path.clone(), source };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_err)?;
+    // SAFETY: flock on an fd we own; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            return Err(DaemonError::AlreadyServed { root: root.to_path_buf(), pid: pid.trim().to_string() });
+        }
+        return Err(lock_err(err));
+    }
+    file.set_len(0).and_then(|()| file.rewind()).map_err(lock_err)?;
+    write!(file, "{}", std::process::id()).map_err(lock_err)?;
+    Ok(file)
+}
+
+/// Clears a dead FUSE mount a crashed daemon left (ENOTCONN); refuses a live mount point.
+fn prepare_mount_point(mount: &Path) -> Result<(), DaemonError> {
+    match std::fs::metadata(mount) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            warn!(mount = %mount.display(), "clearing the dead mount of a crashed daemon");
+            nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|source| DaemonError::ClearDeadMount { mount: mount.to_path_buf(), source })
+        }
+        Ok(_) if is_mount_point(mount) => Err(DaemonError::MountBusy { mount: mount.to_path_buf() }),
+        _ => Ok(()),
+    }
+}
+
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(canonical) = path.canonicalize() else { return false };
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    mounts.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(&unescape(m)) == canonical))
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses a size like `20G`, `512M`, `1048576` (K, M, G, T: powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("20G"), Some(20 << 30));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("99999999999T"), None);
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
+        assert_eq!(unescape(r"/plain"), "/plain");
+        assert_eq!(unescape(r"/end\04"), r"/end\04");
+    }
+}

@@ -1,0 +1,766 @@
+//! The engine: the one owner of images and containers.
+//!
+//! Every change arrives as a typed [`Request`] through [`Engine::handle`] (or [`Engine::write`], which
+//! parses a control-file write first). State lives behind one mutex that is never held across anything
+//! slow but btrfs snapshot and delete ioctls: imports copy outside it, starts and stops mark the container
+//! busy and wait outside it. Each change is written to its JSON record before it shows in memory, so a
+//! failed request changes nothing and a restarted daemon finds what the last one had.
+
+mod status;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use oci_spec::image::ImageConfiguration;
+use tracing::{info, warn};
+
+pub use status::ContainerStatus;
+
+use crate::error::{errno_name, Error};
+use crate::records::{self, ContainerRecord, ExitRecord, ImageRecord, LaunchSpec};
+use crate::request::{merge_env, Ctl, Request, WriteTarget};
+use crate::runtime::{self, Launched, ProcessHandle};
+use crate::store::Store;
+
+/// What a successful request gives back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Done,
+    /// The id of the image or container the request made.
+    Created(String),
+}
+
+/// The readable properties of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageField {
+    Source,
+    Created,
+    Size,
+    Config,
+}
+
+/// The readable properties of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContainerField {
+    Image,
+    Cmd,
+    Env,
+    Status,
+    ExitCode,
+    Pid,
+    StartedAt,
+    FinishedAt,
+    Error,
+}
+
+struct Image {
+    record: ImageRecord,
+    config: ImageConfiguration,
+    config_raw: Vec<u8>,
+}
+
+impl Image {
+    fn env(&self) -> Vec<String> {
+        self.config.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default()
+    }
+
+    /// Entrypoint followed by Cmd, as Docker combines them.
+    fn default_argv(&self) -> Vec<String> {
+        let Some(c) = self.config.config() else { return Vec::new() };
+        let mut argv = c.entrypoint().clone().unwrap_or_default();
+        argv.extend(c.cmd().clone().unwrap_or_default());
+        argv
+    }
+
+    fn working_dir(&self) -> String {
+        self.config.config().as_ref().and_then(|c| c.working_dir().clone()).unwrap_or_default()
+    }
+}
+
+struct Container {
+    record: ContainerRecord,
+    /// A start or an image change is in flight: no other change until it ends.
+    busy: bool,
+}
+
+#[derive(Default)]
+struct State {
+    images: BTreeMap<String, Image>,
+    containers: BTreeMap<String, Container>,
+}
+
+impl State {
+    /// An image by id, or the newest one made from `reference` (bocker's `init DIR` names it by its source).
+    fn resolve_image(&self, reference: &str) -> Result<&Image, Error> {
+        if let Some(image) = self.images.get(reference) {
+            return Ok(image);
+        }
+        self.images
+            .values()
+            .filter(|i| i.record.source == reference)
+            .max_by(|a, b| a.record.created.cmp(&b.record.created))
+            .ok_or_else(|| Error::NotFound(format!("no image named '{reference}'")))
+    }
+
+    fn container(&self, name: &str) -> Result<&Container, Error> {
+        self.containers.get(name).ok_or_else(|| no_container(name))
+    }
+
+    fn container_mut(&mut self, name: &str) -> Result<&mut Container, Error> {
+        self.containers.get_mut(name).ok_or_else(|| no_container(name))
+    }
+}
+
+fn no_container(name: &str) -> Error {
+    Error::NotFound(format!("no container named '{name}'"))
+}
+
+fn line(s: impl std::fmt::Display) -> Vec<u8> {
+    format!("{s}\n").into_bytes()
+}
+
+/// The owner of all images and containers of one daemon root.
+pub struct Engine {
+    state_dir: PathBuf,
+    store: Store,
+    state: Mutex<State>,
+    /// Signalled whenever a container's status changes.
+    changed: Condvar,
+    errors: Mutex<()>,
+}
+
+impl Engine {
+    /// Loads every record under `state_dir`, drops what an interrupted request left half-done, and
+    /// re-adopts containers that are still running.
+    pub fn open(state_dir: &Path, store: Store) -> Result<Arc<Engine>, Error> {
+        for sub in ["images", "containers"] {
+            std::fs::create_dir_all(state_dir.join(sub))
+                .map_err(Error::record(format!("the state directory {sub}")))?;
+        }
+        let mut state = State::default();
+        for (id, dir) in record_dirs(&state_dir.join("images")) {
+            match load_image(&dir) {
+                Some(image) if store.image_path(&id).is_dir() => {
+                    state.images.insert(id, image);
+                }
+                _ => {
+                    warn!(image = %id, "dropping an image left half-done");
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        }
+        for (name, dir) in record_dirs(&state_dir.join("containers")) {
+            match records::read_json::<ContainerRecord>(&dir.join("record.json")) {
+                Ok(Some(record)) => {
+                    state.containers.insert(name, Container { record, busy: false });
+                }
+                _ => {
+                    warn!(container = %name, "dropping a container left half-done");
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        }
+        store.sweep(|kind, name| match kind {
+            "images" => state.images.contains_key(name),
+            _ => state.containers.contains_key(name),
+        });
+        info!(images = state.images.len(), containers = state.containers.len(), "loaded records");
+        let engine = Arc::new(Engine {
+            state_dir: state_dir.to_path_buf(),
+            store,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            errors: Mutex::new(()),
+        });
+        engine.adopt();
+        Ok(engine)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn image_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join("images").join(id)
+    }
+
+    fn container_dir(&self, name: &str) -> PathBuf {
+        self.state_dir.join("containers").join(name)
+    }
+
+    fn errors_file(&self) -> PathBuf {
+        self.state_dir.join("errors")
+    }
+
+    /// Watches containers recorded as running: alive ones are re-adopted, dead ones marked exited.
+    fn adopt(self: &Arc<Self>) {
+        let running: Vec<(String, Option<i32>, Option<u64>)> = self
+            .lock()
+            .containers
+            .values()
+            .filter(|c| c.record.status == ContainerStatus::Running)
+            .map(|c| (c.record.name.clone(), c.record.monitor_pid, c.record.monitor_start))
+            .collect();
+        for (name, pid, start) in running {
+            match (pid, start) {
+                (Some(pid), Some(start)) => {
+                    info!(container = %name, monitor = pid, "re-adopting running container");
+                    self.watch(&name, pid, start);
+                }
+                _ => self.monitor_exited(&name, pid),
+            }
+        }
+    }
+
+    /// Follows the monitor of `name` until it exits, on a thread of its own.
+    fn watch(self: &Arc<Self>, name: &str, monitor_pid: i32, monitor_start: u64) {
+        let engine = Arc::clone(self);
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            if let Some(handle) = ProcessHandle::open(monitor_pid, monitor_start) {
+                handle.wait_for_exit();
+            }
+            engine.monitor_exited(&name, Some(monitor_pid));
+        });
+    }
+
+    /// Records the end of a container from its monitor's exit record.
+    fn monitor_exited(&self, name: &str, monitor_pid: Option<i32>) {
+        let mut st = self.lock();
+        let Some(c) = st.containers.get_mut(name) else { return };
+        if c.record.status != ContainerStatus::Running || c.record.monitor_pid != monitor_pid {
+            return;
+        }
+        let mut rec = c.record.clone();
+        match records::read_json::<ExitRecord>(&self.container_dir(name).join("exit.json")) {
+            Ok(Some(exit)) => {
+                rec.exit_code = Some(exit.exit_code);
+                rec.finished_at = Some(exit.finished_at);
+            }
+            _ => {
+                rec.exit_code = Some(255);
+                rec.finished_at = Some(records::now_rfc3339());
+                rec.error = "the container's monitor ended without recording an exit code".into();
+            }
+        }
+        rec.status = ContainerStatus::Exited;
+        rec.pid = None;
+        rec.monitor_pid = None;
+        rec.monitor_start = None;
+        info!(container = %name, exit_code = rec.exit_code, "container exited");
+        if let Err(e) = records::write_json(&self.container_dir(name).join("record.json"), &rec) {
+            warn!(container = %name, error = %e, "cannot write record");
+        }
+        c.record = rec;
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    // ---- requests ----
+
+    /// Parses one write to a control file and carries it out; see [`Engine::handle`].
+    pub fn write(self: &Arc<Self>, path: &str, target: WriteTarget, data: &[u8]) -> Result<Response, Error> {
+        let object = match &target {
+            WriteTarget::Image(n) | WriteTarget::Cmd(n) | WriteTarget::Env(n) | WriteTarget::Ctl(n) => Some(n.clone()),
+            WriteTarget::Import | WriteTarget::Run => None,
+        };
+        match Request::from_write(target, data) {
+            Ok(request) => self.handle(path, request),
+            Err(e) => Err(self.reject(path, object.as_deref(), e.into())),
+        }
+    }
+
+    /// Records a request refused at the boundary (bad bytes, bad name) like any failure, and returns it.
+    pub fn reject(&self, path: &str, object: Option<&str>, error: Error) -> Error {
+        self.failed(path, object, &error);
+        error
+    }
+
+    /// Carries out `request`, made through `path` on the mount. A failure changes nothing; its message goes
+    /// to the container's `error`, to `errors` and to the daemon log.
+    pub fn handle(self: &Arc<Self>, path: &str, request: Request) -> Result<Response, Error> {
+        let object = match &request {
+            Request::SetImage { name, .. }
+            | Request::RemoveContainer { name }
+            | Request::SetCmd { name, .. }
+            | Request::SetEnv { name, .. }
+            | Request::Ctl { name, .. } => Some(name.clone()),
+            _ => None,
+        };
+        let result = match request {
+            Request::Import { dir } => self.import(&dir).map(Response::Created),
+            Request::Run { image, argv } => self.run(&image, argv).map(Response::Created),
+            Request::CreateContainer { name } => self.create(&name).map(|()| Response::Done),
+            Request::RemoveContainer { name } => self.remove_container(&name).map(|()| Response::Done),
+            Request::RemoveImage { id } => self.remove_image(&id).map(|()| Response::Done),
+            Request::SetImage { name, image } => self.set_image(&name, &image).map(|()| Response::Done),
+            Request::SetCmd { name, argv } => self.configure(&name, |r| r.cmd = argv).map(|()| Response::Done),
+            Request::SetEnv { name, env } => self.configure(&name, |r| r.env = env).map(|()| Response::Done),
+            Request::Ctl { name, verb } => self.ctl(&name, verb).map(|()| Response::Done),
+        };
+        match &result {
+            Ok(_) => {
+                if let Some(name) = object {
+                    self.set_error(&name, "");
+                }
+                info!(path, "request done");
+            }
+            Err(e) => self.failed(path, object.as_deref(), e),
+        }
+        result
+    }
+
+    fn failed(&self, path: &str, object: Option<&str>, error: &Error) {
+        let errno = errno_name(error.errno());
+        warn!(path, errno = %errno, message = %error, "request failed");
+        if let Some(name) = object {
+            self.set_error(name, &error.to_string());
+        }
+        let _guard = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = format!("{} {path} {errno} {}\n", records::now_rfc3339(), error.to_string().replace('\n', " "));
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.errors_file())
+            .and_then(|mut f| f.write_all(entry.as_bytes()));
+        if let Err(e) = appended {
+            warn!(error = %e, "cannot append to the errors file");
+        }
+    }
+
+    fn set_error(&self, name: &str, message: &str) {
+        let mut st = self.lock();
+        if let Some(c) = st.containers.get_mut(name) {
+            if c.record.error != message {
+                c.record.error = message.to_string();
+                let _ = records::write_json(&self.container_dir(name).join("record.json"), &c.record);
+            }
+        }
+    }
+
+    fn save(&self, record: &ContainerRecord) -> Result<(), Error> {
+        records::write_json(&self.container_dir(&record.name).join("record.json"), record)
+            .map_err(Error::record(format!("the record of container '{}'", record.name)))
+    }
+
+    fn import(&self, dir: &Path) -> Result<String, Error> {
+        let meta = std::fs::metadata(dir).map_err(|_| Error::NotFound(format!("no directory '{}'", dir.display())))?;
+        if !meta.is_dir() {
+            return Err(Error::Invalid(format!("'{}' is not a directory", dir.display())));
+        }
+        let id = records::new_id("img_");
+        let size = self.store.import_dir(&id, dir)?;
+        let record =
+            ImageRecord { id: id.clone(), source: dir.display().to_string(), created: records::now_rfc3339(), size };
+        let config_raw = default_config(&record.created);
+        let image = ImageConfiguration::from_reader(config_raw.as_slice())
+            .map(|config| Image { record: record.clone(), config, config_raw: config_raw.clone() })
+            .map_err(|e| Error::Invalid(format!("image config: {e}")));
+        let written = image.and_then(|image| {
+            let d = self.image_dir(&id);
+            std::fs::create_dir_all(&d)
+                .and_then(|()| records::write_atomic(&d.join("config.json"), &config_raw))
+                .and_then(|()| records::write_json(&d.join("record.json"), &record))
+                .map_err(Error::record(format!("the record of image '{id}'")))
+                .map(|()| image)
+        });
+        match written {
+            Ok(image) => {
+                info!(image = %id, source = %record.source, size, "imported image");
+                self.lock().images.insert(id.clone(), image);
+                Ok(id)
+            }
+            Err(e) => {
+                let _ = self.store.delete_image(&id);
+                let _ = std::fs::remove_dir_all(self.image_dir(&id));
+                Err(e)
+            }
+        }
+    }
+
+    fn run(self: &Arc<Self>, image: &str, argv: Option<Vec<String>>) -> Result<String, Error> {
+        let image_id = self.lock().resolve_image(image)?.record.id.clone();
+        let name = records::new_id("ps_");
+        self.create(&name)?;
+        let result = self
+            .set_image(&name, &image_id)
+            .and_then(|()| self.configure(&name, |r| r.cmd = argv))
+            .and_then(|()| self.start(&name));
+        if let Err(e) = result {
+            if let Err(cleanup) = self.remove_container(&name) {
+                warn!(container = %name, error = %cleanup, "cannot remove a container whose run failed");
+            }
+            return Err(e);
+        }
+        Ok(name)
+    }
+
+    fn create(&self, name: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        if st.containers.contains_key(name) {
+            return Err(Error::Exists(format!("a container named '{name}' exists already")));
+        }
+        let record = ContainerRecord {
+            name: name.to_string(),
+            image: None,
+            cmd: None,
+            env: Vec::new(),
+            status: ContainerStatus::Created,
+            created: records::now_rfc3339(),
+            pid: None,
+            monitor_pid: None,
+            monitor_start: None,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            error: String::new(),
+        };
+        let dir = self.container_dir(name);
+        std::fs::create_dir_all(&dir).map_err(Error::record(format!("the directory of container '{name}'")))?;
+        if let Err(e) = self.save(&record) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        info!(container = %name, "created container");
+        st.containers.insert(name.to_string(), Container { record, busy: false });
+        Ok(())
+    }
+
+    fn remove_container(&self, name: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        let c = st.container(name)?;
+        if c.busy || !c.record.status.can_delete() {
+            return Err(Error::Busy(format!("container '{name}' is running: stop it first")));
+        }
+        // The record goes first: a crash after it leaves only a subvolume, which the next start sweeps.
+        let dir = self.container_dir(name);
+        std::fs::remove_file(dir.join("record.json")).map_err(Error::record(format!("the record of '{name}'")))?;
+        if let Err(e) = self.store.delete_container(name) {
+            let _ = self.save(&c.record);
+            return Err(e.into());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        st.containers.remove(name);
+        info!(container = %name, "removed container");
+        Ok(())
+    }
+
+    fn remove_image(&self, id: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        let image = st.images.get(id).ok_or_else(|| Error::NotFound(format!("no image named '{id}'")))?;
+        let users: Vec<&str> = st
+            .containers
+            .values()
+            .filter(|c| c.record.image.as_deref() == Some(id))
+            .map(|c| c.record.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::Busy(format!("image '{id}' is used by container(s) {}", users.join(", "))));
+        }
+        let dir = self.image_dir(id);
+        std::fs::remove_file(dir.join("record.json")).map_err(Error::record(format!("the record of '{id}'")))?;
+        if let Err(e) = self.store.delete_image(id) {
+            let _ = records::write_json(&dir.join("record.json"), &image.record);
+            return Err(e.into());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        st.images.remove(id);
+        info!(image = %id, "removed image");
+        Ok(())
+    }
+
+    fn set_image(&self, name: &str, reference: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        let image_id = st.resolve_image(reference)?.record.id.clone();
+        let c = st.container(name)?;
+        if c.busy || !c.record.status.can_change_image() {
+            return Err(Error::Busy(format!("the image of '{name}' can't change once it has started")));
+        }
+        if c.record.image.as_deref() == Some(image_id.as_str()) {
+            return Ok(());
+        }
+        let mut rec = c.record.clone();
+        rec.image = Some(image_id.clone());
+        // Snapshot first, record second, then drop the old rootfs: each step undoes cleanly if the next fails.
+        self.store.snapshot_image(&image_id, &format!(".tmp-{name}"))?;
+        let staged = self.store.container_path(&format!(".tmp-{name}"));
+        let swap = self.save(&rec).and_then(|()| {
+            self.store.delete_container(name)?;
+            std::fs::rename(&staged, self.store.container_path(name))
+                .map_err(Error::record(format!("the rootfs of '{name}'")))
+        });
+        if let Err(e) = swap {
+            let _ = self.store.delete_container(&format!(".tmp-{name}"));
+            return Err(e);
+        }
+        st.container_mut(name)?.record = rec;
+        Ok(())
+    }
+
+    /// Changes the command or environment of a container that is not running.
+    fn configure(&self, name: &str, change: impl FnOnce(&mut ContainerRecord)) -> Result<(), Error> {
+        let mut st = self.lock();
+        let c = st.container_mut(name)?;
+        if c.busy || !c.record.status.can_configure() {
+            return Err(Error::Busy(format!(
+                "container '{name}' is running: its configuration is fixed until it stops"
+            )));
+        }
+        let mut rec = c.record.clone();
+        change(&mut rec);
+        self.save(&rec)?;
+        c.record = rec;
+        Ok(())
+    }
+
+    fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<(), Error> {
+        match verb {
+            Ctl::Start => self.start(name),
+            Ctl::Stop(grace) => self.stop(name, grace),
+            Ctl::Kill(signal) => {
+                let pid = self.running_pid(name)?;
+                runtime::signal(pid, signal).map_err(Error::from)
+            }
+        }
+    }
+
+    fn running_pid(&self, name: &str) -> Result<i32, Error> {
+        let st = self.lock();
+        let c = st.container(name)?;
+        match (c.record.status.can_signal(), c.record.pid) {
+            (true, Some(pid)) => Ok(pid),
+            _ => Err(Error::NotRunning(format!("container '{name}' is not running"))),
+        }
+    }
+
+    fn start(self: &Arc<Self>, name: &str) -> Result<(), Error> {
+        let spec = {
+            let mut st = self.lock();
+            let c = st.container(name)?;
+            if c.busy || !c.record.status.can_start() {
+                return Err(Error::Busy(format!("container '{name}' is already running")));
+            }
+            let reference = c.record.image.clone().ok_or_else(|| {
+                Error::Invalid(format!("container '{name}' has no image: write one to its image file first"))
+            })?;
+            let image = st.resolve_image(&reference)?;
+            let spec = self.launch_spec(&c.record, image)?;
+            st.container_mut(name)?.busy = true;
+            spec
+        };
+        let launched = self.launch(name, &spec);
+        let mut st = self.lock();
+        let c = st.container_mut(name)?;
+        c.busy = false;
+        let Launched { pid, monitor_pid, monitor_start } = launched?;
+        let mut rec = c.record.clone();
+        rec.status = ContainerStatus::Running;
+        rec.pid = Some(pid);
+        rec.monitor_pid = Some(monitor_pid);
+        rec.monitor_start = Some(monitor_start);
+        rec.started_at = Some(records::now_rfc3339());
+        rec.exit_code = None;
+        rec.finished_at = None;
+        if let Err(e) = self.save(&rec) {
+            let _ = runtime::signal(pid, Signal::SIGKILL);
+            return Err(e);
+        }
+        c.record = rec;
+        drop(st);
+        info!(container = %name, pid, "started container");
+        self.changed.notify_all();
+        self.watch(name, monitor_pid, monitor_start);
+        Ok(())
+    }
+
+    fn launch_spec(&self, record: &ContainerRecord, image: &Image) -> Result<LaunchSpec, Error> {
+        let argv = record.cmd.clone().unwrap_or_else(|| image.default_argv());
+        if argv.is_empty() {
+            return Err(Error::Invalid(format!(
+                "container '{}' has no command and its image has no Cmd: write one to cmd",
+                record.name
+            )));
+        }
+        let dir = self.container_dir(&record.name);
+        Ok(LaunchSpec {
+            name: record.name.clone(),
+            rootfs: self.store.container_path(&record.name),
+            argv,
+            env: merge_env(&image.env(), &record.env),
+            cwd: image.working_dir(),
+            hostname: record.name.clone(),
+            log: dir.join("logs"),
+            exit_file: dir.join("exit.json"),
+        })
+    }
+
+    fn launch(&self, name: &str, spec: &LaunchSpec) -> Result<Launched, Error> {
+        let dir = self.container_dir(name);
+        let _ = std::fs::remove_file(dir.join("exit.json"));
+        records::write_json(&dir.join("launch.json"), spec).map_err(runtime::RuntimeError::WriteSpec)?;
+        Ok(runtime::launch(&dir)?)
+    }
+
+    fn stop(&self, name: &str, grace: Duration) -> Result<(), Error> {
+        let pid = self.running_pid(name)?;
+        let _ = runtime::signal(pid, Signal::SIGTERM);
+        if !self.wait_stopped(name, grace) {
+            info!(container = %name, "grace period over: killing");
+            let _ = runtime::signal(pid, Signal::SIGKILL);
+            self.wait_stopped(name, Duration::from_secs(10));
+        }
+        Ok(())
+    }
+
+    /// Waits until `name` is no longer running; false on timeout.
+    fn wait_stopped(&self, name: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            let running = st.containers.get(name).is_some_and(|c| c.record.status == ContainerStatus::Running);
+            let now = Instant::now();
+            if !running {
+                return true;
+            }
+            if now >= deadline {
+                return false;
+            }
+            st = self.changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    // ---- queries: never block on anything but the state lock ----
+
+    pub fn image_ids(&self) -> Vec<String> {
+        self.lock().images.keys().cloned().collect()
+    }
+
+    pub fn container_names(&self) -> Vec<String> {
+        self.lock().containers.keys().cloned().collect()
+    }
+
+    pub fn has_image(&self, id: &str) -> bool {
+        self.lock().images.contains_key(id)
+    }
+
+    pub fn has_container(&self, name: &str) -> bool {
+        self.lock().containers.contains_key(name)
+    }
+
+    pub fn any_running(&self) -> bool {
+        self.lock().containers.values().any(|c| c.record.status == ContainerStatus::Running)
+    }
+
+    /// The content of an image's property file; `None` for an unknown image.
+    pub fn image_field(&self, id: &str, field: ImageField) -> Option<Vec<u8>> {
+        let st = self.lock();
+        let image = st.images.get(id)?;
+        Some(match field {
+            ImageField::Source => line(&image.record.source),
+            ImageField::Created => line(&image.record.created),
+            ImageField::Size => line(image.record.size),
+            ImageField::Config => image.config_raw.clone(),
+        })
+    }
+
+    /// The content of a container's property file; `None` for an unknown container.
+    pub fn container_field(&self, name: &str, field: ContainerField) -> Option<Vec<u8>> {
+        let st = self.lock();
+        let r = &st.containers.get(name)?.record;
+        let image = r.image.as_deref().and_then(|id| st.images.get(id));
+        let opt = |v: Option<String>| v.map(line).unwrap_or_default();
+        Some(match field {
+            ContainerField::Image => opt(r.image.clone()),
+            ContainerField::Cmd => {
+                let argv = r.cmd.clone().or_else(|| image.map(Image::default_argv)).unwrap_or_default();
+                if argv.is_empty() {
+                    Vec::new()
+                } else {
+                    line(shell_words::join(argv))
+                }
+            }
+            ContainerField::Env => {
+                let env = merge_env(&image.map(Image::env).unwrap_or_default(), &r.env);
+                env.iter().flat_map(line).collect()
+            }
+            ContainerField::Status => line(r.status.as_str()),
+            ContainerField::ExitCode => opt(r.exit_code.map(|c| c.to_string())),
+            ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),
+            ContainerField::StartedAt => opt(r.started_at.clone()),
+            ContainerField::FinishedAt => opt(r.finished_at.clone()),
+            ContainerField::Error => {
+                if r.error.is_empty() {
+                    Vec::new()
+                } else {
+                    line(&r.error)
+                }
+            }
+        })
+    }
+
+    /// The read-only subvolume of an image, for browsing.
+    pub fn image_rootfs(&self, id: &str) -> Option<PathBuf> {
+        self.has_image(id).then(|| self.store.image_path(id))
+    }
+
+    /// The rootfs of a container, once it has an image.
+    pub fn container_rootfs(&self, name: &str) -> Option<PathBuf> {
+        let st = self.lock();
+        st.containers.get(name)?.record.image.as_ref()?;
+        Some(self.store.container_path(name))
+    }
+
+    /// The log file of a container.
+    pub fn logs_path(&self, name: &str) -> Option<PathBuf> {
+        self.has_container(name).then(|| self.container_dir(name).join("logs"))
+    }
+
+    /// The `errors` file: every failed write, one line each.
+    pub fn errors_path(&self) -> PathBuf {
+        self.errors_file()
+    }
+
+    /// Leaves the store mounted while containers still run in it, so a new daemon can re-adopt them.
+    pub fn shutdown(&self) {
+        self.store.close(!self.any_running());
+    }
+}
+
+/// Directories under `dir`, by name.
+fn record_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect()
+}
+
+fn load_image(dir: &Path) -> Option<Image> {
+    let record: ImageRecord = records::read_json(&dir.join("record.json")).ok()??;
+    let config_raw = std::fs::read(dir.join("config.json")).ok()?;
+    let config = ImageConfiguration::from_reader(config_raw.as_slice()).ok()?;
+    Some(Image { record, config, config_raw })
+}
+
+/// The OCI image config of an imported directory: this host's platform and a default PATH, no Cmd.
+fn default_config(created: &str) -> Vec<u8> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    let config = serde_json::json!({
+        "created": created,
+        "architecture": arch,
+        "os": "linux",
+        "config": { "Env": [format!("PATH={}", runtime::init::DEFAULT_PATH)] },
+        "rootfs": { "type": "layers", "diff_ids": [] },
+    });
+    serde_json::to_vec_pretty(&config).unwrap_or_default()
+}

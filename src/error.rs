@@ -1,0 +1,68 @@
+//! The one error type the engine returns, folding each module's errors, and its errno.
+
+use crate::request::ParseError;
+use crate::runtime::RuntimeError;
+use crate::store::StoreError;
+
+/// Why a request failed. [`Error::errno`] is what the write on the mount returns; `Display` is the human
+/// message that goes to the `error` file, the `errors` file and the daemon log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// ENOENT: unknown image, container or directory.
+    #[error("{0}")]
+    NotFound(String),
+    /// EEXIST: the name is taken.
+    #[error("{0}")]
+    Exists(String),
+    /// EBUSY: the object is in the wrong state for this.
+    #[error("{0}")]
+    Busy(String),
+    /// ESRCH: nothing is running to signal.
+    #[error("{0}")]
+    NotRunning(String),
+    /// EINVAL: well-formed, but not something that can be done.
+    #[error("{0}")]
+    Invalid(String),
+    /// EPERM: not an operation this tree offers.
+    #[error("{0}")]
+    NotPermitted(String),
+    /// A record could not be written: ENOSPC passes through, the rest is EIO.
+    #[error("cannot write {what}: {source}")]
+    Record { what: String, source: std::io::Error },
+}
+
+impl Error {
+    /// The errno for a failed write on the mount.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Parse(_) | Error::Invalid(_) => libc::EINVAL,
+            Error::Store(e) => e.errno(),
+            Error::Runtime(e) => e.errno(),
+            Error::NotFound(_) => libc::ENOENT,
+            Error::Exists(_) => libc::EEXIST,
+            Error::Busy(_) => libc::EBUSY,
+            Error::NotRunning(_) => libc::ESRCH,
+            Error::NotPermitted(_) => libc::EPERM,
+            Error::Record { source, .. } => match source.raw_os_error() {
+                Some(e @ (libc::ENOSPC | libc::EDQUOT)) => e,
+                _ => libc::EIO,
+            },
+        }
+    }
+
+    pub(crate) fn record(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Record { what, source }
+    }
+}
+
+/// The symbolic name of an errno, as `errors` shows it (`EINVAL`).
+pub fn errno_name(errno: i32) -> String {
+    format!("{:?}", nix::errno::Errno::from_raw(errno))
+}

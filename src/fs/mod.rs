@@ -1,0 +1,482 @@
+//! The FUSE adapter: translates kernel requests on the mount into engine queries and [`Request`]s, and
+//! engine results into replies. No container logic lives here.
+//!
+//! Reads never block and have no side effects: a file's content is taken once at open and served from that
+//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from disk at the
+//! offset asked, so `tail -f` follows it. Writes, mkdir and rmdir run on a thread of their own, so a slow
+//! request never stalls `ls`.
+
+mod readme;
+mod tree;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenAccMode,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite,
+    Request as FuseRequest, TimeOrNow, WriteFlags,
+};
+
+use crate::engine::{Engine, Response};
+use crate::request::Request;
+use tree::{ContainerFile, ImageFile, Kind, Node};
+
+/// Nothing is cached by the kernel: names and contents change under it.
+const TTL: Duration = Duration::ZERO;
+
+/// Inode numbers, handed out once per node for the daemon's lifetime.
+#[derive(Default)]
+struct Inodes {
+    by_node: HashMap<Node, u64>,
+    nodes: Vec<Node>,
+}
+
+impl Inodes {
+    fn ino(&mut self, node: &Node) -> u64 {
+        if let Some(ino) = self.by_node.get(node) {
+            return *ino;
+        }
+        self.nodes.push(node.clone());
+        let ino = self.nodes.len() as u64;
+        self.by_node.insert(node.clone(), ino);
+        ino
+    }
+
+    fn node(&self, ino: u64) -> Option<Node> {
+        self.nodes.get(usize::try_from(ino).ok()?.checked_sub(1)?).cloned()
+    }
+}
+
+/// One open file.
+struct OpenFile {
+    node: Node,
+    /// The content at open time, for files other than `logs`.
+    snapshot: Arc<Vec<u8>>,
+    /// The id a write to `run` or `import` produced, served to reads on the same open file.
+    answer: Option<Vec<u8>>,
+    answer_pos: usize,
+}
+
+/// The control filesystem.
+pub struct ControlFs {
+    engine: Arc<Engine>,
+    inodes: Mutex<Inodes>,
+    open_files: Arc<Mutex<HashMap<u64, OpenFile>>>,
+    next_fh: AtomicU64,
+    mounted_at: SystemTime,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ControlFs {
+    pub fn new(engine: Arc<Engine>) -> ControlFs {
+        let mut inodes = Inodes::default();
+        inodes.ino(&Node::Root);
+        ControlFs {
+            engine,
+            inodes: Mutex::new(inodes),
+            open_files: Arc::new(Mutex::new(HashMap::new())),
+            next_fh: AtomicU64::new(1),
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    /// The node behind `ino`, if it still exists.
+    fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
+        let node = lock(&self.inodes).node(ino.0).ok_or(Errno::ENOENT)?;
+        if self.exists(&node) {
+            Ok(node)
+        } else {
+            Err(Errno::ENOENT)
+        }
+    }
+
+    fn exists(&self, node: &Node) -> bool {
+        match node {
+            Node::Image(id) | Node::ImageFile(id, _) => self.engine.has_image(id),
+            Node::ContainerFile(name, ContainerFile::Rootfs) => self.engine.container_rootfs(name).is_some(),
+            Node::Container(name) | Node::ContainerFile(name, _) => self.engine.has_container(name),
+            _ => true,
+        }
+    }
+
+    fn lookup_child(&self, parent: INodeNo, name: &OsStr) -> Result<(Node, u64), Errno> {
+        let parent = self.node(parent)?;
+        if parent.kind() != Kind::Dir {
+            return Err(Errno::ENOTDIR);
+        }
+        let name = name.to_str().ok_or(Errno::ENOENT)?;
+        let node = parent.child(name).filter(|n| self.exists(n)).ok_or(Errno::ENOENT)?;
+        let ino = lock(&self.inodes).ino(&node);
+        Ok((node, ino))
+    }
+
+    /// The whole content of a readable file other than `logs`.
+    fn content(&self, node: &Node) -> Result<Vec<u8>, Errno> {
+        match node {
+            Node::Readme => Ok(readme::README.as_bytes().to_vec()),
+            Node::Errors => match std::fs::read(self.engine.errors_path()) {
+                Ok(bytes) => Ok(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e.into()),
+            },
+            Node::ImageFile(id, ImageFile::Field(f)) => self.engine.image_field(id, *f).ok_or(Errno::ENOENT),
+            Node::ContainerFile(_, ContainerFile::Ctl) => Ok(readme::CTL_HELP.as_bytes().to_vec()),
+            Node::ContainerFile(name, ContainerFile::Field(f)) => {
+                self.engine.container_field(name, *f).ok_or(Errno::ENOENT)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn size(&self, node: &Node) -> Result<u64, Errno> {
+        match node {
+            Node::ContainerFile(name, ContainerFile::Logs) => {
+                let path = self.engine.logs_path(name).ok_or(Errno::ENOENT)?;
+                Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+            }
+            Node::ImageFile(..) | Node::ContainerFile(..) if node.kind() == Kind::Symlink => {
+                Ok(self.link_target(node)?.as_os_str().len() as u64)
+            }
+            n if n.kind() == Kind::Dir => Ok(0),
+            n => Ok(self.content(n)?.len() as u64),
+        }
+    }
+
+    fn link_target(&self, node: &Node) -> Result<std::path::PathBuf, Errno> {
+        match node {
+            Node::ImageFile(id, ImageFile::Rootfs) => self.engine.image_rootfs(id).ok_or(Errno::ENOENT),
+            Node::ContainerFile(name, ContainerFile::Rootfs) => self.engine.container_rootfs(name).ok_or(Errno::ENOENT),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn attr(&self, ino: u64, node: &Node) -> Result<FileAttr, Errno> {
+        let kind = match node.kind() {
+            Kind::Dir => FileType::Directory,
+            Kind::Symlink => FileType::Symlink,
+            Kind::File { .. } => FileType::RegularFile,
+        };
+        let size = self.size(node)?;
+        Ok(FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+            kind,
+            perm: node.perm(),
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        })
+    }
+
+    fn entries(&self, ino: INodeNo) -> Result<Vec<(u64, FileType, String)>, Errno> {
+        let node = self.node(ino)?;
+        if node.kind() != Kind::Dir {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut names: Vec<(String, Node)> =
+            node.fixed_children().into_iter().map(|(n, node)| (n.to_string(), node)).collect();
+        match &node {
+            Node::Images => names.extend(self.engine.image_ids().into_iter().map(|id| (id.clone(), Node::Image(id)))),
+            Node::Containers => {
+                names.extend(self.engine.container_names().into_iter().map(|n| (n.clone(), Node::Container(n))))
+            }
+            _ => {}
+        }
+        let mut inodes = lock(&self.inodes);
+        let mut out = vec![(ino.0, FileType::Directory, ".".to_string()), (1, FileType::Directory, "..".to_string())];
+        for (name, child) in names.into_iter().filter(|(_, n)| self.exists(n)) {
+            let kind = match child.kind() {
+                Kind::Dir => FileType::Directory,
+                Kind::Symlink => FileType::Symlink,
+                Kind::File { .. } => FileType::RegularFile,
+            };
+            out.push((inodes.ino(&child), kind, name));
+        }
+        Ok(out)
+    }
+
+    fn open_file(&self, ino: INodeNo, flags: OpenFlags) -> Result<u64, Errno> {
+        let node = self.node(ino)?;
+        let Kind::File { writable, .. } = node.kind() else { return Err(Errno::EISDIR) };
+        let wants_write = matches!(flags.acc_mode(), OpenAccMode::O_WRONLY | OpenAccMode::O_RDWR);
+        if wants_write && !writable {
+            return Err(Errno::EACCES);
+        }
+        let snapshot = match node {
+            Node::ContainerFile(_, ContainerFile::Logs) => Vec::new(),
+            _ => self.content(&node)?,
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let file = OpenFile { node, snapshot: Arc::new(snapshot), answer: None, answer_pos: 0 };
+        lock(&self.open_files).insert(fh, file);
+        Ok(fh)
+    }
+
+    fn read_file(&self, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let mut files = lock(&self.open_files);
+        let file = files.get_mut(&fh.0).ok_or(Errno::EBADF)?;
+        if let Some(answer) = &file.answer {
+            // The id of what this open file's write made, whatever the offset.
+            let start = file.answer_pos.min(answer.len());
+            let end = (start + size as usize).min(answer.len());
+            file.answer_pos = end;
+            return Ok(answer[start..end].to_vec());
+        }
+        if let Node::ContainerFile(name, ContainerFile::Logs) = &file.node {
+            let path = self.engine.logs_path(name).ok_or(Errno::ENOENT)?;
+            drop(files);
+            return read_at(&path, offset, size);
+        }
+        let snapshot = Arc::clone(&file.snapshot);
+        drop(files);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(snapshot.len());
+        let end = start.saturating_add(size as usize).min(snapshot.len());
+        Ok(snapshot[start..end].to_vec())
+    }
+}
+
+fn read_at(path: &Path, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut buf = vec![0u8; size as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+fn errno(e: &crate::error::Error) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+impl Filesystem for ControlFs {
+    fn lookup(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.lookup_child(parent, name).and_then(|(node, ino)| self.attr(ino, &node)) {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &FuseRequest, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.node(ino).and_then(|node| self.attr(ino.0, &node)) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &FuseRequest,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let result = self.node(ino).and_then(|node| {
+            if mode.is_some() || uid.is_some() || gid.is_some() {
+                return Err(Errno::EPERM);
+            }
+            // O_TRUNC of a control file (`echo x > file`) is accepted: each write replaces the value anyway.
+            if size.is_some() && !matches!(node.kind(), Kind::File { writable: true, .. }) {
+                return Err(Errno::EACCES);
+            }
+            self.attr(ino.0, &node)
+        });
+        match result {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &FuseRequest, ino: INodeNo, reply: ReplyData) {
+        match self.node(ino).and_then(|node| self.link_target(&node)) {
+            Ok(target) => reply.data(target.as_os_str().as_encoded_bytes()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        let parent_node = match self.node(parent) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        if parent_node != Node::Containers {
+            return reply.error(Errno::EPERM);
+        }
+        let name = name.to_string_lossy().into_owned();
+        let path = format!("containers/{name}");
+        let request = match Request::create_container(&name) {
+            Ok(r) => r,
+            Err(e) => return reply.error(errno(&self.engine.reject(&path, None, e.into()))),
+        };
+        let engine = Arc::clone(&self.engine);
+        let node = Node::Container(name);
+        let ino = lock(&self.inodes).ino(&node);
+        let attr = self.attr(ino, &node);
+        std::thread::spawn(move || match (engine.handle(&path, request), attr) {
+            (Ok(_), Ok(attr)) => reply.entry(&TTL, &attr, Generation(0)),
+            (Err(e), _) => reply.error(errno(&e)),
+            (_, Err(e)) => reply.error(e),
+        });
+    }
+
+    fn rmdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_string_lossy().into_owned();
+        let (path, request) = match self.node(parent) {
+            Ok(Node::Containers) => (format!("containers/{name}"), Request::RemoveContainer { name }),
+            Ok(Node::Images) => (format!("images/{name}"), Request::RemoveImage { id: name }),
+            Ok(_) => return reply.error(Errno::EPERM),
+            Err(e) => return reply.error(e),
+        };
+        let engine = Arc::clone(&self.engine);
+        std::thread::spawn(move || match engine.handle(&path, request) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        });
+    }
+
+    fn unlink(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn rename(
+        &self,
+        _req: &FuseRequest,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn open(&self, _req: &FuseRequest, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.open_file(ino, flags) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &FuseRequest,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.read_file(fh, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &FuseRequest,
+        ino: INodeNo,
+        fh: FileHandle,
+        _offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let Some(target) = node.write_target() else { return reply.error(Errno::EACCES) };
+        let (engine, files, data, path) =
+            (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec(), node.path());
+        std::thread::spawn(move || match engine.write(&path, target, &data) {
+            Ok(response) => {
+                if let (Response::Created(id), Some(file)) = (response, lock(&files).get_mut(&fh.0)) {
+                    file.answer = Some(format!("{id}\n").into_bytes());
+                    file.answer_pos = 0;
+                }
+                reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
+            }
+            Err(e) => reply.error(errno(&e)),
+        });
+    }
+
+    fn flush(&self, _req: &FuseRequest, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &FuseRequest, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &FuseRequest,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        lock(&self.open_files).remove(&fh.0);
+        reply.ok();
+    }
+
+    fn readdir(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.entries(ino) {
+            Ok(entries) => {
+                for (i, (child, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+                    if reply.add(INodeNo(child), (i + 1) as u64, kind, name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The `README` at the root of the mount.
+
+pub const README: &str = "\
+bockerfs: containers driven with echo and cat.
+
+  images/import          echo /path/to/rootfs > images/import   (a read on the same open file gives the id)
+  images/<id>/           source created size config.json rootfs; rmdir removes (EBUSY while used)
+  containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id)
+  containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running)
+    image cmd env        rw: configure before start (cmd: shell words or a JSON array; env: KEY=VALUE lines)
+    ctl                  echo start | stop [SECONDS] | kill [SIGNAL] > ctl
+    status exit_code pid started_at finished_at logs error   r
+    rootfs               symlink to the container's filesystem
+  errors                 every failed write: time, path, errno, message
+
+A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
+error file and in errors. Full reference: docs/filesystem.md in the bockerfs sources.
+";
+
+/// What a read of `ctl` shows.
+pub const CTL_HELP: &str = "start\nstop [SECONDS]\nkill [SIGNAL]\n";

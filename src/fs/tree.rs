@@ -1,0 +1,197 @@
+//! The shape of the control filesystem: which names exist where, what kind of file each is, and its mode.
+//! Pure naming: whether an image or container exists is the engine's to say.
+
+use crate::engine::{ContainerField, ImageField};
+use crate::request::WriteTarget;
+
+/// A file or directory of the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Node {
+    Root,
+    Readme,
+    Errors,
+    Images,
+    Import,
+    Image(String),
+    ImageFile(String, ImageFile),
+    Containers,
+    Run,
+    Container(String),
+    ContainerFile(String, ContainerFile),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageFile {
+    Field(ImageField),
+    Rootfs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContainerFile {
+    Field(ContainerField),
+    Ctl,
+    Logs,
+    Rootfs,
+}
+
+/// How a node is read and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    /// A file; `writable` says whether it takes writes.
+    File {
+        writable: bool,
+        readable: bool,
+    },
+    Symlink,
+}
+
+const IMAGE_FILES: [(&str, ImageFile); 5] = [
+    ("source", ImageFile::Field(ImageField::Source)),
+    ("created", ImageFile::Field(ImageField::Created)),
+    ("size", ImageFile::Field(ImageField::Size)),
+    ("config.json", ImageFile::Field(ImageField::Config)),
+    ("rootfs", ImageFile::Rootfs),
+];
+
+const CONTAINER_FILES: [(&str, ContainerFile); 12] = [
+    ("image", ContainerFile::Field(ContainerField::Image)),
+    ("cmd", ContainerFile::Field(ContainerField::Cmd)),
+    ("env", ContainerFile::Field(ContainerField::Env)),
+    ("ctl", ContainerFile::Ctl),
+    ("status", ContainerFile::Field(ContainerField::Status)),
+    ("exit_code", ContainerFile::Field(ContainerField::ExitCode)),
+    ("pid", ContainerFile::Field(ContainerField::Pid)),
+    ("started_at", ContainerFile::Field(ContainerField::StartedAt)),
+    ("finished_at", ContainerFile::Field(ContainerField::FinishedAt)),
+    ("logs", ContainerFile::Logs),
+    ("error", ContainerFile::Field(ContainerField::Error)),
+    ("rootfs", ContainerFile::Rootfs),
+];
+
+impl Node {
+    /// The node called `name` inside this one, by name alone.
+    pub fn child(&self, name: &str) -> Option<Node> {
+        Some(match (self, name) {
+            (Node::Root, "README") => Node::Readme,
+            (Node::Root, "errors") => Node::Errors,
+            (Node::Root, "images") => Node::Images,
+            (Node::Root, "containers") => Node::Containers,
+            (Node::Images, "import") => Node::Import,
+            (Node::Images, id) => Node::Image(id.to_string()),
+            (Node::Containers, "run") => Node::Run,
+            (Node::Containers, n) => Node::Container(n.to_string()),
+            (Node::Image(id), f) => {
+                let file = IMAGE_FILES.iter().find(|(n, _)| *n == f)?.1;
+                Node::ImageFile(id.clone(), file)
+            }
+            (Node::Container(c), f) => {
+                let file = CONTAINER_FILES.iter().find(|(n, _)| *n == f)?.1;
+                Node::ContainerFile(c.clone(), file)
+            }
+            _ => return None,
+        })
+    }
+
+    /// The fixed children of this node; images and containers are listed by the engine.
+    pub fn fixed_children(&self) -> Vec<(&'static str, Node)> {
+        let named = |names: &[&'static str]| names.iter().filter_map(|n| Some((*n, self.child(n)?))).collect();
+        match self {
+            Node::Root => named(&["README", "errors", "images", "containers"]),
+            Node::Images => named(&["import"]),
+            Node::Containers => named(&["run"]),
+            Node::Image(_) => named(&IMAGE_FILES.map(|(n, _)| n)),
+            Node::Container(_) => named(&CONTAINER_FILES.map(|(n, _)| n)),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        let file = |writable, readable| Kind::File { writable, readable };
+        match self {
+            Node::Root | Node::Images | Node::Containers | Node::Image(_) | Node::Container(_) => Kind::Dir,
+            Node::ImageFile(_, ImageFile::Rootfs) | Node::ContainerFile(_, ContainerFile::Rootfs) => Kind::Symlink,
+            Node::Readme | Node::Errors | Node::ImageFile(..) => file(false, true),
+            Node::Import | Node::Run => file(true, true),
+            Node::ContainerFile(_, f) => match f {
+                ContainerFile::Field(ContainerField::Image | ContainerField::Cmd | ContainerField::Env)
+                | ContainerFile::Ctl => file(true, true),
+                _ => file(false, true),
+            },
+        }
+    }
+
+    /// Permission bits shown by `ls -l`.
+    pub fn perm(&self) -> u16 {
+        match (self, self.kind()) {
+            (_, Kind::Dir) => 0o755,
+            (_, Kind::Symlink) => 0o777,
+            (Node::Import | Node::Run, _) => 0o600,
+            (_, Kind::File { writable: true, .. }) => 0o644,
+            _ => 0o444,
+        }
+    }
+
+    /// Where a write to this node goes, if it takes writes.
+    pub fn write_target(&self) -> Option<WriteTarget> {
+        Some(match self {
+            Node::Import => WriteTarget::Import,
+            Node::Run => WriteTarget::Run,
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Image)) => WriteTarget::Image(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Cmd)) => WriteTarget::Cmd(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Env)) => WriteTarget::Env(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Ctl) => WriteTarget::Ctl(n.clone()),
+            _ => return None,
+        })
+    }
+
+    /// The path below the mount, as `errors` shows it.
+    pub fn path(&self) -> String {
+        match self {
+            Node::Root => String::new(),
+            Node::Readme => "README".into(),
+            Node::Errors => "errors".into(),
+            Node::Images => "images".into(),
+            Node::Import => "images/import".into(),
+            Node::Image(id) => format!("images/{id}"),
+            Node::ImageFile(id, f) => format!("images/{id}/{}", name(&IMAGE_FILES, *f)),
+            Node::Containers => "containers".into(),
+            Node::Run => "containers/run".into(),
+            Node::Container(c) => format!("containers/{c}"),
+            Node::ContainerFile(c, f) => format!("containers/{c}/{}", name(&CONTAINER_FILES, *f)),
+        }
+    }
+}
+
+/// The file name of `file` in `list`.
+fn name<T: PartialEq + Copy>(list: &[(&'static str, T)], file: T) -> &'static str {
+    list.iter().find(|(_, x)| *x == file).map_or("?", |(n, _)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let c = Node::Root.child("containers").unwrap().child("web").unwrap();
+        for (name, node) in c.fixed_children() {
+            assert_eq!(node.path(), format!("containers/web/{name}"));
+            assert_eq!(c.child(name), Some(node));
+        }
+        assert_eq!(c.child("nope"), None);
+        assert_eq!(Node::Readme.child("x"), None);
+        assert_eq!(Node::Root.child("images").unwrap().child("import"), Some(Node::Import));
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(Node::Root.kind(), Kind::Dir);
+        let ctl = Node::ContainerFile("a".into(), ContainerFile::Ctl);
+        assert!(matches!(ctl.kind(), Kind::File { writable: true, .. }));
+        assert_eq!(ctl.write_target(), Some(WriteTarget::Ctl("a".into())));
+        let status = Node::ContainerFile("a".into(), ContainerFile::Field(ContainerField::Status));
+        assert_eq!(status.perm(), 0o444);
+        assert_eq!(status.write_target(), None);
+    }
+}

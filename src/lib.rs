@@ -1,0 +1,16 @@
+//! bockerfs: bocker's container runtime, in Rust, behind a FUSE control filesystem.
+//!
+//! The path from a write on the mount to a running container: [`fs`] turns the write into a typed
+//! [`request::Request`]; [`engine`] checks it against the state it owns and calls [`store`] (btrfs
+//! subvolumes and snapshots) and [`runtime`] (a monitor process that sets up namespaces and execs the
+//! command). [`cli`] is bocker's command line, over the mounted files only.
+
+pub mod cli;
+pub mod daemon;
+pub mod engine;
+pub mod error;
+pub mod fs;
+pub mod records;
+pub mod request;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,99 @@
+//! The `bocker` binary: the daemon, bocker's verbs over the mounted files, and the hidden per-container
+//! monitor the daemon re-executes itself as.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use bockerfs::cli::Cli;
+use bockerfs::daemon::{self, DaemonOptions};
+
+#[derive(Parser)]
+#[command(name = "bocker", version, about = "Docker's core behind a control filesystem: drive it with echo and cat")]
+struct Args {
+    /// Where the control filesystem is mounted.
+    #[arg(long, global = true, env = "BOCKER_MOUNT", default_value = "/mnt/bocker")]
+    mount: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the control filesystem in the foreground.
+    Daemon {
+        /// Where images, containers and records are kept.
+        #[arg(long, env = "BOCKER_ROOT", default_value = "/var/lib/bocker")]
+        root: PathBuf,
+        /// Size of the btrfs image file made under the root when the root is not on btrfs (K, M, G, T).
+        #[arg(long, env = "BOCKER_STORE_SIZE", default_value = "20G", value_parser = parse_size)]
+        store_size: u64,
+    },
+    /// Make an image of a directory.
+    Init { directory: PathBuf },
+    /// List images.
+    Images,
+    /// List containers.
+    Ps,
+    /// Run a command in a new container, in the foreground; exits with its code.
+    Run {
+        image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Print a container's output.
+    Logs { container: String },
+    /// Remove a container or an image.
+    Rm { id: String },
+    /// Remove an image.
+    Rmi { image: String },
+    #[command(name = "__monitor", hide = true)]
+    Monitor { state_dir: PathBuf },
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    daemon::parse_size(s).ok_or_else(|| format!("'{s}' is not a size (like 512M or 20G)"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<i32> {
+    let cli = |mount| Cli::new(mount).map_err(anyhow::Error::from);
+    let code = match args.command {
+        Command::Daemon { root, store_size } => {
+            init_logging();
+            daemon::run(&DaemonOptions { root, mount: args.mount, store_size }).context("bocker daemon")?;
+            0
+        }
+        Command::Init { directory } => cli(args.mount)?.init(&directory)?,
+        Command::Images => cli(args.mount)?.images()?,
+        Command::Ps => cli(args.mount)?.ps()?,
+        Command::Run { image, command } => cli(args.mount)?.run(&image, &command)?,
+        Command::Logs { container } => cli(args.mount)?.logs(&container)?,
+        Command::Rm { id } => cli(args.mount)?.rm(&id)?,
+        Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,
+        Command::Monitor { state_dir } => bockerfs::runtime::monitor::main(&state_dir),
+    };
+    Ok(code)
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+}

@@ -1,0 +1,112 @@
+//! On-disk JSON records of images and containers, and the exit record a container's monitor leaves.
+//! Every record is written atomically (temp file, fsync, rename), so a crash leaves the old or the new one.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::ContainerStatus;
+
+/// An image, as stored in `<state>/images/<id>/record.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: String,
+    /// What the image was made from, as written (a directory, later a reference).
+    pub source: String,
+    /// RFC 3339 time of creation.
+    pub created: String,
+    /// Bytes of file content.
+    pub size: u64,
+}
+
+/// A container, as stored in `<state>/containers/<name>/record.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub image: Option<String>,
+    /// The argv; `None` means the image's Entrypoint and Cmd.
+    pub cmd: Option<Vec<String>>,
+    /// `KEY=VALUE` entries laid over the image's Env.
+    pub env: Vec<String>,
+    pub status: ContainerStatus,
+    pub created: String,
+    pub pid: Option<i32>,
+    pub monitor_pid: Option<i32>,
+    /// The monitor's start time in clock ticks since boot, to tell it from a reused pid.
+    pub monitor_start: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The last error of a write to this container; empty after a write that succeeded.
+    #[serde(default)]
+    pub error: String,
+}
+
+/// What a container's monitor records when the container's process ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// The exit status, or 128 + the signal number for a process killed by a signal.
+    pub exit_code: i32,
+    pub finished_at: String,
+}
+
+/// Everything a monitor needs to start a container; written by the daemon, read by `bocker __monitor`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    pub name: String,
+    pub rootfs: PathBuf,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub hostname: String,
+    pub log: PathBuf,
+    pub exit_file: PathBuf,
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// Serialises `value` as JSON and writes it atomically to `path`.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a JSON record; `Ok(None)` when the file does not exist.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The current time in RFC 3339, UTC, to the second.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// A fresh random id: `prefix` and twelve hex digits.
+pub fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 6];
+    // getrandom only fails when the kernel has no entropy source at all; fall back to time and pid then.
+    if getrandom::fill(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let v = t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32;
+        bytes.copy_from_slice(&v.to_le_bytes()[..6]);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}

@@ -1,0 +1,303 @@
+//! Requests, parsed once at the boundary: every write, mkdir and rmdir on the control filesystem becomes one
+//! typed [`Request`] here, or a [`ParseError`] saying what is wrong with the bytes. The engine never sees
+//! raw input.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+/// Why the bytes of a write are not a valid request (always EINVAL).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("the value is not UTF-8 text")]
+    NotText,
+    #[error("the value holds a NUL byte")]
+    Nul,
+    #[error("the value is empty")]
+    Empty,
+    #[error("unknown verb '{0}' (verbs: start, stop [SECONDS], kill [SIGNAL])")]
+    UnknownVerb(String),
+    #[error("'{0}' takes at most one argument")]
+    TooManyArgs(String),
+    #[error("bad timeout '{0}': give whole seconds")]
+    BadTimeout(String),
+    #[error("unknown signal '{0}'")]
+    BadSignal(String),
+    #[error("bad command line: {0}")]
+    BadArgv(String),
+    #[error("bad env line '{0}': expected KEY=VALUE")]
+    BadEnv(String),
+    #[error("invalid name '{0}': use [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")]
+    BadName(String),
+    #[error("'{0}' is not an absolute path")]
+    NotAbsolute(String),
+    #[error("expected one word, got '{0}'")]
+    NotOneWord(String),
+}
+
+/// A verb written to `containers/<name>/ctl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ctl {
+    Start,
+    /// SIGTERM, then SIGKILL after the grace period.
+    Stop(Duration),
+    Kill(Signal),
+}
+
+/// The default grace period of `stop`, as Docker's.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which control file a write went to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteTarget {
+    Import,
+    Run,
+    Image(String),
+    Cmd(String),
+    Env(String),
+    Ctl(String),
+}
+
+/// One operation on the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Import { dir: PathBuf },
+    Run { image: String, argv: Option<Vec<String>> },
+    CreateContainer { name: String },
+    RemoveContainer { name: String },
+    RemoveImage { id: String },
+    SetImage { name: String, image: String },
+    SetCmd { name: String, argv: Option<Vec<String>> },
+    SetEnv { name: String, env: Vec<String> },
+    Ctl { name: String, verb: Ctl },
+}
+
+impl Request {
+    /// Parses the bytes of one write to `target`.
+    pub fn from_write(target: WriteTarget, data: &[u8]) -> Result<Request, ParseError> {
+        let text = text(data)?;
+        Ok(match target {
+            WriteTarget::Import => Request::Import { dir: parse_abs_path(text)? },
+            WriteTarget::Run => {
+                let mut words = split_argv(text)?.ok_or(ParseError::Empty)?;
+                let image = words.remove(0);
+                Request::Run { image, argv: (!words.is_empty()).then_some(words) }
+            }
+            WriteTarget::Image(name) => Request::SetImage { name, image: one_word(text)? },
+            WriteTarget::Cmd(name) => Request::SetCmd { name, argv: split_argv(text)? },
+            WriteTarget::Env(name) => Request::SetEnv { name, env: parse_env(text)? },
+            WriteTarget::Ctl(name) => Request::Ctl { name, verb: parse_ctl(text)? },
+        })
+    }
+
+    /// The request of `mkdir containers/NAME`.
+    pub fn create_container(name: &str) -> Result<Request, ParseError> {
+        validate_name(name)?;
+        Ok(Request::CreateContainer { name: name.to_string() })
+    }
+}
+
+fn text(data: &[u8]) -> Result<&str, ParseError> {
+    if data.contains(&0) {
+        return Err(ParseError::Nul);
+    }
+    std::str::from_utf8(data).map_err(|_| ParseError::NotText)
+}
+
+/// Checks a container name: `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`.
+pub fn validate_name(name: &str) -> Result<(), ParseError> {
+    let bad = || ParseError::BadName(name.chars().take(80).collect());
+    let mut chars = name.chars();
+    let first = chars.next().ok_or_else(bad)?;
+    if !first.is_ascii_alphanumeric() || name.len() > 64 {
+        return Err(bad());
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// A verb line of `ctl`.
+pub fn parse_ctl(text: &str) -> Result<Ctl, ParseError> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (verb, args) = words.split_first().ok_or(ParseError::Empty)?;
+    if args.len() > 1 {
+        return Err(ParseError::TooManyArgs((*verb).to_string()));
+    }
+    let arg = args.first().copied();
+    match (*verb, arg) {
+        ("start", None) => Ok(Ctl::Start),
+        ("start", Some(_)) => Err(ParseError::TooManyArgs("start".into())),
+        ("stop", None) => Ok(Ctl::Stop(DEFAULT_STOP_TIMEOUT)),
+        ("stop", Some(s)) => {
+            let secs: u64 = s.parse().map_err(|_| ParseError::BadTimeout(s.into()))?;
+            Ok(Ctl::Stop(Duration::from_secs(secs)))
+        }
+        ("kill", None) => Ok(Ctl::Kill(Signal::SIGKILL)),
+        ("kill", Some(s)) => Ok(Ctl::Kill(parse_signal(s)?)),
+        (v, _) => Err(ParseError::UnknownVerb(v.chars().take(40).collect())),
+    }
+}
+
+/// `9`, `KILL` or `SIGKILL` (any case).
+pub fn parse_signal(s: &str) -> Result<Signal, ParseError> {
+    let bad = || ParseError::BadSignal(s.chars().take(40).collect());
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+/// An argv: a JSON array of strings, or shell words. Blank text means "the default" (`None`).
+pub fn split_argv(text: &str) -> Result<Option<Vec<String>>, ParseError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    let words: Vec<String> = if trimmed.starts_with('[') {
+        serde_json::from_str(trimmed).map_err(|e| ParseError::BadArgv(format!("not a JSON array of strings: {e}")))?
+    } else {
+        shell_words::split(trimmed).map_err(|e| ParseError::BadArgv(e.to_string()))?
+    };
+    if words.is_empty() || words[0].is_empty() {
+        return Err(ParseError::BadArgv("no program".into()));
+    }
+    Ok(Some(words))
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments are skipped.
+pub fn parse_env(text: &str) -> Result<Vec<String>, ParseError> {
+    let mut env = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else {
+            return Err(ParseError::BadEnv(line.chars().take(80).collect()));
+        };
+        let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ParseError::BadEnv(line.chars().take(80).collect()));
+        }
+        env.push(line.to_string());
+    }
+    Ok(env)
+}
+
+fn one_word(text: &str) -> Result<String, ParseError> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        [] => Err(ParseError::Empty),
+        [w] => Ok((*w).to_string()),
+        _ => Err(ParseError::NotOneWord(text.trim().chars().take(80).collect())),
+    }
+}
+
+fn parse_abs_path(text: &str) -> Result<PathBuf, ParseError> {
+    let path = text.trim_end_matches(['\n', '\r']);
+    if path.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if !path.starts_with('/') {
+        return Err(ParseError::NotAbsolute(path.chars().take(200).collect()));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Merges `overrides` (`KEY=VALUE`) over `base`: a key in both takes the override's value, in base's place.
+pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let key = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_string();
+    let mut out: Vec<String> = base.to_vec();
+    for kv in overrides {
+        let k = key(kv);
+        match out.iter_mut().find(|e| key(e) == k) {
+            Some(slot) => *slot = kv.clone(),
+            None => out.push(kv.clone()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctl_verbs() {
+        assert_eq!(parse_ctl("start\n"), Ok(Ctl::Start));
+        assert_eq!(parse_ctl("stop"), Ok(Ctl::Stop(DEFAULT_STOP_TIMEOUT)));
+        assert_eq!(parse_ctl("stop 3"), Ok(Ctl::Stop(Duration::from_secs(3))));
+        assert_eq!(parse_ctl("kill"), Ok(Ctl::Kill(Signal::SIGKILL)));
+        assert_eq!(parse_ctl("kill TERM"), Ok(Ctl::Kill(Signal::SIGTERM)));
+        assert_eq!(parse_ctl("kill sigusr1"), Ok(Ctl::Kill(Signal::SIGUSR1)));
+        assert_eq!(parse_ctl("kill 15"), Ok(Ctl::Kill(Signal::SIGTERM)));
+        assert_eq!(parse_ctl("bogus"), Err(ParseError::UnknownVerb("bogus".into())));
+        assert_eq!(parse_ctl(""), Err(ParseError::Empty));
+        assert!(matches!(parse_ctl("stop soon"), Err(ParseError::BadTimeout(_))));
+        assert!(matches!(parse_ctl("kill NOPE"), Err(ParseError::BadSignal(_))));
+        assert!(matches!(parse_ctl("kill 99"), Err(ParseError::BadSignal(_))));
+        assert!(matches!(parse_ctl("stop 1 2"), Err(ParseError::TooManyArgs(_))));
+        assert!(matches!(parse_ctl("start now"), Err(ParseError::TooManyArgs(_))));
+    }
+
+    #[test]
+    fn argv_forms() {
+        assert_eq!(split_argv("sh -c 'echo a   b'\n").unwrap().unwrap(), vec!["sh", "-c", "echo a   b"]);
+        assert_eq!(split_argv(r#"["echo", "a  b", "c"]"#).unwrap().unwrap(), vec!["echo", "a  b", "c"]);
+        assert_eq!(split_argv("  \n").unwrap(), None);
+        assert!(split_argv("echo 'unterminated").is_err());
+        assert!(split_argv("[1, 2]").is_err());
+        assert!(split_argv("[]").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("web-1.a_b").is_ok());
+        assert!(validate_name(&"a".repeat(64)).is_ok());
+        assert!(validate_name(&"a".repeat(65)).is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("é").is_err());
+    }
+
+    #[test]
+    fn env_lines() {
+        assert_eq!(parse_env("A=1\n\n# c\nB=x=y\n").unwrap(), vec!["A=1", "B=x=y"]);
+        assert!(parse_env("NOEQUALS").is_err());
+        assert!(parse_env("1A=2").is_err());
+        assert_eq!(
+            merge_env(&["PATH=/bin".into(), "A=1".into()], &["A=2".into(), "B=3".into()]),
+            vec!["PATH=/bin", "A=2", "B=3"]
+        );
+    }
+
+    #[test]
+    fn writes_become_requests() {
+        assert_eq!(
+            Request::from_write(WriteTarget::Run, b"img_1 echo 'a b'\n").unwrap(),
+            Request::Run { image: "img_1".into(), argv: Some(vec!["echo".into(), "a b".into()]) }
+        );
+        assert_eq!(
+            Request::from_write(WriteTarget::Run, b"img_1").unwrap(),
+            Request::Run { image: "img_1".into(), argv: None }
+        );
+        assert_eq!(Request::from_write(WriteTarget::Run, b""), Err(ParseError::Empty));
+        assert_eq!(
+            Request::from_write(WriteTarget::Import, b"/srv/root\n").unwrap(),
+            Request::Import { dir: "/srv/root".into() }
+        );
+        assert!(matches!(Request::from_write(WriteTarget::Import, b"rel/dir"), Err(ParseError::NotAbsolute(_))));
+        assert_eq!(Request::from_write(WriteTarget::Ctl("c".into()), b"st\0art"), Err(ParseError::Nul));
+        assert_eq!(Request::from_write(WriteTarget::Ctl("c".into()), &[0xff, 0xfe]), Err(ParseError::NotText));
+        assert!(matches!(Request::from_write(WriteTarget::Image("c".into()), b"a b"), Err(ParseError::NotOneWord(_))));
+        assert!(Request::create_container("../x").is_err());
+    }
+}

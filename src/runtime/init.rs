@@ -1,0 +1,225 @@
+//! The container's pid 1 before it becomes the user's command: new namespaces, a private mount tree,
+//! the snapshot bind-mounted and `pivot_root`ed into, a fresh `/proc`, a read-only `/sys`, a minimal `/dev`,
+//! the hostname, loopback up, the working directory, and `execve` of the argv exactly as given.
+//!
+//! Runs in a child forked by the single-threaded monitor. Any failure is written to the error pipe as
+//! `ERRNO MESSAGE` and the process exits 127; a successful exec closes the pipe (O_CLOEXEC).
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+use crate::records::LaunchSpec;
+
+/// The PATH used to find the command when the image's Env has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Device nodes bind-mounted from the host into the container's `/dev`.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+struct SetupError {
+    errno: i32,
+    message: String,
+}
+
+fn step(what: &str) -> impl Fn(nix::Error) -> SetupError + '_ {
+    move |e| SetupError { errno: e as i32, message: format!("{what}: {}", e.desc()) }
+}
+
+fn io_step(what: &str) -> impl Fn(std::io::Error) -> SetupError + '_ {
+    move |e| SetupError { errno: e.raw_os_error().unwrap_or(libc::EIO), message: format!("{what}: {e}") }
+}
+
+/// Sets up the container and execs its command; never returns.
+pub fn enter(spec: &LaunchSpec, log_fd: RawFd, err_pipe: OwnedFd) -> ! {
+    let err = match setup_and_exec(spec, log_fd) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let mut pipe = std::fs::File::from(err_pipe);
+    let _ = write!(pipe, "{} {}", err.errno, err.message);
+    drop(pipe);
+    // SAFETY: _exit ends this forked child at once, without running the parent's atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+enum Never {}
+
+fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError> {
+    nix::sched::unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWCGROUP,
+    )
+    .map_err(step("unshare namespaces"))?;
+    setup_stdio(log_fd)?;
+    setup_rootfs(&spec.rootfs)?;
+    nix::unistd::sethostname(&spec.hostname).map_err(step("sethostname"))?;
+    loopback_up().map_err(io_step("bring loopback up"))?;
+    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    let _ = std::fs::create_dir_all(cwd);
+    nix::unistd::chdir(cwd)
+        .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
+    exec(&spec.argv, &spec.env)
+}
+
+/// stdin from /dev/null; stdout and stderr straight to the log file.
+fn setup_stdio(log_fd: RawFd) -> Result<(), SetupError> {
+    let null = std::fs::File::open("/dev/null").map_err(io_step("open /dev/null"))?;
+    nix::unistd::dup2_stdin(&null).map_err(step("dup2 stdin"))?;
+    // SAFETY: the monitor keeps `log_fd` open across the fork; it is only borrowed here.
+    let log = unsafe { BorrowedFd::borrow_raw(log_fd) };
+    nix::unistd::dup2_stdout(log).map_err(step("dup2 stdout"))?;
+    nix::unistd::dup2_stderr(log.as_fd()).map_err(step("dup2 stderr"))?;
+    Ok(())
+}
+
+fn setup_rootfs(rootfs: &Path) -> Result<(), SetupError> {
+    let none = None::<&str>;
+    // Nothing mounted from here on may propagate back to the host.
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).map_err(step("make / private"))?;
+    // pivot_root needs the new root to be a mount point.
+    mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(step("bind rootfs"))?;
+    let at = |p: &str| rootfs.join(p);
+    for dir in ["proc", "sys", "dev"] {
+        ensure_dir(&at(dir), 0o755)?;
+    }
+    let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    mount(Some("proc"), &at("proc"), Some("proc"), nosuid_noexec_nodev, none).map_err(step("mount /proc"))?;
+    mount(Some("sysfs"), &at("sys"), Some("sysfs"), nosuid_noexec_nodev | MsFlags::MS_RDONLY, none)
+        .map_err(step("mount /sys"))?;
+    setup_dev(&at("dev"))?;
+    nix::unistd::chdir(rootfs).map_err(step("chdir rootfs"))?;
+    // runc's trick: pivot the root onto itself, then detach the old root stacked underneath.
+    nix::unistd::pivot_root(".", ".").map_err(step("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(step("detach old root"))?;
+    nix::unistd::chdir("/").map_err(step("chdir /"))?;
+    Ok(())
+}
+
+fn setup_dev(dev: &Path) -> Result<(), SetupError> {
+    let none = None::<&str>;
+    mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(step("mount /dev"))?;
+    for name in DEVICES {
+        let node = dev.join(name);
+        std::fs::File::create(&node).map_err(io_step("create /dev node"))?;
+        let host = PathBuf::from("/dev").join(name);
+        mount(Some(&host), &node, none, MsFlags::MS_BIND, none).map_err(step("bind /dev node"))?;
+    }
+    ensure_dir(&dev.join("pts"), 0o755)?;
+    mount(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(step("mount /dev/pts"))?;
+    ensure_dir(&dev.join("shm"), 0o1777)?;
+    mount(
+        Some("shm"),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(step("mount /dev/shm"))?;
+    let links = [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ];
+    for (name, target) in links {
+        std::os::unix::fs::symlink(target, dev.join(name)).map_err(io_step("create /dev link"))?;
+    }
+    Ok(())
+}
+
+fn ensure_dir(path: &Path, mode: u32) -> Result<(), SetupError> {
+    if !path.is_dir() {
+        std::fs::create_dir_all(path).map_err(io_step("create mount point"))?;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    }
+    Ok(())
+}
+
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: plain socket(2) call; the result is checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the fd was just returned by socket(2) and nothing else owns it.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is valid; the name is then set to "lo".
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: `ifr` is a valid ifreq that lives across both ioctls; the socket is open.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Finds argv[0] along the container's PATH, as execvp would but with the container's Env.
+fn resolve(program: &str, env: &[String]) -> Result<PathBuf, SetupError> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path = env.iter().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let mut denied = false;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        let Ok(meta) = std::fs::metadata(&candidate) else { continue };
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            return Ok(candidate);
+        }
+        denied = true;
+    }
+    Err(SetupError {
+        errno: if denied { libc::EACCES } else { libc::ENOENT },
+        message: format!("executable '{program}' not found in PATH={path}"),
+    })
+}
+
+fn exec(argv: &[String], env: &[String]) -> Result<Never, SetupError> {
+    let program = argv.first().ok_or(SetupError { errno: libc::EINVAL, message: "empty command".into() })?;
+    let path = resolve(program, env)?;
+    let cstr = |s: &[u8]| {
+        CString::new(s).map_err(|_| SetupError { errno: libc::EINVAL, message: "NUL byte in argv or env".into() })
+    };
+    let path_c = cstr(path.as_os_str().as_bytes())?;
+    let argv_c = argv.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    let env_c = env.iter().map(|e| cstr(e.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    // Only 0, 1 and 2 may reach the command (the error pipe is O_CLOEXEC already).
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors; none is closed here.
+    unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    let e = nix::unistd::execve(&path_c, &argv_c, &env_c).unwrap_err();
+    Err(SetupError { errno: e as i32, message: format!("exec {}: {}", path.display(), e.desc()) })
+}

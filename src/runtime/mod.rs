@@ -1,0 +1,161 @@
+//! Starting and watching container processes.
+//!
+//! The daemon is multi-threaded, so it never forks to run container code. [`launch`] re-executes the
+//! daemon's own binary as `bocker __monitor STATE_DIR` (youki's pattern). That helper ([`monitor`]) forks
+//! once more so it is nobody's child but init's, starts a session of its own, and then:
+//! unshares a pid namespace, forks the container's pid 1 ([`init`]), reports `ok PID MONITOR_PID` (or
+//! `err ERRNO MESSAGE`) on its stdout, waits for the container, and writes the exit record. It outlives the
+//! daemon, as Podman's conmon does, so no exit is lost while the daemon is down. The daemon learns of the
+//! monitor's end through a pidfd ([`wait_for_exit`]).
+
+pub mod init;
+pub mod monitor;
+
+use std::io::{self, BufRead, BufReader};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+/// Why starting or signalling a container failed; one variant per step.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot write the launch spec: {0}")]
+    WriteSpec(io::Error),
+    #[error("cannot start the monitor: {0}")]
+    SpawnMonitor(io::Error),
+    #[error("the monitor said nothing it should: {0:?}")]
+    MonitorProtocol(String),
+    /// The container's setup or exec failed inside its namespaces.
+    #[error("{message}")]
+    Container { errno: i32, message: String },
+    #[error("cannot signal process {pid}: {source}")]
+    Signal { pid: i32, source: nix::Error },
+}
+
+impl RuntimeError {
+    /// The errno a write that hit this error returns.
+    pub fn errno(&self) -> i32 {
+        match self {
+            RuntimeError::Container { errno, .. } => *errno,
+            RuntimeError::Signal { source: nix::Error::ESRCH, .. } => libc::ESRCH,
+            _ => libc::EIO,
+        }
+    }
+}
+
+/// A container that started: its pid and its monitor's.
+#[derive(Debug, Clone, Copy)]
+pub struct Launched {
+    pub pid: i32,
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+}
+
+/// Starts the container whose `launch.json` is in `state_dir`; returns once it has exec'd its command or
+/// failed to. The monitor's own messages go to `state_dir/monitor.log`.
+pub fn launch(state_dir: &Path) -> Result<Launched, RuntimeError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join("monitor.log"))
+        .map_err(RuntimeError::SpawnMonitor)?;
+    let mut child = Command::new("/proc/self/exe")
+        .arg("__monitor")
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(RuntimeError::SpawnMonitor)?;
+    let mut line = String::new();
+    let read = match child.stdout.take() {
+        Some(out) => BufReader::new(out).read_line(&mut line),
+        None => Ok(0),
+    };
+    // The first process exits as soon as it has forked the real monitor.
+    let _ = child.wait();
+    read.map_err(RuntimeError::SpawnMonitor)?;
+    parse_report(line.trim_end())
+}
+
+fn parse_report(line: &str) -> Result<Launched, RuntimeError> {
+    let bad = || RuntimeError::MonitorProtocol(line.to_string());
+    let mut words = line.splitn(3, ' ');
+    match words.next() {
+        Some("ok") => {
+            let pid = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+            let monitor_pid: i32 = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+            let monitor_start = start_time(monitor_pid).ok_or_else(bad)?;
+            Ok(Launched { pid, monitor_pid, monitor_start })
+        }
+        Some("err") => {
+            let errno = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+            Err(RuntimeError::Container { errno, message: words.next().unwrap_or("").to_string() })
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// A process's start time in clock ticks since boot (field 22 of `/proc/PID/stat`).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A handle on a process that is not our child, immune to pid reuse once opened.
+pub struct ProcessHandle(OwnedFd);
+
+impl ProcessHandle {
+    /// Opens process `pid` if it is alive and started at `start` (clock ticks since boot).
+    pub fn open(pid: i32, start: u64) -> Option<ProcessHandle> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: the syscall returned a fresh fd that nothing else owns.
+        let handle = ProcessHandle(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        // Opened after the check could be a new process with the old pid: compare start times.
+        (start_time(pid) == Some(start)).then_some(handle)
+    }
+
+    /// Blocks until the process has exited.
+    pub fn wait_for_exit(&self) {
+        loop {
+            let mut pfd = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+            let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
+            if rc > 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return;
+            }
+        }
+    }
+}
+
+/// Sends `signal` to `pid`.
+pub fn signal(pid: i32, signal: Signal) -> Result<(), RuntimeError> {
+    nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(|source| RuntimeError::Signal { pid, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports() {
+        let err = parse_report("err 2 executable 'nope' not found").unwrap_err();
+        assert_eq!(err.errno(), libc::ENOENT);
+        assert_eq!(err.to_string(), "executable 'nope' not found");
+        assert!(matches!(parse_report(""), Err(RuntimeError::MonitorProtocol(_))));
+        assert!(matches!(parse_report("ok x"), Err(RuntimeError::MonitorProtocol(_))));
+        let me = std::process::id() as i32;
+        let ok = parse_report(&format!("ok 42 {me}")).unwrap();
+        assert_eq!((ok.pid, ok.monitor_pid), (42, me));
+        assert_eq!(Some(ok.monitor_start), start_time(me));
+    }
+}

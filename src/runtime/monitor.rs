@@ -1,0 +1,96 @@
+//! `bocker __monitor STATE_DIR`: the small per-container process that starts the container, reports its
+//! pid to the daemon, waits for it and records its exit code and time. It is single-threaded, so forking
+//! here and running setup code in the child is safe.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+
+use crate::records::{self, ExitRecord, LaunchSpec};
+
+/// Runs the monitor; never returns.
+pub fn main(state_dir: &Path) -> ! {
+    // Nothing of the daemon's may stay open here (a /dev/fuse fd would keep a dead mount alive).
+    // SAFETY: close_range only closes descriptors; 0, 1 and 2 stay.
+    unsafe { libc::close_range(3, u32::MAX, 0) };
+    let code = match run(state_dir) {
+        Ok(()) => 0,
+        Err(msg) => {
+            report(&format!("err {} {msg}", libc::EIO));
+            eprintln!("bocker monitor: {msg}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn report(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn run(state_dir: &Path) -> Result<(), String> {
+    let spec: LaunchSpec = records::read_json(&state_dir.join("launch.json"))
+        .map_err(|e| format!("cannot read launch.json: {e}"))?
+        .ok_or("launch.json is missing")?;
+    // Detach: the first process exits at once, so the monitor belongs to init, not to the daemon.
+    // SAFETY: single-threaded process; the child runs ordinary code before exec or exit.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => {}
+    }
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: single-threaded process; the child sets up the container and execs or _exits.
+    let child = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            drop(err_r);
+            super::init::enter(&spec, log.as_raw_fd(), err_w)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(err_w);
+    drop(log);
+    if let Some((errno, message)) = read_setup_error(err_r) {
+        let _ = waitpid(child, None);
+        report(&format!("err {errno} {message}"));
+        return Ok(());
+    }
+    report(&format!("ok {} {}", child.as_raw(), std::process::id()));
+    // The daemon has its answer: stdout goes quiet so a dead daemon's pipe can't hurt us.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(null);
+    }
+    let exit_code = loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => break code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(format!("waitpid: {e}")),
+        }
+    };
+    let exit = ExitRecord { exit_code, finished_at: records::now_rfc3339() };
+    records::write_json(&spec.exit_file, &exit).map_err(|e| format!("cannot write exit record: {e}"))
+}
+
+/// What the container's setup wrote on the error pipe: `ERRNO MESSAGE`, or nothing once it exec'd.
+fn read_setup_error(pipe: OwnedFd) -> Option<(i32, String)> {
+    let mut buf = String::new();
+    let _ = std::fs::File::from(pipe).read_to_string(&mut buf);
+    if buf.is_empty() {
+        return None;
+    }
+    let (errno, message) = buf.split_once(' ').unwrap_or((buf.as_str(), ""));
+    Some((errno.parse().unwrap_or(libc::EIO), message.to_string()))
+}

@@ -1,0 +1,211 @@
+//! The store: where images and container root filesystems live, as btrfs subvolumes.
+//!
+//! Images are read-only subvolumes under `<store>/images/<id>`; a container's rootfs is a writable snapshot
+//! of its image under `<store>/containers/<name>`. `<store>` is `<root>/store`: a plain directory when the
+//! root is already on btrfs, otherwise the mount point of `<root>/store.img`, a sparse btrfs image file the
+//! daemon makes and loop-mounts itself.
+
+mod btrfs;
+mod copy;
+mod loopdev;
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+/// Why a store operation failed; one variant per step.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot prepare the store directory {path}: {source}")]
+    Prepare { path: PathBuf, source: io::Error },
+    #[error("cannot create the btrfs image {path}: {source}")]
+    CreateImageFile { path: PathBuf, source: io::Error },
+    #[error("cannot loop-mount {image} at {target}: {source}")]
+    Mount { image: PathBuf, target: PathBuf, source: io::Error },
+    #[error("cannot create subvolume {path}: {source}")]
+    CreateSubvolume { path: PathBuf, source: io::Error },
+    #[error("cannot snapshot {from} to {to}: {source}")]
+    Snapshot { from: PathBuf, to: PathBuf, source: io::Error },
+    #[error("cannot delete subvolume {path}: {source}")]
+    DeleteSubvolume { path: PathBuf, source: io::Error },
+    #[error("cannot seal image {path}: {source}")]
+    Seal { path: PathBuf, source: io::Error },
+    #[error("cannot copy {path}: {source}")]
+    Copy { path: PathBuf, source: io::Error },
+}
+
+impl StoreError {
+    fn source_io(&self) -> &io::Error {
+        match self {
+            StoreError::Prepare { source, .. }
+            | StoreError::CreateImageFile { source, .. }
+            | StoreError::Mount { source, .. }
+            | StoreError::CreateSubvolume { source, .. }
+            | StoreError::Snapshot { source, .. }
+            | StoreError::DeleteSubvolume { source, .. }
+            | StoreError::Seal { source, .. }
+            | StoreError::Copy { source, .. } => source,
+        }
+    }
+
+    /// The errno a write that hit this error returns: ENOSPC and ENOENT pass through, the rest is EIO.
+    pub fn errno(&self) -> i32 {
+        match self.source_io().raw_os_error() {
+            Some(e @ (libc::ENOSPC | libc::EDQUOT)) => e,
+            Some(libc::ENOENT) if matches!(self, StoreError::Copy { .. }) => libc::ENOENT,
+            _ => libc::EIO,
+        }
+    }
+}
+
+/// The btrfs store of one daemon root.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    /// Set when the daemon loop-mounted the store itself (and so may unmount it).
+    loop_mounted: bool,
+}
+
+impl Store {
+    /// Opens the store under `root`, creating and mounting the embedded btrfs image of `image_size` bytes
+    /// when `root` is not on btrfs.
+    pub fn open(root: &Path, image_size: u64) -> Result<Store, StoreError> {
+        let dir = root.join("store");
+        let prep = |path: &Path, e| StoreError::Prepare { path: path.to_path_buf(), source: e };
+        std::fs::create_dir_all(&dir).map_err(|e| prep(&dir, e))?;
+        let mut loop_mounted = false;
+        if !btrfs::is_btrfs(&dir).map_err(|e| prep(&dir, e))? {
+            let image = root.join("store.img");
+            let created = loopdev::ensure_image(&image, image_size)
+                .map_err(|e| StoreError::CreateImageFile { path: image.clone(), source: e })?;
+            if created {
+                info!(image = %image.display(), size = image_size, "created btrfs store image");
+            }
+            loopdev::mount_image(&image, &dir).map_err(|e| StoreError::Mount {
+                image: image.clone(),
+                target: dir.clone(),
+                source: e,
+            })?;
+            info!(image = %image.display(), mount = %dir.display(), "mounted btrfs store");
+            loop_mounted = true;
+        } else if is_mount_point(&dir, root) {
+            // A store left mounted by an earlier daemon whose containers were still running.
+            info!(mount = %dir.display(), "reusing the btrfs store already mounted");
+            loop_mounted = true;
+        }
+        for sub in ["images", "containers"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| prep(&p, e))?;
+        }
+        Ok(Store { dir, loop_mounted })
+    }
+
+    /// Where the store's subvolumes live.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The read-only subvolume of image `id`.
+    pub fn image_path(&self, id: &str) -> PathBuf {
+        self.dir.join("images").join(id)
+    }
+
+    /// The writable rootfs subvolume of container `name`.
+    pub fn container_path(&self, name: &str) -> PathBuf {
+        self.dir.join("containers").join(name)
+    }
+
+    fn staging_path(&self, kind: &str, id: &str) -> PathBuf {
+        self.dir.join(kind).join(format!(".tmp-{id}"))
+    }
+
+    /// Makes image `id` from a copy of `src`; returns the content size in bytes. The image appears under its
+    /// final name only when complete and read-only; on failure nothing is left.
+    pub fn import_dir(&self, id: &str, src: &Path) -> Result<u64, StoreError> {
+        let tmp = self.staging_path("images", id);
+        btrfs::create_subvolume(&tmp).map_err(|e| StoreError::CreateSubvolume { path: tmp.clone(), source: e })?;
+        let result = copy::copy_tree(src, &tmp)
+            .map_err(|(path, e)| StoreError::Copy { path, source: e })
+            .and_then(|stats| self.seal(&tmp, &self.image_path(id)).map(|()| stats.bytes));
+        if result.is_err() {
+            self.remove_subvolume(&tmp);
+        }
+        result
+    }
+
+    /// Makes `tmp` read-only and moves it to `dest`.
+    fn seal(&self, tmp: &Path, dest: &Path) -> Result<(), StoreError> {
+        let seal = |e| StoreError::Seal { path: dest.to_path_buf(), source: e };
+        btrfs::set_read_only(tmp, true).map_err(seal)?;
+        std::fs::rename(tmp, dest).map_err(seal)
+    }
+
+    /// Makes the rootfs of container `name` a writable snapshot of image `image_id`.
+    pub fn snapshot_image(&self, image_id: &str, name: &str) -> Result<(), StoreError> {
+        let from = self.image_path(image_id);
+        let to = self.container_path(name);
+        btrfs::snapshot(&from, &to, false).map_err(|e| StoreError::Snapshot { from, to, source: e })
+    }
+
+    /// Deletes image `id`'s subvolume.
+    pub fn delete_image(&self, id: &str) -> Result<(), StoreError> {
+        let path = self.image_path(id);
+        btrfs::delete_subvolume(&path).map_err(|e| StoreError::DeleteSubvolume { path, source: e })
+    }
+
+    /// Deletes container `name`'s rootfs, if it has one.
+    pub fn delete_container(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.container_path(name);
+        if !path.exists() {
+            return Ok(());
+        }
+        btrfs::delete_subvolume(&path).map_err(|e| StoreError::DeleteSubvolume { path, source: e })
+    }
+
+    /// Removes subvolumes no record owns: staging leftovers of an interrupted import, and anything whose
+    /// record is gone. `keep` says which names to keep in `images/` and `containers/`.
+    pub fn sweep(&self, keep: impl Fn(&str, &str) -> bool) {
+        for kind in ["images", "containers"] {
+            let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !keep(kind, &name) {
+                    warn!(kind, name, "removing leftover subvolume");
+                    self.remove_subvolume(&entry.path());
+                }
+            }
+        }
+    }
+
+    fn remove_subvolume(&self, path: &Path) {
+        if let Err(e) = btrfs::delete_subvolume(path) {
+            warn!(path = %path.display(), error = %e, "cannot delete subvolume");
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+
+    /// Unmounts the embedded store when the daemon mounted it and `unmount` is set (no container running).
+    pub fn close(&self, unmount: bool) {
+        if !self.loop_mounted {
+            return;
+        }
+        if !unmount {
+            info!(mount = %self.dir.display(), "containers still run: leaving the store mounted");
+            return;
+        }
+        match nix::mount::umount2(&self.dir, nix::mount::MntFlags::empty()) {
+            Ok(()) => info!(mount = %self.dir.display(), "unmounted btrfs store"),
+            Err(e) => warn!(mount = %self.dir.display(), error = %e, "cannot unmount btrfs store"),
+        }
+    }
+}
+
+/// Whether `dir` is a mount point: a different device from its parent `root`.
+fn is_mount_point(dir: &Path, root: &Path) -> bool {
+    match (std::fs::metadata(dir), std::fs::metadata(root)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    }
+}

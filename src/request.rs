@@ -34,6 +34,17 @@ pub enum ParseError {
     NotAbsolute(String),
     #[error("expected one word, got '{0}'")]
     NotOneWord(String),
+    #[error("bad import change '{0}': use CMD, ENTRYPOINT, ENV KEY=VALUE or WORKDIR /PATH")]
+    BadChange(String),
+}
+
+/// A change to an imported image's config, Docker's `import --change`: the lines after the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    Cmd(Vec<String>),
+    Entrypoint(Vec<String>),
+    Env(String),
+    WorkingDir(String),
 }
 
 /// A verb written to `containers/<name>/ctl`.
@@ -62,7 +73,7 @@ pub enum WriteTarget {
 /// One operation on the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Import { dir: PathBuf },
+    Import { dir: PathBuf, changes: Vec<ConfigChange> },
     Run { image: String, argv: Option<Vec<String>> },
     CreateContainer { name: String },
     RemoveContainer { name: String },
@@ -78,7 +89,11 @@ impl Request {
     pub fn from_write(target: WriteTarget, data: &[u8]) -> Result<Request, ParseError> {
         let text = text(data)?;
         Ok(match target {
-            WriteTarget::Import => Request::Import { dir: parse_abs_path(text)? },
+            WriteTarget::Import => {
+                let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+                let dir = parse_abs_path(lines.next().unwrap_or(""))?;
+                Request::Import { dir, changes: lines.map(parse_change).collect::<Result<_, _>>()? }
+            }
             WriteTarget::Run => {
                 let mut words = split_argv(text)?.ok_or(ParseError::Empty)?;
                 let image = words.remove(0);
@@ -190,6 +205,31 @@ pub fn parse_env(text: &str) -> Result<Vec<String>, ParseError> {
     Ok(env)
 }
 
+/// `CMD ["a", "b"]` (or shell form `CMD a b`, run by `/bin/sh -c`), `ENTRYPOINT` likewise,
+/// `ENV KEY=VALUE`, `WORKDIR /PATH`.
+pub fn parse_change(line: &str) -> Result<ConfigChange, ParseError> {
+    let bad = || ParseError::BadChange(line.chars().take(80).collect());
+    let (word, rest) = line.trim().split_once(char::is_whitespace).ok_or_else(bad)?;
+    let rest = rest.trim();
+    let argv = || -> Result<Vec<String>, ParseError> {
+        if rest.starts_with('[') {
+            split_argv(rest)?.ok_or_else(bad)
+        } else {
+            Ok(vec!["/bin/sh".into(), "-c".into(), rest.to_string()])
+        }
+    };
+    match word.to_ascii_uppercase().as_str() {
+        "CMD" => Ok(ConfigChange::Cmd(argv()?)),
+        "ENTRYPOINT" => Ok(ConfigChange::Entrypoint(argv()?)),
+        "ENV" => {
+            let mut env = parse_env(rest)?;
+            (env.len() == 1).then(|| ConfigChange::Env(env.remove(0))).ok_or_else(bad)
+        }
+        "WORKDIR" if rest.starts_with('/') => Ok(ConfigChange::WorkingDir(rest.to_string())),
+        _ => Err(bad()),
+    }
+}
+
 fn one_word(text: &str) -> Result<String, ParseError> {
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.as_slice() {
@@ -292,8 +332,27 @@ mod tests {
         assert_eq!(Request::from_write(WriteTarget::Run, b""), Err(ParseError::Empty));
         assert_eq!(
             Request::from_write(WriteTarget::Import, b"/srv/root\n").unwrap(),
-            Request::Import { dir: "/srv/root".into() }
+            Request::Import { dir: "/srv/root".into(), changes: vec![] }
         );
+        assert_eq!(
+            Request::from_write(
+                WriteTarget::Import,
+                b"/r\nWORKDIR /srv\nENV A=b c\nCMD [\"ls\", \"-l\"]\nENTRYPOINT env\n"
+            )
+            .unwrap(),
+            Request::Import {
+                dir: "/r".into(),
+                changes: vec![
+                    ConfigChange::WorkingDir("/srv".into()),
+                    ConfigChange::Env("A=b c".into()),
+                    ConfigChange::Cmd(vec!["ls".into(), "-l".into()]),
+                    ConfigChange::Entrypoint(vec!["/bin/sh".into(), "-c".into(), "env".into()]),
+                ],
+            }
+        );
+        for bad in ["/r\nWORKDIR rel", "/r\nFROM x", "/r\nENV novalue", "/r\nCMD", "/r\nCMD [1]"] {
+            assert!(Request::from_write(WriteTarget::Import, bad.as_bytes()).is_err(), "{bad}");
+        }
         assert!(matches!(Request::from_write(WriteTarget::Import, b"rel/dir"), Err(ParseError::NotAbsolute(_))));
         assert_eq!(Request::from_write(WriteTarget::Ctl("c".into()), b"st\0art"), Err(ParseError::Nul));
         assert_eq!(Request::from_write(WriteTarget::Ctl("c".into()), &[0xff, 0xfe]), Err(ParseError::NotText));

@@ -22,7 +22,7 @@ pub use status::ContainerStatus;
 
 use crate::error::{errno_name, Error};
 use crate::records::{self, ContainerRecord, ExitRecord, ImageRecord, LaunchSpec};
-use crate::request::{merge_env, Ctl, Request, WriteTarget};
+use crate::request::{merge_env, ConfigChange, Ctl, Request, WriteTarget};
 use crate::runtime::{self, Launched, ProcessHandle};
 use crate::store::Store;
 
@@ -292,7 +292,7 @@ impl Engine {
             _ => None,
         };
         let result = match request {
-            Request::Import { dir } => self.import(&dir).map(Response::Created),
+            Request::Import { dir, changes } => self.import(&dir, &changes).map(Response::Created),
             Request::Run { image, argv } => self.run(&image, argv).map(Response::Created),
             Request::CreateContainer { name } => self.create(&name).map(|()| Response::Done),
             Request::RemoveContainer { name } => self.remove_container(&name).map(|()| Response::Done),
@@ -347,7 +347,7 @@ impl Engine {
             .map_err(Error::record(format!("the record of container '{}'", record.name)))
     }
 
-    fn import(&self, dir: &Path) -> Result<String, Error> {
+    fn import(&self, dir: &Path, changes: &[ConfigChange]) -> Result<String, Error> {
         let meta = std::fs::metadata(dir).map_err(|_| Error::NotFound(format!("no directory '{}'", dir.display())))?;
         if !meta.is_dir() {
             return Err(Error::Invalid(format!("'{}' is not a directory", dir.display())));
@@ -356,7 +356,7 @@ impl Engine {
         let size = self.store.import_dir(&id, dir)?;
         let record =
             ImageRecord { id: id.clone(), source: dir.display().to_string(), created: records::now_rfc3339(), size };
-        let config_raw = default_config(&record.created);
+        let config_raw = import_config(&record.created, changes);
         let image = ImageConfiguration::from_reader(config_raw.as_slice())
             .map(|config| Image { record: record.clone(), config, config_raw: config_raw.clone() })
             .map_err(|e| Error::Invalid(format!("image config: {e}")));
@@ -747,19 +747,34 @@ fn load_image(dir: &Path) -> Option<Image> {
     Some(Image { record, config, config_raw })
 }
 
-/// The OCI image config of an imported directory: this host's platform and a default PATH, no Cmd.
-fn default_config(created: &str) -> Vec<u8> {
+/// The OCI image config of an imported directory: this host's platform and a default PATH, no Cmd, then
+/// the import's changes.
+fn import_config(created: &str, changes: &[ConfigChange]) -> Vec<u8> {
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         "x86" => "386",
         other => other,
     };
+    let mut env = vec![format!("PATH={}", runtime::init::DEFAULT_PATH)];
+    let mut config = serde_json::Map::new();
+    for change in changes {
+        match change {
+            ConfigChange::Cmd(argv) => config.insert("Cmd".into(), argv.clone().into()),
+            ConfigChange::Entrypoint(argv) => config.insert("Entrypoint".into(), argv.clone().into()),
+            ConfigChange::WorkingDir(dir) => config.insert("WorkingDir".into(), dir.clone().into()),
+            ConfigChange::Env(kv) => {
+                env = merge_env(&env, std::slice::from_ref(kv));
+                None
+            }
+        };
+    }
+    config.insert("Env".into(), env.into());
     let config = serde_json::json!({
         "created": created,
         "architecture": arch,
         "os": "linux",
-        "config": { "Env": [format!("PATH={}", runtime::init::DEFAULT_PATH)] },
+        "config": config,
         "rootfs": { "type": "layers", "diff_ids": [] },
     });
     serde_json::to_vec_pretty(&config).unwrap_or_default()

@@ -60,6 +60,7 @@ fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError>
             | CloneFlags::CLONE_NEWCGROUP,
     )
     .map_err(step("unshare namespaces"))?;
+    reset_signals();
     setup_stdio(log_fd)?;
     setup_rootfs(&spec.rootfs)?;
     nix::unistd::sethostname(&spec.hostname).map_err(step("sethostname"))?;
@@ -69,6 +70,17 @@ fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError>
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
     exec(&spec.argv, &spec.env)
+}
+
+/// The command starts with every signal unblocked and at its default action: the daemon blocks SIGINT and
+/// SIGTERM, and the Rust runtime ignores SIGPIPE; both would survive execve.
+pub fn reset_signals() {
+    use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: installing SIG_DFL runs no handler code; this process is single-threaded.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = SigSet::empty().thread_set_mask();
 }
 
 /// stdin from /dev/null; stdout and stderr straight to the log file.

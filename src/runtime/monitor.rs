@@ -17,6 +17,8 @@ pub fn main(state_dir: &Path) -> ! {
     // Nothing of the daemon's may stay open here (a /dev/fuse fd would keep a dead mount alive).
     // SAFETY: close_range only closes descriptors; 0, 1 and 2 stay.
     unsafe { libc::close_range(3, u32::MAX, 0) };
+    // The daemon's blocked signals come along through exec: a monitor must be killable.
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     let code = match run(state_dir) {
         Ok(()) => 0,
         Err(msg) => {

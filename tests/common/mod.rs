@@ -1,0 +1,266 @@
+//! The integration-test harness: a real daemon on a real FUSE mount, with a real loop-mounted btrfs store,
+//! in a directory of the test's own. Dropping it kills the containers it started, stops the daemon,
+//! unmounts what is left and removes the directory, also when the test fails.
+#![allow(dead_code)]
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bocker");
+
+pub struct Bocker {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub mount: PathBuf,
+    pub store_size: String,
+    daemon: Option<Child>,
+}
+
+fn unique_dir(tag: &str) -> PathBuf {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("random");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    PathBuf::from(format!("/tmp/bocker-test-{tag}-{}-{hex}", std::process::id()))
+}
+
+impl Bocker {
+    /// A daemon on a fresh root with a 1 GiB store.
+    pub fn start(tag: &str) -> Bocker {
+        Self::start_sized(tag, "1G")
+    }
+
+    pub fn start_sized(tag: &str, store_size: &str) -> Bocker {
+        let dir = unique_dir(tag);
+        fs::create_dir_all(&dir).expect("test dir");
+        let mut b = Bocker {
+            root: dir.join("root"),
+            mount: dir.join("mnt"),
+            dir,
+            store_size: store_size.to_string(),
+            daemon: None,
+        };
+        b.spawn_daemon();
+        b
+    }
+
+    pub fn daemon_command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("daemon")
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--mount")
+            .arg(&self.mount)
+            .arg("--store-size")
+            .arg(&self.store_size)
+            .env("RUST_LOG", "debug");
+        cmd
+    }
+
+    pub fn spawn_daemon(&mut self) {
+        let log = OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("log");
+        let child = self
+            .daemon_command()
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.mount.join("README").exists() {
+            if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("daemon exited with {status}:\n{}", self.daemon_log());
+            }
+            assert!(Instant::now() < deadline, "daemon did not mount:\n{}", self.daemon_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        self.daemon.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop_daemon(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.daemon.take()?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the daemon dies as in a crash, leaving a dead mount.
+    pub fn crash_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mount.join(rel)
+    }
+
+    /// One write(2) of `data` to a control file, as `echo` does (O_TRUNC included).
+    pub fn write(&self, rel: &str, data: &str) -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).truncate(true).open(self.path(rel))?;
+        let n = f.write(data.as_bytes())?;
+        assert_eq!(n, data.len(), "short write to {rel}");
+        Ok(())
+    }
+
+    /// Writes to `run` or `import` and reads the new id on the same open file.
+    pub fn submit(&self, rel: &str, data: &str) -> io::Result<String> {
+        let mut f = OpenOptions::new().read(true).write(true).open(self.path(rel))?;
+        f.write_all(data.as_bytes())?;
+        let mut id = String::new();
+        f.read_to_string(&mut id)?;
+        Ok(id.trim_end().to_string())
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn status(&self, name: &str) -> String {
+        self.read(&format!("containers/{name}/status")).trim_end().to_string()
+    }
+
+    pub fn wait_status(&self, name: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.status(name);
+            if s == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} stayed '{s}', wanted '{want}'");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A busybox root filesystem for images, made once per test.
+    pub fn rootfs(&self) -> PathBuf {
+        let rootfs = self.dir.join("rootfs");
+        if rootfs.join("bin/busybox").exists() {
+            return rootfs;
+        }
+        make_busybox_rootfs(&rootfs);
+        rootfs
+    }
+
+    /// Imports the busybox rootfs (plus `changes` lines); returns the image id.
+    pub fn import(&self, changes: &str) -> String {
+        let line = format!("{}\n{changes}", self.rootfs().display());
+        let id = self.submit("images/import", &line).expect("import");
+        assert!(id.starts_with("img_"), "import gave '{id}'");
+        id
+    }
+
+    /// Runs `IMAGE CMD...` through `containers/run` and waits for it to exit; returns the container id.
+    pub fn run_to_exit(&self, line: &str) -> String {
+        let id = self.submit("containers/run", line).expect("run");
+        self.wait_status(&id, "exited");
+        id
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN).args(args).env("BOCKER_MOUNT", &self.mount).output().expect("run cli")
+    }
+
+    /// The errno of an io::Error, for assertions.
+    pub fn errno(e: &io::Error) -> i32 {
+        e.raw_os_error().unwrap_or(0)
+    }
+
+    /// Kills every container process this test's daemon started, by the pids in its records.
+    fn kill_containers(&self) {
+        let Ok(dirs) = fs::read_dir(self.root.join("state/containers")) else { return };
+        for dir in dirs.flatten() {
+            let Ok(text) = fs::read_to_string(dir.path().join("record.json")) else { continue };
+            let Ok(rec) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let monitor = rec["monitor_pid"].as_i64();
+            let start = rec["monitor_start"].as_u64();
+            let (Some(monitor), Some(start)) = (monitor, start) else { continue };
+            if bockerfs::runtime::start_time(monitor as i32) != Some(start) {
+                continue;
+            }
+            // The container is the monitor's child: kill it, and the monitor then exits by itself.
+            if let Some(pid) = rec["pid"].as_i64() {
+                if parent_of(pid as i32) == Some(monitor as i32) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while bockerfs::runtime::start_time(monitor as i32) == Some(start) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+fn mounted(path: &Path) -> bool {
+    let target = path.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+}
+
+impl Drop for Bocker {
+    fn drop(&mut self) {
+        self.kill_containers();
+        self.stop_daemon();
+        for m in [self.mount.clone(), self.root.join("store")] {
+            while mounted(&m) {
+                if nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).is_err() {
+                    break;
+                }
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("---- daemon log ({}) ----\n{}", self.dir.display(), self.daemon_log());
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A root filesystem of busybox and its applets, plus a dotfile.
+pub fn make_busybox_rootfs(rootfs: &Path) {
+    let bin = rootfs.join("bin");
+    fs::create_dir_all(&bin).expect("rootfs");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox is needed for the tests (apt-get install busybox-static)");
+    fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
+    let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            let _ = symlink("busybox", bin.join(applet));
+        }
+    }
+    fs::create_dir_all(rootfs.join("etc")).expect("etc");
+    fs::write(rootfs.join("etc/hostname"), "image\n").expect("hostname");
+    fs::write(rootfs.join(".dotfile"), "dot\n").expect("dotfile");
+}

@@ -75,12 +75,19 @@ fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError>
 /// The command starts with every signal unblocked and at its default action: the daemon blocks SIGINT and
 /// SIGTERM, and the Rust runtime ignores SIGPIPE; both would survive execve.
 pub fn reset_signals() {
-    use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
-    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-        // SAFETY: installing SIG_DFL runs no handler code; this process is single-threaded.
-        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    // A kernel `struct sigaction` of all zeros is SIG_DFL with no flags and an empty mask, whatever the
+    // architecture's field order. The raw syscall reaches the signals glibc keeps for itself (32, 33) too,
+    // which an ignoring parent would otherwise pass on.
+    let default_action = [0u64; 4];
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads a 32-byte zeroed action (SIG_DFL) and writes nothing back (oldact is null);
+        // the sigset size is 8 bytes, as the kernel expects.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, default_action.as_ptr(), std::ptr::null::<u8>(), 8usize) };
     }
-    let _ = SigSet::empty().thread_set_mask();
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
 /// stdin from /dev/null; stdout and stderr straight to the log file.

@@ -30,6 +30,7 @@ struct VolArgsV2 {
     name: [u8; BTRFS_SUBVOL_NAME_MAX + 1],
 }
 
+nix::ioctl_none!(ioc_sync, BTRFS_IOCTL_MAGIC, 8);
 nix::ioctl_write_ptr!(ioc_subvol_create, BTRFS_IOCTL_MAGIC, 14, VolArgs);
 nix::ioctl_write_ptr!(ioc_snap_destroy, BTRFS_IOCTL_MAGIC, 15, VolArgs);
 nix::ioctl_write_ptr!(ioc_snap_create_v2, BTRFS_IOCTL_MAGIC, 23, VolArgsV2);
@@ -94,6 +95,14 @@ pub fn set_read_only(path: &Path, read_only: bool) -> io::Result<()> {
     flags = if read_only { flags | BTRFS_SUBVOL_RDONLY } else { flags & !BTRFS_SUBVOL_RDONLY };
     // SAFETY: `flags` is a valid u64 the kernel reads; `subvol` is open.
     unsafe { ioc_subvol_setflags(subvol.as_raw_fd(), &flags) }?;
+    Ok(())
+}
+
+/// Commits the current transaction and wakes the cleaner, which frees deleted subvolumes' space.
+pub fn sync(path: &Path) -> io::Result<()> {
+    let dir = File::open(path)?;
+    // SAFETY: BTRFS_IOC_SYNC takes no argument; `dir` is open on the filesystem.
+    unsafe { ioc_sync(dir.as_raw_fd()) }?;
     Ok(())
 }
 

@@ -131,6 +131,8 @@ impl Store {
             .and_then(|stats| self.seal(&tmp, &self.image_path(id)).map(|()| stats.bytes));
         if result.is_err() {
             self.remove_subvolume(&tmp);
+            // A failed import is often a full store: give the space back before answering.
+            reclaim(&self.dir);
         }
         result
     }
@@ -151,8 +153,7 @@ impl Store {
 
     /// Deletes image `id`'s subvolume.
     pub fn delete_image(&self, id: &str) -> Result<(), StoreError> {
-        let path = self.image_path(id);
-        btrfs::delete_subvolume(&path).map_err(|e| StoreError::DeleteSubvolume { path, source: e })
+        self.delete(self.image_path(id))
     }
 
     /// Deletes container `name`'s rootfs, if it has one.
@@ -161,7 +162,15 @@ impl Store {
         if !path.exists() {
             return Ok(());
         }
-        btrfs::delete_subvolume(&path).map_err(|e| StoreError::DeleteSubvolume { path, source: e })
+        self.delete(path)
+    }
+
+    /// Deletes a subvolume; its space is given back in the background.
+    fn delete(&self, path: PathBuf) -> Result<(), StoreError> {
+        btrfs::delete_subvolume(&path).map_err(|e| StoreError::DeleteSubvolume { path, source: e })?;
+        let dir = self.dir.clone();
+        std::thread::spawn(move || reclaim(&dir));
+        Ok(())
     }
 
     /// Removes subvolumes no record owns: staging leftovers of an interrupted import, and anything whose
@@ -198,6 +207,17 @@ impl Store {
         match nix::mount::umount2(&self.dir, nix::mount::MntFlags::empty()) {
             Ok(()) => info!(mount = %self.dir.display(), "unmounted btrfs store"),
             Err(e) => warn!(mount = %self.dir.display(), error = %e, "cannot unmount btrfs store"),
+        }
+    }
+}
+
+/// Frees the space of deleted subvolumes now rather than at the next periodic commit (30 s): the first
+/// commit records the deletion and wakes the cleaner, the second makes the extents it freed usable.
+fn reclaim(dir: &Path) {
+    for _ in 0..2 {
+        if let Err(e) = btrfs::sync(dir) {
+            warn!(store = %dir.display(), error = %e, "cannot sync the store");
+            return;
         }
     }
 }

@@ -1,0 +1,163 @@
+//! Every errno of the contract with a wrong write: the right errno (what `echo` prints), a human message in
+//! the object's `error` file, in `errors` and in the daemon log, and nothing changed.
+
+mod common;
+
+use std::fs;
+use std::io;
+
+use common::Bocker;
+
+fn errno_of<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
+    Bocker::errno(&r.expect_err("the write should fail"))
+}
+
+/// Everything a user could look at for container `name`.
+fn snapshot(b: &Bocker, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = ["image", "cmd", "env", "status", "exit_code", "pid"]
+        .iter()
+        .map(|f| b.read(&format!("containers/{name}/{f}")))
+        .collect();
+    out.push(listing(b, "containers"));
+    out.push(listing(b, "images"));
+    out
+}
+
+fn listing(b: &Bocker, dir: &str) -> String {
+    let mut names: Vec<String> =
+        fs::read_dir(b.path(dir)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names.join(" ")
+}
+
+/// The write fails with `errno`, the message reaches all three places, and nothing changed.
+fn refused(b: &Bocker, name: &str, file: &str, data: &str, errno: i32, message: &str) {
+    let before = snapshot(b, name);
+    let got = errno_of(b.write(&format!("containers/{name}/{file}"), data));
+    assert_eq!(got, errno, "{file} <- {data:?}: errno {got}, wanted {errno}");
+    assert!(b.read(&format!("containers/{name}/error")).contains(message), "error file lacks {message:?}");
+    let name_of = format!("{:?}", nix::errno::Errno::from_raw(errno));
+    let tagged = format!("containers/{name}/{file} {name_of} ");
+    let errors = b.read("errors");
+    let line = errors.lines().rev().find(|l| l.contains(&tagged)).unwrap_or_else(|| panic!("{tagged} not in errors"));
+    assert!(line.contains(message), "{line}");
+    assert!(b.daemon_log().contains(message), "daemon log lacks {message:?}");
+    assert_eq!(snapshot(b, name), before, "a failed write changed something");
+}
+
+#[test]
+fn container_writes_fail_with_the_right_errno_and_change_nothing() {
+    let b = Bocker::start("errno");
+    let img = b.import("");
+    fs::create_dir(b.path("containers/c")).unwrap();
+
+    refused(&b, "c", "ctl", "start", libc::EINVAL, "has no image");
+    refused(&b, "c", "image", "img_doesnotexist", libc::ENOENT, "no image named 'img_doesnotexist'");
+    refused(&b, "c", "image", "two words", libc::EINVAL, "expected one word");
+    b.write("containers/c/image", &img).unwrap();
+    assert_eq!(b.read("containers/c/error"), "", "a good write clears the error");
+    refused(&b, "c", "ctl", "bogus", libc::EINVAL, "unknown verb 'bogus'");
+    refused(&b, "c", "ctl", "stop now", libc::EINVAL, "bad timeout 'now'");
+    refused(&b, "c", "ctl", "kill SIGNOPE", libc::EINVAL, "unknown signal 'SIGNOPE'");
+    refused(&b, "c", "ctl", "st\0art", libc::EINVAL, "NUL byte");
+    refused(&b, "c", "ctl", "stop", libc::ESRCH, "is not running");
+    refused(&b, "c", "ctl", "kill", libc::ESRCH, "is not running");
+    refused(&b, "c", "cmd", "echo 'unterminated", libc::EINVAL, "bad command line");
+    refused(&b, "c", "cmd", "[1, 2]", libc::EINVAL, "not a JSON array of strings");
+    refused(&b, "c", "env", "NOEQUALS", libc::EINVAL, "expected KEY=VALUE");
+
+    b.write("containers/c/cmd", "no-such-program").unwrap();
+    refused(&b, "c", "ctl", "start", libc::ENOENT, "executable 'no-such-program' not found");
+    assert_eq!(b.status("c"), "created", "a failed start leaves the container as it was");
+
+    b.write("containers/c/cmd", "sleep 1000").unwrap();
+    b.write("containers/c/ctl", "start").unwrap();
+    refused(&b, "c", "ctl", "start", libc::EBUSY, "already running");
+    refused(&b, "c", "image", &img, libc::EBUSY, "can't change once it has started");
+    refused(&b, "c", "cmd", "true", libc::EBUSY, "is running");
+    refused(&b, "c", "env", "A=1", libc::EBUSY, "is running");
+    assert_eq!(errno_of(fs::remove_dir(b.path("containers/c"))), libc::EBUSY);
+    b.write("containers/c/ctl", "kill").unwrap();
+    b.wait_status("c", "exited");
+    refused(&b, "c", "image", &img, libc::EBUSY, "can't change once it has started");
+    refused(&b, "c", "ctl", "stop", libc::ESRCH, "is not running");
+}
+
+#[test]
+fn tree_level_mistakes_fail_cleanly() {
+    let b = Bocker::start("tree");
+    let img = b.import("");
+    let images = listing(&b, "images");
+
+    // Bad names and taken names on mkdir.
+    for bad in ["-dash", ".hidden", "a b", &"x".repeat(65)] {
+        assert_eq!(errno_of(fs::create_dir(b.path(&format!("containers/{bad}")))), libc::EINVAL, "{bad}");
+    }
+    assert!(b.read("errors").contains("invalid name '-dash'"));
+    fs::create_dir(b.path("containers/taken")).unwrap();
+    // The kernel answers this one from its lookup: the daemon never sees the mkdir.
+    assert_eq!(errno_of(fs::create_dir(b.path("containers/taken"))), libc::EEXIST);
+    assert_eq!(listing(&b, "containers"), "run taken");
+    // mkdir elsewhere is not how images or files are made.
+    assert_eq!(errno_of(fs::create_dir(b.path("images/img_new"))), libc::EPERM);
+    assert_eq!(errno_of(fs::create_dir(b.path("containers/taken/sub"))), libc::EPERM);
+
+    // Read-only files refuse writes; unknown objects are ENOENT.
+    assert_eq!(errno_of(b.write("containers/taken/status", "running")), libc::EACCES);
+    assert_eq!(errno_of(b.write("README", "x")), libc::EACCES);
+    assert_eq!(errno_of(b.write("containers/ghost/ctl", "start")), libc::ENOENT);
+    assert_eq!(errno_of(fs::remove_dir(b.path("containers/ghost"))), libc::ENOENT);
+    assert_eq!(errno_of(fs::remove_dir(b.path("images/img_ghost"))), libc::ENOENT);
+    assert_eq!(errno_of(fs::remove_file(b.path("containers/taken/cmd"))), libc::EPERM);
+
+    // run and import: bad input leaves no container or image behind.
+    assert_eq!(errno_of(b.submit("containers/run", "img_ghost true")), libc::ENOENT);
+    // (A zero-byte write never reaches the daemon; a blank line does.)
+    assert_eq!(errno_of(b.submit("containers/run", "\n")), libc::EINVAL);
+    assert_eq!(errno_of(b.submit("containers/run", &format!("{img} no-such-program"))), libc::ENOENT);
+    assert!(b.read("errors").contains("containers/run ENOENT executable 'no-such-program' not found"));
+    assert_eq!(listing(&b, "containers"), "run taken");
+    assert_eq!(errno_of(b.submit("images/import", "relative/dir")), libc::EINVAL);
+    assert_eq!(errno_of(b.submit("images/import", "/no/such/dir")), libc::ENOENT);
+    assert_eq!(errno_of(b.submit("images/import", "/etc/hostname")), libc::EINVAL);
+    assert_eq!(errno_of(b.submit("images/import", &format!("{}\nFROM scratch", b.rootfs().display()))), libc::EINVAL);
+    assert!(b.read("errors").contains("images/import ENOENT no directory '/no/such/dir'"));
+    assert_eq!(listing(&b, "images"), images);
+}
+
+#[test]
+fn a_full_store_is_enospc_and_leaves_nothing() {
+    // btrfs needs about 110 MiB of its own; a 256 MiB store can't take a 300 MiB tree.
+    let b = Bocker::start_sized("enospc", "256M");
+    let img = b.import("");
+    let big = b.dir.join("big");
+    fs::create_dir_all(&big).unwrap();
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut f = fs::File::create(big.join("blob")).unwrap();
+    for _ in 0..300 {
+        io::Write::write_all(&mut f, &chunk).unwrap();
+    }
+    drop(f);
+    let got = errno_of(b.submit("images/import", &big.display().to_string()));
+    assert_eq!(got, libc::ENOSPC);
+    assert!(b.read("errors").contains("images/import ENOSPC"), "{}", b.read("errors"));
+    assert_eq!(listing(&b, "images"), format!("{img} import"));
+    let store: Vec<_> = fs::read_dir(b.root.join("store/images")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(store, vec![std::ffi::OsString::from(&img)], "no half-made subvolume is left");
+    assert_eq!(fs::read_dir(b.root.join("state/images")).unwrap().count(), 1);
+    // The space comes back at once: the failed import's subvolume is gone and its extents freed.
+    let t = std::time::Instant::now();
+    loop {
+        match b.submit("images/import", &b.rootfs().display().to_string()) {
+            Ok(id) => {
+                assert!(id.starts_with("img_"));
+                break;
+            }
+            Err(e) if Bocker::errno(&e) == libc::ENOSPC && t.elapsed().as_secs() < 5 => {
+                std::thread::sleep(std::time::Duration::from_millis(200))
+            }
+            Err(e) => panic!("import after ENOSPC: {e}"),
+        }
+    }
+    eprintln!("space came back after {:?}", t.elapsed());
+}

@@ -79,7 +79,12 @@ fn an_exit_while_the_daemon_is_dead_is_recorded_and_no_output_is_lost() {
     let mut b = Bocker::start("crash");
     let img = b.import("");
     // Heavy output across the crash: every numbered line must be in the log.
-    let id = b.submit("containers/run", &format!("{img} sh -c 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line $i; done; sleep 1; exit 5'")).unwrap();
+    let id = b
+        .submit(
+            "containers/run",
+            &format!("{img} sh -c 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line $i; done; sleep 1; exit 5'"),
+        )
+        .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     b.crash_daemon();
     let err = fs::metadata(&b.mount).unwrap_err();

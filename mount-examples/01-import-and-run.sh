@@ -1,0 +1,24 @@
+#!/bin/sh
+# Make an image of a directory, configure a container by hand, start it, wait, read its output.
+# Usage: 01-import-and-run.sh ROOTFS_DIR   (BOCKER_MOUNT: the mount, default /mnt/bocker)
+set -eu
+M=${BOCKER_MOUNT:-/mnt/bocker}
+ROOTFS=$1
+
+# A write to images/import makes the image; a read on the same open file gives its id.
+exec 3<>"$M/images/import"
+echo "$ROOTFS" >&3
+IMG=$(cat <&3)
+exec 3>&-
+echo "image: $IMG from $(cat "$M/images/$IMG/source")"
+
+mkdir "$M/containers/hello"
+echo "$IMG" > "$M/containers/hello/image"
+echo "sh -c 'echo hello from \$(hostname); exit 7'" > "$M/containers/hello/cmd"
+echo start > "$M/containers/hello/ctl"
+while [ "$(cat "$M/containers/hello/status")" = running ]; do sleep 0.05; done
+
+echo "status: $(cat "$M/containers/hello/status")"
+echo "exit_code: $(cat "$M/containers/hello/exit_code")"
+echo "logs:"
+cat "$M/containers/hello/logs"

@@ -1,0 +1,27 @@
+#!/bin/sh
+# One write runs a container; then stop a long-running one and remove everything this script made.
+# Usage: 03-run-and-clean-up.sh IMAGE
+set -eu
+M=${BOCKER_MOUNT:-/mnt/bocker}
+IMG=$1
+
+exec 3<>"$M/containers/run"
+echo "$IMG sh -c 'echo one shot'" >&3
+ID=$(cat <&3)
+exec 3>&-
+while [ "$(cat "$M/containers/$ID/status")" = running ]; do sleep 0.05; done
+echo "$ID said: $(cat "$M/containers/$ID/logs")"
+
+mkdir "$M/containers/service"
+echo "$IMG" > "$M/containers/service/image"
+echo "sleep 1000" > "$M/containers/service/cmd"
+echo start > "$M/containers/service/ctl"
+echo "service is $(cat "$M/containers/service/status")"
+# rmdir of a running container is refused (EBUSY); stop it first.
+rmdir "$M/containers/service" 2>/dev/null && echo "unexpected: removed while running"
+echo "stop 1" > "$M/containers/service/ctl"
+echo "service is $(cat "$M/containers/service/status")"
+
+rmdir "$M/containers/service" "$M/containers/$ID"
+rmdir "$M/images/$IMG" 2>/dev/null || echo "image $IMG is still used (EBUSY)"
+ls "$M/containers"

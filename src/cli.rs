@@ -144,15 +144,16 @@ impl Cli {
         let logs = self.path(&format!("containers/{id}/logs"));
         let mut out = io::stdout().lock();
         let mut offset = 0u64;
-        let mut pause = Duration::from_micros(500);
+        let started = std::time::Instant::now();
         loop {
             let exited = self.read(&format!("containers/{id}/status")) != "running";
             offset += copy_from(&logs, offset, &mut out).map_err(io_err("cannot read the logs"))?;
             if exited {
                 break;
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+            // Short commands end within milliseconds: poll finely at first, then ease off.
+            let pause = if started.elapsed() < Duration::from_millis(100) { 1 } else { 20 };
+            std::thread::sleep(Duration::from_millis(pause));
         }
         let _ = out.flush();
         let code = self.read(&format!("containers/{id}/exit_code"));

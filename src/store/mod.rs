@@ -9,9 +9,11 @@ mod btrfs;
 mod copy;
 mod loopdev;
 
+use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
 
@@ -66,6 +68,10 @@ pub struct Store {
     dir: PathBuf,
     /// Set when the daemon loop-mounted the store itself (and so may unmount it).
     loop_mounted: bool,
+    /// Images that have a spare snapshot ready at `containers/.warm-<id>`. A snapshot costs a btrfs
+    /// transaction commit (milliseconds); taking a ready one is a rename. The lock also orders refills
+    /// against image deletion, so no spare outlives its image.
+    warm: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Store {
@@ -99,7 +105,7 @@ impl Store {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| prep(&p, e))?;
         }
-        Ok(Store { dir, loop_mounted })
+        Ok(Store { dir, loop_mounted, warm: Arc::default() })
     }
 
     /// Where the store's subvolumes live.
@@ -144,15 +150,31 @@ impl Store {
         std::fs::rename(tmp, dest).map_err(seal)
     }
 
-    /// Makes the rootfs of container `name` a writable snapshot of image `image_id`.
+    /// Makes the rootfs of container `name` a writable snapshot of image `image_id`: the image's spare
+    /// snapshot when one is ready, a new one otherwise; then a new spare is made in the background.
     pub fn snapshot_image(&self, image_id: &str, name: &str) -> Result<(), StoreError> {
         let from = self.image_path(image_id);
         let to = self.container_path(name);
-        btrfs::snapshot(&from, &to, false).map_err(|e| StoreError::Snapshot { from, to, source: e })
+        let spare = self.warm_path(image_id);
+        let took = lock(&self.warm).remove(image_id) && std::fs::rename(&spare, &to).is_ok();
+        if !took {
+            btrfs::snapshot(&from, &to, false).map_err(|e| StoreError::Snapshot { from, to, source: e })?;
+        }
+        let (warm, image, dir) = (Arc::clone(&self.warm), image_id.to_string(), self.dir.clone());
+        std::thread::spawn(move || refill(&warm, &dir, &image));
+        Ok(())
     }
 
-    /// Deletes image `id`'s subvolume.
+    fn warm_path(&self, image_id: &str) -> PathBuf {
+        warm_path(&self.dir, image_id)
+    }
+
+    /// Deletes image `id`'s subvolume, and its spare snapshot.
     pub fn delete_image(&self, id: &str) -> Result<(), StoreError> {
+        let mut warm = lock(&self.warm);
+        if warm.remove(id) {
+            self.remove_subvolume(&self.warm_path(id));
+        }
         self.delete(self.image_path(id))
     }
 
@@ -208,6 +230,30 @@ impl Store {
             Ok(()) => info!(mount = %self.dir.display(), "unmounted btrfs store"),
             Err(e) => warn!(mount = %self.dir.display(), error = %e, "cannot unmount btrfs store"),
         }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn warm_path(dir: &Path, image_id: &str) -> PathBuf {
+    dir.join("containers").join(format!(".warm-{image_id}"))
+}
+
+/// Makes a spare snapshot of `image` unless one is ready. Holding the lock across the snapshot keeps
+/// `delete_image` from running in between: a spare is made of an image that exists, and deleted with it.
+fn refill(warm: &Mutex<HashSet<String>>, dir: &Path, image: &str) {
+    let mut ready = lock(warm);
+    if ready.contains(image) {
+        return;
+    }
+    let spare = warm_path(dir, image);
+    match btrfs::snapshot(&dir.join("images").join(image), &spare, false) {
+        Ok(()) => {
+            ready.insert(image.to_string());
+        }
+        Err(e) => warn!(image, error = %e, "cannot make a spare snapshot"),
     }
 }
 

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian 12 packages bockerfs needs to run and to be tested:
+#   btrfs-progs     mkfs.btrfs for the embedded store (the tests also use the btrfs command to check it)
+#   fuse3           fusermount3, to unmount by hand after a crash
+#   busybox-static  the root filesystem the tests and the Quick start import
+set -eu
+PACKAGES="btrfs-progs fuse3 busybox-static"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: run as root (apt-get install $PACKAGES)" >&2
+    exit 1
+fi
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq $missing >/dev/null
+fi
+for m in fuse btrfs loop; do modprobe -q "$m" 2>/dev/null || true; done

@@ -103,6 +103,25 @@ fn an_exit_while_the_daemon_is_dead_is_recorded_and_no_output_is_lost() {
 }
 
 #[test]
+fn a_clean_stop_right_after_removals_leaves_nothing_mounted() {
+    let mut b = Bocker::start("cleanstop");
+    let img = b.import("");
+    let id = b.run_to_exit(&format!("{img} true"));
+    // rm and rmi start background work on the store (space reclaim, spare snapshots): stop at once.
+    assert!(b.cli(&["rm", &id]).status.success());
+    assert!(b.cli(&["rmi", &img]).status.success());
+    let status = b.stop_daemon().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!mounted(&b.mount), "control filesystem still mounted");
+    assert!(!mounted(&b.root.join("store")), "store still mounted:\n{}", b.daemon_log());
+    let loops = fs::read_dir("/sys/block").unwrap().flatten().any(|e| {
+        fs::read_to_string(e.path().join("loop/backing_file"))
+            .is_ok_and(|f| f.trim_end() == b.root.join("store.img").to_str().unwrap())
+    });
+    assert!(!loops, "the loop device was not released");
+}
+
+#[test]
 fn one_daemon_per_root_and_per_mount_point() {
     let b = Bocker::start("lock");
     let other_mount = b.dir.join("mnt2");

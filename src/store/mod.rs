@@ -72,6 +72,8 @@ pub struct Store {
     /// transaction commit (milliseconds); taking a ready one is a rename. The lock also orders refills
     /// against image deletion, so no spare outlives its image.
     warm: Arc<Mutex<HashSet<String>>>,
+    /// Refills and space reclaims running in the background; joined before the store is unmounted.
+    background: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Store {
@@ -105,7 +107,7 @@ impl Store {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| prep(&p, e))?;
         }
-        Ok(Store { dir, loop_mounted, warm: Arc::default() })
+        Ok(Store { dir, loop_mounted, warm: Arc::default(), background: Mutex::default() })
     }
 
     /// Where the store's subvolumes live.
@@ -161,7 +163,7 @@ impl Store {
             btrfs::snapshot(&from, &to, false).map_err(|e| StoreError::Snapshot { from, to, source: e })?;
         }
         let (warm, image, dir) = (Arc::clone(&self.warm), image_id.to_string(), self.dir.clone());
-        std::thread::spawn(move || refill(&warm, &dir, &image));
+        self.in_background(move || refill(&warm, &dir, &image));
         Ok(())
     }
 
@@ -191,8 +193,15 @@ impl Store {
     fn delete(&self, path: PathBuf) -> Result<(), StoreError> {
         btrfs::delete_subvolume(&path).map_err(|e| StoreError::DeleteSubvolume { path, source: e })?;
         let dir = self.dir.clone();
-        std::thread::spawn(move || reclaim(&dir));
+        self.in_background(move || reclaim(&dir));
         Ok(())
+    }
+
+    /// Runs `work` on a thread of its own, remembered so `close` can wait for it.
+    fn in_background(&self, work: impl FnOnce() + Send + 'static) {
+        let mut threads = lock(&self.background);
+        threads.retain(|t| !t.is_finished());
+        threads.push(std::thread::spawn(work));
     }
 
     /// Removes subvolumes no record owns: staging leftovers of an interrupted import, and anything whose
@@ -225,6 +234,10 @@ impl Store {
         if !unmount {
             info!(mount = %self.dir.display(), "containers still run: leaving the store mounted");
             return;
+        }
+        // A refill or reclaim still holding the store open would make the unmount fail with EBUSY.
+        for thread in std::mem::take(&mut *lock(&self.background)) {
+            let _ = thread.join();
         }
         match nix::mount::umount2(&self.dir, nix::mount::MntFlags::empty()) {
             Ok(()) => info!(mount = %self.dir.display(), "unmounted btrfs store"),

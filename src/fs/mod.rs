@@ -376,6 +376,33 @@ impl Filesystem for ControlFs {
         reply.error(Errno::EPERM);
     }
 
+    /// Files are made by the daemon, never by `open(O_CREAT)`: `echo x > containers/newfile` is EPERM.
+    fn create(
+        &self,
+        _req: &FuseRequest,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: fuser::ReplyCreate,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn mknod(
+        &self,
+        _req: &FuseRequest,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
     fn rename(
         &self,
         _req: &FuseRequest,

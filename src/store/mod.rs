@@ -239,10 +239,25 @@ impl Store {
         for thread in std::mem::take(&mut *lock(&self.background)) {
             let _ = thread.join();
         }
-        match nix::mount::umount2(&self.dir, nix::mount::MntFlags::empty()) {
-            Ok(()) => info!(mount = %self.dir.display(), "unmounted btrfs store"),
-            Err(e) => warn!(mount = %self.dir.display(), error = %e, "cannot unmount btrfs store"),
+        // A container that just ended may still be dropping its copy of the store: retry a while.
+        for attempt in 1..=40 {
+            match nix::mount::umount2(&self.dir, nix::mount::MntFlags::empty()) {
+                Ok(()) => {
+                    info!(mount = %self.dir.display(), "unmounted btrfs store");
+                    return;
+                }
+                Err(nix::Error::EBUSY) => {
+                    warn!(mount = %self.dir.display(), attempt, "store busy; retrying the unmount");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => {
+                    warn!(mount = %self.dir.display(), error = %e, "cannot unmount btrfs store");
+                    return;
+                }
+            }
         }
+        warn!(mount = %self.dir.display(), "store still busy: detaching it lazily");
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 

@@ -88,9 +88,7 @@ fn a_growing_log_is_followed_and_never_stale() {
 fn an_open_status_file_reads_one_consistent_snapshot() {
     let b = Bocker::start("snapshot");
     let img = b.import("");
-    fs::create_dir(b.path("containers/s")).unwrap();
-    b.write("containers/s/image", &img).unwrap();
-    b.write("containers/s/cmd", "sleep 1000").unwrap();
+    b.configure("s", &img, "sleep 1000");
     let mut f = fs::File::open(b.path("containers/s/status")).unwrap();
     let mut first = [0u8; 3];
     f.read_exact(&mut first).unwrap();

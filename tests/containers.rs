@@ -160,9 +160,7 @@ fn stop_and_kill_end_a_running_container() {
 fn rmdir_removes_containers_and_images_but_not_while_used() {
     let b = Bocker::start("rm");
     let img = b.import("");
-    fs::create_dir(b.path("containers/c1")).unwrap();
-    b.write("containers/c1/image", &img).unwrap();
-    b.write("containers/c1/cmd", "sleep 1000").unwrap();
+    b.configure("c1", &img, "sleep 1000");
     b.write("containers/c1/ctl", "start").unwrap();
     let rootfs = fs::read_link(b.path("containers/c1/rootfs")).unwrap();
     assert!(rootfs.join("bin/busybox").exists());

@@ -179,3 +179,31 @@ fn leftovers_of_interrupted_requests_are_swept_at_start() {
     let id = b.run_to_exit(&format!("{img} true"));
     assert_eq!(b.read(&format!("containers/{id}/exit_code")), "0\n", "after {:?}", t.elapsed());
 }
+
+#[test]
+fn a_container_whose_monitor_died_too_is_marked_exited_on_restart() {
+    let mut b = Bocker::start("monitordead");
+    let img = b.import("");
+    b.configure("gone", &img, "sleep 1000");
+    b.write("containers/gone/ctl", "start").unwrap();
+    let pid: i32 = b.read("containers/gone/pid").trim().parse().unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(b.root.join("state/containers/gone/record.json")).unwrap()).unwrap();
+    let monitor = record["monitor_pid"].as_i64().unwrap() as i32;
+    b.stop_daemon();
+    // Both die while no daemon watches, so no exit record is written: the code can't be known.
+    for p in [monitor, pid] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while [monitor, pid].iter().any(|p| bockerfs::runtime::start_time(*p).is_some()) {
+        assert!(Instant::now() < deadline, "processes did not die");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    b.spawn_daemon();
+    assert_eq!(b.status("gone"), "exited");
+    assert_eq!(b.read("containers/gone/exit_code"), "255\n");
+    assert_eq!(b.read("containers/gone/pid"), "");
+    assert!(b.read("containers/gone/error").contains("monitor ended without recording an exit code"));
+    fs::remove_dir(b.path("containers/gone")).unwrap();
+}

@@ -48,11 +48,17 @@ fn parent_and_name(path: &Path, max: usize) -> io::Result<(File, Vec<u8>)> {
     Ok((File::open(parent)?, name))
 }
 
-/// Creates an empty subvolume at `path`.
-pub fn create_subvolume(path: &Path) -> io::Result<()> {
+/// The parent directory of `path` and the `btrfs_ioctl_vol_args` naming its last component.
+fn vol_args(path: &Path) -> io::Result<(File, VolArgs)> {
     let (dir, name) = parent_and_name(path, BTRFS_PATH_NAME_MAX)?;
     let mut args = VolArgs { fd: 0, name: [0; BTRFS_PATH_NAME_MAX + 1] };
     args.name[..name.len()].copy_from_slice(&name);
+    Ok((dir, args))
+}
+
+/// Creates an empty subvolume at `path`.
+pub fn create_subvolume(path: &Path) -> io::Result<()> {
+    let (dir, args) = vol_args(path)?;
     // SAFETY: `args` is a fully initialised `btrfs_ioctl_vol_args` that outlives the call, and `dir` is an open
     // directory on the btrfs filesystem.
     unsafe { ioc_subvol_create(dir.as_raw_fd(), &args) }?;
@@ -78,9 +84,7 @@ pub fn snapshot(source: &Path, dest: &Path, read_only: bool) -> io::Result<()> {
 
 /// Deletes the subvolume at `path` (read-only ones too; the caller is root).
 pub fn delete_subvolume(path: &Path) -> io::Result<()> {
-    let (dir, name) = parent_and_name(path, BTRFS_PATH_NAME_MAX)?;
-    let mut args = VolArgs { fd: 0, name: [0; BTRFS_PATH_NAME_MAX + 1] };
-    args.name[..name.len()].copy_from_slice(&name);
+    let (dir, args) = vol_args(path)?;
     // SAFETY: as in `create_subvolume`.
     unsafe { ioc_snap_destroy(dir.as_raw_fd(), &args) }?;
     Ok(())

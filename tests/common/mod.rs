@@ -172,6 +172,13 @@ impl Bocker {
         id
     }
 
+    /// `mkdir containers/NAME`, then its image and command, as a shell user configures one.
+    pub fn configure(&self, name: &str, image: &str, cmd: &str) {
+        fs::create_dir(self.path(&format!("containers/{name}"))).expect("mkdir");
+        self.write(&format!("containers/{name}/image"), image).expect("image");
+        self.write(&format!("containers/{name}/cmd"), cmd).expect("cmd");
+    }
+
     /// Runs `IMAGE CMD...` through `containers/run` and waits for it to exit; returns the container id.
     pub fn run_to_exit(&self, line: &str) -> String {
         let id = self.submit("containers/run", line).expect("run");

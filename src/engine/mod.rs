@@ -294,7 +294,7 @@ impl Engine {
         let result = match request {
             Request::Import { dir, changes } => self.import(&dir, &changes).map(Response::Created),
             Request::Run { image, argv } => self.run(&image, argv).map(Response::Created),
-            Request::CreateContainer { name } => self.create(&name).map(|()| Response::Done),
+            Request::CreateContainer { name } => self.insert_container(new_record(&name)).map(|()| Response::Done),
             Request::RemoveContainer { name } => self.remove_container(&name).map(|()| Response::Done),
             Request::RemoveImage { id } => self.remove_image(&id).map(|()| Response::Done),
             Request::SetImage { name, image } => self.set_image(&name, &image).map(|()| Response::Done),
@@ -404,13 +404,6 @@ impl Engine {
             return Err(e);
         }
         Ok(name)
-    }
-
-    fn create(&self, name: &str) -> Result<(), Error> {
-        if self.lock().containers.contains_key(name) {
-            return Err(Error::Exists(format!("a container named '{name}' exists already")));
-        }
-        self.insert_container(new_record(name))
     }
 
     /// Writes a new container's record and makes it visible.

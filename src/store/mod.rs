@@ -8,6 +8,7 @@
 mod btrfs;
 mod copy;
 mod loopdev;
+pub mod unpack;
 
 use std::collections::HashSet;
 use std::io;

@@ -21,6 +21,8 @@ pub struct DaemonOptions {
     pub mount: PathBuf,
     /// Size of the embedded btrfs image, when the root is not on btrfs.
     pub store_size: u64,
+    /// Registries (HOST[:PORT]) that may be used over plain HTTP; loopback ones always may.
+    pub insecure_registries: Vec<String>,
 }
 
 /// Why the daemon could not start or serve; one variant per step.
@@ -44,6 +46,8 @@ pub enum DaemonError {
     Mount { mount: PathBuf, source: io::Error },
     #[error("cannot set up signal handling: {0}")]
     Signals(nix::Error),
+    #[error("cannot start the registry client's runtime: {0}")]
+    Runtime(io::Error),
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -64,7 +68,8 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     create(&opts.mount)?;
 
     let store = Store::open(&opts.root, opts.store_size)?;
-    let engine = Engine::open(&opts.root.join("state"), store)?;
+    let registry = crate::registry::Registry::new(opts.insecure_registries.clone()).map_err(DaemonError::Runtime)?;
+    let engine = Engine::open(&opts.root.join("state"), store, registry)?;
 
     let config = {
         let mut c = fuser::Config::default();

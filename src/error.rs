@@ -1,5 +1,6 @@
 //! The one error type the engine returns, folding each module's errors, and its errno.
 
+use crate::registry::RegistryError;
 use crate::request::ParseError;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
@@ -14,6 +15,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// ENOENT: unknown image, container or directory.
     #[error("{0}")]
     NotFound(String),
@@ -44,6 +47,7 @@ impl Error {
             Error::Parse(_) | Error::Invalid(_) => libc::EINVAL,
             Error::Store(e) => e.errno(),
             Error::Runtime(e) => e.errno(),
+            Error::Registry(e) => e.errno(),
             Error::NotFound(_) => libc::ENOENT,
             Error::Exists(_) => libc::EEXIST,
             Error::Busy(_) => libc::EBUSY,

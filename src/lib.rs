@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod fs;
 pub mod records;
+pub mod registry;
 pub mod request;
 pub mod runtime;
 pub mod store;

@@ -16,8 +16,17 @@ pub struct ImageRecord {
     pub source: String,
     /// RFC 3339 time of creation.
     pub created: String,
-    /// Bytes of file content.
+    /// Bytes of file content (imported) or of the layers as stored in the registry (pulled).
     pub size: u64,
+    /// The manifest digest of a pulled image.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The layer digests of a pulled image, as in its manifest.
+    #[serde(default)]
+    pub layers: Vec<String>,
+    /// The chain ids of the layer subvolumes a pulled image stands on.
+    #[serde(default)]
+    pub chain: Vec<String>,
 }
 
 /// A container, as stored in `<state>/containers/<name>/record.json`.

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::registry::{PullSpec, PushSpec};
+
 /// Why the bytes of a write are not a valid request (always EINVAL).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
@@ -36,6 +38,8 @@ pub enum ParseError {
     NotOneWord(String),
     #[error("bad import change '{0}': use CMD, ENTRYPOINT, ENV KEY=VALUE or WORKDIR /PATH")]
     BadChange(String),
+    #[error("{0}")]
+    BadReference(String),
 }
 
 /// A change to an imported image's config, Docker's `import --change`: the lines after the directory.
@@ -63,6 +67,8 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteTarget {
     Import,
+    Pull,
+    Push,
     Run,
     Image(String),
     Cmd(String),
@@ -71,9 +77,11 @@ pub enum WriteTarget {
 }
 
 /// One operation on the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Request {
     Import { dir: PathBuf, changes: Vec<ConfigChange> },
+    Pull { spec: PullSpec },
+    Push { spec: PushSpec },
     Run { image: String, argv: Option<Vec<String>> },
     CreateContainer { name: String },
     RemoveContainer { name: String },
@@ -93,6 +101,12 @@ impl Request {
                 let mut lines = text.lines().filter(|l| !l.trim().is_empty());
                 let dir = parse_abs_path(lines.next().unwrap_or(""))?;
                 Request::Import { dir, changes: lines.map(parse_change).collect::<Result<_, _>>()? }
+            }
+            WriteTarget::Pull => {
+                Request::Pull { spec: PullSpec::parse(text).map_err(|e| ParseError::BadReference(e.to_string()))? }
+            }
+            WriteTarget::Push => {
+                Request::Push { spec: PushSpec::parse(text).map_err(|e| ParseError::BadReference(e.to_string()))? }
             }
             WriteTarget::Run => {
                 let mut words = split_argv(text)?.ok_or(ParseError::Empty)?;
@@ -317,6 +331,12 @@ mod tests {
             merge_env(&["PATH=/bin".into(), "A=1".into()], &["A=2".into(), "B=3".into()]),
             vec!["PATH=/bin", "A=2", "B=3"]
         );
+    }
+
+    impl PartialEq for Request {
+        fn eq(&self, other: &Request) -> bool {
+            format!("{self:?}") == format!("{other:?}")
+        }
     }
 
     #[test]

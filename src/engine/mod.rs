@@ -22,6 +22,7 @@ pub use status::ContainerStatus;
 
 use crate::error::{errno_name, Error};
 use crate::records::{self, ContainerRecord, ExitRecord, ImageRecord, LaunchSpec};
+use crate::registry::{PullSpec, PushSource, PushSpec, Registry};
 use crate::request::{merge_env, ConfigChange, Ctl, Request, WriteTarget};
 use crate::runtime::{self, Launched, ProcessHandle};
 use crate::store::Store;
@@ -41,6 +42,8 @@ pub enum ImageField {
     Created,
     Size,
     Config,
+    Digest,
+    Layers,
 }
 
 /// The readable properties of a container.
@@ -127,6 +130,10 @@ fn line(s: impl std::fmt::Display) -> Vec<u8> {
 pub struct Engine {
     state_dir: PathBuf,
     store: Store,
+    registry: Registry,
+    /// References being pulled: a second pull of one waits for the first, then finds the image.
+    pulling: Mutex<Vec<String>>,
+    pulled: Condvar,
     state: Mutex<State>,
     /// Signalled whenever a container's status changes.
     changed: Condvar,
@@ -136,7 +143,7 @@ pub struct Engine {
 impl Engine {
     /// Loads every record under `state_dir`, drops what an interrupted request left half-done, and
     /// re-adopts containers that are still running.
-    pub fn open(state_dir: &Path, store: Store) -> Result<Arc<Engine>, Error> {
+    pub fn open(state_dir: &Path, store: Store, registry: Registry) -> Result<Arc<Engine>, Error> {
         for sub in ["images", "containers"] {
             std::fs::create_dir_all(state_dir.join(sub))
                 .map_err(Error::record(format!("the state directory {sub}")))?;
@@ -164,14 +171,23 @@ impl Engine {
                 }
             }
         }
+        let chains: std::collections::HashSet<String> = state
+            .images
+            .values()
+            .flat_map(|i| i.record.chain.iter().map(|c| c.trim_start_matches("sha256:").to_string()))
+            .collect();
         store.sweep(|kind, name| match kind {
             "images" => state.images.contains_key(name),
+            "layers" => chains.contains(name),
             _ => state.containers.contains_key(name),
         });
         info!(images = state.images.len(), containers = state.containers.len(), "loaded records");
         let engine = Arc::new(Engine {
             state_dir: state_dir.to_path_buf(),
             store,
+            registry,
+            pulling: Mutex::new(Vec::new()),
+            pulled: Condvar::new(),
             state: Mutex::new(state),
             changed: Condvar::new(),
             errors: Mutex::new(()),
@@ -266,7 +282,7 @@ impl Engine {
     pub fn write(self: &Arc<Self>, path: &str, target: WriteTarget, data: &[u8]) -> Result<Response, Error> {
         let object = match &target {
             WriteTarget::Image(n) | WriteTarget::Cmd(n) | WriteTarget::Env(n) | WriteTarget::Ctl(n) => Some(n.clone()),
-            WriteTarget::Import | WriteTarget::Run => None,
+            WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
         };
         match Request::from_write(target, data) {
             Ok(request) => self.handle(path, request),
@@ -293,6 +309,8 @@ impl Engine {
         };
         let result = match request {
             Request::Import { dir, changes } => self.import(&dir, &changes).map(Response::Created),
+            Request::Pull { spec } => self.pull(&spec).map(Response::Created),
+            Request::Push { spec } => self.push(&spec).map(Response::Created),
             Request::Run { image, argv } => self.run(&image, argv).map(Response::Created),
             Request::CreateContainer { name } => self.insert_container(new_record(&name)).map(|()| Response::Done),
             Request::RemoveContainer { name } => self.remove_container(&name).map(|()| Response::Done),
@@ -354,25 +372,38 @@ impl Engine {
         }
         let id = records::new_id("img_");
         let size = self.store.import_dir(&id, dir)?;
-        let record =
-            ImageRecord { id: id.clone(), source: dir.display().to_string(), created: records::now_rfc3339(), size };
+        let record = ImageRecord {
+            id: id.clone(),
+            source: dir.display().to_string(),
+            created: records::now_rfc3339(),
+            size,
+            digest: None,
+            layers: Vec::new(),
+            chain: Vec::new(),
+        };
         let config_raw = import_config(&record.created, changes);
-        let image = ImageConfiguration::from_reader(config_raw.as_slice())
-            .map(|config| Image { record: record.clone(), config, config_raw: config_raw.clone() })
-            .map_err(|e| Error::Invalid(format!("image config: {e}")));
-        let written = image.and_then(|image| {
-            let d = self.image_dir(&id);
-            std::fs::create_dir_all(&d)
-                .and_then(|()| records::write_atomic(&d.join("config.json"), &config_raw))
-                .and_then(|()| records::write_json(&d.join("record.json"), &record))
-                .map_err(Error::record(format!("the record of image '{id}'")))
-                .map(|()| image)
-        });
+        self.add_image(record, config_raw)?;
+        info!(image = %id, source = %dir.display(), size, "imported image");
+        Ok(id)
+    }
+
+    /// Records an image whose subvolume is complete and makes it visible; on failure, deletes it.
+    fn add_image(&self, record: ImageRecord, config_raw: Vec<u8>) -> Result<(), Error> {
+        let id = record.id.clone();
+        let written = ImageConfiguration::from_reader(config_raw.as_slice())
+            .map_err(|e| Error::Invalid(format!("image config: {e}")))
+            .and_then(|config| {
+                let d = self.image_dir(&id);
+                std::fs::create_dir_all(&d)
+                    .and_then(|()| records::write_atomic(&d.join("config.json"), &config_raw))
+                    .and_then(|()| records::write_json(&d.join("record.json"), &record))
+                    .map_err(Error::record(format!("the record of image '{id}'")))
+                    .map(|()| Image { record, config, config_raw })
+            });
         match written {
             Ok(image) => {
-                info!(image = %id, source = %record.source, size, "imported image");
-                self.lock().images.insert(id.clone(), image);
-                Ok(id)
+                self.lock().images.insert(id, image);
+                Ok(())
             }
             Err(e) => {
                 let _ = self.store.delete_image(&id);
@@ -380,6 +411,83 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    fn pull(&self, spec: &PullSpec) -> Result<String, Error> {
+        // One pull per reference at a time; the second finds the image the first made.
+        let key = spec.reference.whole();
+        {
+            let mut pulling = self.pulling.lock().unwrap_or_else(|e| e.into_inner());
+            while pulling.contains(&key) {
+                pulling = self.pulled.wait(pulling).unwrap_or_else(|e| e.into_inner());
+            }
+            pulling.push(key.clone());
+        }
+        let result = self.registry.pull(spec, &self.store, &|id| self.has_image(id));
+        let done = match result {
+            Ok(p) if !p.fresh => {
+                info!(image = %p.id, reference = %spec.source, "image is here already");
+                Ok(p.id)
+            }
+            Ok(p) => {
+                let record = ImageRecord {
+                    id: p.id.clone(),
+                    source: spec.source.clone(),
+                    created: records::now_rfc3339(),
+                    size: p.size,
+                    digest: Some(p.digest.clone()),
+                    layers: p.layers.clone(),
+                    chain: p.chain.clone(),
+                };
+                self.add_image(record, p.config_raw).map(|()| {
+                    info!(image = %p.id, reference = %spec.source, digest = %p.digest, "pulled image");
+                    p.id
+                })
+            }
+            Err(e) => Err(e.into()),
+        };
+        let mut pulling = self.pulling.lock().unwrap_or_else(|e| e.into_inner());
+        pulling.retain(|k| k != &key);
+        let alone = pulling.is_empty();
+        drop(pulling);
+        self.pulled.notify_all();
+        if done.is_err() && alone {
+            // Layers this failed pull finished stand under no image: drop them.
+            self.collect_layers();
+        }
+        done
+    }
+
+    /// Deletes the layer subvolumes no image stands on. Only while no pull is under way: a pull may be
+    /// standing on a layer it has not made an image of yet.
+    fn collect_layers(&self) {
+        if !self.pulling.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return;
+        }
+        let used: std::collections::HashSet<String> =
+            self.lock().images.values().flat_map(|i| i.record.chain.clone()).collect();
+        for chain in self.store.layers() {
+            if !used.contains(&chain) {
+                if let Err(e) = self.store.delete_layer(&chain) {
+                    warn!(layer = %chain, error = %e, "cannot delete an unused layer");
+                }
+            }
+        }
+    }
+
+    fn push(&self, spec: &PushSpec) -> Result<String, Error> {
+        let source = {
+            let st = self.lock();
+            let image = st.resolve_image(&spec.image)?;
+            PushSource {
+                rootfs: self.store.image_path(&image.record.id),
+                config_raw: image.config_raw.clone(),
+                scratch: self.store.dir().join("blobs"),
+            }
+        };
+        let digest = self.registry.push(spec, &source)?;
+        info!(image = %spec.image, reference = %spec.reference.whole(), digest = %digest, "pushed image");
+        Ok(digest)
     }
 
     fn run(self: &Arc<Self>, image: &str, argv: Option<Vec<String>>) -> Result<String, Error> {
@@ -463,7 +571,9 @@ impl Engine {
         }
         let _ = std::fs::remove_dir_all(&dir);
         st.images.remove(id);
+        drop(st);
         info!(image = %id, "removed image");
+        self.collect_layers();
         Ok(())
     }
 
@@ -662,6 +772,8 @@ impl Engine {
             ImageField::Created => line(&image.record.created),
             ImageField::Size => line(image.record.size),
             ImageField::Config => image.config_raw.clone(),
+            ImageField::Digest => image.record.digest.as_ref().map(line).unwrap_or_default(),
+            ImageField::Layers => image.record.layers.iter().flat_map(line).collect(),
         })
     }
 
@@ -715,6 +827,11 @@ impl Engine {
     /// The log file of a container.
     pub fn logs_path(&self, name: &str) -> Option<PathBuf> {
         self.has_container(name).then(|| self.container_dir(name).join("logs"))
+    }
+
+    /// The `images/pulls` file: a line per layer of each pull under way.
+    pub fn pull_progress(&self) -> Vec<u8> {
+        self.registry.progress.render()
     }
 
     /// The `errors` file: every failed write, one line each.

@@ -128,6 +128,7 @@ impl ControlFs {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
                 Err(e) => Err(e.into()),
             },
+            Node::Pulls => Ok(self.engine.pull_progress()),
             Node::ImageFile(id, ImageFile::Field(f)) => self.engine.image_field(id, *f).ok_or(Errno::ENOENT),
             Node::ContainerFile(_, ContainerFile::Ctl) => Ok(readme::CTL_HELP.as_bytes().to_vec()),
             Node::ContainerFile(name, ContainerFile::Field(f)) => {

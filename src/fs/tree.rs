@@ -12,6 +12,9 @@ pub enum Node {
     Errors,
     Images,
     Import,
+    Pull,
+    Push,
+    Pulls,
     Image(String),
     ImageFile(String, ImageFile),
     Containers,
@@ -46,10 +49,12 @@ pub enum Kind {
     Symlink,
 }
 
-const IMAGE_FILES: [(&str, ImageFile); 5] = [
+const IMAGE_FILES: [(&str, ImageFile); 7] = [
     ("source", ImageFile::Field(ImageField::Source)),
     ("created", ImageFile::Field(ImageField::Created)),
     ("size", ImageFile::Field(ImageField::Size)),
+    ("digest", ImageFile::Field(ImageField::Digest)),
+    ("layers", ImageFile::Field(ImageField::Layers)),
     ("config.json", ImageFile::Field(ImageField::Config)),
     ("rootfs", ImageFile::Rootfs),
 ];
@@ -78,6 +83,9 @@ impl Node {
             (Node::Root, "images") => Node::Images,
             (Node::Root, "containers") => Node::Containers,
             (Node::Images, "import") => Node::Import,
+            (Node::Images, "pull") => Node::Pull,
+            (Node::Images, "push") => Node::Push,
+            (Node::Images, "pulls") => Node::Pulls,
             (Node::Images, id) => Node::Image(id.to_string()),
             (Node::Containers, "run") => Node::Run,
             (Node::Containers, n) => Node::Container(n.to_string()),
@@ -98,7 +106,7 @@ impl Node {
         let named = |names: &[&'static str]| names.iter().filter_map(|n| Some((*n, self.child(n)?))).collect();
         match self {
             Node::Root => named(&["README", "errors", "images", "containers"]),
-            Node::Images => named(&["import"]),
+            Node::Images => named(&["import", "pull", "push", "pulls"]),
             Node::Containers => named(&["run"]),
             Node::Image(_) => named(&IMAGE_FILES.map(|(n, _)| n)),
             Node::Container(_) => named(&CONTAINER_FILES.map(|(n, _)| n)),
@@ -111,8 +119,8 @@ impl Node {
         match self {
             Node::Root | Node::Images | Node::Containers | Node::Image(_) | Node::Container(_) => Kind::Dir,
             Node::ImageFile(_, ImageFile::Rootfs) | Node::ContainerFile(_, ContainerFile::Rootfs) => Kind::Symlink,
-            Node::Readme | Node::Errors | Node::ImageFile(..) => file(false, true),
-            Node::Import | Node::Run => file(true, true),
+            Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) => file(false, true),
+            Node::Import | Node::Pull | Node::Push | Node::Run => file(true, true),
             Node::ContainerFile(_, f) => match f {
                 ContainerFile::Field(ContainerField::Image | ContainerField::Cmd | ContainerField::Env)
                 | ContainerFile::Ctl => file(true, true),
@@ -126,7 +134,7 @@ impl Node {
         match (self, self.kind()) {
             (_, Kind::Dir) => 0o755,
             (_, Kind::Symlink) => 0o777,
-            (Node::Import | Node::Run, _) => 0o600,
+            (Node::Import | Node::Pull | Node::Push | Node::Run, _) => 0o600,
             (_, Kind::File { writable: true, .. }) => 0o644,
             _ => 0o444,
         }
@@ -136,6 +144,8 @@ impl Node {
     pub fn write_target(&self) -> Option<WriteTarget> {
         Some(match self {
             Node::Import => WriteTarget::Import,
+            Node::Pull => WriteTarget::Pull,
+            Node::Push => WriteTarget::Push,
             Node::Run => WriteTarget::Run,
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Image)) => WriteTarget::Image(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Cmd)) => WriteTarget::Cmd(n.clone()),
@@ -153,6 +163,9 @@ impl Node {
             Node::Errors => "errors".into(),
             Node::Images => "images".into(),
             Node::Import => "images/import".into(),
+            Node::Pull => "images/pull".into(),
+            Node::Push => "images/push".into(),
+            Node::Pulls => "images/pulls".into(),
             Node::Image(id) => format!("images/{id}"),
             Node::ImageFile(id, f) => format!("images/{id}/{}", name(&IMAGE_FILES, *f)),
             Node::Containers => "containers".into(),

@@ -104,9 +104,15 @@ impl Store {
             info!(mount = %dir.display(), "reusing the btrfs store already mounted");
             loop_mounted = true;
         }
-        for sub in ["images", "containers"] {
+        for sub in ["images", "containers", "layers", "blobs"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| prep(&p, e))?;
+        }
+        // Blobs are only ever temporary: what is there is what a cut pull left.
+        if let Ok(entries) = std::fs::read_dir(dir.join("blobs")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
         Ok(Store { dir, loop_mounted, warm: Arc::default(), background: Mutex::default() })
     }
@@ -128,6 +134,101 @@ impl Store {
 
     fn staging_path(&self, kind: &str, id: &str) -> PathBuf {
         self.dir.join(kind).join(format!(".tmp-{id}"))
+    }
+
+    /// The read-only subvolume of the layer with chain id `chain` (`sha256:<hex>`).
+    fn layer_path(&self, chain: &str) -> PathBuf {
+        self.dir.join("layers").join(chain.trim_start_matches("sha256:"))
+    }
+
+    /// Whether the layer with chain id `chain` is stored.
+    pub fn has_layer(&self, chain: &str) -> bool {
+        self.layer_path(chain).is_dir()
+    }
+
+    /// A fresh temporary file for downloading blob `digest`.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.join("blobs").join(format!("{}-{}", &hex[..hex.len().min(16)], crate::records::new_id("")))
+    }
+
+    /// Makes layer `chain`: a writable snapshot of layer `parent` (or an empty subvolume for a base
+    /// layer) that `apply` fills, sealed read-only under its chain id. Nothing is left if `apply` fails.
+    /// A layer another pull finished meanwhile is kept, and this one dropped.
+    pub fn add_layer<E: From<StoreError>>(
+        &self,
+        parent: Option<&str>,
+        chain: &str,
+        apply: impl FnOnce(&Path) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let hex = chain.trim_start_matches("sha256:");
+        let tmp = self.staging_path("layers", &format!("{hex}-{}", crate::records::new_id("")));
+        match parent {
+            Some(p) => {
+                let from = self.layer_path(p);
+                btrfs::snapshot(&from, &tmp, false).map_err(|e| StoreError::Snapshot {
+                    from,
+                    to: tmp.clone(),
+                    source: e,
+                })?
+            }
+            None => btrfs::create_subvolume(&tmp)
+                .map_err(|e| StoreError::CreateSubvolume { path: tmp.clone(), source: e })?,
+        }
+        let result = apply(&tmp).and_then(|()| {
+            if self.has_layer(chain) {
+                self.remove_subvolume(&tmp);
+                return Ok(());
+            }
+            self.seal(&tmp, &self.layer_path(chain)).map_err(E::from)
+        });
+        if result.is_err() {
+            self.remove_subvolume(&tmp);
+            reclaim(&self.dir);
+        }
+        result
+    }
+
+    /// Makes image `id` a read-only snapshot of layer `top` (an empty image when there is none).
+    pub fn image_from_layer(&self, top: Option<&str>, id: &str) -> Result<(), StoreError> {
+        let tmp = self.staging_path("images", id);
+        match top {
+            Some(chain) => {
+                let from = self.layer_path(chain);
+                btrfs::snapshot(&from, &tmp, false).map_err(|e| StoreError::Snapshot {
+                    from,
+                    to: tmp.clone(),
+                    source: e,
+                })?
+            }
+            None => btrfs::create_subvolume(&tmp)
+                .map_err(|e| StoreError::CreateSubvolume { path: tmp.clone(), source: e })?,
+        }
+        let sealed = self.seal(&tmp, &self.image_path(id));
+        if sealed.is_err() {
+            self.remove_subvolume(&tmp);
+        }
+        sealed
+    }
+
+    /// Deletes layer `chain`, if stored.
+    pub fn delete_layer(&self, chain: &str) -> Result<(), StoreError> {
+        let path = self.layer_path(chain);
+        if !path.exists() {
+            return Ok(());
+        }
+        self.delete(path)
+    }
+
+    /// The chain ids of the layers stored.
+    pub fn layers(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("layers")) else { return Vec::new() };
+        entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .map(|n| format!("sha256:{n}"))
+            .collect()
     }
 
     /// Makes image `id` from a copy of `src`; returns the content size in bytes. The image appears under its
@@ -205,10 +306,11 @@ impl Store {
         threads.push(std::thread::spawn(work));
     }
 
-    /// Removes subvolumes no record owns: staging leftovers of an interrupted import, and anything whose
-    /// record is gone. `keep` says which names to keep in `images/` and `containers/`.
+    /// Removes subvolumes no record owns: staging leftovers of an interrupted import or pull, and anything
+    /// whose record is gone. `keep` says which names to keep in `images/`, `containers/` and `layers/`
+    /// (there, by chain id hex).
     pub fn sweep(&self, keep: impl Fn(&str, &str) -> bool) {
-        for kind in ["images", "containers"] {
+        for kind in ["images", "containers", "layers"] {
             let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else { continue };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();

@@ -3,8 +3,10 @@
 #   btrfs-progs     mkfs.btrfs for the embedded store (the tests also use the btrfs command to check it)
 #   fuse3           fusermount3, to unmount by hand after a crash
 #   busybox-static  the root filesystem the tests and the Quick start import
+#   docker-registry the OCI registry the pull tests start on loopback (never as a service)
+#   apache2-utils   htpasswd, for the registry behind basic auth
 set -eu
-PACKAGES="btrfs-progs fuse3 busybox-static"
+PACKAGES="btrfs-progs fuse3 busybox-static docker-registry apache2-utils"
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (apt-get install $PACKAGES)" >&2
     exit 1
@@ -17,5 +19,9 @@ if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq $missing >/dev/null
+fi
+# The package's own service is not wanted: the tests start registries of their own on free ports.
+if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
+    systemctl disable --now -q docker-registry || true
 fi
 for m in fuse btrfs loop; do modprobe -q "$m" 2>/dev/null || true; done

@@ -167,9 +167,18 @@ fn leftovers_of_interrupted_requests_are_swept_at_start() {
     btrfs(&["subvolume", "create", orphan.to_str().unwrap()]);
     fs::create_dir_all(b.root.join("state/images/img_half")).unwrap();
     fs::create_dir_all(b.root.join("state/containers/half")).unwrap();
+    // And what a pull cut by a crash leaves: a layer being applied, a finished layer no image stands on,
+    // a half-downloaded blob.
+    let layer_staging = b.root.join("store/layers/.tmp-0123abcd-x");
+    btrfs(&["subvolume", "create", layer_staging.to_str().unwrap()]);
+    let lone_layer = b.root.join("store/layers").join("ab".repeat(32));
+    btrfs(&["subvolume", "create", lone_layer.to_str().unwrap()]);
+    let blob = b.root.join("store/blobs/0123456789abcdef-x");
+    fs::write(&blob, "half a layer").unwrap();
     b.stop_daemon();
     b.spawn_daemon();
-    assert_eq!(listing(&b, "images"), vec![img.clone(), "import".into()]);
+    assert!(!layer_staging.exists() && !lone_layer.exists() && !blob.exists());
+    assert_eq!(listing(&b, "images"), vec![img.clone(), "import".into(), "pull".into(), "pulls".into(), "push".into()]);
     assert_eq!(listing(&b, "containers"), vec!["run".to_string()]);
     assert!(!staging.exists() && !orphan.exists());
     assert!(!b.root.join("state/images/img_half").exists());

@@ -3,6 +3,8 @@
 //! unmounts what is left and removes the directory, also when the test fails.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::symlink;
@@ -17,6 +19,8 @@ pub struct Bocker {
     pub root: PathBuf,
     pub mount: PathBuf,
     pub store_size: String,
+    /// Extra environment for the daemon (DOCKER_CONFIG, say).
+    pub env: Vec<(String, String)>,
     daemon: Option<Child>,
 }
 
@@ -41,6 +45,7 @@ impl Bocker {
             mount: dir.join("mnt"),
             dir,
             store_size: store_size.to_string(),
+            env: Vec::new(),
             daemon: None,
         };
         b.spawn_daemon();
@@ -56,7 +61,8 @@ impl Bocker {
             .arg(&self.mount)
             .arg("--store-size")
             .arg(&self.store_size)
-            .env("RUST_LOG", "debug");
+            .env("RUST_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

@@ -1,0 +1,232 @@
+//! A real registry for the tests: Debian's `docker-registry` on 127.0.0.1 and a free port, with its
+//! storage in the test's directory, optionally behind basic auth. Images are crafted here, layer by layer,
+//! and pushed with oci-client. Dropping it ends the registry (by its PID).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+pub struct TestRegistry {
+    pub addr: String,
+    pub dir: PathBuf,
+    auth: RegistryAuth,
+    child: Child,
+    runtime: tokio::runtime::Runtime,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// A layer blob, its media type and its diff id.
+pub struct Layer {
+    pub blob: Vec<u8>,
+    pub media_type: &'static str,
+    pub diff_id: String,
+}
+
+impl Layer {
+    pub fn new(tar: Vec<u8>, compression: Compression) -> Layer {
+        let diff_id = sha256(&tar);
+        let (blob, media_type) = match compression {
+            Compression::None => (tar, "application/vnd.oci.image.layer.v1.tar"),
+            Compression::Gzip => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(&tar).unwrap();
+                (gz.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
+            }
+            Compression::Zstd => {
+                (zstd::encode_all(tar.as_slice(), 3).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd")
+            }
+        };
+        Layer { blob, media_type, diff_id }
+    }
+}
+
+/// A tar of entries `(name, kind, data)`: kind 'f' file, 'd' dir, 's' symlink (data: target),
+/// 'h' hardlink (data: target). Names are written raw, so malicious ones can be made.
+pub fn tar_of(entries: &[(&str, char, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        let (entry_type, mode) = match kind {
+            'd' => (tar::EntryType::Directory, 0o755),
+            's' => (tar::EntryType::Symlink, 0o777),
+            'h' => (tar::EntryType::Link, 0o644),
+            _ => (tar::EntryType::Regular, 0o644),
+        };
+        h.set_entry_type(entry_type);
+        h.set_mode(mode);
+        h.set_mtime(1_700_000_000);
+        let bytes = name.as_bytes();
+        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        if matches!(kind, 's' | 'h') {
+            h.set_link_name(data).unwrap();
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, std::io::empty()).unwrap();
+        } else {
+            let body = if *kind == 'd' { "" } else { data };
+            h.set_size(body.len() as u64);
+            h.set_cksum();
+            b.append(&h, body.as_bytes()).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// A tar of a whole directory (a root filesystem), symlinks kept as symlinks.
+pub fn tar_of_dir(dir: &Path) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", dir).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl TestRegistry {
+    pub fn start(dir: &Path) -> TestRegistry {
+        Self::start_with(dir, None)
+    }
+
+    /// A registry; with `basic`, behind htpasswd basic auth for that user and password.
+    pub fn start_with(dir: &Path, basic: Option<(&str, &str)>) -> TestRegistry {
+        let dir = dir.join(format!("registry-{}", free_port()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {addr}\n",
+            dir.join("data").display()
+        );
+        let mut auth = RegistryAuth::Anonymous;
+        if let Some((user, password)) = basic {
+            let out =
+                Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
+            std::fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
+            config.push_str(&format!("auth:\n  htpasswd: {{realm: test, path: {}}}\n", dir.join("htpasswd").display()));
+            auth = RegistryAuth::Basic(user.into(), password.into());
+        }
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        TestRegistry { addr, dir, auth, child, runtime }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() })
+    }
+
+    pub fn reference(&self, repo_tag: &str) -> String {
+        format!("{}/{repo_tag}", self.addr)
+    }
+
+    /// Pushes an image of `layers` with `config` (its rootfs is filled in); returns the manifest digest
+    /// and size.
+    pub fn push_image(&self, repo_tag: &str, layers: &[Layer], mut config: serde_json::Value) -> (String, usize) {
+        let reference: Reference = self.reference(repo_tag).parse().unwrap();
+        config["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() });
+        let config = serde_json::to_vec(&config).unwrap();
+        let client = self.client();
+        self.runtime.block_on(async {
+            client.store_auth_if_needed(reference.resolve_registry(), &self.auth).await;
+            client.auth(&reference, &self.auth, oci_client::RegistryOperation::Push).await.unwrap();
+            for l in layers {
+                client.push_blob(&reference, l.blob.clone(), &sha256(&l.blob)).await.unwrap();
+            }
+            client.push_blob(&reference, config.clone(), &sha256(&config)).await.unwrap();
+        });
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len() },
+            "layers": layers.iter().map(|l| serde_json::json!({ "mediaType": l.media_type, "digest": sha256(&l.blob), "size": l.blob.len() })).collect::<Vec<_>>(),
+        });
+        self.push_manifest(
+            repo_tag,
+            &serde_json::to_vec(&manifest).unwrap(),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+    }
+
+    /// Pushes an image index of `(manifest digest, size, os, architecture, variant)` entries.
+    pub fn push_index(&self, repo_tag: &str, entries: &[(String, usize, &str, &str, Option<&str>)]) {
+        let manifests: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(digest, size, os, arch, variant)| {
+                let mut platform = serde_json::json!({ "os": os, "architecture": arch });
+                if let Some(v) = variant {
+                    platform["variant"] = (*v).into();
+                }
+                serde_json::json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size, "platform": platform })
+            })
+            .collect();
+        let index = serde_json::json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests });
+        self.push_manifest(repo_tag, &serde_json::to_vec(&index).unwrap(), "application/vnd.oci.image.index.v1+json");
+    }
+
+    fn push_manifest(&self, repo_tag: &str, body: &[u8], media_type: &'static str) -> (String, usize) {
+        let reference: Reference = self.reference(repo_tag).parse().unwrap();
+        let client = self.client();
+        self.runtime.block_on(async {
+            client.store_auth_if_needed(reference.resolve_registry(), &self.auth).await;
+            client.auth(&reference, &self.auth, oci_client::RegistryOperation::Push).await.unwrap();
+            client
+                .push_manifest_raw(&reference, body.to_vec(), http::HeaderValue::from_static(media_type))
+                .await
+                .unwrap();
+        });
+        (sha256(body), body.len())
+    }
+
+    /// Where the registry keeps a blob's bytes, to corrupt it behind its back.
+    pub fn blob_data(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config with the given Env, Cmd and WorkingDir for this host's platform.
+pub fn config(env: &[&str], cmd: &[&str], workdir: &str) -> serde_json::Value {
+    serde_json::json!({
+        "architecture": if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" },
+        "os": "linux",
+        "config": { "Env": env, "Cmd": cmd, "WorkingDir": workdir },
+    })
+}

@@ -93,6 +93,47 @@ impl Cli {
         fs::read_to_string(self.path(rel)).unwrap_or_default().trim_end().to_string()
     }
 
+    /// `bocker pull NAME [TAG]` or `bocker pull REF`: a progress bar per layer while the files say the
+    /// pull moves, then `Created: img_...`.
+    pub fn pull(&self, words: &[String]) -> Result<i32, CliError> {
+        let line = words.join(" ");
+        let source = match words {
+            [name, tag] if !tag.starts_with("platform=") => format!("{name}:{tag}"),
+            _ => words.first().cloned().unwrap_or_default(),
+        };
+        let file = self.path("images/pull");
+        let worker = std::thread::spawn(move || -> io::Result<String> {
+            let mut f = OpenOptions::new().read(true).write(true).open(file)?;
+            f.write_all(line.as_bytes())?;
+            let mut id = String::new();
+            f.read_to_string(&mut id)?;
+            Ok(id.trim().to_string())
+        });
+        let mut bars = Bars::new();
+        while !worker.is_finished() {
+            bars.show(&source, &fs::read_to_string(self.path("images/pulls")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bars.finish();
+        let id = worker
+            .join()
+            .map_err(|_| CliError::Failed("the pull thread failed".into()))?
+            .map_err(|e| CliError::Failed(self.why("images/pull", &e)))?;
+        println!("Created: {id}");
+        Ok(0)
+    }
+
+    /// `bocker push IMAGE REF`: prints the pushed manifest's digest.
+    pub fn push(&self, image: &str, reference: &str) -> Result<i32, CliError> {
+        let digest =
+            self.submit("images/push", &format!("{image} {reference}")).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) if !self.has_image(image) => CliError::NoImage(image.to_string()),
+                _ => CliError::Failed(self.why("images/push", &e)),
+            })?;
+        println!("Pushed: {reference}@{digest}");
+        Ok(0)
+    }
+
     /// `bocker images`.
     pub fn images(&self) -> Result<i32, CliError> {
         println!("IMAGE_ID\t\tSOURCE");
@@ -203,4 +244,60 @@ fn copy_from(path: &Path, offset: u64, out: &mut impl Write) -> io::Result<u64> 
     let n = io::copy(&mut f, out)?;
     out.flush()?;
     Ok(n)
+}
+
+/// Per-layer progress bars of one pull, drawn from `images/pulls` lines
+/// (`REFERENCE LAYER DONE TOTAL STATE`). On a terminal they are redrawn in place; otherwise a line is
+/// printed when a layer changes state.
+struct Bars {
+    tty: bool,
+    drawn: usize,
+    states: std::collections::HashMap<String, String>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        // SAFETY: isatty only inspects the descriptor.
+        let tty = unsafe { libc::isatty(1) } == 1;
+        Bars { tty, drawn: 0, states: std::collections::HashMap::new() }
+    }
+
+    fn show(&mut self, source: &str, pulls: &str) {
+        let mut lines = Vec::new();
+        for l in pulls.lines() {
+            let w: Vec<&str> = l.split(' ').collect();
+            let [reference, digest, done, total, state] = w.as_slice() else { continue };
+            if *reference != source {
+                continue;
+            }
+            let (done, total): (u64, u64) = (done.parse().unwrap_or(0), total.parse().unwrap_or(0));
+            let short = digest.trim_start_matches("sha256:").get(..12).unwrap_or(digest);
+            let filled = (done.min(total) * 30).checked_div(total).unwrap_or(30) as usize;
+            lines.push(format!(
+                "{short}: [{}{}] {:>7.1}/{:.1} MB {state}",
+                "#".repeat(filled),
+                " ".repeat(30 - filled),
+                done as f64 / 1e6,
+                total as f64 / 1e6
+            ));
+            if !self.tty && self.states.insert((*digest).to_string(), (*state).to_string()).as_deref() != Some(*state) {
+                println!("{short}: {state}");
+            }
+        }
+        if self.tty {
+            let mut out = io::stdout().lock();
+            if self.drawn > 0 {
+                let _ = write!(out, "\x1b[{}A", self.drawn);
+            }
+            for l in &lines {
+                let _ = writeln!(out, "\x1b[2K{l}");
+            }
+            let _ = out.flush();
+            self.drawn = lines.len();
+        }
+    }
+
+    fn finish(&mut self) {
+        let _ = io::stdout().flush();
+    }
 }

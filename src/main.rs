@@ -30,9 +30,19 @@ enum Command {
         /// Size of the btrfs image file made under the root when the root is not on btrfs (K, M, G, T).
         #[arg(long, env = "BOCKER_STORE_SIZE", default_value = "20G", value_parser = parse_size)]
         store_size: u64,
+        /// A registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are. Repeatable.
+        #[arg(long = "insecure-registry", env = "BOCKER_INSECURE_REGISTRIES", value_delimiter = ',')]
+        insecure_registries: Vec<String>,
     },
     /// Make an image of a directory.
     Init { directory: PathBuf },
+    /// Pull an image from a registry: NAME [TAG], or a full reference, and optionally platform=OS/ARCH.
+    Pull {
+        #[arg(required = true, num_args = 1..=3)]
+        reference: Vec<String>,
+    },
+    /// Push a local image to a registry.
+    Push { image: String, reference: String },
     /// List images.
     Images,
     /// List containers.
@@ -71,12 +81,15 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<i32> {
     let cli = |mount| Cli::new(mount).map_err(anyhow::Error::from);
     let code = match args.command {
-        Command::Daemon { root, store_size } => {
+        Command::Daemon { root, store_size, insecure_registries } => {
             init_logging();
-            daemon::run(&DaemonOptions { root, mount: args.mount, store_size }).context("bocker daemon")?;
+            let opts = DaemonOptions { root, mount: args.mount, store_size, insecure_registries };
+            daemon::run(&opts).context("bocker daemon")?;
             0
         }
         Command::Init { directory } => cli(args.mount)?.init(&directory)?,
+        Command::Pull { reference } => cli(args.mount)?.pull(&reference)?,
+        Command::Push { image, reference } => cli(args.mount)?.push(&image, &reference)?,
         Command::Images => cli(args.mount)?.images()?,
         Command::Ps => cli(args.mount)?.ps()?,
         Command::Run { image, command } => cli(args.mount)?.run(&image, &command)?,

@@ -367,3 +367,54 @@ fn the_command_line_pulls_with_progress_and_pushes() {
         String::from_utf8_lossy(&missing.stderr)
     );
 }
+
+#[test]
+fn a_registry_that_dies_mid_pull_fails_it_cleanly() {
+    let b = Bocker::start("cut");
+    let mut reg = TestRegistry::start(&b.dir);
+    let layers = vec![
+        Layer::new(tar_of_dir(&b.rootfs()), Compression::Gzip),
+        Layer::new(tar_of(&[("big", 'f', &noise(64 << 20))]), Compression::None),
+    ];
+    reg.push_image("cut:v1", &layers, config(&["PATH=/bin"], &["true"], "/"));
+    let reference = reg.reference("cut:v1");
+    let mount = b.mount.clone();
+    let puller = std::thread::spawn(move || {
+        let mut f = fs::OpenOptions::new().read(true).write(true).open(mount.join("images/pull")).unwrap();
+        std::io::Write::write_all(&mut f, reference.as_bytes()).map(|_| ())
+    });
+    // Kill the registry once the big layer is on its way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !b.read("images/pulls").contains("downloading") && !puller.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the pull never started downloading");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    reg.kill();
+    let err = puller.join().unwrap().expect_err("the pull should fail");
+    let errno = Bocker::errno(&err);
+    assert!(
+        [libc::ECONNRESET, libc::ECONNREFUSED, libc::EREMOTEIO].contains(&errno),
+        "errno {errno}: {}",
+        b.read("errors")
+    );
+    assert_nothing_left(&b, &[]);
+}
+
+#[test]
+fn a_store_that_fills_during_a_pull_is_enospc_and_leaves_nothing() {
+    let b = Bocker::start_sized("pullfull", "256M");
+    let reg = TestRegistry::start(&b.dir);
+    // 300 MiB that no compression shrinks: more than the store holds.
+    let layers = vec![Layer::new(tar_of(&[("huge", 'f', &noise(300 << 20))]), Compression::None)];
+    reg.push_image("huge:v1", &layers, config(&["PATH=/bin"], &["true"], "/"));
+    assert_eq!(errno(pull(&b, &reg.reference("huge:v1"))), libc::ENOSPC);
+    assert!(b.read("errors").contains("images/pull ENOSPC"), "{}", b.read("errors"));
+    assert_nothing_left(&b, &[]);
+    // The space is back: a small pull works.
+    reg.push_image(
+        "small:v1",
+        &[Layer::new(tar_of(&[("f", 'f', "x")]), Compression::Gzip)],
+        config(&[], &["true"], "/"),
+    );
+    pull(&b, &reg.reference("small:v1")).unwrap();
+}

@@ -215,10 +215,17 @@ impl TestRegistry {
     }
 }
 
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
+impl TestRegistry {
+    /// Ends the registry now, as a crash would.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

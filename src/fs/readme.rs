@@ -5,7 +5,7 @@ bockerfs: containers driven with echo and cat.
 
   images/pull            echo alpine:3.20 > images/pull          (any OCI registry; platform=OS/ARCH optional)
   images/pulls           the pulls under way: REFERENCE LAYER DONE TOTAL STATE, a line per layer
-  images/push            echo "IMAGE REGISTRY/REPO:TAG" > images/push
+  images/push            echo 'IMAGE REGISTRY/REPO:TAG' > images/push
   images/import          echo /path/to/rootfs > images/import   (a read on the same open file gives the id)
   images/<id>/           source created size digest layers config.json rootfs; rmdir removes (EBUSY while used)
   containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id)

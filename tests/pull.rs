@@ -418,3 +418,19 @@ fn a_store_that_fills_during_a_pull_is_enospc_and_leaves_nothing() {
     );
     pull(&b, &reg.reference("small:v1")).unwrap();
 }
+
+#[test]
+fn docker_v2_schema_2_images_pull_too() {
+    let b = Bocker::start("dockerv2");
+    let reg = TestRegistry::start(&b.dir);
+    let layers = vec![
+        Layer::new(tar_of_dir(&b.rootfs()), Compression::Gzip),
+        Layer::new(tar_of(&[("from-docker", 'f', "yes")]), Compression::Gzip),
+    ];
+    let (digest, _) =
+        reg.push_docker_image("docker:v2", &layers, config(&["PATH=/bin"], &["cat", "/from-docker"], "/"));
+    let id = pull(&b, &reg.reference("docker:v2")).unwrap();
+    assert_eq!(b.read(&format!("images/{id}/digest")), format!("{digest}\n"));
+    let run = b.run_to_exit(&id);
+    assert_eq!(b.read(&format!("containers/{run}/logs")), "yes");
+}

@@ -431,6 +431,44 @@ mod tests {
     }
 
     #[test]
+    fn devices_fifos_and_xattrs() {
+        let d = scratch("special");
+        let root = d.join("root");
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, major, minor) in
+            [("dev/null", tar::EntryType::Char, 1, 3), ("pipe", tar::EntryType::Fifo, 0, 0)]
+        {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(kind);
+            h.set_mode(0o666);
+            h.set_device_major(major).unwrap();
+            h.set_device_minor(minor).unwrap();
+            h.set_size(0);
+            b.append_data(&mut h, name, io::empty()).unwrap();
+        }
+        b.append_pax_extensions([("SCHILY.xattr.user.origin", b"layer".as_slice())]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o4755);
+        h.set_size(2);
+        b.append_data(&mut h, "suid", b"ok".as_slice()).unwrap();
+        apply_layer(&root, b.into_inner().unwrap().as_slice()).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        let null = fs::symlink_metadata(root.join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+        assert!(fs::symlink_metadata(root.join("pipe")).unwrap().file_type().is_fifo());
+        assert_eq!(
+            fs::metadata(root.join("suid")).unwrap().permissions().mode() & 0o7777,
+            0o4755,
+            "set-id bits survive chown"
+        );
+        let value = rustix::fs::getxattr(root.join("suid").as_path(), "user.origin", &mut [0u8; 16][..]).unwrap();
+        assert_eq!(value, 5);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn bad_names_in_components() {
         assert_eq!(components(b"./a//b/").unwrap(), vec![b"a" as &[u8], b"b"]);
         assert!(components(b"a/../b").is_err());

@@ -178,6 +178,36 @@ impl TestRegistry {
         )
     }
 
+    /// Pushes an image in Docker's v2 schema 2 format (Docker media types for manifest, config, layers).
+    pub fn push_docker_image(
+        &self,
+        repo_tag: &str,
+        layers: &[Layer],
+        mut config: serde_json::Value,
+    ) -> (String, usize) {
+        let reference: Reference = self.reference(repo_tag).parse().unwrap();
+        config["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() });
+        let config = serde_json::to_vec(&config).unwrap();
+        let client = self.client();
+        self.runtime.block_on(async {
+            for l in layers {
+                client.push_blob(&reference, l.blob.clone(), &sha256(&l.blob)).await.unwrap();
+            }
+            client.push_blob(&reference, config.clone(), &sha256(&config)).await.unwrap();
+        });
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": { "mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256(&config), "size": config.len() },
+            "layers": layers.iter().map(|l| serde_json::json!({ "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": sha256(&l.blob), "size": l.blob.len() })).collect::<Vec<_>>(),
+        });
+        self.push_manifest(
+            repo_tag,
+            &serde_json::to_vec(&manifest).unwrap(),
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+    }
+
     /// Pushes an image index of `(manifest digest, size, os, architecture, variant)` entries.
     pub fn push_index(&self, repo_tag: &str, entries: &[(String, usize, &str, &str, Option<&str>)]) {
         let manifests: Vec<serde_json::Value> = entries

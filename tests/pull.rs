@@ -434,3 +434,52 @@ fn docker_v2_schema_2_images_pull_too() {
     let run = b.run_to_exit(&id);
     assert_eq!(b.read(&format!("containers/{run}/logs")), "yes");
 }
+
+#[test]
+fn by_digest_and_unsupported_media_types() {
+    let b = Bocker::start("bydigest");
+    let reg = TestRegistry::start(&b.dir);
+    let layers = vec![Layer::new(tar_of(&[("f", 'f', "x")]), Compression::Gzip)];
+    let (digest, _) = reg.push_image("pinned:v1", &layers, config(&[], &["true"], "/"));
+    let by_tag = pull(&b, &reg.reference("pinned:v1")).unwrap();
+    let by_digest = pull(&b, &format!("{}@{digest}", reg.reference("pinned"))).unwrap();
+    assert_eq!(by_digest, by_tag, "the id comes from the image, not from how it was named");
+    // A layer type this runtime can't read.
+    let mut odd = Layer::new(tar_of(&[("f", 'f', "x")]), Compression::None);
+    odd.media_type = "application/x-bzip2";
+    reg.push_image("odd:v1", &[odd], config(&[], &["true"], "/"));
+    assert_eq!(errno(pull(&b, &reg.reference("odd:v1"))), libc::EOPNOTSUPP);
+    assert!(b.read("errors").contains("unsupported media type application/x-bzip2"));
+}
+
+#[test]
+fn a_daemon_killed_mid_pull_leaves_nothing_and_the_pull_works_again() {
+    let mut b = Bocker::start("killpull");
+    let reg = TestRegistry::start(&b.dir);
+    let layers = vec![
+        Layer::new(tar_of_dir(&b.rootfs()), Compression::Gzip),
+        Layer::new(tar_of(&[("big", 'f', &noise(64 << 20))]), Compression::None),
+    ];
+    reg.push_image("killed:v1", &layers, config(&["PATH=/bin"], &["true"], "/"));
+    let reference = reg.reference("killed:v1");
+    let mount = b.mount.clone();
+    let puller = std::thread::spawn({
+        let reference = reference.clone();
+        move || {
+            let mut f = fs::OpenOptions::new().read(true).write(true).open(mount.join("images/pull")).unwrap();
+            std::io::Write::write_all(&mut f, reference.as_bytes()).is_ok()
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !b.read("images/pulls").contains("downloading") && !puller.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the pull never started downloading");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    b.crash_daemon();
+    assert!(!puller.join().unwrap(), "the pull can't have succeeded");
+    b.spawn_daemon();
+    assert_nothing_left(&b, &[]);
+    let id = pull(&b, &reference).unwrap();
+    let rootfs = fs::read_link(b.path(&format!("images/{id}/rootfs"))).unwrap();
+    assert_eq!(fs::metadata(rootfs.join("big")).unwrap().len(), 64 << 20);
+}

@@ -1,0 +1,127 @@
+//! The parsers, the v1 translations, layout detection, and the v2 layout against a cgroupfs-like tree in a
+//! temporary directory (this machine can't mount cgroup2 with controllers).
+
+use super::*;
+
+#[test]
+fn limit_values() {
+    assert_eq!(parse_limit("cpu.weight", "100\n"), Ok(Limit::CpuWeight(100)));
+    assert!(matches!(parse_limit("cpu.weight", "0"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_limit("cpu.weight", "10001"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_limit("cpu.weight", "max"), Err(LimitError::Syntax { .. })));
+    assert_eq!(
+        parse_limit("cpu.max", "50000 100000"),
+        Ok(Limit::CpuMax(CpuMax { quota: Some(50000), period: 100000 }))
+    );
+    assert_eq!(parse_limit("cpu.max", "max"), Ok(Limit::CpuMax(CpuMax { quota: None, period: 100000 })));
+    assert_eq!(parse_limit("cpu.max", "20000"), Ok(Limit::CpuMax(CpuMax { quota: Some(20000), period: 100000 })));
+    assert!(matches!(parse_limit("cpu.max", "5 100000"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_limit("cpu.max", "1000 10"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_limit("cpu.max", "half"), Err(LimitError::Syntax { .. })));
+    assert_eq!(parse_limit("memory.max", "512M"), Ok(Limit::MemoryMax(Max(Some(512 << 20)))));
+    assert_eq!(parse_limit("memory.max", "1G"), Ok(Limit::MemoryMax(Max(Some(1 << 30)))));
+    assert_eq!(parse_limit("memory.max", "max"), Ok(Limit::MemoryMax(Max(None))));
+    assert!(matches!(parse_limit("memory.max", "10K"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_limit("memory.max", "-1"), Err(LimitError::Syntax { .. })));
+    assert!(matches!(parse_limit("memory.max", "12Q"), Err(LimitError::Syntax { .. })));
+    assert!(matches!(parse_limit("memory.max", "99999999999999G"), Err(LimitError::Syntax { .. })));
+    assert_eq!(parse_limit("pids.max", "64"), Ok(Limit::PidsMax(Max(Some(64)))));
+    assert_eq!(parse_limit("pids.max", "max"), Ok(Limit::PidsMax(Max(None))));
+    assert!(matches!(parse_limit("pids.max", "0"), Err(LimitError::Range { .. })));
+}
+
+#[test]
+fn weights_and_shares_as_the_kernel_maps_them() {
+    assert_eq!(limits::weight_to_shares(100), 1024);
+    assert_eq!(limits::shares_to_weight(1024), 100);
+    assert_eq!(limits::shares_to_weight(512), 50, "bocker's default share");
+    for w in 1..=10000 {
+        assert_eq!(limits::shares_to_weight(limits::weight_to_shares(w)), w, "weight {w}");
+    }
+}
+
+#[test]
+fn layouts_from_mountinfo() {
+    let v2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+    assert_eq!(Layout::from_mountinfo(v2), Some(Layout::V2 { root: "/sys/fs/cgroup".into() }));
+    let hybrid = "\
+25 24 0:22 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
+26 25 0:23 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+30 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+31 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+32 25 0:29 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+";
+    let layout = Layout::from_mountinfo(hybrid).unwrap();
+    assert_eq!(layout.name(), "hybrid");
+    let Layout::V1 { cpu, cpuacct, memory, .. } = &layout else { panic!("{layout:?}") };
+    assert_eq!(cpu, cpuacct, "a combined cpu,cpuacct hierarchy");
+    assert_eq!(memory.as_deref(), Some(Path::new("/sys/fs/cgroup/memory")));
+    let v1 = hybrid.replace("cgroup2 cgroup2", "tmpfs tmpfs");
+    assert_eq!(Layout::from_mountinfo(&v1).unwrap().name(), "v1");
+    assert_eq!(Layout::from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n"), None);
+}
+
+/// A cgroup2 tree like the kernel's: each group has cgroup.controllers (what its parent enabled) and
+/// cgroup.subtree_control; the test plays the kernel's part in creating the files of new groups.
+fn fake_v2(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+    std::fs::write(dir.join("cgroup.subtree_control"), "memory\n").unwrap();
+}
+
+#[test]
+fn the_v2_layout_on_a_fake_tree() {
+    let root = std::env::temp_dir().join(format!("bocker-fake-cgroup2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    fake_v2(&root);
+    let cg = Cgroups::new(Layout::V2 { root: root.clone() }, "bocker/daemon1");
+    let limits = Limits {
+        cpu_weight: Some(50),
+        cpu_max: Some(CpuMax { quota: Some(20000), period: 100000 }),
+        memory_max: Some(Max(Some(512 << 20))),
+        pids_max: Some(Max(None)),
+    };
+    // The kernel gives each new group its controllers file; stand in for it once the parents exist.
+    std::fs::create_dir_all(root.join("bocker/daemon1")).unwrap();
+    std::fs::write(root.join("bocker/cgroup.controllers"), "cpu memory pids\n").unwrap();
+    std::fs::write(root.join("bocker/daemon1/cgroup.controllers"), "cpu memory pids\n").unwrap();
+    cg.create("web", &limits).unwrap();
+    // Controllers enabled at every level down to the parent, only those not yet enabled at the root.
+    assert_eq!(std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(), "+cpu +pids");
+    assert_eq!(std::fs::read_to_string(root.join("bocker/cgroup.subtree_control")).unwrap(), "+cpu +memory +pids");
+    assert_eq!(
+        std::fs::read_to_string(root.join("bocker/daemon1/cgroup.subtree_control")).unwrap(),
+        "+cpu +memory +pids"
+    );
+    let g = root.join("bocker/daemon1/web");
+    assert_eq!(std::fs::read_to_string(g.join("cpu.weight")).unwrap(), "50");
+    assert_eq!(std::fs::read_to_string(g.join("cpu.max")).unwrap(), "20000 100000");
+    assert_eq!(std::fs::read_to_string(g.join("memory.max")).unwrap(), (512u64 << 20).to_string());
+    assert_eq!(std::fs::read_to_string(g.join("pids.max")).unwrap(), "max");
+    assert_eq!(cg.procs_files("web"), vec![g.join("cgroup.procs")]);
+    assert_eq!(cg.read_limit("web", &Limit::CpuWeight(0)).as_deref(), Some("50"));
+    // Stats in v2's files.
+    std::fs::write(g.join("memory.current"), "4096\n").unwrap();
+    std::fs::write(g.join("memory.peak"), "8192\n").unwrap();
+    std::fs::write(g.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\n").unwrap();
+    std::fs::write(g.join("pids.current"), "3\n").unwrap();
+    std::fs::write(g.join("memory.events"), "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n").unwrap();
+    let stats = cg.stats("web");
+    assert_eq!(
+        stats,
+        Stats {
+            memory_current: Some(4096),
+            memory_peak: Some(8192),
+            cpu_usage_usec: Some(1500),
+            pids_current: Some(3),
+            oom_kill: Some(1)
+        }
+    );
+    // The kernel removes a group's files itself; here they go first.
+    for f in std::fs::read_dir(&g).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    cg.remove("web").unwrap();
+    assert!(!g.exists());
+    std::fs::remove_dir_all(&root).unwrap();
+}

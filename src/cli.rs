@@ -159,6 +159,11 @@ impl Cli {
             [one] if one.contains(char::is_whitespace) => vec!["/bin/sh".into(), "-c".into(), one.clone()],
             _ => cmd.to_vec(),
         };
+        let limits = run_limits()?;
+        if !limits.is_empty() {
+            let id = self.run_with_limits(image, &argv, &limits)?;
+            return self.follow(&id);
+        }
         let mut line = shell_words::quote(image).into_owned();
         if !argv.is_empty() {
             line.push(' ');
@@ -169,6 +174,32 @@ impl Cli {
             _ => CliError::Failed(self.why("containers/run", &e)),
         })?;
         self.follow(&id)
+    }
+
+    /// A run whose limits must be in place before it starts: mkdir, configure, start. Removed again if
+    /// any step fails.
+    fn run_with_limits(&self, image: &str, argv: &[String], limits: &[(&str, String)]) -> Result<String, CliError> {
+        if !self.has_image(image) {
+            return Err(CliError::NoImage(image.to_string()));
+        }
+        let id = crate::records::new_id("ps_");
+        let dir = format!("containers/{id}");
+        fs::create_dir(self.path(&dir)).map_err(|e| CliError::Failed(self.why(&dir, &e)))?;
+        let mut steps: Vec<(String, String)> = vec![(format!("{dir}/image"), image.to_string())];
+        if !argv.is_empty() {
+            steps.push((format!("{dir}/cmd"), shell_words::join(argv)));
+        }
+        steps.extend(limits.iter().map(|(file, value)| (format!("{dir}/{file}"), value.clone())));
+        steps.push((format!("{dir}/ctl"), "start".to_string()));
+        for (file, value) in steps {
+            if let Err(e) = fs::write(self.path(&file), value) {
+                let message = fs::read_to_string(self.path(&format!("{dir}/error"))).unwrap_or_default();
+                let _ = fs::remove_dir(self.path(&dir));
+                let message = message.trim();
+                return Err(CliError::Failed(if message.is_empty() { e.to_string() } else { message.to_string() }));
+            }
+        }
+        Ok(id)
     }
 
     fn has_image(&self, reference: &str) -> bool {
@@ -235,6 +266,27 @@ impl Cli {
         println!("Removed: {id}");
         Ok(0)
     }
+}
+
+/// bocker's `BOCKER_CPU_SHARE` (cpu.shares, mapped to cpu.weight as the kernel does) and
+/// `BOCKER_MEM_LIMIT` (megabytes), as limit files and values.
+fn run_limits() -> Result<Vec<(&'static str, String)>, CliError> {
+    let mut limits = Vec::new();
+    if let Ok(share) = std::env::var("BOCKER_CPU_SHARE") {
+        let shares: u64 = share
+            .trim()
+            .parse()
+            .map_err(|_| CliError::Failed(format!("BOCKER_CPU_SHARE: '{share}' is not a number")))?;
+        limits.push(("cpu.weight", crate::cgroups::shares_to_weight(shares).to_string()));
+    }
+    if let Ok(mb) = std::env::var("BOCKER_MEM_LIMIT") {
+        let mb: u64 = mb
+            .trim()
+            .parse()
+            .map_err(|_| CliError::Failed(format!("BOCKER_MEM_LIMIT: '{mb}' is not a number of MB")))?;
+        limits.push(("memory.max", format!("{mb}M")));
+    }
+    Ok(limits)
 }
 
 /// Copies `path` from `offset` to its current end into `out`; returns the bytes copied.

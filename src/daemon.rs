@@ -23,6 +23,10 @@ pub struct DaemonOptions {
     pub store_size: u64,
     /// Registries (HOST[:PORT]) that may be used over plain HTTP; loopback ones always may.
     pub insecure_registries: Vec<String>,
+    /// The parent group of the containers' cgroups, in each hierarchy.
+    pub cgroup_parent: String,
+    /// Limits of containers that set none of their own.
+    pub default_limits: crate::cgroups::Limits,
 }
 
 /// Why the daemon could not start or serve; one variant per step.
@@ -48,6 +52,8 @@ pub enum DaemonError {
     Signals(nix::Error),
     #[error("cannot start the registry client's runtime: {0}")]
     Runtime(io::Error),
+    #[error("cannot find the cgroup filesystems: {0}")]
+    Cgroups(io::Error),
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -69,7 +75,10 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
 
     let store = Store::open(&opts.root, opts.store_size)?;
     let registry = crate::registry::Registry::new(opts.insecure_registries.clone()).map_err(DaemonError::Runtime)?;
-    let engine = Engine::open(&opts.root.join("state"), store, registry)?;
+    let layout = crate::cgroups::Layout::detect().map_err(DaemonError::Cgroups)?;
+    info!(layout = layout.name(), parent = %opts.cgroup_parent, "cgroups");
+    let cgroups = crate::cgroups::Cgroups::new(layout, &opts.cgroup_parent);
+    let engine = Engine::open(&opts.root.join("state"), store, registry, cgroups, opts.default_limits.clone())?;
 
     let config = {
         let mut c = fuser::Config::default();

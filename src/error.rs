@@ -17,6 +17,8 @@ pub enum Error {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
     /// ENOENT: unknown image, container or directory.
     #[error("{0}")]
     NotFound(String),
@@ -44,7 +46,9 @@ impl Error {
     /// The errno for a failed write on the mount.
     pub fn errno(&self) -> i32 {
         match self {
+            Error::Parse(ParseError::Limit(crate::cgroups::LimitError::Range { .. })) => libc::ERANGE,
             Error::Parse(_) | Error::Invalid(_) => libc::EINVAL,
+            Error::Cgroup(e) => e.errno(),
             Error::Store(e) => e.errno(),
             Error::Runtime(e) => e.errno(),
             Error::Registry(e) => e.errno(),

@@ -5,6 +5,7 @@
 //! subvolumes and snapshots) and [`runtime`] (a monitor process that sets up namespaces and execs the
 //! command). [`cli`] is bocker's command line, over the mounted files only.
 
+pub mod cgroups;
 pub mod cli;
 pub mod daemon;
 pub mod engine;

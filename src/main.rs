@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use bockerfs::cgroups::{Limit, Limits};
 use bockerfs::cli::Cli;
 use bockerfs::daemon::{self, DaemonOptions};
 
@@ -33,6 +34,18 @@ enum Command {
         /// A registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are. Repeatable.
         #[arg(long = "insecure-registry", env = "BOCKER_INSECURE_REGISTRIES", value_delimiter = ',')]
         insecure_registries: Vec<String>,
+        /// The parent group of containers' cgroups in each hierarchy.
+        #[arg(long, env = "BOCKER_CGROUP_PARENT", default_value = "bocker")]
+        cgroup_parent: String,
+        /// Default cpu.weight of a container (bocker's cpu share 512 is weight 50).
+        #[arg(long, default_value = "50", value_parser = |s: &str| limit("cpu.weight", s))]
+        default_cpu_weight: Limit,
+        /// Default memory.max of a container (bocker's 512 MB).
+        #[arg(long, default_value = "512M", value_parser = |s: &str| limit("memory.max", s))]
+        default_memory_max: Limit,
+        /// Default pids.max of a container.
+        #[arg(long, default_value = "max", value_parser = |s: &str| limit("pids.max", s))]
+        default_pids_max: Limit,
     },
     /// Make an image of a directory.
     Init { directory: PathBuf },
@@ -63,6 +76,10 @@ enum Command {
     Monitor { state_dir: PathBuf },
 }
 
+fn limit(file: &'static str, s: &str) -> Result<Limit, String> {
+    bockerfs::cgroups::parse_limit(file, s).map_err(|e| e.to_string())
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     daemon::parse_size(s).ok_or_else(|| format!("'{s}' is not a size (like 512M or 20G)"))
 }
@@ -81,9 +98,28 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<i32> {
     let cli = |mount| Cli::new(mount).map_err(anyhow::Error::from);
     let code = match args.command {
-        Command::Daemon { root, store_size, insecure_registries } => {
+        Command::Daemon {
+            root,
+            store_size,
+            insecure_registries,
+            cgroup_parent,
+            default_cpu_weight,
+            default_memory_max,
+            default_pids_max,
+        } => {
             init_logging();
-            let opts = DaemonOptions { root, mount: args.mount, store_size, insecure_registries };
+            let mut default_limits = Limits::default();
+            for l in [default_cpu_weight, default_memory_max, default_pids_max] {
+                default_limits.put(l);
+            }
+            let opts = DaemonOptions {
+                root,
+                mount: args.mount,
+                store_size,
+                insecure_registries,
+                cgroup_parent,
+                default_limits,
+            };
             daemon::run(&opts).context("bocker daemon")?;
             0
         }

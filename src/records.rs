@@ -50,6 +50,12 @@ pub struct ContainerRecord {
     /// The last error of a write to this container; empty after a write that succeeded.
     #[serde(default)]
     pub error: String,
+    /// Limits written to this container; what is not set takes the daemon's defaults.
+    #[serde(default)]
+    pub limits: crate::cgroups::Limits,
+    /// Whether the last run ended by the kernel's OOM killer.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// What a container's monitor records when the container's process ends.
@@ -71,6 +77,9 @@ pub struct LaunchSpec {
     pub hostname: String,
     pub log: PathBuf,
     pub exit_file: PathBuf,
+    /// The `cgroup.procs` files the container's process joins before it unshares its cgroup namespace.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 /// Writes `bytes` to `path` atomically.

@@ -40,6 +40,8 @@ pub enum ParseError {
     BadChange(String),
     #[error("{0}")]
     BadReference(String),
+    #[error(transparent)]
+    Limit(#[from] crate::cgroups::LimitError),
 }
 
 /// A change to an imported image's config, Docker's `import --change`: the lines after the directory.
@@ -74,6 +76,8 @@ pub enum WriteTarget {
     Cmd(String),
     Env(String),
     Ctl(String),
+    /// A limit file (`cpu.weight`, `cpu.max`, `memory.max`, `pids.max`) of a container.
+    Limit(String, &'static str),
 }
 
 /// One operation on the engine.
@@ -89,6 +93,7 @@ pub enum Request {
     SetImage { name: String, image: String },
     SetCmd { name: String, argv: Option<Vec<String>> },
     SetEnv { name: String, env: Vec<String> },
+    SetLimit { name: String, limit: crate::cgroups::Limit },
     Ctl { name: String, verb: Ctl },
 }
 
@@ -117,6 +122,9 @@ impl Request {
             WriteTarget::Cmd(name) => Request::SetCmd { name, argv: split_argv(text)? },
             WriteTarget::Env(name) => Request::SetEnv { name, env: parse_env(text)? },
             WriteTarget::Ctl(name) => Request::Ctl { name, verb: parse_ctl(text)? },
+            WriteTarget::Limit(name, file) => {
+                Request::SetLimit { name, limit: crate::cgroups::parse_limit(file, text)? }
+            }
         })
     }
 

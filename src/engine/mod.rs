@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 pub use status::ContainerStatus;
 
+use crate::cgroups::{Cgroups, Limit, Limits};
 use crate::error::{errno_name, Error};
 use crate::records::{self, ContainerRecord, ExitRecord, ImageRecord, LaunchSpec};
 use crate::registry::{PullSpec, PushSource, PushSpec, Registry};
@@ -33,6 +34,36 @@ pub enum Response {
     Done,
     /// The id of the image or container the request made.
     Created(String),
+}
+
+/// Which limit a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    CpuWeight,
+    CpuMax,
+    MemoryMax,
+    PidsMax,
+}
+
+impl LimitKind {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            LimitKind::CpuWeight => "cpu.weight",
+            LimitKind::CpuMax => "cpu.max",
+            LimitKind::MemoryMax => "memory.max",
+            LimitKind::PidsMax => "pids.max",
+        }
+    }
+
+    /// A limit of this kind, whatever its value: the key for lookups.
+    fn key(self) -> Limit {
+        match self {
+            LimitKind::CpuWeight => Limit::CpuWeight(0),
+            LimitKind::CpuMax => Limit::CpuMax(crate::cgroups::CpuMax { quota: None, period: 0 }),
+            LimitKind::MemoryMax => Limit::MemoryMax(crate::cgroups::Max(None)),
+            LimitKind::PidsMax => Limit::PidsMax(crate::cgroups::Max(None)),
+        }
+    }
 }
 
 /// The readable properties of an image.
@@ -52,6 +83,13 @@ pub enum ContainerField {
     Image,
     Cmd,
     Env,
+    /// A limit, shown as the kernel has it while running, else as configured (or the default).
+    Limit(LimitKind),
+    MemoryCurrent,
+    MemoryPeak,
+    CpuUsage,
+    PidsCurrent,
+    Events,
     Status,
     ExitCode,
     Pid,
@@ -131,6 +169,9 @@ pub struct Engine {
     state_dir: PathBuf,
     store: Store,
     registry: Registry,
+    cgroups: Cgroups,
+    /// Limits of containers that set none of their own.
+    defaults: Limits,
     /// References being pulled: a second pull of one waits for the first, then finds the image.
     pulling: Mutex<Vec<String>>,
     pulled: Condvar,
@@ -143,7 +184,13 @@ pub struct Engine {
 impl Engine {
     /// Loads every record under `state_dir`, drops what an interrupted request left half-done, and
     /// re-adopts containers that are still running.
-    pub fn open(state_dir: &Path, store: Store, registry: Registry) -> Result<Arc<Engine>, Error> {
+    pub fn open(
+        state_dir: &Path,
+        store: Store,
+        registry: Registry,
+        cgroups: Cgroups,
+        defaults: Limits,
+    ) -> Result<Arc<Engine>, Error> {
         for sub in ["images", "containers"] {
             std::fs::create_dir_all(state_dir.join(sub))
                 .map_err(Error::record(format!("the state directory {sub}")))?;
@@ -186,6 +233,8 @@ impl Engine {
             state_dir: state_dir.to_path_buf(),
             store,
             registry,
+            cgroups,
+            defaults,
             pulling: Mutex::new(Vec::new()),
             pulled: Condvar::new(),
             state: Mutex::new(state),
@@ -222,25 +271,31 @@ impl Engine {
             .map(|c| (c.record.name.clone(), c.record.monitor_pid, c.record.monitor_start))
             .collect();
         for (name, pid, start) in running {
-            match (pid, start) {
-                (Some(pid), Some(start)) => {
+            // Decided here, before the mount is served: a reader never sees a dead container running.
+            match pid.zip(start).and_then(|(pid, start)| ProcessHandle::open(pid, start)) {
+                Some(handle) => {
                     info!(container = %name, monitor = pid, "re-adopting running container");
-                    self.watch(&name, pid, start);
+                    self.watch_handle(&name, pid, handle);
                 }
-                _ => self.monitor_exited(&name, pid),
+                None => self.monitor_exited(&name, pid),
             }
         }
     }
 
     /// Follows the monitor of `name` until it exits, on a thread of its own.
     fn watch(self: &Arc<Self>, name: &str, monitor_pid: i32, monitor_start: u64) {
+        match ProcessHandle::open(monitor_pid, monitor_start) {
+            Some(handle) => self.watch_handle(name, Some(monitor_pid), handle),
+            None => self.monitor_exited(name, Some(monitor_pid)),
+        }
+    }
+
+    fn watch_handle(self: &Arc<Self>, name: &str, monitor_pid: Option<i32>, handle: ProcessHandle) {
         let engine = Arc::clone(self);
         let name = name.to_string();
         std::thread::spawn(move || {
-            if let Some(handle) = ProcessHandle::open(monitor_pid, monitor_start) {
-                handle.wait_for_exit();
-            }
-            engine.monitor_exited(&name, Some(monitor_pid));
+            handle.wait_for_exit();
+            engine.monitor_exited(&name, monitor_pid);
         });
     }
 
@@ -267,7 +322,12 @@ impl Engine {
         rec.pid = None;
         rec.monitor_pid = None;
         rec.monitor_start = None;
-        info!(container = %name, exit_code = rec.exit_code, "container exited");
+        // The group is made afresh at each start, so any OOM kill it counts is this run's.
+        rec.oom_killed = self.cgroups.stats(name).oom_kill.is_some_and(|n| n > 0);
+        if rec.oom_killed {
+            rec.error = "killed by the kernel's OOM killer: the container reached its memory.max".into();
+        }
+        info!(container = %name, exit_code = rec.exit_code, oom_killed = rec.oom_killed, "container exited");
         if let Err(e) = records::write_json(&self.container_dir(name).join("record.json"), &rec) {
             warn!(container = %name, error = %e, "cannot write record");
         }
@@ -281,7 +341,11 @@ impl Engine {
     /// Parses one write to a control file and carries it out; see [`Engine::handle`].
     pub fn write(self: &Arc<Self>, path: &str, target: WriteTarget, data: &[u8]) -> Result<Response, Error> {
         let object = match &target {
-            WriteTarget::Image(n) | WriteTarget::Cmd(n) | WriteTarget::Env(n) | WriteTarget::Ctl(n) => Some(n.clone()),
+            WriteTarget::Image(n)
+            | WriteTarget::Cmd(n)
+            | WriteTarget::Env(n)
+            | WriteTarget::Ctl(n)
+            | WriteTarget::Limit(n, _) => Some(n.clone()),
             WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
         };
         match Request::from_write(target, data) {
@@ -304,6 +368,7 @@ impl Engine {
             | Request::RemoveContainer { name }
             | Request::SetCmd { name, .. }
             | Request::SetEnv { name, .. }
+            | Request::SetLimit { name, .. }
             | Request::Ctl { name, .. } => Some(name.clone()),
             _ => None,
         };
@@ -318,6 +383,7 @@ impl Engine {
             Request::SetImage { name, image } => self.set_image(&name, &image).map(|()| Response::Done),
             Request::SetCmd { name, argv } => self.configure(&name, |r| r.cmd = argv).map(|()| Response::Done),
             Request::SetEnv { name, env } => self.configure(&name, |r| r.env = env).map(|()| Response::Done),
+            Request::SetLimit { name, limit } => self.set_limit(&name, limit).map(|()| Response::Done),
             Request::Ctl { name, verb } => self.ctl(&name, verb).map(|()| Response::Done),
         };
         match &result {
@@ -538,6 +604,7 @@ impl Engine {
         if c.busy || !c.record.status.can_delete() {
             return Err(Error::Busy(format!("container '{name}' is running: stop it first")));
         }
+        self.cgroups.remove(name)?;
         // The record goes first: a crash after it leaves only a subvolume, which the next start sweeps.
         let dir = self.container_dir(name);
         std::fs::remove_file(dir.join("record.json")).map_err(Error::record(format!("the record of '{name}'")))?;
@@ -621,6 +688,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Records a limit, and applies it at once to a running container.
+    fn set_limit(&self, name: &str, limit: Limit) -> Result<(), Error> {
+        let mut st = self.lock();
+        let c = st.container_mut(name)?;
+        if c.busy {
+            return Err(Error::Busy(format!("container '{name}' is starting")));
+        }
+        if c.record.status == ContainerStatus::Running {
+            self.cgroups.apply_one(name, &limit)?;
+        }
+        let mut rec = c.record.clone();
+        rec.limits.put(limit);
+        self.save(&rec)?;
+        c.record = rec;
+        Ok(())
+    }
+
     fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<(), Error> {
         match verb {
             Ctl::Start => self.start(name),
@@ -657,7 +741,7 @@ impl Engine {
             spec
         };
         let t0 = Instant::now();
-        let launched = self.launch(name, &spec);
+        let launched = self.launch_in_cgroup(name, &spec);
         debug!(container = %name, launch_us = t0.elapsed().as_micros(), "launched");
         let mut st = self.lock();
         let c = st.container_mut(name)?;
@@ -701,7 +785,20 @@ impl Engine {
             hostname: record.name.clone(),
             log: dir.join("logs"),
             exit_file: dir.join("exit.json"),
+            cgroup_procs: self.cgroups.procs_files(&record.name),
         })
+    }
+
+    /// Makes the container's cgroup afresh (so its counters are this run's) with its limits, then launches.
+    fn launch_in_cgroup(&self, name: &str, spec: &LaunchSpec) -> Result<Launched, Error> {
+        let limits = self.lock().container(name)?.record.limits.or(&self.defaults);
+        self.cgroups.remove(name)?;
+        self.cgroups.create(name, &limits)?;
+        let launched = self.launch(name, spec);
+        if launched.is_err() {
+            let _ = self.cgroups.remove(name);
+        }
+        launched
     }
 
     fn launch(&self, name: &str, spec: &LaunchSpec) -> Result<Launched, Error> {
@@ -797,6 +894,20 @@ impl Engine {
                 let env = merge_env(&image.map(Image::env).unwrap_or_default(), &r.env);
                 env.iter().flat_map(line).collect()
             }
+            ContainerField::Limit(kind) => {
+                let running = r.status == ContainerStatus::Running;
+                let live = if running { self.cgroups.read_limit(&r.name, &kind.key()) } else { None };
+                let configured = r.limits.or(&self.defaults).get(&kind.key()).map(|l| l.v2_value());
+                opt(live.or(configured))
+            }
+            ContainerField::MemoryCurrent => opt(self.cgroups.stats(&r.name).memory_current.map(|v| v.to_string())),
+            ContainerField::MemoryPeak => opt(self.cgroups.stats(&r.name).memory_peak.map(|v| v.to_string())),
+            ContainerField::CpuUsage => opt(self.cgroups.stats(&r.name).cpu_usage_usec.map(|v| v.to_string())),
+            ContainerField::PidsCurrent => opt(self.cgroups.stats(&r.name).pids_current.map(|v| v.to_string())),
+            ContainerField::Events => {
+                let n = self.cgroups.stats(&r.name).oom_kill.unwrap_or(u64::from(r.oom_killed));
+                line(format!("oom_kill {n}"))
+            }
             ContainerField::Status => line(r.status.as_str()),
             ContainerField::ExitCode => opt(r.exit_code.map(|c| c.to_string())),
             ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),
@@ -841,6 +952,7 @@ impl Engine {
 
     /// Leaves the store mounted while containers still run in it, so a new daemon can re-adopt them.
     pub fn shutdown(&self) {
+        self.cgroups.remove_parent();
         self.store.close(!self.any_running());
     }
 }
@@ -861,6 +973,8 @@ fn new_record(name: &str) -> ContainerRecord {
         started_at: None,
         finished_at: None,
         error: String::new(),
+        limits: Limits::default(),
+        oom_killed: false,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The shape of the control filesystem: which names exist where, what kind of file each is, and its mode.
 //! Pure naming: whether an image or container exists is the engine's to say.
 
-use crate::engine::{ContainerField, ImageField};
+use crate::engine::{ContainerField, ImageField, LimitKind};
 use crate::request::WriteTarget;
 
 /// A file or directory of the tree.
@@ -59,7 +59,16 @@ const IMAGE_FILES: [(&str, ImageFile); 7] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 12] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 21] = [
+    ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
+    ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
+    ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
+    ("pids.max", ContainerFile::Field(ContainerField::Limit(LimitKind::PidsMax))),
+    ("memory.current", ContainerFile::Field(ContainerField::MemoryCurrent)),
+    ("memory.peak", ContainerFile::Field(ContainerField::MemoryPeak)),
+    ("cpu.usage_usec", ContainerFile::Field(ContainerField::CpuUsage)),
+    ("pids.current", ContainerFile::Field(ContainerField::PidsCurrent)),
+    ("events", ContainerFile::Field(ContainerField::Events)),
     ("image", ContainerFile::Field(ContainerField::Image)),
     ("cmd", ContainerFile::Field(ContainerField::Cmd)),
     ("env", ContainerFile::Field(ContainerField::Env)),
@@ -122,7 +131,9 @@ impl Node {
             Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) => file(false, true),
             Node::Import | Node::Pull | Node::Push | Node::Run => file(true, true),
             Node::ContainerFile(_, f) => match f {
-                ContainerFile::Field(ContainerField::Image | ContainerField::Cmd | ContainerField::Env)
+                ContainerFile::Field(
+                    ContainerField::Image | ContainerField::Cmd | ContainerField::Env | ContainerField::Limit(_),
+                )
                 | ContainerFile::Ctl => file(true, true),
                 _ => file(false, true),
             },
@@ -151,6 +162,9 @@ impl Node {
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Cmd)) => WriteTarget::Cmd(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Env)) => WriteTarget::Env(n.clone()),
             Node::ContainerFile(n, ContainerFile::Ctl) => WriteTarget::Ctl(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Limit(kind))) => {
+                WriteTarget::Limit(n.clone(), kind.file_name())
+            }
             _ => return None,
         })
     }

@@ -52,6 +52,13 @@ pub fn enter(spec: &LaunchSpec, log_fd: RawFd, err_pipe: OwnedFd) -> ! {
 enum Never {}
 
 fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError> {
+    // Join the container's groups first: the cgroup namespace made below is rooted where we stand then.
+    for procs in &spec.cgroup_procs {
+        std::fs::write(procs, "0").map_err(|e| SetupError {
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+            message: format!("join cgroup {}: {e}", procs.display()),
+        })?;
+    }
     nix::sched::unshare(
         CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWUTS

@@ -21,6 +21,8 @@ pub struct Bocker {
     pub store_size: String,
     /// Extra environment for the daemon (DOCKER_CONFIG, say).
     pub env: Vec<(String, String)>,
+    /// This test's parent group in each cgroup hierarchy, below `bocker`.
+    pub cgroup_parent: String,
     daemon: Option<Child>,
 }
 
@@ -40,7 +42,9 @@ impl Bocker {
     pub fn start_sized(tag: &str, store_size: &str) -> Bocker {
         let dir = unique_dir(tag);
         fs::create_dir_all(&dir).expect("test dir");
+        let leaf = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut b = Bocker {
+            cgroup_parent: format!("bocker/{leaf}"),
             root: dir.join("root"),
             mount: dir.join("mnt"),
             dir,
@@ -61,6 +65,8 @@ impl Bocker {
             .arg(&self.mount)
             .arg("--store-size")
             .arg(&self.store_size)
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
             .env("RUST_LOG", "debug")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
@@ -251,10 +257,44 @@ impl Drop for Bocker {
                 }
             }
         }
+        remove_cgroups(&self.cgroup_parent);
         if std::thread::panicking() {
             eprintln!("---- daemon log ({}) ----\n{}", self.dir.display(), self.daemon_log());
         }
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The cgroup hierarchies of this machine (a v1 controller each, the cgroup2 mount, or both).
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut roots: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            let opts = right.split(' ').nth(2).unwrap_or("");
+            let wanted = fstype == "cgroup2"
+                || (fstype == "cgroup" && opts.split(',').any(|o| ["cpu", "cpuacct", "memory", "pids"].contains(&o)));
+            left.split(" ").nth(4).filter(|_| wanted).map(PathBuf::from)
+        })
+        .collect();
+    roots.dedup();
+    roots
+}
+
+/// Removes a test daemon's cgroup parent (and any group left in it) from every hierarchy, then the
+/// shared `bocker` parent if that is empty now.
+fn remove_cgroups(parent: &str) {
+    for root in cgroup_roots() {
+        let dir = root.join(parent);
+        if let Ok(children) = fs::read_dir(&dir) {
+            for c in children.flatten().filter(|c| c.file_type().is_ok_and(|t| t.is_dir())) {
+                let _ = fs::remove_dir(c.path());
+            }
+        }
+        let _ = fs::remove_dir(&dir);
+        let _ = fs::remove_dir(root.join("bocker"));
     }
 }
 

@@ -14,6 +14,18 @@ fn pull(b: &Bocker, reference: &str) -> std::io::Result<String> {
     b.submit("images/pull", reference)
 }
 
+/// A pull on a thread of its own, as a second shell would run it; joins to the new id.
+fn spawn_pull(b: &Bocker, reference: &str) -> std::thread::JoinHandle<std::io::Result<String>> {
+    let (mount, reference) = (b.mount.clone(), reference.to_string());
+    std::thread::spawn(move || {
+        let mut f = fs::OpenOptions::new().read(true).write(true).open(mount.join("images/pull"))?;
+        std::io::Write::write_all(&mut f, reference.as_bytes())?;
+        let mut id = String::new();
+        std::io::Read::read_to_string(&mut f, &mut id)?;
+        Ok(id.trim().to_string())
+    })
+}
+
 fn errno(r: std::io::Result<String>) -> i32 {
     Bocker::errno(&r.expect_err("the pull should fail"))
 }
@@ -280,17 +292,7 @@ fn progress_shows_while_a_pull_runs_and_the_image_appears_only_when_complete() {
     ];
     reg.push_image("big:v1", &layers, config(&["PATH=/bin"], &["true"], "/"));
     let reference = reg.reference("big:v1");
-    let mount = b.mount.clone();
-    let puller = std::thread::spawn({
-        let reference = reference.clone();
-        move || {
-            let mut f = fs::OpenOptions::new().read(true).write(true).open(mount.join("images/pull")).unwrap();
-            std::io::Write::write_all(&mut f, reference.as_bytes()).unwrap();
-            let mut id = String::new();
-            std::io::Read::read_to_string(&mut f, &mut id).unwrap();
-            id.trim().to_string()
-        }
-    });
+    let puller = spawn_pull(&b, &reference);
     let mut seen = Vec::new();
     while !puller.is_finished() {
         let text = b.read("images/pulls");
@@ -305,7 +307,7 @@ fn progress_shows_while_a_pull_runs_and_the_image_appears_only_when_complete() {
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    let id = puller.join().unwrap();
+    let id = puller.join().unwrap().unwrap();
     assert!(b.path(&format!("images/{id}")).is_dir());
     assert!(!seen.is_empty(), "images/pulls never showed the pull");
     let big_digest = common::registry::sha256(&layers[1].blob);
@@ -323,19 +325,8 @@ fn concurrent_pulls_of_one_reference_download_once() {
     let reg = TestRegistry::start(&b.dir);
     reg.push_image("same:v1", &layered(&b), config(&["PATH=/bin"], &["true"], "/"));
     let reference = reg.reference("same:v1");
-    let pullers: Vec<_> = (0..3)
-        .map(|_| {
-            let (mount, reference) = (b.mount.clone(), reference.clone());
-            std::thread::spawn(move || {
-                let mut f = fs::OpenOptions::new().read(true).write(true).open(mount.join("images/pull")).unwrap();
-                std::io::Write::write_all(&mut f, reference.as_bytes()).unwrap();
-                let mut id = String::new();
-                std::io::Read::read_to_string(&mut f, &mut id).unwrap();
-                id.trim().to_string()
-            })
-        })
-        .collect();
-    let ids: Vec<String> = pullers.into_iter().map(|p| p.join().unwrap()).collect();
+    let pullers: Vec<_> = (0..3).map(|_| spawn_pull(&b, &reference)).collect();
+    let ids: Vec<String> = pullers.into_iter().map(|p| p.join().unwrap().unwrap()).collect();
     assert!(ids.iter().all(|i| i == &ids[0]), "{ids:?}");
     let log = b.daemon_log();
     assert_eq!(log.matches("pulled image").count(), 1, "one download");
@@ -377,12 +368,7 @@ fn a_registry_that_dies_mid_pull_fails_it_cleanly() {
         Layer::new(tar_of(&[("big", 'f', &noise(64 << 20))]), Compression::None),
     ];
     reg.push_image("cut:v1", &layers, config(&["PATH=/bin"], &["true"], "/"));
-    let reference = reg.reference("cut:v1");
-    let mount = b.mount.clone();
-    let puller = std::thread::spawn(move || {
-        let mut f = fs::OpenOptions::new().read(true).write(true).open(mount.join("images/pull")).unwrap();
-        std::io::Write::write_all(&mut f, reference.as_bytes()).map(|_| ())
-    });
+    let puller = spawn_pull(&b, &reg.reference("cut:v1"));
     // Kill the registry once the big layer is on its way.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !b.read("images/pulls").contains("downloading") && !puller.is_finished() {
@@ -462,21 +448,14 @@ fn a_daemon_killed_mid_pull_leaves_nothing_and_the_pull_works_again() {
     ];
     reg.push_image("killed:v1", &layers, config(&["PATH=/bin"], &["true"], "/"));
     let reference = reg.reference("killed:v1");
-    let mount = b.mount.clone();
-    let puller = std::thread::spawn({
-        let reference = reference.clone();
-        move || {
-            let mut f = fs::OpenOptions::new().read(true).write(true).open(mount.join("images/pull")).unwrap();
-            std::io::Write::write_all(&mut f, reference.as_bytes()).is_ok()
-        }
-    });
+    let puller = spawn_pull(&b, &reference);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !b.read("images/pulls").contains("downloading") && !puller.is_finished() {
         assert!(std::time::Instant::now() < deadline, "the pull never started downloading");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     b.crash_daemon();
-    assert!(!puller.join().unwrap(), "the pull can't have succeeded");
+    assert!(puller.join().unwrap().is_err(), "the pull can't have succeeded");
     b.spawn_daemon();
     assert_nothing_left(&b, &[]);
     let id = pull(&b, &reference).unwrap();

@@ -163,18 +163,7 @@ impl Store {
     ) -> Result<(), E> {
         let hex = chain.trim_start_matches("sha256:");
         let tmp = self.staging_path("layers", &format!("{hex}-{}", crate::records::new_id("")));
-        match parent {
-            Some(p) => {
-                let from = self.layer_path(p);
-                btrfs::snapshot(&from, &tmp, false).map_err(|e| StoreError::Snapshot {
-                    from,
-                    to: tmp.clone(),
-                    source: e,
-                })?
-            }
-            None => btrfs::create_subvolume(&tmp)
-                .map_err(|e| StoreError::CreateSubvolume { path: tmp.clone(), source: e })?,
-        }
+        self.snapshot_layer(parent, &tmp)?;
         let result = apply(&tmp).and_then(|()| {
             if self.has_layer(chain) {
                 self.remove_subvolume(&tmp);
@@ -189,21 +178,22 @@ impl Store {
         result
     }
 
+    /// Makes `to` a writable snapshot of layer `layer`, or an empty subvolume when there is none.
+    fn snapshot_layer(&self, layer: Option<&str>, to: &Path) -> Result<(), StoreError> {
+        let to = to.to_path_buf();
+        match layer {
+            Some(chain) => {
+                let from = self.layer_path(chain);
+                btrfs::snapshot(&from, &to, false).map_err(|source| StoreError::Snapshot { from, to, source })
+            }
+            None => btrfs::create_subvolume(&to).map_err(|source| StoreError::CreateSubvolume { path: to, source }),
+        }
+    }
+
     /// Makes image `id` a read-only snapshot of layer `top` (an empty image when there is none).
     pub fn image_from_layer(&self, top: Option<&str>, id: &str) -> Result<(), StoreError> {
         let tmp = self.staging_path("images", id);
-        match top {
-            Some(chain) => {
-                let from = self.layer_path(chain);
-                btrfs::snapshot(&from, &tmp, false).map_err(|e| StoreError::Snapshot {
-                    from,
-                    to: tmp.clone(),
-                    source: e,
-                })?
-            }
-            None => btrfs::create_subvolume(&tmp)
-                .map_err(|e| StoreError::CreateSubvolume { path: tmp.clone(), source: e })?,
-        }
+        self.snapshot_layer(top, &tmp)?;
         let sealed = self.seal(&tmp, &self.image_path(id));
         if sealed.is_err() {
             self.remove_subvolume(&tmp);

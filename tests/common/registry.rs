@@ -150,9 +150,35 @@ impl TestRegistry {
         format!("{}/{repo_tag}", self.addr)
     }
 
-    /// Pushes an image of `layers` with `config` (its rootfs is filled in); returns the manifest digest
-    /// and size.
-    pub fn push_image(&self, repo_tag: &str, layers: &[Layer], mut config: serde_json::Value) -> (String, usize) {
+    /// Pushes an image of `layers` with `config` (its rootfs is filled in) in the OCI format; returns the
+    /// manifest digest and size.
+    pub fn push_image(&self, repo_tag: &str, layers: &[Layer], config: serde_json::Value) -> (String, usize) {
+        let types = layers.iter().map(|l| l.media_type).collect::<Vec<_>>();
+        self.push_as(
+            repo_tag,
+            layers,
+            config,
+            ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.config.v1+json"),
+            &types,
+        )
+    }
+
+    /// The same in Docker's v2 schema 2 format (Docker media types for manifest, config and layers).
+    pub fn push_docker_image(&self, repo_tag: &str, layers: &[Layer], config: serde_json::Value) -> (String, usize) {
+        let types = vec!["application/vnd.docker.image.rootfs.diff.tar.gzip"; layers.len()];
+        let kinds =
+            ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.container.image.v1+json");
+        self.push_as(repo_tag, layers, config, kinds, &types)
+    }
+
+    fn push_as(
+        &self,
+        repo_tag: &str,
+        layers: &[Layer],
+        mut config: serde_json::Value,
+        (manifest_type, config_type): (&'static str, &'static str),
+        layer_types: &[&str],
+    ) -> (String, usize) {
         let reference: Reference = self.reference(repo_tag).parse().unwrap();
         config["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() });
         let config = serde_json::to_vec(&config).unwrap();
@@ -167,45 +193,11 @@ impl TestRegistry {
         });
         let manifest = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len() },
-            "layers": layers.iter().map(|l| serde_json::json!({ "mediaType": l.media_type, "digest": sha256(&l.blob), "size": l.blob.len() })).collect::<Vec<_>>(),
+            "mediaType": manifest_type,
+            "config": { "mediaType": config_type, "digest": sha256(&config), "size": config.len() },
+            "layers": layers.iter().zip(layer_types).map(|(l, t)| serde_json::json!({ "mediaType": t, "digest": sha256(&l.blob), "size": l.blob.len() })).collect::<Vec<_>>(),
         });
-        self.push_manifest(
-            repo_tag,
-            &serde_json::to_vec(&manifest).unwrap(),
-            "application/vnd.oci.image.manifest.v1+json",
-        )
-    }
-
-    /// Pushes an image in Docker's v2 schema 2 format (Docker media types for manifest, config, layers).
-    pub fn push_docker_image(
-        &self,
-        repo_tag: &str,
-        layers: &[Layer],
-        mut config: serde_json::Value,
-    ) -> (String, usize) {
-        let reference: Reference = self.reference(repo_tag).parse().unwrap();
-        config["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() });
-        let config = serde_json::to_vec(&config).unwrap();
-        let client = self.client();
-        self.runtime.block_on(async {
-            for l in layers {
-                client.push_blob(&reference, l.blob.clone(), &sha256(&l.blob)).await.unwrap();
-            }
-            client.push_blob(&reference, config.clone(), &sha256(&config)).await.unwrap();
-        });
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": { "mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256(&config), "size": config.len() },
-            "layers": layers.iter().map(|l| serde_json::json!({ "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": sha256(&l.blob), "size": l.blob.len() })).collect::<Vec<_>>(),
-        });
-        self.push_manifest(
-            repo_tag,
-            &serde_json::to_vec(&manifest).unwrap(),
-            "application/vnd.docker.distribution.manifest.v2+json",
-        )
+        self.push_manifest(repo_tag, &serde_json::to_vec(&manifest).unwrap(), manifest_type)
     }
 
     /// Pushes an image index of `(manifest digest, size, os, architecture, variant)` entries.

@@ -16,6 +16,8 @@ for tool in crun hyperfine busybox; do command -v $tool >/dev/null || { echo "mi
 work=$(mktemp -d /tmp/bocker-bench.XXXXXX)
 daemon_pid=""
 cleanup() {
+    # Removing the containers through the mount removes their cgroups too.
+    for c in "$work"/mnt/containers/ps_*; do [ -d "$c" ] && rmdir "$c"; done 2>/dev/null || true
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
     umount -l "$work/mnt" 2>/dev/null || true
     umount -l "$work/root/store" 2>/dev/null || true

@@ -3,9 +3,11 @@
 # busybox rootfs, in one hyperfine run. Prints hyperfine's markdown table; figures go to docs/benchmarks.md.
 #
 # Needs root, a release build (cargo build --release), and: apt-get install crun hyperfine busybox-static.
-# crun refuses hybrid cgroups ("drop all controllers from cgroupv2"), so both commands run in a private
-# mount namespace where /sys/fs/cgroup is the plain cgroup2 hierarchy, and crun uses no cgroup manager:
-# bocker makes no cgroups yet either (that is a later issue). Nothing on the host's mounts changes.
+# Both make a cgroup per container with the same limits (bocker's defaults: cpu shares 512, 512 MB).
+# crun refuses hybrid cgroups ("drop all controllers from cgroupv2"): on a hybrid host both commands run
+# in a private mount namespace whose /sys/fs/cgroup holds only the v1 cpu, cpuacct, memory and pids
+# hierarchies (mounting one again attaches to the host's), so crun sees pure v1 and manages its groups
+# under bocker/ there. Nothing on the host's mounts changes.
 set -euo pipefail
 RUNS=${RUNS:-50}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +37,8 @@ c = json.load(open("config.json"))
 c["process"]["args"] = ["/bin/true"]
 c["process"]["terminal"] = False
 c["root"]["readonly"] = False
+c["linux"]["cgroupsPath"] = "/bocker/bench-crun"
+c["linux"]["resources"] = {"memory": {"limit": 512 << 20}, "cpu": {"shares": 512}}
 json.dump(c, open("config.json", "w"), indent=1)
 PY
 )
@@ -47,9 +51,14 @@ img=$("$bocker" init "$rootfs" | cut -d' ' -f2)
 
 unshare -m --propagation private bash -c '
     set -e
-    if ! grep -q "^cgroup2 /sys/fs/cgroup " /proc/mounts; then mount -t cgroup2 cgroup2 /sys/fs/cgroup; fi
+    if ! grep -q "^cgroup2 /sys/fs/cgroup " /proc/mounts; then
+        mount -t tmpfs tmpfs /sys/fs/cgroup
+        for c in cpu cpuacct memory pids; do mkdir /sys/fs/cgroup/$c; mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done
+    fi
     hyperfine -N --warmup 5 --runs '"$RUNS"' --export-markdown '"$work"'/table.md \
-        -n "crun run /bin/true" "crun --cgroup-manager=disabled run --bundle '"$work"'/bundle bench-'"$$"'" \
-        -n "bocker run /bin/true (through the mount)" "'"$bocker"' run '"$img"' /bin/true" >&2
+        -n "crun run /bin/true (cgroups)" "crun --cgroup-manager=cgroupfs run --bundle '"$work"'/bundle bench-'"$$"'" \
+        -n "bocker run /bin/true (through the mount, cgroups)" "'"$bocker"' run '"$img"' /bin/true" >&2
 '
 cat "$work/table.md"
+# crun removes its group after each run; its bocker/ parent goes if nothing else is in it.
+for c in cpu cpuacct memory pids; do rmdir /sys/fs/cgroup/$c/bocker 2>/dev/null || true; done

@@ -365,7 +365,7 @@ fn a_registry_that_dies_mid_pull_fails_it_cleanly() {
     let mut reg = TestRegistry::start(&b.dir);
     let layers = vec![
         Layer::new(tar_of_dir(&b.rootfs()), Compression::Gzip),
-        Layer::new(tar_of(&[("big", 'f', &noise(64 << 20))]), Compression::None),
+        Layer::new(tar_of(&[("big", 'f', &noise(128 << 20))]), Compression::None),
     ];
     reg.push_image("cut:v1", &layers, config(&["PATH=/bin"], &["true"], "/"));
     let puller = spawn_pull(&b, &reg.reference("cut:v1"));
@@ -444,7 +444,7 @@ fn a_daemon_killed_mid_pull_leaves_nothing_and_the_pull_works_again() {
     let reg = TestRegistry::start(&b.dir);
     let layers = vec![
         Layer::new(tar_of_dir(&b.rootfs()), Compression::Gzip),
-        Layer::new(tar_of(&[("big", 'f', &noise(64 << 20))]), Compression::None),
+        Layer::new(tar_of(&[("big", 'f', &noise(128 << 20))]), Compression::None),
     ];
     reg.push_image("killed:v1", &layers, config(&["PATH=/bin"], &["true"], "/"));
     let reference = reg.reference("killed:v1");
@@ -460,5 +460,5 @@ fn a_daemon_killed_mid_pull_leaves_nothing_and_the_pull_works_again() {
     assert_nothing_left(&b, &[]);
     let id = pull(&b, &reference).unwrap();
     let rootfs = fs::read_link(b.path(&format!("images/{id}/rootfs"))).unwrap();
-    assert_eq!(fs::metadata(rootfs.join("big")).unwrap().len(), 64 << 20);
+    assert_eq!(fs::metadata(rootfs.join("big")).unwrap().len(), 128 << 20);
 }

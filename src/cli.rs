@@ -269,9 +269,12 @@ impl Cli {
 }
 
 /// bocker's `BOCKER_CPU_SHARE` (cpu.shares, mapped to cpu.weight as the kernel does) and
-/// `BOCKER_MEM_LIMIT` (megabytes), as limit files and values.
+/// `BOCKER_MEM_LIMIT` (megabytes), and `BOCKER_NETWORK` (bridge, none, host), as files and values.
 fn run_limits() -> Result<Vec<(&'static str, String)>, CliError> {
     let mut limits = Vec::new();
+    if let Ok(network) = std::env::var("BOCKER_NETWORK") {
+        limits.push(("network", network.trim().to_string()));
+    }
     if let Ok(share) = std::env::var("BOCKER_CPU_SHARE") {
         let shares: u64 = share
             .trim()

@@ -27,6 +27,8 @@ pub struct DaemonOptions {
     pub cgroup_parent: String,
     /// Limits of containers that set none of their own.
     pub default_limits: crate::cgroups::Limits,
+    /// The bridge, its subnet and the containers' resolvers.
+    pub network: crate::network::NetworkOptions,
 }
 
 /// Why the daemon could not start or serve; one variant per step.
@@ -54,6 +56,8 @@ pub enum DaemonError {
     Runtime(io::Error),
     #[error("cannot find the cgroup filesystems: {0}")]
     Cgroups(io::Error),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
@@ -78,7 +82,9 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     let layout = crate::cgroups::Layout::detect().map_err(DaemonError::Cgroups)?;
     info!(layout = layout.name(), parent = %opts.cgroup_parent, "cgroups");
     let cgroups = crate::cgroups::Cgroups::new(layout, &opts.cgroup_parent);
-    let engine = Engine::open(&opts.root.join("state"), store, registry, cgroups, opts.default_limits.clone())?;
+    let network = crate::network::Network::setup(opts.network.clone())?;
+    let engine =
+        Engine::open(&opts.root.join("state"), store, registry, cgroups, network, opts.default_limits.clone())?;
 
     let config = {
         let mut c = fuser::Config::default();

@@ -19,6 +19,8 @@ pub enum Error {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     /// ENOENT: unknown image, container or directory.
     #[error("{0}")]
     NotFound(String),
@@ -49,6 +51,7 @@ impl Error {
             Error::Parse(ParseError::Limit(crate::cgroups::LimitError::Range { .. })) => libc::ERANGE,
             Error::Parse(_) | Error::Invalid(_) => libc::EINVAL,
             Error::Cgroup(e) => e.errno(),
+            Error::Network(e) => e.errno(),
             Error::Store(e) => e.errno(),
             Error::Runtime(e) => e.errno(),
             Error::Registry(e) => e.errno(),

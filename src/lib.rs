@@ -2,8 +2,8 @@
 //!
 //! The path from a write on the mount to a running container: [`fs`] turns the write into a typed
 //! [`request::Request`]; [`engine`] checks it against the state it owns and calls [`store`] (btrfs
-//! subvolumes and snapshots) and [`runtime`] (a monitor process that sets up namespaces and execs the
-//! command). [`cli`] is bocker's command line, over the mounted files only.
+//! subvolumes and snapshots), [`cgroups`] (limits), [`runtime`] (a monitor process that sets up namespaces
+//! and execs the command) and [`network`] (the bridge, veth pairs, NAT and port forwards). [`cli`] is bocker's command line, over the mounted files only.
 
 pub mod cgroups;
 pub mod cli;
@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod fs;
+pub mod network;
 pub mod records;
 pub mod registry;
 pub mod request;

@@ -46,6 +46,15 @@ enum Command {
         /// Default pids.max of a container.
         #[arg(long, default_value = "max", value_parser = |s: &str| limit("pids.max", s))]
         default_pids_max: Limit,
+        /// The bridge containers are attached to; made if missing.
+        #[arg(long, env = "BOCKER_BRIDGE", default_value = "bocker0", value_parser = bridge_name)]
+        bridge: String,
+        /// The bridge's subnet; the bridge takes its first address, containers the others.
+        #[arg(long, env = "BOCKER_SUBNET", default_value = "10.0.0.0/24")]
+        subnet: bockerfs::network::Subnet,
+        /// A resolver for containers' /etc/resolv.conf (default: the host's, less loopback ones). Repeatable.
+        #[arg(long = "dns", value_delimiter = ',')]
+        dns: Vec<std::net::Ipv4Addr>,
     },
     /// Make an image of a directory.
     Init { directory: PathBuf },
@@ -74,6 +83,16 @@ enum Command {
     Rmi { image: String },
     #[command(name = "__monitor", hide = true)]
     Monitor { state_dir: PathBuf },
+}
+
+/// A network interface name: 1 to 15 bytes, no '/', ':' or whitespace.
+fn bridge_name(s: &str) -> Result<String, String> {
+    let ok = (1..=15).contains(&s.len()) && !s.contains(['/', ':']) && !s.chars().any(char::is_whitespace);
+    if ok && s != "." && s != ".." {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{s}' is not an interface name (1-15 characters, no '/', ':' or spaces)"))
+    }
 }
 
 fn limit(file: &'static str, s: &str) -> Result<Limit, String> {
@@ -106,6 +125,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
             default_cpu_weight,
             default_memory_max,
             default_pids_max,
+            bridge,
+            subnet,
+            dns,
         } => {
             init_logging();
             let mut default_limits = Limits::default();
@@ -119,6 +141,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
                 insecure_registries,
                 cgroup_parent,
                 default_limits,
+                network: bockerfs::network::NetworkOptions { bridge, subnet, dns },
             };
             daemon::run(&opts).context("bocker daemon")?;
             0

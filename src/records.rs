@@ -2,11 +2,13 @@
 //! Every record is written atomically (temp file, fsync, rename), so a crash leaves the old or the new one.
 
 use std::io::{self, Write};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ContainerStatus;
+use crate::network::{NetworkMode, PortMap};
 
 /// An image, as stored in `<state>/images/<id>/record.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +58,15 @@ pub struct ContainerRecord {
     /// Whether the last run ended by the kernel's OOM killer.
     #[serde(default)]
     pub oom_killed: bool,
+    /// How the container is networked.
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Host ports forwarded to the container while it runs.
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
+    /// Its address on the bridge: given at its first start in bridge mode, kept until `rm`.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
 }
 
 /// What a container's monitor records when the container's process ends.
@@ -80,6 +91,23 @@ pub struct LaunchSpec {
     /// The `cgroup.procs` files the container's process joins before it unshares its cgroup namespace.
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
+    /// `bridge`: the monitor makes the network namespace and waits for the daemon to attach it before
+    /// the command runs. `none`: the container makes its own. `host`: none is made.
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Files and directories bind-mounted into the rootfs before `pivot_root`.
+    #[serde(default)]
+    pub binds: Vec<BindMount>,
+}
+
+/// A bind mount into a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BindMount {
+    /// A path on the host.
+    pub source: PathBuf,
+    /// An absolute path inside the container, resolved inside its rootfs.
+    pub target: String,
+    pub readonly: bool,
 }
 
 /// Writes `bytes` to `path` atomically.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::network::{NetworkMode, PortMap};
 use crate::registry::{PullSpec, PushSpec};
 
 /// Why the bytes of a write are not a valid request (always EINVAL).
@@ -42,6 +43,10 @@ pub enum ParseError {
     BadReference(String),
     #[error(transparent)]
     Limit(#[from] crate::cgroups::LimitError),
+    #[error("{0}")]
+    BadNetwork(String),
+    #[error(transparent)]
+    Ports(#[from] crate::network::PortsError),
 }
 
 /// A change to an imported image's config, Docker's `import --change`: the lines after the directory.
@@ -78,6 +83,8 @@ pub enum WriteTarget {
     Ctl(String),
     /// A limit file (`cpu.weight`, `cpu.max`, `memory.max`, `pids.max`) of a container.
     Limit(String, &'static str),
+    Network(String),
+    Ports(String),
 }
 
 /// One operation on the engine.
@@ -94,6 +101,8 @@ pub enum Request {
     SetCmd { name: String, argv: Option<Vec<String>> },
     SetEnv { name: String, env: Vec<String> },
     SetLimit { name: String, limit: crate::cgroups::Limit },
+    SetNetwork { name: String, mode: NetworkMode },
+    SetPorts { name: String, ports: Vec<PortMap> },
     Ctl { name: String, verb: Ctl },
 }
 
@@ -125,6 +134,10 @@ impl Request {
             WriteTarget::Limit(name, file) => {
                 Request::SetLimit { name, limit: crate::cgroups::parse_limit(file, text)? }
             }
+            WriteTarget::Network(name) => {
+                Request::SetNetwork { name, mode: one_word(text)?.parse().map_err(ParseError::BadNetwork)? }
+            }
+            WriteTarget::Ports(name) => Request::SetPorts { name, ports: crate::network::parse_ports(text)? },
         })
     }
 

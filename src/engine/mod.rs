@@ -10,6 +10,7 @@ mod status;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,7 +23,8 @@ pub use status::ContainerStatus;
 
 use crate::cgroups::{Cgroups, Limit, Limits};
 use crate::error::{errno_name, Error};
-use crate::records::{self, ContainerRecord, ExitRecord, ImageRecord, LaunchSpec};
+use crate::network::{self, Forwards, Network, NetworkError, NetworkMode, PortMap};
+use crate::records::{self, BindMount, ContainerRecord, ExitRecord, ImageRecord, LaunchSpec};
 use crate::registry::{PullSpec, PushSource, PushSpec, Registry};
 use crate::request::{merge_env, ConfigChange, Ctl, Request, WriteTarget};
 use crate::runtime::{self, Launched, ProcessHandle};
@@ -90,6 +92,12 @@ pub enum ContainerField {
     CpuUsage,
     PidsCurrent,
     Events,
+    /// The network mode: `bridge`, `none` or `host`.
+    Network,
+    /// The port forwards, a line each.
+    Ports,
+    /// The address on the bridge, once given.
+    Ip,
     Status,
     ExitCode,
     Pid,
@@ -154,6 +162,29 @@ impl State {
     fn container_mut(&mut self, name: &str) -> Result<&mut Container, Error> {
         self.containers.get_mut(name).ok_or_else(|| no_container(name))
     }
+
+    /// The forwards of every running container, less `except`'s.
+    fn forwards(&self, except: Option<&str>) -> Vec<Forwards> {
+        self.containers
+            .values()
+            .filter(|c| c.record.status == ContainerStatus::Running && Some(c.record.name.as_str()) != except)
+            .filter(|c| c.record.network == NetworkMode::Bridge && !c.record.ports.is_empty())
+            .filter_map(|c| {
+                let ip = c.record.ip?;
+                Some(Forwards { name: c.record.name.clone(), ip, ports: c.record.ports.clone() })
+            })
+            .collect()
+    }
+
+    /// Fails if a running container other than `name` forwards a host port `ports` claims.
+    fn check_port_claims(&self, name: &str, ports: &[PortMap]) -> Result<(), NetworkError> {
+        for other in self.forwards(Some(name)) {
+            if let Some(p) = ports.iter().find(|p| other.ports.iter().any(|o| o.clashes_with(p))) {
+                return Err(NetworkError::PortClaimed { map: p.to_string(), other: other.name });
+            }
+        }
+        Ok(())
+    }
 }
 
 fn no_container(name: &str) -> Error {
@@ -170,6 +201,9 @@ pub struct Engine {
     store: Store,
     registry: Registry,
     cgroups: Cgroups,
+    network: Network,
+    /// Held while the firewall's forwards are rewritten, from the snapshot of the state to the write.
+    forwards: Mutex<()>,
     /// Limits of containers that set none of their own.
     defaults: Limits,
     /// References being pulled: a second pull of one waits for the first, then finds the image.
@@ -189,6 +223,7 @@ impl Engine {
         store: Store,
         registry: Registry,
         cgroups: Cgroups,
+        network: Network,
         defaults: Limits,
     ) -> Result<Arc<Engine>, Error> {
         for sub in ["images", "containers"] {
@@ -234,6 +269,8 @@ impl Engine {
             store,
             registry,
             cgroups,
+            network,
+            forwards: Mutex::new(()),
             defaults,
             pulling: Mutex::new(Vec::new()),
             pulled: Condvar::new(),
@@ -242,11 +279,25 @@ impl Engine {
             errors: Mutex::new(()),
         });
         engine.adopt();
+        // The firewall table is written whole: the masquerade, and the forwards of re-adopted containers.
+        engine.sync_forwards(&engine.lock_forwards(), None)?;
         Ok(engine)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_forwards(&self) -> MutexGuard<'_, ()> {
+        self.forwards.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rewrites the firewall with the forwards of every running container (and `extra`'s, for one that is
+    /// starting or changing its ports). The caller holds the forwards lock until its record shows the change.
+    fn sync_forwards(&self, _held: &MutexGuard<'_, ()>, extra: Option<Forwards>) -> Result<(), Error> {
+        let mut forwards = self.lock().forwards(extra.as_ref().map(|f| f.name.as_str()));
+        forwards.extend(extra);
+        self.network.apply_forwards(&forwards).map_err(Error::from)
     }
 
     fn image_dir(&self, id: &str) -> PathBuf {
@@ -331,9 +382,16 @@ impl Engine {
         if let Err(e) = records::write_json(&self.container_dir(name).join("record.json"), &rec) {
             warn!(container = %name, error = %e, "cannot write record");
         }
+        let had_forwards = rec.network == NetworkMode::Bridge && !rec.ports.is_empty();
         c.record = rec;
         drop(st);
         self.changed.notify_all();
+        if had_forwards {
+            // Its forwards end with it.
+            if let Err(e) = self.sync_forwards(&self.lock_forwards(), None) {
+                warn!(container = %name, error = %e, "cannot remove the forwards of an exited container");
+            }
+        }
     }
 
     // ---- requests ----
@@ -345,7 +403,9 @@ impl Engine {
             | WriteTarget::Cmd(n)
             | WriteTarget::Env(n)
             | WriteTarget::Ctl(n)
-            | WriteTarget::Limit(n, _) => Some(n.clone()),
+            | WriteTarget::Limit(n, _)
+            | WriteTarget::Network(n)
+            | WriteTarget::Ports(n) => Some(n.clone()),
             WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
         };
         match Request::from_write(target, data) {
@@ -369,6 +429,8 @@ impl Engine {
             | Request::SetCmd { name, .. }
             | Request::SetEnv { name, .. }
             | Request::SetLimit { name, .. }
+            | Request::SetNetwork { name, .. }
+            | Request::SetPorts { name, .. }
             | Request::Ctl { name, .. } => Some(name.clone()),
             _ => None,
         };
@@ -384,6 +446,8 @@ impl Engine {
             Request::SetCmd { name, argv } => self.configure(&name, |r| r.cmd = argv).map(|()| Response::Done),
             Request::SetEnv { name, env } => self.configure(&name, |r| r.env = env).map(|()| Response::Done),
             Request::SetLimit { name, limit } => self.set_limit(&name, limit).map(|()| Response::Done),
+            Request::SetNetwork { name, mode } => self.set_network(&name, mode).map(|()| Response::Done),
+            Request::SetPorts { name, ports } => self.set_ports(&name, ports).map(|()| Response::Done),
             Request::Ctl { name, verb } => self.ctl(&name, verb).map(|()| Response::Done),
         };
         match &result {
@@ -705,6 +769,66 @@ impl Engine {
         Ok(())
     }
 
+    /// Changes the network mode of a container that is not running. Leaving `bridge` gives its address back.
+    fn set_network(&self, name: &str, mode: NetworkMode) -> Result<(), Error> {
+        let ports = self.lock().container(name)?.record.ports.clone();
+        if mode != NetworkMode::Bridge && !ports.is_empty() {
+            return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
+        }
+        self.configure(name, |r| {
+            r.network = mode;
+            if mode != NetworkMode::Bridge {
+                r.ip = None;
+            }
+        })
+    }
+
+    /// Records a container's forwards; while it runs, the firewall changes at once. A host port that a host
+    /// process or another running container holds is refused (EADDRINUSE).
+    fn set_ports(&self, name: &str, ports: Vec<PortMap>) -> Result<(), Error> {
+        let held = self.lock_forwards();
+        let (running, fresh) = {
+            let st = self.lock();
+            let c = st.container(name)?;
+            if c.busy {
+                return Err(Error::Busy(format!("container '{name}' is starting")));
+            }
+            if c.record.network != NetworkMode::Bridge && !ports.is_empty() {
+                return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
+            }
+            let running = c.record.status == ContainerStatus::Running;
+            if running {
+                st.check_port_claims(name, &ports)?;
+            }
+            let fresh: Vec<PortMap> = ports.iter().filter(|p| !c.record.ports.contains(p)).copied().collect();
+            (running.then_some(c.record.ip).flatten(), fresh)
+        };
+        if let Some(ip) = running {
+            check_host_ports(&fresh)?;
+            self.sync_forwards(&held, Some(Forwards { name: name.to_string(), ip, ports: ports.clone() }))?;
+        }
+        let saved = self.configure_any(name, |r| r.ports = ports);
+        if saved.is_err() && running.is_some() {
+            // Back to the forwards the record still has.
+            let _ = self.sync_forwards(&held, None);
+        }
+        saved
+    }
+
+    /// Changes a container's record whatever its state (but not while it starts).
+    fn configure_any(&self, name: &str, change: impl FnOnce(&mut ContainerRecord)) -> Result<(), Error> {
+        let mut st = self.lock();
+        let c = st.container_mut(name)?;
+        if c.busy {
+            return Err(Error::Busy(format!("container '{name}' is starting")));
+        }
+        let mut rec = c.record.clone();
+        change(&mut rec);
+        self.save(&rec)?;
+        c.record = rec;
+        Ok(())
+    }
+
     fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<(), Error> {
         match verb {
             Ctl::Start => self.start(name),
@@ -737,11 +861,31 @@ impl Engine {
             })?;
             let image = st.resolve_image(&reference)?;
             let spec = self.launch_spec(&c.record, image)?;
-            st.container_mut(name)?.busy = true;
-            spec
+            let ip = self.address_for(&st, name)?;
+            let c = st.container_mut(name)?;
+            if c.record.ip != ip {
+                // Recorded before anything else starts, so a concurrent start never picks it too.
+                let mut rec = c.record.clone();
+                rec.ip = ip;
+                self.save(&rec)?;
+                c.record = rec;
+            }
+            c.busy = true;
+            (spec, ip)
         };
+        let (mut spec, ip) = spec;
         let t0 = Instant::now();
-        let launched = self.launch_in_cgroup(name, &spec);
+        let held = self.lock_forwards();
+        let launched = self.start_network(name, &mut spec, ip, &held).and_then(|forwards| {
+            let launched = self.launch_in_cgroup(name, &spec, ip)?;
+            if let Some(forwards) = forwards {
+                if let Err(e) = self.sync_forwards(&held, Some(forwards)) {
+                    let _ = runtime::signal(launched.pid, Signal::SIGKILL);
+                    return Err(e);
+                }
+            }
+            Ok(launched)
+        });
         debug!(container = %name, launch_us = t0.elapsed().as_micros(), "launched");
         let mut st = self.lock();
         let c = st.container_mut(name)?;
@@ -761,10 +905,65 @@ impl Engine {
         }
         c.record = rec;
         drop(st);
+        drop(held);
         info!(container = %name, pid, "started container");
         self.changed.notify_all();
         self.watch(name, monitor_pid, monitor_start);
         Ok(())
+    }
+
+    /// The bridge address `name` starts with: the one it has, or the lowest no other container holds.
+    fn address_for(&self, st: &State, name: &str) -> Result<Option<Ipv4Addr>, Error> {
+        let c = st.container(name)?;
+        if c.record.network != NetworkMode::Bridge {
+            return Ok(None);
+        }
+        let subnet = self.network.subnet();
+        if let Some(ip) = c.record.ip.filter(|ip| subnet.is_host(*ip)) {
+            return Ok(Some(ip));
+        }
+        let used: Vec<Ipv4Addr> =
+            st.containers.values().filter(|o| o.record.name != name).filter_map(|o| o.record.ip).collect();
+        network::allocate(subnet, &used).map(Some).ok_or_else(|| NetworkError::Exhausted(subnet.cidr()).into())
+    }
+
+    /// What a start needs from the network before the launch: the forwards checked (host ports free, not
+    /// forwarded by another running container), and `/etc/hosts` and `/etc/resolv.conf` written into the
+    /// container's state directory and added to its bind mounts. Gives the forwards to add once it runs.
+    fn start_network(
+        &self,
+        name: &str,
+        spec: &mut LaunchSpec,
+        ip: Option<Ipv4Addr>,
+        _held: &MutexGuard<'_, ()>,
+    ) -> Result<Option<Forwards>, Error> {
+        let ports = {
+            let st = self.lock();
+            let ports = st.container(name)?.record.ports.clone();
+            if spec.network != NetworkMode::Bridge && !ports.is_empty() {
+                return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
+            }
+            st.check_port_claims(name, &ports)?;
+            ports
+        };
+        check_host_ports(&ports)?;
+        let dir = self.container_dir(name);
+        let (hosts, resolv) = match spec.network {
+            NetworkMode::Host => (
+                std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| network::etc::hosts(name, None)),
+                std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            ),
+            _ => (network::etc::hosts(name, ip), self.network.resolv_conf()),
+        };
+        for (file, text) in [("hosts", hosts), ("resolv.conf", resolv)] {
+            let source = dir.join(file);
+            std::fs::write(&source, text).map_err(Error::record(format!("/etc/{file} of '{name}'")))?;
+            spec.binds.push(BindMount { source, target: format!("/etc/{file}"), readonly: false });
+        }
+        Ok(match ip {
+            Some(ip) if !ports.is_empty() => Some(Forwards { name: name.to_string(), ip, ports }),
+            _ => None,
+        })
     }
 
     fn launch_spec(&self, record: &ContainerRecord, image: &Image) -> Result<LaunchSpec, Error> {
@@ -786,28 +985,33 @@ impl Engine {
             log: dir.join("logs"),
             exit_file: dir.join("exit.json"),
             cgroup_procs: self.cgroups.procs_files(&record.name),
+            network: record.network,
+            binds: Vec::new(),
         })
     }
 
     /// Makes the container's cgroup afresh (so its counters are this run's) with its limits, then launches.
-    fn launch_in_cgroup(&self, name: &str, spec: &LaunchSpec) -> Result<Launched, Error> {
+    fn launch_in_cgroup(&self, name: &str, spec: &LaunchSpec, ip: Option<Ipv4Addr>) -> Result<Launched, Error> {
         let limits = self.lock().container(name)?.record.limits.or(&self.defaults);
         self.cgroups.remove(name)?;
         self.cgroups.create(name, &limits)?;
-        let launched = self.launch(name, spec);
+        let launched = self.launch(name, spec, ip);
         if launched.is_err() {
             let _ = self.cgroups.remove(name);
         }
         launched
     }
 
-    fn launch(&self, name: &str, spec: &LaunchSpec) -> Result<Launched, Error> {
+    fn launch(&self, name: &str, spec: &LaunchSpec, ip: Option<Ipv4Addr>) -> Result<Launched, Error> {
         let dir = self.container_dir(name);
         let _ = std::fs::remove_file(dir.join("exit.json"));
         // Read by the monitor at once and worthless after a crash: no fsync.
         let bytes = serde_json::to_vec(spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
         std::fs::write(dir.join("launch.json"), bytes).map_err(runtime::RuntimeError::WriteSpec)?;
-        Ok(runtime::launch(&dir)?)
+        runtime::launch(&dir, |netns_pid| match ip {
+            Some(ip) => self.network.attach(netns_pid, ip).map_err(Error::from),
+            None => Ok(()),
+        })
     }
 
     fn stop(&self, name: &str, grace: Duration) -> Result<(), Error> {
@@ -908,6 +1112,9 @@ impl Engine {
                 let n = self.cgroups.stats(&r.name).oom_kill.unwrap_or(u64::from(r.oom_killed));
                 line(format!("oom_kill {n}"))
             }
+            ContainerField::Network => line(r.network.as_str()),
+            ContainerField::Ports => r.ports.iter().flat_map(line).collect(),
+            ContainerField::Ip => opt(r.ip.filter(|_| r.network == NetworkMode::Bridge).map(|ip| ip.to_string())),
             ContainerField::Status => line(r.status.as_str()),
             ContainerField::ExitCode => opt(r.exit_code.map(|c| c.to_string())),
             ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),
@@ -975,7 +1182,18 @@ fn new_record(name: &str) -> ContainerRecord {
         error: String::new(),
         limits: Limits::default(),
         oom_killed: false,
+        network: NetworkMode::default(),
+        ports: Vec::new(),
+        ip: None,
     }
+}
+
+/// Fails with EADDRINUSE (or the bind's own errno) if a host process holds one of these ports.
+fn check_host_ports(ports: &[PortMap]) -> Result<(), NetworkError> {
+    for p in ports {
+        network::ports::check_free(p).map_err(|source| NetworkError::PortTaken { map: p.to_string(), source })?;
+    }
+    Ok(())
 }
 
 /// Directories under `dir`, by name.

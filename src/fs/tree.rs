@@ -59,7 +59,7 @@ const IMAGE_FILES: [(&str, ImageFile); 7] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 21] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 24] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -69,6 +69,9 @@ const CONTAINER_FILES: [(&str, ContainerFile); 21] = [
     ("cpu.usage_usec", ContainerFile::Field(ContainerField::CpuUsage)),
     ("pids.current", ContainerFile::Field(ContainerField::PidsCurrent)),
     ("events", ContainerFile::Field(ContainerField::Events)),
+    ("network", ContainerFile::Field(ContainerField::Network)),
+    ("ports", ContainerFile::Field(ContainerField::Ports)),
+    ("ip", ContainerFile::Field(ContainerField::Ip)),
     ("image", ContainerFile::Field(ContainerField::Image)),
     ("cmd", ContainerFile::Field(ContainerField::Cmd)),
     ("env", ContainerFile::Field(ContainerField::Env)),
@@ -132,7 +135,12 @@ impl Node {
             Node::Import | Node::Pull | Node::Push | Node::Run => file(true, true),
             Node::ContainerFile(_, f) => match f {
                 ContainerFile::Field(
-                    ContainerField::Image | ContainerField::Cmd | ContainerField::Env | ContainerField::Limit(_),
+                    ContainerField::Image
+                    | ContainerField::Cmd
+                    | ContainerField::Env
+                    | ContainerField::Limit(_)
+                    | ContainerField::Network
+                    | ContainerField::Ports,
                 )
                 | ContainerFile::Ctl => file(true, true),
                 _ => file(false, true),
@@ -162,6 +170,8 @@ impl Node {
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Cmd)) => WriteTarget::Cmd(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Env)) => WriteTarget::Env(n.clone()),
             Node::ContainerFile(n, ContainerFile::Ctl) => WriteTarget::Ctl(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Network)) => WriteTarget::Network(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Ports)) => WriteTarget::Ports(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Limit(kind))) => {
                 WriteTarget::Limit(n.clone(), kind.file_name())
             }

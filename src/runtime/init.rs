@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
-use crate::records::LaunchSpec;
+use crate::network::NetworkMode;
+use crate::records::{BindMount, LaunchSpec};
 
 /// The PATH used to find the command when the image's Env has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -59,17 +60,16 @@ fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError>
             message: format!("join cgroup {}: {e}", procs.display()),
         })?;
     }
-    nix::sched::unshare(
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWNET
-            | CloneFlags::CLONE_NEWCGROUP,
-    )
-    .map_err(step("unshare namespaces"))?;
+    let mut namespaces =
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWCGROUP;
+    // In bridge mode the monitor made (and the daemon connected) the network namespace we are in already.
+    if spec.network == NetworkMode::None {
+        namespaces |= CloneFlags::CLONE_NEWNET;
+    }
+    nix::sched::unshare(namespaces).map_err(step("unshare namespaces"))?;
     reset_signals();
     setup_stdio(log_fd)?;
-    setup_rootfs(&spec.rootfs)?;
+    setup_rootfs(&spec.rootfs, &spec.binds)?;
     nix::unistd::sethostname(&spec.hostname).map_err(step("sethostname"))?;
     loopback_up().map_err(io_step("bring loopback up"))?;
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
@@ -108,7 +108,7 @@ fn setup_stdio(log_fd: RawFd) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn setup_rootfs(rootfs: &Path) -> Result<(), SetupError> {
+fn setup_rootfs(rootfs: &Path, binds: &[BindMount]) -> Result<(), SetupError> {
     let none = None::<&str>;
     // Nothing mounted from here on may propagate back to the host.
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).map_err(step("make / private"))?;
@@ -123,11 +123,72 @@ fn setup_rootfs(rootfs: &Path) -> Result<(), SetupError> {
     mount(Some("sysfs"), &at("sys"), Some("sysfs"), nosuid_noexec_nodev | MsFlags::MS_RDONLY, none)
         .map_err(step("mount /sys"))?;
     setup_dev(&at("dev"))?;
+    for bind in binds {
+        bind_into(rootfs, bind)?;
+    }
     nix::unistd::chdir(rootfs).map_err(step("chdir rootfs"))?;
     // runc's trick: pivot the root onto itself, then detach the old root stacked underneath.
     nix::unistd::pivot_root(".", ".").map_err(step("pivot_root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(step("detach old root"))?;
     nix::unistd::chdir("/").map_err(step("chdir /"))?;
+    Ok(())
+}
+
+/// Bind-mounts `bind.source` onto its target inside `rootfs`, made if missing (a file or a directory, as
+/// the source is). The target is resolved with `openat2(RESOLVE_IN_ROOT)`, so a symlink in the image can't
+/// point the mount anywhere outside the rootfs; the mount goes onto the opened fd.
+fn bind_into(rootfs: &Path, bind: &BindMount) -> Result<(), SetupError> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let what = |e: rustix::io::Errno| SetupError {
+        errno: e.raw_os_error(),
+        message: format!("mount point {}: {}", bind.target, std::io::Error::from(e)),
+    };
+    let is_dir = bind.source.is_dir();
+    let root =
+        rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(what)?;
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let parts: Vec<&str> = bind.target.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let Some((last, dirs)) = parts.split_last() else {
+        return Err(SetupError { errno: libc::EINVAL, message: format!("bad mount target '{}'", bind.target) });
+    };
+    for i in 0..dirs.len() {
+        let path = dirs[..=i].join("/");
+        let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        if let Err(rustix::io::Errno::NOENT) = rustix::fs::openat2(&root, &path, dir_flags, Mode::empty(), resolve) {
+            let parent = if i == 0 { ".".to_string() } else { dirs[..i].join("/") };
+            let parent = rustix::fs::openat2(&root, &parent, dir_flags, Mode::empty(), resolve).map_err(what)?;
+            match rustix::fs::mkdirat(&parent, dirs[i], Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(what(e)),
+            }
+        }
+    }
+    let path = parts.join("/");
+    let target = if is_dir {
+        let parent = if dirs.is_empty() { ".".to_string() } else { dirs.join("/") };
+        let parent = rustix::fs::openat2(&root, &parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty(), resolve)
+            .map_err(what)?;
+        match rustix::fs::mkdirat(&parent, *last, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(what(e)),
+        }
+        rustix::fs::openat2(&root, &path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), resolve)
+    } else {
+        let flags = OFlags::CREATE | OFlags::RDONLY | OFlags::CLOEXEC;
+        rustix::fs::openat2(&root, &path, flags, Mode::from_bits_truncate(0o644), resolve)
+    }
+    .map_err(what)?;
+    use std::os::fd::AsRawFd;
+    let on = format!("/proc/self/fd/{}", target.as_raw_fd());
+    let none = None::<&str>;
+    mount(Some(&bind.source), on.as_str(), none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+        .map_err(|e| SetupError { errno: e as i32, message: format!("bind {}: {}", bind.target, e.desc()) })?;
+    if bind.readonly {
+        let flags =
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        mount(none, on.as_str(), none, flags, none)
+            .map_err(|e| SetupError { errno: e as i32, message: format!("read-only {}: {}", bind.target, e.desc()) })?;
+    }
     Ok(())
 }
 

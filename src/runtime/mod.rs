@@ -11,7 +11,7 @@
 pub mod init;
 pub mod monitor;
 
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -56,7 +56,14 @@ pub struct Launched {
 
 /// Starts the container whose `launch.json` is in `state_dir`; returns once it has exec'd its command or
 /// failed to. The monitor's own messages go to `state_dir/monitor.log`.
-pub fn launch(state_dir: &Path) -> Result<Launched, RuntimeError> {
+///
+/// With `network: bridge` the monitor makes the container's network namespace first and says `net PID`;
+/// `attach(PID)` then connects that namespace (`/proc/PID/ns/net`) and the command runs only after it
+/// succeeded. If it fails, the monitor is told nothing, ends, and the namespace goes with it.
+pub fn launch<E: From<RuntimeError>>(
+    state_dir: &Path,
+    attach: impl FnOnce(i32) -> Result<(), E>,
+) -> Result<Launched, E> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -65,20 +72,37 @@ pub fn launch(state_dir: &Path) -> Result<Launched, RuntimeError> {
     let mut child = Command::new("/proc/self/exe")
         .arg("__monitor")
         .arg(state_dir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
         .map_err(RuntimeError::SpawnMonitor)?;
-    let mut line = String::new();
-    let read = match child.stdout.take() {
-        Some(out) => BufReader::new(out).read_line(&mut line),
-        None => Ok(0),
-    };
-    // The first process exits as soon as it has forked the real monitor.
+    // Taken before the wait, which would close it. The first process exits as soon as it has forked the
+    // real monitor.
+    let mut go = child.stdin.take();
     let _ = child.wait();
-    read.map_err(RuntimeError::SpawnMonitor)?;
-    parse_report(line.trim_end())
+    let mut out = BufReader::new(child.stdout.take().ok_or(RuntimeError::MonitorProtocol(String::new()))?);
+    let mut line = read_line(&mut out)?;
+    if let Some(pid) = line.strip_prefix("net ") {
+        let pid = pid.parse().map_err(|_| RuntimeError::MonitorProtocol(line.clone()))?;
+        // On failure `go` is dropped unwritten: the monitor reads EOF and ends without starting anything.
+        attach(pid)?;
+        let told = go.as_mut().map(|w| w.write_all(b"go\n"));
+        if !matches!(told, Some(Ok(()))) {
+            return Err(
+                RuntimeError::MonitorProtocol("the monitor went away before its network was ready".into()).into()
+            );
+        }
+        line = read_line(&mut out)?;
+    }
+    drop(go);
+    Ok(parse_report(&line)?)
+}
+
+fn read_line(out: &mut impl BufRead) -> Result<String, RuntimeError> {
+    let mut line = String::new();
+    out.read_line(&mut line).map_err(RuntimeError::SpawnMonitor)?;
+    Ok(line.trim_end().to_string())
 }
 
 fn parse_report(line: &str) -> Result<Launched, RuntimeError> {

@@ -10,6 +10,7 @@ use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
+use crate::network::NetworkMode;
 use crate::records::{self, ExitRecord, LaunchSpec};
 
 /// Runs the monitor; never returns.
@@ -52,7 +53,19 @@ fn run(state_dir: &Path) -> Result<(), String> {
         .append(true)
         .open(&spec.log)
         .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))?;
-    nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
+    if spec.network == NetworkMode::Bridge {
+        // The network namespace is made here, so the daemon can attach it before the command runs.
+        nix::sched::unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("unshare pid and network namespaces: {e}"))?;
+        report(&format!("net {}", std::process::id()));
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if answer.trim_end() != "go" {
+            return Err("the daemon did not connect the network: not starting".into());
+        }
+    } else {
+        nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
+    }
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: single-threaded process; the child sets up the container and execs or _exits.
     let child = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {

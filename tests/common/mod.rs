@@ -23,7 +23,28 @@ pub struct Bocker {
     pub env: Vec<(String, String)>,
     /// This test's parent group in each cgroup hierarchy, below `bocker`.
     pub cgroup_parent: String,
+    /// This test's bridge and subnet (`10.213.N.0/24`), held by `net_lock` against other test processes.
+    pub bridge: String,
+    pub subnet_prefix: String,
+    net_lock: fs::File,
     daemon: Option<Child>,
+}
+
+/// A bridge and subnet no other test (in this process or another) holds: `bkt<N>`, `10.213.N.0/24`,
+/// reserved by an flock on `/tmp/bocker-test-nets/N.lock` for as long as the returned file is open.
+fn reserve_network() -> (String, String, fs::File) {
+    use std::os::fd::AsRawFd;
+    let dir = Path::new("/tmp/bocker-test-nets");
+    fs::create_dir_all(dir).expect("nets dir");
+    for n in 0..=255u32 {
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(format!("{n}.lock")));
+        let Ok(file) = file else { continue };
+        // SAFETY: flock on an fd we own; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return (format!("bkt{n}"), format!("10.213.{n}"), file);
+        }
+    }
+    panic!("no free test network: 256 tests hold one");
 }
 
 fn unique_dir(tag: &str) -> PathBuf {
@@ -43,7 +64,13 @@ impl Bocker {
         let dir = unique_dir(tag);
         fs::create_dir_all(&dir).expect("test dir");
         let leaf = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (bridge, subnet_prefix, net_lock) = reserve_network();
+        // A bridge or table a killed test run left under this name goes first.
+        remove_network(&bridge);
         let mut b = Bocker {
+            bridge,
+            subnet_prefix,
+            net_lock,
             cgroup_parent: format!("bocker/{leaf}"),
             root: dir.join("root"),
             mount: dir.join("mnt"),
@@ -67,6 +94,10 @@ impl Bocker {
             .arg(&self.store_size)
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--subnet")
+            .arg(format!("{}.0/24", self.subnet_prefix))
             .env("RUST_LOG", "debug")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
@@ -258,11 +289,20 @@ impl Drop for Bocker {
             }
         }
         remove_cgroups(&self.cgroup_parent);
+        remove_network(&self.bridge);
         if std::thread::panicking() {
             eprintln!("---- daemon log ({}) ----\n{}", self.dir.display(), self.daemon_log());
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Deletes a test daemon's bridge and its nftables table (the daemon keeps both across restarts). The
+/// containers' veth pairs went with their network namespaces.
+fn remove_network(bridge: &str) {
+    let quiet = |cmd: &mut Command| cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = quiet(Command::new("ip").args(["link", "del", bridge]));
+    let _ = bockerfs::network::firewall::delete(bridge);
 }
 
 /// The cgroup hierarchies of this machine (a v1 controller each, the cgroup2 mount, or both).

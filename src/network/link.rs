@@ -1,0 +1,80 @@
+//! Links, addresses and routes through netlink (rtnetlink): the bridge, a container's veth pair made with
+//! its inner end already in the container's network namespace, and that end's address and default route.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+/// A netlink error as the io::Error (errno) the kernel gave.
+pub fn to_io(e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io(),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn is(e: &io::Error, errno: i32) -> bool {
+    e.raw_os_error() == Some(errno)
+}
+
+/// The index of the link called `name`, if there is one.
+pub async fn index_of(h: &Handle, name: &str) -> io::Result<Option<u32>> {
+    match h.link().get().match_name(name.to_string()).execute().try_next().await.map_err(to_io) {
+        Ok(msg) => Ok(msg.map(|m| m.header.index)),
+        Err(e) if is(&e, libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the bridge if it is missing, brings it up and gives it the gateway address; returns its index.
+pub async fn ensure_bridge(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<u32> {
+    let index = match index_of(h, name).await? {
+        Some(i) => i,
+        None => {
+            match h.link().add(LinkBridge::new(name).up().build()).execute().await.map_err(to_io) {
+                Err(e) if !is(&e, libc::EEXIST) => return Err(e),
+                _ => {}
+            }
+            index_of(h, name).await?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?
+        }
+    };
+    h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(to_io)?;
+    match h.address().add(index, gateway.into(), prefix).execute().await.map_err(to_io) {
+        Err(e) if !is(&e, libc::EEXIST) => Err(e),
+        _ => Ok(index),
+    }
+}
+
+/// A veth pair: `host_if` up on the bridge, its peer `eth0` (with `mac`) made straight inside the network
+/// namespace `netns_fd`.
+pub async fn add_veth(h: &Handle, host_if: &str, bridge: u32, netns_fd: RawFd, mac: [u8; 6]) -> io::Result<()> {
+    let peer = LinkMessageBuilder::<LinkUnspec>::new().name("eth0").address(mac.to_vec()).setns_by_fd(netns_fd).build();
+    let pair = LinkVeth::new(host_if, "eth0")
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .controller(bridge)
+        .up()
+        .build();
+    h.link().add(pair).execute().await.map_err(to_io)
+}
+
+/// Deletes the link called `name` if it exists.
+pub async fn delete(h: &Handle, name: &str) -> io::Result<()> {
+    match index_of(h, name).await? {
+        Some(index) => h.link().del(index).execute().await.map_err(to_io),
+        None => Ok(()),
+    }
+}
+
+/// Inside the container's namespace: loopback and `eth0` up, `eth0`'s address, the default route.
+pub async fn configure_inside(h: &Handle, ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> io::Result<()> {
+    h.link().set(LinkUnspec::new_with_name("lo").up().build()).execute().await.map_err(to_io)?;
+    let eth0 = index_of(h, "eth0").await?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
+    h.link().set(LinkUnspec::new_with_index(eth0).up().build()).execute().await.map_err(to_io)?;
+    h.address().add(eth0, ip.into(), prefix).execute().await.map_err(to_io)?;
+    let default = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+    h.route().add(default).execute().await.map_err(to_io)
+}

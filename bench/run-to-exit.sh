@@ -9,6 +9,10 @@
 # hierarchies (mounting one again attaches to the host's), so crun sees pure v1 and manages its groups
 # under bocker/ there. Nothing on the host's mounts changes.
 #
+# Networking: bocker runs twice, with BOCKER_NETWORK=none (its own network namespace, loopback only, as
+# crun's default) and with BOCKER_NETWORK=bridge (a veth pair on a bridge, an address, a default route).
+# The daemon gets a bridge and subnet of its own (bkbench, 10.214.0.0/24), removed after.
+#
 # GAP=SECONDS sleeps that long before each run (hyperfine --prepare). Joining fresh v1 cgroups is cheap
 # only within ~15 ms of the previous cgroup migration on the host (the kernel's rcu_sync on the migration
 # lock); back-to-back runs of a fast tool stay inside that window, spaced runs (as in real use) don't.
@@ -28,6 +32,8 @@ cleanup() {
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
     umount -l "$work/mnt" 2>/dev/null || true
     umount -l "$work/root/store" 2>/dev/null || true
+    ip link del bkbench 2>/dev/null || true
+    nft delete table ip bocker_bkbench 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -48,7 +54,8 @@ json.dump(c, open("config.json", "w"), indent=1)
 PY
 )
 
-"$bocker" daemon --root "$work/root" --mount "$work/mnt" --store-size 2G 2>"$work/daemon.log" &
+"$bocker" daemon --root "$work/root" --mount "$work/mnt" --store-size 2G \
+    --bridge bkbench --subnet 10.214.0.0/24 2>"$work/daemon.log" &
 daemon_pid=$!
 for _ in $(seq 100); do [ -e "$work/mnt/README" ] && break; sleep 0.05; done
 export BOCKER_MOUNT=$work/mnt
@@ -62,7 +69,8 @@ unshare -m --propagation private bash -c '
     fi
     hyperfine -N --warmup 5 --runs '"$RUNS"' --prepare "sleep '"$GAP"'" --export-markdown '"$work"'/table.md \
         -n "crun run /bin/true (cgroups)" "crun --cgroup-manager=cgroupfs run --bundle '"$work"'/bundle bench-'"$$"'" \
-        -n "bocker run /bin/true (through the mount, cgroups)" "'"$bocker"' run '"$img"' /bin/true" >&2
+        -n "bocker run /bin/true (network none)" "env BOCKER_NETWORK=none '"$bocker"' run '"$img"' /bin/true" \
+        -n "bocker run /bin/true (network bridge)" "env BOCKER_NETWORK=bridge '"$bocker"' run '"$img"' /bin/true" >&2
 '
 cat "$work/table.md"
 # crun removes its group after each run; its bocker/ parent goes if nothing else is in it.

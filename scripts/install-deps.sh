@@ -5,8 +5,10 @@
 #   busybox-static  the root filesystem the tests and the Quick start import
 #   docker-registry the OCI registry the pull tests start on loopback (never as a service)
 #   apache2-utils   htpasswd, for the registry behind basic auth
+#   nftables        nft, which the daemon runs to write its NAT and port-forward table
+#   iproute2        ip, which the network tests use to look at links and addresses
 set -eu
-PACKAGES="btrfs-progs fuse3 busybox-static docker-registry apache2-utils"
+PACKAGES="btrfs-progs fuse3 busybox-static docker-registry apache2-utils nftables iproute2"
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (apt-get install $PACKAGES)" >&2
     exit 1
@@ -24,4 +26,4 @@ fi
 if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
     systemctl disable --now -q docker-registry || true
 fi
-for m in fuse btrfs loop; do modprobe -q "$m" 2>/dev/null || true; done
+for m in fuse btrfs loop veth bridge nf_tables nft_chain_nat nft_fib_ipv4; do modprobe -q "$m" 2>/dev/null || true; done

@@ -34,4 +34,12 @@ fn the_mount_examples_work() {
         &lines[1..],
         ["service is running", "service is exited", &format!("image {img} is still used (EBUSY)"), "hello", "run"]
     );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let out = script(&b, "04-web-and-client.sh", &[&img, &port]);
+    let lines: Vec<&str> = out.lines().collect();
+    let subnet = format!("running at {}.", b.subnet_prefix);
+    assert!(lines[0].starts_with("web is ") && lines[0].contains(&subnet), "{out}");
+    assert!(lines[0].ends_with(&format!("forwarding {port}:80/tcp")), "{out}");
+    assert_eq!(&lines[1..], ["hello from web", "hello from web"], "{out}");
 }

@@ -88,6 +88,15 @@ fn table(b: &Bocker) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether any process of the host is in the namespace `ns` (a `net:[INODE]` link).
+fn any_process_in(ns: &std::path::Path) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path().join("ns/net")).ok())
+        .any(|l| l == ns)
+}
+
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !check() {
@@ -259,12 +268,17 @@ fn containers_started_at_once_get_different_addresses_and_rm_leaves_nothing() {
 
     // Stop and remove one: its link goes with its namespace, its address is free for the next container.
     let gone = ips[3];
+    let pid = b.read("containers/c3/pid").trim().to_string();
+    let netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("netns of c3");
+    let host_netns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(netns, host_netns);
     b.write("containers/c3/ctl", "kill").expect("kill");
     b.wait_status("c3", "exited");
     assert_eq!(ip_of(&b, "c3"), gone, "an exited container keeps its address until rm");
     std::fs::remove_dir(b.path("containers/c3")).expect("rm");
     let veth = bockerfs::network::veth_name(gone);
     eventually("the veth pair is gone", || !host_links().contains(&format!(": {veth}@")));
+    eventually("no process is left in its network namespace", || !any_process_in(&netns));
     b.configure("next", &img, "sleep 100");
     b.write("containers/next/ctl", "start").expect("start");
     assert_eq!(ip_of(&b, "next"), gone, "the lowest free address is reused");

@@ -73,5 +73,22 @@ unshare -m --propagation private bash -c '
         -n "bocker run /bin/true (network bridge)" "env BOCKER_NETWORK=bridge '"$bocker"' run '"$img"' /bin/true" >&2
 '
 cat "$work/table.md"
+
+# What bridge networking adds, robust to the machine's drift: none and bridge runs interleaved (hyperfine
+# runs all of one command, then all of the other), GAP apart, compared by median.
+PAIRS=${PAIRS:-40}
+for _ in $(seq "$PAIRS"); do
+    for net in none bridge; do
+        sleep "$GAP"
+        t0=$(date +%s%N)
+        BOCKER_NETWORK=$net "$bocker" run "$img" /bin/true
+        echo "$net $(( ($(date +%s%N) - t0) / 1000 ))" >>"$work/pairs"
+    done
+done
+median() { grep "^$1 " "$work/pairs" | cut -d' ' -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+none_us=$(median none)
+bridge_us=$(median bridge)
+echo
+awk -v p="$PAIRS" -v n="$none_us" -v b="$bridge_us" 'BEGIN { printf "Interleaved, %d pairs: median network none %.1f ms, bridge %.1f ms: bridge adds %.1f ms\n", p, n / 1000, b / 1000, (b - n) / 1000 }'
 # crun removes its group after each run; its bocker/ parent goes if nothing else is in it.
 for c in cpu cpuacct memory pids; do rmdir /sys/fs/cgroup/$c/bocker 2>/dev/null || true; done

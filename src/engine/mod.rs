@@ -863,13 +863,8 @@ impl Engine {
             let spec = self.launch_spec(&c.record, image)?;
             let ip = self.address_for(&st, name)?;
             let c = st.container_mut(name)?;
-            if c.record.ip != ip {
-                // Recorded before anything else starts, so a concurrent start never picks it too.
-                let mut rec = c.record.clone();
-                rec.ip = ip;
-                self.save(&rec)?;
-                c.record = rec;
-            }
+            // Held in memory from here, so a concurrent start never picks it too; on disk with the start.
+            c.record.ip = ip;
             c.busy = true;
             (spec, ip)
         };

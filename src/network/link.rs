@@ -49,10 +49,18 @@ pub async fn ensure_bridge(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8
     }
 }
 
-/// A veth pair: `host_if` up on the bridge, its peer `eth0` (with `mac`) made straight inside the network
-/// namespace `netns_fd`.
+/// The index `eth0` gets in a container's fresh namespace, where only `lo` (1) exists.
+const ETH0_INDEX: u32 = 2;
+
+/// A veth pair: `host_if` up on the bridge, its peer `eth0` (with `mac`, index 2) made straight inside the
+/// network namespace `netns_fd`. (The peer can't be made up here: it has no peer yet while it is made.)
 pub async fn add_veth(h: &Handle, host_if: &str, bridge: u32, netns_fd: RawFd, mac: [u8; 6]) -> io::Result<()> {
-    let peer = LinkMessageBuilder::<LinkUnspec>::new().name("eth0").address(mac.to_vec()).setns_by_fd(netns_fd).build();
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .index(ETH0_INDEX)
+        .name("eth0")
+        .address(mac.to_vec())
+        .setns_by_fd(netns_fd)
+        .build();
     let pair = LinkVeth::new(host_if, "eth0")
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .controller(bridge)
@@ -69,12 +77,15 @@ pub async fn delete(h: &Handle, name: &str) -> io::Result<()> {
     }
 }
 
-/// Inside the container's namespace: loopback and `eth0` up, `eth0`'s address, the default route.
+/// Inside the container's namespace: loopback and `eth0` up and `eth0`'s address (all at once), then the
+/// default route.
 pub async fn configure_inside(h: &Handle, ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> io::Result<()> {
-    h.link().set(LinkUnspec::new_with_name("lo").up().build()).execute().await.map_err(to_io)?;
-    let eth0 = index_of(h, "eth0").await?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?;
-    h.link().set(LinkUnspec::new_with_index(eth0).up().build()).execute().await.map_err(to_io)?;
-    h.address().add(eth0, ip.into(), prefix).execute().await.map_err(to_io)?;
+    // Loopback is always index 1 in a network namespace (LOOPBACK_IFINDEX).
+    let lo_up = h.link().set(LinkUnspec::new_with_index(1).up().build()).execute();
+    let eth0_up = h.link().set(LinkUnspec::new_with_index(ETH0_INDEX).up().build()).execute();
+    let address = h.address().add(ETH0_INDEX, ip.into(), prefix).execute();
+    let (lo_up, eth0_up, address) = futures_util::join!(lo_up, eth0_up, address);
+    lo_up.and(eth0_up).and(address).map_err(to_io)?;
     let default = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
     h.route().add(default).execute().await.map_err(to_io)
 }

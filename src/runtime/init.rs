@@ -71,7 +71,10 @@ fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError>
     setup_stdio(log_fd)?;
     setup_rootfs(&spec.rootfs, &spec.binds)?;
     nix::unistd::sethostname(&spec.hostname).map_err(step("sethostname"))?;
-    loopback_up().map_err(io_step("bring loopback up"))?;
+    // In bridge mode the daemon brought loopback up with eth0; in host mode it is the host's.
+    if spec.network == NetworkMode::None {
+        loopback_up().map_err(io_step("bring loopback up"))?;
+    }
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     let _ = std::fs::create_dir_all(cwd);
     nix::unistd::chdir(cwd)

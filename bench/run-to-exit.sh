@@ -9,9 +9,12 @@
 # hierarchies (mounting one again attaches to the host's), so crun sees pure v1 and manages its groups
 # under bocker/ there. Nothing on the host's mounts changes.
 #
-# Networking: bocker runs twice, with BOCKER_NETWORK=none (its own network namespace, loopback only, as
-# crun's default) and with BOCKER_NETWORK=bridge (a veth pair on a bridge, an address, a default route).
-# The daemon gets a bridge and subnet of its own (bkbench, 10.214.0.0/24), removed after.
+# Networking: plain `bocker run` (one write to containers/run; the default network, bridge: a veth pair on
+# a bridge, an address, a default route) is the figure beside crun. Then BOCKER_NETWORK=none (its own
+# network namespace, loopback only, as crun's default) and BOCKER_NETWORK=bridge, both through the CLI's
+# mkdir / write / start path, measure what bridge networking adds. The daemon gets a bridge and subnet of
+# its own (bkbench, 10.214.0.0/24), removed after. Every run keeps its container (and its address) until
+# the end, so RUNS + PAIRS + warm-ups must stay under the subnet's 253 addresses.
 #
 # GAP=SECONDS sleeps that long before each run (hyperfine --prepare). Joining fresh v1 cgroups is cheap
 # only within ~15 ms of the previous cgroup migration on the host (the kernel's rcu_sync on the migration
@@ -69,6 +72,7 @@ unshare -m --propagation private bash -c '
     fi
     hyperfine -N --warmup 5 --runs '"$RUNS"' --prepare "sleep '"$GAP"'" --export-markdown '"$work"'/table.md \
         -n "crun run /bin/true (cgroups)" "crun --cgroup-manager=cgroupfs run --bundle '"$work"'/bundle bench-'"$$"'" \
+        -n "bocker run /bin/true (containers/run: network bridge, the default)" "'"$bocker"' run '"$img"' /bin/true" \
         -n "bocker run /bin/true (network none)" "env BOCKER_NETWORK=none '"$bocker"' run '"$img"' /bin/true" \
         -n "bocker run /bin/true (network bridge)" "env BOCKER_NETWORK=bridge '"$bocker"' run '"$img"' /bin/true" >&2
 '

@@ -256,6 +256,26 @@ impl Cli {
         Ok(0)
     }
 
+    /// `bocker commit CONTAINER IMAGE`: bocker's `Removed: IMAGE` then `Created: IMAGE` when it replaces an
+    /// existing image; `Created: ID` for a new one.
+    pub fn commit(&self, container: &str, image: &str) -> Result<i32, CliError> {
+        let dir = format!("containers/{container}");
+        if !self.path(&dir).is_dir() {
+            return Err(CliError::NoContainer(container.to_string()));
+        }
+        let replacing = self.path(&format!("images/{image}")).is_dir();
+        let rel = format!("{dir}/commit");
+        let id = self.submit(&rel, image).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => CliError::NoImage(image.to_string()),
+            _ => CliError::Failed(self.why(&rel, &e)),
+        })?;
+        if replacing {
+            println!("Removed: {image}");
+        }
+        println!("Created: {id}");
+        Ok(0)
+    }
+
     /// `bocker rmi IMAGE`.
     pub fn rmi(&self, id: &str) -> Result<i32, CliError> {
         let rel = format!("images/{id}");

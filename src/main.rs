@@ -77,6 +77,8 @@ enum Command {
     },
     /// Print a container's output.
     Logs { container: String },
+    /// Make an image of a container's filesystem: replace IMAGE if it exists, else a new image named IMAGE.
+    Commit { container: String, image: String },
     /// Remove a container or an image.
     Rm { id: String },
     /// Remove an image.
@@ -150,6 +152,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Pull { reference } => cli(args.mount)?.pull(&reference)?,
         Command::Push { image, reference } => cli(args.mount)?.push(&image, &reference)?,
         Command::Images => cli(args.mount)?.images()?,
+        Command::Commit { container, image } => cli(args.mount)?.commit(&container, &image)?,
         Command::Ps => cli(args.mount)?.ps()?,
         Command::Run { image, command } => cli(args.mount)?.run(&image, &command)?,
         Command::Logs { container } => cli(args.mount)?.logs(&container)?,

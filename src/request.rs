@@ -85,25 +85,68 @@ pub enum WriteTarget {
     Limit(String, &'static str),
     Network(String),
     Ports(String),
+    Commit(String),
 }
 
 /// One operation on the engine.
 #[derive(Debug, Clone)]
 pub enum Request {
-    Import { dir: PathBuf, changes: Vec<ConfigChange> },
-    Pull { spec: PullSpec },
-    Push { spec: PushSpec },
-    Run { image: String, argv: Option<Vec<String>> },
-    CreateContainer { name: String },
-    RemoveContainer { name: String },
-    RemoveImage { id: String },
-    SetImage { name: String, image: String },
-    SetCmd { name: String, argv: Option<Vec<String>> },
-    SetEnv { name: String, env: Vec<String> },
-    SetLimit { name: String, limit: crate::cgroups::Limit },
-    SetNetwork { name: String, mode: NetworkMode },
-    SetPorts { name: String, ports: Vec<PortMap> },
-    Ctl { name: String, verb: Ctl },
+    Import {
+        dir: PathBuf,
+        changes: Vec<ConfigChange>,
+    },
+    Pull {
+        spec: PullSpec,
+    },
+    Push {
+        spec: PushSpec,
+    },
+    Run {
+        image: String,
+        argv: Option<Vec<String>>,
+    },
+    CreateContainer {
+        name: String,
+    },
+    RemoveContainer {
+        name: String,
+    },
+    RemoveImage {
+        id: String,
+    },
+    SetImage {
+        name: String,
+        image: String,
+    },
+    SetCmd {
+        name: String,
+        argv: Option<Vec<String>>,
+    },
+    SetEnv {
+        name: String,
+        env: Vec<String>,
+    },
+    SetLimit {
+        name: String,
+        limit: crate::cgroups::Limit,
+    },
+    SetNetwork {
+        name: String,
+        mode: NetworkMode,
+    },
+    SetPorts {
+        name: String,
+        ports: Vec<PortMap>,
+    },
+    /// Snapshot a container's rootfs into image `image`: an existing image id (replaced) or a new name.
+    Commit {
+        name: String,
+        image: String,
+    },
+    Ctl {
+        name: String,
+        verb: Ctl,
+    },
 }
 
 impl Request {
@@ -138,6 +181,11 @@ impl Request {
                 Request::SetNetwork { name, mode: one_word(text)?.parse().map_err(ParseError::BadNetwork)? }
             }
             WriteTarget::Ports(name) => Request::SetPorts { name, ports: crate::network::parse_ports(text)? },
+            WriteTarget::Commit(name) => {
+                let image = one_word(text)?;
+                validate_name(&image)?;
+                Request::Commit { name, image }
+            }
         })
     }
 

@@ -405,7 +405,8 @@ impl Engine {
             | WriteTarget::Ctl(n)
             | WriteTarget::Limit(n, _)
             | WriteTarget::Network(n)
-            | WriteTarget::Ports(n) => Some(n.clone()),
+            | WriteTarget::Ports(n)
+            | WriteTarget::Commit(n) => Some(n.clone()),
             WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
         };
         match Request::from_write(target, data) {
@@ -431,6 +432,7 @@ impl Engine {
             | Request::SetLimit { name, .. }
             | Request::SetNetwork { name, .. }
             | Request::SetPorts { name, .. }
+            | Request::Commit { name, .. }
             | Request::Ctl { name, .. } => Some(name.clone()),
             _ => None,
         };
@@ -448,6 +450,7 @@ impl Engine {
             Request::SetLimit { name, limit } => self.set_limit(&name, limit).map(|()| Response::Done),
             Request::SetNetwork { name, mode } => self.set_network(&name, mode).map(|()| Response::Done),
             Request::SetPorts { name, ports } => self.set_ports(&name, ports).map(|()| Response::Done),
+            Request::Commit { name, image } => self.commit(&name, &image).map(Response::Created),
             Request::Ctl { name, verb } => self.ctl(&name, verb).map(|()| Response::Done),
         };
         match &result {
@@ -706,6 +709,72 @@ impl Engine {
         info!(image = %id, "removed image");
         self.collect_layers();
         Ok(())
+    }
+
+    /// Makes an image of container `name`'s rootfs, running or not: a read-only snapshot, with the config of
+    /// the container's image and the container's own command and environment laid over it. `target` is an
+    /// existing image id (replaced, never missing meanwhile: see [`Store::place_commit`]) or the name of a
+    /// new image. Returns the image id.
+    fn commit(&self, name: &str, target: &str) -> Result<String, Error> {
+        let (config_raw, source_image) = {
+            let st = self.lock();
+            let c = st.container(name)?;
+            let image_id =
+                c.record.image.clone().ok_or_else(|| {
+                    Error::Invalid(format!("container '{name}' has no image, so no rootfs to commit"))
+                })?;
+            let image = st.resolve_image(&image_id)?;
+            let is_image_id = target.starts_with("img_") && target.len() == 16;
+            if is_image_id && !st.images.contains_key(target) {
+                return Err(Error::NotFound(format!("no image named '{target}'")));
+            }
+            (commit_config(&image.config_raw, &c.record), image.record.source.clone())
+        };
+        let config = ImageConfiguration::from_reader(config_raw.as_slice())
+            .map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+        let (staged, size) = self.store.stage_commit(name)?;
+        let mut st = self.lock();
+        let existing = st.images.get(target).map(|i| i.record.clone());
+        let id = existing.as_ref().map_or_else(|| records::new_id("img_"), |r| r.id.clone());
+        let record = ImageRecord {
+            id: id.clone(),
+            source: existing.as_ref().map_or_else(|| target.to_string(), |r| r.source.clone()),
+            created: records::now_rfc3339(),
+            size,
+            digest: None,
+            layers: Vec::new(),
+            chain: Vec::new(),
+        };
+        // Records first (the old ones kept to undo), then the subvolume: both versions are whole throughout.
+        let dir = self.image_dir(&id);
+        let old_config = std::fs::read(dir.join("config.json")).ok();
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| records::write_atomic(&dir.join("config.json"), &config_raw))
+            .and_then(|()| records::write_json(&dir.join("record.json"), &record))
+            .map_err(Error::record(format!("the record of image '{id}'")));
+        let placed =
+            written.and_then(|()| self.store.place_commit(&staged, &id, existing.is_some()).map_err(Error::from));
+        if let Err(e) = placed {
+            self.store.discard(&staged);
+            match (&existing, old_config) {
+                (Some(old), Some(cfg)) => {
+                    let _ = records::write_atomic(&dir.join("config.json"), &cfg);
+                    let _ = records::write_json(&dir.join("record.json"), old);
+                }
+                _ => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            return Err(e);
+        }
+        st.images.insert(id.clone(), Image { record, config, config_raw });
+        drop(st);
+        info!(container = %name, image = %id, from = %source_image, replaced = existing.is_some(), "committed");
+        if existing.is_some() {
+            // A replaced pulled image no longer stands on its layers.
+            self.collect_layers();
+        }
+        Ok(id)
     }
 
     fn set_image(&self, name: &str, reference: &str) -> Result<(), Error> {
@@ -1189,6 +1258,29 @@ fn check_host_ports(ports: &[PortMap]) -> Result<(), NetworkError> {
         network::ports::check_free(p).map_err(|source| NetworkError::PortTaken { map: p.to_string(), source })?;
     }
     Ok(())
+}
+
+/// A committed image's config: the source image's, with the container's command (as Cmd, clearing the
+/// Entrypoint it already includes) and its environment laid over, a new creation time, and no layers.
+fn commit_config(source: &[u8], container: &ContainerRecord) -> Vec<u8> {
+    let mut config: serde_json::Value = serde_json::from_slice(source).unwrap_or_else(|_| serde_json::json!({}));
+    let Some(top) = config.as_object_mut() else { return source.to_vec() };
+    top.insert("created".into(), records::now_rfc3339().into());
+    top.insert("rootfs".into(), serde_json::json!({ "type": "layers", "diff_ids": [] }));
+    top.remove("history");
+    let inner = top.entry("config").or_insert_with(|| serde_json::json!({}));
+    if let Some(inner) = inner.as_object_mut() {
+        if let Some(argv) = &container.cmd {
+            inner.insert("Cmd".into(), argv.clone().into());
+            inner.remove("Entrypoint");
+        }
+        if !container.env.is_empty() {
+            let base: Vec<String> =
+                inner.get("Env").and_then(|e| serde_json::from_value(e.clone()).ok()).unwrap_or_default();
+            inner.insert("Env".into(), merge_env(&base, &container.env).into());
+        }
+    }
+    serde_json::to_vec_pretty(&config).unwrap_or_else(|_| source.to_vec())
 }
 
 /// Directories under `dir`, by name.

@@ -33,6 +33,8 @@ pub enum ImageFile {
 pub enum ContainerFile {
     Field(ContainerField),
     Ctl,
+    /// Write an image id or a new image name; read back the image id on the same open file.
+    Commit,
     Logs,
     Rootfs,
 }
@@ -59,7 +61,7 @@ const IMAGE_FILES: [(&str, ImageFile); 7] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 24] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 25] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -76,6 +78,7 @@ const CONTAINER_FILES: [(&str, ContainerFile); 24] = [
     ("cmd", ContainerFile::Field(ContainerField::Cmd)),
     ("env", ContainerFile::Field(ContainerField::Env)),
     ("ctl", ContainerFile::Ctl),
+    ("commit", ContainerFile::Commit),
     ("status", ContainerFile::Field(ContainerField::Status)),
     ("exit_code", ContainerFile::Field(ContainerField::ExitCode)),
     ("pid", ContainerFile::Field(ContainerField::Pid)),
@@ -142,7 +145,8 @@ impl Node {
                     | ContainerField::Network
                     | ContainerField::Ports,
                 )
-                | ContainerFile::Ctl => file(true, true),
+                | ContainerFile::Ctl
+                | ContainerFile::Commit => file(true, true),
                 _ => file(false, true),
             },
         }
@@ -170,6 +174,7 @@ impl Node {
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Cmd)) => WriteTarget::Cmd(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Env)) => WriteTarget::Env(n.clone()),
             Node::ContainerFile(n, ContainerFile::Ctl) => WriteTarget::Ctl(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Commit) => WriteTarget::Commit(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Network)) => WriteTarget::Network(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Ports)) => WriteTarget::Ports(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Limit(kind))) => {

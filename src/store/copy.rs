@@ -1,5 +1,6 @@
 //! Copies a directory tree into a subvolume the way `cp -a` does: modes, owners, timestamps, symlinks,
-//! hardlinks, device nodes and fifos, dotfiles included. Used by `images/import` (bocker's `init`).
+//! hardlinks, device nodes and fifos, dotfiles included. Used by `images/import` (bocker's `init`); and
+//! the size of a tree, for a committed image's record.
 
 use std::collections::HashMap;
 use std::fs;
@@ -92,4 +93,23 @@ fn apply_meta(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
     let mtime = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
     utimensat(nix::fcntl::AT_FDCWD, path, &atime, &mtime, UtimensatFlags::NoFollowSymlink)?;
     Ok(())
+}
+
+/// Bytes of regular-file content under `root`, not following symlinks nor crossing into other mounts.
+pub fn tree_size(root: &Path) -> u64 {
+    let Ok(top) = std::fs::symlink_metadata(root) else { return 0 };
+    let mut total = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() && meta.dev() == top.dev() {
+                dirs.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }

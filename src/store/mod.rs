@@ -37,6 +37,8 @@ pub enum StoreError {
     Seal { path: PathBuf, source: io::Error },
     #[error("cannot copy {path}: {source}")]
     Copy { path: PathBuf, source: io::Error },
+    #[error("cannot swap in the new version of image {path}: {source}")]
+    Exchange { path: PathBuf, source: io::Error },
 }
 
 impl StoreError {
@@ -49,7 +51,8 @@ impl StoreError {
             | StoreError::Snapshot { source, .. }
             | StoreError::DeleteSubvolume { source, .. }
             | StoreError::Seal { source, .. }
-            | StoreError::Copy { source, .. } => source,
+            | StoreError::Copy { source, .. }
+            | StoreError::Exchange { source, .. } => source,
         }
     }
 
@@ -235,6 +238,41 @@ impl Store {
             reclaim(&self.dir);
         }
         result
+    }
+
+    /// Stages a read-only snapshot of container `name`'s rootfs for a commit; returns where it is and the
+    /// bytes of file content in it. Nothing is visible under `images/` yet.
+    pub fn stage_commit(&self, name: &str) -> Result<(PathBuf, u64), StoreError> {
+        let from = self.container_path(name);
+        let tmp = self.staging_path("images", &crate::records::new_id("commit-"));
+        btrfs::snapshot(&from, &tmp, true).map_err(|source| StoreError::Snapshot { from, to: tmp.clone(), source })?;
+        Ok((tmp.clone(), copy::tree_size(&tmp)))
+    }
+
+    /// Puts a staged commit in place as image `id`. A new id is a rename. An existing one is swapped with
+    /// `renameat2(RENAME_EXCHANGE)`, so `images/<id>` is the old version or the new one at every moment,
+    /// never missing; the old version (now at the staging path) is deleted after. Its spare snapshot goes
+    /// too: it was of the old version.
+    pub fn place_commit(&self, staged: &Path, id: &str, replace: bool) -> Result<(), StoreError> {
+        let dest = self.image_path(id);
+        let exchange = |e: io::Error| StoreError::Exchange { path: dest.clone(), source: e };
+        if !replace {
+            return std::fs::rename(staged, &dest).map_err(exchange);
+        }
+        // Held across the swap, so no spare of the old version is made meanwhile.
+        let mut warm = lock(&self.warm);
+        rustix::fs::renameat_with(rustix::fs::CWD, staged, rustix::fs::CWD, &dest, rustix::fs::RenameFlags::EXCHANGE)
+            .map_err(|e| exchange(e.into()))?;
+        if warm.remove(id) {
+            self.remove_subvolume(&self.warm_path(id));
+        }
+        drop(warm);
+        self.delete(staged.to_path_buf())
+    }
+
+    /// Deletes a staged commit that will not be placed.
+    pub fn discard(&self, staged: &Path) {
+        self.remove_subvolume(staged);
     }
 
     /// Makes `tmp` read-only and moves it to `dest`.

@@ -154,12 +154,16 @@ impl Cli {
 
     /// `bocker run IMAGE CMD...`: runs in the foreground, prints the output, returns the exit code.
     /// Several words are the argv exactly; one word holding spaces is a shell line for `/bin/sh -c`.
-    pub fn run(&self, image: &str, cmd: &[String]) -> Result<i32, CliError> {
+    pub fn run(&self, image: &str, cmd: &[String], volumes: &[String]) -> Result<i32, CliError> {
         let argv: Vec<String> = match cmd {
             [one] if one.contains(char::is_whitespace) => vec!["/bin/sh".into(), "-c".into(), one.clone()],
             _ => cmd.to_vec(),
         };
-        let limits = run_limits()?;
+        let mut limits = run_limits()?;
+        if !volumes.is_empty() {
+            self.make_named_volumes(volumes)?;
+            limits.push(("volumes", volumes.join("\n")));
+        }
         if !limits.is_empty() {
             let id = self.run_with_limits(image, &argv, &limits)?;
             return self.follow(&id);
@@ -200,6 +204,23 @@ impl Cli {
             }
         }
         Ok(id)
+    }
+
+    /// Makes the named volumes `-v NAME:TARGET` asks for that don't exist yet, as Docker does.
+    fn make_named_volumes(&self, volumes: &[String]) -> Result<(), CliError> {
+        for v in volumes {
+            let source = v.split(':').next().unwrap_or("");
+            if source.is_empty() || source.starts_with('/') || self.path(&format!("volumes/{source}")).is_dir() {
+                continue;
+            }
+            let rel = format!("volumes/{source}");
+            match fs::create_dir(self.path(&rel)) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(CliError::Failed(self.why(&rel, &e))),
+            }
+        }
+        Ok(())
     }
 
     fn has_image(&self, reference: &str) -> bool {

@@ -71,6 +71,9 @@ enum Command {
     Ps,
     /// Run a command in a new container, in the foreground; exits with its code.
     Run {
+        /// A volume, SOURCE:TARGET[:ro]: a host path or a volume name (made if missing). Repeatable.
+        #[arg(short = 'v', long = "volume")]
+        volumes: Vec<String>,
         image: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -154,7 +157,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Images => cli(args.mount)?.images()?,
         Command::Commit { container, image } => cli(args.mount)?.commit(&container, &image)?,
         Command::Ps => cli(args.mount)?.ps()?,
-        Command::Run { image, command } => cli(args.mount)?.run(&image, &command)?,
+        Command::Run { volumes, image, command } => cli(args.mount)?.run(&image, &command, &volumes)?,
         Command::Logs { container } => cli(args.mount)?.logs(&container)?,
         Command::Rm { id } => cli(args.mount)?.rm(&id)?,
         Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,

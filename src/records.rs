@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ContainerStatus;
 use crate::network::{NetworkMode, PortMap};
+use crate::request::VolumeSpec;
 
 /// An image, as stored in `<state>/images/<id>/record.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +68,12 @@ pub struct ContainerRecord {
     /// Its address on the bridge: given at its first start in bridge mode, kept until `rm`.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// Bind mounts of host paths and named volumes.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+    /// A container whose volumes are mounted here too, at the same targets.
+    #[serde(default)]
+    pub volumes_from: Option<String>,
 }
 
 /// What a container's monitor records when the container's process ends.

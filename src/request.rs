@@ -47,6 +47,74 @@ pub enum ParseError {
     BadNetwork(String),
     #[error(transparent)]
     Ports(#[from] crate::network::PortsError),
+    #[error("bad volume '{0}': use SOURCE:TARGET[:ro], SOURCE a host path or a volume name, TARGET absolute")]
+    BadVolume(String),
+    #[error("two volumes are mounted at {0}")]
+    TargetTwice(String),
+}
+
+/// Where a volume's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeSource {
+    /// A directory or file of the host, bind-mounted.
+    Host(PathBuf),
+    /// A named volume of `volumes/`.
+    Named(String),
+}
+
+/// One line of a container's `volumes` file: `SOURCE:TARGET[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeSpec {
+    pub source: VolumeSource,
+    /// An absolute path inside the container, without `..`.
+    pub target: String,
+    pub readonly: bool,
+}
+
+impl std::fmt::Display for VolumeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            VolumeSource::Host(p) => write!(f, "{}", p.display())?,
+            VolumeSource::Named(n) => write!(f, "{n}")?,
+        }
+        write!(f, ":{}", self.target)?;
+        if self.readonly {
+            write!(f, ":ro")?;
+        }
+        Ok(())
+    }
+}
+
+/// The text of a `volumes` file: a `SOURCE:TARGET[:ro]` line each; blank text means none.
+pub fn parse_volumes(text: &str) -> Result<Vec<VolumeSpec>, ParseError> {
+    let mut specs: Vec<VolumeSpec> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let bad = || ParseError::BadVolume(line.chars().take(80).collect());
+        let parts: Vec<&str> = line.split(':').collect();
+        let (source, target, readonly) = match parts.as_slice() {
+            [s, t] => (*s, *t, false),
+            [s, t, "ro"] => (*s, *t, true),
+            [s, t, "rw"] => (*s, *t, false),
+            _ => return Err(bad()),
+        };
+        let source = if source.starts_with('/') {
+            VolumeSource::Host(PathBuf::from(source))
+        } else {
+            validate_name(source).map_err(|_| bad())?;
+            VolumeSource::Named(source.to_string())
+        };
+        let clean = target.split('/').all(|c| c != ".." && c != ".");
+        if !target.starts_with('/') || target.trim_matches('/').is_empty() || !clean {
+            return Err(bad());
+        }
+        let target = format!("/{}", target.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>().join("/"));
+        if specs.iter().any(|v| v.target == target) {
+            return Err(ParseError::TargetTwice(target));
+        }
+        specs.push(VolumeSpec { source, target, readonly });
+    }
+    Ok(specs)
 }
 
 /// A change to an imported image's config, Docker's `import --change`: the lines after the directory.
@@ -86,6 +154,8 @@ pub enum WriteTarget {
     Network(String),
     Ports(String),
     Commit(String),
+    Volumes(String),
+    VolumesFrom(String),
 }
 
 /// One operation on the engine.
@@ -143,6 +213,21 @@ pub enum Request {
         name: String,
         image: String,
     },
+    SetVolumes {
+        name: String,
+        volumes: Vec<VolumeSpec>,
+    },
+    /// `None` clears it.
+    SetVolumesFrom {
+        name: String,
+        from: Option<String>,
+    },
+    CreateVolume {
+        name: String,
+    },
+    RemoveVolume {
+        name: String,
+    },
     Ctl {
         name: String,
         verb: Ctl,
@@ -181,12 +266,26 @@ impl Request {
                 Request::SetNetwork { name, mode: one_word(text)?.parse().map_err(ParseError::BadNetwork)? }
             }
             WriteTarget::Ports(name) => Request::SetPorts { name, ports: crate::network::parse_ports(text)? },
+            WriteTarget::Volumes(name) => Request::SetVolumes { name, volumes: parse_volumes(text)? },
+            WriteTarget::VolumesFrom(name) => {
+                let from = if text.trim().is_empty() { None } else { Some(one_word(text)?) };
+                if let Some(f) = &from {
+                    validate_name(f)?;
+                }
+                Request::SetVolumesFrom { name, from }
+            }
             WriteTarget::Commit(name) => {
                 let image = one_word(text)?;
                 validate_name(&image)?;
                 Request::Commit { name, image }
             }
         })
+    }
+
+    /// The request of `mkdir volumes/NAME`.
+    pub fn create_volume(name: &str) -> Result<Request, ParseError> {
+        validate_name(name)?;
+        Ok(Request::CreateVolume { name: name.to_string() })
     }
 
     /// The request of `mkdir containers/NAME`.
@@ -345,6 +444,24 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod volume_tests {
+    use super::*;
+
+    #[test]
+    fn volume_lines() {
+        let v = parse_volumes("/srv/data:/data\nnamed:/var/lib/x/:ro\n\n/etc/hosts:/h:rw").unwrap();
+        let shown: Vec<String> = v.iter().map(|v| v.to_string()).collect();
+        assert_eq!(shown, ["/srv/data:/data", "named:/var/lib/x:ro", "/etc/hosts:/h"]);
+        assert_eq!(v[1].source, VolumeSource::Named("named".into()));
+        assert!(parse_volumes(" \n").unwrap().is_empty());
+        for bad in ["x", "/a:data", "/a:/", "/a:/b:rx", "a b:/c", "/a:/../etc", "/a:/b/./c", "../x:/y", "/a:/b:ro:x"] {
+            assert!(matches!(parse_volumes(bad), Err(ParseError::BadVolume(_))), "{bad}");
+        }
+        assert_eq!(parse_volumes("a:/x\nb:/x/"), Err(ParseError::TargetTwice("/x".into())));
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use crate::error::{errno_name, Error};
 use crate::network::{self, Forwards, Network, NetworkError, NetworkMode, PortMap};
 use crate::records::{self, BindMount, ContainerRecord, ExitRecord, ImageRecord, LaunchSpec};
 use crate::registry::{PullSpec, PushSource, PushSpec, Registry};
-use crate::request::{merge_env, ConfigChange, Ctl, Request, WriteTarget};
+use crate::request::{merge_env, ConfigChange, Ctl, Request, VolumeSource, VolumeSpec, WriteTarget};
 use crate::runtime::{self, Launched, ProcessHandle};
 use crate::store::Store;
 
@@ -98,6 +98,10 @@ pub enum ContainerField {
     Ports,
     /// The address on the bridge, once given.
     Ip,
+    /// Volume lines, `SOURCE:TARGET[:ro]`.
+    Volumes,
+    /// The container whose volumes this one mounts too.
+    VolumesFrom,
     Status,
     ExitCode,
     Pid,
@@ -140,6 +144,8 @@ struct Container {
 struct State {
     images: BTreeMap<String, Image>,
     containers: BTreeMap<String, Container>,
+    /// Named volumes; each is a subvolume of the store, its own record.
+    volumes: std::collections::BTreeSet<String>,
 }
 
 impl State {
@@ -263,7 +269,13 @@ impl Engine {
             "layers" => chains.contains(name),
             _ => state.containers.contains_key(name),
         });
-        info!(images = state.images.len(), containers = state.containers.len(), "loaded records");
+        state.volumes = store.volumes().into_iter().collect();
+        info!(
+            images = state.images.len(),
+            containers = state.containers.len(),
+            volumes = state.volumes.len(),
+            "loaded records"
+        );
         let engine = Arc::new(Engine {
             state_dir: state_dir.to_path_buf(),
             store,
@@ -406,7 +418,9 @@ impl Engine {
             | WriteTarget::Limit(n, _)
             | WriteTarget::Network(n)
             | WriteTarget::Ports(n)
-            | WriteTarget::Commit(n) => Some(n.clone()),
+            | WriteTarget::Commit(n)
+            | WriteTarget::Volumes(n)
+            | WriteTarget::VolumesFrom(n) => Some(n.clone()),
             WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
         };
         match Request::from_write(target, data) {
@@ -433,6 +447,8 @@ impl Engine {
             | Request::SetNetwork { name, .. }
             | Request::SetPorts { name, .. }
             | Request::Commit { name, .. }
+            | Request::SetVolumes { name, .. }
+            | Request::SetVolumesFrom { name, .. }
             | Request::Ctl { name, .. } => Some(name.clone()),
             _ => None,
         };
@@ -451,6 +467,10 @@ impl Engine {
             Request::SetNetwork { name, mode } => self.set_network(&name, mode).map(|()| Response::Done),
             Request::SetPorts { name, ports } => self.set_ports(&name, ports).map(|()| Response::Done),
             Request::Commit { name, image } => self.commit(&name, &image).map(Response::Created),
+            Request::SetVolumes { name, volumes } => self.set_volumes(&name, volumes).map(|()| Response::Done),
+            Request::SetVolumesFrom { name, from } => self.set_volumes_from(&name, from).map(|()| Response::Done),
+            Request::CreateVolume { name } => self.create_volume(&name).map(|()| Response::Done),
+            Request::RemoveVolume { name } => self.remove_volume(&name).map(|()| Response::Done),
             Request::Ctl { name, verb } => self.ctl(&name, verb).map(|()| Response::Done),
         };
         match &result {
@@ -711,6 +731,105 @@ impl Engine {
         Ok(())
     }
 
+    fn create_volume(&self, name: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        if st.volumes.contains(name) {
+            return Err(Error::Exists(format!("a volume named '{name}' exists already")));
+        }
+        self.store.create_volume(name)?;
+        st.volumes.insert(name.to_string());
+        info!(volume = %name, "created volume");
+        Ok(())
+    }
+
+    /// Removes a named volume and its data; EBUSY while any container (in any state) names it.
+    fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        if !st.volumes.contains(name) {
+            return Err(Error::NotFound(format!("no volume named '{name}'")));
+        }
+        let users: Vec<&str> = st
+            .containers
+            .values()
+            .filter(|c| c.record.volumes.iter().any(|v| v.source == VolumeSource::Named(name.to_string())))
+            .map(|c| c.record.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::Busy(format!("volume '{name}' is used by container(s) {}", users.join(", "))));
+        }
+        self.store.delete_volume(name)?;
+        st.volumes.remove(name);
+        info!(volume = %name, "removed volume");
+        Ok(())
+    }
+
+    /// Sets a stopped container's volumes; each named volume and host path must exist.
+    fn set_volumes(&self, name: &str, volumes: Vec<VolumeSpec>) -> Result<(), Error> {
+        self.check_sources(&volumes)?;
+        self.configure(name, |r| r.volumes = volumes)
+    }
+
+    fn check_sources(&self, volumes: &[VolumeSpec]) -> Result<(), Error> {
+        let st = self.lock();
+        for v in volumes {
+            match &v.source {
+                VolumeSource::Named(n) if !st.volumes.contains(n) => {
+                    return Err(Error::NotFound(format!("no volume named '{n}' (mkdir volumes/{n} first)")));
+                }
+                VolumeSource::Host(p) if std::fs::symlink_metadata(p).is_err() => {
+                    return Err(Error::NotFound(format!("no host path '{}'", p.display())));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets (or clears) the container whose volumes a stopped container mounts too.
+    fn set_volumes_from(&self, name: &str, from: Option<String>) -> Result<(), Error> {
+        if let Some(from) = &from {
+            if from == name {
+                return Err(Error::Invalid(format!("container '{name}' can't take volumes from itself")));
+            }
+            self.lock().container(from)?;
+        }
+        self.configure(name, |r| r.volumes_from = from)
+    }
+
+    /// The bind mounts of a container's volumes: its own, then those of its `volumes_from` container at the
+    /// same targets (its own win on a clash).
+    fn volume_binds(&self, st: &State, record: &ContainerRecord) -> Result<Vec<BindMount>, Error> {
+        let mut specs = record.volumes.clone();
+        if let Some(from) = &record.volumes_from {
+            let other = st.container(from).map_err(|_| {
+                Error::NotFound(format!("container '{}' takes volumes from '{from}', which is gone", record.name))
+            })?;
+            specs.extend(
+                other
+                    .record
+                    .volumes
+                    .iter()
+                    .filter(|v| !specs.iter().any(|s| s.target == v.target))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+        specs
+            .into_iter()
+            .map(|v| {
+                let source = match &v.source {
+                    VolumeSource::Host(p) => p.clone(),
+                    VolumeSource::Named(n) if st.volumes.contains(n) => self.store.volume_path(n),
+                    VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+                };
+                if std::fs::symlink_metadata(&source).is_err() {
+                    return Err(Error::NotFound(format!("no host path '{}'", source.display())));
+                }
+                Ok(BindMount { source, target: v.target, readonly: v.readonly })
+            })
+            .collect()
+    }
+
     /// Makes an image of container `name`'s rootfs, running or not: a read-only snapshot, with the config of
     /// the container's image and the container's own command and environment laid over it. `target` is an
     /// existing image id (replaced, never missing meanwhile: see [`Store::place_commit`]) or the name of a
@@ -929,7 +1048,8 @@ impl Engine {
                 Error::Invalid(format!("container '{name}' has no image: write one to its image file first"))
             })?;
             let image = st.resolve_image(&reference)?;
-            let spec = self.launch_spec(&c.record, image)?;
+            let mut spec = self.launch_spec(&c.record, image)?;
+            spec.binds = self.volume_binds(&st, &c.record)?;
             let ip = self.address_for(&st, name)?;
             let c = st.container_mut(name)?;
             // Held in memory from here, so a concurrent start never picks it too; on disk with the start.
@@ -1179,6 +1299,8 @@ impl Engine {
             ContainerField::Network => line(r.network.as_str()),
             ContainerField::Ports => r.ports.iter().flat_map(line).collect(),
             ContainerField::Ip => opt(r.ip.filter(|_| r.network == NetworkMode::Bridge).map(|ip| ip.to_string())),
+            ContainerField::Volumes => r.volumes.iter().flat_map(line).collect(),
+            ContainerField::VolumesFrom => opt(r.volumes_from.clone()),
             ContainerField::Status => line(r.status.as_str()),
             ContainerField::ExitCode => opt(r.exit_code.map(|c| c.to_string())),
             ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),
@@ -1204,6 +1326,19 @@ impl Engine {
         let st = self.lock();
         st.containers.get(name)?.record.image.as_ref()?;
         Some(self.store.container_path(name))
+    }
+
+    pub fn volume_names(&self) -> Vec<String> {
+        self.lock().volumes.iter().cloned().collect()
+    }
+
+    pub fn has_volume(&self, name: &str) -> bool {
+        self.lock().volumes.contains(name)
+    }
+
+    /// The content of a named volume (its `data` link's target).
+    pub fn volume_path(&self, name: &str) -> Option<PathBuf> {
+        self.has_volume(name).then(|| self.store.volume_path(name))
     }
 
     /// The log file of a container.
@@ -1249,6 +1384,8 @@ fn new_record(name: &str) -> ContainerRecord {
         network: NetworkMode::default(),
         ports: Vec::new(),
         ip: None,
+        volumes: Vec::new(),
+        volumes_from: None,
     }
 }
 

@@ -104,6 +104,7 @@ impl ControlFs {
             Node::Image(id) | Node::ImageFile(id, _) => self.engine.has_image(id),
             Node::ContainerFile(name, ContainerFile::Rootfs) => self.engine.container_rootfs(name).is_some(),
             Node::Container(name) | Node::ContainerFile(name, _) => self.engine.has_container(name),
+            Node::Volume(name) | Node::VolumeData(name) => self.engine.has_volume(name),
             _ => true,
         }
     }
@@ -144,7 +145,7 @@ impl ControlFs {
                 let path = self.engine.logs_path(name).ok_or(Errno::ENOENT)?;
                 Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
             }
-            Node::ImageFile(..) | Node::ContainerFile(..) if node.kind() == Kind::Symlink => {
+            Node::ImageFile(..) | Node::ContainerFile(..) | Node::VolumeData(_) if node.kind() == Kind::Symlink => {
                 Ok(self.link_target(node)?.as_os_str().len() as u64)
             }
             n if n.kind() == Kind::Dir => Ok(0),
@@ -156,6 +157,7 @@ impl ControlFs {
         match node {
             Node::ImageFile(id, ImageFile::Rootfs) => self.engine.image_rootfs(id).ok_or(Errno::ENOENT),
             Node::ContainerFile(name, ContainerFile::Rootfs) => self.engine.container_rootfs(name).ok_or(Errno::ENOENT),
+            Node::VolumeData(name) => self.engine.volume_path(name).ok_or(Errno::ENOENT),
             _ => Err(Errno::EINVAL),
         }
     }
@@ -198,6 +200,7 @@ impl ControlFs {
             Node::Containers => {
                 names.extend(self.engine.container_names().into_iter().map(|n| (n.clone(), Node::Container(n))))
             }
+            Node::Volumes => names.extend(self.engine.volume_names().into_iter().map(|n| (n.clone(), Node::Volume(n)))),
             _ => {}
         }
         let mut inodes = lock(&self.inodes);
@@ -338,17 +341,17 @@ impl Filesystem for ControlFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        if parent_node != Node::Containers {
-            return reply.error(Errno::EPERM);
-        }
         let name = name.to_string_lossy().into_owned();
-        let path = format!("containers/{name}");
-        let request = match Request::create_container(&name) {
+        let (path, request, node) = match parent_node {
+            Node::Containers => (format!("containers/{name}"), Request::create_container(&name), Node::Container(name)),
+            Node::Volumes => (format!("volumes/{name}"), Request::create_volume(&name), Node::Volume(name)),
+            _ => return reply.error(Errno::EPERM),
+        };
+        let request = match request {
             Ok(r) => r,
             Err(e) => return reply.error(errno(&self.engine.reject(&path, None, e.into()))),
         };
         let engine = Arc::clone(&self.engine);
-        let node = Node::Container(name);
         let ino = lock(&self.inodes).ino(&node);
         let attr = self.attr(ino, &node);
         std::thread::spawn(move || match (engine.handle(&path, request), attr) {
@@ -363,6 +366,7 @@ impl Filesystem for ControlFs {
         let (path, request) = match self.node(parent) {
             Ok(Node::Containers) => (format!("containers/{name}"), Request::RemoveContainer { name }),
             Ok(Node::Images) => (format!("images/{name}"), Request::RemoveImage { id: name }),
+            Ok(Node::Volumes) => (format!("volumes/{name}"), Request::RemoveVolume { name }),
             Ok(_) => return reply.error(Errno::EPERM),
             Err(e) => return reply.error(e),
         };

@@ -21,6 +21,10 @@ pub enum Node {
     Run,
     Container(String),
     ContainerFile(String, ContainerFile),
+    Volumes,
+    Volume(String),
+    /// `volumes/NAME/data`: a symlink to the volume's content.
+    VolumeData(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,7 +65,7 @@ const IMAGE_FILES: [(&str, ImageFile); 7] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 25] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 27] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -74,6 +78,8 @@ const CONTAINER_FILES: [(&str, ContainerFile); 25] = [
     ("network", ContainerFile::Field(ContainerField::Network)),
     ("ports", ContainerFile::Field(ContainerField::Ports)),
     ("ip", ContainerFile::Field(ContainerField::Ip)),
+    ("volumes", ContainerFile::Field(ContainerField::Volumes)),
+    ("volumes-from", ContainerFile::Field(ContainerField::VolumesFrom)),
     ("image", ContainerFile::Field(ContainerField::Image)),
     ("cmd", ContainerFile::Field(ContainerField::Cmd)),
     ("env", ContainerFile::Field(ContainerField::Env)),
@@ -97,6 +103,9 @@ impl Node {
             (Node::Root, "errors") => Node::Errors,
             (Node::Root, "images") => Node::Images,
             (Node::Root, "containers") => Node::Containers,
+            (Node::Root, "volumes") => Node::Volumes,
+            (Node::Volumes, n) => Node::Volume(n.to_string()),
+            (Node::Volume(v), "data") => Node::VolumeData(v.clone()),
             (Node::Images, "import") => Node::Import,
             (Node::Images, "pull") => Node::Pull,
             (Node::Images, "push") => Node::Push,
@@ -120,7 +129,8 @@ impl Node {
     pub fn fixed_children(&self) -> Vec<(&'static str, Node)> {
         let named = |names: &[&'static str]| names.iter().filter_map(|n| Some((*n, self.child(n)?))).collect();
         match self {
-            Node::Root => named(&["README", "errors", "images", "containers"]),
+            Node::Root => named(&["README", "errors", "images", "containers", "volumes"]),
+            Node::Volume(_) => named(&["data"]),
             Node::Images => named(&["import", "pull", "push", "pulls"]),
             Node::Containers => named(&["run"]),
             Node::Image(_) => named(&IMAGE_FILES.map(|(n, _)| n)),
@@ -132,8 +142,16 @@ impl Node {
     pub fn kind(&self) -> Kind {
         let file = |writable, readable| Kind::File { writable, readable };
         match self {
-            Node::Root | Node::Images | Node::Containers | Node::Image(_) | Node::Container(_) => Kind::Dir,
-            Node::ImageFile(_, ImageFile::Rootfs) | Node::ContainerFile(_, ContainerFile::Rootfs) => Kind::Symlink,
+            Node::Root
+            | Node::Images
+            | Node::Containers
+            | Node::Image(_)
+            | Node::Container(_)
+            | Node::Volumes
+            | Node::Volume(_) => Kind::Dir,
+            Node::ImageFile(_, ImageFile::Rootfs)
+            | Node::ContainerFile(_, ContainerFile::Rootfs)
+            | Node::VolumeData(_) => Kind::Symlink,
             Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) => file(false, true),
             Node::Import | Node::Pull | Node::Push | Node::Run => file(true, true),
             Node::ContainerFile(_, f) => match f {
@@ -143,7 +161,9 @@ impl Node {
                     | ContainerField::Env
                     | ContainerField::Limit(_)
                     | ContainerField::Network
-                    | ContainerField::Ports,
+                    | ContainerField::Ports
+                    | ContainerField::Volumes
+                    | ContainerField::VolumesFrom,
                 )
                 | ContainerFile::Ctl
                 | ContainerFile::Commit => file(true, true),
@@ -175,6 +195,10 @@ impl Node {
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Env)) => WriteTarget::Env(n.clone()),
             Node::ContainerFile(n, ContainerFile::Ctl) => WriteTarget::Ctl(n.clone()),
             Node::ContainerFile(n, ContainerFile::Commit) => WriteTarget::Commit(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Volumes)) => WriteTarget::Volumes(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::VolumesFrom)) => {
+                WriteTarget::VolumesFrom(n.clone())
+            }
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Network)) => WriteTarget::Network(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Ports)) => WriteTarget::Ports(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Limit(kind))) => {
@@ -201,6 +225,9 @@ impl Node {
             Node::Run => "containers/run".into(),
             Node::Container(c) => format!("containers/{c}"),
             Node::ContainerFile(c, f) => format!("containers/{c}/{}", name(&CONTAINER_FILES, *f)),
+            Node::Volumes => "volumes".into(),
+            Node::Volume(v) => format!("volumes/{v}"),
+            Node::VolumeData(v) => format!("volumes/{v}/data"),
         }
     }
 }

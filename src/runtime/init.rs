@@ -187,6 +187,10 @@ fn bind_into(rootfs: &Path, bind: &BindMount) -> Result<(), SetupError> {
     mount(Some(&bind.source), on.as_str(), none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
         .map_err(|e| SetupError { errno: e as i32, message: format!("bind {}: {}", bind.target, e.desc()) })?;
     if bind.readonly {
+        // The fd still names what the mount covers: open the target again to reach the new mount.
+        let mounted =
+            rustix::fs::openat2(&root, &path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve).map_err(what)?;
+        let on = format!("/proc/self/fd/{}", mounted.as_raw_fd());
         let flags =
             MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         mount(none, on.as_str(), none, flags, none)

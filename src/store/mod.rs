@@ -107,7 +107,7 @@ impl Store {
             info!(mount = %dir.display(), "reusing the btrfs store already mounted");
             loop_mounted = true;
         }
-        for sub in ["images", "containers", "layers", "blobs"] {
+        for sub in ["images", "containers", "layers", "blobs", "volumes"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| prep(&p, e))?;
         }
@@ -238,6 +238,32 @@ impl Store {
             reclaim(&self.dir);
         }
         result
+    }
+
+    /// The subvolume of named volume `name`: its content, bind-mounted into containers.
+    pub fn volume_path(&self, name: &str) -> PathBuf {
+        self.dir.join("volumes").join(name)
+    }
+
+    /// The named volumes, by name.
+    pub fn volumes(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("volumes")) else { return Vec::new() };
+        entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    }
+
+    /// Makes named volume `name`, an empty subvolume (one ioctl: there or not, never half made).
+    pub fn create_volume(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.volume_path(name);
+        btrfs::create_subvolume(&path).map_err(|source| StoreError::CreateSubvolume { path, source })
+    }
+
+    /// Deletes named volume `name` and its content.
+    pub fn delete_volume(&self, name: &str) -> Result<(), StoreError> {
+        self.delete(self.volume_path(name))
     }
 
     /// Stages a read-only snapshot of container `name`'s rootfs for a commit; returns where it is and the

@@ -234,12 +234,17 @@ impl Cli {
 
     /// Copies a container's logs to stdout until it has exited; returns its exit code.
     fn follow(&self, id: &str) -> Result<i32, CliError> {
-        let logs = self.path(&format!("containers/{id}/logs"));
+        self.follow_dir(&format!("containers/{id}"))
+    }
+
+    /// Copies `DIR/logs` to stdout until `DIR/status` is no longer running; returns `DIR/exit_code`.
+    fn follow_dir(&self, dir: &str) -> Result<i32, CliError> {
+        let logs = self.path(&format!("{dir}/logs"));
         let mut out = io::stdout().lock();
         let mut offset = 0u64;
         let started = std::time::Instant::now();
         loop {
-            let exited = self.read(&format!("containers/{id}/status")) != "running";
+            let exited = self.read(&format!("{dir}/status")) != "running";
             offset += copy_from(&logs, offset, &mut out).map_err(io_err("cannot read the logs"))?;
             if exited {
                 break;
@@ -249,8 +254,26 @@ impl Cli {
             std::thread::sleep(Duration::from_millis(pause));
         }
         let _ = out.flush();
-        let code = self.read(&format!("containers/{id}/exit_code"));
+        let code = self.read(&format!("{dir}/exit_code"));
         Ok(code.parse().unwrap_or(1))
+    }
+
+    /// `bocker exec ID CMD...`: runs in the running container, prints the output, returns the exit code.
+    /// Words are taken as `run` takes them. No terminal is needed: the output comes through the exec's logs.
+    pub fn exec(&self, id: &str, cmd: &[String]) -> Result<i32, CliError> {
+        if !self.path(&format!("containers/{id}")).is_dir() {
+            return Err(CliError::NoContainer(id.to_string()));
+        }
+        let argv: Vec<String> = match cmd {
+            [one] if one.contains(char::is_whitespace) => vec!["/bin/sh".into(), "-c".into(), one.clone()],
+            _ => cmd.to_vec(),
+        };
+        let rel = format!("containers/{id}/exec");
+        let n = self.submit(&rel, &shell_words::join(&argv)).map_err(|e| match e.raw_os_error() {
+            Some(libc::ESRCH) => CliError::Failed(format!("Container '{id}' exists but is not running")),
+            _ => CliError::Failed(self.why(&rel, &e)),
+        })?;
+        self.follow_dir(&format!("containers/{id}/execs/{n}"))
     }
 
     /// `bocker logs ID`.

@@ -78,6 +78,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Run a command in a running container; prints its output and exits with its code.
+    Exec {
+        container: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Print a container's output.
     Logs { container: String },
     /// Make an image of a container's filesystem: replace IMAGE if it exists, else a new image named IMAGE.
@@ -88,6 +94,8 @@ enum Command {
     Rmi { image: String },
     #[command(name = "__monitor", hide = true)]
     Monitor { state_dir: PathBuf },
+    #[command(name = "__exec", hide = true)]
+    ExecHelper { dir: PathBuf },
 }
 
 /// A network interface name: 1 to 15 bytes, no '/', ':' or whitespace.
@@ -159,9 +167,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Ps => cli(args.mount)?.ps()?,
         Command::Run { volumes, image, command } => cli(args.mount)?.run(&image, &command, &volumes)?,
         Command::Logs { container } => cli(args.mount)?.logs(&container)?,
+        Command::Exec { container, command } => cli(args.mount)?.exec(&container, &command)?,
         Command::Rm { id } => cli(args.mount)?.rm(&id)?,
         Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,
         Command::Monitor { state_dir } => bockerfs::runtime::monitor::main(&state_dir),
+        Command::ExecHelper { dir } => bockerfs::runtime::exec::main(&dir),
     };
     Ok(code)
 }

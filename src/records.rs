@@ -107,6 +107,37 @@ pub struct LaunchSpec {
     pub binds: Vec<BindMount>,
 }
 
+/// Everything the exec helper needs to run one command inside a running container; written by the daemon
+/// to `execs/<n>/exec.json`, read by `bocker __exec`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// The container's pid 1 (host pid) and its start time, whose namespaces the command joins.
+    pub target_pid: i32,
+    pub target_start: u64,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub log: PathBuf,
+    pub exit_file: PathBuf,
+    /// The container's `cgroup.procs` files, joined before its cgroup namespace is entered.
+    pub cgroup_procs: Vec<PathBuf>,
+}
+
+/// A command run in a running container, as stored in `<container>/execs/<n>/record.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRecord {
+    pub id: u32,
+    pub argv: Vec<String>,
+    /// `running` or `exited`.
+    pub status: ContainerStatus,
+    pub pid: Option<i32>,
+    pub helper_pid: Option<i32>,
+    pub helper_start: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
 /// A bind mount into a container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BindMount {

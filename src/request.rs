@@ -156,6 +156,7 @@ pub enum WriteTarget {
     Commit(String),
     Volumes(String),
     VolumesFrom(String),
+    Exec(String),
 }
 
 /// One operation on the engine.
@@ -225,6 +226,11 @@ pub enum Request {
     CreateVolume {
         name: String,
     },
+    /// Run `argv` inside running container `name`.
+    Exec {
+        name: String,
+        argv: Vec<String>,
+    },
     RemoveVolume {
         name: String,
     },
@@ -267,6 +273,7 @@ impl Request {
             }
             WriteTarget::Ports(name) => Request::SetPorts { name, ports: crate::network::parse_ports(text)? },
             WriteTarget::Volumes(name) => Request::SetVolumes { name, volumes: parse_volumes(text)? },
+            WriteTarget::Exec(name) => Request::Exec { name, argv: split_argv(text)?.ok_or(ParseError::Empty)? },
             WriteTarget::VolumesFrom(name) => {
                 let from = if text.trim().is_empty() { None } else { Some(one_word(text)?) };
                 if let Some(f) = &from {

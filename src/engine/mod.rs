@@ -24,7 +24,7 @@ pub use status::ContainerStatus;
 use crate::cgroups::{Cgroups, Limit, Limits};
 use crate::error::{errno_name, Error};
 use crate::network::{self, Forwards, Network, NetworkError, NetworkMode, PortMap};
-use crate::records::{self, BindMount, ContainerRecord, ExitRecord, ImageRecord, LaunchSpec};
+use crate::records::{self, BindMount, ContainerRecord, ExecRecord, ExecSpec, ExitRecord, ImageRecord, LaunchSpec};
 use crate::registry::{PullSpec, PushSource, PushSpec, Registry};
 use crate::request::{merge_env, ConfigChange, Ctl, Request, VolumeSource, VolumeSpec, WriteTarget};
 use crate::runtime::{self, Launched, ProcessHandle};
@@ -138,6 +138,25 @@ struct Container {
     record: ContainerRecord,
     /// A start or an image change is in flight: no other change until it ends.
     busy: bool,
+    /// Commands run in it with `exec`, by number.
+    execs: BTreeMap<u32, ExecRecord>,
+}
+
+impl Container {
+    fn new(record: ContainerRecord) -> Container {
+        Container { record, busy: false, execs: BTreeMap::new() }
+    }
+}
+
+/// The readable properties of an exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecField {
+    Cmd,
+    Status,
+    ExitCode,
+    Pid,
+    StartedAt,
+    FinishedAt,
 }
 
 #[derive(Default)]
@@ -251,7 +270,20 @@ impl Engine {
         for (name, dir) in record_dirs(&state_dir.join("containers")) {
             match records::read_json::<ContainerRecord>(&dir.join("record.json")) {
                 Ok(Some(record)) => {
-                    state.containers.insert(name, Container { record, busy: false });
+                    let mut c = Container::new(record);
+                    for (id, exec_dir) in record_dirs(&dir.join("execs")) {
+                        let loaded = records::read_json::<ExecRecord>(&exec_dir.join("record.json"));
+                        match (id.parse::<u32>(), loaded) {
+                            (Ok(n), Ok(Some(exec))) if exec.id == n => {
+                                c.execs.insert(n, exec);
+                            }
+                            _ => {
+                                warn!(container = %name, exec = %id, "dropping an exec left half-done");
+                                let _ = std::fs::remove_dir_all(&exec_dir);
+                            }
+                        }
+                    }
+                    state.containers.insert(name, c);
                 }
                 _ => {
                     warn!(container = %name, "dropping a container left half-done");
@@ -343,6 +375,128 @@ impl Engine {
                 None => self.monitor_exited(&name, pid),
             }
         }
+        let running_execs: Vec<(String, u32, Option<i32>, Option<u64>)> = self
+            .lock()
+            .containers
+            .values()
+            .flat_map(|c| c.execs.values().map(move |e| (c, e)))
+            .filter(|(_, e)| e.status == ContainerStatus::Running)
+            .map(|(c, e)| (c.record.name.clone(), e.id, e.helper_pid, e.helper_start))
+            .collect();
+        for (name, n, pid, start) in running_execs {
+            let handle = pid.zip(start).and_then(|(pid, start)| ProcessHandle::open(pid, start));
+            self.watch_exec(&name, n, handle);
+        }
+    }
+
+    fn exec_dir(&self, name: &str, n: u32) -> PathBuf {
+        self.container_dir(name).join("execs").join(n.to_string())
+    }
+
+    /// Follows the helper of exec `n` of `name` until it exits (at once if it is gone), on a thread of its own.
+    fn watch_exec(self: &Arc<Self>, name: &str, n: u32, helper: Option<ProcessHandle>) {
+        let Some(helper) = helper else { return self.exec_exited(name, n) };
+        let engine = Arc::clone(self);
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            helper.wait_for_exit();
+            engine.exec_exited(&name, n);
+        });
+    }
+
+    /// Records the end of an exec from the exit record its helper left.
+    fn exec_exited(&self, name: &str, n: u32) {
+        let mut st = self.lock();
+        let Some(e) = st.containers.get_mut(name).and_then(|c| c.execs.get_mut(&n)) else { return };
+        let mut rec = e.clone();
+        let exit = records::read_json::<ExitRecord>(&self.exec_dir(name, n).join("exit.json")).ok().flatten();
+        rec.exit_code = Some(exit.as_ref().map_or(255, |x| x.exit_code));
+        rec.finished_at = Some(exit.map_or_else(records::now_rfc3339, |x| x.finished_at));
+        rec.status = ContainerStatus::Exited;
+        rec.pid = None;
+        rec.helper_pid = None;
+        rec.helper_start = None;
+        if let Err(e) = records::write_json(&self.exec_dir(name, n).join("record.json"), &rec) {
+            warn!(container = %name, exec = n, error = %e, "cannot write exec record");
+        }
+        info!(container = %name, exec = n, exit_code = rec.exit_code, "exec exited");
+        *e = rec;
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Runs `argv` inside running container `name`, with its Env and WorkingDir; returns the exec's number.
+    /// ESRCH when the container is not running.
+    fn exec(self: &Arc<Self>, name: &str, argv: Vec<String>) -> Result<u32, Error> {
+        let not_running = || Error::NotRunning(format!("container '{name}' is not running"));
+        let (spec, n, dir) = {
+            let mut st = self.lock();
+            let c = st.container(name)?;
+            let pid = c.record.pid.filter(|_| c.record.status == ContainerStatus::Running).ok_or_else(not_running)?;
+            let image = c.record.image.as_deref().and_then(|id| st.images.get(id));
+            let env = merge_env(&image.map(Image::env).unwrap_or_default(), &c.record.env);
+            let cwd = image.map(Image::working_dir).unwrap_or_default();
+            let target_start = runtime::start_time(pid).ok_or_else(not_running)?;
+            let c = st.container_mut(name)?;
+            let n = c.execs.keys().next_back().map_or(1, |last| last + 1);
+            // Reserved at once: a concurrent exec takes the next number.
+            let dir = self.exec_dir(name, n);
+            std::fs::create_dir_all(&dir).map_err(Error::record(format!("the directory of exec {n} of '{name}'")))?;
+            let spec = ExecSpec {
+                target_pid: pid,
+                target_start,
+                argv: argv.clone(),
+                env,
+                cwd,
+                log: dir.join("logs"),
+                exit_file: dir.join("exit.json"),
+                cgroup_procs: self.cgroups.procs_files(name),
+            };
+            let placeholder = ExecRecord {
+                id: n,
+                argv: argv.clone(),
+                status: ContainerStatus::Created,
+                pid: None,
+                helper_pid: None,
+                helper_start: None,
+                exit_code: None,
+                started_at: records::now_rfc3339(),
+                finished_at: None,
+            };
+            c.execs.insert(n, placeholder);
+            (spec, n, dir)
+        };
+        let undo = |e: Error| {
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(c) = self.lock().containers.get_mut(name) {
+                c.execs.remove(&n);
+            }
+            e
+        };
+        let bytes = serde_json::to_vec(&spec).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e.into()).into()))?;
+        std::fs::write(dir.join("exec.json"), bytes).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e).into()))?;
+        let Launched { pid, monitor_pid, monitor_start } = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
+        let rec = ExecRecord {
+            id: n,
+            argv,
+            status: ContainerStatus::Running,
+            pid: Some(pid),
+            helper_pid: Some(monitor_pid),
+            helper_start: Some(monitor_start),
+            exit_code: None,
+            started_at: records::now_rfc3339(),
+            finished_at: None,
+        };
+        if let Err(e) = records::write_json(&dir.join("record.json"), &rec) {
+            let _ = runtime::signal(pid, Signal::SIGKILL);
+            return Err(undo(Error::record(format!("the record of exec {n} of '{name}'"))(e)));
+        }
+        if let Some(e) = self.lock().containers.get_mut(name).and_then(|c| c.execs.get_mut(&n)) {
+            *e = rec;
+        }
+        info!(container = %name, exec = n, pid, "exec started");
+        self.watch_exec(name, n, ProcessHandle::open(monitor_pid, monitor_start));
+        Ok(n)
     }
 
     /// Follows the monitor of `name` until it exits, on a thread of its own.
@@ -419,6 +573,7 @@ impl Engine {
             | WriteTarget::Network(n)
             | WriteTarget::Ports(n)
             | WriteTarget::Commit(n)
+            | WriteTarget::Exec(n)
             | WriteTarget::Volumes(n)
             | WriteTarget::VolumesFrom(n) => Some(n.clone()),
             WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
@@ -447,6 +602,7 @@ impl Engine {
             | Request::SetNetwork { name, .. }
             | Request::SetPorts { name, .. }
             | Request::Commit { name, .. }
+            | Request::Exec { name, .. }
             | Request::SetVolumes { name, .. }
             | Request::SetVolumesFrom { name, .. }
             | Request::Ctl { name, .. } => Some(name.clone()),
@@ -467,6 +623,7 @@ impl Engine {
             Request::SetNetwork { name, mode } => self.set_network(&name, mode).map(|()| Response::Done),
             Request::SetPorts { name, ports } => self.set_ports(&name, ports).map(|()| Response::Done),
             Request::Commit { name, image } => self.commit(&name, &image).map(Response::Created),
+            Request::Exec { name, argv } => self.exec(&name, argv).map(|n| Response::Created(n.to_string())),
             Request::SetVolumes { name, volumes } => self.set_volumes(&name, volumes).map(|()| Response::Done),
             Request::SetVolumesFrom { name, from } => self.set_volumes_from(&name, from).map(|()| Response::Done),
             Request::CreateVolume { name } => self.create_volume(&name).map(|()| Response::Done),
@@ -681,7 +838,7 @@ impl Engine {
             return Err(e);
         }
         info!(container = %name, "created container");
-        st.containers.insert(name, Container { record, busy: false });
+        st.containers.insert(name, Container::new(record));
         Ok(())
     }
 
@@ -1326,6 +1483,37 @@ impl Engine {
         let st = self.lock();
         st.containers.get(name)?.record.image.as_ref()?;
         Some(self.store.container_path(name))
+    }
+
+    /// The numbers of a container's execs that have started (none while one is being set up).
+    pub fn exec_ids(&self, name: &str) -> Vec<u32> {
+        let st = self.lock();
+        let Some(c) = st.containers.get(name) else { return Vec::new() };
+        c.execs.values().filter(|e| e.status != ContainerStatus::Created).map(|e| e.id).collect()
+    }
+
+    pub fn has_exec(&self, name: &str, n: u32) -> bool {
+        self.exec_ids(name).contains(&n)
+    }
+
+    /// The content of an exec's property file; `None` for an unknown exec.
+    pub fn exec_field(&self, name: &str, n: u32, field: ExecField) -> Option<Vec<u8>> {
+        let st = self.lock();
+        let e = st.containers.get(name)?.execs.get(&n).filter(|e| e.status != ContainerStatus::Created)?;
+        let opt = |v: Option<String>| v.map(line).unwrap_or_default();
+        Some(match field {
+            ExecField::Cmd => line(shell_words::join(&e.argv)),
+            ExecField::Status => line(e.status.as_str()),
+            ExecField::ExitCode => opt(e.exit_code.map(|c| c.to_string())),
+            ExecField::Pid => opt(e.pid.map(|p| p.to_string())),
+            ExecField::StartedAt => line(&e.started_at),
+            ExecField::FinishedAt => opt(e.finished_at.clone()),
+        })
+    }
+
+    /// The output file of an exec.
+    pub fn exec_logs_path(&self, name: &str, n: u32) -> Option<PathBuf> {
+        self.has_exec(name, n).then(|| self.exec_dir(name, n).join("logs"))
     }
 
     pub fn volume_names(&self) -> Vec<String> {

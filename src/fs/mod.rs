@@ -25,7 +25,7 @@ use fuser::{
 
 use crate::engine::{Engine, Response};
 use crate::request::Request;
-use tree::{ContainerFile, ImageFile, Kind, Node};
+use tree::{ContainerFile, ExecFile, ImageFile, Kind, Node};
 
 /// Nothing is cached by the kernel: names and contents change under it.
 const TTL: Duration = Duration::ZERO;
@@ -105,6 +105,8 @@ impl ControlFs {
             Node::ContainerFile(name, ContainerFile::Rootfs) => self.engine.container_rootfs(name).is_some(),
             Node::Container(name) | Node::ContainerFile(name, _) => self.engine.has_container(name),
             Node::Volume(name) | Node::VolumeData(name) => self.engine.has_volume(name),
+            Node::Execs(name) => self.engine.has_container(name),
+            Node::Exec(name, n) | Node::ExecFile(name, n, _) => self.engine.has_exec(name, *n),
             _ => true,
         }
     }
@@ -135,14 +137,15 @@ impl ControlFs {
             Node::ContainerFile(name, ContainerFile::Field(f)) => {
                 self.engine.container_field(name, *f).ok_or(Errno::ENOENT)
             }
+            Node::ExecFile(name, n, ExecFile::Field(f)) => self.engine.exec_field(name, *n, *f).ok_or(Errno::ENOENT),
             _ => Ok(Vec::new()),
         }
     }
 
     fn size(&self, node: &Node) -> Result<u64, Errno> {
         match node {
-            Node::ContainerFile(name, ContainerFile::Logs) => {
-                let path = self.engine.logs_path(name).ok_or(Errno::ENOENT)?;
+            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
+                let path = self.growing_file(node).ok_or(Errno::ENOENT)?;
                 Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
             }
             Node::ImageFile(..) | Node::ContainerFile(..) | Node::VolumeData(_) if node.kind() == Kind::Symlink => {
@@ -150,6 +153,15 @@ impl ControlFs {
             }
             n if n.kind() == Kind::Dir => Ok(0),
             n => Ok(self.content(n)?.len() as u64),
+        }
+    }
+
+    /// The file on disk behind a `logs` node, read as it grows rather than from a snapshot.
+    fn growing_file(&self, node: &Node) -> Option<std::path::PathBuf> {
+        match node {
+            Node::ContainerFile(name, ContainerFile::Logs) => self.engine.logs_path(name),
+            Node::ExecFile(name, n, ExecFile::Logs) => self.engine.exec_logs_path(name, *n),
+            _ => None,
         }
     }
 
@@ -201,6 +213,9 @@ impl ControlFs {
                 names.extend(self.engine.container_names().into_iter().map(|n| (n.clone(), Node::Container(n))))
             }
             Node::Volumes => names.extend(self.engine.volume_names().into_iter().map(|n| (n.clone(), Node::Volume(n)))),
+            Node::Execs(c) => {
+                names.extend(self.engine.exec_ids(c).into_iter().map(|n| (n.to_string(), Node::Exec(c.clone(), n))))
+            }
             _ => {}
         }
         let mut inodes = lock(&self.inodes);
@@ -224,7 +239,7 @@ impl ControlFs {
             return Err(Errno::EACCES);
         }
         let snapshot = match node {
-            Node::ContainerFile(_, ContainerFile::Logs) => Vec::new(),
+            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => Vec::new(),
             _ => self.content(&node)?,
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -243,8 +258,8 @@ impl ControlFs {
             file.answer_pos = end;
             return Ok(answer[start..end].to_vec());
         }
-        if let Node::ContainerFile(name, ContainerFile::Logs) = &file.node {
-            let path = self.engine.logs_path(name).ok_or(Errno::ENOENT)?;
+        if matches!(file.node, Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs)) {
+            let path = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;
             drop(files);
             return read_at(&path, offset, size);
         }

@@ -1,7 +1,7 @@
 //! The shape of the control filesystem: which names exist where, what kind of file each is, and its mode.
 //! Pure naming: whether an image or container exists is the engine's to say.
 
-use crate::engine::{ContainerField, ImageField, LimitKind};
+use crate::engine::{ContainerField, ExecField, ImageField, LimitKind};
 use crate::request::WriteTarget;
 
 /// A file or directory of the tree.
@@ -21,6 +21,10 @@ pub enum Node {
     Run,
     Container(String),
     ContainerFile(String, ContainerFile),
+    /// `containers/NAME/execs/`, and each exec in it by number.
+    Execs(String),
+    Exec(String, u32),
+    ExecFile(String, u32, ExecFile),
     Volumes,
     Volume(String),
     /// `volumes/NAME/data`: a symlink to the volume's content.
@@ -34,11 +38,29 @@ pub enum ImageFile {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecFile {
+    Field(ExecField),
+    Logs,
+}
+
+const EXEC_FILES: [(&str, ExecFile); 7] = [
+    ("cmd", ExecFile::Field(ExecField::Cmd)),
+    ("status", ExecFile::Field(ExecField::Status)),
+    ("exit_code", ExecFile::Field(ExecField::ExitCode)),
+    ("pid", ExecFile::Field(ExecField::Pid)),
+    ("started_at", ExecFile::Field(ExecField::StartedAt)),
+    ("finished_at", ExecFile::Field(ExecField::FinishedAt)),
+    ("logs", ExecFile::Logs),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContainerFile {
     Field(ContainerField),
     Ctl,
     /// Write an image id or a new image name; read back the image id on the same open file.
     Commit,
+    /// Write a command line; read back the exec's number on the same open file.
+    Exec,
     Logs,
     Rootfs,
 }
@@ -65,7 +87,7 @@ const IMAGE_FILES: [(&str, ImageFile); 7] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 27] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 28] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -85,6 +107,7 @@ const CONTAINER_FILES: [(&str, ContainerFile); 27] = [
     ("env", ContainerFile::Field(ContainerField::Env)),
     ("ctl", ContainerFile::Ctl),
     ("commit", ContainerFile::Commit),
+    ("exec", ContainerFile::Exec),
     ("status", ContainerFile::Field(ContainerField::Status)),
     ("exit_code", ContainerFile::Field(ContainerField::ExitCode)),
     ("pid", ContainerFile::Field(ContainerField::Pid)),
@@ -117,6 +140,16 @@ impl Node {
                 let file = IMAGE_FILES.iter().find(|(n, _)| *n == f)?.1;
                 Node::ImageFile(id.clone(), file)
             }
+            (Node::Container(c), "execs") => Node::Execs(c.clone()),
+            (Node::Execs(c), n) => {
+                // Only canonical numbers: "01" is not exec 1.
+                let id: u32 = n.parse().ok().filter(|id: &u32| id.to_string() == n)?;
+                Node::Exec(c.clone(), id)
+            }
+            (Node::Exec(c, id), f) => {
+                let file = EXEC_FILES.iter().find(|(n, _)| *n == f)?.1;
+                Node::ExecFile(c.clone(), *id, file)
+            }
             (Node::Container(c), f) => {
                 let file = CONTAINER_FILES.iter().find(|(n, _)| *n == f)?.1;
                 Node::ContainerFile(c.clone(), file)
@@ -134,7 +167,12 @@ impl Node {
             Node::Images => named(&["import", "pull", "push", "pulls"]),
             Node::Containers => named(&["run"]),
             Node::Image(_) => named(&IMAGE_FILES.map(|(n, _)| n)),
-            Node::Container(_) => named(&CONTAINER_FILES.map(|(n, _)| n)),
+            Node::Container(_) => {
+                let mut files: Vec<(&'static str, Node)> = named(&CONTAINER_FILES.map(|(n, _)| n));
+                files.extend(self.child("execs").map(|n| ("execs", n)));
+                files
+            }
+            Node::Exec(..) => named(&EXEC_FILES.map(|(n, _)| n)),
             _ => Vec::new(),
         }
     }
@@ -148,11 +186,13 @@ impl Node {
             | Node::Image(_)
             | Node::Container(_)
             | Node::Volumes
-            | Node::Volume(_) => Kind::Dir,
+            | Node::Volume(_)
+            | Node::Execs(_)
+            | Node::Exec(..) => Kind::Dir,
             Node::ImageFile(_, ImageFile::Rootfs)
             | Node::ContainerFile(_, ContainerFile::Rootfs)
             | Node::VolumeData(_) => Kind::Symlink,
-            Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) => file(false, true),
+            Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) | Node::ExecFile(..) => file(false, true),
             Node::Import | Node::Pull | Node::Push | Node::Run => file(true, true),
             Node::ContainerFile(_, f) => match f {
                 ContainerFile::Field(
@@ -166,7 +206,8 @@ impl Node {
                     | ContainerField::VolumesFrom,
                 )
                 | ContainerFile::Ctl
-                | ContainerFile::Commit => file(true, true),
+                | ContainerFile::Commit
+                | ContainerFile::Exec => file(true, true),
                 _ => file(false, true),
             },
         }
@@ -195,6 +236,7 @@ impl Node {
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Env)) => WriteTarget::Env(n.clone()),
             Node::ContainerFile(n, ContainerFile::Ctl) => WriteTarget::Ctl(n.clone()),
             Node::ContainerFile(n, ContainerFile::Commit) => WriteTarget::Commit(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Exec) => WriteTarget::Exec(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Volumes)) => WriteTarget::Volumes(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::VolumesFrom)) => {
                 WriteTarget::VolumesFrom(n.clone())
@@ -225,6 +267,9 @@ impl Node {
             Node::Run => "containers/run".into(),
             Node::Container(c) => format!("containers/{c}"),
             Node::ContainerFile(c, f) => format!("containers/{c}/{}", name(&CONTAINER_FILES, *f)),
+            Node::Execs(c) => format!("containers/{c}/execs"),
+            Node::Exec(c, n) => format!("containers/{c}/execs/{n}"),
+            Node::ExecFile(c, n, f) => format!("containers/{c}/execs/{n}/{}", name(&EXEC_FILES, *f)),
             Node::Volumes => "volumes".into(),
             Node::Volume(v) => format!("volumes/{v}"),
             Node::VolumeData(v) => format!("volumes/{v}/data"),

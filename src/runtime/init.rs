@@ -16,7 +16,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
 use crate::network::NetworkMode;
-use crate::records::{BindMount, LaunchSpec};
+use crate::records::{BindMount, ExecSpec, LaunchSpec};
 
 /// The PATH used to find the command when the image's Env has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -43,6 +43,37 @@ pub fn enter(spec: &LaunchSpec, log_fd: RawFd, err_pipe: OwnedFd) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
+    fail(err, err_pipe)
+}
+
+/// The exec helper's child, already in the container's pid namespace: joins the container's cgroups, then
+/// its other namespaces (`namespaces`, the mount namespace last: from then on `/` is the container's root),
+/// and runs the command as the container's own is run. Never returns.
+pub fn enter_exec(spec: &ExecSpec, namespaces: &[(OwnedFd, CloneFlags)], log_fd: RawFd, err_pipe: OwnedFd) -> ! {
+    let err = match join_and_exec(spec, namespaces, log_fd) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    fail(err, err_pipe)
+}
+
+fn join_and_exec(spec: &ExecSpec, namespaces: &[(OwnedFd, CloneFlags)], log_fd: RawFd) -> Result<Never, SetupError> {
+    for procs in &spec.cgroup_procs {
+        std::fs::write(procs, "0").map_err(io_step("join the container's cgroup"))?;
+    }
+    for (fd, flag) in namespaces {
+        nix::sched::setns(fd, *flag).map_err(step("enter the container's namespaces"))?;
+    }
+    reset_signals();
+    setup_stdio(log_fd)?;
+    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    nix::unistd::chdir(cwd)
+        .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
+    exec(&spec.argv, &spec.env)
+}
+
+/// Writes `err` on the error pipe and ends the forked child at once.
+fn fail(err: SetupError, err_pipe: OwnedFd) -> ! {
     let mut pipe = std::fs::File::from(err_pipe);
     let _ = write!(pipe, "{} {}", err.errno, err.message);
     drop(pipe);

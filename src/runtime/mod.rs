@@ -8,6 +8,7 @@
 //! daemon, as Podman's conmon does, so no exit is lost while the daemon is down. The daemon learns of the
 //! monitor's end through a pidfd ([`wait_for_exit`]).
 
+pub mod exec;
 pub mod init;
 pub mod monitor;
 
@@ -64,14 +65,29 @@ pub fn launch<E: From<RuntimeError>>(
     state_dir: &Path,
     attach: impl FnOnce(i32) -> Result<(), E>,
 ) -> Result<Launched, E> {
+    run_helper("__monitor", state_dir, attach)
+}
+
+/// Starts the command whose `exec.json` is in `exec_dir` inside a running container (see [`exec`]);
+/// returns once it has exec'd or failed to. `Launched::monitor_pid` is then the exec helper's pid.
+pub fn launch_exec(exec_dir: &Path) -> Result<Launched, RuntimeError> {
+    run_helper("__exec", exec_dir, |_| Ok::<(), RuntimeError>(()))
+}
+
+/// Re-executes the daemon's binary as the hidden helper `verb` on `dir`, and reads its report.
+fn run_helper<E: From<RuntimeError>>(
+    verb: &str,
+    dir: &Path,
+    attach: impl FnOnce(i32) -> Result<(), E>,
+) -> Result<Launched, E> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(state_dir.join("monitor.log"))
+        .open(dir.join("monitor.log"))
         .map_err(RuntimeError::SpawnMonitor)?;
     let mut child = Command::new("/proc/self/exe")
-        .arg("__monitor")
-        .arg(state_dir)
+        .arg(verb)
+        .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)

@@ -31,7 +31,7 @@ pub fn main(state_dir: &Path) -> ! {
     std::process::exit(code)
 }
 
-fn report(line: &str) {
+pub(super) fn report(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -83,7 +83,12 @@ fn run(state_dir: &Path) -> Result<(), String> {
         return Ok(());
     }
     report(&format!("ok {} {}", child.as_raw(), std::process::id()));
-    // The daemon has its answer: stdout goes quiet so a dead daemon's pipe can't hurt us.
+    wait_and_record(child, &spec.exit_file)
+}
+
+/// Waits for `child` and writes its exit record. The daemon has had its answer: stdout goes quiet first, so a
+/// dead daemon's pipe can't hurt us.
+pub(super) fn wait_and_record(child: nix::unistd::Pid, exit_file: &Path) -> Result<(), String> {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(null);
     }
@@ -96,11 +101,11 @@ fn run(state_dir: &Path) -> Result<(), String> {
         }
     };
     let exit = ExitRecord { exit_code, finished_at: records::now_rfc3339() };
-    records::write_json(&spec.exit_file, &exit).map_err(|e| format!("cannot write exit record: {e}"))
+    records::write_json(exit_file, &exit).map_err(|e| format!("cannot write exit record: {e}"))
 }
 
 /// What the container's setup wrote on the error pipe: `ERRNO MESSAGE`, or nothing once it exec'd.
-fn read_setup_error(pipe: OwnedFd) -> Option<(i32, String)> {
+pub(super) fn read_setup_error(pipe: OwnedFd) -> Option<(i32, String)> {
     let mut buf = String::new();
     let _ = std::fs::File::from(pipe).read_to_string(&mut buf);
     if buf.is_empty() {

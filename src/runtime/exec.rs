@@ -1,0 +1,97 @@
+//! `bocker __exec DIR`: runs one command inside a running container, as `docker exec` does. Like the
+//! monitor, it is the daemon's binary re-executed, detached (its own session, init's child), and it
+//! outlives the daemon. It opens the namespaces of the container's pid 1, enters its pid namespace and
+//! forks; the child joins the container's cgroups and its other namespaces, the mount namespace last (so
+//! `/` is the container's root from then on, never the host's), and execs the command with the container's
+//! Env and WorkingDir ([`super::init::enter_exec`]). The helper reports `ok PID HELPER_PID` or
+//! `err ERRNO MESSAGE`, reaps the command and records its exit code.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::unistd::{fork, ForkResult};
+
+use super::monitor::{read_setup_error, report, wait_and_record};
+use crate::records::{self, ExecSpec};
+
+/// The namespaces a command joins, entered in this order (mount last).
+const NAMESPACES: [(&str, CloneFlags); 5] = [
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Runs the exec helper; never returns.
+pub fn main(dir: &Path) -> ! {
+    // SAFETY: close_range only closes descriptors; 0, 1 and 2 stay.
+    unsafe { libc::close_range(3, u32::MAX, 0) };
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+    let code = match run(dir) {
+        Ok(()) => 0,
+        Err((errno, msg)) => {
+            report(&format!("err {errno} {msg}"));
+            eprintln!("bocker exec: {msg}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn run(dir: &Path) -> Result<(), (i32, String)> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |e: std::io::Error| (e.raw_os_error().unwrap_or(libc::EIO), format!("{what}: {e}"))
+    };
+    let spec: ExecSpec = records::read_json(&dir.join("exec.json"))
+        .map_err(io("cannot read exec.json"))?
+        .ok_or((libc::EIO, "exec.json is missing".to_string()))?;
+    // SAFETY: single-threaded process; the child runs ordinary code before exec or exit.
+    match unsafe { fork() }.map_err(|e| (e as i32, format!("fork: {e}")))? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => {}
+    }
+    let _ = nix::unistd::setsid();
+    let gone = || (libc::ESRCH, "the container is not running".to_string());
+    if super::start_time(spec.target_pid) != Some(spec.target_start) {
+        return Err(gone());
+    }
+    let ns = |name: &str| File::open(format!("/proc/{}/ns/{name}", spec.target_pid)).map(OwnedFd::from);
+    let pid_ns = ns("pid").map_err(|_| gone())?;
+    let others: Vec<(OwnedFd, CloneFlags)> = NAMESPACES
+        .iter()
+        .map(|(name, flag)| ns(name).map(|fd| (fd, *flag)))
+        .collect::<Result<_, _>>()
+        .map_err(|_| gone())?;
+    // Opened only now: the pid may have been reused between the check and the opens.
+    if super::start_time(spec.target_pid) != Some(spec.target_start) {
+        return Err(gone());
+    }
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(&spec.log).map_err(io("cannot open the log"))?;
+    nix::sched::setns(&pid_ns, CloneFlags::CLONE_NEWPID)
+        .map_err(|e| (e as i32, format!("enter pid namespace: {e}")))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| (e as i32, format!("pipe: {e}")))?;
+    // SAFETY: single-threaded process; the child joins the container and execs or _exits.
+    let child = match unsafe { fork() }.map_err(|e| (e as i32, format!("fork: {e}")))? {
+        ForkResult::Child => {
+            drop(err_r);
+            super::init::enter_exec(&spec, &others, log.as_raw_fd(), err_w)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(err_w);
+    drop(log);
+    drop(others);
+    if let Some((errno, message)) = read_setup_error(err_r) {
+        let _ = nix::sys::wait::waitpid(child, None);
+        report(&format!("err {errno} {message}"));
+        return Ok(());
+    }
+    report(&format!("ok {} {}", child.as_raw(), std::process::id()));
+    wait_and_record(child, &spec.exit_file).map_err(|e| (libc::EIO, e))
+}

@@ -131,6 +131,16 @@ fn bocker_exec_without_a_terminal_and_on_a_stopped_container() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.starts_with("box\n"), "{text}");
+    // With a terminal too: util-linux `script` runs it on a pty and passes its exit code on.
+    let line = format!(
+        "BOCKER_MOUNT={} {} exec box sh -c 'test -t 1 || echo no-tty-inside; exit 6'",
+        b.mount.display(),
+        common::BIN
+    );
+    let out =
+        std::process::Command::new("script").args(["-qec", &line, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no-tty-inside"));
 
     b.write("containers/box/ctl", "kill").expect("kill");
     b.wait_status("box", "exited");

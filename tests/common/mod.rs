@@ -26,22 +26,20 @@ pub struct Bocker {
     /// This test's bridge and subnet (`10.213.N.0/24`), held by `net_lock` against other test processes.
     pub bridge: String,
     pub subnet_prefix: String,
-    net_lock: fs::File,
+    net_lock: std::os::unix::net::UnixListener,
     daemon: Option<Child>,
 }
 
 /// A bridge and subnet no other test (in this process or another) holds: `bkt<N>`, `10.213.N.0/24`,
-/// reserved by an flock on `/tmp/bocker-test-nets/N.lock` for as long as the returned file is open.
-fn reserve_network() -> (String, String, fs::File) {
-    use std::os::fd::AsRawFd;
-    let dir = Path::new("/tmp/bocker-test-nets");
-    fs::create_dir_all(dir).expect("nets dir");
+/// reserved by binding the abstract socket `bocker-test-net-N` for as long as the returned listener lives.
+/// The kernel releases it when the test process ends, however it ends, and no file is left behind.
+fn reserve_network() -> (String, String, std::os::unix::net::UnixListener) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
     for n in 0..=255u32 {
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(format!("{n}.lock")));
-        let Ok(file) = file else { continue };
-        // SAFETY: flock on an fd we own; no memory is passed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return (format!("bkt{n}"), format!("10.213.{n}"), file);
+        let Ok(addr) = SocketAddr::from_abstract_name(format!("bocker-test-net-{n}")) else { continue };
+        if let Ok(lock) = UnixListener::bind_addr(&addr) {
+            return (format!("bkt{n}"), format!("10.213.{n}"), lock);
         }
     }
     panic!("no free test network: 256 tests hold one");

@@ -43,8 +43,8 @@ enum Command {
         /// Default memory.max of a container (bocker's 512 MB).
         #[arg(long, default_value = "512M", value_parser = |s: &str| limit("memory.max", s))]
         default_memory_max: Limit,
-        /// Default pids.max of a container.
-        #[arg(long, default_value = "max", value_parser = |s: &str| limit("pids.max", s))]
+        /// Default pids.max of a container (Podman's 2048), so a fork bomb can't take the host.
+        #[arg(long, default_value = "2048", value_parser = |s: &str| limit("pids.max", s))]
         default_pids_max: Limit,
         /// The bridge containers are attached to; made if missing.
         #[arg(long, env = "BOCKER_BRIDGE", default_value = "bocker0", value_parser = bridge_name)]

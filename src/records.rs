@@ -74,6 +74,8 @@ pub struct ContainerRecord {
     /// A container whose volumes are mounted here too, at the same targets.
     #[serde(default)]
     pub volumes_from: Option<String>,
+    #[serde(default)]
+    pub security: Security,
 }
 
 /// What a container's monitor records when the container's process ends.
@@ -105,6 +107,8 @@ pub struct LaunchSpec {
     /// Files and directories bind-mounted into the rootfs before `pivot_root`.
     #[serde(default)]
     pub binds: Vec<BindMount>,
+    #[serde(default)]
+    pub security: Security,
 }
 
 /// Everything the exec helper needs to run one command inside a running container; written by the daemon
@@ -121,6 +125,9 @@ pub struct ExecSpec {
     pub exit_file: PathBuf,
     /// The container's `cgroup.procs` files, joined before its cgroup namespace is entered.
     pub cgroup_procs: Vec<PathBuf>,
+    /// The container's, applied to the command as to the container's own.
+    #[serde(default)]
+    pub security: Security,
 }
 
 /// A command run in a running container, as stored in `<container>/execs/<n>/record.json`.
@@ -136,6 +143,17 @@ pub struct ExecRecord {
     pub exit_code: Option<i32>,
     pub started_at: String,
     pub finished_at: Option<String>,
+}
+
+/// How much a container's processes may do beyond the defaults (see `runtime::security`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// Every capability, no seccomp filter, no masked or read-only paths, device nodes usable.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Capabilities added to Docker's default 14, canonical names (`CAP_NET_ADMIN`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
 }
 
 /// A bind mount into a container.

@@ -51,6 +51,10 @@ pub enum ParseError {
     BadVolume(String),
     #[error("two volumes are mounted at {0}")]
     TargetTwice(String),
+    #[error("'{0}' is not true or false")]
+    BadBool(String),
+    #[error("unknown capability '{0}' (names as in capabilities(7): NET_ADMIN or CAP_NET_ADMIN)")]
+    BadCapability(String),
 }
 
 /// Where a volume's content comes from.
@@ -157,6 +161,8 @@ pub enum WriteTarget {
     Volumes(String),
     VolumesFrom(String),
     Exec(String),
+    Privileged(String),
+    CapAdd(String),
 }
 
 /// One operation on the engine.
@@ -226,6 +232,15 @@ pub enum Request {
     CreateVolume {
         name: String,
     },
+    SetPrivileged {
+        name: String,
+        privileged: bool,
+    },
+    /// Capabilities (canonical names) added to the default ones.
+    SetCapAdd {
+        name: String,
+        caps: Vec<String>,
+    },
     /// Run `argv` inside running container `name`.
     Exec {
         name: String,
@@ -273,6 +288,25 @@ impl Request {
             }
             WriteTarget::Ports(name) => Request::SetPorts { name, ports: crate::network::parse_ports(text)? },
             WriteTarget::Volumes(name) => Request::SetVolumes { name, volumes: parse_volumes(text)? },
+            WriteTarget::Privileged(name) => {
+                let privileged = match one_word(text)?.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    other => return Err(ParseError::BadBool(other.chars().take(40).collect())),
+                };
+                Request::SetPrivileged { name, privileged }
+            }
+            WriteTarget::CapAdd(name) => {
+                let caps = text
+                    .split_whitespace()
+                    .map(|w| {
+                        crate::runtime::security::parse_capability(w)
+                            .map(|c| c.to_string())
+                            .ok_or_else(|| ParseError::BadCapability(w.chars().take(40).collect()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Request::SetCapAdd { name, caps }
+            }
             WriteTarget::Exec(name) => Request::Exec { name, argv: split_argv(text)?.ok_or(ParseError::Empty)? },
             WriteTarget::VolumesFrom(name) => {
                 let from = if text.trim().is_empty() { None } else { Some(one_word(text)?) };

@@ -102,6 +102,10 @@ pub enum ContainerField {
     Volumes,
     /// The container whose volumes this one mounts too.
     VolumesFrom,
+    /// `true` or `false`.
+    Privileged,
+    /// Capabilities added to the default ones, a line each.
+    CapAdd,
     Status,
     ExitCode,
     Pid,
@@ -451,6 +455,7 @@ impl Engine {
                 log: dir.join("logs"),
                 exit_file: dir.join("exit.json"),
                 cgroup_procs: self.cgroups.procs_files(name),
+                security: c.record.security.clone(),
             };
             let placeholder = ExecRecord {
                 id: n,
@@ -574,6 +579,8 @@ impl Engine {
             | WriteTarget::Ports(n)
             | WriteTarget::Commit(n)
             | WriteTarget::Exec(n)
+            | WriteTarget::Privileged(n)
+            | WriteTarget::CapAdd(n)
             | WriteTarget::Volumes(n)
             | WriteTarget::VolumesFrom(n) => Some(n.clone()),
             WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
@@ -603,6 +610,8 @@ impl Engine {
             | Request::SetPorts { name, .. }
             | Request::Commit { name, .. }
             | Request::Exec { name, .. }
+            | Request::SetPrivileged { name, .. }
+            | Request::SetCapAdd { name, .. }
             | Request::SetVolumes { name, .. }
             | Request::SetVolumesFrom { name, .. }
             | Request::Ctl { name, .. } => Some(name.clone()),
@@ -623,6 +632,12 @@ impl Engine {
             Request::SetNetwork { name, mode } => self.set_network(&name, mode).map(|()| Response::Done),
             Request::SetPorts { name, ports } => self.set_ports(&name, ports).map(|()| Response::Done),
             Request::Commit { name, image } => self.commit(&name, &image).map(Response::Created),
+            Request::SetPrivileged { name, privileged } => {
+                self.configure(&name, |r| r.security.privileged = privileged).map(|()| Response::Done)
+            }
+            Request::SetCapAdd { name, caps } => {
+                self.configure(&name, |r| r.security.cap_add = caps).map(|()| Response::Done)
+            }
             Request::Exec { name, argv } => self.exec(&name, argv).map(|n| Response::Created(n.to_string())),
             Request::SetVolumes { name, volumes } => self.set_volumes(&name, volumes).map(|()| Response::Done),
             Request::SetVolumesFrom { name, from } => self.set_volumes_from(&name, from).map(|()| Response::Done),
@@ -1328,6 +1343,7 @@ impl Engine {
             cgroup_procs: self.cgroups.procs_files(&record.name),
             network: record.network,
             binds: Vec::new(),
+            security: record.security.clone(),
         })
     }
 
@@ -1458,6 +1474,8 @@ impl Engine {
             ContainerField::Ip => opt(r.ip.filter(|_| r.network == NetworkMode::Bridge).map(|ip| ip.to_string())),
             ContainerField::Volumes => r.volumes.iter().flat_map(line).collect(),
             ContainerField::VolumesFrom => opt(r.volumes_from.clone()),
+            ContainerField::Privileged => line(r.security.privileged),
+            ContainerField::CapAdd => r.security.cap_add.iter().flat_map(line).collect(),
             ContainerField::Status => line(r.status.as_str()),
             ContainerField::ExitCode => opt(r.exit_code.map(|c| c.to_string())),
             ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),
@@ -1574,6 +1592,7 @@ fn new_record(name: &str) -> ContainerRecord {
         ip: None,
         volumes: Vec::new(),
         volumes_from: None,
+        security: Default::default(),
     }
 }
 

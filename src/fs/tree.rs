@@ -87,7 +87,7 @@ const IMAGE_FILES: [(&str, ImageFile); 7] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 28] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 30] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -102,6 +102,8 @@ const CONTAINER_FILES: [(&str, ContainerFile); 28] = [
     ("ip", ContainerFile::Field(ContainerField::Ip)),
     ("volumes", ContainerFile::Field(ContainerField::Volumes)),
     ("volumes-from", ContainerFile::Field(ContainerField::VolumesFrom)),
+    ("privileged", ContainerFile::Field(ContainerField::Privileged)),
+    ("cap_add", ContainerFile::Field(ContainerField::CapAdd)),
     ("image", ContainerFile::Field(ContainerField::Image)),
     ("cmd", ContainerFile::Field(ContainerField::Cmd)),
     ("env", ContainerFile::Field(ContainerField::Env)),
@@ -203,7 +205,9 @@ impl Node {
                     | ContainerField::Network
                     | ContainerField::Ports
                     | ContainerField::Volumes
-                    | ContainerField::VolumesFrom,
+                    | ContainerField::VolumesFrom
+                    | ContainerField::Privileged
+                    | ContainerField::CapAdd,
                 )
                 | ContainerFile::Ctl
                 | ContainerFile::Commit
@@ -237,6 +241,10 @@ impl Node {
             Node::ContainerFile(n, ContainerFile::Ctl) => WriteTarget::Ctl(n.clone()),
             Node::ContainerFile(n, ContainerFile::Commit) => WriteTarget::Commit(n.clone()),
             Node::ContainerFile(n, ContainerFile::Exec) => WriteTarget::Exec(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Privileged)) => {
+                WriteTarget::Privileged(n.clone())
+            }
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::CapAdd)) => WriteTarget::CapAdd(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Volumes)) => WriteTarget::Volumes(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::VolumesFrom)) => {
                 WriteTarget::VolumesFrom(n.clone())

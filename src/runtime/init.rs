@@ -69,7 +69,13 @@ fn join_and_exec(spec: &ExecSpec, namespaces: &[(OwnedFd, CloneFlags)], log_fd: 
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
+    harden(&spec.security)?;
     exec(&spec.argv, &spec.env)
+}
+
+/// Capabilities, no_new_privs and seccomp, last before the exec (see [`super::security`]).
+fn harden(security: &crate::records::Security) -> Result<(), SetupError> {
+    super::security::apply(security).map_err(|message| SetupError { errno: libc::EPERM, message })
 }
 
 /// Writes `err` on the error pipe and ends the forked child at once.
@@ -100,7 +106,7 @@ fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError>
     nix::sched::unshare(namespaces).map_err(step("unshare namespaces"))?;
     reset_signals();
     setup_stdio(log_fd)?;
-    setup_rootfs(&spec.rootfs, &spec.binds)?;
+    setup_rootfs(&spec.rootfs, &spec.binds, spec.security.privileged)?;
     nix::unistd::sethostname(&spec.hostname).map_err(step("sethostname"))?;
     // In bridge mode the daemon brought loopback up with eth0; in host mode it is the host's.
     if spec.network == NetworkMode::None {
@@ -110,6 +116,7 @@ fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError>
     let _ = std::fs::create_dir_all(cwd);
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
+    harden(&spec.security)?;
     exec(&spec.argv, &spec.env)
 }
 
@@ -142,12 +149,37 @@ fn setup_stdio(log_fd: RawFd) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn setup_rootfs(rootfs: &Path, binds: &[BindMount]) -> Result<(), SetupError> {
+/// Paths of /proc and /sys a container can't read (Docker's masked paths): a directory gets an empty
+/// read-only tmpfs over it, a file `/dev/null`.
+const MASKED: [&str; 12] = [
+    "proc/acpi",
+    "proc/asound",
+    "proc/interrupts",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "sys/devices/virtual/powercap",
+    "sys/firmware",
+];
+
+/// Paths of /proc a container can read but not write (Docker's read-only paths).
+const READ_ONLY: [&str; 5] = ["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"];
+
+fn setup_rootfs(rootfs: &Path, binds: &[BindMount], privileged: bool) -> Result<(), SetupError> {
     let none = None::<&str>;
     // Nothing mounted from here on may propagate back to the host.
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).map_err(step("make / private"))?;
     // pivot_root needs the new root to be a mount point.
     mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(step("bind rootfs"))?;
+    if !privileged {
+        // Device nodes in the image (or made later) can't be opened: only those bound into /dev work.
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
+        mount(none, rootfs, none, flags, none).map_err(step("remount rootfs nodev"))?;
+    }
     let at = |p: &str| rootfs.join(p);
     for dir in ["proc", "sys", "dev"] {
         ensure_dir(&at(dir), 0o755)?;
@@ -156,9 +188,12 @@ fn setup_rootfs(rootfs: &Path, binds: &[BindMount]) -> Result<(), SetupError> {
     mount(Some("proc"), &at("proc"), Some("proc"), nosuid_noexec_nodev, none).map_err(step("mount /proc"))?;
     mount(Some("sysfs"), &at("sys"), Some("sysfs"), nosuid_noexec_nodev | MsFlags::MS_RDONLY, none)
         .map_err(step("mount /sys"))?;
-    setup_dev(&at("dev"))?;
+    setup_dev(&at("dev"), privileged)?;
+    if !privileged {
+        mask_paths(rootfs)?;
+    }
     for bind in binds {
-        bind_into(rootfs, bind)?;
+        bind_into(rootfs, bind, privileged)?;
     }
     nix::unistd::chdir(rootfs).map_err(step("chdir rootfs"))?;
     // runc's trick: pivot the root onto itself, then detach the old root stacked underneath.
@@ -171,7 +206,7 @@ fn setup_rootfs(rootfs: &Path, binds: &[BindMount]) -> Result<(), SetupError> {
 /// Bind-mounts `bind.source` onto its target inside `rootfs`, made if missing (a file or a directory, as
 /// the source is). The target is resolved with `openat2(RESOLVE_IN_ROOT)`, so a symlink in the image can't
 /// point the mount anywhere outside the rootfs; the mount goes onto the opened fd.
-fn bind_into(rootfs: &Path, bind: &BindMount) -> Result<(), SetupError> {
+fn bind_into(rootfs: &Path, bind: &BindMount, privileged: bool) -> Result<(), SetupError> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let what = |e: rustix::io::Errno| SetupError {
         errno: e.raw_os_error(),
@@ -217,29 +252,68 @@ fn bind_into(rootfs: &Path, bind: &BindMount) -> Result<(), SetupError> {
     let none = None::<&str>;
     mount(Some(&bind.source), on.as_str(), none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
         .map_err(|e| SetupError { errno: e as i32, message: format!("bind {}: {}", bind.target, e.desc()) })?;
-    if bind.readonly {
+    if bind.readonly || !privileged {
         // The fd still names what the mount covers: open the target again to reach the new mount.
         let mounted =
             rustix::fs::openat2(&root, &path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve).map_err(what)?;
         let on = format!("/proc/self/fd/{}", mounted.as_raw_fd());
-        let flags =
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        if !privileged {
+            flags |= MsFlags::MS_NODEV;
+        }
+        if bind.readonly {
+            flags |= MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        }
         mount(none, on.as_str(), none, flags, none)
             .map_err(|e| SetupError { errno: e as i32, message: format!("read-only {}: {}", bind.target, e.desc()) })?;
     }
     Ok(())
 }
 
-fn setup_dev(dev: &Path) -> Result<(), SetupError> {
+/// Masks and write-protects the paths of the container's fresh /proc and /sys that Docker's do.
+fn mask_paths(rootfs: &Path) -> Result<(), SetupError> {
     let none = None::<&str>;
-    mount(
-        Some("tmpfs"),
-        dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )
-    .map_err(step("mount /dev"))?;
+    for path in MASKED {
+        let target = rootfs.join(path);
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=0"),
+            ),
+            Ok(_) => mount(Some("/dev/null"), &target, none, MsFlags::MS_BIND, none),
+            Err(_) => continue,
+        }
+        .map_err(|e| SetupError { errno: e as i32, message: format!("mask /{path}: {}", e.desc()) })?;
+    }
+    for path in READ_ONLY {
+        let target = rootfs.join(path);
+        if std::fs::symlink_metadata(&target).is_err() {
+            continue;
+        }
+        let ro = |e: nix::Error| SetupError { errno: e as i32, message: format!("read-only /{path}: {}", e.desc()) };
+        mount(Some(&target), &target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(ro)?;
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        mount(none, &target, none, flags, none).map_err(ro)?;
+    }
+    Ok(())
+}
+
+fn setup_dev(dev: &Path, privileged: bool) -> Result<(), SetupError> {
+    let none = None::<&str>;
+    // nodev: a node made here can't be opened; the allowed ones are bind mounts with flags of their own.
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
+    if !privileged {
+        flags |= MsFlags::MS_NODEV;
+    }
+    mount(Some("tmpfs"), dev, Some("tmpfs"), flags, Some("mode=755,size=65536k")).map_err(step("mount /dev"))?;
     for name in DEVICES {
         let node = dev.join(name);
         std::fs::File::create(&node).map_err(io_step("create /dev node"))?;

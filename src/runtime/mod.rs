@@ -11,6 +11,7 @@
 pub mod exec;
 pub mod init;
 pub mod monitor;
+pub mod security;
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

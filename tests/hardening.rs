@@ -1,0 +1,170 @@
+//! What a container may do, checked from inside as a user would: `/proc/self/status` (capabilities,
+//! NoNewPrivs, Seccomp), the masked and read-only paths, `ls /proc/self/fd`, `mknod` and devices,
+//! `/proc/self/exe` and the working directory, the refused syscalls, the default pids.max; and the
+//! options that relax it (`privileged`, `cap_add`), off by default. The same holds for `exec`.
+
+mod common;
+
+use common::Bocker;
+
+/// Runs a shell line in a container configured by `setup` (file, value pairs) and returns its output.
+fn inside(b: &Bocker, name: &str, img: &str, setup: &[(&str, &str)], line: &str) -> String {
+    b.configure(name, img, &format!("sh -c '{line}'"));
+    for (file, value) in setup {
+        b.write(&format!("containers/{name}/{file}"), value).expect(file);
+    }
+    b.write(&format!("containers/{name}/ctl"), "start").expect("start");
+    b.wait_status(name, "exited");
+    b.read(&format!("containers/{name}/logs"))
+}
+
+fn status_field(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("{key} not in {out}"))
+        .trim()
+        .to_string()
+}
+
+/// Docker's default 14 capabilities as /proc/self/status shows them.
+const DOCKER_CAPS: &str = "00000000a80425fb";
+
+#[test]
+fn a_container_has_dockers_capabilities_no_new_privs_and_a_seccomp_filter() {
+    let b = Bocker::start("hard-caps");
+    let img = b.import("");
+    let out = inside(&b, "c", &img, &[], "cat /proc/self/status");
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(status_field(&out, set), DOCKER_CAPS, "{set}");
+    }
+    assert_eq!(status_field(&out, "CapInh"), "0000000000000000");
+    assert_eq!(status_field(&out, "CapAmb"), "0000000000000000");
+    assert_eq!(status_field(&out, "NoNewPrivs"), "1");
+    assert_eq!(status_field(&out, "Seccomp"), "2");
+
+    // The filter at work: no mounts, no new namespaces, no clock setting, no module loading.
+    let out = inside(
+        &b,
+        "d",
+        &img,
+        &[],
+        "mkdir -p /m; mount -t tmpfs x /m 2>&1 || echo mount-refused; unshare -n true 2>&1 || echo unshare-refused; \
+         echo ok",
+    );
+    for refused in ["mount-refused", "unshare-refused"] {
+        assert!(out.contains(refused), "{refused}: {out}");
+    }
+    // Threads still start (clone3 answers ENOSYS, the C library falls back to clone).
+    assert!(out.ends_with("ok\n"), "{out}");
+}
+
+#[test]
+fn masked_and_read_only_paths_devices_and_fds() {
+    let b = Bocker::start("hard-paths");
+    let img = b.import("");
+    let out = inside(
+        &b,
+        "c",
+        &img,
+        &[],
+        "for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do \
+           [ -e $f ] && echo \"$f=$(head -c 16 $f | wc -c)\"; done; \
+         echo firmware=$(ls /sys/firmware | wc -l); \
+         echo 1 > /proc/sys/kernel/panic 2>/dev/null || echo proc-sys-ro; \
+         echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || echo drop-caches-ro; \
+         touch /sys/x 2>/dev/null || echo sys-ro; \
+         mkdir -p /tmp; mknod /tmp/sda b 8 0 2>&1 || echo mknod-block-refused; \
+         mknod /tmp/fuse c 10 229 2>&1 || echo mknod-char-refused; \
+         [ -e /dev/fuse ] || echo no-dev-fuse; \
+         mkfifo /tmp/fifo && echo fifo-ok; \
+         echo zero=$(head -c 4 /dev/zero | wc -c); \
+         ls /dev | tr \"\\n\" \" \"; echo; \
+         ls /proc/$$/fd | tr \"\\n\" \" \"; echo; \
+         echo cwd=$(readlink /proc/$$/cwd) exe=$(readlink /proc/$$/exe)",
+    );
+    // Masked: they read as empty (those this kernel has at all).
+    for masked in ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"] {
+        if std::path::Path::new(masked).exists() {
+            assert!(out.lines().any(|l| l == format!("{masked}=0")), "{masked}: {out}");
+        }
+    }
+    for line in [
+        "firmware=0",
+        "proc-sys-ro",
+        "drop-caches-ro",
+        "sys-ro",
+        "mknod-block-refused",
+        "mknod-char-refused",
+        "no-dev-fuse",
+        "fifo-ok",
+        "zero=4",
+        "cwd=/ exe=/bin/busybox",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line}: {out}");
+    }
+    assert_eq!(out.matches("Operation not permitted").count(), 2, "mknod refused by the filter: {out}");
+    let dev = out.lines().find(|l| l.contains("null") && l.contains("urandom")).expect("ls /dev");
+    let mut names: Vec<&str> = dev.split_whitespace().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
+    );
+    // Only 0, 1 and 2: nothing of the daemon's or the monitor's reaches the command.
+    assert!(out.lines().any(|l| l == "0 1 2 "), "fds: {out}");
+    // The default pids.max is in force.
+    assert_eq!(b.read("containers/c/pids.max"), "2048\n");
+}
+
+#[test]
+fn exec_runs_under_the_same_restrictions() {
+    let b = Bocker::start("hard-exec");
+    let img = b.import("");
+    b.configure("c", &img, "sleep 1000");
+    b.write("containers/c/ctl", "start").expect("start");
+    let n = b.submit("containers/c/exec", "sh -c 'cat /proc/self/status; ls /proc/$$/fd | tr \"\\n\" \" \"'").unwrap();
+    let status = format!("containers/c/execs/{n}/status");
+    while b.read(&status) != "exited\n" {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = b.read(&format!("containers/c/execs/{n}/logs"));
+    assert_eq!(status_field(&out, "CapEff"), DOCKER_CAPS);
+    assert_eq!(status_field(&out, "NoNewPrivs"), "1");
+    assert_eq!(status_field(&out, "Seccomp"), "2");
+    assert!(out.ends_with("0 1 2 "), "{out}");
+}
+
+#[test]
+fn privileged_and_cap_add_relax_it_and_are_off_by_default() {
+    let b = Bocker::start("hard-relax");
+    let img = b.import("");
+    b.configure("plain", &img, "true");
+    assert_eq!(b.read("containers/plain/privileged"), "false\n");
+    assert_eq!(b.read("containers/plain/cap_add"), "");
+
+    let out = inside(&b, "net", &img, &[("cap_add", "NET_ADMIN\ncap_sys_time")], "cat /proc/self/status");
+    let eff = u64::from_str_radix(&status_field(&out, "CapEff"), 16).unwrap();
+    assert_eq!(eff, 0xa80425fb | (1 << 12) | (1 << 25), "NET_ADMIN (12) and SYS_TIME (25) added");
+    assert_eq!(status_field(&out, "Seccomp"), "2");
+    assert_eq!(b.read("containers/net/cap_add"), "CAP_NET_ADMIN\nCAP_SYS_TIME\n");
+
+    let out = inside(
+        &b,
+        "priv",
+        &img,
+        &[("privileged", "true")],
+        "cat /proc/self/status; mkdir -p /m; mount -t tmpfs x /m && echo mount-ok; head -c 1 /proc/timer_list | wc -c",
+    );
+    assert_eq!(status_field(&out, "Seccomp"), "0");
+    assert_eq!(status_field(&out, "NoNewPrivs"), "0");
+    let eff = u64::from_str_radix(&status_field(&out, "CapEff"), 16).unwrap();
+    assert!(eff & (1 << 21) != 0, "CAP_SYS_ADMIN: {eff:x}");
+    assert!(out.contains("mount-ok"), "{out}");
+    assert!(out.ends_with("1\n"), "/proc/timer_list readable: {out}");
+
+    for (file, value) in [("privileged", "maybe"), ("cap_add", "CAP_BOGUS")] {
+        let e = b.write(&format!("containers/plain/{file}"), value).unwrap_err();
+        assert_eq!(Bocker::errno(&e), libc::EINVAL, "{file}");
+    }
+    assert_eq!(b.read("containers/plain/privileged"), "false\n");
+}

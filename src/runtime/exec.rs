@@ -55,6 +55,11 @@ fn run(dir: &Path) -> Result<(), (i32, String)> {
         ForkResult::Child => {}
     }
     let _ = nix::unistd::setsid();
+    // The child runs this binary inside the container's pid namespace until its execve: not dumpable, so no
+    // process of the container can reach it through /proc/PID/exe or its fds (runc's CVE-2019-5736). The
+    // flag is inherited by the fork and reset by the execve.
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes plain integers and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let gone = || (libc::ESRCH, "the container is not running".to_string());
     if super::start_time(spec.target_pid) != Some(spec.target_start) {
         return Err(gone());

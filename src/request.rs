@@ -255,6 +255,32 @@ pub enum Request {
     },
 }
 
+/// Every control file a write can go to, for container `name` where the file is a container's: for fuzzing
+/// and for tests that go over all of them.
+pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
+    let n = || name.to_string();
+    let mut all = vec![
+        WriteTarget::Import,
+        WriteTarget::Pull,
+        WriteTarget::Push,
+        WriteTarget::Run,
+        WriteTarget::Image(n()),
+        WriteTarget::Cmd(n()),
+        WriteTarget::Env(n()),
+        WriteTarget::Ctl(n()),
+        WriteTarget::Network(n()),
+        WriteTarget::Ports(n()),
+        WriteTarget::Commit(n()),
+        WriteTarget::Volumes(n()),
+        WriteTarget::VolumesFrom(n()),
+        WriteTarget::Exec(n()),
+        WriteTarget::Privileged(n()),
+        WriteTarget::CapAdd(n()),
+    ];
+    all.extend(["cpu.weight", "cpu.max", "memory.max", "pids.max"].into_iter().map(|f| WriteTarget::Limit(n(), f)));
+    all
+}
+
 impl Request {
     /// Parses the bytes of one write to `target`.
     pub fn from_write(target: WriteTarget, data: &[u8]) -> Result<Request, ParseError> {
@@ -485,6 +511,49 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod no_panic_tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift), so the test is the same on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Random bytes, and random mixes of the characters the parsers care about, to every control file:
+    /// a request or a ParseError each time, never a panic. (The fuzz targets in fuzz/ go further.)
+    #[test]
+    fn random_writes_never_panic() {
+        let alphabet: &[u8] = b" \t\n:/.-_=[]\"'\\0123456789abcxyzKMGmaxtcpudprofalse\x00\xff";
+        let targets = all_write_targets("c");
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for i in 0..40_000 {
+            let len = (rng.next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = rng.next();
+                    if i % 2 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r % alphabet.len() as u64) as usize]
+                    }
+                })
+                .collect();
+            let target = targets[(rng.next() % targets.len() as u64) as usize].clone();
+            let _ = Request::from_write(target, &bytes);
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = Request::create_container(&text);
+            let _ = parse_volumes(&text);
+        }
+    }
 }
 
 #[cfg(test)]

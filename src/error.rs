@@ -49,6 +49,7 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::Parse(ParseError::Limit(crate::cgroups::LimitError::Range { .. })) => libc::ERANGE,
+            Error::Parse(ParseError::TooLong(_)) => libc::EFBIG,
             Error::Parse(_) | Error::Invalid(_) => libc::EINVAL,
             Error::Cgroup(e) => e.errno(),
             Error::Network(e) => e.errno(),

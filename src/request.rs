@@ -51,6 +51,8 @@ pub enum ParseError {
     BadVolume(String),
     #[error("two volumes are mounted at {0}")]
     TargetTwice(String),
+    #[error("a control write holds at most {MAX_WRITE} bytes in one write; this one had {0} or more")]
+    TooLong(usize),
     #[error("'{0}' is not true or false")]
     BadBool(String),
     #[error("unknown capability '{0}' (names as in capabilities(7): NET_ADMIN or CAP_NET_ADMIN)")]
@@ -281,9 +283,16 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
     all
 }
 
+/// The most bytes one control write may hold. A bigger `echo` reaches the daemon as several writes (FUSE
+/// splits it), which would each be taken as a whole command; the first is refused instead (EFBIG).
+pub const MAX_WRITE: usize = 64 * 1024;
+
 impl Request {
     /// Parses the bytes of one write to `target`.
     pub fn from_write(target: WriteTarget, data: &[u8]) -> Result<Request, ParseError> {
+        if data.len() > MAX_WRITE {
+            return Err(ParseError::TooLong(data.len()));
+        }
         let text = text(data)?;
         Ok(match target {
             WriteTarget::Import => {

@@ -5,6 +5,7 @@ mod common;
 
 use std::fs;
 use std::io;
+use std::ops::Not;
 
 use common::Bocker;
 
@@ -163,4 +164,127 @@ fn a_full_store_is_enospc_and_leaves_nothing() {
         }
     }
     eprintln!("space came back after {:?}", t.elapsed());
+}
+
+/// Every readable file of the tree that a failed write must leave as it was (not logs, errors, the `error`
+/// files, which say what failed, nor counters that move by themselves), by path.
+fn whole_tree(b: &Bocker) -> Vec<(String, String)> {
+    let moving =
+        ["logs", "error", "errors", "pulls", "memory.current", "memory.peak", "cpu.usage_usec", "pids.current"];
+    let mut out = Vec::new();
+    let mut dirs = vec![String::new()];
+    while let Some(dir) = dirs.pop() {
+        let mut entries: Vec<_> = fs::read_dir(b.path(&dir)).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rel = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+            let t = e.file_type().unwrap();
+            if t.is_symlink() {
+                out.push((rel.clone(), fs::read_link(e.path()).unwrap().display().to_string()));
+            } else if t.is_dir() {
+                out.push((rel.clone(), "<dir>".into()));
+                dirs.push(rel);
+            } else if !moving.contains(&name.as_str()) {
+                out.push((rel.clone(), fs::read_to_string(e.path()).unwrap_or_else(|e| format!("<{e}>"))));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_catalogue_of_bad_input_to_every_writable_file_is_refused_and_changes_nothing() {
+    let b = Bocker::start("catalogue");
+    let img = b.import("");
+    b.configure("idle", &img, "true");
+    b.configure("busy", &img, "sleep 1000");
+    b.write("containers/busy/ctl", "start").unwrap();
+    let writable: Vec<String> = ["images/import", "images/pull", "images/push", "containers/run"]
+        .into_iter()
+        .map(String::from)
+        .chain(["idle", "busy"].iter().flat_map(|c| {
+            fs::read_dir(b.path(&format!("containers/{c}")))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_type().unwrap().is_file() && e.metadata().unwrap().permissions().readonly().not())
+                .map(|e| format!("containers/{c}/{}", e.file_name().to_string_lossy()))
+                .collect::<Vec<_>>()
+        }))
+        .collect();
+    assert!(writable.len() > 30, "{writable:?}");
+
+    let huge = "a".repeat(1 << 20);
+    let catalogue: [(&str, &[u8]); 5] = [
+        ("huge", huge.as_bytes()),
+        ("NUL bytes", b"img\0 start"),
+        ("not UTF-8", b"\xff\xfe start"),
+        ("unknown verb", b"frobnicate --now"),
+        ("traversal", b"../../../../etc/passwd"),
+    ];
+    for file in &writable {
+        for (what, data) in catalogue {
+            let before = whole_tree(&b);
+            let result = fs::OpenOptions::new().write(true).open(b.path(file)).and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(data)
+            });
+            let Err(e) = result else {
+                // Words any command line may hold (`cmd`, `exec`): accepted, as they should be.
+                assert!(
+                    matches!(what, "unknown verb" | "traversal") && file.ends_with("/cmd") || file.ends_with("/exec"),
+                    "{file} accepted {what}"
+                );
+                continue;
+            };
+            let errno = Bocker::errno(&e);
+            let expected: &[i32] = match what {
+                "huge" => &[libc::EFBIG],
+                "NUL bytes" | "not UTF-8" => &[libc::EINVAL],
+                _ => &[libc::EINVAL, libc::ENOENT, libc::EBUSY, libc::ECONNREFUSED, libc::EPERM, libc::ESRCH],
+            };
+            assert!(expected.contains(&errno), "{file} <- {what}: {e}");
+            let name_of = format!("{:?}", nix::errno::Errno::from_raw(errno));
+            let errors = b.read("errors");
+            assert!(
+                errors.lines().any(|l| l.contains(&format!(" {file} {name_of} "))),
+                "{file} <- {what}: not in errors"
+            );
+            if let Some(c) = file.strip_prefix("containers/").and_then(|r| r.split_once('/')).map(|(c, _)| c) {
+                if c != "run" {
+                    assert!(!b.read(&format!("containers/{c}/error")).is_empty(), "{file} <- {what}: no message");
+                }
+            }
+            assert_eq!(whole_tree(&b), before, "{file} <- {what} changed something");
+        }
+    }
+
+    // Wrong state: configuration of a running container, start of a running one, stop of a stopped one.
+    for (file, value, errno) in [
+        ("containers/busy/image", img.as_str(), libc::EBUSY),
+        ("containers/busy/cmd", "true", libc::EBUSY),
+        ("containers/busy/env", "A=1", libc::EBUSY),
+        ("containers/busy/network", "none", libc::EBUSY),
+        ("containers/busy/volumes-from", "idle", libc::EBUSY),
+        ("containers/busy/privileged", "true", libc::EBUSY),
+        ("containers/busy/ctl", "start", libc::EBUSY),
+        ("containers/idle/ctl", "stop", libc::ESRCH),
+        ("containers/idle/exec", "true", libc::ESRCH),
+    ] {
+        let before = whole_tree(&b);
+        assert_eq!(Bocker::errno(&b.write(file, value).unwrap_err()), errno, "{file} <- {value}");
+        assert_eq!(whole_tree(&b), before, "{file} <- {value} changed something");
+    }
+
+    // Names: hidden, leading dash, spaces, too long, in the wrong place.
+    let before = whole_tree(&b);
+    for name in [".hidden", "-dash", "a b", &"x".repeat(100)] {
+        for dir in ["containers", "volumes"] {
+            let e = fs::create_dir(b.path(&format!("{dir}/{name}"))).unwrap_err();
+            assert_eq!(Bocker::errno(&e), libc::EINVAL, "{dir}/{name}");
+        }
+    }
+    assert_eq!(Bocker::errno(&fs::create_dir(b.path("images/x")).unwrap_err()), libc::EPERM);
+    assert_eq!(Bocker::errno(&fs::create_dir(b.path("containers/idle/x")).unwrap_err()), libc::EPERM);
+    assert_eq!(whole_tree(&b), before);
 }

@@ -30,7 +30,31 @@ struct VolArgsV2 {
     name: [u8; BTRFS_SUBVOL_NAME_MAX + 1],
 }
 
+/// `struct btrfs_ioctl_subvol_wait` from `linux/btrfs.h` (Linux 6.8 and later).
+#[repr(C)]
+struct SubvolWait {
+    subvolid: u64,
+    mode: u32,
+    count: u32,
+}
+
+/// `BTRFS_SUBVOL_SYNC_WAIT_FOR_ONE`: wait until the given deleted subvolume is cleaned.
+const SUBVOL_SYNC_WAIT_FOR_ONE: u32 = 0;
+
+/// `struct btrfs_ioctl_ino_lookup_args` from `linux/btrfs.h`.
+#[repr(C)]
+struct InoLookup {
+    treeid: u64,
+    objectid: u64,
+    name: [u8; 4080],
+}
+
+/// The inode number of every subvolume's root directory.
+const BTRFS_FIRST_FREE_OBJECTID: u64 = 256;
+
 nix::ioctl_none!(ioc_sync, BTRFS_IOCTL_MAGIC, 8);
+nix::ioctl_write_ptr!(ioc_subvol_sync_wait, BTRFS_IOCTL_MAGIC, 65, SubvolWait);
+nix::ioctl_readwrite!(ioc_ino_lookup, BTRFS_IOCTL_MAGIC, 18, InoLookup);
 nix::ioctl_write_ptr!(ioc_subvol_create, BTRFS_IOCTL_MAGIC, 14, VolArgs);
 nix::ioctl_write_ptr!(ioc_snap_destroy, BTRFS_IOCTL_MAGIC, 15, VolArgs);
 nix::ioctl_write_ptr!(ioc_snap_create_v2, BTRFS_IOCTL_MAGIC, 23, VolArgsV2);
@@ -108,6 +132,29 @@ pub fn sync(path: &Path) -> io::Result<()> {
     // SAFETY: BTRFS_IOC_SYNC takes no argument; `dir` is open on the filesystem.
     unsafe { ioc_sync(dir.as_raw_fd()) }?;
     Ok(())
+}
+
+/// The id of the subvolume whose root is `path`.
+pub fn subvolume_id(path: &Path) -> io::Result<u64> {
+    let dir = File::open(path)?;
+    let mut args = InoLookup { treeid: 0, objectid: BTRFS_FIRST_FREE_OBJECTID, name: [0; 4080] };
+    // SAFETY: `args` is a valid btrfs_ioctl_ino_lookup_args the kernel reads and fills; `dir` is open.
+    unsafe { ioc_ino_lookup(dir.as_raw_fd(), &mut args) }?;
+    Ok(args.treeid)
+}
+
+/// Waits until the cleaner has dropped deleted subvolume `id` (on the filesystem of `path`). `Ok(false)`
+/// when the kernel is older than 6.8 and has no such wait.
+pub fn wait_deleted(path: &Path, id: u64) -> io::Result<bool> {
+    let dir = File::open(path)?;
+    let args = SubvolWait { subvolid: id, mode: SUBVOL_SYNC_WAIT_FOR_ONE, count: 0 };
+    // SAFETY: `args` is a valid btrfs_ioctl_subvol_wait the kernel reads; `dir` is open on the filesystem.
+    match unsafe { ioc_subvol_sync_wait(dir.as_raw_fd(), &args) } {
+        // ENOENT: it is gone already.
+        Ok(_) | Err(nix::Error::ENOENT) => Ok(true),
+        Err(nix::Error::ENOTTY | nix::Error::EINVAL | nix::Error::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether `path` lies on a btrfs filesystem.

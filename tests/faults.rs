@@ -83,6 +83,31 @@ fn sigkill_during_commits_and_removals_leaves_nothing_half_done() {
         let listed_images = names(&b, "images");
         assert_eq!(store_entries(&b, "images"), listed_images, "round {round}");
         assert_eq!(store_entries(&b, "containers"), names(&b, "containers"), "round {round}");
+        // No cgroup of a removed container, no mount but the tree and the store, no link but the bridge.
+        for root in common::cgroup_roots() {
+            let dir = root.join(&b.cgroup_parent);
+            let groups: Vec<String> = fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for g in groups {
+                assert!(
+                    b.path(&format!("containers/{g}")).exists(),
+                    "round {round}: cgroup {g} left in {}",
+                    dir.display()
+                );
+            }
+        }
+        let ours = b.dir.to_string_lossy().into_owned();
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert_eq!(mounts.lines().filter(|l| l.contains(&ours)).count(), 2, "round {round}: {mounts}");
+        let links = std::process::Command::new("ip").args(["-o", "link"]).output().unwrap();
+        let links = String::from_utf8_lossy(&links.stdout).into_owned();
+        assert!(!links.contains(&format!("master {}", b.bridge)), "round {round}: a veth left: {links}");
     }
 }
 

@@ -14,15 +14,6 @@ fn exec(b: &Bocker, name: &str, cmd: &str) -> std::io::Result<String> {
     b.submit(&format!("containers/{name}/exec"), cmd)
 }
 
-fn wait_exec(b: &Bocker, name: &str, n: &str) {
-    let status = format!("containers/{name}/execs/{n}/status");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while b.read(&status) != "exited\n" {
-        assert!(std::time::Instant::now() < deadline, "exec {n} stayed {}", b.read(&status));
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn exec_output_and_exit_code_through_the_files() {
     let b = Bocker::start("exec-files");
@@ -32,7 +23,7 @@ fn exec_output_and_exit_code_through_the_files() {
 
     let n = exec(&b, "box", "sh -c 'echo $GREETING from $(pwd) on $(hostname); echo oops >&2; exit 3'").expect("exec");
     assert_eq!(n, "1");
-    wait_exec(&b, "box", &n);
+    b.wait_exec("box", &n);
     assert_eq!(b.read("containers/box/execs/1/logs"), "hello from /work on box\noops\n");
     assert_eq!(b.read("containers/box/execs/1/exit_code"), "3\n");
     assert_eq!(
@@ -50,7 +41,7 @@ fn exec_output_and_exit_code_through_the_files() {
     // A second one gets the next number; the container's own output is untouched by execs.
     let n = exec(&b, "box", "[\"cat\", \"/made-by-pid1\"]").expect("exec");
     assert_eq!(n, "2");
-    wait_exec(&b, "box", &n);
+    b.wait_exec("box", &n);
     assert_eq!(b.read("containers/box/execs/2/logs"), "inside\n");
     assert_eq!(b.read("containers/box/execs/2/exit_code"), "0\n");
     assert_eq!(b.read("containers/box/logs"), "");
@@ -82,7 +73,7 @@ fn exec_sees_the_containers_filesystem_processes_and_cgroup_only() {
         ),
     )
     .expect("exec");
-    wait_exec(&b, "box", &n);
+    b.wait_exec("box", &n);
     let out = b.read(&format!("containers/box/execs/{n}/logs"));
     // Processes: the container's pid 1 (sleep) and the exec's own, with low pids; nothing of the host.
     let pids: Vec<&str> = out.lines().skip(1).take_while(|l| !l.starts_with("self=")).collect();
@@ -167,7 +158,7 @@ fn an_exec_running_across_a_daemon_crash_is_found_again_with_its_exit_code() {
     let n = exec(&b, "box", "sh -c 'sleep 1; echo finished; exit 4'").expect("exec");
     b.crash_daemon();
     b.spawn_daemon();
-    wait_exec(&b, "box", &n);
+    b.wait_exec("box", &n);
     assert_eq!(b.read(&format!("containers/box/execs/{n}/exit_code")), "4\n");
     assert_eq!(b.read(&format!("containers/box/execs/{n}/logs")), "finished\n");
     // The next exec after the restart takes the next number.

@@ -123,10 +123,7 @@ fn exec_runs_under_the_same_restrictions() {
     b.configure("c", &img, "sleep 1000");
     b.write("containers/c/ctl", "start").expect("start");
     let n = b.submit("containers/c/exec", "sh -c 'cat /proc/self/status; ls /proc/$$/fd | tr \"\\n\" \" \"'").unwrap();
-    let status = format!("containers/c/execs/{n}/status");
-    while b.read(&status) != "exited\n" {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    b.wait_exec("c", &n);
     let out = b.read(&format!("containers/c/execs/{n}/logs"));
     assert_eq!(status_field(&out, "CapEff"), DOCKER_CAPS);
     assert_eq!(status_field(&out, "NoNewPrivs"), "1");

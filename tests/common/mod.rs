@@ -195,6 +195,16 @@ impl Bocker {
         }
     }
 
+    /// Waits until exec `n` of container `name` has exited.
+    pub fn wait_exec(&self, name: &str, n: &str) {
+        let status = format!("containers/{name}/execs/{n}/status");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.read(&status) != "exited\n" {
+            assert!(Instant::now() < deadline, "exec {n} of {name} stayed {}", self.read(&status));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// A busybox root filesystem for images, made once per test.
     pub fn rootfs(&self) -> PathBuf {
         let rootfs = self.dir.join("rootfs");

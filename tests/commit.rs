@@ -40,11 +40,11 @@ fn a_commit_makes_an_image_with_the_containers_changes_and_the_sources_config() 
     // A running container commits too, with what it has written so far.
     b.configure("live", &img, "sh -c 'echo live > /live; sleep 100'");
     b.write("containers/live/ctl", "start").expect("start");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !b.path("containers/live/rootfs/live").exists() {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::eventually(
+        Duration::from_secs(10),
+        || "the container wrote /live".into(),
+        || b.path("containers/live/rootfs/live").exists(),
+    );
     let live = commit(&b, "live", "live-snap").expect("commit running");
     assert_eq!(b.status("live"), "running");
     let out = b.run_to_exit(&format!("{live} cat /live"));

@@ -106,16 +106,15 @@ fn sigkill_during_commits_and_removals_leaves_nothing_half_done() {
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert_eq!(mounts.lines().filter(|l| l.contains(&ours)).count(), 2, "round {round}: {mounts}");
         // Exited containers' veths go with their network namespaces, which the kernel frees in the background.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let links = std::process::Command::new("ip").args(["-o", "link"]).output().unwrap();
-            let links = String::from_utf8_lossy(&links.stdout).into_owned();
-            if !links.contains(&format!("master {}", b.bridge)) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "round {round}: a veth left: {links}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let links = || {
+            let out = std::process::Command::new("ip").args(["-o", "link"]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        common::eventually(
+            Duration::from_secs(10),
+            || format!("round {round}: a veth left: {}", links()),
+            || !links().contains(&format!("master {}", b.bridge)),
+        );
     }
 }
 
@@ -136,11 +135,11 @@ fn a_full_store_inside_a_container_is_a_clear_error_and_rm_gives_the_space_back(
         assert!([libc::ENOSPC].contains(&Bocker::errno(&e)), "{e}");
     }
     fs::remove_dir(b.path(&format!("containers/{id}"))).expect("rm");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while free() < before * 9 / 10 {
-        assert!(Instant::now() < deadline, "space not given back: {} of {before}", free());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::eventually(
+        Duration::from_secs(20),
+        || format!("space not given back: {} of {before}", free()),
+        || free() >= before * 9 / 10,
+    );
     let again = b.run_to_exit(&format!("{img} sh -c 'dd if=/dev/zero of=/f bs=1M count=10 2>/dev/null && echo ok'"));
     assert_eq!(b.read(&format!("containers/{again}/logs")), "ok\n");
 }

@@ -97,12 +97,8 @@ fn any_process_in(ns: &std::path::Path) -> bool {
         .any(|l| l == ns)
 }
 
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn eventually(what: &str, check: impl FnMut() -> bool) {
+    common::eventually(Duration::from_secs(10), || what.to_string(), check)
 }
 
 #[test]

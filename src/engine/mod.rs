@@ -433,7 +433,7 @@ impl Engine {
     /// ESRCH when the container is not running.
     fn exec(self: &Arc<Self>, name: &str, argv: Vec<String>) -> Result<u32, Error> {
         let not_running = || Error::NotRunning(format!("container '{name}' is not running"));
-        let (spec, n, dir) = {
+        let (spec, n, dir, placeholder) = {
             let mut st = self.lock();
             let c = st.container(name)?;
             let pid = c.record.pid.filter(|_| c.record.status == ContainerStatus::Running).ok_or_else(not_running)?;
@@ -468,8 +468,8 @@ impl Engine {
                 started_at: records::now_rfc3339(),
                 finished_at: None,
             };
-            c.execs.insert(n, placeholder);
-            (spec, n, dir)
+            c.execs.insert(n, placeholder.clone());
+            (spec, n, dir, placeholder)
         };
         let undo = |e: Error| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -482,15 +482,12 @@ impl Engine {
         std::fs::write(dir.join("exec.json"), bytes).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e).into()))?;
         let Launched { pid, monitor_pid, monitor_start } = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
         let rec = ExecRecord {
-            id: n,
-            argv,
             status: ContainerStatus::Running,
             pid: Some(pid),
             helper_pid: Some(monitor_pid),
             helper_start: Some(monitor_start),
-            exit_code: None,
             started_at: records::now_rfc3339(),
-            finished_at: None,
+            ..placeholder
         };
         if let Err(e) = records::write_json(&dir.join("record.json"), &rec) {
             let _ = runtime::signal(pid, Signal::SIGKILL);
@@ -718,12 +715,7 @@ impl Engine {
         let written = ImageConfiguration::from_reader(config_raw.as_slice())
             .map_err(|e| Error::Invalid(format!("image config: {e}")))
             .and_then(|config| {
-                let d = self.image_dir(&id);
-                std::fs::create_dir_all(&d)
-                    .and_then(|()| records::write_atomic(&d.join("config.json"), &config_raw))
-                    .and_then(|()| records::write_json(&d.join("record.json"), &record))
-                    .map_err(Error::record(format!("the record of image '{id}'")))
-                    .map(|()| Image { record, config, config_raw })
+                self.write_image_records(&record, &config_raw).map(|()| Image { record, config, config_raw })
             });
         match written {
             Ok(image) => {
@@ -736,6 +728,15 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Writes an image's `config.json` and `record.json` (each atomically) into its state directory.
+    fn write_image_records(&self, record: &ImageRecord, config_raw: &[u8]) -> Result<(), Error> {
+        let d = self.image_dir(&record.id);
+        std::fs::create_dir_all(&d)
+            .and_then(|()| records::write_atomic(&d.join("config.json"), config_raw))
+            .and_then(|()| records::write_json(&d.join("record.json"), record))
+            .map_err(Error::record(format!("the record of image '{}'", record.id)))
     }
 
     fn pull(&self, spec: &PullSpec) -> Result<String, Error> {
@@ -1039,18 +1040,14 @@ impl Engine {
         // Records first (the old ones kept to undo), then the subvolume: both versions are whole throughout.
         let dir = self.image_dir(&id);
         let old_config = std::fs::read(dir.join("config.json")).ok();
-        let written = std::fs::create_dir_all(&dir)
-            .and_then(|()| records::write_atomic(&dir.join("config.json"), &config_raw))
-            .and_then(|()| records::write_json(&dir.join("record.json"), &record))
-            .map_err(Error::record(format!("the record of image '{id}'")));
-        let placed =
-            written.and_then(|()| self.store.place_commit(&staged, &id, existing.is_some()).map_err(Error::from));
+        let placed = self
+            .write_image_records(&record, &config_raw)
+            .and_then(|()| self.store.place_commit(&staged, &id, existing.is_some()).map_err(Error::from));
         if let Err(e) = placed {
             self.store.discard(&staged);
             match (&existing, old_config) {
                 (Some(old), Some(cfg)) => {
-                    let _ = records::write_atomic(&dir.join("config.json"), &cfg);
-                    let _ = records::write_json(&dir.join("record.json"), old);
+                    let _ = self.write_image_records(old, &cfg);
                 }
                 _ => {
                     let _ = std::fs::remove_dir_all(&dir);
@@ -1098,9 +1095,23 @@ impl Engine {
 
     /// Changes the command or environment of a container that is not running.
     fn configure(&self, name: &str, change: impl FnOnce(&mut ContainerRecord)) -> Result<(), Error> {
+        self.change_record(name, true, change)
+    }
+
+    /// Saves `change` to a container's record, then shows it; never while it starts, and with
+    /// `stopped_only` never while it runs.
+    fn change_record(
+        &self,
+        name: &str,
+        stopped_only: bool,
+        change: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<(), Error> {
         let mut st = self.lock();
         let c = st.container_mut(name)?;
-        if c.busy || !c.record.status.can_configure() {
+        if c.busy {
+            return Err(Error::Busy(format!("container '{name}' is starting")));
+        }
+        if stopped_only && !c.record.status.can_configure() {
             return Err(Error::Busy(format!(
                 "container '{name}' is running: its configuration is fixed until it stops"
             )));
@@ -1167,26 +1178,12 @@ impl Engine {
             check_host_ports(&fresh)?;
             self.sync_forwards(&held, Some(Forwards { name: name.to_string(), ip, ports: ports.clone() }))?;
         }
-        let saved = self.configure_any(name, |r| r.ports = ports);
+        let saved = self.change_record(name, false, |r| r.ports = ports);
         if saved.is_err() && running.is_some() {
             // Back to the forwards the record still has.
             let _ = self.sync_forwards(&held, None);
         }
         saved
-    }
-
-    /// Changes a container's record whatever its state (but not while it starts).
-    fn configure_any(&self, name: &str, change: impl FnOnce(&mut ContainerRecord)) -> Result<(), Error> {
-        let mut st = self.lock();
-        let c = st.container_mut(name)?;
-        if c.busy {
-            return Err(Error::Busy(format!("container '{name}' is starting")));
-        }
-        let mut rec = c.record.clone();
-        change(&mut rec);
-        self.save(&rec)?;
-        c.record = rec;
-        Ok(())
     }
 
     fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<(), Error> {

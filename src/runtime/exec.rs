@@ -13,7 +13,7 @@ use std::path::Path;
 use nix::sched::CloneFlags;
 use nix::unistd::{fork, ForkResult};
 
-use super::monitor::{read_setup_error, report, wait_and_record};
+use super::monitor::{helper_main, read_setup_error, report, wait_and_record};
 use crate::records::{self, ExecSpec};
 
 /// The namespaces a command joins, entered in this order (mount last).
@@ -27,18 +27,7 @@ const NAMESPACES: [(&str, CloneFlags); 5] = [
 
 /// Runs the exec helper; never returns.
 pub fn main(dir: &Path) -> ! {
-    // SAFETY: close_range only closes descriptors; 0, 1 and 2 stay.
-    unsafe { libc::close_range(3, u32::MAX, 0) };
-    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-    let code = match run(dir) {
-        Ok(()) => 0,
-        Err((errno, msg)) => {
-            report(&format!("err {errno} {msg}"));
-            eprintln!("bocker exec: {msg}");
-            1
-        }
-    };
-    std::process::exit(code)
+    helper_main("exec", || run(dir))
 }
 
 fn run(dir: &Path) -> Result<(), (i32, String)> {

@@ -217,16 +217,19 @@ fn bind_into(rootfs: &Path, bind: &BindMount, privileged: bool) -> Result<(), Se
         rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(what)?;
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
     let parts: Vec<&str> = bind.target.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-    let Some((last, dirs)) = parts.split_last() else {
+    if parts.is_empty() {
         return Err(SetupError { errno: libc::EINVAL, message: format!("bad mount target '{}'", bind.target) });
-    };
-    for i in 0..dirs.len() {
-        let path = dirs[..=i].join("/");
-        let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        if let Err(rustix::io::Errno::NOENT) = rustix::fs::openat2(&root, &path, dir_flags, Mode::empty(), resolve) {
-            let parent = if i == 0 { ".".to_string() } else { dirs[..i].join("/") };
+    }
+    // Every missing directory on the way is made, and the target itself when it is one.
+    let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let dirs = if is_dir { parts.len() } else { parts.len() - 1 };
+    for i in 0..dirs {
+        if let Err(rustix::io::Errno::NOENT) =
+            rustix::fs::openat2(&root, parts[..=i].join("/"), dir_flags, Mode::empty(), resolve)
+        {
+            let parent = if i == 0 { ".".to_string() } else { parts[..i].join("/") };
             let parent = rustix::fs::openat2(&root, &parent, dir_flags, Mode::empty(), resolve).map_err(what)?;
-            match rustix::fs::mkdirat(&parent, dirs[i], Mode::from_bits_truncate(0o755)) {
+            match rustix::fs::mkdirat(&parent, parts[i], Mode::from_bits_truncate(0o755)) {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(what(e)),
             }
@@ -234,14 +237,7 @@ fn bind_into(rootfs: &Path, bind: &BindMount, privileged: bool) -> Result<(), Se
     }
     let path = parts.join("/");
     let target = if is_dir {
-        let parent = if dirs.is_empty() { ".".to_string() } else { dirs.join("/") };
-        let parent = rustix::fs::openat2(&root, &parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty(), resolve)
-            .map_err(what)?;
-        match rustix::fs::mkdirat(&parent, *last, Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(what(e)),
-        }
-        rustix::fs::openat2(&root, &path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), resolve)
+        rustix::fs::openat2(&root, &path, dir_flags, Mode::empty(), resolve)
     } else {
         let flags = OFlags::CREATE | OFlags::RDONLY | OFlags::CLOEXEC;
         rustix::fs::openat2(&root, &path, flags, Mode::from_bits_truncate(0o644), resolve)

@@ -15,16 +15,21 @@ use crate::records::{self, ExitRecord, LaunchSpec};
 
 /// Runs the monitor; never returns.
 pub fn main(state_dir: &Path) -> ! {
-    // Nothing of the daemon's may stay open here (a /dev/fuse fd would keep a dead mount alive).
+    helper_main("monitor", || run(state_dir).map_err(|msg| (libc::EIO, msg)))
+}
+
+/// The frame of a helper the daemon re-executes (the monitor, the exec helper): nothing of the daemon's
+/// stays open (a /dev/fuse fd would keep a dead mount alive), the daemon's blocked signals are unblocked
+/// (a helper must be killable), and a failure is reported as `err ERRNO MESSAGE`. Never returns.
+pub(super) fn helper_main(tag: &str, run: impl FnOnce() -> Result<(), (i32, String)>) -> ! {
     // SAFETY: close_range only closes descriptors; 0, 1 and 2 stay.
     unsafe { libc::close_range(3, u32::MAX, 0) };
-    // The daemon's blocked signals come along through exec: a monitor must be killable.
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-    let code = match run(state_dir) {
+    let code = match run() {
         Ok(()) => 0,
-        Err(msg) => {
-            report(&format!("err {} {msg}", libc::EIO));
-            eprintln!("bocker monitor: {msg}");
+        Err((errno, msg)) => {
+            report(&format!("err {errno} {msg}"));
+            eprintln!("bocker {tag}: {msg}");
             1
         }
     };

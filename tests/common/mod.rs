@@ -272,6 +272,16 @@ impl Bocker {
     }
 }
 
+/// Polls `check` until it holds; fails with `what()` once `timeout` has passed (a liveness bound, never a
+/// speed one).
+pub fn eventually(timeout: Duration, what: impl Fn() -> String, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting: {}", what());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()

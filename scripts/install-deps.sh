@@ -7,8 +7,10 @@
 #   apache2-utils   htpasswd, for the registry behind basic auth
 #   nftables        nft, which the daemon runs to write its NAT and port-forward table
 #   iproute2        ip, which the network tests use to look at links and addresses
+#   gcc libc6-dev   cc and a static libc, for the small probe programs the security tests build and run
+#   util-linux      setpriv, for the tests that drive the tree as an unprivileged host user
 set -eu
-PACKAGES="btrfs-progs fuse3 busybox-static docker-registry apache2-utils nftables iproute2"
+PACKAGES="btrfs-progs fuse3 busybox-static docker-registry apache2-utils nftables iproute2 gcc libc6-dev util-linux"
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (apt-get install $PACKAGES)" >&2
     exit 1

@@ -3,6 +3,7 @@
 //! unmounts what is left and removes the directory, also when the test fails.
 #![allow(dead_code)]
 
+pub mod probe;
 pub mod registry;
 
 use std::fs::{self, OpenOptions};

@@ -345,10 +345,15 @@ impl Store {
         self.delete(path)
     }
 
-    /// Deletes a subvolume; its space is given back in the background.
+    /// Deletes a subvolume with the subvolumes a container may have made inside it; its space is given back
+    /// in the background.
     fn delete(&self, path: PathBuf) -> Result<(), StoreError> {
         let id = btrfs::subvolume_id(&path).ok();
-        btrfs::delete_subvolume(&path).map_err(|e| StoreError::DeleteSubvolume { path, source: e })?;
+        let nested = btrfs::delete_subvolume_tree(&path)
+            .map_err(|e| StoreError::DeleteSubvolume { path: path.clone(), source: e })?;
+        if nested > 0 {
+            info!(path = %path.display(), nested, "deleted the subvolumes nested in it too");
+        }
         let dir = self.dir.clone();
         self.in_background(move || reclaim(&dir, id));
         Ok(())
@@ -378,7 +383,7 @@ impl Store {
     }
 
     fn remove_subvolume(&self, path: &Path) {
-        if let Err(e) = btrfs::delete_subvolume(path) {
+        if let Err(e) = btrfs::delete_subvolume_tree(path) {
             warn!(path = %path.display(), error = %e, "cannot delete subvolume");
             let _ = std::fs::remove_dir_all(path);
         }

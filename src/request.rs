@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::caller::Caller;
 use crate::network::{NetworkMode, PortMap};
 use crate::registry::{PullSpec, PushSpec};
 
@@ -170,9 +171,11 @@ pub enum WriteTarget {
 /// One operation on the engine.
 #[derive(Debug, Clone)]
 pub enum Request {
+    /// `caller` is who wrote it: the directory is read with their identity.
     Import {
         dir: PathBuf,
         changes: Vec<ConfigChange>,
+        caller: Caller,
     },
     Pull {
         spec: PullSpec,
@@ -288,8 +291,14 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
 pub const MAX_WRITE: usize = 64 * 1024;
 
 impl Request {
-    /// Parses the bytes of one write to `target`.
+    /// Parses the bytes of one write to `target`, made by nobody in particular: an import reads as
+    /// [`Caller::nobody`]. The mount's writes go through [`Request::from_write_by`].
     pub fn from_write(target: WriteTarget, data: &[u8]) -> Result<Request, ParseError> {
+        Request::from_write_by(target, data, Caller::nobody())
+    }
+
+    /// Parses the bytes of one write to `target` made by `caller`.
+    pub fn from_write_by(target: WriteTarget, data: &[u8], caller: Caller) -> Result<Request, ParseError> {
         if data.len() > MAX_WRITE {
             return Err(ParseError::TooLong(data.len()));
         }
@@ -298,7 +307,7 @@ impl Request {
             WriteTarget::Import => {
                 let mut lines = text.lines().filter(|l| !l.trim().is_empty());
                 let dir = parse_abs_path(lines.next().unwrap_or(""))?;
-                Request::Import { dir, changes: lines.map(parse_change).collect::<Result<_, _>>()? }
+                Request::Import { dir, changes: lines.map(parse_change).collect::<Result<_, _>>()?, caller }
             }
             WriteTarget::Pull => {
                 Request::Pull { spec: PullSpec::parse(text).map_err(|e| ParseError::BadReference(e.to_string()))? }
@@ -657,7 +666,7 @@ mod tests {
         assert_eq!(Request::from_write(WriteTarget::Run, b""), Err(ParseError::Empty));
         assert_eq!(
             Request::from_write(WriteTarget::Import, b"/srv/root\n").unwrap(),
-            Request::Import { dir: "/srv/root".into(), changes: vec![] }
+            Request::Import { dir: "/srv/root".into(), changes: vec![], caller: Caller::nobody() }
         );
         assert_eq!(
             Request::from_write(
@@ -673,6 +682,7 @@ mod tests {
                     ConfigChange::Cmd(vec!["ls".into(), "-l".into()]),
                     ConfigChange::Entrypoint(vec!["/bin/sh".into(), "-c".into(), "env".into()]),
                 ],
+                caller: Caller::nobody(),
             }
         );
         for bad in ["/r\nWORKDIR rel", "/r\nFROM x", "/r\nENV novalue", "/r\nCMD", "/r\nCMD [1]"] {

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 pub use status::ContainerStatus;
 
+use crate::caller::Caller;
 use crate::cgroups::{Cgroups, Limit, Limits};
 use crate::error::{errno_name, Error};
 use crate::network::{self, Forwards, Network, NetworkError, NetworkMode, PortMap};
@@ -565,7 +566,13 @@ impl Engine {
     // ---- requests ----
 
     /// Parses one write to a control file and carries it out; see [`Engine::handle`].
-    pub fn write(self: &Arc<Self>, path: &str, target: WriteTarget, data: &[u8]) -> Result<Response, Error> {
+    pub fn write(
+        self: &Arc<Self>,
+        path: &str,
+        target: WriteTarget,
+        data: &[u8],
+        caller: Caller,
+    ) -> Result<Response, Error> {
         let object = match &target {
             WriteTarget::Image(n)
             | WriteTarget::Cmd(n)
@@ -582,7 +589,7 @@ impl Engine {
             | WriteTarget::VolumesFrom(n) => Some(n.clone()),
             WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
         };
-        match Request::from_write(target, data) {
+        match Request::from_write_by(target, data, caller) {
             Ok(request) => self.handle(path, request),
             Err(e) => Err(self.reject(path, object.as_deref(), e.into())),
         }
@@ -615,7 +622,7 @@ impl Engine {
             _ => None,
         };
         let result = match request {
-            Request::Import { dir, changes } => self.import(&dir, &changes).map(Response::Created),
+            Request::Import { dir, changes, caller } => self.import(&dir, &changes, &caller).map(Response::Created),
             Request::Pull { spec } => self.pull(&spec).map(Response::Created),
             Request::Push { spec } => self.push(&spec).map(Response::Created),
             Request::Run { image, argv } => self.run(&image, argv).map(Response::Created),
@@ -687,13 +694,10 @@ impl Engine {
             .map_err(Error::record(format!("the record of container '{}'", record.name)))
     }
 
-    fn import(&self, dir: &Path, changes: &[ConfigChange]) -> Result<String, Error> {
-        let meta = std::fs::metadata(dir).map_err(|_| Error::NotFound(format!("no directory '{}'", dir.display())))?;
-        if !meta.is_dir() {
-            return Err(Error::Invalid(format!("'{}' is not a directory", dir.display())));
-        }
+    /// Makes an image of directory `dir`, read as `caller` (the store opens, checks and copies it).
+    fn import(&self, dir: &Path, changes: &[ConfigChange], caller: &Caller) -> Result<String, Error> {
         let id = records::new_id("img_");
-        let size = self.store.import_dir(&id, dir)?;
+        let size = self.store.import_dir(&id, dir, caller)?;
         let record = ImageRecord {
             id: id.clone(),
             source: dir.display().to_string(),
@@ -705,7 +709,7 @@ impl Engine {
         };
         let config_raw = import_config(&record.created, changes);
         self.add_image(record, config_raw)?;
-        info!(image = %id, source = %dir.display(), size, "imported image");
+        info!(image = %id, source = %dir.display(), size, uid = caller.uid, "imported image");
         Ok(id)
     }
 

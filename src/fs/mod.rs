@@ -23,6 +23,7 @@ use fuser::{
     Request as FuseRequest, TimeOrNow, WriteFlags,
 };
 
+use crate::caller::Caller;
 use crate::engine::{Engine, Response};
 use crate::request::Request;
 use tree::{ContainerFile, ExecFile, ImageFile, Kind, Node};
@@ -462,7 +463,7 @@ impl Filesystem for ControlFs {
 
     fn write(
         &self,
-        _req: &FuseRequest,
+        req: &FuseRequest,
         ino: INodeNo,
         fh: FileHandle,
         _offset: u64,
@@ -479,7 +480,9 @@ impl Filesystem for ControlFs {
         let Some(target) = node.write_target() else { return reply.error(Errno::EACCES) };
         let (engine, files, data, path) =
             (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec(), node.path());
-        std::thread::spawn(move || match engine.write(&path, target, &data) {
+        let (uid, gid, pid) = (req.uid(), req.gid(), req.pid());
+        // The writer waits in its write until the reply: its groups are read while it does.
+        std::thread::spawn(move || match engine.write(&path, target, &data, Caller::of_request(uid, gid, pid)) {
             Ok(response) => {
                 if let (Response::Created(id), Some(file)) = (response, lock(&files).get_mut(&fh.0)) {
                     file.answer = Some(format!("{id}\n").into_bytes());

@@ -7,6 +7,7 @@
 
 mod btrfs;
 mod copy;
+mod import;
 mod loopdev;
 pub mod unpack;
 
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
+
+use crate::caller::Caller;
+pub use copy::CopyError;
 
 /// Why a store operation failed; one variant per step.
 #[derive(Debug, thiserror::Error)]
@@ -35,15 +39,15 @@ pub enum StoreError {
     DeleteSubvolume { path: PathBuf, source: io::Error },
     #[error("cannot seal image {path}: {source}")]
     Seal { path: PathBuf, source: io::Error },
-    #[error("cannot copy {path}: {source}")]
-    Copy { path: PathBuf, source: io::Error },
     #[error("cannot swap in the new version of image {path}: {source}")]
     Exchange { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Import(#[from] CopyError),
 }
 
 impl StoreError {
-    fn source_io(&self) -> &io::Error {
-        match self {
+    fn source_io(&self) -> Option<&io::Error> {
+        Some(match self {
             StoreError::Prepare { source, .. }
             | StoreError::CreateImageFile { source, .. }
             | StoreError::Mount { source, .. }
@@ -51,16 +55,19 @@ impl StoreError {
             | StoreError::Snapshot { source, .. }
             | StoreError::DeleteSubvolume { source, .. }
             | StoreError::Seal { source, .. }
-            | StoreError::Copy { source, .. }
             | StoreError::Exchange { source, .. } => source,
-        }
+            StoreError::Import(_) => return None,
+        })
     }
 
-    /// The errno a write that hit this error returns: ENOSPC and ENOENT pass through, the rest is EIO.
+    /// The errno a write that hit this error returns: ENOSPC passes through, an import's errors have
+    /// their own ([`CopyError::errno`]), the rest is EIO.
     pub fn errno(&self) -> i32 {
-        match self.source_io().raw_os_error() {
+        if let StoreError::Import(e) = self {
+            return e.errno();
+        }
+        match self.source_io().and_then(io::Error::raw_os_error) {
             Some(e @ (libc::ENOSPC | libc::EDQUOT)) => e,
-            Some(libc::ENOENT) if matches!(self, StoreError::Copy { .. }) => libc::ENOENT,
             _ => libc::EIO,
         }
     }
@@ -224,14 +231,18 @@ impl Store {
             .collect()
     }
 
-    /// Makes image `id` from a copy of `src`; returns the content size in bytes. The image appears under its
-    /// final name only when complete and read-only; on failure nothing is left.
-    pub fn import_dir(&self, id: &str, src: &Path) -> Result<u64, StoreError> {
+    /// Makes image `id` from a copy of `src`, read as `caller` (see [`copy`] and [`import`]); returns the
+    /// content size in bytes. The image appears under its final name only when complete and read-only; on
+    /// failure nothing is left. The copy runs on a thread of its own: the identity it takes on, and any
+    /// panic, end with that thread.
+    pub fn import_dir(&self, id: &str, src: &Path, caller: &Caller) -> Result<u64, StoreError> {
+        let daemon_root = self.dir.parent().unwrap_or(&self.dir).to_path_buf();
+        let source = on_own_thread(|| import::open_source(src, caller, &daemon_root))?;
         let tmp = self.staging_path("images", id);
         btrfs::create_subvolume(&tmp).map_err(|e| StoreError::CreateSubvolume { path: tmp.clone(), source: e })?;
-        let result = copy::copy_tree(src, &tmp)
-            .map_err(|(path, e)| StoreError::Copy { path, source: e })
-            .and_then(|stats| self.seal(&tmp, &self.image_path(id)).map(|()| stats.bytes));
+        let result = on_own_thread(|| copy::copy_tree(&source, &tmp, caller).map(|stats| stats.bytes))
+            .map_err(StoreError::from)
+            .and_then(|bytes| self.seal(&tmp, &self.image_path(id)).map(|()| bytes));
         if result.is_err() {
             self.remove_subvolume(&tmp);
             // A failed import is often a full store: give the space back before answering.
@@ -422,6 +433,11 @@ impl Store {
         warn!(mount = %self.dir.display(), "store still busy: detaching it lazily");
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// Runs `work` on a scoped thread of its own and waits for it; a panic there is an error here.
+fn on_own_thread<T: Send>(work: impl FnOnce() -> Result<T, CopyError> + Send) -> Result<T, CopyError> {
+    std::thread::scope(|s| s.spawn(work).join()).unwrap_or(Err(CopyError::Aborted))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

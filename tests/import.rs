@@ -1,0 +1,190 @@
+//! `images/import` as an attacker drives it: a directory swapped for a symlink to a secret while the copy
+//! runs, procfs, sysfs, the control mount and the daemon's own root as sources, a second filesystem
+//! mounted inside the source; each beside the import that works.
+
+mod common;
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::Bocker;
+
+const SECRET: &str = "the host's secret\n";
+
+fn errno(r: std::io::Result<String>) -> i32 {
+    Bocker::errno(&r.expect_err("the import should fail"))
+}
+
+fn import(b: &Bocker, dir: &Path) -> std::io::Result<String> {
+    b.submit("images/import", &dir.display().to_string())
+}
+
+/// Every regular file's content under `dir`, never following a symlink.
+fn contents(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                todo.push(e.path());
+            } else if ft.is_file() {
+                out.push((e.path(), fs::read_to_string(e.path()).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+fn images(b: &Bocker) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(b.root.join("store/images"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `renameat2(RENAME_EXCHANGE)`: swaps two names atomically.
+fn exchange(a: &Path, b: &Path) -> bool {
+    let (a, b) = (CString::new(a.as_os_str().as_bytes()).unwrap(), CString::new(b.as_os_str().as_bytes()).unwrap());
+    // SAFETY: both are NUL-terminated paths that live for the call.
+    unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) == 0 }
+}
+
+/// A thread swaps each of 100 directories `src/dN` with `src/alt-dN` (a symlink to the secret directory),
+/// and each of 100 files `src/fN` with `src/alt-fN` (a symlink to a secret file), as fast as it can while
+/// imports of `src` run, again and again. No image may ever hold the secret, wherever the swaps caught the
+/// copy. Positive control: importing the secret directory itself brings it.
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_import_never_brings_the_secret() {
+    let b = Bocker::start("import-race");
+    let secret = b.dir.join("secret");
+    fs::create_dir_all(secret.join("sub")).unwrap();
+    fs::write(secret.join("SECRET"), SECRET).unwrap();
+    fs::write(secret.join("sub/SECRET"), SECRET).unwrap();
+    let src = b.dir.join("src");
+    let mut pairs = Vec::new();
+    for i in 0..100 {
+        let d = src.join(format!("d{i}"));
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("sub/f"), "ordinary\n").unwrap();
+        std::os::unix::fs::symlink(&secret, src.join(format!("alt-d{i}"))).unwrap();
+        pairs.push((d, src.join(format!("alt-d{i}"))));
+        fs::write(src.join(format!("f{i}")), "ordinary\n").unwrap();
+        std::os::unix::fs::symlink(secret.join("SECRET"), src.join(format!("alt-f{i}"))).unwrap();
+        pairs.push((src.join(format!("f{i}")), src.join(format!("alt-f{i}"))));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicU64::new(0));
+    let racer = {
+        let (stop, swaps, pairs) = (stop.clone(), swaps.clone(), pairs.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for (a, b) in &pairs {
+                    if exchange(a, b) {
+                        swaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    let mut made = Vec::new();
+    let mut failed = 0;
+    for _ in 0..40 {
+        match import(&b, &src) {
+            Ok(id) => made.push(id),
+            Err(_) => failed += 1,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    racer.join().unwrap();
+    assert!(swaps.load(Ordering::Relaxed) > 100, "the racer swapped {} times", swaps.load(Ordering::Relaxed));
+    assert!(!made.is_empty(), "every import failed ({failed})");
+    for id in &made {
+        let image = b.root.join("store/images").join(id);
+        let leaked: Vec<_> = contents(&image).into_iter().filter(|(_, c)| c == SECRET).collect();
+        assert!(leaked.is_empty(), "image {id} holds the secret: {leaked:?}");
+    }
+    eprintln!("{} imports, {failed} failed, {} swaps", made.len(), swaps.load(Ordering::Relaxed));
+
+    // Positive control: the same check finds the secret when it is imported on purpose.
+    let id = import(&b, &secret).expect("importing the secret directory itself");
+    let found = contents(&b.root.join("store/images").join(&id));
+    assert_eq!(found.iter().filter(|(_, c)| c == SECRET).count(), 2, "{found:?}");
+}
+
+/// procfs, sysfs, the control mount (FUSE) and the daemon's own root, inside it or around it: EPERM, the
+/// reason in `errors`, and no image or staging subvolume left. A plain directory imports.
+#[test]
+fn kernel_filesystems_the_mount_and_the_daemons_root_are_refused() {
+    let b = Bocker::start("import-refused");
+    let img = b.import("");
+    let before = images(&b);
+    let cases: Vec<(PathBuf, &str)> = vec![
+        ("/proc".into(), "procfs"),
+        ("/proc/self".into(), "procfs"),
+        ("/sys".into(), "sysfs"),
+        ("/sys/kernel".into(), "sysfs"),
+        (b.mount.clone(), "FUSE"),
+        (b.mount.join("images"), "FUSE"),
+        (b.root.clone(), "daemon's root"),
+        (b.root.join("state"), "daemon's root"),
+        (b.root.join("store/images").join(&img), "daemon's root"),
+        // Around it: the walk meets the root and refuses the whole import.
+        (b.dir.clone(), "daemon's own root"),
+    ];
+    for (dir, why) in cases {
+        assert_eq!(errno(import(&b, &dir)), libc::EPERM, "{}", dir.display());
+        let errors = b.read("errors");
+        let last = errors.lines().last().unwrap();
+        assert!(last.contains("images/import EPERM") && last.contains(why), "{}: {last}", dir.display());
+        assert_eq!(images(&b), before, "{}: nothing left", dir.display());
+    }
+    // Positive control: an ordinary directory (the same rootfs) imports and runs.
+    let again = import(&b, &b.rootfs()).expect("a plain directory imports");
+    let id = b.run_to_exit(&format!("{again} echo imported"));
+    assert_eq!(b.read(&format!("containers/{id}/logs")), "imported\n");
+}
+
+/// A tmpfs mounted at `at` for the test, unmounted on drop (also when the test fails).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        nix::mount::mount(Some("tmpfs"), at, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=1m")).unwrap();
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A tmpfs mounted inside the source is not entered: its mount point is in the image, empty; the files
+/// beside it are copied.
+#[test]
+fn a_second_filesystem_inside_the_source_is_not_crossed() {
+    let b = Bocker::start("import-xdev");
+    let src = b.dir.join("src");
+    fs::create_dir_all(src.join("data")).unwrap();
+    fs::write(src.join("data/beside"), "copied\n").unwrap();
+    let tmpfs = Tmpfs::mount(&src.join("data/mnt"));
+    fs::write(src.join("data/mnt/inner"), "other filesystem\n").unwrap();
+    assert!(src.join("data/mnt/inner").exists(), "the tmpfs is there");
+    let id = import(&b, &src).expect("import");
+    let image = b.root.join("store/images").join(&id);
+    assert_eq!(fs::read_to_string(image.join("data/beside")).unwrap(), "copied\n");
+    assert!(image.join("data/mnt").is_dir(), "the mount point is kept");
+    assert_eq!(fs::read_dir(image.join("data/mnt")).unwrap().count(), 0, "and empty");
+    drop(tmpfs);
+}

@@ -12,7 +12,9 @@ use super::copy::{mount_id, CopyError, Source};
 use crate::caller::Caller;
 
 /// Filesystems an import refuses as its source, by `statfs` magic: the kernel's views (their files are
-/// the host's state, not a tree), FUSE (any user may mount one, and the control mount is one).
+/// the host's state, not a tree), FUSE (any user may mount one, and the control mount is one). The casts
+/// are needed where `c_long` is not 64 bits.
+#[allow(clippy::unnecessary_cast)]
 const REFUSED: &[(i64, &str)] = &[
     (libc::PROC_SUPER_MAGIC as i64, "procfs"),
     (libc::SYSFS_MAGIC as i64, "sysfs"),
@@ -42,7 +44,9 @@ pub fn open_source(path: &Path, caller: &Caller, daemon_root: &Path) -> Result<S
         e => read_err(path, e),
     })?;
     let fs = rustix::fs::fstatfs(&fd).map_err(|e| read_err(path, e))?;
-    if let Some((_, name)) = REFUSED.iter().find(|(magic, _)| *magic == fs.f_type as i64) {
+    #[allow(clippy::unnecessary_cast)]
+    let f_type = fs.f_type as i64;
+    if let Some((_, name)) = REFUSED.iter().find(|(magic, _)| *magic == f_type) {
         return Err(refused(format!("it is on {name}, not a directory tree of files")));
     }
     let root = rustix::fs::stat(daemon_root).map_err(|e| read_err(daemon_root, e))?;

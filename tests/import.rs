@@ -188,3 +188,30 @@ fn a_second_filesystem_inside_the_source_is_not_crossed() {
     assert_eq!(fs::read_dir(image.join("data/mnt")).unwrap().count(), 0, "and empty");
     drop(tmpfs);
 }
+
+/// A source deeper than 256 directories (each level holds descriptors) is refused with EINVAL and leaves
+/// nothing; 200 deep imports.
+#[test]
+fn a_source_too_deep_is_refused() {
+    let b = Bocker::start("import-deep");
+    let deep = |name: &str, levels: usize| {
+        let mut p = b.dir.join(name);
+        for _ in 0..levels {
+            p.push("d");
+        }
+        fs::create_dir_all(&p).unwrap();
+        fs::write(p.join("bottom"), "reached\n").unwrap();
+        b.dir.join(name)
+    };
+    let too_deep = deep("too-deep", 300);
+    assert_eq!(errno(import(&b, &too_deep)), libc::EINVAL);
+    assert!(b.read("errors").lines().last().unwrap().contains("directories deep"), "{}", b.read("errors"));
+    assert!(images(&b).is_empty(), "nothing left");
+    let fine = deep("fine", 200);
+    let id = import(&b, &fine).expect("200 levels import");
+    let mut bottom = b.root.join("store/images").join(&id);
+    for _ in 0..200 {
+        bottom.push("d");
+    }
+    assert_eq!(fs::read_to_string(bottom.join("bottom")).unwrap(), "reached\n");
+}

@@ -130,6 +130,9 @@ fn kernel_filesystems_the_mount_and_the_daemons_root_are_refused() {
     let cases: Vec<(PathBuf, &str)> = vec![
         ("/proc".into(), "procfs"),
         ("/proc/self".into(), "procfs"),
+        // The daemon's own root directory and working directory, through /proc magic links.
+        ("/proc/self/root".into(), "magic link"),
+        ("/proc/thread-self/cwd".into(), "magic link"),
         ("/sys".into(), "sysfs"),
         ("/sys/kernel".into(), "sysfs"),
         (b.mount.clone(), "FUSE"),

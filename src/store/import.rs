@@ -5,7 +5,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use super::copy::{mount_id, CopyError, Source};
@@ -37,12 +37,18 @@ pub fn open_source(path: &Path, caller: &Caller, daemon_root: &Path) -> Result<S
     let refused = |why: String| CopyError::Refused { path: path.to_path_buf(), why };
     let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
     // The path is resolved once, with the caller's own rights (symlinks in it included, as their shell
-    // would); everything after goes from this descriptor.
-    let fd = caller.access(|| rustix::fs::open(path, flags, Mode::empty()))?.map_err(|e| match e {
-        Errno::NOENT => CopyError::NotFound(path.to_path_buf()),
-        Errno::NOTDIR => CopyError::NotDirectory(path.to_path_buf()),
-        e => read_err(path, e),
-    })?;
+    // would, but no /proc magic link: `/proc/self/...` would be the daemon's); everything after goes from
+    // this descriptor.
+    let resolve = ResolveFlags::NO_MAGICLINKS;
+    let fd =
+        caller.access(|| rustix::fs::openat2(rustix::fs::CWD, path, flags, Mode::empty(), resolve))?.map_err(|e| {
+            match e {
+                Errno::NOENT => CopyError::NotFound(path.to_path_buf()),
+                Errno::NOTDIR => CopyError::NotDirectory(path.to_path_buf()),
+                Errno::LOOP => refused("the path goes through a /proc magic link (or loops through symlinks)".into()),
+                e => read_err(path, e),
+            }
+        })?;
     let fs = rustix::fs::fstatfs(&fd).map_err(|e| read_err(path, e))?;
     #[allow(clippy::unnecessary_cast)]
     let f_type = fs.f_type as i64;

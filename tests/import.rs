@@ -218,3 +218,82 @@ fn a_source_too_deep_is_refused() {
     }
     assert_eq!(fs::read_to_string(bottom.join("bottom")).unwrap(), "reached\n");
 }
+
+/// A real store (its own loop-mounted btrfs) under a test directory, closed and removed on drop.
+struct TestStore {
+    dir: PathBuf,
+    store: Option<bockerfs::store::Store>,
+}
+
+impl TestStore {
+    fn open(tag: &str) -> TestStore {
+        let dir = PathBuf::from(format!("/tmp/bocker-test-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let store = bockerfs::store::Store::open(&dir.join("root"), 256 << 20).expect("store");
+        TestStore { dir, store: Some(store) }
+    }
+
+    fn import(&self, src: &Path, caller: &bockerfs::caller::Caller) -> Result<PathBuf, i32> {
+        let store = self.store.as_ref().unwrap();
+        let id = format!("img_{:012x}", rand_u64() & 0xffff_ffff_ffff);
+        store.import_dir(&id, src, caller).map(|_| store.image_path(&id)).map_err(|e| e.errno())
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take() {
+            store.close(true);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    u64::from_ne_bytes(b)
+}
+
+/// The store's import as an unprivileged caller (uid 4242, the identity the FUSE request would carry):
+/// a 0700 directory of root's is refused with EACCES, and so is a tree holding one 0600 file of root's,
+/// and a 0750 directory of group 4300 to a caller outside it; the same caller in group 4300 imports it,
+/// and anyone imports a world-readable one. Nothing is left of a refused import.
+#[test]
+fn an_import_reads_with_the_callers_identity() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestStore::open("import-caller");
+    let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    let tree = |name: &str, dir_mode: u32, file_mode: u32, gid: u32| {
+        let d = t.dir.join(name);
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("sub/file"), format!("{name}\n")).unwrap();
+        mode(&d.join("sub/file"), file_mode);
+        nix::unistd::chown(&d, None, Some(nix::unistd::Gid::from_raw(gid))).unwrap();
+        mode(&d, dir_mode);
+        d
+    };
+    mode(&t.dir, 0o755);
+    let private = tree("private", 0o700, 0o644, 0);
+    let one_secret_file = tree("one-secret-file", 0o755, 0o600, 0);
+    let group = tree("group", 0o750, 0o644, 4300);
+    let public = tree("public", 0o755, 0o644, 0);
+    let outsider = bockerfs::caller::Caller { uid: 4242, gid: 4242, groups: vec![4242], pid: 0 };
+    let member = bockerfs::caller::Caller { uid: 4242, gid: 4242, groups: vec![4242, 4300], pid: 0 };
+
+    assert_eq!(t.import(&private, &outsider), Err(libc::EACCES));
+    assert_eq!(t.import(&one_secret_file, &outsider), Err(libc::EACCES));
+    assert_eq!(t.import(&group, &outsider), Err(libc::EACCES));
+    let images = t.dir.join("root/store/images");
+    assert_eq!(fs::read_dir(&images).unwrap().count(), 0, "nothing left of the refused imports");
+
+    let image = t.import(&group, &member).expect("a member of the group imports it");
+    assert_eq!(fs::read_to_string(image.join("sub/file")).unwrap(), "group\n");
+    let image = t.import(&public, &outsider).expect("a world-readable tree imports");
+    assert_eq!(fs::read_to_string(image.join("sub/file")).unwrap(), "public\n");
+    // Positive control: root reads the private trees.
+    let root = bockerfs::caller::Caller { uid: 0, gid: 0, groups: vec![], pid: 0 };
+    let image = t.import(&one_secret_file, &root).expect("root imports it");
+    assert_eq!(fs::read_to_string(image.join("sub/file")).unwrap(), "one-secret-file\n");
+}

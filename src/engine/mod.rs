@@ -217,6 +217,25 @@ impl State {
     }
 }
 
+/// The size past which `errors` starts afresh.
+const ERRORS_MAX: u64 = 1 << 20;
+
+/// The longest message (or path) an `error` or `errors` line holds.
+const MESSAGE_MAX: usize = 1024;
+
+/// `s` cut to [`MESSAGE_MAX`] bytes at a character boundary. Messages quote little of their input already;
+/// this bounds the rest (an nft or registry message, a long path).
+fn bounded(s: &str) -> String {
+    if s.len() <= MESSAGE_MAX {
+        return s.to_string();
+    }
+    let mut cut = MESSAGE_MAX;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &s[..cut])
+}
+
 fn no_container(name: &str) -> Error {
     Error::NotFound(format!("no container named '{name}'"))
 }
@@ -260,6 +279,7 @@ impl Engine {
             std::fs::create_dir_all(state_dir.join(sub))
                 .map_err(Error::record(format!("the state directory {sub}")))?;
         }
+        crate::store::private(state_dir).map_err(Error::record("the state directory's mode"))?;
         let mut state = State::default();
         for (id, dir) in record_dirs(&state_dir.join("images")) {
             match load_image(&dir) {
@@ -481,7 +501,8 @@ impl Engine {
         };
         let bytes = serde_json::to_vec(&spec).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e.into()).into()))?;
         std::fs::write(dir.join("exec.json"), bytes).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e).into()))?;
-        let Launched { pid, monitor_pid, monitor_start } = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
+        let launched = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
+        let Launched { pid, monitor_pid, monitor_start, .. } = launched;
         let rec = ExecRecord {
             status: ContainerStatus::Running,
             pid: Some(pid),
@@ -491,7 +512,7 @@ impl Engine {
             ..placeholder
         };
         if let Err(e) = records::write_json(&dir.join("record.json"), &rec) {
-            let _ = runtime::signal(pid, Signal::SIGKILL);
+            runtime::signal_launched(&launched, Signal::SIGKILL);
             return Err(undo(Error::record(format!("the record of exec {n} of '{name}'"))(e)));
         }
         if let Some(e) = self.lock().containers.get_mut(name).and_then(|c| c.execs.get_mut(&n)) {
@@ -540,6 +561,7 @@ impl Engine {
         }
         rec.status = ContainerStatus::Exited;
         rec.pid = None;
+        rec.pid_start = None;
         rec.monitor_pid = None;
         rec.monitor_start = None;
         // The group is made afresh at each start, so any OOM kill it counts is this run's.
@@ -663,16 +685,23 @@ impl Engine {
 
     fn failed(&self, path: &str, object: Option<&str>, error: &Error) {
         let errno = errno_name(error.errno());
-        warn!(path, errno = %errno, message = %error, "request failed");
+        let message = bounded(&error.to_string().replace('\n', " "));
+        let path = bounded(path);
+        warn!(path, errno = %errno, message = %message, "request failed");
         if let Some(name) = object {
-            self.set_error(name, &error.to_string());
+            self.set_error(name, &message);
         }
         let _guard = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = format!("{} {path} {errno} {}\n", records::now_rfc3339(), error.to_string().replace('\n', " "));
+        let file = self.errors_file();
+        // Bounded: past ERRORS_MAX the file starts afresh, the full one kept as errors.1 (for the daemon's log).
+        if std::fs::metadata(&file).is_ok_and(|m| m.len() >= ERRORS_MAX) {
+            let _ = std::fs::rename(&file, file.with_extension("1"));
+        }
+        let entry = format!("{} {path} {errno} {message}\n", records::now_rfc3339());
         let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.errors_file())
+            .open(&file)
             .and_then(|mut f| f.write_all(entry.as_bytes()));
         if let Err(e) = appended {
             warn!(error = %e, "cannot append to the errors file");
@@ -1194,20 +1223,26 @@ impl Engine {
         match verb {
             Ctl::Start => self.start(name),
             Ctl::Stop(grace) => self.stop(name, grace),
-            Ctl::Kill(signal) => {
-                let pid = self.running_pid(name)?;
-                runtime::signal(pid, signal).map_err(Error::from)
-            }
+            Ctl::Kill(signal) => self.running_process(name)?.signal(signal).map_err(Error::from),
         }
     }
 
-    fn running_pid(&self, name: &str) -> Result<i32, Error> {
-        let st = self.lock();
-        let c = st.container(name)?;
-        match (c.record.status.can_signal(), c.record.pid) {
-            (true, Some(pid)) => Ok(pid),
-            _ => Err(Error::NotRunning(format!("container '{name}' is not running"))),
-        }
+    /// A handle on the running container's process: ESRCH if it isn't running.
+    fn running_process(&self, name: &str) -> Result<ProcessHandle, Error> {
+        let not_running = || Error::NotRunning(format!("container '{name}' is not running"));
+        let (pid, start) = {
+            let st = self.lock();
+            let c = st.container(name)?;
+            match (c.record.status.can_signal(), c.record.pid) {
+                (true, Some(pid)) => (pid, c.record.pid_start),
+                _ => return Err(not_running()),
+            }
+        };
+        let handle = match start {
+            Some(start) => ProcessHandle::open(pid, start),
+            None => ProcessHandle::open_current(pid),
+        };
+        handle.ok_or_else(not_running)
     }
 
     fn start(self: &Arc<Self>, name: &str) -> Result<(), Error> {
@@ -1237,7 +1272,7 @@ impl Engine {
             let launched = self.launch_in_cgroup(name, &spec, ip)?;
             if let Some(forwards) = forwards {
                 if let Err(e) = self.sync_forwards(&held, Some(forwards)) {
-                    let _ = runtime::signal(launched.pid, Signal::SIGKILL);
+                    runtime::signal_launched(&launched, Signal::SIGKILL);
                     return Err(e);
                 }
             }
@@ -1247,17 +1282,19 @@ impl Engine {
         let mut st = self.lock();
         let c = st.container_mut(name)?;
         c.busy = false;
-        let Launched { pid, monitor_pid, monitor_start } = launched?;
+        let launched = launched?;
+        let Launched { pid, pid_start, monitor_pid, monitor_start } = launched;
         let mut rec = c.record.clone();
         rec.status = ContainerStatus::Running;
         rec.pid = Some(pid);
+        rec.pid_start = pid_start;
         rec.monitor_pid = Some(monitor_pid);
         rec.monitor_start = Some(monitor_start);
         rec.started_at = Some(records::now_rfc3339());
         rec.exit_code = None;
         rec.finished_at = None;
         if let Err(e) = self.save(&rec) {
-            let _ = runtime::signal(pid, Signal::SIGKILL);
+            runtime::signal_launched(&launched, Signal::SIGKILL);
             return Err(e);
         }
         c.record = rec;
@@ -1373,11 +1410,11 @@ impl Engine {
     }
 
     fn stop(&self, name: &str, grace: Duration) -> Result<(), Error> {
-        let pid = self.running_pid(name)?;
-        let _ = runtime::signal(pid, Signal::SIGTERM);
+        let process = self.running_process(name)?;
+        let _ = process.signal(Signal::SIGTERM);
         if !self.wait_stopped(name, grace) {
             info!(container = %name, "grace period over: killing");
-            let _ = runtime::signal(pid, Signal::SIGKILL);
+            let _ = process.signal(Signal::SIGKILL);
             self.wait_stopped(name, Duration::from_secs(10));
         }
         Ok(())
@@ -1385,7 +1422,9 @@ impl Engine {
 
     /// Waits until `name` is no longer running; false on timeout.
     fn wait_stopped(&self, name: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // A grace period is at most a year (parse_ctl), but an Instant must never overflow.
+        let deadline =
+            Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30));
         let mut st = self.lock();
         loop {
             let running = st.containers.get(name).is_some_and(|c| c.record.status == ContainerStatus::Running);
@@ -1580,6 +1619,7 @@ fn new_record(name: &str) -> ContainerRecord {
         status: ContainerStatus::Created,
         created: records::now_rfc3339(),
         pid: None,
+        pid_start: None,
         monitor_pid: None,
         monitor_start: None,
         exit_code: None,

@@ -6,6 +6,8 @@
 //! offset asked, so `tail -f` follows it. Writes, mkdir and rmdir run on a thread of their own, so a slow
 //! request never stalls `ls`.
 
+pub mod access;
+mod pool;
 mod readme;
 mod tree;
 
@@ -23,9 +25,11 @@ use fuser::{
     Request as FuseRequest, TimeOrNow, WriteFlags,
 };
 
-use crate::caller::Caller;
 use crate::engine::{Engine, Response};
+use crate::error::Error;
 use crate::request::Request;
+use access::{Access, Caller};
+use pool::Pool;
 use tree::{ContainerFile, ExecFile, ImageFile, Kind, Node};
 
 /// Nothing is cached by the kernel: names and contents change under it.
@@ -71,14 +75,21 @@ pub struct ControlFs {
     open_files: Arc<Mutex<HashMap<u64, OpenFile>>>,
     next_fh: AtomicU64,
     mounted_at: SystemTime,
+    access: Access,
+    /// Where writes, mkdir and rmdir run.
+    pool: Pool,
 }
+
+/// Workers for writes, mkdir and rmdir, and how many more may wait for one.
+const POOL_WORKERS: usize = 64;
+const POOL_QUEUE: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ControlFs {
-    pub fn new(engine: Arc<Engine>) -> ControlFs {
+    pub fn new(engine: Arc<Engine>, access: Access) -> ControlFs {
         let mut inodes = Inodes::default();
         inodes.ino(&Node::Root);
         ControlFs {
@@ -87,6 +98,8 @@ impl ControlFs {
             open_files: Arc::new(Mutex::new(HashMap::new())),
             next_fh: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
+            access,
+            pool: Pool::new(POOL_WORKERS, POOL_QUEUE),
         }
     }
 
@@ -127,11 +140,6 @@ impl ControlFs {
     fn content(&self, node: &Node) -> Result<Vec<u8>, Errno> {
         match node {
             Node::Readme => Ok(readme::README.as_bytes().to_vec()),
-            Node::Errors => match std::fs::read(self.engine.errors_path()) {
-                Ok(bytes) => Ok(bytes),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(e.into()),
-            },
             Node::Pulls => Ok(self.engine.pull_progress()),
             Node::ImageFile(id, ImageFile::Field(f)) => self.engine.image_field(id, *f).ok_or(Errno::ENOENT),
             Node::ContainerFile(_, ContainerFile::Ctl) => Ok(readme::CTL_HELP.as_bytes().to_vec()),
@@ -145,7 +153,7 @@ impl ControlFs {
 
     fn size(&self, node: &Node) -> Result<u64, Errno> {
         match node {
-            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
+            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) | Node::Errors => {
                 let path = self.growing_file(node).ok_or(Errno::ENOENT)?;
                 Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
             }
@@ -157,9 +165,11 @@ impl ControlFs {
         }
     }
 
-    /// The file on disk behind a `logs` node, read as it grows rather than from a snapshot.
+    /// The file on disk behind a `logs` or `errors` node, read as it grows at the offset asked rather than
+    /// from a snapshot (never copied whole per open).
     fn growing_file(&self, node: &Node) -> Option<std::path::PathBuf> {
         match node {
+            Node::Errors => Some(self.engine.errors_path()),
             Node::ContainerFile(name, ContainerFile::Logs) => self.engine.logs_path(name),
             Node::ExecFile(name, n, ExecFile::Logs) => self.engine.exec_logs_path(name, *n),
             _ => None,
@@ -191,10 +201,14 @@ impl ControlFs {
             ctime: self.mounted_at,
             crtime: self.mounted_at,
             kind,
-            perm: node.perm(),
+            perm: self.access.mode(
+                node.perm(),
+                kind == FileType::Directory,
+                matches!(node, Node::Images | Node::Containers | Node::Volumes),
+            ),
             nlink: if kind == FileType::Directory { 2 } else { 1 },
             uid: 0,
-            gid: 0,
+            gid: self.access.gid(),
             rdev: 0,
             blksize: 4096,
             flags: 0,
@@ -240,7 +254,9 @@ impl ControlFs {
             return Err(Errno::EACCES);
         }
         let snapshot = match node {
-            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => Vec::new(),
+            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) | Node::Errors => {
+                Vec::new()
+            }
             _ => self.content(&node)?,
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -259,7 +275,10 @@ impl ControlFs {
             file.answer_pos = end;
             return Ok(answer[start..end].to_vec());
         }
-        if matches!(file.node, Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs)) {
+        if matches!(
+            file.node,
+            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) | Node::Errors
+        ) {
             let path = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;
             drop(files);
             return read_at(&path, offset, size);
@@ -269,6 +288,35 @@ impl ControlFs {
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(snapshot.len());
         let end = start.saturating_add(size as usize).min(snapshot.len());
         Ok(snapshot[start..end].to_vec())
+    }
+}
+
+impl ControlFs {
+    /// EACCES, recorded in `errors`, for a caller who may not change the tree (see [`access`]).
+    fn allowed(&self, req: &FuseRequest, path: &str) -> Result<(), Errno> {
+        let caller = Caller::of(req);
+        self.access.check(&caller).inspect_err(|_| {
+            let who = format!("uid {} (gid {}, groups {:?})", caller.uid, caller.gid, caller.groups);
+            let why = match self.access.group {
+                Some(g) => format!("{who} is neither root nor in the daemon's group (gid {g})"),
+                None => format!("{who} is not root, and the daemon was started without --group"),
+            };
+            self.engine.reject(path, None, Error::AccessDenied(why));
+        })
+    }
+
+    /// Runs a write, mkdir or rmdir on the pool. When its queue is full, `job` gets EAGAIN (recorded in
+    /// `errors`) at once instead.
+    fn submit(&self, path: &str, job: impl FnOnce(Result<(), Errno>) + Send + 'static) {
+        let (engine, path) = (Arc::clone(&self.engine), path.to_string());
+        self.pool.submit(move |slot| match slot {
+            Ok(()) => job(Ok(())),
+            Err(pool::Full) => {
+                let why = format!("{POOL_QUEUE} requests already wait for one of {POOL_WORKERS} workers: try again");
+                engine.reject(&path, None, Error::Overloaded(why));
+                job(Err(Errno::EAGAIN))
+            }
+        });
     }
 }
 
@@ -352,7 +400,7 @@ impl Filesystem for ControlFs {
         }
     }
 
-    fn mkdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &FuseRequest, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
         let parent_node = match self.node(parent) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -363,6 +411,9 @@ impl Filesystem for ControlFs {
             Node::Volumes => (format!("volumes/{name}"), Request::create_volume(&name), Node::Volume(name)),
             _ => return reply.error(Errno::EPERM),
         };
+        if let Err(e) = self.allowed(req, &path) {
+            return reply.error(e);
+        }
         let request = match request {
             Ok(r) => r,
             Err(e) => return reply.error(errno(&self.engine.reject(&path, None, e.into()))),
@@ -370,14 +421,15 @@ impl Filesystem for ControlFs {
         let engine = Arc::clone(&self.engine);
         let ino = lock(&self.inodes).ino(&node);
         let attr = self.attr(ino, &node);
-        std::thread::spawn(move || match (engine.handle(&path, request), attr) {
-            (Ok(_), Ok(attr)) => reply.entry(&TTL, &attr, Generation(0)),
-            (Err(e), _) => reply.error(errno(&e)),
-            (_, Err(e)) => reply.error(e),
+        self.submit(&path.clone(), move |slot| match slot.map(|()| (engine.handle(&path, request), attr)) {
+            Err(e) => reply.error(e),
+            Ok((Ok(_), Ok(attr))) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok((Err(e), _)) => reply.error(errno(&e)),
+            Ok((_, Err(e))) => reply.error(e),
         });
     }
 
-    fn rmdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_string_lossy().into_owned();
         let (path, request) = match self.node(parent) {
             Ok(Node::Containers) => (format!("containers/{name}"), Request::RemoveContainer { name }),
@@ -386,10 +438,14 @@ impl Filesystem for ControlFs {
             Ok(_) => return reply.error(Errno::EPERM),
             Err(e) => return reply.error(e),
         };
+        if let Err(e) = self.allowed(req, &path) {
+            return reply.error(e);
+        }
         let engine = Arc::clone(&self.engine);
-        std::thread::spawn(move || match engine.handle(&path, request) {
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+        self.submit(&path.clone(), move |slot| match slot.map(|()| engine.handle(&path, request)) {
+            Err(e) => reply.error(e),
+            Ok(Ok(_)) => reply.ok(),
+            Ok(Err(e)) => reply.error(errno(&e)),
         });
     }
 
@@ -478,19 +534,24 @@ impl Filesystem for ControlFs {
             Err(e) => return reply.error(e),
         };
         let Some(target) = node.write_target() else { return reply.error(Errno::EACCES) };
-        let (engine, files, data, path) =
-            (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec(), node.path());
-        let (uid, gid, pid) = (req.uid(), req.gid(), req.pid());
-        // The writer waits in its write until the reply: its groups are read while it does.
-        std::thread::spawn(move || match engine.write(&path, target, &data, Caller::of_request(uid, gid, pid)) {
-            Ok(response) => {
+        let path = node.path();
+        if let Err(e) = self.allowed(req, &path) {
+            return reply.error(e);
+        }
+        // The writer waits in its write until the reply: its groups are read now, while it does. An
+        // import reads its directory with this identity.
+        let writer = crate::caller::Caller::of_request(req.uid(), req.gid(), req.pid());
+        let (engine, files, data) = (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec());
+        self.submit(&node.path(), move |slot| match slot.map(|()| engine.write(&path, target, &data, writer)) {
+            Err(e) => reply.error(e),
+            Ok(Ok(response)) => {
                 if let (Response::Created(id), Some(file)) = (response, lock(&files).get_mut(&fh.0)) {
                     file.answer = Some(format!("{id}\n").into_bytes());
                     file.answer_pos = 0;
                 }
                 reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
             }
-            Err(e) => reply.error(errno(&e)),
+            Ok(Err(e)) => reply.error(errno(&e)),
         });
     }
 

@@ -20,7 +20,9 @@ bockerfs: containers driven with echo and cat.
   errors                 every failed write: time, path, errno, message
 
 A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
-error file and in errors. Full reference: docs/filesystem.md in the bockerfs sources.
+error file and in errors. Only root may use this tree, or with `bocker daemon --group NAME` that group's
+members too: whoever can write it is root on the host. Full reference: docs/filesystem.md and
+docs/security.md in the bockerfs sources.
 ";
 
 /// What a read of `ctl` shows.

@@ -102,6 +102,7 @@ impl Store {
             if created {
                 info!(image = %image.display(), size = image_size, "created btrfs store image");
             }
+            private(&image).map_err(|e| prep(&image, e))?;
             loopdev::mount_image(&image, &dir).map_err(|e| StoreError::Mount {
                 image: image.clone(),
                 target: dir.clone(),
@@ -112,8 +113,16 @@ impl Store {
         } else if is_mount_point(&dir, root) {
             // A store left mounted by an earlier daemon whose containers were still running.
             info!(mount = %dir.display(), "reusing the btrfs store already mounted");
+            // An older daemon may have mounted it without them.
+            let flags = nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_BIND | loopdev::STORE_FLAGS;
+            nix::mount::mount(None::<&str>, &dir, None::<&str>, flags, None::<&str>).map_err(|e| {
+                StoreError::Mount { image: root.join("store.img"), target: dir.clone(), source: e.into() }
+            })?;
             loop_mounted = true;
         }
+        // Only the daemon looks inside: images and rootfs hold other people's files (a 0600 file of an image
+        // is 0600 only while its directory can't be walked).
+        private(&dir).map_err(|e| prep(&dir, e))?;
         for sub in ["images", "containers", "layers", "blobs", "volumes"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| prep(&p, e))?;
@@ -497,6 +506,13 @@ fn reclaim(dir: &Path, deleted: Option<u64>) {
         }
     }
     sync();
+}
+
+/// Makes `path` the daemon's alone (0700 for a directory, 0600 for a file), whatever an older version left.
+pub fn private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if std::fs::symlink_metadata(path)?.is_dir() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// Whether `dir` is a mount point: a different device from its parent `root`.

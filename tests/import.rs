@@ -297,3 +297,69 @@ fn an_import_reads_with_the_callers_identity() {
     let image = t.import(&one_secret_file, &root).expect("root imports it");
     assert_eq!(fs::read_to_string(image.join("sub/file")).unwrap(), "one-secret-file\n");
 }
+
+/// Runs `sh -c script` as nobody in Debian's `users` group (gid 100, the daemon's `--group` here); its
+/// success and output.
+fn as_member(script: &str) -> (bool, String) {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=100", "--groups=100", "--", "sh", "-c", script])
+        .output()
+        .expect("setpriv (util-linux)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// With `--group users`, nobody in that group drives `images/import` through the mount: a 0700 directory
+/// of root's is refused with EACCES (the reason in `errors`) and leaves nothing, and so is a readable tree
+/// holding one 0600 file of root's; a world-readable directory and a 0750 one of group `users` import,
+/// their owners kept.
+#[test]
+fn a_group_member_imports_only_what_they_can_read() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut b = Bocker::start("import-member");
+    b.stop_daemon();
+    b.env.push(("BOCKER_GROUP".into(), "users".into()));
+    b.spawn_daemon();
+    let tree = |name: &str, dir_mode: u32, file_mode: u32, gid: u32| {
+        let d = b.dir.join(name);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("file"), format!("{name}\n")).unwrap();
+        fs::set_permissions(d.join("file"), fs::Permissions::from_mode(file_mode)).unwrap();
+        for p in [d.join("file"), d.clone()] {
+            nix::unistd::chown(&p, None, Some(nix::unistd::Gid::from_raw(gid))).unwrap();
+        }
+        fs::set_permissions(&d, fs::Permissions::from_mode(dir_mode)).unwrap();
+        d
+    };
+    fs::set_permissions(&b.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let private = tree("private", 0o700, 0o644, 0);
+    let holds_secret = tree("holds-secret", 0o755, 0o600, 0);
+    let public = tree("public", 0o755, 0o644, 0);
+    let group = tree("group", 0o750, 0o640, 100);
+    let m = b.mount.display().to_string();
+    let import_as_member =
+        // coreutils' printf, which names the errno of a failed write (dash's builtin says only "I/O error").
+        |dir: &Path| as_member(&format!("exec 3<>'{m}/images/import' && /usr/bin/printf '%s' '{}' >&3 && cat <&3", dir.display()));
+
+    for dir in [&private, &holds_secret] {
+        let (ok, out) = import_as_member(dir);
+        assert!(!ok && out.contains("Permission denied"), "{}: {out}", dir.display());
+        let errors = b.read("errors");
+        let last = errors.lines().last().unwrap();
+        assert!(last.contains("images/import EACCES") && last.contains(dir.to_str().unwrap()), "{last}");
+        assert!(images(&b).is_empty(), "nothing left");
+    }
+    for dir in [&public, &group] {
+        let (ok, out) = import_as_member(dir);
+        assert!(ok, "{}: {out}", dir.display());
+        let id = out.trim();
+        assert!(id.starts_with("img_"), "{out}");
+        let copy = b.root.join("store/images").join(id).join("file");
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert_eq!(fs::read_to_string(&copy).unwrap(), format!("{name}\n"));
+        assert_eq!(fs::metadata(&copy).unwrap().uid(), 0, "the owner is kept");
+    }
+    // Positive control for the refusals: root imports the private directory.
+    let id = import(&b, &private).expect("root imports it");
+    assert_eq!(fs::read_to_string(b.root.join("store/images").join(id).join("file")).unwrap(), "private\n");
+}

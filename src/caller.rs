@@ -1,4 +1,5 @@
-//! Who made a request: the uid, gid and supplementary groups of the process behind a write on the
+//! Who made a request (for the tree's access checks, `fs::access`, and for imports): the uid, gid and
+//! supplementary groups of the process behind a write on the
 //! mount, and taking on that identity for file access, on one thread only.
 //!
 //! The FUSE request carries the writer's uid, gid and pid; the supplementary groups are read from

@@ -13,36 +13,19 @@ pub struct Access {
     pub group: Option<u32>,
 }
 
-/// Who made a request: its uid, primary gid and supplementary groups.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-}
+pub use crate::caller::Caller;
 
 impl Caller {
-    /// The caller of `req`. Its supplementary groups are read from `/proc/PID/status`; the process is
-    /// blocked in the request until it is answered, so the pid is still its own.
+    /// The caller of `req`: its uid, gid and pid, and the supplementary groups of that pid (checked to
+    /// still be its, see [`Caller::of_request`]). The process is blocked in the request until it is
+    /// answered.
     pub fn of(req: &FuseRequest) -> Caller {
-        let groups = std::fs::read_to_string(format!("/proc/{}/status", req.pid()))
-            .map(|status| supplementary_groups(&status))
-            .unwrap_or_default();
-        Caller { uid: req.uid(), gid: req.gid(), groups }
+        Caller::of_request(req.uid(), req.gid(), req.pid())
     }
 
     fn in_group(&self, gid: u32) -> bool {
         self.gid == gid || self.groups.contains(&gid)
     }
-}
-
-/// The `Groups:` line of a `/proc/PID/status`.
-fn supplementary_groups(status: &str) -> Vec<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_default()
 }
 
 impl Access {
@@ -82,7 +65,7 @@ mod tests {
     use super::*;
 
     fn caller(uid: u32, gid: u32, groups: &[u32]) -> Caller {
-        Caller { uid, gid, groups: groups.to_vec() }
+        Caller { uid, gid, groups: groups.to_vec(), pid: 0 }
     }
 
     #[test]
@@ -113,13 +96,5 @@ mod tests {
         assert_eq!(group.mode(0o600, false, false), 0o660);
         assert_eq!(group.mode(0o444, false, false), 0o440);
         assert_eq!(group.mode(0o777, false, false), 0o770, "a symlink");
-    }
-
-    #[test]
-    fn groups_line() {
-        let status = "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGroups:\t4 24 990 \nVmPeak:\t1 kB\n";
-        assert_eq!(supplementary_groups(status), vec![4, 24, 990]);
-        assert_eq!(supplementary_groups("Groups:\t\n"), Vec::<u32>::new());
-        assert_eq!(supplementary_groups(""), Vec::<u32>::new());
     }
 }

@@ -292,10 +292,11 @@ impl ControlFs {
 }
 
 impl ControlFs {
-    /// EACCES, recorded in `errors`, for a caller who may not change the tree (see [`access`]).
-    fn allowed(&self, req: &FuseRequest, path: &str) -> Result<(), Errno> {
+    /// EACCES, recorded in `errors`, for a caller who may not change the tree (see [`access`]); the caller
+    /// when it may.
+    fn allowed(&self, req: &FuseRequest, path: &str) -> Result<Caller, Errno> {
         let caller = Caller::of(req);
-        self.access.check(&caller).inspect_err(|_| {
+        self.access.check(&caller).map(|()| caller.clone()).inspect_err(|_| {
             let who = format!("uid {} (gid {}, groups {:?})", caller.uid, caller.gid, caller.groups);
             let why = match self.access.group {
                 Some(g) => format!("{who} is neither root nor in the daemon's group (gid {g})"),
@@ -535,12 +536,11 @@ impl Filesystem for ControlFs {
         };
         let Some(target) = node.write_target() else { return reply.error(Errno::EACCES) };
         let path = node.path();
-        if let Err(e) = self.allowed(req, &path) {
-            return reply.error(e);
-        }
-        // The writer waits in its write until the reply: its groups are read now, while it does. An
-        // import reads its directory with this identity.
-        let writer = crate::caller::Caller::of_request(req.uid(), req.gid(), req.pid());
+        // The writer, checked; an import reads its directory with this identity.
+        let writer = match self.allowed(req, &path) {
+            Ok(caller) => caller,
+            Err(e) => return reply.error(e),
+        };
         let (engine, files, data) = (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec());
         self.submit(&node.path(), move |slot| match slot.map(|()| engine.write(&path, target, &data, writer)) {
             Err(e) => reply.error(e),

@@ -1,6 +1,6 @@
 //! Who made a request (for the tree's access checks, `fs::access`, and for imports): the uid, gid and
-//! supplementary groups of the process behind a write on the
-//! mount, and taking on that identity for file access, on one thread only.
+//! supplementary groups of the process behind a write on the mount, and taking on that identity for file
+//! access, on one thread only.
 //!
 //! The FUSE request carries the writer's uid, gid and pid; the supplementary groups are read from
 //! `/proc/PID/status` while the writer still waits in its `write`. What the daemon reads for a caller

@@ -534,8 +534,9 @@ fn directory_times_never_reach_through_a_later_symlink() {
     assert_eq!(stamp(&image.join("d/x")).0, 1_700_000_000);
 }
 
-/// A config over 4 MiB (containerd's cap) and a manifest over it are refused with EFBIG, before the daemon
-/// holds them; a config just under it pulls.
+/// A config over 4 MiB (containerd's cap), an index entry saying its manifest is over it, and a manifest
+/// over it are refused with EFBIG (the config and the index's manifest before the daemon holds them); a
+/// config of 3 MiB pulls.
 #[test]
 fn manifests_and_configs_over_4_mib_are_refused() {
     let b = Bocker::start("meta-cap");
@@ -552,6 +553,14 @@ fn manifests_and_configs_over_4_mib_are_refused() {
     big["pad"] = "b".repeat(5 << 20).into();
     reg.push_image_edited("cap:lying-config", &[layer()], big, |m| m["config"]["size"] = 100.into());
     assert_eq!(errno(pull(&b, &reg.reference("cap:lying-config"))), libc::EFBIG);
+    assert_nothing_left(&b, &[]);
+
+    // An index whose entry says its manifest is over the cap: refused before it is fetched.
+    let (digest, _) = reg.push_image("cap:small", &[layer()], config(&[], &["true"], "/"));
+    let (os, arch) = ("linux", if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" });
+    reg.push_index("cap:big-child", &[(digest, 5 << 20, os, arch, None)]);
+    assert_eq!(errno(pull(&b, &reg.reference("cap:big-child"))), libc::EFBIG);
+    assert!(b.read("errors").lines().last().unwrap().contains("the manifest has 5242880 bytes"));
     assert_nothing_left(&b, &[]);
 
     let huge = common::registry::HugeManifestRegistry::start(5 << 20);

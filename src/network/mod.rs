@@ -229,7 +229,7 @@ impl Network {
         };
         let (gateway, prefix) = (opts.subnet.gateway(), opts.subnet.prefix());
         let bridge_index = runtime
-            .block_on(link::ensure_bridge(&host, &opts.bridge, gateway, prefix))
+            .block_on(link::ensure_bridge(&host, &opts.bridge, mac_of(gateway), gateway, prefix))
             .map_err(|source| NetworkError::Bridge { bridge: opts.bridge.clone(), source })?;
         sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         // Forwards from the host's loopback are routed to the bridge with a 127/8 source until masqueraded;

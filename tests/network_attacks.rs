@@ -303,9 +303,9 @@ fn a_router_advertisement_from_a_container_gives_the_host_no_address() {
     let b = Bocker::start("netatk-ra");
     let img = attacker_image(&b);
     let n = n_of(&b);
-    let prefix = format!("2001:db8:{n:x}::");
-    // How its addresses and routes begin: 2001:db8:N:0:... and 2001:db8:N::/64.
-    let shown = format!("2001:db8:{n:x}:");
+    // 2001:db8:1NN::/64 (never written shorter): its addresses and routes begin with 2001:db8:1NN:.
+    let prefix = format!("2001:db8:1{n:02x}::");
+    let shown = format!("2001:db8:1{n:02x}:");
     let global = |ns: Option<&str>, dev: &str| {
         let mut args = vec!["-6", "-o", "addr", "show", "dev", dev, "scope", "global"];
         if let Some(ns) = ns {
@@ -314,7 +314,6 @@ fn a_router_advertisement_from_a_container_gives_the_host_no_address() {
         let out = Command::new("ip").args(&args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert_eq!(std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{}/accept_ra", b.bridge)).unwrap(), "0\n");
 
     // The attack: an RA of the prefix from a container, onto the daemon's bridge.
     let out = attack(&b, &img, "attacker", &format!("ra own {prefix}"));
@@ -332,7 +331,11 @@ fn a_router_advertisement_from_a_container_gives_the_host_no_address() {
     let probe = host_probe(&b);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !global(Some(&bridge_ns), "br0").contains(&shown) {
-        assert!(Instant::now() < deadline, "the control bridge got no address from the RA");
+        assert!(
+            Instant::now() < deadline,
+            "the control bridge got no address from the RA: {}",
+            run(&["ip", "-n", &bridge_ns, "-6", "addr", "show"])
+        );
         run(&["ip", "netns", "exec", &ns, &probe.to_string_lossy(), "eth0", "ra", "own", &prefix]);
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -340,6 +343,9 @@ fn a_router_advertisement_from_a_container_gives_the_host_no_address() {
     assert_eq!(global(None, &b.bridge), "", "a container's RA configured the host's bridge");
     let routes = run(&["ip", "-6", "route", "show", "dev", &b.bridge]);
     assert!(!routes.contains(&shown), "{routes}");
+    // Both defences are there: the bridge accepts no RA, and its ports drop containers' IPv6 (the
+    // anti-spoofing test's table).
+    assert_eq!(std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{}/accept_ra", b.bridge)).unwrap(), "0\n");
 }
 
 #[test]

@@ -92,6 +92,14 @@ fn attack(b: &Bocker, img: &str, name: &str, args: &str) -> String {
     out.trim_end_matches("probe-exit 0\n").to_string()
 }
 
+/// Runs a shell line as container `name` and gives its output once it exited.
+fn run_sh(b: &Bocker, img: &str, name: &str, line: &str) -> String {
+    b.configure(name, img, &format!("sh -c '{line}'"));
+    b.write(&format!("containers/{name}/ctl"), "start").expect("start");
+    b.wait_status(name, "exited");
+    b.read(&format!("containers/{name}/logs"))
+}
+
 /// A web server container serving `body` on port 80, forwarding `ports`.
 fn web(b: &Bocker, name: &str, img: &str, body: &str, ports: &str) {
     let cmd = format!("sh -c 'mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www'");
@@ -247,6 +255,25 @@ fn a_neighbour_reaches_published_ports_only_and_never_a_loopback_forward() {
     let from_neighbour = |addr: SocketAddr| in_netns(&ns, move || get_once(addr));
     let got = from_neighbour(SocketAddr::from((host_addr.parse::<Ipv4Addr>().unwrap(), published)));
     assert_eq!(got.expect("the published port from the neighbour"), "published\n");
+
+    // Out of the bridge is open, and the replies come back in: a container connects to a server of the
+    // neighbour's, masqueraded as the host's address on that link.
+    let server = {
+        let peer: Ipv4Addr = peer_addr.parse().unwrap();
+        in_netns(&ns, move || TcpListener::bind((peer, 0)).expect("a server in the neighbour"))
+    };
+    let port = server.local_addr().unwrap().port();
+    let served = std::thread::spawn(move || {
+        let (conn, from) = server.accept().expect("the container's connection");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&conn), &mut line).unwrap();
+        (&conn).write_all(b"answered\n").unwrap();
+        (line, from.ip())
+    });
+    let out = run_sh(&b, &img, "client", &format!("echo out-of-the-bridge | nc {peer_addr} {port}"));
+    assert_eq!(out, "answered\n");
+    let host_ip: std::net::IpAddr = host_addr.parse().unwrap();
+    assert_eq!(served.join().unwrap(), ("out-of-the-bridge\n".to_string(), host_ip));
 
     // The neighbour's SYNs: to the unpublished container, to the published one's own address (not a
     // forward), to 127.0.0.1 at the host's MAC (the loopback-only forward), and the control to the
@@ -414,4 +441,38 @@ fn a_container_cannot_pass_for_another_container_or_the_gateway() {
         assert!(!line.contains(&victim_mac) && !line.contains(&gw_mac), "{fdb}");
     }
     assert!(fdb.contains(&format!("{my_mac} dev {port} ")), "it learnt the attacker's own: {fdb}");
+}
+
+#[test]
+fn the_anti_spoofing_table_is_written_once_for_the_subnet_and_a_start_writes_nothing() {
+    let mut b = Bocker::start("netatk-table");
+    let img = b.import("");
+    let name = bockerfs::network::firewall::table_name(&b.bridge);
+    let listing = || run(&["nft", "-a", "list", "table", "bridge", &name]);
+    let handle = |text: &str| text.lines().next().unwrap_or_default().to_string();
+    let before = listing();
+    // A binding for each of the 253 container addresses of the /24, none for the gateway.
+    let gw_mac = ctr_mac(gateway(&b));
+    assert_eq!(before.matches(" . 02:42:").count(), 253, "{before}");
+    assert!(!before.contains(&gw_mac), "{before}");
+    assert_eq!(mac_of_link(&b.bridge), gw_mac, "the bridge has the gateway's MAC, set");
+
+    // Starts and stops leave the table alone: the same table (its handle), the same content.
+    for c in ["a", "b"] {
+        b.configure(c, &img, "sleep 100");
+        b.write(&format!("containers/{c}/ctl"), "start").expect("start");
+    }
+    b.write("containers/a/ctl", "kill").expect("kill");
+    b.wait_status("a", "exited");
+    assert_eq!(listing(), before);
+    assert_eq!(mac_of_link(&b.bridge), gw_mac, "a port does not change the bridge's MAC");
+
+    // A daemon restart writes it whole again, in one piece: a new table, nothing added twice.
+    b.stop_daemon();
+    b.spawn_daemon();
+    let after = listing();
+    assert_ne!(handle(&after), handle(&before), "rewritten");
+    let strip =
+        |t: &str| t.lines().skip(1).map(|l| l.split(" # handle").next().unwrap_or(l).to_string()).collect::<Vec<_>>();
+    assert_eq!(strip(&after), strip(&before));
 }

@@ -193,6 +193,13 @@ fn host_probe(b: &Bocker) -> PathBuf {
     probe::build("rawframe", &b.dir)
 }
 
+/// Runs the probe on `eth0` of the network namespace `ns` with these actions; gives its output.
+fn probe_in(ns: &str, probe: &std::path::Path, actions: &str) -> String {
+    let mut args = vec!["ip", "netns", "exec", ns, probe.to_str().expect("probe path"), "eth0"];
+    args.extend(actions.split_whitespace());
+    run(&args)
+}
+
 #[test]
 fn raw_frames_from_a_container_to_127_0_0_1_reach_nothing_on_the_hosts_loopback() {
     let b = Bocker::start("netatk-localnet");
@@ -279,41 +286,15 @@ fn a_neighbour_reaches_published_ports_only_and_never_a_loopback_forward() {
     // forward), to 127.0.0.1 at the host's MAC (the loopback-only forward), and the control to the
     // published port on the host's address.
     let probe = host_probe(&b);
-    let probe = probe.to_string_lossy();
-    let out = run(&[
-        "ip",
-        "netns",
-        "exec",
+    let out = probe_in(
         &ns,
         &probe,
-        "eth0",
-        "syn",
-        "own",
-        "own",
-        &host_mac,
-        &closed.to_string(),
-        "80",
-        "syn",
-        "own",
-        "own",
-        &host_mac,
-        &open.to_string(),
-        "80",
-        "syn",
-        "own",
-        "own",
-        &host_mac,
-        "127.0.0.1",
-        &loopback_only.to_string(),
-        "syn",
-        "own",
-        "own",
-        &host_mac,
-        &host_addr,
-        &published.to_string(),
-        "listen",
-        "1000",
-    ]);
+        &format!(
+            "syn own own {host_mac} {closed} 80 syn own own {host_mac} {open} 80 \
+             syn own own {host_mac} 127.0.0.1 {loopback_only} syn own own {host_mac} {host_addr} {published} \
+             listen 1000"
+        ),
+    );
     assert!(out.contains(&format!("synack from {host_addr}:{published}\n")), "control: {out}");
     assert!(!out.contains(&format!("from {closed}:")), "an unpublished port answered a neighbour: {out}");
     assert!(!out.contains(&format!("from {open}:")), "a container's own address answered a neighbour: {out}");
@@ -363,7 +344,7 @@ fn a_router_advertisement_from_a_container_gives_the_host_no_address() {
             "the control bridge got no address from the RA: {}",
             run(&["ip", "-n", &bridge_ns, "-6", "addr", "show"])
         );
-        run(&["ip", "netns", "exec", &ns, &probe.to_string_lossy(), "eth0", "ra", "own", &prefix]);
+        probe_in(&ns, &probe, &format!("ra own {prefix}"));
         std::thread::sleep(Duration::from_millis(100));
     }
 

@@ -139,7 +139,8 @@ impl fmt::Display for Subnet {
 }
 
 /// How many container addresses a bridge has at most (a /20's hosts less the gateway): the anti-spoofing
-/// table ([`antispoof`]) is written once for all of them, which takes nft some 50 ms for this many (10-20 ms for a /24).
+/// table ([`antispoof`]) is written once for all of them, which takes nft some 50 ms for this many (10 to
+/// 20 ms for a /24).
 pub const MAX_CONTAINERS: u32 = 4093;
 
 /// The lowest address of `subnet`'s [`Subnet::addresses`] that is not in `used`.

@@ -82,9 +82,6 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     let create = |path: &Path| {
         std::fs::create_dir_all(path).map_err(|source| DaemonError::CreateDir { path: path.to_path_buf(), source })
     };
-    // What the daemon and its helpers make is theirs alone: records, launch specs, logs (a container's command
-    // gets Docker's 022 back before its exec).
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     create(&opts.root)?;
     crate::store::private(&opts.root).map_err(|source| DaemonError::CreateDir { path: opts.root.clone(), source })?;
     let _lock = lock_root(&opts.root)?;

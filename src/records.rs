@@ -182,6 +182,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Writes `bytes` to `path` as a file only its owner (the daemon, root) can read: for what is read once and
+/// worthless after a crash (launch and exec specs), so neither atomic nor synced.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}
+
 /// Serialises `value` as JSON and writes it atomically to `path`.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;

@@ -168,7 +168,17 @@ impl Cgroups {
     }
 
     fn group(&self, root: &Path, name: &str) -> PathBuf {
-        root.join(&self.parent).join(group_name(name))
+        let parent = root.join(&self.parent);
+        let group = parent.join(group_name(name));
+        if !group.exists() {
+            // Made by a daemon from before the prefix, for a container still running since: its stats and
+            // limits are there, and it goes at the next start or rm.
+            let legacy = parent.join(name);
+            if legacy.is_dir() {
+                return legacy;
+            }
+        }
+        group
     }
 
     /// The `cgroup.procs` files a container's process writes itself into before it unshares its cgroup

@@ -11,6 +11,7 @@ mod status;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -500,7 +501,8 @@ impl Engine {
             e
         };
         let bytes = serde_json::to_vec(&spec).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e.into()).into()))?;
-        std::fs::write(dir.join("exec.json"), bytes).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e).into()))?;
+        records::write_private(&dir.join("exec.json"), &bytes)
+            .map_err(|e| undo(runtime::RuntimeError::WriteSpec(e).into()))?;
         let launched = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
         let Launched { pid, monitor_pid, monitor_start, .. } = launched;
         let rec = ExecRecord {
@@ -701,6 +703,7 @@ impl Engine {
         let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&file)
             .and_then(|mut f| f.write_all(entry.as_bytes()));
         if let Err(e) = appended {
@@ -1230,17 +1233,20 @@ impl Engine {
     /// A handle on the running container's process: ESRCH if it isn't running.
     fn running_process(&self, name: &str) -> Result<ProcessHandle, Error> {
         let not_running = || Error::NotRunning(format!("container '{name}' is not running"));
-        let (pid, start) = {
+        let (pid, start, monitor) = {
             let st = self.lock();
             let c = st.container(name)?;
             match (c.record.status.can_signal(), c.record.pid) {
-                (true, Some(pid)) => (pid, c.record.pid_start),
+                (true, Some(pid)) => (pid, c.record.pid_start, c.record.monitor_pid.zip(c.record.monitor_start)),
                 _ => return Err(not_running()),
             }
         };
-        let handle = match start {
-            Some(start) => ProcessHandle::open(pid, start),
-            None => ProcessHandle::open_current(pid),
+        let handle = match (start, monitor) {
+            (Some(start), _) => ProcessHandle::open(pid, start),
+            // No start time (a record from an older daemon, or a process gone before it could be read): the
+            // pid is the container's only while its own monitor is its parent.
+            (None, Some((monitor, monitor_start))) => ProcessHandle::open_child(pid, monitor, monitor_start),
+            (None, None) => None,
         };
         handle.ok_or_else(not_running)
     }
@@ -1402,7 +1408,7 @@ impl Engine {
         let _ = std::fs::remove_file(dir.join("exit.json"));
         // Read by the monitor at once and worthless after a crash: no fsync.
         let bytes = serde_json::to_vec(spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
-        std::fs::write(dir.join("launch.json"), bytes).map_err(runtime::RuntimeError::WriteSpec)?;
+        records::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
         runtime::launch(&dir, |netns_pid| match ip {
             Some(ip) => self.network.attach(netns_pid, ip).map_err(Error::from),
             None => Ok(()),

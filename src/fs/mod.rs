@@ -541,6 +541,11 @@ impl Filesystem for ControlFs {
             Ok(caller) => caller,
             Err(e) => return reply.error(e),
         };
+        if data.len() > crate::request::MAX_WRITE {
+            // Refused as it is (EFBIG) before its bytes are copied to wait for a worker.
+            let refused = self.engine.write(&path, target, data, writer).err();
+            return reply.error(refused.map_or(Errno::EFBIG, |e| errno(&e)));
+        }
         let (engine, files, data) = (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec());
         self.submit(&node.path(), move |slot| match slot.map(|()| engine.write(&path, target, &data, writer)) {
             Err(e) => reply.error(e),

@@ -241,7 +241,8 @@ pub async fn pull(
     }
     let chain = chain_ids(&diff_ids);
     let id = format!("img_{}", &config_hex[..12]);
-    let size = manifest.layers.iter().map(|l| l.size).sum();
+    // Sizes are the registry's word: added without overflow, whatever they say.
+    let size = manifest.layers.iter().fold(0, |total: u64, l| total.saturating_add(l.size));
     let layers: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
     let pulled = |fresh| Pulled {
         id: id.clone(),

@@ -140,8 +140,7 @@ pub fn reset_signals() {
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
-/// The command's umask is Docker's 022; the daemon and its helpers run with 077, so what they make on the host
-/// is theirs alone.
+/// The command's umask is Docker's 022, whatever the daemon was started with.
 fn reset_umask() {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
 }
@@ -183,11 +182,11 @@ fn setup_rootfs(rootfs: &Path, binds: &[BindMount], privileged: bool) -> Result<
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).map_err(step("make / private"))?;
     // pivot_root needs the new root to be a mount point.
     mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(step("bind rootfs"))?;
-    if !privileged {
-        // Device nodes in the image (or made later) can't be opened: only those bound into /dev work.
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
-        mount(none, rootfs, none, flags, none).map_err(step("remount rootfs nodev"))?;
-    }
+    // Device nodes in the image (or made later) can't be opened: only those bound into /dev work. A
+    // privileged container's rootfs sheds the store's nosuid,nodev: its devices and set-uid files work.
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    let flags = if privileged { flags } else { flags | MsFlags::MS_NODEV };
+    mount(none, rootfs, none, flags, none).map_err(step("remount rootfs"))?;
     let at = |p: &str| rootfs.join(p);
     for dir in ["proc", "sys", "dev"] {
         ensure_dir(&at(dir), 0o755)?;

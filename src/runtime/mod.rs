@@ -15,6 +15,7 @@ pub mod security;
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -85,6 +86,7 @@ fn run_helper<E: From<RuntimeError>>(
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(dir.join("monitor.log"))
         .map_err(RuntimeError::SpawnMonitor)?;
     let mut child = Command::new("/proc/self/exe")
@@ -149,6 +151,12 @@ pub fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// The parent of process `pid` (field 4 of `/proc/PID/stat`).
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
 /// A handle on a process that is not our child, immune to pid reuse once opened.
 pub struct ProcessHandle {
     fd: OwnedFd,
@@ -169,10 +177,13 @@ impl ProcessHandle {
         (start_time(pid) == Some(start)).then_some(handle)
     }
 
-    /// Opens process `pid` if it is alive, taking it for the one the caller means (a legacy record without
-    /// a start time).
-    pub fn open_current(pid: i32) -> Option<ProcessHandle> {
-        ProcessHandle::open(pid, start_time(pid)?)
+    /// Opens process `pid` if it is alive and the child of the live process `parent` that started at
+    /// `parent_start` (a container's pid 1 is its monitor's child): for records without `pid`'s own start.
+    pub fn open_child(pid: i32, parent: i32, parent_start: u64) -> Option<ProcessHandle> {
+        let handle = ProcessHandle::open(pid, start_time(pid)?)?;
+        // Checked with the pidfd held: the process can't be swapped for another from here on.
+        let ours = parent_of(pid) == Some(parent) && start_time(parent) == Some(parent_start);
+        ours.then_some(handle)
     }
 
     /// Sends `signal` through the pidfd: never to another process that took the pid since.

@@ -511,7 +511,7 @@ fn reclaim(dir: &Path, deleted: Option<u64>) {
 /// Makes `path` the daemon's alone (0700 for a directory, 0600 for a file), whatever an older version left.
 pub fn private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = if std::fs::symlink_metadata(path)?.is_dir() { 0o700 } else { 0o600 };
+    let mode = if std::fs::metadata(path)?.is_dir() { 0o700 } else { 0o600 };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 

@@ -310,3 +310,26 @@ fn kernel_dirs_need_privileged_and_the_daemons_files_are_no_source() {
     assert_eq!(Bocker::errno(&e), libc::EPERM);
     assert!(b.read("containers/e/error").contains("resolves into /proc"), "{}", b.read("containers/e/error"));
 }
+
+#[test]
+fn a_volume_holding_the_daemons_root_and_mount_shows_them_empty() {
+    let b = Bocker::start("vol-mask");
+    let img = b.import("");
+    // The test's directory holds the daemon's root and mount, and an ordinary directory beside them.
+    fs::create_dir_all(b.dir.join("ordinary")).unwrap();
+    fs::write(b.dir.join("ordinary/note"), "beside\n").unwrap();
+    assert!(b.mount.join("README").exists() && b.root.join("state").is_dir(), "both hold something on the host");
+    let out = run_with(
+        &b,
+        "c",
+        &img,
+        &format!("{}:/t", b.dir.display()),
+        "cat /t/ordinary/note; echo mnt=$(ls -A /t/mnt | wc -l) root=$(ls -A /t/root | wc -l); \
+         echo x > /t/mnt/README || echo mnt-refused; mkdir /t/root/x || echo root-refused; echo x > /t/new && echo rw-ok",
+    );
+    for line in ["beside", "mnt=0 root=0", "mnt-refused", "root-refused", "rw-ok"] {
+        assert!(out.lines().any(|l| l == line), "{line}: {out}");
+    }
+    assert_eq!(fs::read_to_string(b.dir.join("new")).unwrap(), "x\n", "the volume itself is writable");
+    assert!(b.mount.join("README").exists(), "the host's mount is untouched");
+}

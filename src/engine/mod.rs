@@ -1039,22 +1039,29 @@ impl Engine {
             );
         }
         let protected = self.protected();
-        specs
-            .into_iter()
-            .map(|v| {
-                volumes::check_target(&v.target, record.security.privileged)?;
-                let source = match &v.source {
-                    VolumeSource::Host(p) => volumes::check_host_source(p, &protected)?,
-                    VolumeSource::Named(n) if st.volumes.contains(n) => {
-                        let path = self.store.volume_path(n);
-                        std::fs::canonicalize(&path)
-                            .map_err(|e| Error::NotFound(format!("volume '{n}' at {}: {e}", path.display())))?
-                    }
-                    VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
-                };
-                Ok(BindMount { source, target: v.target, readonly: v.readonly })
-            })
-            .collect()
+        let mut binds = Vec::new();
+        for v in specs {
+            volumes::check_target(&v.target, record.security.privileged)?;
+            let source = match &v.source {
+                VolumeSource::Host(p) => volumes::check_host_source(p, &protected)?,
+                VolumeSource::Named(n) if st.volumes.contains(n) => {
+                    let path = self.store.volume_path(n);
+                    std::fs::canonicalize(&path)
+                        .map_err(|e| Error::NotFound(format!("volume '{n}' at {}: {e}", path.display())))?
+                }
+                VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+            };
+            let masks = volumes::masks(&source, &v.target, &protected);
+            binds.push(BindMount { source, target: v.target, readonly: v.readonly });
+            if !masks.is_empty() {
+                let empty = self.state_dir.join("empty");
+                std::fs::create_dir_all(&empty).map_err(Error::record("the state directory empty"))?;
+                for target in masks {
+                    binds.push(BindMount { source: empty.clone(), target, readonly: true });
+                }
+            }
+        }
+        Ok(binds)
     }
 
     /// Makes an image of container `name`'s rootfs, running or not: a read-only snapshot, with the config of

@@ -5,7 +5,9 @@
 //! daemon's root (its store, records and logs) nor under its mount (the control tree, which drives the
 //! daemon). Host sources are resolved to their real path for the check, and the container's pid 1 opens
 //! exactly that path without following a symlink ([`crate::runtime`]'s bind mounts), so what is checked
-//! is what is mounted.
+//! is what is mounted. A host source that holds the daemon's root or mount (`/`, `/mnt`) is accepted,
+//! but an empty read-only directory is mounted over each of them inside the volume ([`masks`]), so the
+//! control tree and the store under it stay out of the container's reach.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,18 @@ impl Protected {
         let real = |p: &Path| Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
         Protected { root: real(root), mount: real(mount) }
     }
+}
+
+/// The targets, inside the volume of real source `real` mounted at `target`, that cover the daemon's
+/// root and mount point when the source holds them.
+pub fn masks(real: &Path, target: &str, protected: &Protected) -> Vec<String> {
+    [&protected.root, &protected.mount]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.strip_prefix(real).ok())
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .map(|rel| format!("{}/{}", target.trim_end_matches('/'), rel.display()))
+        .collect()
 }
 
 /// Refuses a target under `/proc`, `/sys` or `/dev` unless `privileged` (EPERM).
@@ -87,6 +101,15 @@ mod tests {
         for t in ["/data", "/procs", "/device", "/srv/proc"] {
             assert!(check_target(t, false).is_ok(), "{t}");
         }
+    }
+
+    #[test]
+    fn a_source_holding_the_daemons_paths_gets_them_masked() {
+        let p = Protected { root: Some("/var/lib/bocker".into()), mount: Some("/mnt/bocker".into()) };
+        assert_eq!(masks(Path::new("/"), "/host", &p), ["/host/var/lib/bocker", "/host/mnt/bocker"]);
+        assert_eq!(masks(Path::new("/mnt"), "/m/", &p), ["/m/bocker"]);
+        assert!(masks(Path::new("/srv"), "/srv", &p).is_empty());
+        assert!(masks(Path::new("/mnt/bo"), "/x", &p).is_empty());
     }
 
     #[test]

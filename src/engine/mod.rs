@@ -292,6 +292,8 @@ impl Engine {
                 .map_err(Error::record(format!("the state directory {sub}")))?;
         }
         crate::store::private(state_dir).map_err(Error::record("the state directory's mode"))?;
+        // Resolved: the files it bind-mounts into containers are opened following no symlink.
+        let state_dir = &std::fs::canonicalize(state_dir).map_err(Error::record("the state directory"))?;
         let mut state = State::default();
         for (id, dir) in record_dirs(&state_dir.join("images")) {
             match load_image(&dir) {

@@ -168,14 +168,13 @@ impl Action {
 /// A syscall's rules under one action: `None` matches unconditionally, else any of the rules.
 type Rules = BTreeMap<i64, Option<Vec<SeccompRule>>>;
 
-/// Arguments the kernel reads as 32 bits (`int`, `unsigned int`, and `clone`'s flags, of which it keeps
-/// the lower half): compared on their lower half, so bits above can't slip a value past a rule.
-const DWORD_ARGS: [(&str, u8); 6] =
-    [("socket", 0), ("socket", 1), ("socket", 2), ("personality", 0), ("clone", 0), ("mknodat", 2)];
+/// Arguments the kernel reads as 32 bits (`int`, `unsigned int`, `umode_t`, and `clone`'s flags, of which
+/// it keeps the lower half): compared on their lower half, so bits above can't slip a value past a rule.
+const DWORD_ARGS: [(&str, u8); 7] =
+    [("socket", 0), ("socket", 1), ("socket", 2), ("personality", 0), ("clone", 0), ("mknod", 1), ("mknodat", 2)];
 
 fn arg_len(name: &str, index: u8) -> SeccompCmpArgLen {
-    let dword = DWORD_ARGS.contains(&(name, index)) || (name == "mknod" && index == 1);
-    if dword {
+    if DWORD_ARGS.contains(&(name, index)) {
         SeccompCmpArgLen::Dword
     } else {
         SeccompCmpArgLen::Qword

@@ -333,3 +333,37 @@ fn a_volume_holding_the_daemons_root_and_mount_shows_them_empty() {
     assert_eq!(fs::read_to_string(b.dir.join("new")).unwrap(), "x\n", "the volume itself is writable");
     assert!(b.mount.join("README").exists(), "the host's mount is untouched");
 }
+
+#[test]
+fn a_setuid_file_in_a_volume_raises_nothing() {
+    let b = Bocker::start("vol-suid");
+    let rootfs = b.rootfs();
+    common::probe::install("euid", &rootfs);
+    common::probe::install("runas", &rootfs);
+    let suid = |p: &Path| fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    suid(&rootfs.join("bin/euid"));
+    let img = b.import("");
+    let src = b.dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::copy(rootfs.join("bin/euid"), src.join("euid")).unwrap();
+    suid(&src.join("euid"));
+    // `runas 1000 PROG` runs PROG as uid 1000.
+    let as_user = "/bin/runas 1000";
+    // Control on the host: the setuid bit takes.
+    let host = std::process::Command::new(rootfs.join("bin/runas"))
+        .arg("1000")
+        .arg(src.join("euid"))
+        .output()
+        .expect("euid probe");
+    assert_eq!(String::from_utf8_lossy(&host.stdout), "uid=1000 euid=0\n");
+    // A privileged container (no no_new_privs): the bit takes on the image's copy (control), not through
+    // the volume.
+    // Its volumes keep their devices (nosuid only), as its own /dev does.
+    null_node(&src.join("null"));
+    b.configure("c", &img, &format!("sh -c '{as_user} /bin/euid; {as_user} /v/euid; cat /v/null && echo dev-opened'"));
+    b.write("containers/c/privileged", "true").unwrap();
+    b.write("containers/c/volumes", &format!("{}:/v", src.display())).unwrap();
+    b.write("containers/c/ctl", "start").expect("start");
+    b.wait_status("c", "exited");
+    assert_eq!(b.read("containers/c/logs"), "uid=1000 euid=0\nuid=1000 euid=1000\ndev-opened\n");
+}

@@ -21,7 +21,7 @@ use super::init::SetupError;
 use crate::records::BindMount;
 
 /// Directories of the container (under its rootfs) a volume may cover only when it is privileged.
-pub const KERNEL_DIRS: [&str; 3] = ["proc", "sys", "dev"];
+const KERNEL_DIRS: [&str; 3] = ["proc", "sys", "dev"];
 
 /// Bind-mounts `bind.source` onto its target inside `rootfs`, made if missing (a file or a directory, as
 /// the source is).

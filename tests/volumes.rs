@@ -266,6 +266,12 @@ fn kernel_dirs_need_privileged_and_the_daemons_files_are_no_source() {
     assert_eq!(Bocker::errno(&e), libc::EPERM);
     assert!(b.read("containers/c/error").contains("volume target /dev/hostdir is under /dev"));
     assert_eq!(b.status("c"), "exited");
+    // Nor does a container that takes them through volumes-from.
+    b.configure("f", &img, "true");
+    b.write("containers/f/volumes-from", "c").expect("volumes-from");
+    let e = b.write("containers/f/ctl", "start").unwrap_err();
+    assert_eq!(Bocker::errno(&e), libc::EPERM);
+    assert!(b.read("containers/f/error").contains("volume target /dev/hostdir is under /dev"));
 
     // The daemon's root, its mount, and either through a symlink: refused, nothing changed.
     let alias = b.dir.join("alias");

@@ -347,7 +347,6 @@ fn a_setuid_file_in_a_volume_raises_nothing() {
     common::probe::install("euid", &rootfs);
     common::probe::install("runas", &rootfs);
     let suid = |p: &Path| fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
-    suid(&rootfs.join("bin/euid"));
     let img = b.import("");
     let src = b.dir.join("src");
     fs::create_dir_all(&src).unwrap();
@@ -362,11 +361,14 @@ fn a_setuid_file_in_a_volume_raises_nothing() {
         .output()
         .expect("euid probe");
     assert_eq!(String::from_utf8_lossy(&host.stdout), "uid=1000 euid=0\n");
-    // A privileged container (no no_new_privs): the bit takes on the image's copy (control), not through
-    // the volume.
-    // Its volumes keep their devices (nosuid only), as its own /dev does.
+    // A privileged container (no no_new_privs): the bit takes on a copy in a tmpfs it mounts itself
+    // (control), not through the volume. Its volumes keep their devices (nosuid only), as its /dev does.
     null_node(&src.join("null"));
-    b.configure("c", &img, &format!("sh -c '{as_user} /bin/euid; {as_user} /v/euid; cat /v/null && echo dev-opened'"));
+    let line = format!(
+        "mkdir -p /t && mount -t tmpfs t /t && cp /v/euid /t/euid && chmod 4755 /t/euid && {as_user} /t/euid; \
+         {as_user} /v/euid; cat /v/null && echo dev-opened"
+    );
+    b.configure("c", &img, &format!("sh -c '{line}'"));
     b.write("containers/c/privileged", "true").unwrap();
     b.write("containers/c/volumes", &format!("{}:/v", src.display())).unwrap();
     b.write("containers/c/ctl", "start").expect("start");

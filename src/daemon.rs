@@ -96,6 +96,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     let network = crate::network::Network::setup(opts.network.clone())?;
     let engine =
         Engine::open(&opts.root.join("state"), store, registry, cgroups, network, opts.default_limits.clone())?;
+    engine.protect(&opts.root, &opts.mount);
 
     let config = {
         let mut c = fuser::Config::default();

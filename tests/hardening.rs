@@ -1,11 +1,14 @@
 //! What a container may do, checked from inside as a user would: `/proc/self/status` (capabilities,
 //! NoNewPrivs, Seccomp), the masked and read-only paths, `ls /proc/self/fd`, `mknod` and devices,
 //! `/proc/self/exe` and the working directory, the refused syscalls, the default pids.max; and the
-//! options that relax it (`privileged`, `cap_add`), off by default. The same holds for `exec`.
+//! options that relax it (`privileged`, `cap_add`), off by default. The same holds for `exec`. The
+//! seccomp allow list is probed with `tests/probes/syscalls.c`, which tries each call and prints its errno.
 
 mod common;
 
-use common::Bocker;
+use std::collections::BTreeMap;
+
+use common::{probe, Bocker};
 
 /// Runs a shell line in a container configured by `setup` (file, value pairs) and returns its output.
 fn inside(b: &Bocker, name: &str, img: &str, setup: &[(&str, &str)], line: &str) -> String {
@@ -174,4 +177,109 @@ fn privileged_and_cap_add_relax_it_and_are_off_by_default() {
         assert_eq!(Bocker::errno(&e), libc::EINVAL, "{file}");
     }
     assert_eq!(b.read("containers/plain/privileged"), "false\n");
+}
+
+/// What the probe tries: each refused call beside the allowed one that shows the probe works.
+const PROBES: &str = "personality-rie personality-linux personality-query vsock vsock-high inet unix lsm-list nr1000 \
+                      getpid x32-getpid clone3 fork kcmp unshare-uts";
+
+/// An image of the busybox rootfs with the syscall probe as `/bin/syscalls`.
+fn probe_image(b: &Bocker) -> String {
+    probe::install("syscalls", &b.rootfs());
+    b.import("")
+}
+
+/// `NAME=RESULT` lines of the probe's output.
+fn results(out: &str) -> BTreeMap<String, String> {
+    out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Runs the probe in a container configured by `setup` and returns its results.
+fn probe_in(b: &Bocker, name: &str, img: &str, setup: &[(&str, &str)]) -> BTreeMap<String, String> {
+    b.configure(name, img, &format!("syscalls {PROBES}"));
+    for (file, value) in setup {
+        b.write(&format!("containers/{name}/{file}"), value).expect(file);
+    }
+    b.write(&format!("containers/{name}/ctl"), "start").expect("start");
+    b.wait_status(name, "exited");
+    let r = results(&b.read(&format!("containers/{name}/logs")));
+    assert_eq!(r.len(), PROBES.split_whitespace().count(), "{name}: {r:?}");
+    r
+}
+
+fn assert_results(r: &BTreeMap<String, String>, want: &[(&str, &str)], what: &str) {
+    for (call, result) in want {
+        assert_eq!(r.get(*call).map(String::as_str), Some(*result), "{what}: {call} in {r:?}");
+    }
+}
+
+/// What a default container gets: Docker's default profile as an allow list.
+const DEFAULT_RESULTS: [(&str, &str); 15] = [
+    // personality: only the values Docker lists; READ_IMPLIES_EXEC is refused.
+    ("personality-rie", "EPERM"),
+    ("personality-linux", "ok"),
+    ("personality-query", "ok"),
+    // socket: every family but AF_VSOCK, also when the family hides above the 32 bits the kernel reads.
+    ("vsock", "EPERM"),
+    ("vsock-high", "EPERM"),
+    ("inet", "ok"),
+    ("unix", "ok"),
+    // A syscall of this kernel the list leaves out; a number past every syscall (ENOSYS, runc's rule).
+    ("lsm-list", "EPERM"),
+    ("nr1000", "ENOSYS"),
+    // getpid through the x32 ABI is not on the list; the native one is.
+    ("getpid", "ok"),
+    ("x32-getpid", "EPERM"),
+    // clone3 is ENOSYS (its flags can't be checked), fork (clone) works.
+    ("clone3", "ENOSYS"),
+    ("fork", "ok"),
+    // Capability-gated entries: CAP_SYS_PTRACE (kcmp), CAP_SYS_ADMIN (unshare).
+    ("kcmp", "EPERM"),
+    ("unshare-uts", "EPERM"),
+];
+
+#[test]
+fn seccomp_is_dockers_allow_list_and_follows_cap_add_and_privileged() {
+    let b = Bocker::start("hard-seccomp");
+    let img = probe_image(&b);
+    let plain = probe_in(&b, "plain", &img, &[]);
+    assert_results(&plain, &DEFAULT_RESULTS, "default");
+
+    // The same filter for a command run by exec.
+    b.configure("svc", &img, "sleep 1000");
+    b.write("containers/svc/ctl", "start").expect("start");
+    let n = b.submit("containers/svc/exec", &format!("syscalls {PROBES}")).unwrap();
+    b.wait_exec("svc", &n);
+    assert_results(&results(&b.read(&format!("containers/svc/execs/{n}/logs"))), &DEFAULT_RESULTS, "exec");
+
+    // cap_add opens the entries gated on what it adds, and nothing else.
+    let ptrace = probe_in(&b, "ptrace", &img, &[("cap_add", "SYS_PTRACE")]);
+    assert_results(&ptrace, &[("kcmp", "ok"), ("unshare-uts", "EPERM"), ("clone3", "ENOSYS")], "SYS_PTRACE");
+    assert_results(&ptrace, &DEFAULT_RESULTS[..12], "SYS_PTRACE");
+    let admin = probe_in(&b, "admin", &img, &[("cap_add", "SYS_ADMIN")]);
+    assert_results(
+        &admin,
+        &[("unshare-uts", "ok"), ("clone3", "EINVAL"), ("lsm-list", "E2BIG"), ("kcmp", "EPERM")],
+        "SYS_ADMIN",
+    );
+    assert_results(&admin, &[("personality-rie", "EPERM"), ("vsock", "EPERM"), ("x32-getpid", "EPERM")], "SYS_ADMIN");
+
+    // Privileged: no filter at all; what is left is the kernel's own answer.
+    let privileged = probe_in(&b, "priv", &img, &[("privileged", "true")]);
+    assert_results(
+        &privileged,
+        &[
+            ("personality-rie", "ok"),
+            ("kcmp", "ok"),
+            ("unshare-uts", "ok"),
+            ("clone3", "EINVAL"),
+            ("lsm-list", "E2BIG"),
+            ("getpid", "ok"),
+            ("fork", "ok"),
+        ],
+        "privileged",
+    );
+    for call in ["vsock", "vsock-high", "x32-getpid"] {
+        assert_ne!(privileged[call], "EPERM", "privileged: {call} in {privileged:?}");
+    }
 }

@@ -7,6 +7,7 @@
 //! failed request changes nothing and a restarted daemon finds what the last one had.
 
 mod status;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -263,9 +264,20 @@ pub struct Engine {
     /// Signalled whenever a container's status changes.
     changed: Condvar,
     errors: Mutex<()>,
+    /// The daemon's root and mount point, which no volume may expose (see [`Engine::protect`]).
+    protected: std::sync::OnceLock<volumes::Protected>,
 }
 
 impl Engine {
+    /// Names the daemon's root and mount point, so no volume source inside them is accepted.
+    pub fn protect(&self, root: &Path, mount: &Path) {
+        let _ = self.protected.set(volumes::Protected::new(root, mount));
+    }
+
+    fn protected(&self) -> volumes::Protected {
+        self.protected.get().cloned().unwrap_or_default()
+    }
+
     /// Loads every record under `state_dir`, drops what an interrupted request left half-done, and
     /// re-adopts containers that are still running.
     pub fn open(
@@ -281,6 +293,8 @@ impl Engine {
                 .map_err(Error::record(format!("the state directory {sub}")))?;
         }
         crate::store::private(state_dir).map_err(Error::record("the state directory's mode"))?;
+        // Resolved: the files it bind-mounts into containers are opened following no symlink.
+        let state_dir = &std::fs::canonicalize(state_dir).map_err(Error::record("the state directory"))?;
         let mut state = State::default();
         for (id, dir) in record_dirs(&state_dir.join("images")) {
             match load_image(&dir) {
@@ -347,6 +361,7 @@ impl Engine {
             state: Mutex::new(state),
             changed: Condvar::new(),
             errors: Mutex::new(()),
+            protected: std::sync::OnceLock::new(),
         });
         engine.adopt();
         // The firewall table is written whole: the masquerade, and the forwards of re-adopted containers.
@@ -972,21 +987,25 @@ impl Engine {
         Ok(())
     }
 
-    /// Sets a stopped container's volumes; each named volume and host path must exist.
+    /// Sets a stopped container's volumes; each named volume and host path must exist, no host path may
+    /// lie in the daemon's own, and only a privileged container may mount under /proc, /sys or /dev.
     fn set_volumes(&self, name: &str, volumes: Vec<VolumeSpec>) -> Result<(), Error> {
-        self.check_sources(&volumes)?;
+        self.check_sources(name, &volumes)?;
         self.configure(name, |r| r.volumes = volumes)
     }
 
-    fn check_sources(&self, volumes: &[VolumeSpec]) -> Result<(), Error> {
+    fn check_sources(&self, name: &str, volumes: &[VolumeSpec]) -> Result<(), Error> {
         let st = self.lock();
+        let privileged = st.container(name)?.record.security.privileged;
+        let protected = self.protected();
         for v in volumes {
+            volumes::check_target(&v.target, privileged)?;
             match &v.source {
                 VolumeSource::Named(n) if !st.volumes.contains(n) => {
                     return Err(Error::NotFound(format!("no volume named '{n}' (mkdir volumes/{n} first)")));
                 }
-                VolumeSource::Host(p) if std::fs::symlink_metadata(p).is_err() => {
-                    return Err(Error::NotFound(format!("no host path '{}'", p.display())));
+                VolumeSource::Host(p) => {
+                    volumes::check_host_source(p, &protected)?;
                 }
                 _ => {}
             }
@@ -1006,7 +1025,8 @@ impl Engine {
     }
 
     /// The bind mounts of a container's volumes: its own, then those of its `volumes_from` container at the
-    /// same targets (its own win on a clash).
+    /// same targets (its own win on a clash). Each is checked again as a write checks it, and its source
+    /// resolved to the real path the container's pid 1 opens without following symlinks.
     fn volume_binds(&self, st: &State, record: &ContainerRecord) -> Result<Vec<BindMount>, Error> {
         let mut specs = record.volumes.clone();
         if let Some(from) = &record.volumes_from {
@@ -1023,20 +1043,30 @@ impl Engine {
                     .collect::<Vec<_>>(),
             );
         }
-        specs
-            .into_iter()
-            .map(|v| {
-                let source = match &v.source {
-                    VolumeSource::Host(p) => p.clone(),
-                    VolumeSource::Named(n) if st.volumes.contains(n) => self.store.volume_path(n),
-                    VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
-                };
-                if std::fs::symlink_metadata(&source).is_err() {
-                    return Err(Error::NotFound(format!("no host path '{}'", source.display())));
+        let protected = self.protected();
+        let mut binds = Vec::new();
+        for v in specs {
+            volumes::check_target(&v.target, record.security.privileged)?;
+            let source = match &v.source {
+                VolumeSource::Host(p) => volumes::check_host_source(p, &protected)?,
+                VolumeSource::Named(n) if st.volumes.contains(n) => {
+                    let path = self.store.volume_path(n);
+                    std::fs::canonicalize(&path)
+                        .map_err(|e| Error::NotFound(format!("volume '{n}' at {}: {e}", path.display())))?
                 }
-                Ok(BindMount { source, target: v.target, readonly: v.readonly })
-            })
-            .collect()
+                VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+            };
+            let masks = volumes::masks(&source, &v.target, &protected);
+            binds.push(BindMount { source, target: v.target, readonly: v.readonly });
+            if !masks.is_empty() {
+                let empty = self.state_dir.join("empty");
+                std::fs::create_dir_all(&empty).map_err(Error::record("the state directory empty"))?;
+                for target in masks {
+                    binds.push(BindMount { source: empty.clone(), target, readonly: true });
+                }
+            }
+        }
+        Ok(binds)
     }
 
     /// Makes an image of container `name`'s rootfs, running or not: a read-only snapshot, with the config of

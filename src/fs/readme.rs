@@ -13,6 +13,8 @@ bockerfs: containers driven with echo and cat.
   containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running)
     image cmd env        rw: configure before start (cmd: shell words or a JSON array; env: KEY=VALUE lines)
     ctl                  echo start | stop [SECONDS] | kill [SIGNAL] > ctl
+    volumes              rw: SOURCE:TARGET[:ro] lines, nosuid,nodev (:ro all the way down); EPERM: a target in
+                         /proc /sys /dev unless privileged, a source in the daemon's root or mount
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
     memory.current memory.peak cpu.usage_usec pids.current events   r: stats (events: oom_kill N)
     status exit_code pid started_at finished_at logs error   r

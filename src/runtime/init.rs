@@ -24,9 +24,9 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Device nodes bind-mounted from the host into the container's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-struct SetupError {
-    errno: i32,
-    message: String,
+pub(super) struct SetupError {
+    pub(super) errno: i32,
+    pub(super) message: String,
 }
 
 fn step(what: &str) -> impl Fn(nix::Error) -> SetupError + '_ {
@@ -200,76 +200,13 @@ fn setup_rootfs(rootfs: &Path, binds: &[BindMount], privileged: bool) -> Result<
         mask_paths(rootfs)?;
     }
     for bind in binds {
-        bind_into(rootfs, bind, privileged)?;
+        super::bind::bind_into(rootfs, bind, privileged)?;
     }
     nix::unistd::chdir(rootfs).map_err(step("chdir rootfs"))?;
     // runc's trick: pivot the root onto itself, then detach the old root stacked underneath.
     nix::unistd::pivot_root(".", ".").map_err(step("pivot_root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(step("detach old root"))?;
     nix::unistd::chdir("/").map_err(step("chdir /"))?;
-    Ok(())
-}
-
-/// Bind-mounts `bind.source` onto its target inside `rootfs`, made if missing (a file or a directory, as
-/// the source is). The target is resolved with `openat2(RESOLVE_IN_ROOT)`, so a symlink in the image can't
-/// point the mount anywhere outside the rootfs; the mount goes onto the opened fd.
-fn bind_into(rootfs: &Path, bind: &BindMount, privileged: bool) -> Result<(), SetupError> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let what = |e: rustix::io::Errno| SetupError {
-        errno: e.raw_os_error(),
-        message: format!("mount point {}: {}", bind.target, std::io::Error::from(e)),
-    };
-    let is_dir = bind.source.is_dir();
-    let root =
-        rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(what)?;
-    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    let parts: Vec<&str> = bind.target.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-    if parts.is_empty() {
-        return Err(SetupError { errno: libc::EINVAL, message: format!("bad mount target '{}'", bind.target) });
-    }
-    // Every missing directory on the way is made, and the target itself when it is one.
-    let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let dirs = if is_dir { parts.len() } else { parts.len() - 1 };
-    for i in 0..dirs {
-        if let Err(rustix::io::Errno::NOENT) =
-            rustix::fs::openat2(&root, parts[..=i].join("/"), dir_flags, Mode::empty(), resolve)
-        {
-            let parent = if i == 0 { ".".to_string() } else { parts[..i].join("/") };
-            let parent = rustix::fs::openat2(&root, &parent, dir_flags, Mode::empty(), resolve).map_err(what)?;
-            match rustix::fs::mkdirat(&parent, parts[i], Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => return Err(what(e)),
-            }
-        }
-    }
-    let path = parts.join("/");
-    let target = if is_dir {
-        rustix::fs::openat2(&root, &path, dir_flags, Mode::empty(), resolve)
-    } else {
-        let flags = OFlags::CREATE | OFlags::RDONLY | OFlags::CLOEXEC;
-        rustix::fs::openat2(&root, &path, flags, Mode::from_bits_truncate(0o644), resolve)
-    }
-    .map_err(what)?;
-    use std::os::fd::AsRawFd;
-    let on = format!("/proc/self/fd/{}", target.as_raw_fd());
-    let none = None::<&str>;
-    mount(Some(&bind.source), on.as_str(), none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
-        .map_err(|e| SetupError { errno: e as i32, message: format!("bind {}: {}", bind.target, e.desc()) })?;
-    if bind.readonly || !privileged {
-        // The fd still names what the mount covers: open the target again to reach the new mount.
-        let mounted =
-            rustix::fs::openat2(&root, &path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve).map_err(what)?;
-        let on = format!("/proc/self/fd/{}", mounted.as_raw_fd());
-        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-        if !privileged {
-            flags |= MsFlags::MS_NODEV;
-        }
-        if bind.readonly {
-            flags |= MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        }
-        mount(none, on.as_str(), none, flags, none)
-            .map_err(|e| SetupError { errno: e as i32, message: format!("read-only {}: {}", bind.target, e.desc()) })?;
-    }
     Ok(())
 }
 

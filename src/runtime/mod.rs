@@ -8,9 +8,11 @@
 //! daemon, as Podman's conmon does, so no exit is lost while the daemon is down. The daemon learns of the
 //! monitor's end through a pidfd ([`wait_for_exit`]).
 
+mod bind;
 pub mod exec;
 pub mod init;
 pub mod monitor;
+pub mod seccomp;
 pub mod security;
 
 use std::io::{self, BufRead, BufReader, Write};

@@ -1,22 +1,18 @@
 //! What a container's process may do, applied last before `execve` (by the container's pid 1 and by every
 //! exec): Docker's default 14 capabilities in the bounding, permitted and effective sets (none inheritable
-//! or ambient), `no_new_privs`, and a seccomp filter like Docker's default profile, built with
-//! `seccompiler`. A `privileged` container keeps everything; `cap_add` adds capabilities to the 14.
-//!
-//! The filter refuses (EPERM) what Docker's default profile leaves out for a container without extra
-//! capabilities: kernel modules, kexec, reboot, swap, clocks, accounting, keyrings, bpf, perf, ptrace and
-//! cross-process memory access, mounts and the new mount API, `pivot_root`, `setns`, `unshare` and
-//! `clone` with namespace flags, userfaultfd, io_uring, handle-based opens, NUMA policy calls, and `mknod`
-//! of character and block devices (the device allowlist: only the nodes bound into `/dev` exist).
-//! `clone3` answers ENOSYS, as in Docker's profile, so the C library falls back to `clone`, whose flags
-//! the filter can see.
+//! or ambient), `no_new_privs`, and Docker's default seccomp profile, an allow list compiled for the
+//! container's capabilities ([`super::seccomp`]). A `privileged` container keeps everything and has no
+//! filter; `cap_add` adds capabilities to the 14, and with them the profile's entries gated on them
+//! (`CAP_SYS_ADMIN`: mount, unshare, setns, clone with namespace flags and clone3; `CAP_SYS_PTRACE`: kcmp
+//! and pidfd_getfd; ...). Without `CAP_SYS_ADMIN`, `clone3` answers ENOSYS, as in Docker's profile, so the
+//! C library falls back to `clone`, whose flags the filter can see.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use caps::{CapSet, Capability};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-};
+use seccompiler::BpfProgram;
+
+use super::seccomp::{compile, Profile, SeccompError, Target, DEFAULT_PROFILE};
 
 use crate::records::Security;
 
@@ -48,8 +44,9 @@ pub fn apply(security: &Security) -> Result<(), String> {
     if security.privileged {
         return Ok(());
     }
-    let mut keep: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
-    keep.extend(security.cap_add.iter().filter_map(|c| parse_capability(c)));
+    let keep = capabilities(security);
+    // The filters are built before anything is dropped: a failure leaves the process as it was.
+    let filters = filters(security)?;
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes plain integers and touches no memory.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
@@ -65,131 +62,26 @@ pub fn apply(security: &Security) -> Result<(), String> {
     caps::clear(None, CapSet::Inheritable).map_err(|e| format!("clear inheritable capabilities: {e}"))?;
     caps::set(None, CapSet::Effective, &keep).map_err(|e| format!("set effective capabilities: {e}"))?;
     caps::set(None, CapSet::Permitted, &keep).map_err(|e| format!("set permitted capabilities: {e}"))?;
-    for filter in filters()? {
-        seccompiler::apply_filter(&filter).map_err(|e| format!("install the seccomp filter: {e}"))?;
+    for filter in &filters {
+        seccompiler::apply_filter(filter).map_err(|e| format!("install the seccomp filter: {e}"))?;
     }
     Ok(())
 }
 
-/// The syscalls refused outright.
-fn refused() -> Vec<i64> {
-    let mut list = vec![
-        libc::SYS_acct,
-        libc::SYS_add_key,
-        libc::SYS_bpf,
-        libc::SYS_clock_adjtime,
-        libc::SYS_clock_settime,
-        libc::SYS_delete_module,
-        libc::SYS_finit_module,
-        libc::SYS_fanotify_init,
-        libc::SYS_fsconfig,
-        libc::SYS_fsmount,
-        libc::SYS_fsopen,
-        libc::SYS_fspick,
-        libc::SYS_get_mempolicy,
-        libc::SYS_init_module,
-        libc::SYS_io_uring_enter,
-        libc::SYS_io_uring_register,
-        libc::SYS_io_uring_setup,
-        libc::SYS_kcmp,
-        libc::SYS_kexec_file_load,
-        libc::SYS_kexec_load,
-        libc::SYS_keyctl,
-        libc::SYS_lookup_dcookie,
-        libc::SYS_mbind,
-        libc::SYS_mount,
-        libc::SYS_mount_setattr,
-        libc::SYS_move_mount,
-        libc::SYS_move_pages,
-        libc::SYS_name_to_handle_at,
-        libc::SYS_open_by_handle_at,
-        libc::SYS_open_tree,
-        libc::SYS_perf_event_open,
-        libc::SYS_pidfd_getfd,
-        libc::SYS_pivot_root,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
-        libc::SYS_ptrace,
-        libc::SYS_quotactl,
-        libc::SYS_reboot,
-        libc::SYS_request_key,
-        libc::SYS_set_mempolicy,
-        libc::SYS_setns,
-        libc::SYS_settimeofday,
-        libc::SYS_swapoff,
-        libc::SYS_swapon,
-        libc::SYS_syslog,
-        libc::SYS_umount2,
-        libc::SYS_unshare,
-        libc::SYS_userfaultfd,
-        libc::SYS_vhangup,
-    ];
-    #[cfg(target_arch = "x86_64")]
-    list.extend([
-        libc::SYS_ioperm,
-        libc::SYS_iopl,
-        libc::SYS_nfsservctl,
-        libc::SYS_sysfs,
-        libc::SYS__sysctl,
-        libc::SYS_uselib,
-        libc::SYS_ustat,
-    ]);
-    list
+/// The bounding set of a container that isn't privileged: Docker's 14 and what `cap_add` adds.
+pub fn capabilities(security: &Security) -> HashSet<Capability> {
+    let mut keep: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
+    keep.extend(security.cap_add.iter().filter_map(|c| parse_capability(c)));
+    keep
 }
 
-fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
-    SeccompRule::new(conditions).map_err(|e| e.to_string())
-}
-
-/// `(arg & mask) == value` on argument `index`.
-fn masked(index: u8, mask: u64, value: u64) -> Result<SeccompCondition, String> {
-    SeccompCondition::new(index, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(mask), value)
-        .map_err(|e| e.to_string())
-}
-
-/// The filters to install: one answering EPERM, one answering ENOSYS for `clone3`.
-pub fn filters() -> Result<Vec<BpfProgram>, String> {
-    let arch = std::env::consts::ARCH.try_into().map_err(|_| "seccomp: unsupported architecture".to_string())?;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = refused().into_iter().map(|nr| (nr, Vec::new())).collect();
-
-    // clone with any namespace flag (flags are argument 0).
-    let namespaces = [
-        libc::CLONE_NEWNS,
-        libc::CLONE_NEWUTS,
-        libc::CLONE_NEWIPC,
-        libc::CLONE_NEWUSER,
-        libc::CLONE_NEWPID,
-        libc::CLONE_NEWNET,
-        libc::CLONE_NEWCGROUP,
-    ];
-    let clone_rules = namespaces
-        .iter()
-        .map(|flag| rule(vec![masked(0, *flag as u64, *flag as u64)?]))
-        .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(libc::SYS_clone, clone_rules);
-
-    // mknod of character and block devices: the mode is argument 1 of mknod, 2 of mknodat.
-    let fmt = u64::from(libc::S_IFMT);
-    let devices = |index: u8| -> Result<Vec<SeccompRule>, String> {
-        Ok(vec![
-            rule(vec![masked(index, fmt, u64::from(libc::S_IFCHR))?])?,
-            rule(vec![masked(index, fmt, u64::from(libc::S_IFBLK))?])?,
-        ])
-    };
-    #[cfg(target_arch = "x86_64")]
-    rules.insert(libc::SYS_mknod, devices(1)?);
-    rules.insert(libc::SYS_mknodat, devices(2)?);
-
-    let eperm = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
-        .map_err(|e| e.to_string())?;
-    let clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )
-    .map_err(|e| e.to_string())?;
-    [eperm, clone3].into_iter().map(|f| BpfProgram::try_from(f).map_err(|e| e.to_string())).collect()
+/// The seccomp filters of a container that isn't privileged, in the order they are installed: Docker's
+/// default profile for its capabilities (see [`super::seccomp`]).
+pub fn filters(security: &Security) -> Result<Vec<BpfProgram>, String> {
+    let profile: Profile = serde_json::from_str(DEFAULT_PROFILE).map_err(|e| SeccompError::from(e).to_string())?;
+    let caps: BTreeSet<String> = capabilities(security).iter().map(|c| c.to_string()).collect();
+    let target = Target::native().map_err(|e| e.to_string())?;
+    compile(&profile, &caps, &target).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -198,9 +90,12 @@ mod tests {
 
     #[test]
     fn filters_build() {
-        let f = filters().unwrap();
-        assert_eq!(f.len(), 2);
-        assert!(f[0].len() > refused().len());
+        let plain = filters(&Security::default()).unwrap();
+        let admin = filters(&Security { cap_add: vec!["CAP_SYS_ADMIN".into()], ..Default::default() }).unwrap();
+        // CAP_SYS_ADMIN opens mount, unshare, clone3 (its ENOSYS filter goes) and more.
+        assert_eq!(plain.len(), 3);
+        assert_eq!(admin.len(), 2);
+        assert!(admin[0].len() > plain[0].len());
     }
 
     #[test]

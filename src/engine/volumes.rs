@@ -1,0 +1,135 @@
+//! What a container's volume may be, checked when its `volumes` file is written and again at every start
+//! (what a write can't know: `privileged` written since, a `volumes-from` container's volumes, a host path
+//! changed since): a target under `/proc`, `/sys` or `/dev` only for a privileged container (a volume
+//! there could cover what the runtime masks, or hand it a device), and a host source neither inside the
+//! daemon's root (its store, records and logs) nor under its mount (the control tree, which drives the
+//! daemon). Host sources are resolved to their real path for the check, and the container's pid 1 opens
+//! exactly that path without following a symlink ([`crate::runtime`]'s bind mounts), so what is checked
+//! is what is mounted. A host source that holds the daemon's root or mount (`/`, `/mnt`) is accepted,
+//! but an empty read-only directory is mounted over each of them inside the volume ([`masks`]), so the
+//! control tree and the store under it stay out of the container's reach.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// The top directories of a container a volume may cover only when it is privileged.
+const KERNEL_DIRS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// The daemon's own paths, which no volume may expose.
+#[derive(Debug, Clone, Default)]
+pub struct Protected {
+    /// The daemon's root, resolved.
+    pub root: Option<PathBuf>,
+    /// The daemon's mount point, resolved.
+    pub mount: Option<PathBuf>,
+}
+
+impl Protected {
+    /// The daemon's root and mount point, resolved (as given when they don't exist yet).
+    pub fn new(root: &Path, mount: &Path) -> Protected {
+        let real = |p: &Path| Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+        Protected { root: real(root), mount: real(mount) }
+    }
+}
+
+/// The targets, inside the volume of real source `real` mounted at `target`, that cover the daemon's
+/// root and mount point when the source holds them.
+pub fn masks(real: &Path, target: &str, protected: &Protected) -> Vec<String> {
+    [&protected.root, &protected.mount]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.strip_prefix(real).ok())
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .map(|rel| format!("{}/{}", target.trim_end_matches('/'), rel.display()))
+        .collect()
+}
+
+/// Refuses a target under `/proc`, `/sys` or `/dev` unless `privileged` (EPERM).
+pub fn check_target(target: &str, privileged: bool) -> Result<(), Error> {
+    let path = Path::new(target);
+    match KERNEL_DIRS.iter().find(|d| path.starts_with(d)) {
+        Some(dir) if !privileged => Err(Error::NotPermitted(format!(
+            "volume target {target} is under {dir}: only a privileged container may mount there"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The real path of host source `source`, refused (EPERM) when it lies inside the daemon's root or under
+/// its mount point, also through another path to the mount's filesystem; ENOENT when it doesn't exist.
+pub fn check_host_source(source: &Path, protected: &Protected) -> Result<PathBuf, Error> {
+    let real = std::fs::canonicalize(source)
+        .map_err(|e| Error::NotFound(format!("no host path '{}': {e}", source.display())))?;
+    let refuse = |what: &str, path: &Path| {
+        Error::NotPermitted(format!(
+            "volume source '{}' is {what} {}: a container must not reach the daemon's own files",
+            source.display(),
+            path.display()
+        ))
+    };
+    if let Some(root) = &protected.root {
+        if real.starts_with(root) {
+            return Err(refuse("inside the daemon's root", root));
+        }
+    }
+    if let Some(mount) = &protected.mount {
+        if real.starts_with(mount) {
+            return Err(refuse("under the daemon's mount", mount));
+        }
+        // The control filesystem has a device of its own: reached through any other path, it is the same.
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+        let fuse = dev(mount).filter(|d| Some(*d) != mount.parent().and_then(dev));
+        if fuse.is_some() && dev(&real) == fuse {
+            return Err(refuse("on the daemon's mount", mount));
+        }
+    }
+    Ok(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_under_kernel_dirs_need_privileged() {
+        for t in ["/proc", "/proc/sys", "/sys/kernel", "/dev", "/dev/shm/x"] {
+            assert_eq!(check_target(t, false).unwrap_err().errno(), libc::EPERM, "{t}");
+            assert!(check_target(t, true).is_ok(), "{t}");
+        }
+        for t in ["/data", "/procs", "/device", "/srv/proc"] {
+            assert!(check_target(t, false).is_ok(), "{t}");
+        }
+    }
+
+    #[test]
+    fn a_source_holding_the_daemons_paths_gets_them_masked() {
+        let p = Protected { root: Some("/var/lib/bocker".into()), mount: Some("/mnt/bocker".into()) };
+        assert_eq!(masks(Path::new("/"), "/host", &p), ["/host/var/lib/bocker", "/host/mnt/bocker"]);
+        assert_eq!(masks(Path::new("/mnt"), "/m/", &p), ["/m/bocker"]);
+        assert!(masks(Path::new("/srv"), "/srv", &p).is_empty());
+        assert!(masks(Path::new("/mnt/bo"), "/x", &p).is_empty());
+    }
+
+    #[test]
+    fn sources_inside_the_daemons_paths_are_refused() {
+        let dir = std::env::temp_dir().join(format!("bocker-volcheck-{}", std::process::id()));
+        let (root, mount, other) = (dir.join("root"), dir.join("mnt"), dir.join("other"));
+        for d in [root.join("store/x"), mount.clone(), other.clone()] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("store"), other.join("link")).unwrap();
+        let p = Protected::new(&root, &mount);
+        for bad in [root.clone(), root.join("store/x"), mount.clone(), other.join("link"), other.join("link/x")] {
+            let e = check_host_source(&bad, &p).unwrap_err();
+            assert_eq!(e.errno(), libc::EPERM, "{}", bad.display());
+        }
+        assert_eq!(check_host_source(&other, &p).unwrap(), std::fs::canonicalize(&other).unwrap());
+        assert_eq!(check_host_source(&dir.join("none"), &p).unwrap_err().errno(), libc::ENOENT);
+        // A sibling whose name only starts like the root's is not inside it.
+        std::fs::create_dir_all(dir.join("rootless")).unwrap();
+        assert!(check_host_source(&dir.join("rootless"), &p).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -228,14 +228,12 @@ const MESSAGE_MAX: usize = 1024;
 /// `s` cut to [`MESSAGE_MAX`] bytes at a character boundary. Messages quote little of their input already;
 /// this bounds the rest (an nft or registry message, a long path).
 fn bounded(s: &str) -> String {
-    if s.len() <= MESSAGE_MAX {
-        return s.to_string();
+    let kept = crate::request::prefix(s, MESSAGE_MAX);
+    if kept.len() == s.len() {
+        s.to_string()
+    } else {
+        format!("{kept}...")
     }
-    let mut cut = MESSAGE_MAX;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &s[..cut])
 }
 
 fn no_container(name: &str) -> Error {

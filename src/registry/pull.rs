@@ -257,7 +257,9 @@ pub async fn pull(
         return Ok(pulled(false));
     }
 
-    // Downloads of the missing layers run at once; layers are applied in order as they arrive.
+    // Downloads of the missing layers run in parallel, at most MAX_DOWNLOADS at a time (a manifest may list
+    // thousands); layers are applied in order as they arrive.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS));
     let mut downloads = Downloads { tasks: Vec::new(), files: Vec::new() };
     let mut slots = Vec::with_capacity(manifest.layers.len());
     for (i, layer) in manifest.layers.iter().enumerate() {
@@ -271,8 +273,12 @@ pub async fn pull(
         downloads.files.push(path.clone());
         let (client, reference, digest, size) = (client.clone(), reference.clone(), layer.digest.clone(), layer.size);
         let task = tokio::spawn({
-            let (path, lp) = (path.clone(), lp.clone());
-            async move { download(&client, &reference, &digest, size, &path, &lp).await }
+            let (path, lp, permits) = (path.clone(), lp.clone(), std::sync::Arc::clone(&permits));
+            async move {
+                // Never closed, so acquiring only waits.
+                let _permit = permits.acquire_owned().await;
+                download(&client, &reference, &digest, size, &path, &lp).await
+            }
         });
         downloads.tasks.push(task.abort_handle());
         slots.push(Some((task, path, lp)));
@@ -292,6 +298,10 @@ pub async fn pull(
     store.image_from_layer(chain.last().map(String::as_str), &id)?;
     Ok(pulled(true))
 }
+
+/// Layer downloads of one pull under way at once (Docker's default is 3; a registry on loopback or a LAN
+/// likes a few more).
+const MAX_DOWNLOADS: usize = 6;
 
 /// The downloads of one pull: aborted, and their files removed, however the pull ends.
 struct Downloads {

@@ -1,0 +1,113 @@
+//! The parsers of every write, against good and hostile bytes.
+use super::*;
+
+#[test]
+fn quotes_are_bounded_at_a_character_boundary() {
+    assert_eq!(quote("short"), "short");
+    let long = "é".repeat(150); // 300 bytes
+    let q = quote(&long);
+    assert!(q.starts_with(&"é".repeat(100)) && q.ends_with("...[100 more bytes]"), "{q}");
+    assert_eq!(prefix("aé", 2), "a");
+    assert_eq!(prefix("abc", 10), "abc");
+    let e = parse_ctl(&format!("{} x", "v".repeat(60_000))).unwrap_err().to_string();
+    assert!(e.len() < 300, "{e}");
+}
+
+#[test]
+fn ctl_verbs() {
+    assert_eq!(parse_ctl("start\n"), Ok(Ctl::Start));
+    assert_eq!(parse_ctl("stop"), Ok(Ctl::Stop(DEFAULT_STOP_TIMEOUT)));
+    assert_eq!(parse_ctl("stop 3"), Ok(Ctl::Stop(Duration::from_secs(3))));
+    assert_eq!(parse_ctl("kill"), Ok(Ctl::Kill(Signal::SIGKILL)));
+    assert_eq!(parse_ctl("kill TERM"), Ok(Ctl::Kill(Signal::SIGTERM)));
+    assert_eq!(parse_ctl("kill sigusr1"), Ok(Ctl::Kill(Signal::SIGUSR1)));
+    assert_eq!(parse_ctl("kill 15"), Ok(Ctl::Kill(Signal::SIGTERM)));
+    assert_eq!(parse_ctl("bogus"), Err(ParseError::UnknownVerb("bogus".into())));
+    assert_eq!(parse_ctl(""), Err(ParseError::Empty));
+    assert!(matches!(parse_ctl("stop soon"), Err(ParseError::BadTimeout(_))));
+    assert!(matches!(parse_ctl("kill NOPE"), Err(ParseError::BadSignal(_))));
+    assert!(matches!(parse_ctl("kill 99"), Err(ParseError::BadSignal(_))));
+    assert!(matches!(parse_ctl("stop 1 2"), Err(ParseError::TooManyArgs(_))));
+    assert!(matches!(parse_ctl("start now"), Err(ParseError::TooManyArgs(_))));
+}
+
+#[test]
+fn argv_forms() {
+    assert_eq!(split_argv("sh -c 'echo a   b'\n").unwrap().unwrap(), vec!["sh", "-c", "echo a   b"]);
+    assert_eq!(split_argv(r#"["echo", "a  b", "c"]"#).unwrap().unwrap(), vec!["echo", "a  b", "c"]);
+    assert_eq!(split_argv("  \n").unwrap(), None);
+    assert!(split_argv("echo 'unterminated").is_err());
+    assert!(split_argv("[1, 2]").is_err());
+    assert!(split_argv("[]").is_err());
+}
+
+#[test]
+fn names() {
+    assert!(validate_name("web-1.a_b").is_ok());
+    assert!(validate_name(&"a".repeat(64)).is_ok());
+    assert!(validate_name(&"a".repeat(65)).is_err());
+    assert!(validate_name("-x").is_err());
+    assert!(validate_name("a/b").is_err());
+    assert!(validate_name("a b").is_err());
+    assert!(validate_name("").is_err());
+    assert!(validate_name("é").is_err());
+}
+
+#[test]
+fn env_lines() {
+    assert_eq!(parse_env("A=1\n\n# c\nB=x=y\n").unwrap(), vec!["A=1", "B=x=y"]);
+    assert!(parse_env("NOEQUALS").is_err());
+    assert!(parse_env("1A=2").is_err());
+    assert_eq!(
+        merge_env(&["PATH=/bin".into(), "A=1".into()], &["A=2".into(), "B=3".into()]),
+        vec!["PATH=/bin", "A=2", "B=3"]
+    );
+}
+
+impl PartialEq for Request {
+    fn eq(&self, other: &Request) -> bool {
+        format!("{self:?}") == format!("{other:?}")
+    }
+}
+
+#[test]
+fn writes_become_requests() {
+    assert_eq!(
+        Request::from_write(WriteTarget::Run, b"img_1 echo 'a b'\n").unwrap(),
+        Request::Run { image: "img_1".into(), argv: Some(vec!["echo".into(), "a b".into()]) }
+    );
+    assert_eq!(
+        Request::from_write(WriteTarget::Run, b"img_1").unwrap(),
+        Request::Run { image: "img_1".into(), argv: None }
+    );
+    assert_eq!(Request::from_write(WriteTarget::Run, b""), Err(ParseError::Empty));
+    assert_eq!(
+        Request::from_write(WriteTarget::Import, b"/srv/root\n").unwrap(),
+        Request::Import { dir: "/srv/root".into(), changes: vec![], caller: Caller::nobody() }
+    );
+    assert_eq!(
+        Request::from_write(
+            WriteTarget::Import,
+            b"/r\nWORKDIR /srv\nENV A=b c\nCMD [\"ls\", \"-l\"]\nENTRYPOINT env\n"
+        )
+        .unwrap(),
+        Request::Import {
+            dir: "/r".into(),
+            changes: vec![
+                ConfigChange::WorkingDir("/srv".into()),
+                ConfigChange::Env("A=b c".into()),
+                ConfigChange::Cmd(vec!["ls".into(), "-l".into()]),
+                ConfigChange::Entrypoint(vec!["/bin/sh".into(), "-c".into(), "env".into()]),
+            ],
+            caller: Caller::nobody(),
+        }
+    );
+    for bad in ["/r\nWORKDIR rel", "/r\nFROM x", "/r\nENV novalue", "/r\nCMD", "/r\nCMD [1]"] {
+        assert!(Request::from_write(WriteTarget::Import, bad.as_bytes()).is_err(), "{bad}");
+    }
+    assert!(matches!(Request::from_write(WriteTarget::Import, b"rel/dir"), Err(ParseError::NotAbsolute(_))));
+    assert_eq!(Request::from_write(WriteTarget::Ctl("c".into()), b"st\0art"), Err(ParseError::Nul));
+    assert_eq!(Request::from_write(WriteTarget::Ctl("c".into()), &[0xff, 0xfe]), Err(ParseError::NotText));
+    assert!(matches!(Request::from_write(WriteTarget::Image("c".into()), b"a b"), Err(ParseError::NotOneWord(_))));
+    assert!(Request::create_container("../x").is_err());
+}

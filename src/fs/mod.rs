@@ -2,8 +2,10 @@
 //! engine results into replies. No container logic lives here.
 //!
 //! Reads never block and have no side effects: a file's content is taken once at open and served from that
-//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from disk at the
-//! offset asked, so `tail -f` follows it. Writes, mkdir and rmdir run on a thread of their own, so a slow
+//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from its segments on
+//! disk at the offset asked, so `tail -f` follows it. Offset 0 of an open `logs` is the oldest byte kept when
+//! it was opened (its base); its size, as `stat` tells it, counts from the oldest base of the opens still
+//! under way, so it never shrinks under a reader when old segments are deleted. Writes, mkdir and rmdir run on a thread of their own, so a slow
 //! request never stalls `ls`.
 
 mod readme;
@@ -11,8 +13,6 @@ mod tree;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -61,6 +61,8 @@ struct OpenFile {
     /// The id a write to `run` or `import` produced, served to reads on the same open file.
     answer: Option<Vec<u8>>,
     answer_pos: usize,
+    /// For `logs`: the logical offset (see [`crate::logs`]) of this open file's offset 0.
+    log_base: u64,
 }
 
 /// The control filesystem.
@@ -145,8 +147,11 @@ impl ControlFs {
     fn size(&self, node: &Node) -> Result<u64, Errno> {
         match node {
             Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
-                let path = self.growing_file(node).ok_or(Errno::ENOENT)?;
-                Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+                let extent = self.log_extent(node)?;
+                // Counted from the oldest base of its open files: a reader's size never shrinks (GNU tail
+                // polls fstat, which the kernel sends without the file handle, and starts over on a shrink).
+                let bases = lock(&self.open_files).values().filter(|f| &f.node == node).map(|f| f.log_base).min();
+                Ok(extent.end - bases.map_or(extent.start, |b| b.min(extent.start)))
             }
             Node::ImageFile(..) | Node::ContainerFile(..) | Node::VolumeData(_) if node.kind() == Kind::Symlink => {
                 Ok(self.link_target(node)?.as_os_str().len() as u64)
@@ -156,7 +161,12 @@ impl ControlFs {
         }
     }
 
-    /// The file on disk behind a `logs` node, read as it grows rather than from a snapshot.
+    fn log_extent(&self, node: &Node) -> Result<crate::logs::Extent, Errno> {
+        let dir = self.growing_file(node).ok_or(Errno::ENOENT)?;
+        crate::logs::extent(&dir).map_err(|e| Errno::from_i32(e.errno()))
+    }
+
+    /// The directory of segments behind a `logs` node, read as it grows rather than from a snapshot.
     fn growing_file(&self, node: &Node) -> Option<std::path::PathBuf> {
         match node {
             Node::ContainerFile(name, ContainerFile::Logs) => self.engine.logs_path(name),
@@ -238,12 +248,14 @@ impl ControlFs {
         if wants_write && !writable {
             return Err(Errno::EACCES);
         }
-        let snapshot = match node {
-            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => Vec::new(),
-            _ => self.content(&node)?,
+        let (snapshot, log_base) = match node {
+            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
+                (Vec::new(), self.log_extent(&node)?.start)
+            }
+            _ => (self.content(&node)?, 0),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let file = OpenFile { node, snapshot: Arc::new(snapshot), answer: None, answer_pos: 0 };
+        let file = OpenFile { node, snapshot: Arc::new(snapshot), answer: None, answer_pos: 0, log_base };
         lock(&self.open_files).insert(fh, file);
         Ok(fh)
     }
@@ -259,9 +271,13 @@ impl ControlFs {
             return Ok(answer[start..end].to_vec());
         }
         if matches!(file.node, Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs)) {
-            let path = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;
+            let dir = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;
+            let at = file.log_base.saturating_add(offset);
             drop(files);
-            return read_at(&path, offset, size);
+            return crate::logs::read_at(&dir, at, size as usize).map_err(|e| {
+                tracing::debug!(dir = %dir.display(), error = %e, "logs read");
+                Errno::from_i32(e.errno())
+            });
         }
         let snapshot = Arc::clone(&file.snapshot);
         drop(files);
@@ -269,26 +285,6 @@ impl ControlFs {
         let end = start.saturating_add(size as usize).min(snapshot.len());
         Ok(snapshot[start..end].to_vec())
     }
-}
-
-fn read_at(path: &Path, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut buf = vec![0u8; size as usize];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    buf.truncate(filled);
-    Ok(buf)
 }
 
 fn errno(e: &crate::error::Error) -> Errno {

@@ -11,6 +11,7 @@
 pub mod exec;
 pub mod init;
 pub mod monitor;
+mod output;
 pub mod security;
 
 use std::io::{self, BufRead, BufReader, Write};

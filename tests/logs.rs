@@ -317,3 +317,29 @@ fn a_daemon_sigkill_while_a_container_writes_loses_no_byte() {
     assert_eq!(logs.lines().count(), 2 * last as usize, "nothing else and nothing twice");
     assert!(segments(&dir).len() > 10, "it rotated across the crash");
 }
+
+#[test]
+fn bocker_run_prints_every_line_across_rotations() {
+    let (max_size, max_files) = (16 * KIB, 4u32);
+    let b = start_with_log_limits("logs-run", max_size, max_files);
+    let img = b.import("");
+    let last = 12000;
+    let cmd = format!(
+        "i=0; while [ $i -lt {last} ]; do i=$((i+1)); echo line $i; [ $((i % 200)) = 0 ] && sleep 0.05; done; exit 3"
+    );
+    let out = b.cli(&["run", &img, &cmd]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: String = (1..=last).map(|i| format!("line {i}\n")).collect();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == want,
+        "bocker run printed {} bytes of {}",
+        out.stdout.len(),
+        want.len()
+    );
+    let segs: Vec<_> = fs::read_dir(b.root.join("state/containers"))
+        .unwrap()
+        .flatten()
+        .map(|c| segments(&c.path().join("log")))
+        .collect();
+    assert!(segs.iter().any(|s| s[0].0 > 0), "it rotated under bocker run: {segs:?}");
+}

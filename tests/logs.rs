@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -92,7 +92,8 @@ fn a_chmod_of_the_containers_stdout_and_stderr_reaches_no_host_file() {
     let img = b.import("");
     // The attack of the finding, on both fds, from the container's pid 1 and from an exec; the positive
     // control: the same chmod of a file of the container's own rootfs works.
-    let attack = "chmod 4755 /proc/self/fd/1 /proc/self/fd/2; chmod 2755 /proc/self/fd/1";
+    // fd 0 only to its own mode: were it still the host's /dev/null, a harmless change.
+    let attack = "chmod 4755 /proc/self/fd/1 /proc/self/fd/2; chmod 2755 /proc/self/fd/1; chmod 666 /proc/self/fd/0";
     b.configure(
         "box",
         &img,
@@ -100,6 +101,7 @@ fn a_chmod_of_the_containers_stdout_and_stderr_reaches_no_host_file() {
     );
     let logs_mode = || fs::metadata(b.path("containers/box/logs")).unwrap().permissions().mode();
     let before = logs_mode();
+    let null_before = fs::metadata("/dev/null").unwrap();
     b.write("containers/box/ctl", "start").unwrap();
     eventually(
         Duration::from_secs(20),
@@ -119,6 +121,12 @@ fn a_chmod_of_the_containers_stdout_and_stderr_reaches_no_host_file() {
     set_id_files(&b.root, &mut found);
     assert_eq!(found, [rootfs.join("owned")], "the only set-id file under the daemon's root is the container's own");
     assert_eq!(logs_mode(), before, "the logs file keeps its mode");
+    let null_after = fs::metadata("/dev/null").unwrap();
+    assert_eq!(
+        (null_after.ctime(), null_after.ctime_nsec()),
+        (null_before.ctime(), null_before.ctime_nsec()),
+        "the host's /dev/null was not chmod'ed through fd 0"
+    );
     for dir in [segment_dir(&b, "box", None), segment_dir(&b, "box", Some(1))] {
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o7777, 0o700, "{}", dir.display());
         for (_, _, mode) in segments(&dir) {
@@ -128,15 +136,15 @@ fn a_chmod_of_the_containers_stdout_and_stderr_reaches_no_host_file() {
 }
 
 #[test]
-fn stdout_and_stderr_are_pipes_and_both_reach_logs() {
+fn stdin_stdout_and_stderr_are_pipes_and_both_outputs_reach_logs() {
     let b = Bocker::start("logs-pipes");
     let img = b.import("");
-    let probe = "ls -l /proc/self/fd/; echo to-stdout; echo to-stderr >&2";
+    // fd 3, a file of the container's own, is the positive control: the listing shows where fds lead.
+    let probe = "ls -l /proc/self/fd/ 3</etc/hostname; echo to-stdout; echo to-stderr >&2";
     // Whoever sees the container exited sees its output, from both streams.
     let id = b.run_to_exit(&format!("{img} sh -c '{probe}'"));
     let logs = b.read(&format!("containers/{id}/logs"));
-    // The positive control: the listing shows where fds lead (0 is stdin, /dev/null).
-    for line in [" 0 -> /", " 1 -> pipe:[", " 2 -> pipe:["] {
+    for line in [" 3 -> /etc/hostname", " 0 -> pipe:[", " 1 -> pipe:[", " 2 -> pipe:["] {
         assert!(logs.contains(line), "{line:?} in:\n{logs}");
     }
     assert!(logs.contains("to-stdout\n") && logs.contains("to-stderr\n"), "{logs}");
@@ -147,7 +155,7 @@ fn stdout_and_stderr_are_pipes_and_both_reach_logs() {
     let n = b.submit("containers/box/exec", &format!("sh -c '{probe}'")).unwrap();
     b.wait_exec("box", &n);
     let logs = b.read(&format!("containers/box/execs/{n}/logs"));
-    for line in [" 0 -> /", " 1 -> pipe:[", " 2 -> pipe:[", "to-stdout", "to-stderr"] {
+    for line in [" 3 -> /etc/hostname", " 0 -> pipe:[", " 1 -> pipe:[", " 2 -> pipe:[", "to-stdout", "to-stderr"] {
         assert!(logs.contains(line), "{line:?} in the exec's:\n{logs}");
     }
     b.write("containers/box/ctl", "kill").unwrap();

@@ -38,8 +38,8 @@ fn io_step(what: &str) -> impl Fn(std::io::Error) -> SetupError + '_ {
 }
 
 /// Sets up the container and execs its command; never returns.
-pub fn enter(spec: &LaunchSpec, output: (RawFd, RawFd), err_pipe: OwnedFd) -> ! {
-    let err = match setup_and_exec(spec, output) {
+pub fn enter(spec: &LaunchSpec, stdio: [RawFd; 3], err_pipe: OwnedFd) -> ! {
+    let err = match setup_and_exec(spec, stdio) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -49,13 +49,8 @@ pub fn enter(spec: &LaunchSpec, output: (RawFd, RawFd), err_pipe: OwnedFd) -> ! 
 /// The exec helper's child, already in the container's pid namespace: joins the container's cgroups, then
 /// its other namespaces (`namespaces`, the mount namespace last: from then on `/` is the container's root),
 /// and runs the command as the container's own is run. Never returns.
-pub fn enter_exec(
-    spec: &ExecSpec,
-    namespaces: &[(OwnedFd, CloneFlags)],
-    output: (RawFd, RawFd),
-    err_pipe: OwnedFd,
-) -> ! {
-    let err = match join_and_exec(spec, namespaces, output) {
+pub fn enter_exec(spec: &ExecSpec, namespaces: &[(OwnedFd, CloneFlags)], stdio: [RawFd; 3], err_pipe: OwnedFd) -> ! {
+    let err = match join_and_exec(spec, namespaces, stdio) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -65,7 +60,7 @@ pub fn enter_exec(
 fn join_and_exec(
     spec: &ExecSpec,
     namespaces: &[(OwnedFd, CloneFlags)],
-    output: (RawFd, RawFd),
+    stdio: [RawFd; 3],
 ) -> Result<Never, SetupError> {
     for procs in &spec.cgroup_procs {
         std::fs::write(procs, "0").map_err(io_step("join the container's cgroup"))?;
@@ -74,7 +69,7 @@ fn join_and_exec(
         nix::sched::setns(fd, *flag).map_err(step("enter the container's namespaces"))?;
     }
     reset_signals();
-    setup_stdio(output)?;
+    setup_stdio(stdio)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
@@ -98,7 +93,7 @@ fn fail(err: SetupError, err_pipe: OwnedFd) -> ! {
 
 enum Never {}
 
-fn setup_and_exec(spec: &LaunchSpec, output: (RawFd, RawFd)) -> Result<Never, SetupError> {
+fn setup_and_exec(spec: &LaunchSpec, stdio: [RawFd; 3]) -> Result<Never, SetupError> {
     // Join the container's groups first: the cgroup namespace made below is rooted where we stand then.
     for procs in &spec.cgroup_procs {
         std::fs::write(procs, "0").map_err(|e| SetupError {
@@ -114,7 +109,7 @@ fn setup_and_exec(spec: &LaunchSpec, output: (RawFd, RawFd)) -> Result<Never, Se
     }
     nix::sched::unshare(namespaces).map_err(step("unshare namespaces"))?;
     reset_signals();
-    setup_stdio(output)?;
+    setup_stdio(stdio)?;
     setup_rootfs(&spec.rootfs, &spec.binds, spec.security.privileged)?;
     nix::unistd::sethostname(&spec.hostname).map_err(step("sethostname"))?;
     // In bridge mode the daemon brought loopback up with eth0; in host mode it is the host's.
@@ -147,13 +142,12 @@ pub fn reset_signals() {
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
-/// stdin from /dev/null; stdout and stderr the write ends of the monitor's pipes (`(stdout, stderr)`), never
-/// a host file: a process holding a host file could chmod it through `/proc/self/fd`.
-fn setup_stdio((stdout, stderr): (RawFd, RawFd)) -> Result<(), SetupError> {
-    let null = std::fs::File::open("/dev/null").map_err(io_step("open /dev/null"))?;
-    nix::unistd::dup2_stdin(&null).map_err(step("dup2 stdin"))?;
-    // SAFETY: the monitor keeps both pipe ends open across the fork; they are only borrowed here.
-    let (stdout, stderr) = unsafe { (BorrowedFd::borrow_raw(stdout), BorrowedFd::borrow_raw(stderr)) };
+/// stdin, stdout and stderr from the monitor's pipes (see `super::output`), never a host file: a process
+/// holding a host file could chmod it through `/proc/self/fd`.
+fn setup_stdio(stdio: [RawFd; 3]) -> Result<(), SetupError> {
+    // SAFETY: the monitor keeps the three pipe ends open across the fork; they are only borrowed here.
+    let [stdin, stdout, stderr] = stdio.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
+    nix::unistd::dup2_stdin(stdin).map_err(step("dup2 stdin"))?;
     nix::unistd::dup2_stdout(stdout).map_err(step("dup2 stdout"))?;
     nix::unistd::dup2_stderr(stderr).map_err(step("dup2 stderr"))?;
     Ok(())

@@ -1,7 +1,8 @@
-//! A container's (or an exec's) stdout and stderr: two pipes whose write ends are the process's fds 1 and
-//! 2, and whose read ends its monitor holds and copies into the log (conmon's pattern). No host file is
-//! ever in the container, and the copy runs in the monitor, which outlives the daemon, so a daemon crash
-//! loses no byte.
+//! A container's (or an exec's) stdio: stdout and stderr are two pipes whose write ends are the process's
+//! fds 1 and 2, and whose read ends its monitor holds and copies into the log (conmon's pattern); stdin is
+//! the read end of a pipe with no writer, which reads as `/dev/null` does (EOF). No host file is ever in
+//! the container (the host's `/dev/null` as fd 0 could be chmod'ed through `/proc/self/fd/0`), and the copy
+//! runs in the monitor, which outlives the daemon, so a daemon crash loses no byte.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -16,8 +17,9 @@ use crate::logs::{LogLimits, Writer};
 /// exec's background children may hold them).
 const AFTER_EXIT: Duration = Duration::from_secs(2);
 
-/// The process's ends of the two pipes, for its fds 1 and 2.
+/// The process's ends of the pipes, for its fds 0, 1 and 2.
 pub(super) struct Ends {
+    pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
 }
@@ -36,10 +38,12 @@ pub(super) fn open(dir: &std::path::Path, limits: LogLimits) -> Result<(Output, 
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    // Its write end is closed at once: reads of stdin see the end of input.
+    let (in_r, _) = pipe()?;
     for r in [&out_r, &err_r] {
         fcntl(r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| format!("fcntl O_NONBLOCK: {e}"))?;
     }
-    Ok((Output { stdout: out_r, stderr: err_r, log }, Ends { stdout: out_w, stderr: err_w }))
+    Ok((Output { stdout: out_r, stderr: err_r, log }, Ends { stdin: in_r, stdout: out_w, stderr: err_w }))
 }
 
 /// When to stop copying once the process has ended.
@@ -132,8 +136,8 @@ fn pidfd(pid: Pid) -> Option<OwnedFd> {
 }
 
 impl Ends {
-    /// The raw fds, for the forked child that dups them onto 1 and 2.
-    pub(super) fn raw(&self) -> (i32, i32) {
-        (self.stdout.as_raw_fd(), self.stderr.as_raw_fd())
+    /// The raw fds, for the forked child that dups them onto 0, 1 and 2.
+    pub(super) fn raw(&self) -> [i32; 3] {
+        [self.stdin.as_raw_fd(), self.stdout.as_raw_fd(), self.stderr.as_raw_fd()]
     }
 }

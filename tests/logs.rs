@@ -351,3 +351,18 @@ fn bocker_run_prints_every_line_across_rotations() {
         .collect();
     assert!(segs.iter().any(|s| s[0].0 > 0), "it rotated under bocker run: {segs:?}");
 }
+
+#[test]
+fn output_keeps_its_order_across_stdout_and_stderr() {
+    let b = Bocker::start("logs-order");
+    let img = b.import("");
+    // Back to back, once each way: the monitor reads the pipes in the order they were written to.
+    for (script, want) in [
+        ("echo first >&2; echo second", "first\nsecond\n"),
+        ("echo first; echo second >&2", "first\nsecond\n"),
+        ("echo one; echo two >&2; sleep 1; echo three >&2; echo four", "one\ntwo\nthree\nfour\n"),
+    ] {
+        let id = b.run_to_exit(&format!("{img} sh -c '{script}'"));
+        assert_eq!(b.read(&format!("containers/{id}/logs")), want, "{script}");
+    }
+}

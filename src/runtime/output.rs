@@ -4,11 +4,11 @@
 //! the container (the host's `/dev/null` as fd 0 could be chmod'ed through `/proc/self/fd/0`), and the copy
 //! runs in the monitor, which outlives the daemon, so a daemon crash loses no byte.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::unistd::Pid;
 
 use crate::logs::{LogLimits, Writer};
@@ -16,6 +16,11 @@ use crate::logs::{LogLimits, Writer};
 /// How long copying goes on after the process has ended, at most, while its pipes still give output (an
 /// exec's background children may hold them).
 const AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// The keys of the epoll events: which pipe, or the process's end.
+const OUT: u64 = 0;
+const ERR: u64 = 1;
+const EXITED: u64 = 2;
 
 /// The process's ends of the pipes, for its fds 0, 1 and 2.
 pub(super) struct Ends {
@@ -28,7 +33,11 @@ pub(super) struct Ends {
 pub(super) struct Output {
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// Watches both, from before the process exists, so even its first writes are seen in their order.
+    epoll: Epoll,
     log: Writer,
+    /// A write to the log failed once already (said once on the monitor's stderr).
+    failed: bool,
 }
 
 /// Opens the log in `dir` and makes the two pipes, close-on-exec (the process's fds 1 and 2 are dup'd
@@ -40,10 +49,15 @@ pub(super) fn open(dir: &std::path::Path, limits: LogLimits) -> Result<(Output, 
     let (err_r, err_w) = pipe()?;
     // Its write end is closed at once: reads of stdin see the end of input.
     let (in_r, _) = pipe()?;
-    for r in [&out_r, &err_r] {
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
+    for (r, key) in [(&out_r, OUT), (&err_r, ERR)] {
         fcntl(r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| format!("fcntl O_NONBLOCK: {e}"))?;
+        // Edge-triggered: each write to an emptied pipe queues it anew, behind what was written before.
+        let edge = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+        epoll.add(r, EpollEvent::new(edge, key)).map_err(|e| format!("epoll_ctl: {e}"))?;
     }
-    Ok((Output { stdout: out_r, stderr: err_r, log }, Ends { stdin: in_r, stdout: out_w, stderr: err_w }))
+    let output = Output { stdout: out_r, stderr: err_r, epoll, log, failed: false };
+    Ok((output, Ends { stdin: in_r, stdout: out_w, stderr: err_w }))
 }
 
 /// When to stop copying once the process has ended.
@@ -57,69 +71,78 @@ pub(super) enum Drain {
 }
 
 impl Output {
-    /// Copies both pipes into the log, in the order the output arrives as far as two pipes tell it, until
-    /// both are closed, or `child` (our child, not yet reaped) has ended and `drain` says stop.
+    /// Copies both pipes into the log until both are closed, or `child` (our child, not yet reaped) has
+    /// ended and `drain` says stop.
+    ///
+    /// The order of the output across the two pipes is kept as far as they tell it: the pipes are watched
+    /// edge-triggered by epoll, whose ready list is in the order the pipes were first written to since
+    /// they were last read, and they are read in that order (`echo a; echo b >&2` and `echo a >&2; echo b`
+    /// both keep theirs). Writes that alternate faster than the monitor reads are grouped per stream.
     pub(super) fn copy(mut self, child: Pid, drain: Drain) {
+        // Without a pidfd (a kernel before 5.3) the end of the output is the end.
         let exited = pidfd(child);
+        if let Some(fd) = &exited {
+            if let Err(e) = self.epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, EXITED)) {
+                eprintln!("bocker: epoll_ctl on the pidfd: {e}");
+            }
+        }
         let mut open = [true, true];
         let mut ended: Option<Instant> = None;
         let mut last_data = Instant::now();
         let mut buf = vec![0u8; 64 * 1024];
-        let mut failed = false;
+        let mut events = [EpollEvent::empty(); 3];
         while open[0] || open[1] {
             let timeout = match (ended, drain) {
-                (None, _) => PollTimeout::NONE,
+                (None, _) => EpollTimeout::NONE,
                 (Some(end), _) if end.elapsed() >= AFTER_EXIT => break,
-                (Some(_), Drain::Namespace) => PollTimeout::ZERO,
+                // Every write end is closed with the namespace: what is ready now is all there is (the
+                // pipes' last data and their hangups), taken in the order it came.
+                (Some(_), Drain::Namespace) => EpollTimeout::ZERO,
                 (Some(end), Drain::Linger { idle }) => {
                     let left = idle.saturating_sub(last_data.max(end).elapsed());
-                    PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)
+                    EpollTimeout::try_from(left).unwrap_or(EpollTimeout::ZERO)
                 }
             };
-            let fds = [&self.stdout, &self.stderr];
-            let mut polled: Vec<PollFd> = Vec::with_capacity(3);
-            let mut which = Vec::with_capacity(3);
-            for (i, fd) in fds.iter().enumerate().filter(|(i, _)| open[*i]) {
-                polled.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                which.push(i);
-            }
-            if let (None, Some(pidfd)) = (ended, &exited) {
-                polled.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
-                which.push(2);
-            }
-            match poll(&mut polled, timeout) {
+            let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(0) if ended.is_some() => break,
-                Ok(_) => {}
+                Ok(n) => n,
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => {
-                    eprintln!("bocker: poll on the output pipes: {e}");
+                    eprintln!("bocker: epoll_wait on the output pipes: {e}");
                     break;
                 }
-            }
-            let ready: Vec<usize> =
-                polled.iter().zip(&which).filter(|(p, _)| p.any().unwrap_or(false)).map(|(_, i)| *i).collect();
-            // Without a pidfd (a kernel before 5.3) the end of the output is the end.
-            for i in ready {
-                if i == 2 {
+            };
+            for event in &events[..n] {
+                let i = event.data();
+                if i == EXITED {
                     ended = Some(Instant::now());
+                    if let Some(fd) = &exited {
+                        let _ = self.epoll.delete(fd);
+                    }
                     continue;
                 }
-                match nix::unistd::read(fds[i], &mut buf) {
-                    Ok(0) => open[i] = false,
-                    Ok(n) => {
-                        last_data = Instant::now();
-                        if let Err(e) = self.log.write(&buf[..n]) {
-                            // Output is dropped rather than the container blocked on a full pipe.
-                            if !failed {
-                                eprintln!("bocker: {e}: dropping output");
-                                failed = true;
+                let i = i as usize;
+                let pipe = if i == 0 { &self.stdout } else { &self.stderr };
+                // Edge-triggered: read until the pipe is empty (or closed).
+                while open[i] {
+                    match nix::unistd::read(pipe, &mut buf) {
+                        Ok(0) => open[i] = false,
+                        Ok(n) => {
+                            last_data = Instant::now();
+                            if let Err(e) = self.log.write(&buf[..n]) {
+                                // Output is dropped rather than the container blocked on a full pipe.
+                                if !self.failed {
+                                    eprintln!("bocker: {e}: dropping output");
+                                    self.failed = true;
+                                }
                             }
                         }
-                    }
-                    Err(nix::Error::EAGAIN | nix::Error::EINTR) => {}
-                    Err(e) => {
-                        eprintln!("bocker: read the output pipe: {e}");
-                        open[i] = false;
+                        Err(nix::Error::EINTR) => {}
+                        Err(nix::Error::EAGAIN) => break,
+                        Err(e) => {
+                            eprintln!("bocker: read the output pipe: {e}");
+                            open[i] = false;
+                        }
                     }
                 }
             }

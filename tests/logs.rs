@@ -366,3 +366,39 @@ fn output_keeps_its_order_across_stdout_and_stderr() {
         assert_eq!(b.read(&format!("containers/{id}/logs")), want, "{script}");
     }
 }
+
+#[test]
+fn a_reader_opened_before_a_rotation_keeps_its_offsets_and_a_new_one_sees_what_is_kept() {
+    let (max_size, max_files) = (16 * KIB, 3u32);
+    let b = start_with_log_limits("logs-readers", max_size, max_files);
+    let img = b.import("");
+    b.configure("talker", &img, "sh -c 'seq 1 40000 | sed s/^/n/'");
+    let path = b.path("containers/talker/logs");
+    // Opened while the log is empty: its offset 0 is the container's first byte.
+    let old = fs::File::open(&path).unwrap();
+    b.write("containers/talker/ctl", "start").unwrap();
+    b.wait_status("talker", "exited");
+    let written: u64 = (1..=40000u32).map(|i| format!("n{i}\n").len() as u64).sum();
+    let segs = segments(&segment_dir(&b, "talker", None));
+    let kept: u64 = segs.iter().map(|(_, size, _)| size).sum();
+    assert!(segs[0].0 > 0, "{segs:?}");
+
+    // The old reader: its size counts from its base, and what was rotated away is ENODATA.
+    assert_eq!(old.metadata().unwrap().len(), written);
+    let mut buf = [0u8; 16];
+    let e = std::os::unix::fs::FileExt::read_at(&old, &mut buf, 0).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENODATA));
+    let n = std::os::unix::fs::FileExt::read_at(&old, &mut buf, written - 7).unwrap();
+    assert_eq!(&buf[..n], b"n40000\n", "its offsets still lead to the same bytes");
+
+    // A new reader meanwhile: `cat` and `tail` see what is kept, and its end through lseek(SEEK_END).
+    let logs = b.read("containers/talker/logs");
+    assert_eq!(logs.len() as u64, kept);
+    assert_tail_of_numbered(&logs, "n", 40000);
+    let out = Command::new("tail").args(["-n", "2"]).arg(&path).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n39999\nn40000\n", "{}", String::from_utf8_lossy(&out.stderr));
+    drop(old);
+    assert_eq!(fs::metadata(&path).unwrap().len(), kept, "with no reader open, the size is what is kept");
+    let out = Command::new("tail").args(["-n", "2"]).arg(&path).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n39999\nn40000\n");
+}

@@ -144,13 +144,19 @@ impl ControlFs {
         }
     }
 
-    fn size(&self, node: &Node) -> Result<u64, Errno> {
+    /// The size of `node`; for `logs`, as seen through open file `fh` when the kernel names one (an
+    /// `lseek(SEEK_END)`).
+    fn size(&self, node: &Node, fh: Option<FileHandle>) -> Result<u64, Errno> {
         match node {
             Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
                 let extent = self.log_extent(node)?;
+                let files = lock(&self.open_files);
+                if let Some(file) = fh.and_then(|fh| files.get(&fh.0)).filter(|f| &f.node == node) {
+                    return Ok(extent.end.saturating_sub(file.log_base));
+                }
                 // Counted from the oldest base of its open files: a reader's size never shrinks (GNU tail
                 // polls fstat, which the kernel sends without the file handle, and starts over on a shrink).
-                let bases = lock(&self.open_files).values().filter(|f| &f.node == node).map(|f| f.log_base).min();
+                let bases = files.values().filter(|f| &f.node == node).map(|f| f.log_base).min();
                 Ok(extent.end - bases.map_or(extent.start, |b| b.min(extent.start)))
             }
             Node::ImageFile(..) | Node::ContainerFile(..) | Node::VolumeData(_) if node.kind() == Kind::Symlink => {
@@ -185,12 +191,17 @@ impl ControlFs {
     }
 
     fn attr(&self, ino: u64, node: &Node) -> Result<FileAttr, Errno> {
+        self.attr_through(ino, node, None)
+    }
+
+    /// The attributes of `node`, as seen through open file `fh` if the kernel names one.
+    fn attr_through(&self, ino: u64, node: &Node, fh: Option<FileHandle>) -> Result<FileAttr, Errno> {
         let kind = match node.kind() {
             Kind::Dir => FileType::Directory,
             Kind::Symlink => FileType::Symlink,
             Kind::File { .. } => FileType::RegularFile,
         };
-        let size = self.size(node)?;
+        let size = self.size(node, fh)?;
         Ok(FileAttr {
             ino: INodeNo(ino),
             size,
@@ -299,8 +310,8 @@ impl Filesystem for ControlFs {
         }
     }
 
-    fn getattr(&self, _req: &FuseRequest, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.node(ino).and_then(|node| self.attr(ino.0, &node)) {
+    fn getattr(&self, _req: &FuseRequest, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.node(ino).and_then(|node| self.attr_through(ino.0, &node, fh)) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(e),
         }

@@ -11,6 +11,7 @@ use nix::sys::signal::{SigSet, Signal};
 use tracing::{info, warn};
 
 use crate::engine::Engine;
+use crate::fs::access::Access;
 use crate::fs::ControlFs;
 use crate::store::{Store, StoreError};
 
@@ -31,6 +32,15 @@ pub struct DaemonOptions {
     pub log_limits: crate::logs::LogLimits,
     /// The bridge, its subnet and the containers' resolvers.
     pub network: crate::network::NetworkOptions,
+    /// The group (`--group`) whose members may use the tree besides root.
+    pub group: Option<Group>,
+}
+
+/// A group by name and gid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
 }
 
 /// Why the daemon could not start or serve; one variant per step.
@@ -74,7 +84,11 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     let create = |path: &Path| {
         std::fs::create_dir_all(path).map_err(|source| DaemonError::CreateDir { path: path.to_path_buf(), source })
     };
+    // What the daemon and its helpers make is theirs alone: records, launch specs, logs (a container's command
+    // gets Docker's 022 back before its exec).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     create(&opts.root)?;
+    crate::store::private(&opts.root).map_err(|source| DaemonError::CreateDir { path: opts.root.clone(), source })?;
     let _lock = lock_root(&opts.root)?;
     prepare_mount_point(&opts.mount)?;
     create(&opts.mount)?;
@@ -103,13 +117,24 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
             fuser::MountOption::NoSuid,
             fuser::MountOption::NoDev,
         ];
-        c.acl = fuser::SessionACL::All;
+        // Root only, unless a group may use it too; then the kernel checks each node's mode as well.
+        match &opts.group {
+            Some(_) => {
+                c.acl = fuser::SessionACL::All;
+                c.mount_options.push(fuser::MountOption::DefaultPermissions);
+            }
+            None => c.acl = fuser::SessionACL::Owner,
+        }
         c.n_threads = Some(4);
         c.clone_fd = true;
         c
     };
-    let mut session = fuser::Session::new(ControlFs::new(engine.clone()), &opts.mount, &config)
-        .map_err(|source| DaemonError::Mount { mount: opts.mount.clone(), source })?;
+    let mut session = fuser::Session::new(
+        ControlFs::new(engine.clone(), Access { group: opts.group.as_ref().map(|g| g.gid) }),
+        &opts.mount,
+        &config,
+    )
+    .map_err(|source| DaemonError::Mount { mount: opts.mount.clone(), source })?;
     let mut unmounter = session.unmount_callable();
     let mount = opts.mount.clone();
     std::thread::spawn(move || {
@@ -121,7 +146,8 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
             let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
         }
     });
-    info!(root = %opts.root.display(), mount = %opts.mount.display(), "serving");
+    let group = opts.group.as_ref().map(|g| format!("{} ({})", g.name, g.gid));
+    info!(root = %opts.root.display(), mount = %opts.mount.display(), group = group.as_deref().unwrap_or("none: root only"), "serving");
     let served = session.run().map_err(|source| DaemonError::Mount { mount: opts.mount.clone(), source });
     engine.shutdown();
     info!("stopped");

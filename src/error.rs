@@ -36,6 +36,12 @@ pub enum Error {
     /// EINVAL: well-formed, but not something that can be done.
     #[error("{0}")]
     Invalid(String),
+    /// EACCES: the caller may not change the tree (neither root nor in the daemon's `--group`).
+    #[error("{0}")]
+    AccessDenied(String),
+    /// EAGAIN: too many requests are in flight; try again.
+    #[error("{0}")]
+    Overloaded(String),
     /// EPERM: not an operation this tree offers.
     #[error("{0}")]
     NotPermitted(String),
@@ -50,6 +56,7 @@ impl Error {
         match self {
             Error::Parse(ParseError::Limit(crate::cgroups::LimitError::Range { .. })) => libc::ERANGE,
             Error::Parse(ParseError::TooLong(_)) => libc::EFBIG,
+            Error::Parse(ParseError::TimeoutRange(_)) => libc::ERANGE,
             Error::Parse(_) | Error::Invalid(_) => libc::EINVAL,
             Error::Cgroup(e) => e.errno(),
             Error::Network(e) => e.errno(),
@@ -61,6 +68,8 @@ impl Error {
             Error::Busy(_) => libc::EBUSY,
             Error::NotRunning(_) => libc::ESRCH,
             Error::NotPermitted(_) => libc::EPERM,
+            Error::AccessDenied(_) => libc::EACCES,
+            Error::Overloaded(_) => libc::EAGAIN,
             Error::Record { source, .. } => match source.raw_os_error() {
                 Some(e @ (libc::ENOSPC | libc::EDQUOT)) => e,
                 _ => libc::EIO,

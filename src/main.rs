@@ -63,6 +63,11 @@ enum Command {
         /// A resolver for containers' /etc/resolv.conf (default: the host's, less loopback ones). Repeatable.
         #[arg(long = "dns", value_delimiter = ',')]
         dns: Vec<std::net::Ipv4Addr>,
+        /// A group whose members may use the tree besides root (default: root only). Whoever can write the
+        /// tree is root on the host, as with Docker's `docker` group, and pulls and pushes with the daemon's
+        /// registry credentials.
+        #[arg(long, env = "BOCKER_GROUP", value_parser = group)]
+        group: Option<daemon::Group>,
     },
     /// Make an image of a directory.
     Init { directory: PathBuf },
@@ -116,6 +121,19 @@ fn bridge_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// A group by name (or gid), as /etc/group has it.
+fn group(s: &str) -> Result<daemon::Group, String> {
+    let found = match s.parse::<u32>() {
+        Ok(gid) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)),
+        Err(_) => nix::unistd::Group::from_name(s),
+    };
+    match found {
+        Ok(Some(g)) => Ok(daemon::Group { name: g.name, gid: g.gid.as_raw() }),
+        Ok(None) => Err(format!("no group '{s}' (see /etc/group)")),
+        Err(e) => Err(format!("cannot look up group '{s}': {e}")),
+    }
+}
+
 fn limit(file: &'static str, s: &str) -> Result<Limit, String> {
     bockerfs::cgroups::parse_limit(file, s).map_err(|e| e.to_string())
 }
@@ -159,6 +177,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             bridge,
             subnet,
             dns,
+            group,
         } => {
             init_logging();
             let mut default_limits = Limits::default();
@@ -174,6 +193,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
                 default_limits,
                 log_limits: bockerfs::logs::LogLimits { max_size: log_max_size, max_files: log_max_files },
                 network: bockerfs::network::NetworkOptions { bridge, subnet, dns },
+                group,
             };
             daemon::run(&opts).context("bocker daemon")?;
             0

@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,9 @@ pub struct ContainerRecord {
     pub status: ContainerStatus,
     pub created: String,
     pub pid: Option<i32>,
+    /// The start time of `pid` (clock ticks since boot): signals go through a pidfd opened against it.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
     pub monitor_pid: Option<i32>,
     /// The monitor's start time in clock ticks since boot, to tell it from a reused pid.
     pub monitor_start: Option<u64>,
@@ -178,7 +182,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

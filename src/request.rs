@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::caller::Caller;
 use crate::network::{NetworkMode, PortMap};
 use crate::registry::{PullSpec, PushSpec};
 
@@ -19,25 +20,27 @@ pub enum ParseError {
     Nul,
     #[error("the value is empty")]
     Empty,
-    #[error("unknown verb '{0}' (verbs: start, stop [SECONDS], kill [SIGNAL])")]
+    #[error("unknown verb '{}' (verbs: start, stop [SECONDS], kill [SIGNAL])", quote(.0))]
     UnknownVerb(String),
-    #[error("'{0}' takes at most one argument")]
+    #[error("'{}' takes at most one argument", quote(.0))]
     TooManyArgs(String),
-    #[error("bad timeout '{0}': give whole seconds")]
+    #[error("bad timeout '{}': give whole seconds", quote(.0))]
     BadTimeout(String),
-    #[error("unknown signal '{0}'")]
+    #[error("a grace period of {0} seconds is more than a year ({MAX_STOP_TIMEOUT_SECS})")]
+    TimeoutRange(u64),
+    #[error("unknown signal '{}'", quote(.0))]
     BadSignal(String),
     #[error("bad command line: {0}")]
     BadArgv(String),
-    #[error("bad env line '{0}': expected KEY=VALUE")]
+    #[error("bad env line '{}': expected KEY=VALUE", quote(.0))]
     BadEnv(String),
-    #[error("invalid name '{0}': use [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")]
+    #[error("invalid name '{}': use [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}", quote(.0))]
     BadName(String),
-    #[error("'{0}' is not an absolute path")]
+    #[error("'{}' is not an absolute path", quote(.0))]
     NotAbsolute(String),
-    #[error("expected one word, got '{0}'")]
+    #[error("expected one word, got '{}'", quote(.0))]
     NotOneWord(String),
-    #[error("bad import change '{0}': use CMD, ENTRYPOINT, ENV KEY=VALUE or WORKDIR /PATH")]
+    #[error("bad import change '{}': use CMD, ENTRYPOINT, ENV KEY=VALUE or WORKDIR /PATH", quote(.0))]
     BadChange(String),
     #[error("{0}")]
     BadReference(String),
@@ -47,17 +50,36 @@ pub enum ParseError {
     BadNetwork(String),
     #[error(transparent)]
     Ports(#[from] crate::network::PortsError),
-    #[error("bad volume '{0}': use SOURCE:TARGET[:ro], SOURCE a host path or a volume name, TARGET absolute")]
+    #[error("bad volume '{}': use SOURCE:TARGET[:ro], SOURCE a host path or a volume name, TARGET absolute", quote(.0))]
     BadVolume(String),
     #[error("two volumes are mounted at {0}")]
     TargetTwice(String),
     #[error("a control write holds at most {MAX_WRITE} bytes in one write; this one had {0} or more")]
     TooLong(usize),
-    #[error("'{0}' is not true or false")]
+    #[error("'{}' is not true or false", quote(.0))]
     BadBool(String),
-    #[error("unknown capability '{0}' (names as in capabilities(7): NET_ADMIN or CAP_NET_ADMIN)")]
+    #[error("unknown capability '{}' (names as in capabilities(7): NET_ADMIN or CAP_NET_ADMIN)", quote(.0))]
     BadCapability(String),
 }
+
+/// How much of a hostile value a message quotes: enough to recognise it, never a 64 KiB write whole.
+pub const QUOTE_MAX: usize = 200;
+
+/// `s` as a message quotes it: at most [`QUOTE_MAX`] bytes (cut at a character boundary), and how much more
+/// there was.
+pub fn quote(s: &str) -> String {
+    if s.len() <= QUOTE_MAX {
+        return s.to_string();
+    }
+    let mut cut = QUOTE_MAX;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...[{} more bytes]", &s[..cut], s.len() - cut)
+}
+
+/// The longest grace period `stop` takes.
+pub const MAX_STOP_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
 
 /// Where a volume's content comes from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -170,9 +192,11 @@ pub enum WriteTarget {
 /// One operation on the engine.
 #[derive(Debug, Clone)]
 pub enum Request {
+    /// `caller` is who wrote it: the directory is read with their identity.
     Import {
         dir: PathBuf,
         changes: Vec<ConfigChange>,
+        caller: Caller,
     },
     Pull {
         spec: PullSpec,
@@ -288,8 +312,14 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
 pub const MAX_WRITE: usize = 64 * 1024;
 
 impl Request {
-    /// Parses the bytes of one write to `target`.
+    /// Parses the bytes of one write to `target`, made by nobody in particular: an import reads as
+    /// [`Caller::nobody`]. The mount's writes go through [`Request::from_write_by`].
     pub fn from_write(target: WriteTarget, data: &[u8]) -> Result<Request, ParseError> {
+        Request::from_write_by(target, data, Caller::nobody())
+    }
+
+    /// Parses the bytes of one write to `target` made by `caller`.
+    pub fn from_write_by(target: WriteTarget, data: &[u8], caller: Caller) -> Result<Request, ParseError> {
         if data.len() > MAX_WRITE {
             return Err(ParseError::TooLong(data.len()));
         }
@@ -298,7 +328,7 @@ impl Request {
             WriteTarget::Import => {
                 let mut lines = text.lines().filter(|l| !l.trim().is_empty());
                 let dir = parse_abs_path(lines.next().unwrap_or(""))?;
-                Request::Import { dir, changes: lines.map(parse_change).collect::<Result<_, _>>()? }
+                Request::Import { dir, changes: lines.map(parse_change).collect::<Result<_, _>>()?, caller }
             }
             WriteTarget::Pull => {
                 Request::Pull { spec: PullSpec::parse(text).map_err(|e| ParseError::BadReference(e.to_string()))? }
@@ -406,6 +436,9 @@ pub fn parse_ctl(text: &str) -> Result<Ctl, ParseError> {
         ("stop", None) => Ok(Ctl::Stop(DEFAULT_STOP_TIMEOUT)),
         ("stop", Some(s)) => {
             let secs: u64 = s.parse().map_err(|_| ParseError::BadTimeout(s.into()))?;
+            if secs > MAX_STOP_TIMEOUT_SECS {
+                return Err(ParseError::TimeoutRange(secs));
+            }
             Ok(Ctl::Stop(Duration::from_secs(secs)))
         }
         ("kill", None) => Ok(Ctl::Kill(Signal::SIGKILL)),
@@ -657,7 +690,7 @@ mod tests {
         assert_eq!(Request::from_write(WriteTarget::Run, b""), Err(ParseError::Empty));
         assert_eq!(
             Request::from_write(WriteTarget::Import, b"/srv/root\n").unwrap(),
-            Request::Import { dir: "/srv/root".into(), changes: vec![] }
+            Request::Import { dir: "/srv/root".into(), changes: vec![], caller: Caller::nobody() }
         );
         assert_eq!(
             Request::from_write(
@@ -673,6 +706,7 @@ mod tests {
                     ConfigChange::Cmd(vec!["ls".into(), "-l".into()]),
                     ConfigChange::Entrypoint(vec!["/bin/sh".into(), "-c".into(), "env".into()]),
                 ],
+                caller: Caller::nobody(),
             }
         );
         for bad in ["/r\nWORKDIR rel", "/r\nFROM x", "/r\nENV novalue", "/r\nCMD", "/r\nCMD [1]"] {

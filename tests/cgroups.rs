@@ -20,7 +20,7 @@ fn group(b: &Bocker, controller: &str, name: &str) -> PathBuf {
         .or(roots.first())
         .unwrap()
         .clone();
-    root.join(&b.cgroup_parent).join(name)
+    root.join(&b.cgroup_parent).join(format!("ctr-{name}"))
 }
 
 fn kernel(b: &Bocker, controller: &str, name: &str, file: &str) -> String {
@@ -74,7 +74,7 @@ fn limits_apply_before_start_and_live_and_read_back_as_the_kernel_has_them() {
     // The process is in its groups, and sees them as its roots.
     let pid = b.read("containers/lim/pid").trim().to_string();
     let host_view = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let own = format!(":/{}/lim", b.cgroup_parent);
+    let own = format!(":/{}/ctr-lim", b.cgroup_parent);
     assert!(host_view.lines().any(|l| l.ends_with(&own) && (!v1 || l.contains(":memory:"))), "{host_view}");
     // Live changes go to the kernel at once.
     b.write("containers/lim/memory.max", "128M\n").unwrap();
@@ -194,7 +194,7 @@ fn a_restarted_daemon_finds_the_groups_and_rm_leaves_none() {
     b.wait_status("kept", "exited");
     fs::remove_dir(b.path("containers/kept")).unwrap();
     for root in cgroup_roots() {
-        assert!(!root.join(&b.cgroup_parent).join("kept").exists(), "left in {}", root.display());
+        assert!(!root.join(&b.cgroup_parent).join("ctr-kept").exists(), "left in {}", root.display());
     }
 }
 

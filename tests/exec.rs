@@ -101,7 +101,7 @@ fn exec_sees_the_containers_filesystem_processes_and_cgroup_only() {
         }
     };
     let procs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(procs.contains(&format!("{}/box", b.cgroup_parent)), "{procs}");
+    assert!(procs.contains(&format!("{}/ctr-box", b.cgroup_parent)), "{procs}");
 }
 
 #[test]

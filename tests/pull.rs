@@ -462,3 +462,136 @@ fn a_daemon_killed_mid_pull_leaves_nothing_and_the_pull_works_again() {
     let rootfs = fs::read_link(b.path(&format!("images/{id}/rootfs"))).unwrap();
     assert_eq!(fs::metadata(rootfs.join("big")).unwrap().len(), 128 << 20);
 }
+
+/// `.wh.`, `.wh..` and `.wh...` (nothing, the layer's directory, its parent: the other pulls' layers) are
+/// refused with EPERM naming the entry, and leave nothing of the failed pull; another pull's layers (an
+/// ordinary whiteout and an opaque directory in them), the host outside and the image made of them stay
+/// whole and run.
+#[test]
+fn whiteouts_of_nothing_dot_and_dotdot_are_refused_and_touch_nothing() {
+    let b = Bocker::start("whiteout-dots");
+    let reg = TestRegistry::start(&b.dir);
+    let outside = b.dir.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("keep"), "host").unwrap();
+    // Positive control: ordinary and opaque whiteouts work, in a pull whose layers must survive the rest.
+    reg.push_image("good:v1", &layered(&b), config(&["PATH=/bin"], &["true"], "/"));
+    let good = pull(&b, &reg.reference("good:v1")).expect("a layer with ordinary whiteouts pulls");
+    let layers = list(b.root.join("store/layers"));
+    assert_eq!(layers.len(), 4);
+    let id = b.run_to_exit(&format!("{good} sh -c 'test ! -e /etc/gone && ls /opq'"));
+    assert_eq!(b.read(&format!("containers/{id}/logs")), "new\n");
+
+    let base = Layer::new(tar_of_dir(&b.rootfs()), Compression::None);
+    for (tag, entry) in [("nothing", ".wh."), ("dot", ".wh.."), ("dotdot", ".wh..."), ("deep", "etc/.wh...")] {
+        let evil = Layer::new(tar_of(&[("etc/", 'd', ""), (entry, 'f', "")]), Compression::Gzip);
+        let base = Layer::new(base.blob.clone(), Compression::None);
+        reg.push_image(&format!("evil:{tag}"), &[base, evil], config(&["PATH=/bin"], &["true"], "/"));
+        let got = errno(pull(&b, &reg.reference(&format!("evil:{tag}"))));
+        assert_eq!(got, libc::EPERM, "{entry}");
+        let errors = b.read("errors");
+        let last = errors.lines().last().unwrap();
+        assert!(last.contains("images/pull EPERM") && last.contains(&format!("entry '{entry}'")), "{last}");
+        assert_eq!(list(b.root.join("store/layers")), layers, "{entry}: the other pull's layers are intact");
+        assert_eq!(list(b.root.join("store/images")), vec![good.clone()], "{entry}: nothing left of it");
+        assert!(list(b.root.join("store/blobs")).is_empty());
+        assert_eq!(fs::read_to_string(outside.join("keep")).unwrap(), "host");
+    }
+    let id = b.run_to_exit(&format!("{good} cat /keep /zstd-file"));
+    assert_eq!(b.read(&format!("containers/{id}/logs")), "kfrom zstd");
+}
+
+/// `d/`, `d/x/`, then `d -> OUTSIDE`: the layer's directory times are set at its end, and must not go
+/// through the symlink to the host's OUTSIDE/x. Nothing outside changes; the image has the symlink.
+#[test]
+fn directory_times_never_reach_through_a_later_symlink() {
+    let b = Bocker::start("dir-times");
+    let reg = TestRegistry::start(&b.dir);
+    let outside = b.dir.join("outside");
+    fs::create_dir_all(outside.join("x")).unwrap();
+    fs::write(outside.join("x/file"), "host").unwrap();
+    let stamp = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.mtime(), m.mtime_nsec(), m.atime(), m.atime_nsec(), m.mode(), m.uid())
+    };
+    let before = [stamp(&outside), stamp(&outside.join("x")), stamp(&outside.join("x/file"))];
+    let target = outside.display().to_string();
+    let layer = Layer::new(tar_of(&[("d/", 'd', ""), ("d/x/", 'd', ""), ("d", 's', &target)]), Compression::Gzip);
+    reg.push_image("times:v1", &[layer], config(&[], &["true"], "/"));
+    let id = pull(&b, &reg.reference("times:v1")).expect("the pull itself is fine");
+    let after = [stamp(&outside), stamp(&outside.join("x")), stamp(&outside.join("x/file"))];
+    assert_eq!(before, after, "the host's directory changed");
+    assert_ne!(after[1].0, 1_700_000_000);
+    assert_eq!(list(outside.join("x")), vec!["file".to_string()]);
+    let image = b.root.join("store/images").join(&id);
+    assert_eq!(fs::read_link(image.join("d")).unwrap(), outside);
+    // Positive control: without the symlink the same directories get the layer's times.
+    let layer = Layer::new(tar_of(&[("d/", 'd', ""), ("d/x/", 'd', "")]), Compression::Gzip);
+    reg.push_image("times:v2", &[layer], config(&[], &["true"], "/"));
+    let id = pull(&b, &reg.reference("times:v2")).unwrap();
+    let image = b.root.join("store/images").join(&id);
+    assert_eq!(stamp(&image.join("d/x")).0, 1_700_000_000);
+}
+
+/// A config over 4 MiB (containerd's cap), an index entry saying its manifest is over it, and a manifest
+/// over it are refused with EFBIG (the config and the index's manifest before the daemon holds them); a
+/// config of 3 MiB pulls.
+#[test]
+fn manifests_and_configs_over_4_mib_are_refused() {
+    let b = Bocker::start("meta-cap");
+    let reg = TestRegistry::start(&b.dir);
+    let layer = || Layer::new(tar_of(&[("f", 'f', "x")]), Compression::Gzip);
+    let mut big = config(&[], &["true"], "/");
+    big["pad"] = "a".repeat(5 << 20).into();
+    reg.push_image("cap:big-config", &[layer()], big);
+    assert_eq!(errno(pull(&b, &reg.reference("cap:big-config"))), libc::EFBIG);
+    assert!(b.read("errors").lines().last().unwrap().contains("the image config has"), "{}", b.read("errors"));
+    assert_nothing_left(&b, &[]);
+    // The descriptor may lie small: the download is cut at the cap all the same.
+    let mut big = config(&[], &["true"], "/");
+    big["pad"] = "b".repeat(5 << 20).into();
+    reg.push_image_edited("cap:lying-config", &[layer()], big, |m| m["config"]["size"] = 100.into());
+    assert_eq!(errno(pull(&b, &reg.reference("cap:lying-config"))), libc::EFBIG);
+    assert_nothing_left(&b, &[]);
+
+    // An index whose entry says its manifest is over the cap: refused before it is fetched.
+    let (digest, _) = reg.push_image("cap:small", &[layer()], config(&[], &["true"], "/"));
+    let (os, arch) = ("linux", if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" });
+    reg.push_index("cap:big-child", &[(digest, 5 << 20, os, arch, None)]);
+    assert_eq!(errno(pull(&b, &reg.reference("cap:big-child"))), libc::EFBIG);
+    assert!(b.read("errors").lines().last().unwrap().contains("the manifest has 5242880 bytes"));
+    assert_nothing_left(&b, &[]);
+
+    let huge = common::registry::HugeManifestRegistry::start(5 << 20);
+    assert_eq!(errno(pull(&b, &format!("{}/cap:big-manifest", huge.addr))), libc::EFBIG);
+    assert!(b.read("errors").lines().last().unwrap().contains("the manifest has"), "{}", b.read("errors"));
+    assert_nothing_left(&b, &[]);
+
+    // Positive control: a config of 3 MiB is within the cap.
+    let mut fine = config(&[], &["true"], "/");
+    fine["pad"] = "c".repeat(3 << 20).into();
+    reg.push_image("cap:fine", &[layer()], fine);
+    let id = pull(&b, &reg.reference("cap:fine")).expect("a 3 MiB config pulls");
+    assert!(b.path(&format!("images/{id}")).is_dir());
+}
+
+/// A layer longer than its descriptor's `size` is refused (EREMOTEIO) and leaves nothing; the same image
+/// with the right size pulls.
+#[test]
+fn a_layer_longer_than_its_descriptor_is_refused() {
+    let b = Bocker::start("layer-size");
+    let reg = TestRegistry::start(&b.dir);
+    let layer = || Layer::new(tar_of(&[("f", 'f', &noise(64 * 1024))]), Compression::None);
+    let short = layer().blob.len() as u64 - 1;
+    reg.push_image_edited("size:lying", &[layer()], config(&[], &["true"], "/"), |m| {
+        m["layers"][0]["size"] = short.into()
+    });
+    assert_eq!(errno(pull(&b, &reg.reference("size:lying"))), libc::EREMOTEIO);
+    let last = b.read("errors").lines().last().unwrap().to_string();
+    assert!(last.contains("its descriptor says"), "{last}");
+    assert_nothing_left(&b, &[]);
+    reg.push_image("size:right", &[layer()], config(&[], &["true"], "/"));
+    let id = pull(&b, &reg.reference("size:right")).expect("the right size pulls");
+    assert!(b.path(&format!("images/{id}")).is_dir());
+}

@@ -151,7 +151,7 @@ pub fn parse_limit(file: &'static str, text: &str) -> Result<Limit, LimitError> 
             if !(1000..=1_000_000).contains(&period) {
                 return Err(range("period from 1000 to 1000000 microseconds"));
             }
-            if quota.is_some_and(|q| q < 1000) {
+            if quota.is_some_and(|q| !(1000..=i64::MAX as u64).contains(&q)) {
                 return Err(range("quota of at least 1000 microseconds"));
             }
             Ok(Limit::CpuMax(CpuMax { quota, period }))
@@ -161,8 +161,8 @@ pub fn parse_limit(file: &'static str, text: &str) -> Result<Limit, LimitError> 
                 return Ok(Limit::MemoryMax(Max(None)));
             }
             let bytes = number(value).ok_or_else(|| syntax("max, or bytes with an optional K, M or G"))?;
-            if bytes < 1 << 20 {
-                return Err(range("at least 1M"));
+            if !(1 << 20..=i64::MAX as u64).contains(&bytes) {
+                return Err(range("from 1M to 8E"));
             }
             Ok(Limit::MemoryMax(Max(Some(bytes))))
         }
@@ -189,5 +189,5 @@ pub fn weight_to_shares(weight: u64) -> u64 {
 /// cgroup v2's `cpu.weight` for v1 `cpu.shares` (`sched_weight_to_cgroup`), the exact inverse of
 /// [`weight_to_shares`] for every weight.
 pub fn shares_to_weight(shares: u64) -> u64 {
-    ((shares * 100 + 512) / 1024).clamp(1, 10000)
+    (shares.saturating_mul(100).saturating_add(512) / 1024).clamp(1, 10000)
 }

@@ -1,7 +1,8 @@
 //! Container cgroups on every layout Linux ships: pure cgroup v2, hybrid (v1 controllers beside a cgroup2
 //! mount with few or no controllers) and pure v1, detected at start-up from `/proc/self/mountinfo`.
 //!
-//! Each container gets a group named after it under the daemon's parent (`bocker`) in each hierarchy.
+//! Each container gets a group `ctr-NAME` under the daemon's parent (`bocker`) in each hierarchy: the prefix
+//! keeps a container named `cgroup.procs`, `tasks` or `memory.max` from meaning one of cgroupfs's own files.
 //! Limits use cgroup v2's names and units (`cpu.weight`, `cpu.max`, `memory.max`, `pids.max`); on v1 they
 //! are translated (`cpu.shares`, `cpu.cfs_quota_us`/`cpu.cfs_period_us`, `memory.limit_in_bytes`,
 //! `pids.max`). Stats come back in v2's terms too.
@@ -124,6 +125,11 @@ pub struct Stats {
     pub oom_kill: Option<u64>,
 }
 
+/// The group of container `name`: never the name of a cgroupfs interface file, whatever the container's name.
+pub fn group_name(name: &str) -> String {
+    format!("ctr-{name}")
+}
+
 fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -162,7 +168,7 @@ impl Cgroups {
     }
 
     fn group(&self, root: &Path, name: &str) -> PathBuf {
-        root.join(&self.parent).join(name)
+        root.join(&self.parent).join(group_name(name))
     }
 
     /// The `cgroup.procs` files a container's process writes itself into before it unshares its cgroup

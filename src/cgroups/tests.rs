@@ -93,7 +93,7 @@ fn the_v2_layout_on_a_fake_tree() {
         std::fs::read_to_string(root.join("bocker/daemon1/cgroup.subtree_control")).unwrap(),
         "+cpu +memory +pids"
     );
-    let g = root.join("bocker/daemon1/web");
+    let g = root.join("bocker/daemon1/ctr-web");
     assert_eq!(std::fs::read_to_string(g.join("cpu.weight")).unwrap(), "50");
     assert_eq!(std::fs::read_to_string(g.join("cpu.max")).unwrap(), "20000 100000");
     assert_eq!(std::fs::read_to_string(g.join("memory.max")).unwrap(), (512u64 << 20).to_string());

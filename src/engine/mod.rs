@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 pub use status::ContainerStatus;
 
+use crate::caller::Caller;
 use crate::cgroups::{Cgroups, Limit, Limits};
 use crate::error::{errno_name, Error};
 use crate::logs::LogLimits;
@@ -217,6 +218,25 @@ impl State {
     }
 }
 
+/// The size past which `errors` starts afresh.
+const ERRORS_MAX: u64 = 1 << 20;
+
+/// The longest message (or path) an `error` or `errors` line holds.
+const MESSAGE_MAX: usize = 1024;
+
+/// `s` cut to [`MESSAGE_MAX`] bytes at a character boundary. Messages quote little of their input already;
+/// this bounds the rest (an nft or registry message, a long path).
+fn bounded(s: &str) -> String {
+    if s.len() <= MESSAGE_MAX {
+        return s.to_string();
+    }
+    let mut cut = MESSAGE_MAX;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &s[..cut])
+}
+
 fn no_container(name: &str) -> Error {
     Error::NotFound(format!("no container named '{name}'"))
 }
@@ -263,6 +283,7 @@ impl Engine {
             std::fs::create_dir_all(state_dir.join(sub))
                 .map_err(Error::record(format!("the state directory {sub}")))?;
         }
+        crate::store::private(state_dir).map_err(Error::record("the state directory's mode"))?;
         let mut state = State::default();
         for (id, dir) in record_dirs(&state_dir.join("images")) {
             match load_image(&dir) {
@@ -486,7 +507,8 @@ impl Engine {
         };
         let bytes = serde_json::to_vec(&spec).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e.into()).into()))?;
         std::fs::write(dir.join("exec.json"), bytes).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e).into()))?;
-        let Launched { pid, monitor_pid, monitor_start } = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
+        let launched = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
+        let Launched { pid, monitor_pid, monitor_start, .. } = launched;
         let rec = ExecRecord {
             status: ContainerStatus::Running,
             pid: Some(pid),
@@ -496,7 +518,7 @@ impl Engine {
             ..placeholder
         };
         if let Err(e) = records::write_json(&dir.join("record.json"), &rec) {
-            let _ = runtime::signal(pid, Signal::SIGKILL);
+            runtime::signal_launched(&launched, Signal::SIGKILL);
             return Err(undo(Error::record(format!("the record of exec {n} of '{name}'"))(e)));
         }
         if let Some(e) = self.lock().containers.get_mut(name).and_then(|c| c.execs.get_mut(&n)) {
@@ -545,6 +567,7 @@ impl Engine {
         }
         rec.status = ContainerStatus::Exited;
         rec.pid = None;
+        rec.pid_start = None;
         rec.monitor_pid = None;
         rec.monitor_start = None;
         // The group is made afresh at each start, so any OOM kill it counts is this run's.
@@ -571,7 +594,13 @@ impl Engine {
     // ---- requests ----
 
     /// Parses one write to a control file and carries it out; see [`Engine::handle`].
-    pub fn write(self: &Arc<Self>, path: &str, target: WriteTarget, data: &[u8]) -> Result<Response, Error> {
+    pub fn write(
+        self: &Arc<Self>,
+        path: &str,
+        target: WriteTarget,
+        data: &[u8],
+        caller: Caller,
+    ) -> Result<Response, Error> {
         let object = match &target {
             WriteTarget::Image(n)
             | WriteTarget::Cmd(n)
@@ -588,7 +617,7 @@ impl Engine {
             | WriteTarget::VolumesFrom(n) => Some(n.clone()),
             WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
         };
-        match Request::from_write(target, data) {
+        match Request::from_write_by(target, data, caller) {
             Ok(request) => self.handle(path, request),
             Err(e) => Err(self.reject(path, object.as_deref(), e.into())),
         }
@@ -621,7 +650,7 @@ impl Engine {
             _ => None,
         };
         let result = match request {
-            Request::Import { dir, changes } => self.import(&dir, &changes).map(Response::Created),
+            Request::Import { dir, changes, caller } => self.import(&dir, &changes, &caller).map(Response::Created),
             Request::Pull { spec } => self.pull(&spec).map(Response::Created),
             Request::Push { spec } => self.push(&spec).map(Response::Created),
             Request::Run { image, argv } => self.run(&image, argv).map(Response::Created),
@@ -662,16 +691,23 @@ impl Engine {
 
     fn failed(&self, path: &str, object: Option<&str>, error: &Error) {
         let errno = errno_name(error.errno());
-        warn!(path, errno = %errno, message = %error, "request failed");
+        let message = bounded(&error.to_string().replace('\n', " "));
+        let path = bounded(path);
+        warn!(path, errno = %errno, message = %message, "request failed");
         if let Some(name) = object {
-            self.set_error(name, &error.to_string());
+            self.set_error(name, &message);
         }
         let _guard = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = format!("{} {path} {errno} {}\n", records::now_rfc3339(), error.to_string().replace('\n', " "));
+        let file = self.errors_file();
+        // Bounded: past ERRORS_MAX the file starts afresh, the full one kept as errors.1 (for the daemon's log).
+        if std::fs::metadata(&file).is_ok_and(|m| m.len() >= ERRORS_MAX) {
+            let _ = std::fs::rename(&file, file.with_extension("1"));
+        }
+        let entry = format!("{} {path} {errno} {message}\n", records::now_rfc3339());
         let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.errors_file())
+            .open(&file)
             .and_then(|mut f| f.write_all(entry.as_bytes()));
         if let Err(e) = appended {
             warn!(error = %e, "cannot append to the errors file");
@@ -693,13 +729,10 @@ impl Engine {
             .map_err(Error::record(format!("the record of container '{}'", record.name)))
     }
 
-    fn import(&self, dir: &Path, changes: &[ConfigChange]) -> Result<String, Error> {
-        let meta = std::fs::metadata(dir).map_err(|_| Error::NotFound(format!("no directory '{}'", dir.display())))?;
-        if !meta.is_dir() {
-            return Err(Error::Invalid(format!("'{}' is not a directory", dir.display())));
-        }
+    /// Makes an image of directory `dir`, read as `caller` (the store opens, checks and copies it).
+    fn import(&self, dir: &Path, changes: &[ConfigChange], caller: &Caller) -> Result<String, Error> {
         let id = records::new_id("img_");
-        let size = self.store.import_dir(&id, dir)?;
+        let size = self.store.import_dir(&id, dir, caller)?;
         let record = ImageRecord {
             id: id.clone(),
             source: dir.display().to_string(),
@@ -711,7 +744,7 @@ impl Engine {
         };
         let config_raw = import_config(&record.created, changes);
         self.add_image(record, config_raw)?;
-        info!(image = %id, source = %dir.display(), size, "imported image");
+        info!(image = %id, source = %dir.display(), size, uid = caller.uid, "imported image");
         Ok(id)
     }
 
@@ -1196,20 +1229,26 @@ impl Engine {
         match verb {
             Ctl::Start => self.start(name),
             Ctl::Stop(grace) => self.stop(name, grace),
-            Ctl::Kill(signal) => {
-                let pid = self.running_pid(name)?;
-                runtime::signal(pid, signal).map_err(Error::from)
-            }
+            Ctl::Kill(signal) => self.running_process(name)?.signal(signal).map_err(Error::from),
         }
     }
 
-    fn running_pid(&self, name: &str) -> Result<i32, Error> {
-        let st = self.lock();
-        let c = st.container(name)?;
-        match (c.record.status.can_signal(), c.record.pid) {
-            (true, Some(pid)) => Ok(pid),
-            _ => Err(Error::NotRunning(format!("container '{name}' is not running"))),
-        }
+    /// A handle on the running container's process: ESRCH if it isn't running.
+    fn running_process(&self, name: &str) -> Result<ProcessHandle, Error> {
+        let not_running = || Error::NotRunning(format!("container '{name}' is not running"));
+        let (pid, start) = {
+            let st = self.lock();
+            let c = st.container(name)?;
+            match (c.record.status.can_signal(), c.record.pid) {
+                (true, Some(pid)) => (pid, c.record.pid_start),
+                _ => return Err(not_running()),
+            }
+        };
+        let handle = match start {
+            Some(start) => ProcessHandle::open(pid, start),
+            None => ProcessHandle::open_current(pid),
+        };
+        handle.ok_or_else(not_running)
     }
 
     fn start(self: &Arc<Self>, name: &str) -> Result<(), Error> {
@@ -1239,7 +1278,7 @@ impl Engine {
             let launched = self.launch_in_cgroup(name, &spec, ip)?;
             if let Some(forwards) = forwards {
                 if let Err(e) = self.sync_forwards(&held, Some(forwards)) {
-                    let _ = runtime::signal(launched.pid, Signal::SIGKILL);
+                    runtime::signal_launched(&launched, Signal::SIGKILL);
                     return Err(e);
                 }
             }
@@ -1249,17 +1288,19 @@ impl Engine {
         let mut st = self.lock();
         let c = st.container_mut(name)?;
         c.busy = false;
-        let Launched { pid, monitor_pid, monitor_start } = launched?;
+        let launched = launched?;
+        let Launched { pid, pid_start, monitor_pid, monitor_start } = launched;
         let mut rec = c.record.clone();
         rec.status = ContainerStatus::Running;
         rec.pid = Some(pid);
+        rec.pid_start = pid_start;
         rec.monitor_pid = Some(monitor_pid);
         rec.monitor_start = Some(monitor_start);
         rec.started_at = Some(records::now_rfc3339());
         rec.exit_code = None;
         rec.finished_at = None;
         if let Err(e) = self.save(&rec) {
-            let _ = runtime::signal(pid, Signal::SIGKILL);
+            runtime::signal_launched(&launched, Signal::SIGKILL);
             return Err(e);
         }
         c.record = rec;
@@ -1376,11 +1417,11 @@ impl Engine {
     }
 
     fn stop(&self, name: &str, grace: Duration) -> Result<(), Error> {
-        let pid = self.running_pid(name)?;
-        let _ = runtime::signal(pid, Signal::SIGTERM);
+        let process = self.running_process(name)?;
+        let _ = process.signal(Signal::SIGTERM);
         if !self.wait_stopped(name, grace) {
             info!(container = %name, "grace period over: killing");
-            let _ = runtime::signal(pid, Signal::SIGKILL);
+            let _ = process.signal(Signal::SIGKILL);
             self.wait_stopped(name, Duration::from_secs(10));
         }
         Ok(())
@@ -1388,7 +1429,9 @@ impl Engine {
 
     /// Waits until `name` is no longer running; false on timeout.
     fn wait_stopped(&self, name: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // A grace period is at most a year (parse_ctl), but an Instant must never overflow.
+        let deadline =
+            Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30));
         let mut st = self.lock();
         loop {
             let running = st.containers.get(name).is_some_and(|c| c.record.status == ContainerStatus::Running);
@@ -1583,6 +1626,7 @@ fn new_record(name: &str) -> ContainerRecord {
         status: ContainerStatus::Created,
         created: records::now_rfc3339(),
         pid: None,
+        pid_start: None,
         monitor_pid: None,
         monitor_start: None,
         exit_code: None,

@@ -5,14 +5,18 @@
 //! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from its segments on
 //! disk at the offset asked, so `tail -f` follows it. Offset 0 of an open `logs` is the oldest byte kept when
 //! it was opened (its base); its size, as `stat` tells it, counts from the oldest base of the opens still
-//! under way, so it never shrinks under a reader when old segments are deleted. Writes, mkdir and rmdir run on a thread of their own, so a slow
-//! request never stalls `ls`.
+//! under way, so it never shrinks under a reader when old segments are deleted. Writes, mkdir and rmdir run
+//! on a thread of their own, so a slow request never stalls `ls`.
 
+pub mod access;
+mod pool;
 mod readme;
 mod tree;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -24,7 +28,10 @@ use fuser::{
 };
 
 use crate::engine::{Engine, Response};
+use crate::error::Error;
 use crate::request::Request;
+use access::{Access, Caller};
+use pool::Pool;
 use tree::{ContainerFile, ExecFile, ImageFile, Kind, Node};
 
 /// Nothing is cached by the kernel: names and contents change under it.
@@ -72,14 +79,21 @@ pub struct ControlFs {
     open_files: Arc<Mutex<HashMap<u64, OpenFile>>>,
     next_fh: AtomicU64,
     mounted_at: SystemTime,
+    access: Access,
+    /// Where writes, mkdir and rmdir run.
+    pool: Pool,
 }
+
+/// Workers for writes, mkdir and rmdir, and how many more may wait for one.
+const POOL_WORKERS: usize = 64;
+const POOL_QUEUE: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ControlFs {
-    pub fn new(engine: Arc<Engine>) -> ControlFs {
+    pub fn new(engine: Arc<Engine>, access: Access) -> ControlFs {
         let mut inodes = Inodes::default();
         inodes.ino(&Node::Root);
         ControlFs {
@@ -88,6 +102,8 @@ impl ControlFs {
             open_files: Arc::new(Mutex::new(HashMap::new())),
             next_fh: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
+            access,
+            pool: Pool::new(POOL_WORKERS, POOL_QUEUE),
         }
     }
 
@@ -128,11 +144,6 @@ impl ControlFs {
     fn content(&self, node: &Node) -> Result<Vec<u8>, Errno> {
         match node {
             Node::Readme => Ok(readme::README.as_bytes().to_vec()),
-            Node::Errors => match std::fs::read(self.engine.errors_path()) {
-                Ok(bytes) => Ok(bytes),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(e.into()),
-            },
             Node::Pulls => Ok(self.engine.pull_progress()),
             Node::ImageFile(id, ImageFile::Field(f)) => self.engine.image_field(id, *f).ok_or(Errno::ENOENT),
             Node::ContainerFile(_, ContainerFile::Ctl) => Ok(readme::CTL_HELP.as_bytes().to_vec()),
@@ -159,6 +170,10 @@ impl ControlFs {
                 let bases = files.values().filter(|f| &f.node == node).map(|f| f.log_base).min();
                 Ok(extent.end - bases.map_or(extent.start, |b| b.min(extent.start)))
             }
+            Node::Errors => {
+                let path = self.growing_file(node).ok_or(Errno::ENOENT)?;
+                Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+            }
             Node::ImageFile(..) | Node::ContainerFile(..) | Node::VolumeData(_) if node.kind() == Kind::Symlink => {
                 Ok(self.link_target(node)?.as_os_str().len() as u64)
             }
@@ -172,9 +187,11 @@ impl ControlFs {
         crate::logs::extent(&dir).map_err(|e| Errno::from_i32(e.errno()))
     }
 
-    /// The directory of segments behind a `logs` node, read as it grows rather than from a snapshot.
+    /// The file on disk behind `errors`, or the directory of segments behind a `logs` node: read as it grows
+    /// at the offset asked rather than from a snapshot (never copied whole per open).
     fn growing_file(&self, node: &Node) -> Option<std::path::PathBuf> {
         match node {
+            Node::Errors => Some(self.engine.errors_path()),
             Node::ContainerFile(name, ContainerFile::Logs) => self.engine.logs_path(name),
             Node::ExecFile(name, n, ExecFile::Logs) => self.engine.exec_logs_path(name, *n),
             _ => None,
@@ -211,10 +228,14 @@ impl ControlFs {
             ctime: self.mounted_at,
             crtime: self.mounted_at,
             kind,
-            perm: node.perm(),
+            perm: self.access.mode(
+                node.perm(),
+                kind == FileType::Directory,
+                matches!(node, Node::Images | Node::Containers | Node::Volumes),
+            ),
             nlink: if kind == FileType::Directory { 2 } else { 1 },
             uid: 0,
-            gid: 0,
+            gid: self.access.gid(),
             rdev: 0,
             blksize: 4096,
             flags: 0,
@@ -263,6 +284,7 @@ impl ControlFs {
             Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
                 (Vec::new(), self.log_extent(&node)?.start)
             }
+            Node::Errors => (Vec::new(), 0),
             _ => (self.content(&node)?, 0),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -290,12 +312,67 @@ impl ControlFs {
                 Errno::from_i32(e.errno())
             });
         }
+        if matches!(file.node, Node::Errors) {
+            let path = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;
+            drop(files);
+            return read_at(&path, offset, size);
+        }
         let snapshot = Arc::clone(&file.snapshot);
         drop(files);
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(snapshot.len());
         let end = start.saturating_add(size as usize).min(snapshot.len());
         Ok(snapshot[start..end].to_vec())
     }
+}
+
+impl ControlFs {
+    /// EACCES, recorded in `errors`, for a caller who may not change the tree (see [`access`]); the caller
+    /// when it may.
+    fn allowed(&self, req: &FuseRequest, path: &str) -> Result<Caller, Errno> {
+        let caller = Caller::of(req);
+        self.access.check(&caller).map(|()| caller.clone()).inspect_err(|_| {
+            let who = format!("uid {} (gid {}, groups {:?})", caller.uid, caller.gid, caller.groups);
+            let why = match self.access.group {
+                Some(g) => format!("{who} is neither root nor in the daemon's group (gid {g})"),
+                None => format!("{who} is not root, and the daemon was started without --group"),
+            };
+            self.engine.reject(path, None, Error::AccessDenied(why));
+        })
+    }
+
+    /// Runs a write, mkdir or rmdir on the pool. When its queue is full, `job` gets EAGAIN (recorded in
+    /// `errors`) at once instead.
+    fn submit(&self, path: &str, job: impl FnOnce(Result<(), Errno>) + Send + 'static) {
+        let (engine, path) = (Arc::clone(&self.engine), path.to_string());
+        self.pool.submit(move |slot| match slot {
+            Ok(()) => job(Ok(())),
+            Err(pool::Full) => {
+                let why = format!("{POOL_QUEUE} requests already wait for one of {POOL_WORKERS} workers: try again");
+                engine.reject(&path, None, Error::Overloaded(why));
+                job(Err(Errno::EAGAIN))
+            }
+        });
+    }
+}
+
+fn read_at(path: &Path, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut buf = vec![0u8; size as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 fn errno(e: &crate::error::Error) -> Errno {
@@ -358,7 +435,7 @@ impl Filesystem for ControlFs {
         }
     }
 
-    fn mkdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &FuseRequest, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
         let parent_node = match self.node(parent) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -369,6 +446,9 @@ impl Filesystem for ControlFs {
             Node::Volumes => (format!("volumes/{name}"), Request::create_volume(&name), Node::Volume(name)),
             _ => return reply.error(Errno::EPERM),
         };
+        if let Err(e) = self.allowed(req, &path) {
+            return reply.error(e);
+        }
         let request = match request {
             Ok(r) => r,
             Err(e) => return reply.error(errno(&self.engine.reject(&path, None, e.into()))),
@@ -376,14 +456,15 @@ impl Filesystem for ControlFs {
         let engine = Arc::clone(&self.engine);
         let ino = lock(&self.inodes).ino(&node);
         let attr = self.attr(ino, &node);
-        std::thread::spawn(move || match (engine.handle(&path, request), attr) {
-            (Ok(_), Ok(attr)) => reply.entry(&TTL, &attr, Generation(0)),
-            (Err(e), _) => reply.error(errno(&e)),
-            (_, Err(e)) => reply.error(e),
+        self.submit(&path.clone(), move |slot| match slot.map(|()| (engine.handle(&path, request), attr)) {
+            Err(e) => reply.error(e),
+            Ok((Ok(_), Ok(attr))) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok((Err(e), _)) => reply.error(errno(&e)),
+            Ok((_, Err(e))) => reply.error(e),
         });
     }
 
-    fn rmdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_string_lossy().into_owned();
         let (path, request) = match self.node(parent) {
             Ok(Node::Containers) => (format!("containers/{name}"), Request::RemoveContainer { name }),
@@ -392,10 +473,14 @@ impl Filesystem for ControlFs {
             Ok(_) => return reply.error(Errno::EPERM),
             Err(e) => return reply.error(e),
         };
+        if let Err(e) = self.allowed(req, &path) {
+            return reply.error(e);
+        }
         let engine = Arc::clone(&self.engine);
-        std::thread::spawn(move || match engine.handle(&path, request) {
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+        self.submit(&path.clone(), move |slot| match slot.map(|()| engine.handle(&path, request)) {
+            Err(e) => reply.error(e),
+            Ok(Ok(_)) => reply.ok(),
+            Ok(Err(e)) => reply.error(errno(&e)),
         });
     }
 
@@ -469,7 +554,7 @@ impl Filesystem for ControlFs {
 
     fn write(
         &self,
-        _req: &FuseRequest,
+        req: &FuseRequest,
         ino: INodeNo,
         fh: FileHandle,
         _offset: u64,
@@ -484,17 +569,23 @@ impl Filesystem for ControlFs {
             Err(e) => return reply.error(e),
         };
         let Some(target) = node.write_target() else { return reply.error(Errno::EACCES) };
-        let (engine, files, data, path) =
-            (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec(), node.path());
-        std::thread::spawn(move || match engine.write(&path, target, &data) {
-            Ok(response) => {
+        let path = node.path();
+        // The writer, checked; an import reads its directory with this identity.
+        let writer = match self.allowed(req, &path) {
+            Ok(caller) => caller,
+            Err(e) => return reply.error(e),
+        };
+        let (engine, files, data) = (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec());
+        self.submit(&node.path(), move |slot| match slot.map(|()| engine.write(&path, target, &data, writer)) {
+            Err(e) => reply.error(e),
+            Ok(Ok(response)) => {
                 if let (Response::Created(id), Some(file)) = (response, lock(&files).get_mut(&fh.0)) {
                     file.answer = Some(format!("{id}\n").into_bytes());
                     file.answer_pos = 0;
                 }
                 reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
             }
-            Err(e) => reply.error(errno(&e)),
+            Ok(Err(e)) => reply.error(errno(&e)),
         });
     }
 

@@ -7,6 +7,7 @@ bockerfs: containers driven with echo and cat.
   images/pulls           the pulls under way: REFERENCE LAYER DONE TOTAL STATE, a line per layer
   images/push            echo 'IMAGE REGISTRY/REPO:TAG' > images/push
   images/import          echo /path/to/rootfs > images/import   (a read on the same open file gives the id)
+                         read as the writer (EACCES), one filesystem; procfs, sysfs, FUSE, the daemon's root: EPERM
   images/<id>/           source created size digest layers config.json rootfs; rmdir removes (EBUSY while used)
   containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id)
   containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running)
@@ -20,7 +21,9 @@ bockerfs: containers driven with echo and cat.
   errors                 every failed write: time, path, errno, message
 
 A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
-error file and in errors. Full reference: docs/filesystem.md in the bockerfs sources.
+error file and in errors. Only root may use this tree, or with `bocker daemon --group NAME` that group's
+members too: whoever can write it is root on the host. Full reference: docs/filesystem.md and
+docs/security.md in the bockerfs sources.
 ";
 
 /// What a read of `ctl` shows.

@@ -43,6 +43,10 @@ pub enum RegistryError {
     Blob { digest: String, source: OciDistributionError },
     #[error("blob {digest}: {source}")]
     Download { digest: String, source: io::Error },
+    #[error("{what} has {size} bytes, over the limit of {limit}")]
+    TooBig { what: String, size: u64, limit: u64 },
+    #[error("blob {digest} is not the {size} bytes its descriptor says (got {actual})")]
+    SizeMismatch { digest: String, size: u64, actual: String },
     #[error("blob {digest} does not match its digest (got {actual})")]
     DigestMismatch { digest: String, actual: String },
     #[error("layer {digest}: its content does not match the config's diff id {diff_id}")]
@@ -66,9 +70,11 @@ impl RegistryError {
             | RegistryError::Blob { source, .. }
             | RegistryError::Push { source, .. } => classify(source),
             RegistryError::NoPlatform { .. } | RegistryError::MediaType(_) => libc::EOPNOTSUPP,
-            RegistryError::Config(_) | RegistryError::DigestMismatch { .. } | RegistryError::DiffIdMismatch { .. } => {
-                libc::EREMOTEIO
-            }
+            RegistryError::TooBig { .. } => libc::EFBIG,
+            RegistryError::Config(_)
+            | RegistryError::SizeMismatch { .. }
+            | RegistryError::DigestMismatch { .. }
+            | RegistryError::DiffIdMismatch { .. } => libc::EREMOTEIO,
             RegistryError::Download { source, .. } => io_errno(source),
             RegistryError::Layer { source, .. } => match source {
                 crate::store::unpack::UnpackError::Unsafe { .. } => libc::EPERM,

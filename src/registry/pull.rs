@@ -26,6 +26,18 @@ const MANIFEST_TYPES: [&str; 4] = [
 const CONFIG_TYPES: [&str; 2] =
     ["application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"];
 
+/// The most bytes a manifest or an image config may have, as containerd's limit: both are read whole into
+/// memory, and a registry must not make the daemon hold more.
+pub const MAX_METADATA: u64 = 4 * 1024 * 1024;
+
+/// Refuses metadata (`what`) of `size` bytes when over [`MAX_METADATA`].
+fn capped(what: &str, size: u64) -> Result<(), RegistryError> {
+    if size > MAX_METADATA {
+        return Err(RegistryError::TooBig { what: what.to_string(), size, limit: MAX_METADATA });
+    }
+    Ok(())
+}
+
 /// What a finished pull made.
 #[derive(Debug, Clone)]
 pub struct Pulled {
@@ -140,6 +152,7 @@ pub async fn pull(
     let wanted = spec.platform.clone().unwrap_or_else(Platform::host);
     let (raw, digest) =
         client.pull_manifest_raw(reference, auth, &MANIFEST_TYPES).await.map_err(manifest_err(reference))?;
+    capped("the manifest", raw.len() as u64)?;
     let top: Manifest = serde_json::from_slice(&raw).map_err(|e| RegistryError::Config(format!("manifest: {e}")))?;
     let (manifest, digest, from_index) = match &top.manifests {
         Some(entries) => {
@@ -165,6 +178,7 @@ pub async fn pull(
                         .collect::<Vec<_>>()
                         .join(", "),
                 })?;
+            capped("the manifest", chosen.size)?;
             let child = Reference::with_digest(
                 reference.registry().into(),
                 reference.repository().into(),
@@ -172,6 +186,7 @@ pub async fn pull(
             );
             let (raw, digest) =
                 client.pull_manifest_raw(&child, auth, &MANIFEST_TYPES).await.map_err(manifest_err(reference))?;
+            capped("the manifest", raw.len() as u64)?;
             let m: Manifest =
                 serde_json::from_slice(&raw).map_err(|e| RegistryError::Config(format!("manifest: {e}")))?;
             (m, digest, true)
@@ -192,11 +207,18 @@ pub async fn pull(
 
     // The config: small, fetched whole, checked against its digest.
     let config_hex = hex_of(&config_desc.digest)?.to_string();
-    let mut config_raw = Vec::new();
-    client
-        .pull_blob(reference, config_desc.digest.as_str(), &mut config_raw)
-        .await
-        .map_err(|source| RegistryError::Blob { digest: config_desc.digest.clone(), source })?;
+    capped("the image config", config_desc.size)?;
+    let mut capped_config = Capped { data: Vec::new(), over: false };
+    let fetched = client.pull_blob(reference, config_desc.digest.as_str(), &mut capped_config).await;
+    if capped_config.over {
+        return Err(RegistryError::TooBig {
+            what: "the image config".into(),
+            size: capped_config.data.len() as u64,
+            limit: MAX_METADATA,
+        });
+    }
+    fetched.map_err(|source| RegistryError::Blob { digest: config_desc.digest.clone(), source })?;
+    let config_raw = capped_config.data;
     let actual = sha256_digest(&config_raw);
     if actual != config_desc.digest {
         return Err(RegistryError::DigestMismatch { digest: config_desc.digest, actual });
@@ -246,10 +268,10 @@ pub async fn pull(
         let lp = progress.add_layer(pull_id, &layer.digest, layer.size, "waiting");
         let path = store.blob_path(&layer.digest);
         downloads.files.push(path.clone());
-        let (client, reference, digest) = (client.clone(), reference.clone(), layer.digest.clone());
+        let (client, reference, digest, size) = (client.clone(), reference.clone(), layer.digest.clone(), layer.size);
         let task = tokio::spawn({
             let (path, lp) = (path.clone(), lp.clone());
-            async move { download(&client, &reference, &digest, &path, &lp).await }
+            async move { download(&client, &reference, &digest, size, &path, &lp).await }
         });
         downloads.tasks.push(task.abort_handle());
         slots.push(Some((task, path, lp)));
@@ -287,11 +309,13 @@ impl Drop for Downloads {
     }
 }
 
-/// Streams one blob to `path`, counting bytes for the progress file and checking its digest.
+/// Streams one blob to `path`, counting bytes for the progress file and checking its digest. A blob longer
+/// than its descriptor's `size` is cut off as soon as it passes it, and one shorter fails too.
 async fn download(
     client: &Client,
     reference: &Reference,
     digest: &str,
+    size: u64,
     path: &Path,
     lp: &LayerProgress,
 ) -> Result<(), RegistryError> {
@@ -303,19 +327,63 @@ async fn download(
         .map_err(|source| RegistryError::Blob { digest: digest.to_string(), source })?;
     let mut file = tokio::fs::File::create(path).await.map_err(io_err)?;
     let mut hasher = Sha256::new();
+    let mut got: u64 = 0;
+    let mismatch = |actual| RegistryError::SizeMismatch { digest: digest.to_string(), size, actual };
     while let Some(chunk) = blob.stream.next().await {
         let chunk = chunk.map_err(io_err)?;
+        got += chunk.len() as u64;
+        if got > size {
+            return Err(mismatch(format!("more than {size}")));
+        }
         hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(io_err)?;
         lp.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     file.flush().await.map_err(io_err)?;
+    if got != size {
+        return Err(mismatch(got.to_string()));
+    }
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
     if actual != digest {
         return Err(RegistryError::DigestMismatch { digest: digest.to_string(), actual });
     }
     lp.set("downloaded");
     Ok(())
+}
+
+/// An in-memory sink for a blob that refuses bytes past [`MAX_METADATA`].
+struct Capped {
+    data: Vec<u8>,
+    over: bool,
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.data.len() as u64 + buf.len() as u64 > MAX_METADATA {
+            self.over = true;
+            return std::task::Poll::Ready(Err(std::io::Error::from_raw_os_error(libc::EFBIG)));
+        }
+        self.data.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// A reader that hashes what passes through it: the diff id of a layer is the digest of its tar.

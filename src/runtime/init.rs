@@ -69,6 +69,7 @@ fn join_and_exec(
         nix::sched::setns(fd, *flag).map_err(step("enter the container's namespaces"))?;
     }
     reset_signals();
+    reset_umask();
     setup_stdio(stdio)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     nix::unistd::chdir(cwd)
@@ -109,6 +110,7 @@ fn setup_and_exec(spec: &LaunchSpec, stdio: [RawFd; 3]) -> Result<Never, SetupEr
     }
     nix::sched::unshare(namespaces).map_err(step("unshare namespaces"))?;
     reset_signals();
+    reset_umask();
     setup_stdio(stdio)?;
     setup_rootfs(&spec.rootfs, &spec.binds, spec.security.privileged)?;
     nix::unistd::sethostname(&spec.hostname).map_err(step("sethostname"))?;
@@ -140,6 +142,12 @@ pub fn reset_signals() {
         unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, default_action.as_ptr(), std::ptr::null::<u8>(), 8usize) };
     }
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+}
+
+/// The command's umask is Docker's 022; the daemon and its helpers run with 077, so what they make on the host
+/// is theirs alone.
+fn reset_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
 }
 
 /// stdin, stdout and stderr from the monitor's pipes (see `super::output`), never a host file: a process

@@ -21,7 +21,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
 /// Why starting or signalling a container failed; one variant per step.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +53,8 @@ impl RuntimeError {
 #[derive(Debug, Clone, Copy)]
 pub struct Launched {
     pub pid: i32,
+    /// The container's (or exec's) start time, to signal it through a pidfd; `None` if it has exited already.
+    pub pid_start: Option<u64>,
     pub monitor_pid: i32,
     pub monitor_start: u64,
 }
@@ -132,7 +133,7 @@ fn parse_report(line: &str) -> Result<Launched, RuntimeError> {
             let pid = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
             let monitor_pid: i32 = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
             let monitor_start = start_time(monitor_pid).ok_or_else(bad)?;
-            Ok(Launched { pid, monitor_pid, monitor_start })
+            Ok(Launched { pid, pid_start: start_time(pid), monitor_pid, monitor_start })
         }
         Some("err") => {
             let errno = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
@@ -151,7 +152,10 @@ pub fn start_time(pid: i32) -> Option<u64> {
 }
 
 /// A handle on a process that is not our child, immune to pid reuse once opened.
-pub struct ProcessHandle(OwnedFd);
+pub struct ProcessHandle {
+    fd: OwnedFd,
+    pid: i32,
+}
 
 impl ProcessHandle {
     /// Opens process `pid` if it is alive and started at `start` (clock ticks since boot).
@@ -162,15 +166,34 @@ impl ProcessHandle {
             return None;
         }
         // SAFETY: the syscall returned a fresh fd that nothing else owns.
-        let handle = ProcessHandle(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        let handle = ProcessHandle { fd: unsafe { OwnedFd::from_raw_fd(fd as i32) }, pid };
         // Opened after the check could be a new process with the old pid: compare start times.
         (start_time(pid) == Some(start)).then_some(handle)
+    }
+
+    /// Opens process `pid` if it is alive, taking it for the one the caller means (a legacy record without
+    /// a start time).
+    pub fn open_current(pid: i32) -> Option<ProcessHandle> {
+        ProcessHandle::open(pid, start_time(pid)?)
+    }
+
+    /// Sends `signal` through the pidfd: never to another process that took the pid since.
+    pub fn signal(&self, signal: Signal) -> Result<(), RuntimeError> {
+        // SAFETY: pidfd_send_signal takes our pidfd, a signal number, a null siginfo and no flags.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, self.fd.as_raw_fd(), signal as i32, std::ptr::null::<u8>(), 0)
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(RuntimeError::Signal { pid: self.pid, source: nix::Error::last() })
+        }
     }
 
     /// Blocks until the process has exited.
     pub fn wait_for_exit(&self) {
         loop {
-            let mut pfd = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
             // SAFETY: `pfd` is one valid pollfd for the duration of the call.
             let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
             if rc > 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
@@ -180,14 +203,32 @@ impl ProcessHandle {
     }
 }
 
-/// Sends `signal` to `pid`.
-pub fn signal(pid: i32, signal: Signal) -> Result<(), RuntimeError> {
-    nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(|source| RuntimeError::Signal { pid, source })
+/// Sends `signal` to the process a launch started, through a pidfd: nothing if it is gone already.
+pub fn signal_launched(launched: &Launched, signal: Signal) {
+    if let Some(handle) = launched.pid_start.and_then(|start| ProcessHandle::open(launched.pid, start)) {
+        let _ = handle.signal(signal);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_go_through_a_pidfd_to_that_process_only() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let start = start_time(pid).unwrap();
+        assert!(ProcessHandle::open(pid, start + 1).is_none(), "another start time is another process");
+        let handle = ProcessHandle::open(pid, start).unwrap();
+        handle.signal(Signal::SIGTERM).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+        // Reaped: the pidfd still names that process, and nothing else.
+        let err = handle.signal(Signal::SIGTERM).unwrap_err();
+        assert_eq!(err.errno(), libc::ESRCH);
+        assert!(ProcessHandle::open(pid, start).is_none());
+    }
 
     #[test]
     fn reports() {

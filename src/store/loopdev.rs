@@ -66,12 +66,16 @@ pub fn ensure_image(image: &Path, size: u64) -> io::Result<bool> {
     Ok(true)
 }
 
+/// The store's mount flags: a set-id file or a device node made in a container's rootfs means nothing on the
+/// host.
+pub const STORE_FLAGS: nix::mount::MsFlags = nix::mount::MsFlags::MS_NOSUID.union(nix::mount::MsFlags::MS_NODEV);
+
 /// Attaches `image` to a free loop device (auto-clearing) and mounts it btrfs at `target`.
 pub fn mount_image(image: &Path, target: &Path) -> io::Result<()> {
     // Still attached (its filesystem kept alive by a container's mount namespace after an earlier daemon
     // unmounted it): mount that device again rather than attaching the same btrfs twice.
     if let Some(dev) = attached_device(image) {
-        return nix::mount::mount(Some(&dev), target, Some("btrfs"), nix::mount::MsFlags::empty(), None::<&str>)
+        return nix::mount::mount(Some(&dev), target, Some("btrfs"), STORE_FLAGS, None::<&str>)
             .map_err(io::Error::from);
     }
     let backing = OpenOptions::new().read(true).write(true).open(image)?;
@@ -99,7 +103,7 @@ pub fn mount_image(image: &Path, target: &Path) -> io::Result<()> {
             return Err(err);
         }
         // Keep `loopdev` open until the mount holds the device, or autoclear would detach it first.
-        let res = nix::mount::mount(Some(&dev), target, Some("btrfs"), nix::mount::MsFlags::empty(), None::<&str>);
+        let res = nix::mount::mount(Some(&dev), target, Some("btrfs"), STORE_FLAGS, None::<&str>);
         drop(loopdev);
         return res.map_err(io::Error::from);
     }

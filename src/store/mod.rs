@@ -7,6 +7,7 @@
 
 mod btrfs;
 mod copy;
+mod import;
 mod loopdev;
 pub mod unpack;
 
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
+
+use crate::caller::Caller;
+pub use copy::CopyError;
 
 /// Why a store operation failed; one variant per step.
 #[derive(Debug, thiserror::Error)]
@@ -35,15 +39,15 @@ pub enum StoreError {
     DeleteSubvolume { path: PathBuf, source: io::Error },
     #[error("cannot seal image {path}: {source}")]
     Seal { path: PathBuf, source: io::Error },
-    #[error("cannot copy {path}: {source}")]
-    Copy { path: PathBuf, source: io::Error },
     #[error("cannot swap in the new version of image {path}: {source}")]
     Exchange { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Import(#[from] CopyError),
 }
 
 impl StoreError {
-    fn source_io(&self) -> &io::Error {
-        match self {
+    fn source_io(&self) -> Option<&io::Error> {
+        Some(match self {
             StoreError::Prepare { source, .. }
             | StoreError::CreateImageFile { source, .. }
             | StoreError::Mount { source, .. }
@@ -51,16 +55,19 @@ impl StoreError {
             | StoreError::Snapshot { source, .. }
             | StoreError::DeleteSubvolume { source, .. }
             | StoreError::Seal { source, .. }
-            | StoreError::Copy { source, .. }
             | StoreError::Exchange { source, .. } => source,
-        }
+            StoreError::Import(_) => return None,
+        })
     }
 
-    /// The errno a write that hit this error returns: ENOSPC and ENOENT pass through, the rest is EIO.
+    /// The errno a write that hit this error returns: ENOSPC passes through, an import's errors have
+    /// their own ([`CopyError::errno`]), the rest is EIO.
     pub fn errno(&self) -> i32 {
-        match self.source_io().raw_os_error() {
+        if let StoreError::Import(e) = self {
+            return e.errno();
+        }
+        match self.source_io().and_then(io::Error::raw_os_error) {
             Some(e @ (libc::ENOSPC | libc::EDQUOT)) => e,
-            Some(libc::ENOENT) if matches!(self, StoreError::Copy { .. }) => libc::ENOENT,
             _ => libc::EIO,
         }
     }
@@ -95,6 +102,7 @@ impl Store {
             if created {
                 info!(image = %image.display(), size = image_size, "created btrfs store image");
             }
+            private(&image).map_err(|e| prep(&image, e))?;
             loopdev::mount_image(&image, &dir).map_err(|e| StoreError::Mount {
                 image: image.clone(),
                 target: dir.clone(),
@@ -105,8 +113,16 @@ impl Store {
         } else if is_mount_point(&dir, root) {
             // A store left mounted by an earlier daemon whose containers were still running.
             info!(mount = %dir.display(), "reusing the btrfs store already mounted");
+            // An older daemon may have mounted it without them.
+            let flags = nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_BIND | loopdev::STORE_FLAGS;
+            nix::mount::mount(None::<&str>, &dir, None::<&str>, flags, None::<&str>).map_err(|e| {
+                StoreError::Mount { image: root.join("store.img"), target: dir.clone(), source: e.into() }
+            })?;
             loop_mounted = true;
         }
+        // Only the daemon looks inside: images and rootfs hold other people's files (a 0600 file of an image
+        // is 0600 only while its directory can't be walked).
+        private(&dir).map_err(|e| prep(&dir, e))?;
         for sub in ["images", "containers", "layers", "blobs", "volumes"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| prep(&p, e))?;
@@ -224,14 +240,18 @@ impl Store {
             .collect()
     }
 
-    /// Makes image `id` from a copy of `src`; returns the content size in bytes. The image appears under its
-    /// final name only when complete and read-only; on failure nothing is left.
-    pub fn import_dir(&self, id: &str, src: &Path) -> Result<u64, StoreError> {
+    /// Makes image `id` from a copy of `src`, read as `caller` (see [`copy`] and [`import`]); returns the
+    /// content size in bytes. The image appears under its final name only when complete and read-only; on
+    /// failure nothing is left. The copy runs on a thread of its own: the identity it takes on, and any
+    /// panic, end with that thread.
+    pub fn import_dir(&self, id: &str, src: &Path, caller: &Caller) -> Result<u64, StoreError> {
+        let daemon_root = self.dir.parent().unwrap_or(&self.dir).to_path_buf();
+        let source = on_own_thread(|| import::open_source(src, caller, &daemon_root))?;
         let tmp = self.staging_path("images", id);
         btrfs::create_subvolume(&tmp).map_err(|e| StoreError::CreateSubvolume { path: tmp.clone(), source: e })?;
-        let result = copy::copy_tree(src, &tmp)
-            .map_err(|(path, e)| StoreError::Copy { path, source: e })
-            .and_then(|stats| self.seal(&tmp, &self.image_path(id)).map(|()| stats.bytes));
+        let result = on_own_thread(|| copy::copy_tree(&source, &tmp, caller).map(|stats| stats.bytes))
+            .map_err(StoreError::from)
+            .and_then(|bytes| self.seal(&tmp, &self.image_path(id)).map(|()| bytes));
         if result.is_err() {
             self.remove_subvolume(&tmp);
             // A failed import is often a full store: give the space back before answering.
@@ -345,10 +365,15 @@ impl Store {
         self.delete(path)
     }
 
-    /// Deletes a subvolume; its space is given back in the background.
+    /// Deletes a subvolume with the subvolumes a container may have made inside it; its space is given back
+    /// in the background.
     fn delete(&self, path: PathBuf) -> Result<(), StoreError> {
         let id = btrfs::subvolume_id(&path).ok();
-        btrfs::delete_subvolume(&path).map_err(|e| StoreError::DeleteSubvolume { path, source: e })?;
+        let nested = btrfs::delete_subvolume_tree(&path)
+            .map_err(|e| StoreError::DeleteSubvolume { path: path.clone(), source: e })?;
+        if nested > 0 {
+            info!(path = %path.display(), nested, "deleted the subvolumes nested in it too");
+        }
         let dir = self.dir.clone();
         self.in_background(move || reclaim(&dir, id));
         Ok(())
@@ -378,7 +403,7 @@ impl Store {
     }
 
     fn remove_subvolume(&self, path: &Path) {
-        if let Err(e) = btrfs::delete_subvolume(path) {
+        if let Err(e) = btrfs::delete_subvolume_tree(path) {
             warn!(path = %path.display(), error = %e, "cannot delete subvolume");
             let _ = std::fs::remove_dir_all(path);
         }
@@ -417,6 +442,11 @@ impl Store {
         warn!(mount = %self.dir.display(), "store still busy: detaching it lazily");
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// Runs `work` on a scoped thread of its own and waits for it; a panic there is an error here.
+fn on_own_thread<T: Send>(work: impl FnOnce() -> Result<T, CopyError> + Send) -> Result<T, CopyError> {
+    std::thread::scope(|s| s.spawn(work).join()).unwrap_or(Err(CopyError::Aborted))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -476,6 +506,13 @@ fn reclaim(dir: &Path, deleted: Option<u64>) {
         }
     }
     sync();
+}
+
+/// Makes `path` the daemon's alone (0700 for a directory, 0600 for a file), whatever an older version left.
+pub fn private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if std::fs::symlink_metadata(path)?.is_dir() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// Whether `dir` is a mount point: a different device from its parent `root`.

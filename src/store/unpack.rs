@@ -51,9 +51,15 @@ pub fn apply_layer(root: &Path, layer: impl Read) -> Result<u64, UnpackError> {
         let mut entry = entry.map_err(UnpackError::Tar)?;
         layer.apply(&mut entry)?;
     }
-    // Directory times last: adding entries inside a directory changes its mtime.
+    // Directory times last: adding entries inside a directory changes its mtime. A later entry may have
+    // replaced a directory (or one above it) by a symlink: each is opened again beneath the root, no symlink
+    // followed, and one that is no longer a directory there keeps the times it has.
     for (path, times) in std::mem::take(&mut layer.dirs) {
-        let _ = rustix::fs::utimensat(&layer.root, OsStr::from_bytes(&path), &times, AtFlags::SYMLINK_NOFOLLOW);
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if let Ok(dir) = rustix::fs::openat2(&layer.root, OsStr::from_bytes(&path), flags, Mode::empty(), resolve) {
+            let _ = rustix::fs::futimens(&dir, &times);
+        }
     }
     Ok(layer.bytes)
 }
@@ -100,6 +106,10 @@ impl Layer {
             return self.make_opaque(&dir, &join(parents)).map_err(apply_err);
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT) {
+            // `.wh.`, `.wh..` and `.wh...` would name nothing, the directory itself or its parent.
+            if matches!(hidden, b"" | b"." | b"..") {
+                return Err(unsafe_entry("is a whiteout of nothing, '.' or '..'"));
+            }
             let dir = match self.open_dir(parents, false) {
                 Ok(d) => d,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -427,6 +437,51 @@ mod tests {
         // A symlink that stays inside is fine to write through.
         apply_layer(&root, tar(&[("real/", D, ""), ("alias", S, "real"), ("alias/f", F, "ok")]).as_slice()).unwrap();
         assert_eq!(fs::read_to_string(root.join("real/f")).unwrap(), "ok");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// `.wh.`, `.wh..` and `.wh...` are refused, naming the entry; the layer's siblings and its own
+    /// content stay. An ordinary whiteout beside them works.
+    #[test]
+    fn whiteouts_of_nothing_dot_and_dotdot_are_refused() {
+        let d = scratch("whiteout-dots");
+        let root = d.join("root");
+        fs::write(d.join("sibling"), "other pull").unwrap();
+        apply_layer(&root, tar(&[("a/", D, ""), ("a/f", F, "x"), ("gone", F, "g")]).as_slice()).unwrap();
+        for name in [".wh.", ".wh..", ".wh...", "a/.wh...", "a/.wh.."] {
+            let err = apply_layer(&root, tar(&[(name, F, "")]).as_slice()).unwrap_err();
+            match &err {
+                UnpackError::Unsafe { entry, .. } => assert_eq!(entry, name),
+                other => panic!("{name}: {other}"),
+            }
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        assert_eq!(fs::read_to_string(d.join("sibling")).unwrap(), "other pull");
+        assert_eq!(fs::read_to_string(root.join("a/f")).unwrap(), "x");
+        apply_layer(&root, tar(&[(".wh.gone", F, "")]).as_slice()).unwrap();
+        assert!(!root.join("gone").exists(), "an ordinary whiteout still works");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// `d/`, `d/x/`, then `d -> outside`: the directory times set at the end of the layer must not reach
+    /// through the symlink to `outside/x`.
+    #[test]
+    fn directory_times_do_not_follow_a_later_symlink() {
+        let d = scratch("dir-times");
+        let root = d.join("root");
+        let outside = d.join("outside");
+        fs::create_dir_all(outside.join("x")).unwrap();
+        let before = fs::metadata(outside.join("x")).unwrap();
+        let target = outside.to_str().unwrap();
+        apply_layer(&root, tar(&[("d/", D, ""), ("d/x/", D, ""), ("d", S, target)]).as_slice()).unwrap();
+        let after = fs::metadata(outside.join("x")).unwrap();
+        assert_eq!((after.mtime(), after.mtime_nsec()), (before.mtime(), before.mtime_nsec()));
+        assert_eq!((after.atime(), after.atime_nsec()), (before.atime(), before.atime_nsec()));
+        assert_ne!(after.mtime(), 1_000_000);
+        // Control: without the symlink, the layer's directory times are set.
+        apply_layer(&root, tar(&[("e/", D, ""), ("e/x/", D, "")]).as_slice()).unwrap();
+        assert_eq!(fs::metadata(root.join("e/x")).unwrap().mtime(), 1_000_000);
+        assert_eq!(fs::metadata(root.join("e")).unwrap().mtime(), 1_000_000);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -175,9 +175,34 @@ impl TestRegistry {
         &self,
         repo_tag: &str,
         layers: &[Layer],
+        config: serde_json::Value,
+        kinds: (&'static str, &'static str),
+        layer_types: &[&str],
+    ) -> (String, usize) {
+        self.push_edited(repo_tag, layers, config, kinds, layer_types, |_| {})
+    }
+
+    /// Pushes an OCI image whose manifest `edit` changes first (a lying descriptor, say).
+    pub fn push_image_edited(
+        &self,
+        repo_tag: &str,
+        layers: &[Layer],
+        config: serde_json::Value,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> (String, usize) {
+        let types = layers.iter().map(|l| l.media_type).collect::<Vec<_>>();
+        let kinds = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.config.v1+json");
+        self.push_edited(repo_tag, layers, config, kinds, &types, edit)
+    }
+
+    fn push_edited(
+        &self,
+        repo_tag: &str,
+        layers: &[Layer],
         mut config: serde_json::Value,
         (manifest_type, config_type): (&'static str, &'static str),
         layer_types: &[&str],
+        edit: impl FnOnce(&mut serde_json::Value),
     ) -> (String, usize) {
         let reference: Reference = self.reference(repo_tag).parse().unwrap();
         config["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() });
@@ -191,12 +216,13 @@ impl TestRegistry {
             }
             client.push_blob(&reference, config.clone(), &sha256(&config)).await.unwrap();
         });
-        let manifest = serde_json::json!({
+        let mut manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": manifest_type,
             "config": { "mediaType": config_type, "digest": sha256(&config), "size": config.len() },
             "layers": layers.iter().zip(layer_types).map(|(l, t)| serde_json::json!({ "mediaType": t, "digest": sha256(&l.blob), "size": l.blob.len() })).collect::<Vec<_>>(),
         });
+        edit(&mut manifest);
         self.push_manifest(repo_tag, &serde_json::to_vec(&manifest).unwrap(), manifest_type)
     }
 
@@ -234,6 +260,65 @@ impl TestRegistry {
     pub fn blob_data(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
         self.dir.join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
+/// A registry that serves one manifest of `len` bytes for any reference, on 127.0.0.1 and a free port:
+/// what a hostile registry could send (Debian's docker-registry refuses to store a manifest over 4 MiB).
+/// Its thread ends with the test process; dropping it stops accepting.
+pub struct HugeManifestRegistry {
+    pub addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HugeManifestRegistry {
+    pub fn start(len: usize) -> HugeManifestRegistry {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut body =
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"pad":""#
+                .to_vec();
+        body.resize(len.saturating_sub(4), b'a');
+        body.extend_from_slice(br#""}}"#);
+        let digest = sha256(&body);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let manifest = first.contains("/manifests/");
+                let (kind, payload): (&str, &[u8]) = if manifest {
+                    ("application/vnd.oci.image.manifest.v1+json", &body)
+                } else {
+                    ("application/json", b"{}")
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nDocker-Content-Digest: {digest}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    payload.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(payload));
+            }
+        });
+        HugeManifestRegistry { addr, stop }
+    }
+}
+
+impl Drop for HugeManifestRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(&self.addr);
     }
 }
 

@@ -57,7 +57,7 @@ enum Command {
         /// The bridge containers are attached to; made if missing.
         #[arg(long, env = "BOCKER_BRIDGE", default_value = "bocker0", value_parser = bridge_name)]
         bridge: String,
-        /// The bridge's subnet; the bridge takes its first address, containers the others.
+        /// The bridge's subnet; the bridge takes its first address, containers the next ones (at most 4093).
         #[arg(long, env = "BOCKER_SUBNET", default_value = "10.0.0.0/24")]
         subnet: bockerfs::network::Subnet,
         /// A resolver for containers' /etc/resolv.conf (default: the host's, less loopback ones). Repeatable.

@@ -7,7 +7,15 @@
 //!   through the host).
 //! - `prerouting` and `output`: connections to a local address jump to `ports`, which holds one DNAT
 //!   rule per forward of each running container.
-//! - `forward`: accepts the bridge's traffic.
+//! - `localnet`, at raw priority in prerouting (before any DNAT): drops whatever arrives on an interface
+//!   other than loopback for 127.0.0.0/8. The bridge has `route_localnet=1` (for forwards from the host's
+//!   loopback), so without it a container's frame to 127.0.0.1 at the gateway's MAC reaches the host's
+//!   loopback services, and a neighbour's reaches a `127.0.0.1:H:C` forward (CVE-2020-8558).
+//! - `forward`: out of the bridge, and between its containers, everything; into it only replies
+//!   (`ct state established,related`) and published ports (`ct status dnat`); the rest into the bridge is
+//!   dropped. Other interfaces' traffic is not ours: the chain's policy stays accept.
+//!
+//! The bridge-family table ([`super::antispoof`]) is separate: it is written once at setup, not here.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -69,10 +77,16 @@ pub fn ruleset(bridge: &str, subnet: &Subnet, forwards: &[Forwards]) -> String {
          \t\tip saddr {net} oifname != \"{bridge}\" masquerade\n\
          \t\toifname \"{bridge}\" ct status dnat ip saddr {{ 127.0.0.0/8, {net} }} masquerade\n\
          \t}}\n\
+         \tchain localnet {{\n\
+         \t\ttype filter hook prerouting priority raw; policy accept;\n\
+         \t\tiifname != \"lo\" ip daddr 127.0.0.0/8 drop\n\
+         \t}}\n\
          \tchain forward {{\n\
          \t\ttype filter hook forward priority filter; policy accept;\n\
          \t\tiifname \"{bridge}\" accept\n\
-         \t\toifname \"{bridge}\" accept\n\
+         \t\toifname \"{bridge}\" ct state established,related accept\n\
+         \t\toifname \"{bridge}\" ct status dnat accept\n\
+         \t\toifname \"{bridge}\" drop\n\
          \t}}\n\
          \tchain ports {{\n\
          {rules}\
@@ -101,10 +115,13 @@ pub fn apply(script: &str) -> Result<(), String> {
     }
 }
 
-/// Deletes the table, if it is there (for tests and tidy hosts; the daemon keeps it across restarts).
+/// Deletes the daemon's tables of `bridge` (this one and the bridge family's), if they are there (for tests
+/// and tidy hosts; the daemon keeps them across restarts).
 pub fn delete(bridge: &str) -> Result<(), String> {
     let table = table_name(bridge);
-    apply(&format!("table ip {table} {{}}\ndelete table ip {table}\n"))
+    apply(&format!(
+        "table ip {table} {{}}\ndelete table ip {table}\ntable bridge {table} {{}}\ndelete table bridge {table}\n"
+    ))
 }
 
 #[cfg(test)]
@@ -125,6 +142,8 @@ mod tests {
         assert!(text.contains("\t\ttcp dport 8080 dnat to 10.0.0.2:80 comment \"web\"\n"));
         assert!(text.contains("\t\tip daddr 127.0.0.1 udp dport 5353 dnat to 10.0.0.2:53 comment \"web\"\n"));
         assert!(text.contains("ip saddr 10.0.0.0/24 oifname != \"bocker0\" masquerade"));
+        assert!(text.contains("\t\tiifname != \"lo\" ip daddr 127.0.0.0/8 drop\n"));
+        assert!(text.contains("\t\toifname \"bocker0\" ct status dnat accept\n\t\toifname \"bocker0\" drop\n"));
         assert_eq!(table_name("br-x.1"), "bocker_br_x_1");
     }
 }

@@ -30,8 +30,10 @@ pub async fn index_of(h: &Handle, name: &str) -> io::Result<Option<u32>> {
     }
 }
 
-/// Makes the bridge if it is missing, brings it up and gives it the gateway address; returns its index.
-pub async fn ensure_bridge(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<u32> {
+/// Makes the bridge if it is missing, brings it up with the MAC `mac` and gives it the gateway address;
+/// returns its index. A MAC of its own, set, keeps the kernel from giving the bridge its lowest port's (which
+/// changes as containers come and go, and would leave the containers' neighbour entries stale).
+pub async fn ensure_bridge(h: &Handle, name: &str, mac: [u8; 6], gateway: Ipv4Addr, prefix: u8) -> io::Result<u32> {
     let index = match index_of(h, name).await? {
         Some(i) => i,
         None => {
@@ -42,7 +44,8 @@ pub async fn ensure_bridge(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8
             index_of(h, name).await?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))?
         }
     };
-    h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(to_io)?;
+    let up = LinkUnspec::new_with_index(index).address(mac.to_vec()).up().build();
+    h.link().set(up).execute().await.map_err(to_io)?;
     match h.address().add(index, gateway.into(), prefix).execute().await.map_err(to_io) {
         Err(e) if !is(&e, libc::EEXIST) => Err(e),
         _ => Ok(index),

@@ -2,12 +2,14 @@
 //! forwarding.
 //!
 //! At start the daemon calls [`Network::setup`]: the bridge (default `bocker0`, 10.0.0.1/24), IP
-//! forwarding, and its nftables table ([`firewall`]), all idempotent. A container in `bridge` mode gets its
+//! forwarding, no router advertisements accepted on the bridge, its nftables table ([`firewall`]) and the
+//! bridge-family table that binds each veth port to its MAC and address ([`antispoof`]), all idempotent. A container in `bridge` mode gets its
 //! own network namespace, made by its monitor before the command runs; [`Network::attach`] then puts a
 //! veth pair between that namespace and the bridge, with the container's address (from [`allocate`],
 //! kept in its record until `rm`), a MAC derived from it and a default route via the bridge. The pair
 //! lives as long as the namespace: when the container's last process ends, the kernel removes both ends.
 
+pub mod antispoof;
 pub mod etc;
 pub mod firewall;
 mod link;
@@ -99,6 +101,14 @@ impl Subnet {
             && ip != self.broadcast()
     }
 
+    /// The addresses the allocator hands out, lowest first: the subnet's hosts after the gateway, at most
+    /// [`MAX_CONTAINERS`] of them (the anti-spoofing table holds a binding for each).
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let first = u32::from(self.gateway()) + 1;
+        let end = u32::from(self.broadcast()).min(first + MAX_CONTAINERS);
+        (first..end).map(Ipv4Addr::from)
+    }
+
     /// `10.0.0.0/24`.
     pub fn cidr(&self) -> String {
         format!("{}/{}", self.network, self.prefix)
@@ -128,11 +138,14 @@ impl fmt::Display for Subnet {
     }
 }
 
-/// The lowest address of `subnet` that is a host address and not in `used`.
+/// How many container addresses a bridge has at most (a /20's hosts less the gateway): the anti-spoofing
+/// table ([`antispoof`]) is written once for all of them, which takes nft some 50 ms for this many (10 to
+/// 20 ms for a /24).
+pub const MAX_CONTAINERS: u32 = 4093;
+
+/// The lowest address of `subnet`'s [`Subnet::addresses`] that is not in `used`.
 pub fn allocate(subnet: &Subnet, used: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-    let first = u32::from(subnet.gateway()) + 1;
-    let last = u32::from(subnet.broadcast());
-    (first..last).map(Ipv4Addr::from).find(|ip| !used.contains(ip))
+    subnet.addresses().find(|ip| !used.contains(ip))
 }
 
 /// The daemon's network options.
@@ -157,6 +170,8 @@ pub enum NetworkError {
     Sysctl { path: String, source: io::Error },
     #[error("cannot write the firewall rules: {0}")]
     Firewall(String),
+    #[error("cannot write the bridge's anti-spoofing rules: {0}")]
+    AntiSpoof(String),
     #[error("cannot open the container's network namespace: {0}")]
     OpenNetns(io::Error),
     #[error("cannot enter the container's network namespace: {0}")]
@@ -165,7 +180,7 @@ pub enum NetworkError {
     Veth { name: String, source: io::Error },
     #[error("cannot configure eth0 in the container: {0}")]
     Inside(io::Error),
-    #[error("no free address left in {0}")]
+    #[error("no free address left in {0} (a bridge has at most 4093 containers)")]
     Exhausted(String),
     #[error("host port {map} is taken: {source}")]
     PortTaken { map: String, source: io::Error },
@@ -215,11 +230,18 @@ impl Network {
         };
         let (gateway, prefix) = (opts.subnet.gateway(), opts.subnet.prefix());
         let bridge_index = runtime
-            .block_on(link::ensure_bridge(&host, &opts.bridge, gateway, prefix))
+            .block_on(link::ensure_bridge(&host, &opts.bridge, mac_of(gateway), gateway, prefix))
             .map_err(|source| NetworkError::Bridge { bridge: opts.bridge.clone(), source })?;
         sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
-        // Forwards from the host's loopback are routed to the bridge with a 127/8 source until masqueraded.
+        // Forwards from the host's loopback are routed to the bridge with a 127/8 source until masqueraded;
+        // the firewall's `localnet` chain drops what comes from outside for 127/8.
         sysctl(&format!("/proc/sys/net/ipv4/conf/{}/route_localnet", opts.bridge), "1")?;
+        // No router advertisement from a container configures the host (CVE-2020-13401); the bridge's ports
+        // drop containers' IPv6 too. Without IPv6 in the kernel there is nothing to turn off.
+        if std::path::Path::new("/proc/sys/net/ipv6/conf").exists() {
+            sysctl(&format!("/proc/sys/net/ipv6/conf/{}/accept_ra", opts.bridge), "0")?;
+        }
+        antispoof::apply(&opts.bridge, &opts.subnet).map_err(NetworkError::AntiSpoof)?;
         let network = Network { opts, runtime, host, bridge_index, firewall: Mutex::new(()) };
         info!(bridge = %network.opts.bridge, subnet = %network.opts.subnet, "network ready");
         Ok(network)
@@ -243,8 +265,7 @@ impl Network {
         let inside = self.handle_in(&netns)?;
         let socket_us = t0.elapsed().as_micros();
         let name = veth_name(ip);
-        let o = ip.octets();
-        let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
+        let mac = mac_of(ip);
         self.runtime.block_on(async {
             let mut added = link::add_veth(&self.host, &name, self.bridge_index, netns.as_raw_fd(), mac).await;
             if matches!(&added, Err(e) if e.raw_os_error() == Some(libc::EEXIST)) {
@@ -293,6 +314,12 @@ pub fn veth_name(ip: Ipv4Addr) -> String {
     format!("vb{:08x}", u32::from(ip))
 }
 
+/// The MAC of the container with address `ip`: `02:42` (locally administered, Docker's) and the address.
+pub fn mac_of(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
 fn sysctl(path: &str, value: &str) -> Result<(), NetworkError> {
     if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
         return Ok(());
@@ -329,6 +356,10 @@ mod tests {
         assert_eq!(allocate(&s, &used), Some(Ipv4Addr::new(10, 0, 0, 3)));
         let all: Vec<Ipv4Addr> = (2..=254).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
         assert_eq!(allocate(&s, &all), None);
+        // A big subnet hands out MAX_CONTAINERS addresses, from .2 on.
+        let s: Subnet = "10.0.0.0/8".parse().unwrap();
+        assert_eq!(s.addresses().count(), MAX_CONTAINERS as usize);
+        assert_eq!(s.addresses().last(), Some(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 1)) + MAX_CONTAINERS)));
     }
 
     #[test]

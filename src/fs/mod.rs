@@ -2,13 +2,12 @@
 //! engine results into replies. No container logic lives here.
 //!
 //! Reads never block and have no side effects: a file's content is taken once at open and served from that
-//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from its segments on
-//! disk at the offset asked, so `tail -f` follows it. Offset 0 of an open `logs` is the oldest byte kept when
-//! it was opened (its base); its size, as `stat` tells it, counts from the oldest base of the opens still
-//! under way, so it never shrinks under a reader when old segments are deleted. Writes, mkdir and rmdir run
-//! on a thread of their own, so a slow request never stalls `ls`.
+//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from its segments at
+//! the offset asked, so `tail -f` follows it across rotations ([`logs`]). Writes, mkdir and rmdir run on a
+//! thread of their own, so a slow request never stalls `ls`.
 
 pub mod access;
+mod logs;
 mod pool;
 mod readme;
 mod tree;
@@ -160,15 +159,7 @@ impl ControlFs {
     fn size(&self, node: &Node, fh: Option<FileHandle>) -> Result<u64, Errno> {
         match node {
             Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
-                let extent = self.log_extent(node)?;
-                let files = lock(&self.open_files);
-                if let Some(file) = fh.and_then(|fh| files.get(&fh.0)).filter(|f| &f.node == node) {
-                    return Ok(extent.end.saturating_sub(file.log_base));
-                }
-                // Counted from the oldest base of its open files: a reader's size never shrinks (GNU tail
-                // polls fstat, which the kernel sends without the file handle, and starts over on a shrink).
-                let bases = files.values().filter(|f| &f.node == node).map(|f| f.log_base).min();
-                Ok(extent.end - bases.map_or(extent.start, |b| b.min(extent.start)))
+                self.log_size(node, fh)
             }
             Node::Errors => {
                 let path = self.growing_file(node).ok_or(Errno::ENOENT)?;
@@ -180,11 +171,6 @@ impl ControlFs {
             n if n.kind() == Kind::Dir => Ok(0),
             n => Ok(self.content(n)?.len() as u64),
         }
-    }
-
-    fn log_extent(&self, node: &Node) -> Result<crate::logs::Extent, Errno> {
-        let dir = self.growing_file(node).ok_or(Errno::ENOENT)?;
-        crate::logs::extent(&dir).map_err(|e| Errno::from_i32(e.errno()))
     }
 
     /// The file on disk behind `errors`, or the directory of segments behind a `logs` node: read as it grows
@@ -304,13 +290,9 @@ impl ControlFs {
             return Ok(answer[start..end].to_vec());
         }
         if matches!(file.node, Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs)) {
-            let dir = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;
-            let at = file.log_base.saturating_add(offset);
+            let (node, at) = (file.node.clone(), file.log_base.saturating_add(offset));
             drop(files);
-            return crate::logs::read_at(&dir, at, size as usize).map_err(|e| {
-                tracing::debug!(dir = %dir.display(), error = %e, "logs read");
-                Errno::from_i32(e.errno())
-            });
+            return self.read_log(&node, at, size);
         }
         if matches!(file.node, Node::Errors) {
             let path = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;

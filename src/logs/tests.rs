@@ -1,10 +1,19 @@
 use super::*;
 
-fn dir(tag: &str) -> PathBuf {
+/// A scratch directory, removed when dropped (also when the test fails).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(tag: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("bocker-logs-unit-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 fn lines(from: u32, to: u32) -> Vec<u8> {
@@ -14,7 +23,7 @@ fn lines(from: u32, to: u32) -> Vec<u8> {
 #[test]
 fn rotates_at_line_boundaries_and_keeps_at_most_the_limit() {
     let root = dir("rotate");
-    let log = root.join("log");
+    let log = root.0.join("log");
     let limits = LogLimits { max_size: 100, max_files: 3 };
     let mut w = Writer::open(&log, limits).unwrap();
     // 11-byte lines, written in uneven chunks.
@@ -53,17 +62,16 @@ fn rotates_at_line_boundaries_and_keeps_at_most_the_limit() {
         &std::fs::metadata(&segments(&log).unwrap()[0].path).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
 fn a_line_longer_than_a_segment_is_cut_and_a_legacy_file_is_the_first_segment() {
     let root = dir("long");
-    std::fs::write(root.join("logs"), b"old\n").unwrap();
-    let log = root.join("log");
+    std::fs::write(root.0.join("logs"), b"old\n").unwrap();
+    let log = root.0.join("log");
     assert_eq!(extent(&log).unwrap(), Extent { start: 0, end: 4 });
     let mut w = Writer::open(&log, LogLimits { max_size: 10, max_files: 10 }).unwrap();
-    assert!(!root.join("logs").exists());
+    assert!(!root.0.join("logs").exists());
     w.write(&[b'x'; 25]).unwrap();
     w.write(b"\n").unwrap();
     let sizes: Vec<u64> = segments(&log).unwrap().iter().map(|s| std::fs::metadata(&s.path).unwrap().len()).collect();
@@ -72,5 +80,4 @@ fn a_line_longer_than_a_segment_is_cut_and_a_legacy_file_is_the_first_segment() 
     want.extend([b'x'; 25]);
     want.push(b'\n');
     assert_eq!(read_at(&log, 0, 100).unwrap(), want);
-    std::fs::remove_dir_all(&root).unwrap();
 }

@@ -2,7 +2,7 @@
 //! the mount, so anything the CLI can do, a shell can do with `echo` and `cat`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -237,15 +237,16 @@ impl Cli {
         self.follow_dir(&format!("containers/{id}"))
     }
 
-    /// Copies `DIR/logs` to stdout until `DIR/status` is no longer running; returns `DIR/exit_code`.
+    /// Copies `DIR/logs` to stdout until `DIR/status` is no longer running; returns `DIR/exit_code`. The file
+    /// stays open throughout: its offsets count from the oldest byte kept when it was opened, so a rotation
+    /// while it is read moves nothing under it.
     fn follow_dir(&self, dir: &str) -> Result<i32, CliError> {
-        let logs = self.path(&format!("{dir}/logs"));
+        let mut logs = File::open(self.path(&format!("{dir}/logs"))).map_err(io_err("cannot open the logs"))?;
         let mut out = io::stdout().lock();
-        let mut offset = 0u64;
         let started = std::time::Instant::now();
         loop {
             let exited = self.read(&format!("{dir}/status")) != "running";
-            offset += copy_from(&logs, offset, &mut out).map_err(io_err("cannot read the logs"))?;
+            io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(io_err("cannot read the logs"))?;
             if exited {
                 break;
             }
@@ -282,7 +283,9 @@ impl Cli {
         if !self.path(&format!("containers/{id}")).is_dir() {
             return Err(CliError::NoContainer(id.to_string()));
         }
-        copy_from(&logs, 0, &mut io::stdout().lock()).map_err(io_err("cannot read the logs"))?;
+        let mut out = io::stdout().lock();
+        let mut logs = File::open(logs).map_err(io_err("cannot open the logs"))?;
+        io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(io_err("cannot read the logs"))?;
         Ok(0)
     }
 
@@ -357,14 +360,6 @@ fn run_limits() -> Result<Vec<(&'static str, String)>, CliError> {
 }
 
 /// Copies `path` from `offset` to its current end into `out`; returns the bytes copied.
-fn copy_from(path: &Path, offset: u64, out: &mut impl Write) -> io::Result<u64> {
-    let mut f = File::open(path)?;
-    f.seek(SeekFrom::Start(offset))?;
-    let n = io::copy(&mut f, out)?;
-    out.flush()?;
-    Ok(n)
-}
-
 /// Per-layer progress bars of one pull, drawn from `images/pulls` lines
 /// (`REFERENCE LAYER DONE TOTAL STATE`). On a terminal they are redrawn in place; otherwise a line is
 /// printed when a layer changes state.

@@ -28,6 +28,8 @@ pub struct DaemonOptions {
     pub cgroup_parent: String,
     /// Limits of containers that set none of their own.
     pub default_limits: crate::cgroups::Limits,
+    /// How much output is kept per container and per exec.
+    pub log_limits: crate::logs::LogLimits,
     /// The bridge, its subnet and the containers' resolvers.
     pub network: crate::network::NetworkOptions,
     /// The group (`--group`) whose members may use the tree besides root.
@@ -94,8 +96,15 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     info!(layout = layout.name(), parent = %opts.cgroup_parent, "cgroups");
     let cgroups = crate::cgroups::Cgroups::new(layout, &opts.cgroup_parent);
     let network = crate::network::Network::setup(opts.network.clone())?;
-    let engine =
-        Engine::open(&opts.root.join("state"), store, registry, cgroups, network, opts.default_limits.clone())?;
+    let engine = Engine::open(
+        &opts.root.join("state"),
+        store,
+        registry,
+        cgroups,
+        network,
+        opts.default_limits.clone(),
+        opts.log_limits,
+    )?;
     engine.protect(&opts.root, &opts.mount);
 
     let config = {

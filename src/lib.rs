@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod fs;
+pub mod logs;
 pub mod network;
 pub mod records;
 pub mod registry;

@@ -46,6 +46,14 @@ enum Command {
         /// Default pids.max of a container (Podman's 2048), so a fork bomb can't take the host.
         #[arg(long, default_value = "2048", value_parser = |s: &str| limit("pids.max", s))]
         default_pids_max: Limit,
+        /// Size at which a container's (or an exec's) log begins a new segment (K, M, G; at least 4K), as
+        /// Docker's `local` driver's max-size.
+        #[arg(long, env = "BOCKER_LOG_MAX_SIZE", default_value = "20M", value_parser = parse_log_size)]
+        log_max_size: u64,
+        /// How many log segments are kept per container and per exec, the one written included (at least
+        /// 1): at most max-size x max-files of output is on disk.
+        #[arg(long, env = "BOCKER_LOG_MAX_FILES", default_value = "5", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        log_max_files: u32,
         /// The bridge containers are attached to; made if missing.
         #[arg(long, env = "BOCKER_BRIDGE", default_value = "bocker0", value_parser = bridge_name)]
         bridge: String,
@@ -134,6 +142,14 @@ fn parse_size(s: &str) -> Result<u64, String> {
     daemon::parse_size(s).ok_or_else(|| format!("'{s}' is not a size (like 512M or 20G)"))
 }
 
+fn parse_log_size(s: &str) -> Result<u64, String> {
+    let size = parse_size(s)?;
+    if size < bockerfs::logs::MIN_SEGMENT {
+        return Err(format!("'{s}' is below the smallest log segment, 4K"));
+    }
+    Ok(size)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
@@ -156,6 +172,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
             default_cpu_weight,
             default_memory_max,
             default_pids_max,
+            log_max_size,
+            log_max_files,
             bridge,
             subnet,
             dns,
@@ -173,6 +191,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
                 insecure_registries,
                 cgroup_parent,
                 default_limits,
+                log_limits: bockerfs::logs::LogLimits { max_size: log_max_size, max_files: log_max_files },
                 network: bockerfs::network::NetworkOptions { bridge, subnet, dns },
                 group,
             };

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ContainerStatus;
+use crate::logs::LogLimits;
 use crate::network::{NetworkMode, PortMap};
 use crate::request::VolumeSpec;
 
@@ -99,7 +100,10 @@ pub struct LaunchSpec {
     pub env: Vec<String>,
     pub cwd: String,
     pub hostname: String,
+    /// The directory of the log's segments (see [`crate::logs`]).
     pub log: PathBuf,
+    #[serde(default)]
+    pub log_limits: LogLimits,
     pub exit_file: PathBuf,
     /// The `cgroup.procs` files the container's process joins before it unshares its cgroup namespace.
     #[serde(default)]
@@ -125,7 +129,10 @@ pub struct ExecSpec {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
+    /// The directory of the output's segments (see [`crate::logs`]).
     pub log: PathBuf,
+    #[serde(default)]
+    pub log_limits: LogLimits,
     pub exit_file: PathBuf,
     /// The container's `cgroup.procs` files, joined before its cgroup namespace is entered.
     pub cgroup_procs: Vec<PathBuf>,

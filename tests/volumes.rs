@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use common::Bocker;
 
 /// Runs `line` (a shell line) in a new container with these volumes and returns its logs once it exited.
+/// Its stderr goes to its stdout: the tests read the order of error messages and what follows them, which
+/// two pipes keep only as far as the monitor reads between the writes.
 fn run_with(b: &Bocker, name: &str, img: &str, volumes: &str, line: &str) -> String {
-    b.configure(name, img, &format!("sh -c '{line}'"));
+    b.configure(name, img, &format!("sh -c 'exec 2>&1; {line}'"));
     if !volumes.is_empty() {
         b.write(&format!("containers/{name}/volumes"), volumes).expect("volumes");
     }
@@ -101,7 +103,7 @@ fn volumes_from_mounts_another_containers_volumes_at_the_same_targets() {
     b.write("containers/datastore/volumes", "shared:/srv/shared:ro").expect("volumes");
     fs::write(fs::read_link(b.path("volumes/shared/data")).unwrap().join("note"), "from the volume\n").unwrap();
 
-    b.configure("user", &img, "sh -c 'cat /srv/shared/note; echo x > /srv/shared/y || echo ro-kept'");
+    b.configure("user", &img, "sh -c 'exec 2>&1; cat /srv/shared/note; echo x > /srv/shared/y || echo ro-kept'");
     b.write("containers/user/volumes-from", "datastore").expect("volumes-from");
     assert_eq!(b.read("containers/user/volumes-from"), "datastore\n");
     b.write("containers/user/ctl", "start").expect("start");

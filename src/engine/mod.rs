@@ -26,6 +26,7 @@ pub use status::ContainerStatus;
 use crate::caller::Caller;
 use crate::cgroups::{Cgroups, Limit, Limits};
 use crate::error::{errno_name, Error};
+use crate::logs::LogLimits;
 use crate::network::{self, Forwards, Network, NetworkError, NetworkMode, PortMap};
 use crate::records::{self, BindMount, ContainerRecord, ExecRecord, ExecSpec, ExitRecord, ImageRecord, LaunchSpec};
 use crate::registry::{PullSpec, PushSource, PushSpec, Registry};
@@ -255,6 +256,8 @@ pub struct Engine {
     forwards: Mutex<()>,
     /// Limits of containers that set none of their own.
     defaults: Limits,
+    /// How much output is kept per container and per exec.
+    log_limits: LogLimits,
     /// References being pulled: a second pull of one waits for the first, then finds the image.
     pulling: Mutex<Vec<String>>,
     pulled: Condvar,
@@ -285,6 +288,7 @@ impl Engine {
         cgroups: Cgroups,
         network: Network,
         defaults: Limits,
+        log_limits: LogLimits,
     ) -> Result<Arc<Engine>, Error> {
         for sub in ["images", "containers"] {
             std::fs::create_dir_all(state_dir.join(sub))
@@ -354,6 +358,7 @@ impl Engine {
             network,
             forwards: Mutex::new(()),
             defaults,
+            log_limits,
             pulling: Mutex::new(Vec::new()),
             pulled: Condvar::new(),
             state: Mutex::new(state),
@@ -487,7 +492,8 @@ impl Engine {
                 argv: argv.clone(),
                 env,
                 cwd,
-                log: dir.join("logs"),
+                log: dir.join("log"),
+                log_limits: self.log_limits,
                 exit_file: dir.join("exit.json"),
                 cgroup_procs: self.cgroups.procs_files(name),
                 security: c.record.security.clone(),
@@ -1410,7 +1416,8 @@ impl Engine {
             env: merge_env(&image.env(), &record.env),
             cwd: image.working_dir(),
             hostname: record.name.clone(),
-            log: dir.join("logs"),
+            log: dir.join("log"),
+            log_limits: self.log_limits,
             exit_file: dir.join("exit.json"),
             cgroup_procs: self.cgroups.procs_files(&record.name),
             network: record.network,
@@ -1603,9 +1610,9 @@ impl Engine {
         })
     }
 
-    /// The output file of an exec.
+    /// The directory of an exec's output segments (see [`crate::logs`]).
     pub fn exec_logs_path(&self, name: &str, n: u32) -> Option<PathBuf> {
-        self.has_exec(name, n).then(|| self.exec_dir(name, n).join("logs"))
+        self.has_exec(name, n).then(|| self.exec_dir(name, n).join("log"))
     }
 
     pub fn volume_names(&self) -> Vec<String> {
@@ -1621,9 +1628,9 @@ impl Engine {
         self.has_volume(name).then(|| self.store.volume_path(name))
     }
 
-    /// The log file of a container.
+    /// The directory of a container's log segments (see [`crate::logs`]).
     pub fn logs_path(&self, name: &str) -> Option<PathBuf> {
-        self.has_container(name).then(|| self.container_dir(name).join("logs"))
+        self.has_container(name).then(|| self.container_dir(name).join("log"))
     }
 
     /// The `images/pulls` file: a line per layer of each pull under way.

@@ -2,11 +2,12 @@
 //! engine results into replies. No container logic lives here.
 //!
 //! Reads never block and have no side effects: a file's content is taken once at open and served from that
-//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from disk at the
-//! offset asked, so `tail -f` follows it. Writes, mkdir and rmdir run on a thread of their own, so a slow
-//! request never stalls `ls`.
+//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from its segments at
+//! the offset asked, so `tail -f` follows it across rotations ([`logs`]). Writes, mkdir and rmdir run on a
+//! thread of their own, so a slow request never stalls `ls`.
 
 pub mod access;
+mod logs;
 mod pool;
 mod readme;
 mod tree;
@@ -66,6 +67,8 @@ struct OpenFile {
     /// The id a write to `run` or `import` produced, served to reads on the same open file.
     answer: Option<Vec<u8>>,
     answer_pos: usize,
+    /// For `logs`: the logical offset (see [`crate::logs`]) of this open file's offset 0.
+    log_base: u64,
 }
 
 /// The control filesystem.
@@ -151,9 +154,14 @@ impl ControlFs {
         }
     }
 
-    fn size(&self, node: &Node) -> Result<u64, Errno> {
+    /// The size of `node`; for `logs`, as seen through open file `fh` when the kernel names one (an
+    /// `lseek(SEEK_END)`).
+    fn size(&self, node: &Node, fh: Option<FileHandle>) -> Result<u64, Errno> {
         match node {
-            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) | Node::Errors => {
+            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
+                self.log_size(node, fh)
+            }
+            Node::Errors => {
                 let path = self.growing_file(node).ok_or(Errno::ENOENT)?;
                 Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
             }
@@ -165,8 +173,8 @@ impl ControlFs {
         }
     }
 
-    /// The file on disk behind a `logs` or `errors` node, read as it grows at the offset asked rather than
-    /// from a snapshot (never copied whole per open).
+    /// The file on disk behind `errors`, or the directory of segments behind a `logs` node: read as it grows
+    /// at the offset asked rather than from a snapshot (never copied whole per open).
     fn growing_file(&self, node: &Node) -> Option<std::path::PathBuf> {
         match node {
             Node::Errors => Some(self.engine.errors_path()),
@@ -186,12 +194,17 @@ impl ControlFs {
     }
 
     fn attr(&self, ino: u64, node: &Node) -> Result<FileAttr, Errno> {
+        self.attr_through(ino, node, None)
+    }
+
+    /// The attributes of `node`, as seen through open file `fh` if the kernel names one.
+    fn attr_through(&self, ino: u64, node: &Node, fh: Option<FileHandle>) -> Result<FileAttr, Errno> {
         let kind = match node.kind() {
             Kind::Dir => FileType::Directory,
             Kind::Symlink => FileType::Symlink,
             Kind::File { .. } => FileType::RegularFile,
         };
-        let size = self.size(node)?;
+        let size = self.size(node, fh)?;
         Ok(FileAttr {
             ino: INodeNo(ino),
             size,
@@ -253,14 +266,15 @@ impl ControlFs {
         if wants_write && !writable {
             return Err(Errno::EACCES);
         }
-        let snapshot = match node {
-            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) | Node::Errors => {
-                Vec::new()
+        let (snapshot, log_base) = match node {
+            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
+                (Vec::new(), self.log_extent(&node)?.start)
             }
-            _ => self.content(&node)?,
+            Node::Errors => (Vec::new(), 0),
+            _ => (self.content(&node)?, 0),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let file = OpenFile { node, snapshot: Arc::new(snapshot), answer: None, answer_pos: 0 };
+        let file = OpenFile { node, snapshot: Arc::new(snapshot), answer: None, answer_pos: 0, log_base };
         lock(&self.open_files).insert(fh, file);
         Ok(fh)
     }
@@ -275,10 +289,12 @@ impl ControlFs {
             file.answer_pos = end;
             return Ok(answer[start..end].to_vec());
         }
-        if matches!(
-            file.node,
-            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) | Node::Errors
-        ) {
+        if matches!(file.node, Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs)) {
+            let (node, at) = (file.node.clone(), file.log_base.saturating_add(offset));
+            drop(files);
+            return self.read_log(&node, at, size);
+        }
+        if matches!(file.node, Node::Errors) {
             let path = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;
             drop(files);
             return read_at(&path, offset, size);
@@ -353,8 +369,8 @@ impl Filesystem for ControlFs {
         }
     }
 
-    fn getattr(&self, _req: &FuseRequest, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.node(ino).and_then(|node| self.attr(ino.0, &node)) {
+    fn getattr(&self, _req: &FuseRequest, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.node(ino).and_then(|node| self.attr_through(ino.0, &node, fh)) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(e),
         }

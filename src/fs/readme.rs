@@ -18,6 +18,7 @@ bockerfs: containers driven with echo and cat.
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
     memory.current memory.peak cpu.usage_usec pids.current events   r: stats (events: oom_kill N)
     status exit_code pid started_at finished_at logs error   r
+    logs                 stdout and stderr, the last --log-max-size x --log-max-files bytes; tail -f follows it
     rootfs               symlink to the container's filesystem
   errors                 every failed write: time, path, errno, message
 

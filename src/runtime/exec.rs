@@ -4,16 +4,18 @@
 //! forks; the child joins the container's cgroups and its other namespaces, the mount namespace last (so
 //! `/` is the container's root from then on, never the host's), and execs the command with the container's
 //! Env and WorkingDir ([`super::init::enter_exec`]). The helper reports `ok PID HELPER_PID` or
-//! `err ERRNO MESSAGE`, reaps the command and records its exit code.
+//! `err ERRNO MESSAGE`, copies the command's stdout and stderr pipes into `execs/N/log` as the monitor does,
+//! reaps the command and records its exit code.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::sched::CloneFlags;
 use nix::unistd::{fork, ForkResult};
 
 use super::monitor::{helper_main, read_setup_error, report, wait_and_record};
+use super::output::{self, Drain};
 use crate::records::{self, ExecSpec};
 
 /// The namespaces a command joins, entered in this order (mount last).
@@ -64,8 +66,7 @@ fn run(dir: &Path) -> Result<(), (i32, String)> {
     if super::start_time(spec.target_pid) != Some(spec.target_start) {
         return Err(gone());
     }
-    let log =
-        std::fs::OpenOptions::new().create(true).append(true).open(&spec.log).map_err(io("cannot open the log"))?;
+    let (output, ends) = output::open(&spec.log, spec.log_limits).map_err(|e| (libc::EIO, e))?;
     nix::sched::setns(&pid_ns, CloneFlags::CLONE_NEWPID)
         .map_err(|e| (e as i32, format!("enter pid namespace: {e}")))?;
     let (err_r, err_w) =
@@ -74,12 +75,12 @@ fn run(dir: &Path) -> Result<(), (i32, String)> {
     let child = match unsafe { fork() }.map_err(|e| (e as i32, format!("fork: {e}")))? {
         ForkResult::Child => {
             drop(err_r);
-            super::init::enter_exec(&spec, &others, log.as_raw_fd(), err_w)
+            super::init::enter_exec(&spec, &others, ends.raw(), err_w)
         }
         ForkResult::Parent { child } => child,
     };
     drop(err_w);
-    drop(log);
+    drop(ends);
     drop(others);
     if let Some((errno, message)) = read_setup_error(err_r) {
         let _ = nix::sys::wait::waitpid(child, None);
@@ -87,5 +88,8 @@ fn run(dir: &Path) -> Result<(), (i32, String)> {
         return Ok(());
     }
     report(&format!("ok {} {}", child.as_raw(), std::process::id()));
-    wait_and_record(child, &spec.exit_file).map_err(|e| (libc::EIO, e))
+    // The command's background children may hold its pipes: once it has ended, output is copied only while
+    // it keeps coming.
+    let drain = Drain::Linger { idle: std::time::Duration::from_millis(250) };
+    wait_and_record(child, &spec.exit_file, output, drain).map_err(|e| (libc::EIO, e))
 }

@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -38,8 +38,8 @@ fn io_step(what: &str) -> impl Fn(std::io::Error) -> SetupError + '_ {
 }
 
 /// Sets up the container and execs its command; never returns.
-pub fn enter(spec: &LaunchSpec, log_fd: RawFd, err_pipe: OwnedFd) -> ! {
-    let err = match setup_and_exec(spec, log_fd) {
+pub fn enter(spec: &LaunchSpec, stdio: [RawFd; 3], err_pipe: OwnedFd) -> ! {
+    let err = match setup_and_exec(spec, stdio) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -49,15 +49,19 @@ pub fn enter(spec: &LaunchSpec, log_fd: RawFd, err_pipe: OwnedFd) -> ! {
 /// The exec helper's child, already in the container's pid namespace: joins the container's cgroups, then
 /// its other namespaces (`namespaces`, the mount namespace last: from then on `/` is the container's root),
 /// and runs the command as the container's own is run. Never returns.
-pub fn enter_exec(spec: &ExecSpec, namespaces: &[(OwnedFd, CloneFlags)], log_fd: RawFd, err_pipe: OwnedFd) -> ! {
-    let err = match join_and_exec(spec, namespaces, log_fd) {
+pub fn enter_exec(spec: &ExecSpec, namespaces: &[(OwnedFd, CloneFlags)], stdio: [RawFd; 3], err_pipe: OwnedFd) -> ! {
+    let err = match join_and_exec(spec, namespaces, stdio) {
         Ok(never) => match never {},
         Err(e) => e,
     };
     fail(err, err_pipe)
 }
 
-fn join_and_exec(spec: &ExecSpec, namespaces: &[(OwnedFd, CloneFlags)], log_fd: RawFd) -> Result<Never, SetupError> {
+fn join_and_exec(
+    spec: &ExecSpec,
+    namespaces: &[(OwnedFd, CloneFlags)],
+    stdio: [RawFd; 3],
+) -> Result<Never, SetupError> {
     for procs in &spec.cgroup_procs {
         std::fs::write(procs, "0").map_err(io_step("join the container's cgroup"))?;
     }
@@ -66,7 +70,7 @@ fn join_and_exec(spec: &ExecSpec, namespaces: &[(OwnedFd, CloneFlags)], log_fd: 
     }
     reset_signals();
     reset_umask();
-    setup_stdio(log_fd)?;
+    setup_stdio(stdio)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
@@ -90,7 +94,7 @@ fn fail(err: SetupError, err_pipe: OwnedFd) -> ! {
 
 enum Never {}
 
-fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError> {
+fn setup_and_exec(spec: &LaunchSpec, stdio: [RawFd; 3]) -> Result<Never, SetupError> {
     // Join the container's groups first: the cgroup namespace made below is rooted where we stand then.
     for procs in &spec.cgroup_procs {
         std::fs::write(procs, "0").map_err(|e| SetupError {
@@ -107,7 +111,7 @@ fn setup_and_exec(spec: &LaunchSpec, log_fd: RawFd) -> Result<Never, SetupError>
     nix::sched::unshare(namespaces).map_err(step("unshare namespaces"))?;
     reset_signals();
     reset_umask();
-    setup_stdio(log_fd)?;
+    setup_stdio(stdio)?;
     setup_rootfs(&spec.rootfs, &spec.binds, spec.security.privileged)?;
     nix::unistd::sethostname(&spec.hostname).map_err(step("sethostname"))?;
     // In bridge mode the daemon brought loopback up with eth0; in host mode it is the host's.
@@ -145,14 +149,14 @@ fn reset_umask() {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
 }
 
-/// stdin from /dev/null; stdout and stderr straight to the log file.
-fn setup_stdio(log_fd: RawFd) -> Result<(), SetupError> {
-    let null = std::fs::File::open("/dev/null").map_err(io_step("open /dev/null"))?;
-    nix::unistd::dup2_stdin(&null).map_err(step("dup2 stdin"))?;
-    // SAFETY: the monitor keeps `log_fd` open across the fork; it is only borrowed here.
-    let log = unsafe { BorrowedFd::borrow_raw(log_fd) };
-    nix::unistd::dup2_stdout(log).map_err(step("dup2 stdout"))?;
-    nix::unistd::dup2_stderr(log.as_fd()).map_err(step("dup2 stderr"))?;
+/// stdin, stdout and stderr from the monitor's pipes (see `super::output`), never a host file: a process
+/// holding a host file could chmod it through `/proc/self/fd`.
+fn setup_stdio(stdio: [RawFd; 3]) -> Result<(), SetupError> {
+    // SAFETY: the monitor keeps the three pipe ends open across the fork; they are only borrowed here.
+    let [stdin, stdout, stderr] = stdio.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
+    nix::unistd::dup2_stdin(stdin).map_err(step("dup2 stdin"))?;
+    nix::unistd::dup2_stdout(stdout).map_err(step("dup2 stdout"))?;
+    nix::unistd::dup2_stderr(stderr).map_err(step("dup2 stderr"))?;
     Ok(())
 }
 

@@ -3,8 +3,9 @@
 //! The daemon is multi-threaded, so it never forks to run container code. [`launch`] re-executes the
 //! daemon's own binary as `bocker __monitor STATE_DIR` (youki's pattern). That helper ([`monitor`]) forks
 //! once more so it is nobody's child but init's, starts a session of its own, and then:
-//! unshares a pid namespace, forks the container's pid 1 ([`init`]), reports `ok PID MONITOR_PID` (or
-//! `err ERRNO MESSAGE`) on its stdout, waits for the container, and writes the exit record. It outlives the
+//! unshares a pid namespace, forks the container's pid 1 ([`init`]) with pipes for its stdout and stderr,
+//! reports `ok PID MONITOR_PID` (or `err ERRNO MESSAGE`) on its stdout, copies the pipes into the log
+//! ([`crate::logs`]) until the container has ended, and writes the exit record. It outlives the
 //! daemon, as Podman's conmon does, so no exit is lost while the daemon is down. The daemon learns of the
 //! monitor's end through a pidfd ([`wait_for_exit`]).
 
@@ -12,6 +13,7 @@ mod bind;
 pub mod exec;
 pub mod init;
 pub mod monitor;
+mod output;
 pub mod seccomp;
 pub mod security;
 

@@ -1,15 +1,17 @@
 //! `bocker __monitor STATE_DIR`: the small per-container process that starts the container, reports its
-//! pid to the daemon, waits for it and records its exit code and time. It is single-threaded, so forking
-//! here and running setup code in the child is safe.
+//! pid to the daemon, copies its stdout and stderr pipes into its log ([`super::output`]), waits for it and
+//! records its exit code and time, after the last byte of output. It is single-threaded, so forking here and
+//! running setup code in the child is safe.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
+use super::output::{self, Drain, Output};
 use crate::network::NetworkMode;
 use crate::records::{self, ExitRecord, LaunchSpec};
 
@@ -53,11 +55,7 @@ fn run(state_dir: &Path) -> Result<(), String> {
         ForkResult::Child => {}
     }
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log)
-        .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))?;
+    let (output, ends) = output::open(&spec.log, spec.log_limits)?;
     if spec.network == NetworkMode::Bridge {
         // The network namespace is made here, so the daemon can attach it before the command runs.
         nix::sched::unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNET)
@@ -76,27 +74,35 @@ fn run(state_dir: &Path) -> Result<(), String> {
     let child = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(err_r);
-            super::init::enter(&spec, log.as_raw_fd(), err_w)
+            super::init::enter(&spec, ends.raw(), err_w)
         }
         ForkResult::Parent { child } => child,
     };
     drop(err_w);
-    drop(log);
+    // Only the container holds the write ends now: the output ends when it (and all it forked) does.
+    drop(ends);
     if let Some((errno, message)) = read_setup_error(err_r) {
         let _ = waitpid(child, None);
         report(&format!("err {errno} {message}"));
         return Ok(());
     }
     report(&format!("ok {} {}", child.as_raw(), std::process::id()));
-    wait_and_record(child, &spec.exit_file)
+    wait_and_record(child, &spec.exit_file, output, Drain::Namespace)
 }
 
-/// Waits for `child` and writes its exit record. The daemon has had its answer: stdout goes quiet first, so a
-/// dead daemon's pipe can't hurt us.
-pub(super) fn wait_and_record(child: nix::unistd::Pid, exit_file: &Path) -> Result<(), String> {
+/// Copies `child`'s output into its log until it has ended and `drain` says the output has too, then reaps
+/// it and writes its exit record: whoever sees the exit sees all the output. The daemon has had its answer:
+/// stdout goes quiet first, so a dead daemon's pipe can't hurt us.
+pub(super) fn wait_and_record(
+    child: nix::unistd::Pid,
+    exit_file: &Path,
+    output: Output,
+    drain: Drain,
+) -> Result<(), String> {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(null);
     }
+    output.copy(child, drain);
     let exit_code = loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => break code,

@@ -1,0 +1,40 @@
+//! How the tree serves `logs` (a container's or an exec's) from its segments on disk (see [`crate::logs`]):
+//! each open file reads at its own base, the logical offset of the oldest byte kept when it was opened, so
+//! rotations move nothing under a reader; the size counts from the oldest base of the opens under way, so
+//! it never shrinks under one.
+
+use fuser::{Errno, FileHandle};
+
+use super::tree::Node;
+use super::{lock, ControlFs};
+use crate::logs::Extent;
+
+impl ControlFs {
+    pub(super) fn log_extent(&self, node: &Node) -> Result<Extent, Errno> {
+        let dir = self.growing_file(node).ok_or(Errno::ENOENT)?;
+        crate::logs::extent(&dir).map_err(|e| Errno::from_i32(e.errno()))
+    }
+
+    /// The size of a `logs` node: through open file `fh` when the kernel names one (an `lseek(SEEK_END)`),
+    /// that file's own; otherwise counted from the oldest base of its open files, so a reader's size never
+    /// shrinks (GNU tail polls fstat, which the kernel sends without the file handle, and starts over on a
+    /// shrink), and with none open, what is kept.
+    pub(super) fn log_size(&self, node: &Node, fh: Option<FileHandle>) -> Result<u64, Errno> {
+        let extent = self.log_extent(node)?;
+        let files = lock(&self.open_files);
+        if let Some(file) = fh.and_then(|fh| files.get(&fh.0)).filter(|f| &f.node == node) {
+            return Ok(extent.end.saturating_sub(file.log_base));
+        }
+        let bases = files.values().filter(|f| &f.node == node).map(|f| f.log_base).min();
+        Ok(extent.end - bases.map_or(extent.start, |b| b.min(extent.start)))
+    }
+
+    /// Up to `size` bytes of a `logs` node from logical offset `at`; ENODATA for bytes rotated away.
+    pub(super) fn read_log(&self, node: &Node, at: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let dir = self.growing_file(node).ok_or(Errno::ENOENT)?;
+        crate::logs::read_at(&dir, at, size as usize).map_err(|e| {
+            tracing::debug!(dir = %dir.display(), error = %e, "logs read");
+            Errno::from_i32(e.errno())
+        })
+    }
+}

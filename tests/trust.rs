@@ -379,3 +379,32 @@ fn a_flood_of_slow_writes_runs_on_a_bounded_pool() {
         assert_eq!(b.status(n), "exited");
     }
 }
+
+#[test]
+fn a_containers_dev_nodes_are_its_own_and_a_chmod_inside_changes_no_host_node() {
+    let b = Bocker::start("trust-dev");
+    let img = b.import("");
+    let host_ctime = |name: &str| {
+        let m = fs::metadata(format!("/dev/{name}")).unwrap();
+        (m.ctime(), m.ctime_nsec())
+    };
+    let before: Vec<(i64, i64)> = ["null", "zero", "tty"].iter().map(|n| host_ctime(n)).collect();
+    // A chmod to the mode each node has already: it changes the ctime, and harms nothing if it did land on
+    // the host's node.
+    b.configure(
+        "c",
+        &img,
+        "sh -c 'a=$(stat -c %Z.%z /dev/null); sleep 1.1; chmod 666 /dev/null /dev/zero /dev/tty; \
+         b=$(stat -c %Z.%z /dev/null); [ \"$a\" != \"$b\" ] && echo inside-changed; \
+         stat -c \"%F %t,%T %a\" /dev/null /dev/zero; echo x > /dev/null && head -c 3 /dev/zero | wc -c'",
+    );
+    b.write("containers/c/ctl", "start").unwrap();
+    b.wait_status("c", "exited");
+    let out = b.read("containers/c/logs");
+    // Positive control: the chmod happened, on working nodes.
+    assert!(out.contains("inside-changed"), "{out}");
+    assert!(out.contains("character special file 1,3 666") && out.contains("character special file 1,5 666"), "{out}");
+    assert!(out.trim_end().ends_with('3'), "{out}");
+    let after: Vec<(i64, i64)> = ["null", "zero", "tty"].iter().map(|n| host_ctime(n)).collect();
+    assert_eq!(before, after, "a host node's ctime moved: {out}");
+}

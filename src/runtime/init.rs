@@ -199,7 +199,7 @@ fn setup_rootfs(rootfs: &Path, binds: &[BindMount], privileged: bool) -> Result<
     mount(Some("proc"), &at("proc"), Some("proc"), nosuid_noexec_nodev, none).map_err(step("mount /proc"))?;
     mount(Some("sysfs"), &at("sys"), Some("sysfs"), nosuid_noexec_nodev | MsFlags::MS_RDONLY, none)
         .map_err(step("mount /sys"))?;
-    setup_dev(&at("dev"), privileged)?;
+    setup_dev(&at("dev"))?;
     if !privileged {
         mask_paths(rootfs)?;
     }
@@ -250,19 +250,21 @@ fn mask_paths(rootfs: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn setup_dev(dev: &Path, privileged: bool) -> Result<(), SetupError> {
-    let none = None::<&str>;
-    // nodev: a node made here can't be opened; the allowed ones are bind mounts with flags of their own.
-    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
-    if !privileged {
-        flags |= MsFlags::MS_NODEV;
-    }
+fn setup_dev(dev: &Path) -> Result<(), SetupError> {
+    // The allowed nodes are made here, the container's own inodes: a chmod of /dev/null inside changes
+    // nothing on the host (a bind of the host's node would). The filter refuses the command any mknod of a
+    // device, and the rootfs and volumes are nodev, so these are the only nodes it can open.
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
     mount(Some("tmpfs"), dev, Some("tmpfs"), flags, Some("mode=755,size=65536k")).map_err(step("mount /dev"))?;
     for name in DEVICES {
-        let node = dev.join(name);
-        std::fs::File::create(&node).map_err(io_step("create /dev node"))?;
         let host = PathBuf::from("/dev").join(name);
-        mount(Some(&host), &node, none, MsFlags::MS_BIND, none).map_err(step("bind /dev node"))?;
+        let rdev = nix::sys::stat::stat(&host).map_err(step("stat a host device"))?.st_rdev;
+        let node = dev.join(name);
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o666);
+        nix::sys::stat::mknod(&node, nix::sys::stat::SFlag::S_IFCHR, mode, rdev).map_err(step("make a /dev node"))?;
+        // mknod's mode passes through the umask.
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666))
+            .map_err(io_step("chmod a /dev node"))?;
     }
     ensure_dir(&dev.join("pts"), 0o755)?;
     mount(

@@ -237,6 +237,13 @@ fn bounded(s: &str) -> String {
     }
 }
 
+/// A volume of a container about to start, as the state has it: its line, and for a named volume its
+/// subvolume.
+struct PlannedVolume {
+    spec: VolumeSpec,
+    named: Option<PathBuf>,
+}
+
 fn no_container(name: &str) -> Error {
     Error::NotFound(format!("no container named '{name}'"))
 }
@@ -999,19 +1006,23 @@ impl Engine {
     }
 
     fn check_sources(&self, name: &str, volumes: &[VolumeSpec]) -> Result<(), Error> {
-        let st = self.lock();
-        let privileged = st.container(name)?.record.security.privileged;
+        let privileged = {
+            let st = self.lock();
+            for v in volumes {
+                if let VolumeSource::Named(n) = &v.source {
+                    if !st.volumes.contains(n) {
+                        return Err(Error::NotFound(format!("no volume named '{n}' (mkdir volumes/{n} first)")));
+                    }
+                }
+            }
+            st.container(name)?.record.security.privileged
+        };
+        // Outside the state lock: resolving a source under the mount comes back to this daemon.
         let protected = self.protected();
         for v in volumes {
             volumes::check_target(&v.target, privileged)?;
-            match &v.source {
-                VolumeSource::Named(n) if !st.volumes.contains(n) => {
-                    return Err(Error::NotFound(format!("no volume named '{n}' (mkdir volumes/{n} first)")));
-                }
-                VolumeSource::Host(p) => {
-                    volumes::check_host_source(p, &protected)?;
-                }
-                _ => {}
+            if let VolumeSource::Host(p) = &v.source {
+                volumes::check_host_source(p, &protected)?;
             }
         }
         Ok(())
@@ -1031,7 +1042,7 @@ impl Engine {
     /// The bind mounts of a container's volumes: its own, then those of its `volumes_from` container at the
     /// same targets (its own win on a clash). Each is checked again as a write checks it, and its source
     /// resolved to the real path the container's pid 1 opens without following symlinks.
-    fn volume_binds(&self, st: &State, record: &ContainerRecord) -> Result<Vec<BindMount>, Error> {
+    fn volume_plan(&self, st: &State, record: &ContainerRecord) -> Result<Vec<PlannedVolume>, Error> {
         let mut specs = record.volumes.clone();
         if let Some(from) = &record.volumes_from {
             let other = st.container(from).map_err(|_| {
@@ -1047,18 +1058,31 @@ impl Engine {
                     .collect::<Vec<_>>(),
             );
         }
+        specs
+            .into_iter()
+            .map(|v| {
+                let named = match &v.source {
+                    VolumeSource::Host(_) => None,
+                    VolumeSource::Named(n) if st.volumes.contains(n) => Some(self.store.volume_path(n)),
+                    VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+                };
+                Ok(PlannedVolume { spec: v, named })
+            })
+            .collect()
+    }
+
+    /// The bind mounts of planned volumes, each checked on the file system again. Outside the state lock:
+    /// resolving a source under the mount comes back to this daemon.
+    fn resolve_binds(&self, plan: Vec<PlannedVolume>, privileged: bool) -> Result<Vec<BindMount>, Error> {
         let protected = self.protected();
         let mut binds = Vec::new();
-        for v in specs {
-            volumes::check_target(&v.target, record.security.privileged)?;
-            let source = match &v.source {
-                VolumeSource::Host(p) => volumes::check_host_source(p, &protected)?,
-                VolumeSource::Named(n) if st.volumes.contains(n) => {
-                    let path = self.store.volume_path(n);
-                    std::fs::canonicalize(&path)
-                        .map_err(|e| Error::NotFound(format!("volume '{n}' at {}: {e}", path.display())))?
-                }
-                VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+        for PlannedVolume { spec: v, named } in plan {
+            volumes::check_target(&v.target, privileged)?;
+            let source = match (&v.source, named) {
+                (VolumeSource::Host(p), _) => volumes::check_host_source(p, &protected)?,
+                (VolumeSource::Named(n), Some(path)) => std::fs::canonicalize(&path)
+                    .map_err(|e| Error::NotFound(format!("volume '{n}' at {}: {e}", path.display())))?,
+                (VolumeSource::Named(n), None) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
             };
             let masks = volumes::masks(&source, &v.target, &protected);
             binds.push(BindMount { source, target: v.target, readonly: v.readonly });
@@ -1296,19 +1320,24 @@ impl Engine {
                 Error::Invalid(format!("container '{name}' has no image: write one to its image file first"))
             })?;
             let image = st.resolve_image(&reference)?;
-            let mut spec = self.launch_spec(&c.record, image)?;
-            spec.binds = self.volume_binds(&st, &c.record)?;
+            let spec = self.launch_spec(&c.record, image)?;
+            let (plan, privileged) = (self.volume_plan(&st, &c.record)?, c.record.security.privileged);
             let ip = self.address_for(&st, name)?;
             let c = st.container_mut(name)?;
             // Held in memory from here, so a concurrent start never picks it too; on disk with the start.
             c.record.ip = ip;
             c.busy = true;
-            (spec, ip)
+            (spec, ip, plan, privileged)
         };
-        let (mut spec, ip) = spec;
+        let (mut spec, ip, plan, privileged) = spec;
+        let binds = self.resolve_binds(plan, privileged);
         let t0 = Instant::now();
         let held = self.lock_forwards();
-        let launched = self.start_network(name, &mut spec, ip, &held).and_then(|forwards| {
+        let launched = binds.and_then(|binds| {
+            spec.binds = binds;
+            self.start_network(name, &mut spec, ip, &held)
+        });
+        let launched = launched.and_then(|forwards| {
             let launched = self.launch_in_cgroup(name, &spec, ip)?;
             if let Some(forwards) = forwards {
                 if let Err(e) = self.sync_forwards(&held, Some(forwards)) {
@@ -1353,7 +1382,8 @@ impl Engine {
             return Ok(None);
         }
         let subnet = self.network.subnet();
-        if let Some(ip) = c.record.ip.filter(|ip| subnet.is_host(*ip)) {
+        // Only an address the anti-spoofing table binds (an older daemon may have handed out others).
+        if let Some(ip) = c.record.ip.filter(|ip| subnet.is_container_address(*ip)) {
             return Ok(Some(ip));
         }
         let used: Vec<Ipv4Addr> =

@@ -73,6 +73,13 @@ pub fn check_host_source(source: &Path, protected: &Protected) -> Result<PathBuf
         if real.starts_with(root) {
             return Err(refuse("inside the daemon's root", root));
         }
+        // The same directory reached by another path (a bind mount of it, or of a parent): by inode.
+        let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        if let Some(root_id) = id(root) {
+            if real.ancestors().any(|a| id(a) == Some(root_id)) {
+                return Err(refuse("inside the daemon's root, by another path,", root));
+            }
+        }
     }
     if let Some(mount) = &protected.mount {
         if real.starts_with(mount) {

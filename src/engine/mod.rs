@@ -6,7 +6,7 @@
 //! busy and wait outside it. Each change is written to its JSON record before it shows in memory, so a
 //! failed request changes nothing and a restarted daemon finds what the last one had.
 
-mod status;
+mod records;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -21,18 +21,21 @@ use nix::sys::signal::Signal;
 use oci_spec::image::ImageConfiguration;
 use tracing::{debug, info, warn};
 
-pub use status::ContainerStatus;
+pub use crate::model::ContainerStatus;
+pub use records::{ContainerRecord, ExecRecord, ImageRecord};
 
 use crate::caller::Caller;
 use crate::cgroups::{Cgroups, Limit, Limits};
 use crate::error::{errno_name, Error};
 use crate::logs::LogLimits;
+use crate::model::{VolumeSource, VolumeSpec};
 use crate::network::{self, Forwards, Network, NetworkError, NetworkMode, PortMap};
-use crate::records::{self, BindMount, ContainerRecord, ExecRecord, ExecSpec, ExitRecord, ImageRecord, LaunchSpec};
 use crate::registry::{PullSpec, PushSource, PushSpec, Registry};
-use crate::request::{merge_env, ConfigChange, Ctl, Request, VolumeSource, VolumeSpec, WriteTarget};
+use crate::request::{merge_env, ConfigChange, Ctl, Request, WriteTarget};
+use crate::runtime::spec::{BindMount, ExecSpec, ExitRecord, LaunchSpec};
 use crate::runtime::{self, Launched, ProcessHandle};
 use crate::store::Store;
+use crate::{ids, json, times};
 
 /// What a successful request gives back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,11 +313,11 @@ impl Engine {
             }
         }
         for (name, dir) in record_dirs(&state_dir.join("containers")) {
-            match records::read_json::<ContainerRecord>(&dir.join("record.json")) {
+            match json::read_json::<ContainerRecord>(&dir.join("record.json")) {
                 Ok(Some(record)) => {
                     let mut c = Container::new(record);
                     for (id, exec_dir) in record_dirs(&dir.join("execs")) {
-                        let loaded = records::read_json::<ExecRecord>(&exec_dir.join("record.json"));
+                        let loaded = json::read_json::<ExecRecord>(&exec_dir.join("record.json"));
                         match (id.parse::<u32>(), loaded) {
                             (Ok(n), Ok(Some(exec))) if exec.id == n => {
                                 c.execs.insert(n, exec);
@@ -453,14 +456,14 @@ impl Engine {
         let mut st = self.lock();
         let Some(e) = st.containers.get_mut(name).and_then(|c| c.execs.get_mut(&n)) else { return };
         let mut rec = e.clone();
-        let exit = records::read_json::<ExitRecord>(&self.exec_dir(name, n).join("exit.json")).ok().flatten();
+        let exit = json::read_json::<ExitRecord>(&self.exec_dir(name, n).join("exit.json")).ok().flatten();
         rec.exit_code = Some(exit.as_ref().map_or(255, |x| x.exit_code));
-        rec.finished_at = Some(exit.map_or_else(records::now_rfc3339, |x| x.finished_at));
+        rec.finished_at = Some(exit.map_or_else(times::now_rfc3339, |x| x.finished_at));
         rec.status = ContainerStatus::Exited;
         rec.pid = None;
         rec.helper_pid = None;
         rec.helper_start = None;
-        if let Err(e) = records::write_json(&self.exec_dir(name, n).join("record.json"), &rec) {
+        if let Err(e) = json::write_json(&self.exec_dir(name, n).join("record.json"), &rec) {
             warn!(container = %name, exec = n, error = %e, "cannot write exec record");
         }
         info!(container = %name, exec = n, exit_code = rec.exit_code, "exec exited");
@@ -506,7 +509,7 @@ impl Engine {
                 helper_pid: None,
                 helper_start: None,
                 exit_code: None,
-                started_at: records::now_rfc3339(),
+                started_at: times::now_rfc3339(),
                 finished_at: None,
             };
             c.execs.insert(n, placeholder.clone());
@@ -520,7 +523,7 @@ impl Engine {
             e
         };
         let bytes = serde_json::to_vec(&spec).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e.into()).into()))?;
-        records::write_private(&dir.join("exec.json"), &bytes)
+        json::write_private(&dir.join("exec.json"), &bytes)
             .map_err(|e| undo(runtime::RuntimeError::WriteSpec(e).into()))?;
         let launched = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
         let Launched { pid, monitor_pid, monitor_start, .. } = launched;
@@ -529,10 +532,10 @@ impl Engine {
             pid: Some(pid),
             helper_pid: Some(monitor_pid),
             helper_start: Some(monitor_start),
-            started_at: records::now_rfc3339(),
+            started_at: times::now_rfc3339(),
             ..placeholder
         };
-        if let Err(e) = records::write_json(&dir.join("record.json"), &rec) {
+        if let Err(e) = json::write_json(&dir.join("record.json"), &rec) {
             runtime::signal_launched(&launched, Signal::SIGKILL);
             return Err(undo(Error::record(format!("the record of exec {n} of '{name}'"))(e)));
         }
@@ -569,14 +572,14 @@ impl Engine {
             return;
         }
         let mut rec = c.record.clone();
-        match records::read_json::<ExitRecord>(&self.container_dir(name).join("exit.json")) {
+        match json::read_json::<ExitRecord>(&self.container_dir(name).join("exit.json")) {
             Ok(Some(exit)) => {
                 rec.exit_code = Some(exit.exit_code);
                 rec.finished_at = Some(exit.finished_at);
             }
             _ => {
                 rec.exit_code = Some(255);
-                rec.finished_at = Some(records::now_rfc3339());
+                rec.finished_at = Some(times::now_rfc3339());
                 rec.error = "the container's monitor ended without recording an exit code".into();
             }
         }
@@ -591,7 +594,7 @@ impl Engine {
             rec.error = "killed by the kernel's OOM killer: the container reached its memory.max".into();
         }
         info!(container = %name, exit_code = rec.exit_code, oom_killed = rec.oom_killed, "container exited");
-        if let Err(e) = records::write_json(&self.container_dir(name).join("record.json"), &rec) {
+        if let Err(e) = json::write_json(&self.container_dir(name).join("record.json"), &rec) {
             warn!(container = %name, error = %e, "cannot write record");
         }
         let had_forwards = rec.network == NetworkMode::Bridge && !rec.ports.is_empty();
@@ -718,7 +721,7 @@ impl Engine {
         if std::fs::metadata(&file).is_ok_and(|m| m.len() >= ERRORS_MAX) {
             let _ = std::fs::rename(&file, file.with_extension("1"));
         }
-        let entry = format!("{} {path} {errno} {message}\n", records::now_rfc3339());
+        let entry = format!("{} {path} {errno} {message}\n", times::now_rfc3339());
         let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -735,24 +738,24 @@ impl Engine {
         if let Some(c) = st.containers.get_mut(name) {
             if c.record.error != message {
                 c.record.error = message.to_string();
-                let _ = records::write_json(&self.container_dir(name).join("record.json"), &c.record);
+                let _ = json::write_json(&self.container_dir(name).join("record.json"), &c.record);
             }
         }
     }
 
     fn save(&self, record: &ContainerRecord) -> Result<(), Error> {
-        records::write_json(&self.container_dir(&record.name).join("record.json"), record)
+        json::write_json(&self.container_dir(&record.name).join("record.json"), record)
             .map_err(Error::record(format!("the record of container '{}'", record.name)))
     }
 
     /// Makes an image of directory `dir`, read as `caller` (the store opens, checks and copies it).
     fn import(&self, dir: &Path, changes: &[ConfigChange], caller: &Caller) -> Result<String, Error> {
-        let id = records::new_id("img_");
+        let id = ids::new_id("img_");
         let size = self.store.import_dir(&id, dir, caller)?;
         let record = ImageRecord {
             id: id.clone(),
             source: dir.display().to_string(),
-            created: records::now_rfc3339(),
+            created: times::now_rfc3339(),
             size,
             digest: None,
             layers: Vec::new(),
@@ -789,8 +792,8 @@ impl Engine {
     fn write_image_records(&self, record: &ImageRecord, config_raw: &[u8]) -> Result<(), Error> {
         let d = self.image_dir(&record.id);
         std::fs::create_dir_all(&d)
-            .and_then(|()| records::write_atomic(&d.join("config.json"), config_raw))
-            .and_then(|()| records::write_json(&d.join("record.json"), record))
+            .and_then(|()| json::write_atomic(&d.join("config.json"), config_raw))
+            .and_then(|()| json::write_json(&d.join("record.json"), record))
             .map_err(Error::record(format!("the record of image '{}'", record.id)))
     }
 
@@ -814,7 +817,7 @@ impl Engine {
                 let record = ImageRecord {
                     id: p.id.clone(),
                     source: spec.source.clone(),
-                    created: records::now_rfc3339(),
+                    created: times::now_rfc3339(),
                     size: p.size,
                     digest: Some(p.digest.clone()),
                     layers: p.layers.clone(),
@@ -874,7 +877,7 @@ impl Engine {
     fn run(self: &Arc<Self>, image: &str, argv: Option<Vec<String>>) -> Result<String, Error> {
         let t0 = Instant::now();
         let image_id = self.lock().resolve_image(image)?.record.id.clone();
-        let name = records::new_id("ps_");
+        let name = ids::new_id("ps_");
         // A fresh name is nobody else's: snapshot straight into place, then one record, then start.
         self.store.snapshot_image(&image_id, &name)?;
         let snapshot_us = t0.elapsed().as_micros();
@@ -948,7 +951,7 @@ impl Engine {
         let dir = self.image_dir(id);
         std::fs::remove_file(dir.join("record.json")).map_err(Error::record(format!("the record of '{id}'")))?;
         if let Err(e) = self.store.delete_image(id) {
-            let _ = records::write_json(&dir.join("record.json"), &image.record);
+            let _ = json::write_json(&dir.join("record.json"), &image.record);
             return Err(e.into());
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -1097,11 +1100,11 @@ impl Engine {
         let (staged, size) = self.store.stage_commit(name)?;
         let mut st = self.lock();
         let existing = st.images.get(target).map(|i| i.record.clone());
-        let id = existing.as_ref().map_or_else(|| records::new_id("img_"), |r| r.id.clone());
+        let id = existing.as_ref().map_or_else(|| ids::new_id("img_"), |r| r.id.clone());
         let record = ImageRecord {
             id: id.clone(),
             source: existing.as_ref().map_or_else(|| target.to_string(), |r| r.source.clone()),
-            created: records::now_rfc3339(),
+            created: times::now_rfc3339(),
             size,
             digest: None,
             layers: Vec::new(),
@@ -1330,7 +1333,7 @@ impl Engine {
         rec.pid_start = pid_start;
         rec.monitor_pid = Some(monitor_pid);
         rec.monitor_start = Some(monitor_start);
-        rec.started_at = Some(records::now_rfc3339());
+        rec.started_at = Some(times::now_rfc3339());
         rec.exit_code = None;
         rec.finished_at = None;
         if let Err(e) = self.save(&rec) {
@@ -1443,7 +1446,7 @@ impl Engine {
         let _ = std::fs::remove_file(dir.join("exit.json"));
         // Read by the monitor at once and worthless after a crash: no fsync.
         let bytes = serde_json::to_vec(spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
-        records::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
+        json::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
         runtime::launch(&dir, |netns_pid| match ip {
             Some(ip) => self.network.attach(netns_pid, ip).map_err(Error::from),
             None => Ok(()),
@@ -1658,7 +1661,7 @@ fn new_record(name: &str) -> ContainerRecord {
         cmd: None,
         env: Vec::new(),
         status: ContainerStatus::Created,
-        created: records::now_rfc3339(),
+        created: times::now_rfc3339(),
         pid: None,
         pid_start: None,
         monitor_pid: None,
@@ -1691,7 +1694,7 @@ fn check_host_ports(ports: &[PortMap]) -> Result<(), NetworkError> {
 fn commit_config(source: &[u8], container: &ContainerRecord) -> Vec<u8> {
     let mut config: serde_json::Value = serde_json::from_slice(source).unwrap_or_else(|_| serde_json::json!({}));
     let Some(top) = config.as_object_mut() else { return source.to_vec() };
-    top.insert("created".into(), records::now_rfc3339().into());
+    top.insert("created".into(), times::now_rfc3339().into());
     top.insert("rootfs".into(), serde_json::json!({ "type": "layers", "diff_ids": [] }));
     top.remove("history");
     let inner = top.entry("config").or_insert_with(|| serde_json::json!({}));
@@ -1720,7 +1723,7 @@ fn record_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
 }
 
 fn load_image(dir: &Path) -> Option<Image> {
-    let record: ImageRecord = records::read_json(&dir.join("record.json")).ok()??;
+    let record: ImageRecord = json::read_json(&dir.join("record.json")).ok()??;
     let config_raw = std::fs::read(dir.join("config.json")).ok()?;
     let config = ImageConfiguration::from_reader(config_raw.as_slice()).ok()?;
     Some(Image { record, config, config_raw })

@@ -6,9 +6,11 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cgroups::Limits;
 use crate::model::{ContainerStatus, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::runtime::spec::Security;
+use crate::times;
 
 /// An image, as stored in `<state>/images/<id>/record.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,4 +95,32 @@ pub struct ExecRecord {
     pub exit_code: Option<i32>,
     pub started_at: String,
     pub finished_at: Option<String>,
+}
+
+/// The record of a container just made: created, no image, no command.
+pub(super) fn new_record(name: &str) -> ContainerRecord {
+    ContainerRecord {
+        name: name.to_string(),
+        image: None,
+        cmd: None,
+        env: Vec::new(),
+        status: ContainerStatus::Created,
+        created: times::now_rfc3339(),
+        pid: None,
+        pid_start: None,
+        monitor_pid: None,
+        monitor_start: None,
+        exit_code: None,
+        started_at: None,
+        finished_at: None,
+        error: String::new(),
+        limits: Limits::default(),
+        oom_killed: false,
+        network: NetworkMode::default(),
+        ports: Vec::new(),
+        ip: None,
+        volumes: Vec::new(),
+        volumes_from: None,
+        security: Default::default(),
+    }
 }

@@ -181,7 +181,7 @@ fn privileged_and_cap_add_relax_it_and_are_off_by_default() {
 
 /// What the probe tries: each refused call beside the allowed one that shows the probe works.
 const PROBES: &str = "personality-rie personality-linux personality-query vsock vsock-high inet unix lsm-list nr1000 \
-                      getpid x32-getpid clone3 fork kcmp unshare-uts";
+                      getpid x32-getpid clone3 fork kcmp unshare-uts clone-uts";
 
 /// An image of the busybox rootfs with the syscall probe as `/bin/syscalls`.
 fn probe_image(b: &Bocker) -> String {
@@ -214,7 +214,7 @@ fn assert_results(r: &BTreeMap<String, String>, want: &[(&str, &str)], what: &st
 }
 
 /// What a default container gets: Docker's default profile as an allow list.
-const DEFAULT_RESULTS: [(&str, &str); 15] = [
+const DEFAULT_RESULTS: [(&str, &str); 16] = [
     // personality: only the values Docker lists; READ_IMPLIES_EXEC is refused.
     ("personality-rie", "EPERM"),
     ("personality-linux", "ok"),
@@ -236,6 +236,8 @@ const DEFAULT_RESULTS: [(&str, &str); 15] = [
     // Capability-gated entries: CAP_SYS_PTRACE (kcmp), CAP_SYS_ADMIN (unshare).
     ("kcmp", "EPERM"),
     ("unshare-uts", "EPERM"),
+    // clone with a namespace flag: the profile's check of clone's flags (why clone3 must be ENOSYS).
+    ("clone-uts", "EPERM"),
 ];
 
 #[test]
@@ -259,7 +261,7 @@ fn seccomp_is_dockers_allow_list_and_follows_cap_add_and_privileged() {
     let admin = probe_in(&b, "admin", &img, &[("cap_add", "SYS_ADMIN")]);
     assert_results(
         &admin,
-        &[("unshare-uts", "ok"), ("clone3", "EINVAL"), ("lsm-list", "E2BIG"), ("kcmp", "EPERM")],
+        &[("unshare-uts", "ok"), ("clone-uts", "ok"), ("clone3", "EINVAL"), ("lsm-list", "E2BIG"), ("kcmp", "EPERM")],
         "SYS_ADMIN",
     );
     assert_results(&admin, &[("personality-rie", "EPERM"), ("vsock", "EPERM"), ("x32-getpid", "EPERM")], "SYS_ADMIN");

@@ -383,6 +383,14 @@ fn a_container_cannot_pass_for_another_container_or_the_gateway() {
     let host_neigh = |ip: Ipv4Addr| run(&["ip", "neigh", "show", &ip.to_string(), "dev", &b.bridge]);
     common::eventually(Duration::from_secs(10), || host_neigh(victim), || host_neigh(victim).contains(&victim_mac));
 
+    // An ARP from its own Ethernet source whose sender says "my address is at the victim's MAC": the
+    // other half of the ARP rule (the sender's MAC, not only the frame's). The control is below: the same
+    // attacker's honest ARP is answered and learnt.
+    let out = attack(&b, &img, "liar", &format!("arp2 own {victim_mac} own {gw} listen 500"));
+    assert!(out.contains("sent arp2"), "{out}");
+    let liar = ip_of(&b, "liar");
+    assert!(!host_neigh(liar).contains(&victim_mac), "the host learnt the victim's MAC: {}", host_neigh(liar));
+
     // Datagrams to the gateway: with the victim's MAC, with the victim's address, and the control with
     // the attacker's own, each to a port of its own.
     let (p_mac, udp_mac, _t1) = listeners(&[gw]);

@@ -287,9 +287,15 @@ fn kernel_dirs_need_privileged_and_the_daemons_files_are_no_source() {
         b.root.join("store"),
         b.mount.clone(),
         b.mount.join("containers"),
+        // Resolving these comes back to the daemon (a lookup of a container, a volume, an image's rootfs):
+        // refused all the same, and never waiting on the daemon itself.
+        b.mount.join("containers/d"),
+        b.mount.join("volumes/vv/data"),
+        b.mount.join(format!("images/{img}/rootfs")),
         alias.clone(),
         alias.join("state"),
     ];
+    fs::create_dir(b.path("volumes/vv")).unwrap();
     for source in &bad {
         let e = b.write("containers/d/volumes", &format!("{}:/v", source.display())).unwrap_err();
         assert_eq!(Bocker::errno(&e), libc::EPERM, "{}", source.display());
@@ -376,4 +382,64 @@ fn a_setuid_file_in_a_volume_raises_nothing() {
     b.write("containers/c/ctl", "start").expect("start");
     b.wait_status("c", "exited");
     assert_eq!(b.read("containers/c/logs"), "uid=1000 euid=0\nuid=1000 euid=1000\ndev-opened\n");
+}
+
+#[test]
+fn a_fifo_where_a_file_volume_goes_refuses_the_start_and_blocks_nothing() {
+    let b = Bocker::start("vol-fifo");
+    let rootfs = b.rootfs();
+    nix::unistd::mkfifo(&rootfs.join("etc/trap"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let img = b.import("");
+    let file = b.dir.join("note");
+    fs::write(&file, "a file volume\n").unwrap();
+    b.configure("c", &img, "cat /etc/trap");
+    b.write("containers/c/volumes", &format!("{}:/etc/trap", file.display())).unwrap();
+    let e = b.write("containers/c/ctl", "start").unwrap_err();
+    assert_eq!(Bocker::errno(&e), libc::EINVAL, "{e}");
+    assert!(
+        b.read("containers/c/error").contains("a file mounts only over a file"),
+        "{}",
+        b.read("containers/c/error")
+    );
+    assert_eq!(b.status("c"), "created");
+    // Positive control: the same volume over a regular file (and over nothing) mounts, and starts go on.
+    let out = run_with(
+        &b,
+        "d",
+        &img,
+        &format!("{}:/etc/hostname\n{}:/etc/new", file.display(), file.display()),
+        "cat /etc/hostname /etc/new",
+    );
+    assert_eq!(out, "a file volume\na file volume\n");
+}
+
+/// Unmounts a bind mount the test made, also on failure (dropped before the harness removes its directory).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn the_daemons_root_by_another_path_is_no_source_either() {
+    let b = Bocker::start("vol-alias");
+    let img = b.import("");
+    // The test's directory bound at a second path: the daemon's root is there too, under another name.
+    let alias = b.dir.join("alias");
+    fs::create_dir(&alias).unwrap();
+    nix::mount::mount(Some(&b.dir), &alias, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).unwrap();
+    let _unmount = Unmount(alias.clone());
+    b.configure("c", &img, "ls /v");
+    for source in [alias.join("root"), alias.join("root/state")] {
+        let e = b.write("containers/c/volumes", &format!("{}:/v", source.display())).unwrap_err();
+        assert_eq!(Bocker::errno(&e), libc::EPERM, "{}", source.display());
+        assert!(b.read("containers/c/error").contains("by another path"), "{}", b.read("containers/c/error"));
+    }
+    // Positive control: a directory beside it, through the same alias, is accepted.
+    fs::create_dir(b.dir.join("plain")).unwrap();
+    fs::write(b.dir.join("plain/f"), "ok\n").unwrap();
+    let out = run_with(&b, "d", &img, &format!("{}:/v", alias.join("plain").display()), "cat /v/f");
+    assert_eq!(out, "ok\n");
 }

@@ -121,19 +121,24 @@ impl Engine {
                 Error::Invalid(format!("container '{name}' has no image: write one to its image file first"))
             })?;
             let image = st.resolve_image(&reference)?;
-            let mut spec = self.launch_spec(&c.record, image)?;
-            spec.binds = self.volume_binds(&st, &c.record)?;
+            let spec = self.launch_spec(&c.record, image)?;
+            let (plan, privileged) = (self.volume_plan(&st, &c.record)?, c.record.security.privileged);
             let ip = self.address_for(&st, name)?;
             let c = st.container_mut(name)?;
             // Held in memory from here, so a concurrent start never picks it too; on disk with the start.
             c.record.ip = ip;
             c.busy = true;
-            (spec, ip)
+            (spec, ip, plan, privileged)
         };
-        let (mut spec, ip) = spec;
+        let (mut spec, ip, plan, privileged) = spec;
+        let binds = self.resolve_binds(plan, privileged);
         let t0 = Instant::now();
         let held = self.lock_forwards();
-        let launched = self.start_network(name, &mut spec, ip, &held).and_then(|forwards| {
+        let launched = binds.and_then(|binds| {
+            spec.binds = binds;
+            self.start_network(name, &mut spec, ip, &held)
+        });
+        let launched = launched.and_then(|forwards| {
             let launched = self.launch_in_cgroup(name, &spec, ip)?;
             if let Some(forwards) = forwards {
                 if let Err(e) = self.sync_forwards(&held, Some(forwards)) {

@@ -59,7 +59,8 @@ impl Engine {
             return Ok(None);
         }
         let subnet = self.network.subnet();
-        if let Some(ip) = c.record.ip.filter(|ip| subnet.is_host(*ip)) {
+        // Only an address the anti-spoofing table binds (an older daemon may have handed out others).
+        if let Some(ip) = c.record.ip.filter(|ip| subnet.is_container_address(*ip)) {
             return Ok(Some(ip));
         }
         let used: Vec<Ipv4Addr> =

@@ -83,6 +83,13 @@ pub fn check_host_source(source: &Path, protected: &Protected) -> Result<PathBuf
         if real.starts_with(root) {
             return Err(refuse("inside the daemon's root", root));
         }
+        // The same directory reached by another path (a bind mount of it, or of a parent): by inode.
+        let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        if let Some(root_id) = id(root) {
+            if real.ancestors().any(|a| id(a) == Some(root_id)) {
+                return Err(refuse("inside the daemon's root, by another path,", root));
+            }
+        }
     }
     if let Some(mount) = &protected.mount {
         if real.starts_with(mount) {
@@ -96,6 +103,13 @@ pub fn check_host_source(source: &Path, protected: &Protected) -> Result<PathBuf
         }
     }
     Ok(real)
+}
+
+/// A volume of a container about to start, as the state has it: its line, and for a named volume its
+/// subvolume.
+pub(super) struct PlannedVolume {
+    spec: VolumeSpec,
+    named: Option<PathBuf>,
 }
 
 impl Engine {
@@ -139,19 +153,23 @@ impl Engine {
     }
 
     pub(super) fn check_sources(&self, name: &str, volumes: &[VolumeSpec]) -> Result<(), Error> {
-        let st = self.lock();
-        let privileged = st.container(name)?.record.security.privileged;
+        let privileged = {
+            let st = self.lock();
+            for v in volumes {
+                if let VolumeSource::Named(n) = &v.source {
+                    if !st.volumes.contains(n) {
+                        return Err(Error::NotFound(format!("no volume named '{n}' (mkdir volumes/{n} first)")));
+                    }
+                }
+            }
+            st.container(name)?.record.security.privileged
+        };
+        // Outside the state lock: resolving a source under the mount comes back to this daemon.
         let protected = self.protected();
         for v in volumes {
             check_target(&v.target, privileged)?;
-            match &v.source {
-                VolumeSource::Named(n) if !st.volumes.contains(n) => {
-                    return Err(Error::NotFound(format!("no volume named '{n}' (mkdir volumes/{n} first)")));
-                }
-                VolumeSource::Host(p) => {
-                    check_host_source(p, &protected)?;
-                }
-                _ => {}
+            if let VolumeSource::Host(p) = &v.source {
+                check_host_source(p, &protected)?;
             }
         }
         Ok(())
@@ -171,7 +189,7 @@ impl Engine {
     /// The bind mounts of a container's volumes: its own, then those of its `volumes_from` container at the
     /// same targets (its own win on a clash). Each is checked again as a write checks it, and its source
     /// resolved to the real path the container's pid 1 opens without following symlinks.
-    pub(super) fn volume_binds(&self, st: &State, record: &ContainerRecord) -> Result<Vec<BindMount>, Error> {
+    pub(super) fn volume_plan(&self, st: &State, record: &ContainerRecord) -> Result<Vec<PlannedVolume>, Error> {
         let mut specs = record.volumes.clone();
         if let Some(from) = &record.volumes_from {
             let other = st.container(from).map_err(|_| {
@@ -187,18 +205,31 @@ impl Engine {
                     .collect::<Vec<_>>(),
             );
         }
+        specs
+            .into_iter()
+            .map(|v| {
+                let named = match &v.source {
+                    VolumeSource::Host(_) => None,
+                    VolumeSource::Named(n) if st.volumes.contains(n) => Some(self.store.volume_path(n)),
+                    VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+                };
+                Ok(PlannedVolume { spec: v, named })
+            })
+            .collect()
+    }
+
+    /// The bind mounts of planned volumes, each checked on the file system again. Outside the state lock:
+    /// resolving a source under the mount comes back to this daemon.
+    pub(super) fn resolve_binds(&self, plan: Vec<PlannedVolume>, privileged: bool) -> Result<Vec<BindMount>, Error> {
         let protected = self.protected();
         let mut binds = Vec::new();
-        for v in specs {
-            check_target(&v.target, record.security.privileged)?;
-            let source = match &v.source {
-                VolumeSource::Host(p) => check_host_source(p, &protected)?,
-                VolumeSource::Named(n) if st.volumes.contains(n) => {
-                    let path = self.store.volume_path(n);
-                    std::fs::canonicalize(&path)
-                        .map_err(|e| Error::NotFound(format!("volume '{n}' at {}: {e}", path.display())))?
-                }
-                VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+        for PlannedVolume { spec: v, named } in plan {
+            check_target(&v.target, privileged)?;
+            let source = match (&v.source, named) {
+                (VolumeSource::Host(p), _) => check_host_source(p, &protected)?,
+                (VolumeSource::Named(n), Some(path)) => std::fs::canonicalize(&path)
+                    .map_err(|e| Error::NotFound(format!("volume '{n}' at {}: {e}", path.display())))?,
+                (VolumeSource::Named(n), None) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
             };
             let masks = masks(&source, &v.target, &protected);
             binds.push(BindMount { source, target: v.target, readonly: v.readonly });

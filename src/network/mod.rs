@@ -104,9 +104,16 @@ impl Subnet {
     /// The addresses the allocator hands out, lowest first: the subnet's hosts after the gateway, at most
     /// [`MAX_CONTAINERS`] of them (the anti-spoofing table holds a binding for each).
     pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
-        let first = u32::from(self.gateway()) + 1;
-        let end = u32::from(self.broadcast()).min(first + MAX_CONTAINERS);
+        let first = u32::from(self.gateway()).saturating_add(1);
+        let end = u32::from(self.broadcast()).min(first.saturating_add(MAX_CONTAINERS));
         (first..end).map(Ipv4Addr::from)
+    }
+
+    /// Whether `ip` is one of [`Subnet::addresses`]: a container's, bound to its veth by the anti-spoofing
+    /// table.
+    pub fn is_container_address(&self, ip: Ipv4Addr) -> bool {
+        let (ip, first) = (u32::from(ip), u32::from(self.gateway()).saturating_add(1));
+        self.is_host(Ipv4Addr::from(ip)) && ip >= first && ip - first < MAX_CONTAINERS
     }
 
     /// `10.0.0.0/24`.
@@ -359,6 +366,12 @@ mod tests {
         // A big subnet hands out MAX_CONTAINERS addresses, from .2 on.
         let s: Subnet = "10.0.0.0/8".parse().unwrap();
         assert_eq!(s.addresses().count(), MAX_CONTAINERS as usize);
+        assert!(s.is_container_address(Ipv4Addr::new(10, 0, 0, 2)));
+        assert!(!s.is_container_address(Ipv4Addr::new(10, 0, 0, 1)), "the gateway");
+        assert!(!s.is_container_address(Ipv4Addr::new(10, 200, 0, 1)), "past the bound");
+        assert!(s.addresses().all(|ip| s.is_container_address(ip)));
+        let top: Subnet = "255.255.255.0/24".parse().unwrap();
+        assert_eq!(top.addresses().count(), 253, "no overflow at the top of the address space");
         assert_eq!(s.addresses().last(), Some(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 1)) + MAX_CONTAINERS)));
     }
 

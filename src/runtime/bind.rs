@@ -144,10 +144,30 @@ fn open_target(rootfs: &Path, target: &str, is_dir: bool, privileged: bool) -> R
     let opened = if is_dir {
         rustix::fs::openat2(&root, &path, dir_flags, Mode::empty(), resolve)
     } else {
-        let flags = OFlags::CREATE | OFlags::RDONLY | OFlags::CLOEXEC;
-        rustix::fs::openat2(&root, &path, flags, Mode::from_bits_truncate(0o644), resolve)
+        // Never opened for reading: a FIFO (or a device) left at the target would block the start, or do
+        // worse. An O_PATH fd, made only when missing (non-blocking, exclusive), and a regular file only.
+        let path_flags = OFlags::PATH | OFlags::CLOEXEC;
+        let made = OFlags::CREATE | OFlags::EXCL | OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        match rustix::fs::openat2(&root, &path, path_flags, Mode::empty(), resolve) {
+            Err(Errno::NOENT) => {
+                match rustix::fs::openat2(&root, &path, made, Mode::from_bits_truncate(0o644), resolve) {
+                    Err(Errno::EXIST) => rustix::fs::openat2(&root, &path, path_flags, Mode::empty(), resolve),
+                    other => other,
+                }
+            }
+            other => other,
+        }
     }
     .map_err(err)?;
+    if !is_dir {
+        let kind = rustix::fs::fstat(&opened).map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode)).map_err(err)?;
+        if kind != rustix::fs::FileType::RegularFile {
+            return Err(SetupError {
+                errno: libc::EINVAL,
+                message: format!("volume {target}: the image has a {kind:?} there, and a file mounts only over a file"),
+            });
+        }
+    }
     check(&opened)?;
     Ok(opened)
 }

@@ -8,6 +8,7 @@
  *   udp SRCMAC SRCIP DSTMAC DSTIP PORT   an IPv4 UDP datagram "rawframe" from port 40000
  *   syn SRCMAC SRCIP DSTMAC DSTIP PORT   an IPv4 TCP SYN from port 40001
  *   arp SRCMAC SRCIP TARGETIP            a broadcast ARP request "who has TARGETIP, tell SRCIP at SRCMAC"
+ *   arp2 ETHMAC SRCMAC SRCIP TARGETIP    the same from Ethernet source ETHMAC, the ARP's sender SRCMAC
  *   ra  SRCMAC PREFIX                    an IPv6 router advertisement to ff02::1 of PREFIX/64 (autonomous)
  *   listen MS                            print the replies seen for MS milliseconds, one line each:
  *                                        "synack from IP:PORT", "rst from IP:PORT", "arp-reply from IP to IP"
@@ -156,11 +157,12 @@ static void syn(char **a) {
     send_ipv4(a, 6, t, sizeof t, 16, "syn");
 }
 
-static void arp(char **a) {
-    uint8_t f[60] = {0}, smac[6], bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+static void arp_from(const char *eth, char **a, const char *what) {
+    uint8_t f[60] = {0}, emac[6], smac[6], bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    parse_mac(eth, emac);
     parse_mac(a[0], smac);
     struct in_addr sip = parse_ip(a[1]), tip = parse_ip(a[2]);
-    size_t off = ether(f, bcast, smac, ETHERTYPE_ARP);
+    size_t off = ether(f, bcast, emac, ETHERTYPE_ARP);
     uint8_t *p = f + off;
     put16(p, 1);      /* Ethernet */
     put16(p + 2, ETHERTYPE_IP);
@@ -170,8 +172,12 @@ static void arp(char **a) {
     memcpy(p + 8, smac, 6);
     memcpy(p + 14, &sip, 4);
     memcpy(p + 24, &tip, 4);
-    send_frame(f, sizeof f, "arp");
+    send_frame(f, sizeof f, what);
 }
+
+static void arp(char **a) { arp_from(a[0], a, "arp"); }
+
+static void arp2(char **a) { arp_from(a[0], a + 1, "arp2"); }
 
 static void ra(char **a) {
     uint8_t f[200] = {0}, smac[6], dmac[6] = {0x33, 0x33, 0, 0, 0, 1};
@@ -290,6 +296,7 @@ int main(int argc, char **argv) {
         const char *act = argv[i];
         int need = strcmp(act, "udp") == 0 || strcmp(act, "syn") == 0 ? 6
                    : strcmp(act, "arp") == 0                         ? 4
+                   : strcmp(act, "arp2") == 0                        ? 5
                    : strcmp(act, "ra") == 0                          ? 3
                    : strcmp(act, "listen") == 0                      ? 2
                                                                      : 0;
@@ -304,6 +311,8 @@ int main(int argc, char **argv) {
             syn(a);
         else if (strcmp(act, "arp") == 0)
             arp(a);
+        else if (strcmp(act, "arp2") == 0)
+            arp2(a);
         else if (strcmp(act, "ra") == 0)
             ra(a);
         else

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/personality.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -54,6 +55,15 @@ static long try(const char *what) {
     }
     /* kcmp(2) of this process with itself (KCMP_VM = 1): gated on CAP_SYS_PTRACE in Docker's profile. */
     if (!strcmp(what, "kcmp")) return syscall(SYS_kcmp, getpid(), getpid(), 1, 0, 0);
+    /* clone(CLONE_NEWUTS) as fork: the MASKED_EQ rule on clone's flags, gated on CAP_SYS_ADMIN; the child
+       ends at once. */
+    if (!strcmp(what, "clone-uts")) {
+        long pid = syscall(SYS_clone, 0x04000000L | SIGCHLD, 0, 0, 0, 0);
+        if (pid == 0) _exit(0);
+        if (pid < 0) return -1;
+        waitpid((pid_t)pid, NULL, 0);
+        return 0;
+    }
     /* unshare(CLONE_NEWUTS): gated on CAP_SYS_ADMIN; only this short-lived process gets the namespace. */
     if (!strcmp(what, "unshare-uts")) return syscall(SYS_unshare, 0x04000000L);
     errno = EINVAL;

@@ -186,7 +186,7 @@ impl Cli {
         if !self.has_image(image) {
             return Err(CliError::NoImage(image.to_string()));
         }
-        let id = crate::records::new_id("ps_");
+        let id = crate::ids::new_id("ps_");
         let dir = format!("containers/{id}");
         fs::create_dir(self.path(&dir)).map_err(|e| CliError::Failed(self.why(&dir, &e)))?;
         let mut steps: Vec<(String, String)> = vec![(format!("{dir}/image"), image.to_string())];

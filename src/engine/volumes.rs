@@ -1,3 +1,6 @@
+//! Named volumes (made and removed as subvolumes of the store), a container's volumes and `volumes-from`,
+//! and the bind mounts a start makes of them.
+//!
 //! What a container's volume may be, checked when its `volumes` file is written and again at every start
 //! (what a write can't know: `privileged` written since, a `volumes-from` container's volumes, a host path
 //! changed since): a target under `/proc`, `/sys` or `/dev` only for a privileged container (a volume
@@ -12,7 +15,14 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use tracing::info;
+
+use super::records::ContainerRecord;
+use super::state::State;
+use super::Engine;
 use crate::error::Error;
+use crate::model::{VolumeSource, VolumeSpec};
+use crate::runtime::spec::BindMount;
 
 /// The top directories of a container a volume may cover only when it is privileged.
 const KERNEL_DIRS: [&str; 3] = ["/proc", "/sys", "/dev"];
@@ -93,6 +103,146 @@ pub fn check_host_source(source: &Path, protected: &Protected) -> Result<PathBuf
         }
     }
     Ok(real)
+}
+
+/// A volume of a container about to start, as the state has it: its line, and for a named volume its
+/// subvolume.
+pub(super) struct PlannedVolume {
+    spec: VolumeSpec,
+    named: Option<PathBuf>,
+}
+
+impl Engine {
+    pub(super) fn create_volume(&self, name: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        if st.volumes.contains(name) {
+            return Err(Error::Exists(format!("a volume named '{name}' exists already")));
+        }
+        self.store.create_volume(name)?;
+        st.volumes.insert(name.to_string());
+        info!(volume = %name, "created volume");
+        Ok(())
+    }
+
+    /// Removes a named volume and its data; EBUSY while any container (in any state) names it.
+    pub(super) fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        if !st.volumes.contains(name) {
+            return Err(Error::NotFound(format!("no volume named '{name}'")));
+        }
+        let users: Vec<&str> = st
+            .containers
+            .values()
+            .filter(|c| c.record.volumes.iter().any(|v| v.source == VolumeSource::Named(name.to_string())))
+            .map(|c| c.record.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::Busy(format!("volume '{name}' is used by container(s) {}", users.join(", "))));
+        }
+        self.store.delete_volume(name)?;
+        st.volumes.remove(name);
+        info!(volume = %name, "removed volume");
+        Ok(())
+    }
+
+    /// Sets a stopped container's volumes; each named volume and host path must exist, no host path may
+    /// lie in the daemon's own, and only a privileged container may mount under /proc, /sys or /dev.
+    pub(super) fn set_volumes(&self, name: &str, volumes: Vec<VolumeSpec>) -> Result<(), Error> {
+        self.check_sources(name, &volumes)?;
+        self.configure(name, |r| r.volumes = volumes)
+    }
+
+    pub(super) fn check_sources(&self, name: &str, volumes: &[VolumeSpec]) -> Result<(), Error> {
+        let privileged = {
+            let st = self.lock();
+            for v in volumes {
+                if let VolumeSource::Named(n) = &v.source {
+                    if !st.volumes.contains(n) {
+                        return Err(Error::NotFound(format!("no volume named '{n}' (mkdir volumes/{n} first)")));
+                    }
+                }
+            }
+            st.container(name)?.record.security.privileged
+        };
+        // Outside the state lock: resolving a source under the mount comes back to this daemon.
+        let protected = self.protected();
+        for v in volumes {
+            check_target(&v.target, privileged)?;
+            if let VolumeSource::Host(p) = &v.source {
+                check_host_source(p, &protected)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets (or clears) the container whose volumes a stopped container mounts too.
+    pub(super) fn set_volumes_from(&self, name: &str, from: Option<String>) -> Result<(), Error> {
+        if let Some(from) = &from {
+            if from == name {
+                return Err(Error::Invalid(format!("container '{name}' can't take volumes from itself")));
+            }
+            self.lock().container(from)?;
+        }
+        self.configure(name, |r| r.volumes_from = from)
+    }
+
+    /// The bind mounts of a container's volumes: its own, then those of its `volumes_from` container at the
+    /// same targets (its own win on a clash). Each is checked again as a write checks it, and its source
+    /// resolved to the real path the container's pid 1 opens without following symlinks.
+    pub(super) fn volume_plan(&self, st: &State, record: &ContainerRecord) -> Result<Vec<PlannedVolume>, Error> {
+        let mut specs = record.volumes.clone();
+        if let Some(from) = &record.volumes_from {
+            let other = st.container(from).map_err(|_| {
+                Error::NotFound(format!("container '{}' takes volumes from '{from}', which is gone", record.name))
+            })?;
+            specs.extend(
+                other
+                    .record
+                    .volumes
+                    .iter()
+                    .filter(|v| !specs.iter().any(|s| s.target == v.target))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+        specs
+            .into_iter()
+            .map(|v| {
+                let named = match &v.source {
+                    VolumeSource::Host(_) => None,
+                    VolumeSource::Named(n) if st.volumes.contains(n) => Some(self.store.volume_path(n)),
+                    VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+                };
+                Ok(PlannedVolume { spec: v, named })
+            })
+            .collect()
+    }
+
+    /// The bind mounts of planned volumes, each checked on the file system again. Outside the state lock:
+    /// resolving a source under the mount comes back to this daemon.
+    pub(super) fn resolve_binds(&self, plan: Vec<PlannedVolume>, privileged: bool) -> Result<Vec<BindMount>, Error> {
+        let protected = self.protected();
+        let mut binds = Vec::new();
+        for PlannedVolume { spec: v, named } in plan {
+            check_target(&v.target, privileged)?;
+            let source = match (&v.source, named) {
+                (VolumeSource::Host(p), _) => check_host_source(p, &protected)?,
+                (VolumeSource::Named(n), Some(path)) => std::fs::canonicalize(&path)
+                    .map_err(|e| Error::NotFound(format!("volume '{n}' at {}: {e}", path.display())))?,
+                (VolumeSource::Named(n), None) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+            };
+            let masks = masks(&source, &v.target, &protected);
+            binds.push(BindMount { source, target: v.target, readonly: v.readonly });
+            if !masks.is_empty() {
+                let empty = self.state_dir.join("empty");
+                std::fs::create_dir_all(&empty).map_err(Error::record("the state directory empty"))?;
+                for target in masks {
+                    binds.push(BindMount { source: empty.clone(), target, readonly: true });
+                }
+            }
+        }
+        Ok(binds)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod access;
 mod logs;
 mod pool;
 mod readme;
+mod render;
 mod tree;
 
 use std::collections::HashMap;
@@ -139,21 +140,6 @@ impl ControlFs {
         Ok((node, ino))
     }
 
-    /// The whole content of a readable file other than `logs`.
-    fn content(&self, node: &Node) -> Result<Vec<u8>, Errno> {
-        match node {
-            Node::Readme => Ok(readme::README.as_bytes().to_vec()),
-            Node::Pulls => Ok(self.engine.pull_progress()),
-            Node::ImageFile(id, ImageFile::Field(f)) => self.engine.image_field(id, *f).ok_or(Errno::ENOENT),
-            Node::ContainerFile(_, ContainerFile::Ctl) => Ok(readme::CTL_HELP.as_bytes().to_vec()),
-            Node::ContainerFile(name, ContainerFile::Field(f)) => {
-                self.engine.container_field(name, *f).ok_or(Errno::ENOENT)
-            }
-            Node::ExecFile(name, n, ExecFile::Field(f)) => self.engine.exec_field(name, *n, *f).ok_or(Errno::ENOENT),
-            _ => Ok(Vec::new()),
-        }
-    }
-
     /// The size of `node`; for `logs`, as seen through open file `fh` when the kernel names one (an
     /// `lseek(SEEK_END)`).
     fn size(&self, node: &Node, fh: Option<FileHandle>) -> Result<u64, Errno> {
@@ -169,7 +155,7 @@ impl ControlFs {
                 Ok(self.link_target(node)?.as_os_str().len() as u64)
             }
             n if n.kind() == Kind::Dir => Ok(0),
-            n => Ok(self.content(n)?.len() as u64),
+            n => Ok(render::content(&self.engine, n)?.len() as u64),
         }
     }
 
@@ -271,7 +257,7 @@ impl ControlFs {
                 (Vec::new(), self.log_extent(&node)?.start)
             }
             Node::Errors => (Vec::new(), 0),
-            _ => (self.content(&node)?, 0),
+            _ => (render::content(&self.engine, &node)?, 0),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let file = OpenFile { node, snapshot: Arc::new(snapshot), answer: None, answer_pos: 0, log_base };

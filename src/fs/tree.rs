@@ -1,7 +1,7 @@
 //! The shape of the control filesystem: which names exist where, what kind of file each is, and its mode.
 //! Pure naming: whether an image or container exists is the engine's to say.
 
-use crate::engine::{ContainerField, ExecField, ImageField, LimitKind};
+use super::render::{ContainerField, ExecField, ImageField, LimitKind};
 use crate::request::WriteTarget;
 
 /// A file or directory of the tree.

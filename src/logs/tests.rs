@@ -1,3 +1,5 @@
+//! The segmented log: writing, rotation within its bounds, extents and reads at logical offsets, in a scratch
+//! directory.
 use super::*;
 
 /// A scratch directory, removed when dropped (also when the test fails).

@@ -77,7 +77,7 @@ pub async fn push(
 ) -> Result<String, RegistryError> {
     let reference = &spec.reference;
     let push_err = |source| RegistryError::Push { reference: reference.whole(), source };
-    let blob = source.scratch.join(format!("push-{}", crate::records::new_id("")));
+    let blob = source.scratch.join(format!("push-{}", crate::ids::new_id("")));
     let built = build_layer(&source.rootfs, &blob).map_err(RegistryError::PushSource);
     let result = async {
         let (digest, size, diff_id) = built?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::caller::Caller;
+pub use crate::model::{VolumeSource, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::registry::{PullSpec, PushSpec};
 
@@ -86,39 +87,6 @@ pub fn prefix(s: &str, max: usize) -> &str {
 
 /// The longest grace period `stop` takes.
 pub const MAX_STOP_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
-
-/// Where a volume's content comes from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VolumeSource {
-    /// A directory or file of the host, bind-mounted.
-    Host(PathBuf),
-    /// A named volume of `volumes/`.
-    Named(String),
-}
-
-/// One line of a container's `volumes` file: `SOURCE:TARGET[:ro]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct VolumeSpec {
-    pub source: VolumeSource,
-    /// An absolute path inside the container, without `..`.
-    pub target: String,
-    pub readonly: bool,
-}
-
-impl std::fmt::Display for VolumeSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.source {
-            VolumeSource::Host(p) => write!(f, "{}", p.display())?,
-            VolumeSource::Named(n) => write!(f, "{n}")?,
-        }
-        write!(f, ":{}", self.target)?;
-        if self.readonly {
-            write!(f, ":ro")?;
-        }
-        Ok(())
-    }
-}
 
 /// The text of a `volumes` file: a `SOURCE:TARGET[:ro]` line each; blank text means none.
 pub fn parse_volumes(text: &str) -> Result<Vec<VolumeSpec>, ParseError> {

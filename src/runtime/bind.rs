@@ -18,7 +18,7 @@ use rustix::io::Errno;
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 
 use super::init::SetupError;
-use crate::records::BindMount;
+use super::spec::BindMount;
 
 /// Directories of the container (under its rootfs) a volume may cover only when it is privileged.
 const KERNEL_DIRS: [&str; 3] = ["proc", "sys", "dev"];

@@ -16,7 +16,8 @@ use nix::unistd::{fork, ForkResult};
 
 use super::monitor::{helper_main, read_setup_error, report, wait_and_record};
 use super::output::{self, Drain};
-use crate::records::{self, ExecSpec};
+use super::spec::ExecSpec;
+use crate::json;
 
 /// The namespaces a command joins, entered in this order (mount last).
 const NAMESPACES: [(&str, CloneFlags); 5] = [
@@ -37,7 +38,7 @@ fn run(dir: &Path) -> Result<(), (i32, String)> {
         let what = what.to_string();
         move |e: std::io::Error| (e.raw_os_error().unwrap_or(libc::EIO), format!("{what}: {e}"))
     };
-    let spec: ExecSpec = records::read_json(&dir.join("exec.json"))
+    let spec: ExecSpec = json::read_json(&dir.join("exec.json"))
         .map_err(io("cannot read exec.json"))?
         .ok_or((libc::EIO, "exec.json is missing".to_string()))?;
     // SAFETY: single-threaded process; the child runs ordinary code before exec or exit.

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
+use super::spec::{BindMount, ExecSpec, LaunchSpec};
 use crate::network::NetworkMode;
-use crate::records::{BindMount, ExecSpec, LaunchSpec};
 
 /// The PATH used to find the command when the image's Env has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -79,7 +79,7 @@ fn join_and_exec(
 }
 
 /// Capabilities, no_new_privs and seccomp, last before the exec (see [`super::security`]).
-fn harden(security: &crate::records::Security) -> Result<(), SetupError> {
+fn harden(security: &super::spec::Security) -> Result<(), SetupError> {
     super::security::apply(security).map_err(|message| SetupError { errno: libc::EPERM, message })
 }
 

@@ -16,6 +16,7 @@ pub mod monitor;
 mod output;
 pub mod seccomp;
 pub mod security;
+pub mod spec;
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -12,8 +12,9 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
 use super::output::{self, Drain, Output};
+use super::spec::{ExitRecord, LaunchSpec};
 use crate::network::NetworkMode;
-use crate::records::{self, ExitRecord, LaunchSpec};
+use crate::{json, times};
 
 /// Runs the monitor; never returns.
 pub fn main(state_dir: &Path) -> ! {
@@ -45,7 +46,7 @@ pub(super) fn report(line: &str) {
 }
 
 fn run(state_dir: &Path) -> Result<(), String> {
-    let spec: LaunchSpec = records::read_json(&state_dir.join("launch.json"))
+    let spec: LaunchSpec = json::read_json(&state_dir.join("launch.json"))
         .map_err(|e| format!("cannot read launch.json: {e}"))?
         .ok_or("launch.json is missing")?;
     // Detach: the first process exits at once, so the monitor belongs to init, not to the daemon.
@@ -111,8 +112,8 @@ pub(super) fn wait_and_record(
             Err(e) => return Err(format!("waitpid: {e}")),
         }
     };
-    let exit = ExitRecord { exit_code, finished_at: records::now_rfc3339() };
-    records::write_json(exit_file, &exit).map_err(|e| format!("cannot write exit record: {e}"))
+    let exit = ExitRecord { exit_code, finished_at: times::now_rfc3339() };
+    json::write_json(exit_file, &exit).map_err(|e| format!("cannot write exit record: {e}"))
 }
 
 /// What the container's setup wrote on the error pipe: `ERRNO MESSAGE`, or nothing once it exec'd.

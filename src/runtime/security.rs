@@ -14,7 +14,7 @@ use seccompiler::BpfProgram;
 
 use super::seccomp::{compile, Profile, SeccompError, Target, DEFAULT_PROFILE};
 
-use crate::records::Security;
+use super::spec::Security;
 
 /// Docker's default capabilities.
 pub const DEFAULT_CAPS: [Capability; 14] = [

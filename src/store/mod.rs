@@ -168,7 +168,7 @@ impl Store {
     /// A fresh temporary file for downloading blob `digest`.
     pub fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.dir.join("blobs").join(format!("{}-{}", &hex[..hex.len().min(16)], crate::records::new_id("")))
+        self.dir.join("blobs").join(format!("{}-{}", &hex[..hex.len().min(16)], crate::ids::new_id("")))
     }
 
     /// Makes layer `chain`: a writable snapshot of layer `parent` (or an empty subvolume for a base
@@ -181,7 +181,7 @@ impl Store {
         apply: impl FnOnce(&Path) -> Result<(), E>,
     ) -> Result<(), E> {
         let hex = chain.trim_start_matches("sha256:");
-        let tmp = self.staging_path("layers", &format!("{hex}-{}", crate::records::new_id("")));
+        let tmp = self.staging_path("layers", &format!("{hex}-{}", crate::ids::new_id("")));
         self.snapshot_layer(parent, &tmp)?;
         let result = apply(&tmp).and_then(|()| {
             if self.has_layer(chain) {
@@ -290,7 +290,7 @@ impl Store {
     /// bytes of file content in it. Nothing is visible under `images/` yet.
     pub fn stage_commit(&self, name: &str) -> Result<(PathBuf, u64), StoreError> {
         let from = self.container_path(name);
-        let tmp = self.staging_path("images", &crate::records::new_id("commit-"));
+        let tmp = self.staging_path("images", &crate::ids::new_id("commit-"));
         btrfs::snapshot(&from, &tmp, true).map_err(|source| StoreError::Snapshot { from, to: tmp.clone(), source })?;
         Ok((tmp.clone(), copy::tree_size(&tmp)))
     }

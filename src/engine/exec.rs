@@ -1,0 +1,93 @@
+//! `exec`: running one more command inside a running container, through the `__exec` helper.
+
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use tracing::info;
+
+use super::records::ExecRecord;
+use super::state::Image;
+use super::Engine;
+use crate::error::Error;
+use crate::model::ContainerStatus;
+use crate::request::merge_env;
+use crate::runtime::spec::ExecSpec;
+use crate::runtime::{self, Launched, ProcessHandle};
+use crate::{json, times};
+
+impl Engine {
+    /// Runs `argv` inside running container `name`, with its Env and WorkingDir; returns the exec's number.
+    /// ESRCH when the container is not running.
+    pub(super) fn exec(self: &Arc<Self>, name: &str, argv: Vec<String>) -> Result<u32, Error> {
+        let not_running = || Error::NotRunning(format!("container '{name}' is not running"));
+        let (spec, n, dir, placeholder) = {
+            let mut st = self.lock();
+            let c = st.container(name)?;
+            let pid = c.record.pid.filter(|_| c.record.status == ContainerStatus::Running).ok_or_else(not_running)?;
+            let image = c.record.image.as_deref().and_then(|id| st.images.get(id));
+            let env = merge_env(&image.map(Image::env).unwrap_or_default(), &c.record.env);
+            let cwd = image.map(Image::working_dir).unwrap_or_default();
+            let target_start = runtime::start_time(pid).ok_or_else(not_running)?;
+            let c = st.container_mut(name)?;
+            let n = c.execs.keys().next_back().map_or(1, |last| last + 1);
+            // Reserved at once: a concurrent exec takes the next number.
+            let dir = self.exec_dir(name, n);
+            std::fs::create_dir_all(&dir).map_err(Error::record(format!("the directory of exec {n} of '{name}'")))?;
+            let spec = ExecSpec {
+                target_pid: pid,
+                target_start,
+                argv: argv.clone(),
+                env,
+                cwd,
+                log: dir.join("log"),
+                log_limits: self.log_limits,
+                exit_file: dir.join("exit.json"),
+                cgroup_procs: self.cgroups.procs_files(name),
+                security: c.record.security.clone(),
+            };
+            let placeholder = ExecRecord {
+                id: n,
+                argv: argv.clone(),
+                status: ContainerStatus::Created,
+                pid: None,
+                helper_pid: None,
+                helper_start: None,
+                exit_code: None,
+                started_at: times::now_rfc3339(),
+                finished_at: None,
+            };
+            c.execs.insert(n, placeholder.clone());
+            (spec, n, dir, placeholder)
+        };
+        let undo = |e: Error| {
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(c) = self.lock().containers.get_mut(name) {
+                c.execs.remove(&n);
+            }
+            e
+        };
+        let bytes = serde_json::to_vec(&spec).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e.into()).into()))?;
+        json::write_private(&dir.join("exec.json"), &bytes)
+            .map_err(|e| undo(runtime::RuntimeError::WriteSpec(e).into()))?;
+        let launched = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
+        let Launched { pid, monitor_pid, monitor_start, .. } = launched;
+        let rec = ExecRecord {
+            status: ContainerStatus::Running,
+            pid: Some(pid),
+            helper_pid: Some(monitor_pid),
+            helper_start: Some(monitor_start),
+            started_at: times::now_rfc3339(),
+            ..placeholder
+        };
+        if let Err(e) = json::write_json(&dir.join("record.json"), &rec) {
+            runtime::signal_launched(&launched, Signal::SIGKILL);
+            return Err(undo(Error::record(format!("the record of exec {n} of '{name}'"))(e)));
+        }
+        if let Some(e) = self.lock().containers.get_mut(name).and_then(|c| c.execs.get_mut(&n)) {
+            *e = rec;
+        }
+        info!(container = %name, exec = n, pid, "exec started");
+        self.watch_exec(name, n, ProcessHandle::open(monitor_pid, monitor_start));
+        Ok(n)
+    }
+}

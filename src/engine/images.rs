@@ -1,0 +1,233 @@
+//! Images: import of a directory, pull and push through the registry, commit of a container's rootfs,
+//! removal, and collecting the layer subvolumes no image stands on.
+
+use std::path::Path;
+
+use oci_spec::image::ImageConfiguration;
+use tracing::{info, warn};
+
+use super::oci_config::{commit_config, import_config};
+use super::records::ImageRecord;
+use super::state::Image;
+use super::Engine;
+use crate::caller::Caller;
+use crate::error::Error;
+use crate::registry::{PullSpec, PushSource, PushSpec};
+use crate::request::ConfigChange;
+use crate::{ids, json, times};
+
+impl Engine {
+    /// Makes an image of directory `dir`, read as `caller` (the store opens, checks and copies it).
+    pub(super) fn import(&self, dir: &Path, changes: &[ConfigChange], caller: &Caller) -> Result<String, Error> {
+        let id = ids::new_id("img_");
+        let size = self.store.import_dir(&id, dir, caller)?;
+        let record = ImageRecord {
+            id: id.clone(),
+            source: dir.display().to_string(),
+            created: times::now_rfc3339(),
+            size,
+            digest: None,
+            layers: Vec::new(),
+            chain: Vec::new(),
+        };
+        let config_raw = import_config(&record.created, changes);
+        self.add_image(record, config_raw)?;
+        info!(image = %id, source = %dir.display(), size, uid = caller.uid, "imported image");
+        Ok(id)
+    }
+
+    /// Records an image whose subvolume is complete and makes it visible; on failure, deletes it.
+    pub(super) fn add_image(&self, record: ImageRecord, config_raw: Vec<u8>) -> Result<(), Error> {
+        let id = record.id.clone();
+        let written = ImageConfiguration::from_reader(config_raw.as_slice())
+            .map_err(|e| Error::Invalid(format!("image config: {e}")))
+            .and_then(|config| {
+                self.write_image_records(&record, &config_raw).map(|()| Image { record, config, config_raw })
+            });
+        match written {
+            Ok(image) => {
+                self.lock().images.insert(id, image);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.store.delete_image(&id);
+                let _ = std::fs::remove_dir_all(self.image_dir(&id));
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes an image's `config.json` and `record.json` (each atomically) into its state directory.
+    pub(super) fn write_image_records(&self, record: &ImageRecord, config_raw: &[u8]) -> Result<(), Error> {
+        let d = self.image_dir(&record.id);
+        std::fs::create_dir_all(&d)
+            .and_then(|()| json::write_atomic(&d.join("config.json"), config_raw))
+            .and_then(|()| json::write_json(&d.join("record.json"), record))
+            .map_err(Error::record(format!("the record of image '{}'", record.id)))
+    }
+
+    pub(super) fn pull(&self, spec: &PullSpec) -> Result<String, Error> {
+        // One pull per reference at a time; the second finds the image the first made.
+        let key = spec.reference.whole();
+        {
+            let mut pulling = self.pulling.lock().unwrap_or_else(|e| e.into_inner());
+            while pulling.contains(&key) {
+                pulling = self.pulled.wait(pulling).unwrap_or_else(|e| e.into_inner());
+            }
+            pulling.push(key.clone());
+        }
+        let result = self.registry.pull(spec, &self.store, &|id| self.has_image(id));
+        let done = match result {
+            Ok(p) if !p.fresh => {
+                info!(image = %p.id, reference = %spec.source, "image is here already");
+                Ok(p.id)
+            }
+            Ok(p) => {
+                let record = ImageRecord {
+                    id: p.id.clone(),
+                    source: spec.source.clone(),
+                    created: times::now_rfc3339(),
+                    size: p.size,
+                    digest: Some(p.digest.clone()),
+                    layers: p.layers.clone(),
+                    chain: p.chain.clone(),
+                };
+                self.add_image(record, p.config_raw).map(|()| {
+                    info!(image = %p.id, reference = %spec.source, digest = %p.digest, "pulled image");
+                    p.id
+                })
+            }
+            Err(e) => Err(e.into()),
+        };
+        let mut pulling = self.pulling.lock().unwrap_or_else(|e| e.into_inner());
+        pulling.retain(|k| k != &key);
+        let alone = pulling.is_empty();
+        drop(pulling);
+        self.pulled.notify_all();
+        if done.is_err() && alone {
+            // Layers this failed pull finished stand under no image: drop them.
+            self.collect_layers();
+        }
+        done
+    }
+
+    /// Deletes the layer subvolumes no image stands on. Only while no pull is under way: a pull may be
+    /// standing on a layer it has not made an image of yet.
+    pub(super) fn collect_layers(&self) {
+        if !self.pulling.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return;
+        }
+        let used: std::collections::HashSet<String> =
+            self.lock().images.values().flat_map(|i| i.record.chain.clone()).collect();
+        for chain in self.store.layers() {
+            if !used.contains(&chain) {
+                if let Err(e) = self.store.delete_layer(&chain) {
+                    warn!(layer = %chain, error = %e, "cannot delete an unused layer");
+                }
+            }
+        }
+    }
+
+    pub(super) fn push(&self, spec: &PushSpec) -> Result<String, Error> {
+        let source = {
+            let st = self.lock();
+            let image = st.resolve_image(&spec.image)?;
+            PushSource {
+                rootfs: self.store.image_path(&image.record.id),
+                config_raw: image.config_raw.clone(),
+                scratch: self.store.dir().join("blobs"),
+            }
+        };
+        let digest = self.registry.push(spec, &source)?;
+        info!(image = %spec.image, reference = %spec.reference.whole(), digest = %digest, "pushed image");
+        Ok(digest)
+    }
+
+    /// Makes an image of container `name`'s rootfs, running or not: a read-only snapshot, with the config of
+    /// the container's image and the container's own command and environment laid over it. `target` is an
+    /// existing image id (replaced, never missing meanwhile: see [`Store::place_commit`]) or the name of a
+    /// new image. Returns the image id.
+    pub(super) fn commit(&self, name: &str, target: &str) -> Result<String, Error> {
+        let (config_raw, source_image) = {
+            let st = self.lock();
+            let c = st.container(name)?;
+            let image_id =
+                c.record.image.clone().ok_or_else(|| {
+                    Error::Invalid(format!("container '{name}' has no image, so no rootfs to commit"))
+                })?;
+            let image = st.resolve_image(&image_id)?;
+            let is_image_id = target.starts_with("img_") && target.len() == 16;
+            if is_image_id && !st.images.contains_key(target) {
+                return Err(Error::NotFound(format!("no image named '{target}'")));
+            }
+            (commit_config(&image.config_raw, &c.record), image.record.source.clone())
+        };
+        let config = ImageConfiguration::from_reader(config_raw.as_slice())
+            .map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+        let (staged, size) = self.store.stage_commit(name)?;
+        let mut st = self.lock();
+        let existing = st.images.get(target).map(|i| i.record.clone());
+        let id = existing.as_ref().map_or_else(|| ids::new_id("img_"), |r| r.id.clone());
+        let record = ImageRecord {
+            id: id.clone(),
+            source: existing.as_ref().map_or_else(|| target.to_string(), |r| r.source.clone()),
+            created: times::now_rfc3339(),
+            size,
+            digest: None,
+            layers: Vec::new(),
+            chain: Vec::new(),
+        };
+        // Records first (the old ones kept to undo), then the subvolume: both versions are whole throughout.
+        let dir = self.image_dir(&id);
+        let old_config = std::fs::read(dir.join("config.json")).ok();
+        let placed = self
+            .write_image_records(&record, &config_raw)
+            .and_then(|()| self.store.place_commit(&staged, &id, existing.is_some()).map_err(Error::from));
+        if let Err(e) = placed {
+            self.store.discard(&staged);
+            match (&existing, old_config) {
+                (Some(old), Some(cfg)) => {
+                    let _ = self.write_image_records(old, &cfg);
+                }
+                _ => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            return Err(e);
+        }
+        st.images.insert(id.clone(), Image { record, config, config_raw });
+        drop(st);
+        info!(container = %name, image = %id, from = %source_image, replaced = existing.is_some(), "committed");
+        if existing.is_some() {
+            // A replaced pulled image no longer stands on its layers.
+            self.collect_layers();
+        }
+        Ok(id)
+    }
+
+    pub(super) fn remove_image(&self, id: &str) -> Result<(), Error> {
+        let mut st = self.lock();
+        let image = st.images.get(id).ok_or_else(|| Error::NotFound(format!("no image named '{id}'")))?;
+        let users: Vec<&str> = st
+            .containers
+            .values()
+            .filter(|c| c.record.image.as_deref() == Some(id))
+            .map(|c| c.record.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::Busy(format!("image '{id}' is used by container(s) {}", users.join(", "))));
+        }
+        let dir = self.image_dir(id);
+        std::fs::remove_file(dir.join("record.json")).map_err(Error::record(format!("the record of '{id}'")))?;
+        if let Err(e) = self.store.delete_image(id) {
+            let _ = json::write_json(&dir.join("record.json"), &image.record);
+            return Err(e.into());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        st.images.remove(id);
+        drop(st);
+        info!(image = %id, "removed image");
+        self.collect_layers();
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! The engine's on-disk JSON records: an image's (`<state>/images/<id>/record.json`), a container's
+//! (`<state>/containers/<name>/record.json`) and an exec's (`<container>/execs/<n>/record.json`), each
+//! written atomically ([`crate::json`]), so a crash leaves the old or the new one.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::Limits;
+use crate::model::{ContainerStatus, VolumeSpec};
+use crate::network::{NetworkMode, PortMap};
+use crate::runtime::spec::Security;
+use crate::times;
+
+/// An image, as stored in `<state>/images/<id>/record.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: String,
+    /// What the image was made from, as written (a directory, later a reference).
+    pub source: String,
+    /// RFC 3339 time of creation.
+    pub created: String,
+    /// Bytes of file content (imported) or of the layers as stored in the registry (pulled).
+    pub size: u64,
+    /// The manifest digest of a pulled image.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The layer digests of a pulled image, as in its manifest.
+    #[serde(default)]
+    pub layers: Vec<String>,
+    /// The chain ids of the layer subvolumes a pulled image stands on.
+    #[serde(default)]
+    pub chain: Vec<String>,
+}
+
+/// A container, as stored in `<state>/containers/<name>/record.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub image: Option<String>,
+    /// The argv; `None` means the image's Entrypoint and Cmd.
+    pub cmd: Option<Vec<String>>,
+    /// `KEY=VALUE` entries laid over the image's Env.
+    pub env: Vec<String>,
+    pub status: ContainerStatus,
+    pub created: String,
+    pub pid: Option<i32>,
+    /// The start time of `pid` (clock ticks since boot): signals go through a pidfd opened against it.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    pub monitor_pid: Option<i32>,
+    /// The monitor's start time in clock ticks since boot, to tell it from a reused pid.
+    pub monitor_start: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The last error of a write to this container; empty after a write that succeeded.
+    #[serde(default)]
+    pub error: String,
+    /// Limits written to this container; what is not set takes the daemon's defaults.
+    #[serde(default)]
+    pub limits: crate::cgroups::Limits,
+    /// Whether the last run ended by the kernel's OOM killer.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// How the container is networked.
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Host ports forwarded to the container while it runs.
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
+    /// Its address on the bridge: given at its first start in bridge mode, kept until `rm`.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// Bind mounts of host paths and named volumes.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+    /// A container whose volumes are mounted here too, at the same targets.
+    #[serde(default)]
+    pub volumes_from: Option<String>,
+    #[serde(default)]
+    pub security: Security,
+}
+
+/// A command run in a running container, as stored in `<container>/execs/<n>/record.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRecord {
+    pub id: u32,
+    pub argv: Vec<String>,
+    /// `running` or `exited`.
+    pub status: ContainerStatus,
+    pub pid: Option<i32>,
+    pub helper_pid: Option<i32>,
+    pub helper_start: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// The record of a container just made: created, no image, no command.
+pub(super) fn new_record(name: &str) -> ContainerRecord {
+    ContainerRecord {
+        name: name.to_string(),
+        image: None,
+        cmd: None,
+        env: Vec::new(),
+        status: ContainerStatus::Created,
+        created: times::now_rfc3339(),
+        pid: None,
+        pid_start: None,
+        monitor_pid: None,
+        monitor_start: None,
+        exit_code: None,
+        started_at: None,
+        finished_at: None,
+        error: String::new(),
+        limits: Limits::default(),
+        oom_killed: false,
+        network: NetworkMode::default(),
+        ports: Vec::new(),
+        ip: None,
+        volumes: Vec::new(),
+        volumes_from: None,
+        security: Default::default(),
+    }
+}

@@ -1,0 +1,167 @@
+//! Opening a daemon root: loading every record, dropping what an interrupted request left half-done
+//! (records without their subvolume, subvolumes without their record), and re-adopting the containers
+//! and execs still running, or recording their end.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use oci_spec::image::ImageConfiguration;
+use tracing::{info, warn};
+
+use super::records::{ContainerRecord, ExecRecord, ImageRecord};
+use super::state::{Container, Image, State};
+use super::Engine;
+use crate::cgroups::{Cgroups, Limits};
+use crate::error::Error;
+use crate::json;
+use crate::logs::LogLimits;
+use crate::model::ContainerStatus;
+use crate::network::Network;
+use crate::registry::Registry;
+use crate::runtime::ProcessHandle;
+use crate::store::Store;
+
+impl Engine {
+    /// Loads every record under `state_dir`, drops what an interrupted request left half-done, and
+    /// re-adopts containers that are still running.
+    pub fn open(
+        state_dir: &Path,
+        store: Store,
+        registry: Registry,
+        cgroups: Cgroups,
+        network: Network,
+        defaults: Limits,
+        log_limits: LogLimits,
+    ) -> Result<Arc<Engine>, Error> {
+        for sub in ["images", "containers"] {
+            std::fs::create_dir_all(state_dir.join(sub))
+                .map_err(Error::record(format!("the state directory {sub}")))?;
+        }
+        crate::store::private(state_dir).map_err(Error::record("the state directory's mode"))?;
+        // Resolved: the files it bind-mounts into containers are opened following no symlink.
+        let state_dir = &std::fs::canonicalize(state_dir).map_err(Error::record("the state directory"))?;
+        let mut state = State::default();
+        for (id, dir) in record_dirs(&state_dir.join("images")) {
+            match load_image(&dir) {
+                Some(image) if store.image_path(&id).is_dir() => {
+                    state.images.insert(id, image);
+                }
+                _ => {
+                    warn!(image = %id, "dropping an image left half-done");
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        }
+        for (name, dir) in record_dirs(&state_dir.join("containers")) {
+            match json::read_json::<ContainerRecord>(&dir.join("record.json")) {
+                Ok(Some(record)) => {
+                    let mut c = Container::new(record);
+                    for (id, exec_dir) in record_dirs(&dir.join("execs")) {
+                        let loaded = json::read_json::<ExecRecord>(&exec_dir.join("record.json"));
+                        match (id.parse::<u32>(), loaded) {
+                            (Ok(n), Ok(Some(exec))) if exec.id == n => {
+                                c.execs.insert(n, exec);
+                            }
+                            _ => {
+                                warn!(container = %name, exec = %id, "dropping an exec left half-done");
+                                let _ = std::fs::remove_dir_all(&exec_dir);
+                            }
+                        }
+                    }
+                    state.containers.insert(name, c);
+                }
+                _ => {
+                    warn!(container = %name, "dropping a container left half-done");
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        }
+        let chains: std::collections::HashSet<String> = state
+            .images
+            .values()
+            .flat_map(|i| i.record.chain.iter().map(|c| c.trim_start_matches("sha256:").to_string()))
+            .collect();
+        store.sweep(|kind, name| match kind {
+            "images" => state.images.contains_key(name),
+            "layers" => chains.contains(name),
+            _ => state.containers.contains_key(name),
+        });
+        state.volumes = store.volumes().into_iter().collect();
+        info!(
+            images = state.images.len(),
+            containers = state.containers.len(),
+            volumes = state.volumes.len(),
+            "loaded records"
+        );
+        let engine = Arc::new(Engine {
+            state_dir: state_dir.to_path_buf(),
+            store,
+            registry,
+            cgroups,
+            network,
+            forwards: Mutex::new(()),
+            defaults,
+            log_limits,
+            pulling: Mutex::new(Vec::new()),
+            pulled: Condvar::new(),
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            errors: Mutex::new(()),
+            protected: std::sync::OnceLock::new(),
+        });
+        engine.adopt();
+        // The firewall table is written whole: the masquerade, and the forwards of re-adopted containers.
+        engine.sync_forwards(&engine.lock_forwards(), None)?;
+        Ok(engine)
+    }
+
+    /// Watches containers recorded as running: alive ones are re-adopted, dead ones marked exited.
+    pub(super) fn adopt(self: &Arc<Self>) {
+        let running: Vec<(String, Option<i32>, Option<u64>)> = self
+            .lock()
+            .containers
+            .values()
+            .filter(|c| c.record.status == ContainerStatus::Running)
+            .map(|c| (c.record.name.clone(), c.record.monitor_pid, c.record.monitor_start))
+            .collect();
+        for (name, pid, start) in running {
+            // Decided here, before the mount is served: a reader never sees a dead container running.
+            match pid.zip(start).and_then(|(pid, start)| ProcessHandle::open(pid, start)) {
+                Some(handle) => {
+                    info!(container = %name, monitor = pid, "re-adopting running container");
+                    self.watch_handle(&name, pid, handle);
+                }
+                None => self.monitor_exited(&name, pid),
+            }
+        }
+        let running_execs: Vec<(String, u32, Option<i32>, Option<u64>)> = self
+            .lock()
+            .containers
+            .values()
+            .flat_map(|c| c.execs.values().map(move |e| (c, e)))
+            .filter(|(_, e)| e.status == ContainerStatus::Running)
+            .map(|(c, e)| (c.record.name.clone(), e.id, e.helper_pid, e.helper_start))
+            .collect();
+        for (name, n, pid, start) in running_execs {
+            let handle = pid.zip(start).and_then(|(pid, start)| ProcessHandle::open(pid, start));
+            self.watch_exec(&name, n, handle);
+        }
+    }
+}
+
+/// Directories under `dir`, by name.
+pub(super) fn record_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect()
+}
+
+pub(super) fn load_image(dir: &Path) -> Option<Image> {
+    let record: ImageRecord = json::read_json(&dir.join("record.json")).ok()??;
+    let config_raw = std::fs::read(dir.join("config.json")).ok()?;
+    let config = ImageConfiguration::from_reader(config_raw.as_slice()).ok()?;
+    Some(Image { record, config, config_raw })
+}

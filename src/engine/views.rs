@@ -1,0 +1,161 @@
+//! What the FUSE side reads: the names that exist, typed views of an image, a container and an exec
+//! (rendered into file contents by `fs::render`), and the paths of rootfs, logs and volumes. Queries never
+//! block on anything but the state lock.
+
+use std::path::PathBuf;
+
+use super::records::{ContainerRecord, ExecRecord, ImageRecord};
+use super::state::Image;
+use super::Engine;
+use crate::cgroups::{Cgroups, Limit, Limits, Stats};
+use crate::model::ContainerStatus;
+use crate::request::merge_env;
+
+impl Engine {
+    pub fn image_ids(&self) -> Vec<String> {
+        self.lock().images.keys().cloned().collect()
+    }
+
+    pub fn container_names(&self) -> Vec<String> {
+        self.lock().containers.keys().cloned().collect()
+    }
+
+    pub fn has_image(&self, id: &str) -> bool {
+        self.lock().images.contains_key(id)
+    }
+
+    pub fn has_container(&self, name: &str) -> bool {
+        self.lock().containers.contains_key(name)
+    }
+
+    pub fn any_running(&self) -> bool {
+        self.lock().containers.values().any(|c| c.record.status == ContainerStatus::Running)
+    }
+
+    /// The read-only subvolume of an image, for browsing.
+    pub fn image_rootfs(&self, id: &str) -> Option<PathBuf> {
+        self.has_image(id).then(|| self.store.image_path(id))
+    }
+
+    /// The rootfs of a container, once it has an image.
+    pub fn container_rootfs(&self, name: &str) -> Option<PathBuf> {
+        let st = self.lock();
+        st.containers.get(name)?.record.image.as_ref()?;
+        Some(self.store.container_path(name))
+    }
+
+    /// The numbers of a container's execs that have started (none while one is being set up).
+    pub fn exec_ids(&self, name: &str) -> Vec<u32> {
+        let st = self.lock();
+        let Some(c) = st.containers.get(name) else { return Vec::new() };
+        c.execs.values().filter(|e| e.status != ContainerStatus::Created).map(|e| e.id).collect()
+    }
+
+    pub fn has_exec(&self, name: &str, n: u32) -> bool {
+        self.exec_ids(name).contains(&n)
+    }
+
+    /// The directory of an exec's output segments (see [`crate::logs`]).
+    pub fn exec_logs_path(&self, name: &str, n: u32) -> Option<PathBuf> {
+        self.has_exec(name, n).then(|| self.exec_dir(name, n).join("log"))
+    }
+
+    pub fn volume_names(&self) -> Vec<String> {
+        self.lock().volumes.iter().cloned().collect()
+    }
+
+    pub fn has_volume(&self, name: &str) -> bool {
+        self.lock().volumes.contains(name)
+    }
+
+    /// The content of a named volume (its `data` link's target).
+    pub fn volume_path(&self, name: &str) -> Option<PathBuf> {
+        self.has_volume(name).then(|| self.store.volume_path(name))
+    }
+
+    /// The directory of a container's log segments (see [`crate::logs`]).
+    pub fn logs_path(&self, name: &str) -> Option<PathBuf> {
+        self.has_container(name).then(|| self.container_dir(name).join("log"))
+    }
+
+    /// The `images/pulls` file: a line per layer of each pull under way.
+    pub fn pull_progress(&self) -> Vec<u8> {
+        self.registry.progress.render()
+    }
+
+    /// The `errors` file: every failed write, one line each.
+    pub fn errors_path(&self) -> PathBuf {
+        self.errors_file()
+    }
+}
+
+/// An image as its files show it.
+pub struct ImageView<'a> {
+    pub record: &'a ImageRecord,
+    /// Its OCI config, as stored.
+    pub config_raw: &'a [u8],
+}
+
+/// A container as its files show it: its record, what it takes from its image, and its cgroup's live values.
+pub struct ContainerView<'a> {
+    pub record: &'a ContainerRecord,
+    image: Option<&'a Image>,
+    cgroups: &'a Cgroups,
+    defaults: &'a Limits,
+}
+
+impl ContainerView<'_> {
+    /// The command a start runs: its own, else its image's Entrypoint and Cmd (empty for none).
+    pub fn argv(&self) -> Vec<String> {
+        self.record.cmd.clone().or_else(|| self.image.map(Image::default_argv)).unwrap_or_default()
+    }
+
+    /// Its image's Env with its own laid over.
+    pub fn env(&self) -> Vec<String> {
+        merge_env(&self.image.map(Image::env).unwrap_or_default(), &self.record.env)
+    }
+
+    /// The kernel's value of the limit of `key`'s kind while it runs; `None` when it does not.
+    pub fn live_limit(&self, key: &Limit) -> Option<String> {
+        let running = self.record.status == ContainerStatus::Running;
+        if running {
+            self.cgroups.read_limit(&self.record.name, key)
+        } else {
+            None
+        }
+    }
+
+    /// The limit of `key`'s kind as configured, or the daemon's default, in cgroup v2 terms.
+    pub fn configured_limit(&self, key: &Limit) -> Option<String> {
+        self.record.limits.or(self.defaults).get(key).map(|l| l.v2_value())
+    }
+
+    /// Its cgroup's counters, read now.
+    pub fn stats(&self) -> Stats {
+        self.cgroups.stats(&self.record.name)
+    }
+}
+
+impl Engine {
+    /// `f` of image `id`, under the state lock; `None` for an unknown image.
+    pub fn with_image<R>(&self, id: &str, f: impl FnOnce(ImageView<'_>) -> R) -> Option<R> {
+        let st = self.lock();
+        let image = st.images.get(id)?;
+        Some(f(ImageView { record: &image.record, config_raw: &image.config_raw }))
+    }
+
+    /// `f` of container `name`, under the state lock; `None` for an unknown container.
+    pub fn with_container<R>(&self, name: &str, f: impl FnOnce(ContainerView<'_>) -> R) -> Option<R> {
+        let st = self.lock();
+        let record = &st.containers.get(name)?.record;
+        let image = record.image.as_deref().and_then(|id| st.images.get(id));
+        Some(f(ContainerView { record, image, cgroups: &self.cgroups, defaults: &self.defaults }))
+    }
+
+    /// `f` of exec `n` of `name`, under the state lock; `None` for an unknown exec (or one being set up).
+    pub fn with_exec<R>(&self, name: &str, n: u32, f: impl FnOnce(&ExecRecord) -> R) -> Option<R> {
+        let st = self.lock();
+        let e = st.containers.get(name)?.execs.get(&n).filter(|e| e.status != ContainerStatus::Created)?;
+        Some(f(e))
+    }
+}

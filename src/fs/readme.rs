@@ -15,12 +15,19 @@ bockerfs: containers driven with echo and cat.
     ctl                  echo start | stop [SECONDS] | kill [SIGNAL] > ctl
     volumes              rw: SOURCE:TARGET[:ro] lines, nosuid,nodev (:ro all the way down); EPERM: a target in
                          /proc /sys /dev unless privileged, a source in the daemon's root or mount
+    volumes-from         rw: another container's name: its volumes too, at the same targets
+    network ports ip     rw: bridge | none | host; [HOSTADDR:]HOSTPORT:CTRPORT[/udp] lines (live too); r: the address
+    privileged cap_add   rw: true | false; capabilities added to Docker's 14, a line each (EBUSY while running)
+    exec execs/N/        w: a command line run in the running container (read N back); N/: cmd status exit_code
+                         pid started_at finished_at logs
+    commit               w: IMAGE: an image of the rootfs (an existing id is replaced; read the id back)
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
     memory.current memory.peak cpu.usage_usec pids.current events   r: stats (events: oom_kill N)
     status exit_code pid started_at finished_at logs error   r
     logs                 stdout and stderr, the last --log-max-size x --log-max-files bytes; tail -f follows it
     rootfs               symlink to the container's filesystem
-  errors                 every failed write: time, path, errno, message
+  volumes/<name>/        mkdir makes a named volume, rmdir removes it (EBUSY while a container lists it); data: its content
+  errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
 
 A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
 error file and in errors. Only root may use this tree, or with `bocker daemon --group NAME` that group's

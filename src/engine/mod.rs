@@ -8,7 +8,7 @@
 //!
 //! This file holds the `Engine` itself, its locks and directories, and the dispatch of requests; each
 //! concern has a file of its own: `state` (what is in memory, and the lookups requests plan with),
-//! `records` (the JSON records), `recovery` (opening a root), `exits` (watchers and exit bookkeeping),
+//! `records` (the JSON records), `recovery` (opening a root), `exits` (the watcher and exit bookkeeping),
 //! `lifecycle` (create, start, stop, remove), `exec`, `images` (import, pull, push, commit, removal),
 //! `oci_config`, `configure`, `volumes`, `ports` (addresses, forwards, the firewall), `journal`
 //! (the error journal) and `views` (what the FUSE side reads and renders).
@@ -44,6 +44,7 @@ use crate::logs::LogLimits;
 use crate::network::Network;
 use crate::registry::Registry;
 use crate::request::{Request, WriteTarget};
+use crate::runtime::watcher::Watcher;
 use crate::store::Store;
 use records::new_record;
 use state::State;
@@ -78,6 +79,8 @@ pub struct Engine {
     errors: Mutex<()>,
     /// The daemon's root and mount point, which no volume may expose (see [`Engine::protect`]).
     protected: std::sync::OnceLock<volumes::Protected>,
+    /// The one thread that follows every running monitor and exec helper (see `exits`).
+    watcher: Watcher<exits::Exited>,
 }
 
 impl Engine {

@@ -1,7 +1,7 @@
 //! The engine: the one owner of images and containers.
 //!
-//! Every change arrives as a typed [`Request`] through [`Engine::handle`] (or [`Engine::write`], which
-//! parses a control-file write first). State lives behind one mutex that is never held across anything
+//! Every change arrives as a typed [`Request`] through [`Engine::handle`], parsed at the boundary (the FUSE
+//! adapter): the engine never sees a write's bytes. State lives behind one mutex that is never held across anything
 //! slow but btrfs snapshot and delete ioctls: imports copy outside it, starts and stops mark the container
 //! busy and wait outside it. Each change is written to its JSON record before it shows in memory, so a
 //! failed request changes nothing and a restarted daemon finds what the last one had.
@@ -36,14 +36,13 @@ pub use crate::model::ContainerStatus;
 pub use records::{ContainerRecord, ExecRecord, ImageRecord};
 pub use views::{ContainerView, ImageView};
 
-use crate::caller::Caller;
 use crate::cgroups::{Cgroups, Limits};
 use crate::error::Error;
 use crate::json;
 use crate::logs::LogLimits;
 use crate::network::Network;
 use crate::registry::Registry;
-use crate::request::{Request, WriteTarget};
+use crate::request::Request;
 use crate::runtime::watcher::Watcher;
 use crate::store::Store;
 use records::new_record;
@@ -115,36 +114,6 @@ impl Engine {
 
     fn exec_dir(&self, name: &str, n: u32) -> PathBuf {
         self.container_dir(name).join("execs").join(n.to_string())
-    }
-
-    /// Parses one write to a control file and carries it out; see [`Engine::handle`].
-    pub fn write(
-        self: &Arc<Self>,
-        path: &str,
-        target: WriteTarget,
-        data: &[u8],
-        caller: Caller,
-    ) -> Result<Response, Error> {
-        let object = match &target {
-            WriteTarget::Image(n)
-            | WriteTarget::Cmd(n)
-            | WriteTarget::Env(n)
-            | WriteTarget::Ctl(n)
-            | WriteTarget::Limit(n, _)
-            | WriteTarget::Network(n)
-            | WriteTarget::Ports(n)
-            | WriteTarget::Commit(n)
-            | WriteTarget::Exec(n)
-            | WriteTarget::Privileged(n)
-            | WriteTarget::CapAdd(n)
-            | WriteTarget::Volumes(n)
-            | WriteTarget::VolumesFrom(n) => Some(n.clone()),
-            WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
-        };
-        match Request::from_write_by(target, data, caller) {
-            Ok(request) => self.handle(path, request),
-            Err(e) => Err(self.reject(path, object.as_deref(), e.into())),
-        }
     }
 
     /// Records a request refused at the boundary (bad bytes, bad name) like any failure, and returns it.

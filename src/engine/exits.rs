@@ -1,5 +1,12 @@
-//! Watchers and exit bookkeeping: a thread per running container (its monitor) and per running exec (its
-//! helper) waits on a pidfd, then the exit record the helper left becomes the container's or exec's.
+//! Watchers and exit bookkeeping: the engine's one [`Watcher`](crate::runtime::watcher::Watcher) follows the pidfd of every running
+//! container's monitor and every running exec's helper; when one ends, the exit record the helper left
+//! becomes the container's or exec's.
+//!
+//! The bookkeeping runs on the watcher's thread: it takes the state lock, which is never held across
+//! anything slow but btrfs ioctls, and fsyncs one record, as every request does. The one step that can
+//! wait long, rewriting the firewall when an exited container had port forwards, goes to a short-lived
+//! thread: it takes the forwards lock, which a start holds across its whole launch, and the watcher must
+//! not stop recording other exits (nor `stop` wait on them) behind it.
 
 use std::sync::Arc;
 
@@ -12,8 +19,27 @@ use crate::runtime::spec::ExitRecord;
 use crate::runtime::ProcessHandle;
 use crate::{json, times};
 
+/// Whose end the watcher reports.
+pub(super) enum Exited {
+    /// The monitor of container `name`, as its record names it.
+    Monitor { name: String, monitor_pid: Option<i32> },
+    /// The helper of exec `n` of container `name`.
+    Exec { name: String, n: u32 },
+}
+
 impl Engine {
-    /// Follows the monitor of `name` until it exits, on a thread of its own.
+    /// Starts the engine's watcher thread: it holds the engine weakly, so it keeps nothing alive.
+    pub(super) fn start_watcher(self: &Arc<Self>) -> Result<(), crate::error::Error> {
+        let engine = Arc::downgrade(self);
+        self.watcher.start(move |exited| {
+            if let Some(engine) = engine.upgrade() {
+                engine.exited(exited);
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Follows the monitor of `name` until it exits (at once if it is gone).
     pub(super) fn watch(self: &Arc<Self>, name: &str, monitor_pid: i32, monitor_start: u64) {
         match ProcessHandle::open(monitor_pid, monitor_start) {
             Some(handle) => self.watch_handle(name, Some(monitor_pid), handle),
@@ -22,20 +48,66 @@ impl Engine {
     }
 
     pub(super) fn watch_handle(self: &Arc<Self>, name: &str, monitor_pid: Option<i32>, handle: ProcessHandle) {
+        self.follow(handle, Exited::Monitor { name: name.to_string(), monitor_pid });
+    }
+
+    /// Follows the helper of exec `n` of `name` until it exits (at once if it is gone).
+    pub(super) fn watch_exec(self: &Arc<Self>, name: &str, n: u32, helper: Option<ProcessHandle>) {
+        match helper {
+            Some(helper) => self.follow(helper, Exited::Exec { name: name.to_string(), n }),
+            None => self.exec_exited(name, n),
+        }
+    }
+
+    fn follow(self: &Arc<Self>, process: ProcessHandle, exited: Exited) {
+        let Err((process, exited, e)) = self.watcher.watch(process, exited) else { return };
+        // No exit may go unrecorded: this one process gets a thread of its own, as before the watcher.
+        warn!(error = %e, "the watcher's epoll set refused a process: following it on a thread of its own");
         let engine = Arc::clone(self);
-        let name = name.to_string();
         std::thread::spawn(move || {
-            handle.wait_for_exit();
-            engine.monitor_exited(&name, monitor_pid);
+            process.wait_for_exit();
+            engine.exited(exited);
         });
     }
 
-    /// Records the end of a container from its monitor's exit record.
+    /// The bookkeeping of an exit the watcher saw, on its thread (see the module's comment).
+    fn exited(self: &Arc<Self>, exited: Exited) {
+        match exited {
+            Exited::Exec { name, n } => self.exec_exited(&name, n),
+            Exited::Monitor { name, monitor_pid } => {
+                if !self.record_monitor_exit(&name, monitor_pid) {
+                    return;
+                }
+                let engine = Arc::clone(self);
+                let rewrite = move || engine.drop_forwards(&name);
+                if let Err(e) = std::thread::Builder::new().name("forwards".into()).spawn(rewrite.clone()) {
+                    warn!(error = %e, "cannot start a thread to rewrite the firewall: rewriting it here");
+                    rewrite();
+                }
+            }
+        }
+    }
+
+    /// Records the end of a container from its monitor's exit record, and removes its forwards.
     pub(super) fn monitor_exited(&self, name: &str, monitor_pid: Option<i32>) {
+        if self.record_monitor_exit(name, monitor_pid) {
+            self.drop_forwards(name);
+        }
+    }
+
+    /// Rewrites the firewall without the forwards of `name`, which has exited.
+    fn drop_forwards(&self, name: &str) {
+        if let Err(e) = self.sync_forwards(&self.lock_forwards(), None) {
+            warn!(container = %name, error = %e, "cannot remove the forwards of an exited container");
+        }
+    }
+
+    /// Records the end of a container from its monitor's exit record; true if it had forwards to remove.
+    fn record_monitor_exit(&self, name: &str, monitor_pid: Option<i32>) -> bool {
         let mut st = self.lock();
-        let Some(c) = st.containers.get_mut(name) else { return };
+        let Some(c) = st.containers.get_mut(name) else { return false };
         if c.record.status != ContainerStatus::Running || c.record.monitor_pid != monitor_pid {
-            return;
+            return false;
         }
         let mut rec = c.record.clone();
         match json::read_json::<ExitRecord>(&self.container_dir(name).join("exit.json")) {
@@ -67,23 +139,8 @@ impl Engine {
         c.record = rec;
         drop(st);
         self.changed.notify_all();
-        if had_forwards {
-            // Its forwards end with it.
-            if let Err(e) = self.sync_forwards(&self.lock_forwards(), None) {
-                warn!(container = %name, error = %e, "cannot remove the forwards of an exited container");
-            }
-        }
-    }
-
-    /// Follows the helper of exec `n` of `name` until it exits (at once if it is gone), on a thread of its own.
-    pub(super) fn watch_exec(self: &Arc<Self>, name: &str, n: u32, helper: Option<ProcessHandle>) {
-        let Some(helper) = helper else { return self.exec_exited(name, n) };
-        let engine = Arc::clone(self);
-        let name = name.to_string();
-        std::thread::spawn(move || {
-            helper.wait_for_exit();
-            engine.exec_exited(&name, n);
-        });
+        // Its forwards end with it.
+        had_forwards
     }
 
     /// Records the end of an exec from the exit record its helper left.

@@ -1,14 +1,14 @@
 //! The engine: the one owner of images and containers.
 //!
-//! Every change arrives as a typed [`Request`] through [`Engine::handle`] (or [`Engine::write`], which
-//! parses a control-file write first). State lives behind one mutex that is never held across anything
+//! Every change arrives as a typed [`Request`] through [`Engine::handle`], parsed at the boundary (the FUSE
+//! adapter): the engine never sees a write's bytes. State lives behind one mutex that is never held across anything
 //! slow but btrfs snapshot and delete ioctls: imports copy outside it, starts and stops mark the container
 //! busy and wait outside it. Each change is written to its JSON record before it shows in memory, so a
 //! failed request changes nothing and a restarted daemon finds what the last one had.
 //!
 //! This file holds the `Engine` itself, its locks and directories, and the dispatch of requests; each
 //! concern has a file of its own: `state` (what is in memory, and the lookups requests plan with),
-//! `records` (the JSON records), `recovery` (opening a root), `exits` (watchers and exit bookkeeping),
+//! `records` (the JSON records), `recovery` (opening a root), `exits` (the watcher and exit bookkeeping),
 //! `lifecycle` (create, start, stop, remove), `exec`, `images` (import, pull, push, commit, removal),
 //! `oci_config`, `configure`, `volumes`, `ports` (addresses, forwards, the firewall), `journal`
 //! (the error journal) and `views` (what the FUSE side reads and renders).
@@ -36,14 +36,14 @@ pub use crate::model::ContainerStatus;
 pub use records::{ContainerRecord, ExecRecord, ImageRecord};
 pub use views::{ContainerView, ImageView};
 
-use crate::caller::Caller;
 use crate::cgroups::{Cgroups, Limits};
 use crate::error::Error;
 use crate::json;
 use crate::logs::LogLimits;
 use crate::network::Network;
 use crate::registry::Registry;
-use crate::request::{Request, WriteTarget};
+use crate::request::Request;
+use crate::runtime::watcher::Watcher;
 use crate::store::Store;
 use records::new_record;
 use state::State;
@@ -78,6 +78,8 @@ pub struct Engine {
     errors: Mutex<()>,
     /// The daemon's root and mount point, which no volume may expose (see [`Engine::protect`]).
     protected: std::sync::OnceLock<volumes::Protected>,
+    /// The one thread that follows every running monitor and exec helper (see `exits`).
+    watcher: Watcher<exits::Exited>,
 }
 
 impl Engine {
@@ -112,36 +114,6 @@ impl Engine {
 
     fn exec_dir(&self, name: &str, n: u32) -> PathBuf {
         self.container_dir(name).join("execs").join(n.to_string())
-    }
-
-    /// Parses one write to a control file and carries it out; see [`Engine::handle`].
-    pub fn write(
-        self: &Arc<Self>,
-        path: &str,
-        target: WriteTarget,
-        data: &[u8],
-        caller: Caller,
-    ) -> Result<Response, Error> {
-        let object = match &target {
-            WriteTarget::Image(n)
-            | WriteTarget::Cmd(n)
-            | WriteTarget::Env(n)
-            | WriteTarget::Ctl(n)
-            | WriteTarget::Limit(n, _)
-            | WriteTarget::Network(n)
-            | WriteTarget::Ports(n)
-            | WriteTarget::Commit(n)
-            | WriteTarget::Exec(n)
-            | WriteTarget::Privileged(n)
-            | WriteTarget::CapAdd(n)
-            | WriteTarget::Volumes(n)
-            | WriteTarget::VolumesFrom(n) => Some(n.clone()),
-            WriteTarget::Import | WriteTarget::Pull | WriteTarget::Push | WriteTarget::Run => None,
-        };
-        match Request::from_write_by(target, data, caller) {
-            Ok(request) => self.handle(path, request),
-            Err(e) => Err(self.reject(path, object.as_deref(), e.into())),
-        }
     }
 
     /// Records a request refused at the boundary (bad bytes, bad name) like any failure, and returns it.

@@ -18,6 +18,7 @@ use crate::logs::LogLimits;
 use crate::model::ContainerStatus;
 use crate::network::Network;
 use crate::registry::Registry;
+use crate::runtime::watcher::Watcher;
 use crate::runtime::ProcessHandle;
 use crate::store::Store;
 
@@ -93,6 +94,7 @@ impl Engine {
             volumes = state.volumes.len(),
             "loaded records"
         );
+        let watcher = Watcher::new()?;
         let engine = Arc::new(Engine {
             state_dir: state_dir.to_path_buf(),
             store,
@@ -108,7 +110,9 @@ impl Engine {
             changed: Condvar::new(),
             errors: Mutex::new(()),
             protected: std::sync::OnceLock::new(),
+            watcher,
         });
+        engine.start_watcher()?;
         engine.adopt();
         // The firewall table is written whole: the masquerade, and the forwards of re-adopted containers.
         engine.sync_forwards(&engine.lock_forwards(), None)?;

@@ -1,7 +1,10 @@
 //! How the tree serves `logs` (a container's or an exec's) from its segments on disk (see [`crate::logs`]):
 //! each open file reads at its own base, the logical offset of the oldest byte kept when it was opened, so
 //! rotations move nothing under a reader; the size counts from the oldest base of the opens under way, so
-//! it never shrinks under one.
+//! it never shrinks under one. `errors` is read at the offset asked, as it grows ([`read_at`]).
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use fuser::{Errno, FileHandle};
 
@@ -37,4 +40,25 @@ impl ControlFs {
             Errno::from_i32(e.errno())
         })
     }
+}
+
+/// Up to `size` bytes of the file at `path` from `offset`, as it is now (for `errors`, which grows).
+pub(super) fn read_at(path: &Path, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut buf = vec![0u8; size as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }

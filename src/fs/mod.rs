@@ -15,8 +15,6 @@ mod tree;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -29,8 +27,9 @@ use fuser::{
 
 use crate::engine::{Engine, Response};
 use crate::error::Error;
-use crate::request::Request;
+use crate::request::{Request, WriteTarget};
 use access::{Access, Caller};
+use logs::read_at;
 use pool::Pool;
 use tree::{ContainerFile, ExecFile, ImageFile, Kind, Node};
 
@@ -323,28 +322,20 @@ impl ControlFs {
     }
 }
 
-fn read_at(path: &Path, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut buf = vec![0u8; size as usize];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    buf.truncate(filled);
-    Ok(buf)
-}
-
 fn errno(e: &crate::error::Error) -> Errno {
     Errno::from_i32(e.errno())
+}
+
+/// The bytes of one write to `node`, parsed here at the boundary into the request the engine gets. A parse
+/// error is recorded as any failure is (the container's `error`, `errors`, the daemon log).
+fn parse_write(
+    engine: &Engine,
+    node: &Node,
+    target: WriteTarget,
+    data: &[u8],
+    writer: Caller,
+) -> Result<Request, Error> {
+    Request::from_write_by(target, data, writer).map_err(|e| engine.reject(&node.path(), node.container(), e.into()))
 }
 
 impl Filesystem for ControlFs {
@@ -545,20 +536,23 @@ impl Filesystem for ControlFs {
         };
         if data.len() > crate::request::MAX_WRITE {
             // Refused as it is (EFBIG) before its bytes are copied to wait for a worker.
-            let refused = self.engine.write(&path, target, data, writer).err();
+            let refused = parse_write(&self.engine, &node, target, data, writer).err();
             return reply.error(refused.map_or(Errno::EFBIG, |e| errno(&e)));
         }
         let (engine, files, data) = (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec());
-        self.submit(&node.path(), move |slot| match slot.map(|()| engine.write(&path, target, &data, writer)) {
-            Err(e) => reply.error(e),
-            Ok(Ok(response)) => {
-                if let (Response::Created(id), Some(file)) = (response, lock(&files).get_mut(&fh.0)) {
-                    file.answer = Some(format!("{id}\n").into_bytes());
-                    file.answer_pos = 0;
+        self.submit(&path.clone(), move |slot| {
+            let parsed = slot.map(|()| parse_write(&engine, &node, target, &data, writer));
+            match parsed.map(|request| request.and_then(|request| engine.handle(&path, request))) {
+                Err(e) => reply.error(e),
+                Ok(Ok(response)) => {
+                    if let (Response::Created(id), Some(file)) = (response, lock(&files).get_mut(&fh.0)) {
+                        file.answer = Some(format!("{id}\n").into_bytes());
+                        file.answer_pos = 0;
+                    }
+                    reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
                 }
-                reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
+                Ok(Err(e)) => reply.error(errno(&e)),
             }
-            Ok(Err(e)) => reply.error(errno(&e)),
         });
     }
 

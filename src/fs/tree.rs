@@ -228,6 +228,14 @@ impl Node {
         }
     }
 
+    /// The container whose file this is: a write to it that fails is recorded in that container's `error`.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Node::ContainerFile(name, _) => Some(name),
+            _ => None,
+        }
+    }
+
     /// Where a write to this node goes, if it takes writes.
     pub fn write_target(&self) -> Option<WriteTarget> {
         Some(match self {

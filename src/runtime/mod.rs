@@ -7,7 +7,7 @@
 //! reports `ok PID MONITOR_PID` (or `err ERRNO MESSAGE`) on its stdout, copies the pipes into the log
 //! ([`crate::logs`]) until the container has ended, and writes the exit record. It outlives the
 //! daemon, as Podman's conmon does, so no exit is lost while the daemon is down. The daemon learns of the
-//! monitor's end through a pidfd ([`wait_for_exit`]).
+//! monitor's end through a pidfd, which [`watcher`] follows with every other in one epoll set.
 
 mod bind;
 pub mod exec;
@@ -17,9 +17,10 @@ mod output;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
+pub mod watcher;
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -40,6 +41,10 @@ pub enum RuntimeError {
     Container { errno: i32, message: String },
     #[error("cannot signal process {pid}: {source}")]
     Signal { pid: i32, source: nix::Error },
+    #[error("cannot make the watcher's epoll set: {0}")]
+    WatcherSet(io::Error),
+    #[error("cannot start the watcher's thread: {0}")]
+    WatcherThread(io::Error),
 }
 
 impl RuntimeError {
@@ -204,7 +209,7 @@ impl ProcessHandle {
         }
     }
 
-    /// Blocks until the process has exited.
+    /// Blocks until the process has exited: for one the [`watcher`]'s set refused.
     pub fn wait_for_exit(&self) {
         loop {
             let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -214,6 +219,13 @@ impl ProcessHandle {
                 return;
             }
         }
+    }
+}
+
+/// The pidfd: readable once the process has exited.
+impl AsFd for ProcessHandle {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

@@ -261,7 +261,7 @@ impl Bocker {
             }
             // The container is the monitor's child: kill it, and the monitor then exits by itself.
             if let Some(pid) = rec["pid"].as_i64() {
-                if parent_of(pid as i32) == Some(monitor as i32) {
+                if bockerfs::runtime::parent_of(pid as i32) == Some(monitor as i32) {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
                 }
             }
@@ -281,11 +281,6 @@ pub fn eventually(timeout: Duration, what: impl Fn() -> String, mut check: impl 
         assert!(Instant::now() < deadline, "timed out waiting: {}", what());
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
 }
 
 fn mounted(path: &Path) -> bool {

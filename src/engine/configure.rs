@@ -2,7 +2,7 @@
 //! and its limits (applied at once while it runs).
 
 use super::records::ContainerRecord;
-use super::Engine;
+use super::{Changed, Engine};
 use crate::cgroups::Limit;
 use crate::error::Error;
 use crate::model::ContainerStatus;
@@ -34,6 +34,7 @@ impl Engine {
             return Err(e);
         }
         st.container_mut(name)?.record = rec;
+        self.notify(Changed::Container(name.to_string()));
         Ok(())
     }
 
@@ -64,6 +65,7 @@ impl Engine {
         change(&mut rec);
         self.save(&rec)?;
         c.record = rec;
+        self.notify(Changed::Container(name.to_string()));
         Ok(())
     }
 
@@ -81,6 +83,7 @@ impl Engine {
         rec.limits.put(limit);
         self.save(&rec)?;
         c.record = rec;
+        self.notify(Changed::Container(name.to_string()));
         Ok(())
     }
 

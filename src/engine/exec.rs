@@ -7,7 +7,7 @@ use tracing::info;
 
 use super::records::ExecRecord;
 use super::state::Image;
-use super::Engine;
+use super::{Changed, Engine};
 use crate::error::Error;
 use crate::model::ContainerStatus;
 use crate::request::merge_env;
@@ -57,12 +57,14 @@ impl Engine {
                 finished_at: None,
             };
             c.execs.insert(n, placeholder.clone());
+            self.notify(Changed::Exec(name.to_string(), n));
             (spec, n, dir, placeholder)
         };
         let undo = |e: Error| {
             let _ = std::fs::remove_dir_all(&dir);
             if let Some(c) = self.lock().containers.get_mut(name) {
                 c.execs.remove(&n);
+                self.notify(Changed::Exec(name.to_string(), n));
             }
             e
         };
@@ -85,6 +87,7 @@ impl Engine {
         }
         if let Some(e) = self.lock().containers.get_mut(name).and_then(|c| c.execs.get_mut(&n)) {
             *e = rec;
+            self.notify(Changed::Exec(name.to_string(), n));
         }
         info!(container = %name, exec = n, pid, "exec started");
         self.watch_exec(name, n, ProcessHandle::open(monitor_pid, monitor_start));

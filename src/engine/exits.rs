@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::Engine;
+use super::{Changed, Engine};
 use crate::model::ContainerStatus;
 use crate::network::NetworkMode;
 use crate::runtime::spec::ExitRecord;
@@ -137,6 +137,7 @@ impl Engine {
         }
         let had_forwards = rec.network == NetworkMode::Bridge && !rec.ports.is_empty();
         c.record = rec;
+        self.notify(Changed::Container(name.to_string()));
         drop(st);
         self.changed.notify_all();
         // Its forwards end with it.
@@ -160,6 +161,7 @@ impl Engine {
         }
         info!(container = %name, exec = n, exit_code = rec.exit_code, "exec exited");
         *e = rec;
+        self.notify(Changed::Exec(name.to_string(), n));
         drop(st);
         self.changed.notify_all();
     }

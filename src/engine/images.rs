@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::oci_config::{commit_config, import_config};
 use super::records::ImageRecord;
 use super::state::Image;
-use super::Engine;
+use super::{Changed, Engine};
 use crate::caller::Caller;
 use crate::error::Error;
 use crate::registry::{PullSpec, PushSource, PushSpec};
@@ -46,7 +46,8 @@ impl Engine {
             });
         match written {
             Ok(image) => {
-                self.lock().images.insert(id, image);
+                self.lock().images.insert(id.clone(), image);
+                self.notify(Changed::Image(id));
                 Ok(())
             }
             Err(e) => {
@@ -196,6 +197,7 @@ impl Engine {
             return Err(e);
         }
         st.images.insert(id.clone(), Image { record, config, config_raw });
+        self.notify(Changed::Image(id.clone()));
         drop(st);
         info!(container = %name, image = %id, from = %source_image, replaced = existing.is_some(), "committed");
         if existing.is_some() {
@@ -225,6 +227,7 @@ impl Engine {
         }
         let _ = std::fs::remove_dir_all(&dir);
         st.images.remove(id);
+        self.notify(Changed::Image(id.to_string()));
         drop(st);
         info!(image = %id, "removed image");
         self.collect_layers();

@@ -6,7 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use tracing::warn;
 
-use super::Engine;
+use super::{Changed, Engine};
 use crate::error::{errno_name, Error};
 use crate::{json, times};
 
@@ -60,6 +60,7 @@ impl Engine {
             if c.record.error != message {
                 c.record.error = message.to_string();
                 let _ = json::write_json(&self.container_dir(name).join("record.json"), &c.record);
+                self.notify(Changed::Container(name.to_string()));
             }
         }
     }

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::records::{new_record, ContainerRecord};
 use super::state::{Container, Image};
-use super::Engine;
+use super::{Changed, Engine};
 use crate::error::Error;
 use crate::model::ContainerStatus;
 use crate::request::{merge_env, Ctl};
@@ -57,7 +57,8 @@ impl Engine {
             return Err(e);
         }
         info!(container = %name, "created container");
-        st.containers.insert(name, Container::new(record));
+        st.containers.insert(name.clone(), Container::new(record));
+        self.notify(Changed::Container(name));
         Ok(())
     }
 
@@ -77,6 +78,7 @@ impl Engine {
         }
         let _ = std::fs::remove_dir_all(&dir);
         st.containers.remove(name);
+        self.notify(Changed::Container(name.to_string()));
         info!(container = %name, "removed container");
         Ok(())
     }
@@ -168,6 +170,7 @@ impl Engine {
             return Err(e);
         }
         c.record = rec;
+        self.notify(Changed::Container(name.to_string()));
         drop(st);
         drop(held);
         info!(container = %name, pid, "started container");

@@ -19,6 +19,7 @@ mod exits;
 mod images;
 mod journal;
 mod lifecycle;
+mod notify;
 mod oci_config;
 mod ports;
 mod records;
@@ -33,6 +34,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tracing::info;
 
 pub use crate::model::ContainerStatus;
+pub use notify::{Changed, Listener};
 pub use records::{ContainerRecord, ExecRecord, ImageRecord};
 pub use views::{ContainerView, ImageView};
 
@@ -80,6 +82,8 @@ pub struct Engine {
     protected: std::sync::OnceLock<volumes::Protected>,
     /// The one thread that follows every running monitor and exec helper (see `exits`).
     watcher: Watcher<exits::Exited>,
+    /// Who hears of changes (see `notify`).
+    notices: notify::Notices,
 }
 
 impl Engine {

@@ -111,6 +111,7 @@ impl Engine {
             errors: Mutex::new(()),
             protected: std::sync::OnceLock::new(),
             watcher,
+            notices: Default::default(),
         });
         engine.start_watcher()?;
         engine.adopt();

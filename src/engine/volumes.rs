@@ -19,7 +19,7 @@ use tracing::info;
 
 use super::records::ContainerRecord;
 use super::state::State;
-use super::Engine;
+use super::{Changed, Engine};
 use crate::error::Error;
 use crate::model::{VolumeSource, VolumeSpec};
 use crate::runtime::spec::BindMount;
@@ -120,6 +120,7 @@ impl Engine {
         }
         self.store.create_volume(name)?;
         st.volumes.insert(name.to_string());
+        self.notify(Changed::Volume(name.to_string()));
         info!(volume = %name, "created volume");
         Ok(())
     }
@@ -141,6 +142,7 @@ impl Engine {
         }
         self.store.delete_volume(name)?;
         st.volumes.remove(name);
+        self.notify(Changed::Volume(name.to_string()));
         info!(volume = %name, "removed volume");
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The one error type the engine returns, folding each module's errors, and its errno.
 
+use crate::model::{ContainerStatus, Op};
 use crate::registry::RegistryError;
 use crate::request::ParseError;
 use crate::runtime::RuntimeError;
@@ -21,18 +22,34 @@ pub enum Error {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
-    /// ENOENT: unknown image, container or directory.
+    /// ENOENT: no container of that name.
+    #[error("no container named '{0}'")]
+    NoSuchContainer(String),
+    /// ENOENT: no image of that name or id.
+    #[error("no image named '{0}'")]
+    NoSuchImage(String),
+    /// ENOENT: no named volume of that name.
+    #[error("no volume named '{0}' (make it with mkdir volumes/{0})")]
+    NoSuchVolume(String),
+    /// ENOENT: a path (a volume's host source) that isn't there.
     #[error("{0}")]
     NotFound(String),
     /// EEXIST: the name is taken.
-    #[error("{0}")]
-    Exists(String),
-    /// EBUSY: the object is in the wrong state for this.
-    #[error("{0}")]
-    Busy(String),
-    /// ESRCH: nothing is running to signal.
-    #[error("{0}")]
-    NotRunning(String),
+    #[error("a {kind} named '{name}' exists already")]
+    NameTaken { kind: &'static str, name: String },
+    /// EBUSY, or ESRCH for an operation that needs a process when none runs: the container's status
+    /// doesn't allow the operation (see [`ContainerStatus::allows`]).
+    #[error("{}", status.refusal(*op, name))]
+    WrongState { name: String, status: ContainerStatus, op: Op },
+    /// EBUSY: an image or volume that containers still name.
+    #[error("{what} is used by container(s) {}", by.join(", "))]
+    InUse { what: String, by: Vec<String> },
+    /// EBUSY: an image or volume another request is changing right now.
+    #[error("{what} is {doing}: try again when that ends")]
+    Changing { what: String, doing: &'static str },
+    /// EINVAL: a container that has no image yet, for an operation that needs its rootfs.
+    #[error("container '{0}' has no image: write one to its image file first")]
+    NoImage(String),
     /// EINVAL: well-formed, but not something that can be done.
     #[error("{0}")]
     Invalid(String),
@@ -63,10 +80,17 @@ impl Error {
             Error::Store(e) => e.errno(),
             Error::Runtime(e) => e.errno(),
             Error::Registry(e) => e.errno(),
-            Error::NotFound(_) => libc::ENOENT,
-            Error::Exists(_) => libc::EEXIST,
-            Error::Busy(_) => libc::EBUSY,
-            Error::NotRunning(_) => libc::ESRCH,
+            Error::NoSuchContainer(_) | Error::NoSuchImage(_) | Error::NoSuchVolume(_) | Error::NotFound(_) => {
+                libc::ENOENT
+            }
+            Error::NameTaken { .. } => libc::EEXIST,
+            Error::WrongState { status, op, .. }
+                if op.needs_process() && !status.has_process() && status.is_settled() =>
+            {
+                libc::ESRCH
+            }
+            Error::WrongState { .. } | Error::InUse { .. } | Error::Changing { .. } => libc::EBUSY,
+            Error::NoImage(_) => libc::EINVAL,
             Error::NotPermitted(_) => libc::EPERM,
             Error::AccessDenied(_) => libc::EACCES,
             Error::Overloaded(_) => libc::EAGAIN,

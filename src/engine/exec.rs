@@ -6,10 +6,9 @@ use nix::sys::signal::Signal;
 use tracing::info;
 
 use super::records::ExecRecord;
-use super::state::Image;
 use super::{Changed, Engine};
 use crate::error::Error;
-use crate::model::ContainerStatus;
+use crate::model::{ContainerStatus, ExecStatus, Op};
 use crate::request::merge_env;
 use crate::runtime::spec::ExecSpec;
 use crate::runtime::{self, Launched, ProcessHandle};
@@ -19,23 +18,20 @@ impl Engine {
     /// Runs `argv` inside running container `name`, with its Env and WorkingDir; returns the exec's number.
     /// ESRCH when the container is not running.
     pub(super) fn exec(self: &Arc<Self>, name: &str, argv: Vec<String>) -> Result<u32, Error> {
-        let not_running = || Error::NotRunning(format!("container '{name}' is not running"));
-        let (spec, n, dir, placeholder) = {
+        let (mut spec, n, placeholder) = {
             let mut st = self.lock();
             let c = st.container(name)?;
-            let pid = c.record.pid.filter(|_| c.record.status == ContainerStatus::Running).ok_or_else(not_running)?;
+            c.gate(Op::Exec)?;
+            let gone = || Error::WrongState { name: name.to_string(), status: ContainerStatus::Exited, op: Op::Exec };
+            let pid = c.record.pid.ok_or_else(gone)?;
             let image = c.record.image.as_deref().and_then(|id| st.images.get(id));
-            let env = merge_env(&image.map(Image::env).unwrap_or_default(), &c.record.env);
-            let cwd = image.map(Image::working_dir).unwrap_or_default();
-            let target_start = runtime::start_time(pid).ok_or_else(not_running)?;
-            let c = st.container_mut(name)?;
+            let env = merge_env(&image.map(|i| i.env()).unwrap_or_default(), &c.record.env);
+            let cwd = image.map(|i| i.working_dir()).unwrap_or_default();
             let n = c.execs.keys().next_back().map_or(1, |last| last + 1);
-            // Reserved at once: a concurrent exec takes the next number.
             let dir = self.exec_dir(name, n);
-            std::fs::create_dir_all(&dir).map_err(Error::record(format!("the directory of exec {n} of '{name}'")))?;
             let spec = ExecSpec {
                 target_pid: pid,
-                target_start,
+                target_start: 0,
                 argv: argv.clone(),
                 env,
                 cwd,
@@ -47,8 +43,8 @@ impl Engine {
             };
             let placeholder = ExecRecord {
                 id: n,
-                argv: argv.clone(),
-                status: ContainerStatus::Created,
+                argv,
+                status: ExecStatus::Starting,
                 pid: None,
                 helper_pid: None,
                 helper_start: None,
@@ -56,25 +52,29 @@ impl Engine {
                 started_at: times::now_rfc3339(),
                 finished_at: None,
             };
-            c.execs.insert(n, placeholder.clone());
-            self.notify(Changed::Exec(name.to_string(), n));
-            (spec, n, dir, placeholder)
+            // Reserved at once: a concurrent exec takes the next number. Not listed until it runs.
+            st.container_mut(name)?.execs.insert(n, placeholder.clone());
+            (spec, n, placeholder)
         };
+        let dir = self.exec_dir(name, n);
         let undo = |e: Error| {
             let _ = std::fs::remove_dir_all(&dir);
-            if let Some(c) = self.lock().containers.get_mut(name) {
+            if let Ok(c) = self.lock().container_mut(name) {
                 c.execs.remove(&n);
-                self.notify(Changed::Exec(name.to_string(), n));
             }
             e
         };
+        let gone = || Error::WrongState { name: name.to_string(), status: ContainerStatus::Exited, op: Op::Exec };
+        spec.target_start = runtime::start_time(spec.target_pid).ok_or_else(|| undo(gone()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| undo(Error::record(format!("the directory of exec {n} of '{name}'"))(e)))?;
         let bytes = serde_json::to_vec(&spec).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e.into()).into()))?;
         json::write_private(&dir.join("exec.json"), &bytes)
             .map_err(|e| undo(runtime::RuntimeError::WriteSpec(e).into()))?;
         let launched = runtime::launch_exec(&dir).map_err(|e| undo(e.into()))?;
         let Launched { pid, monitor_pid, monitor_start, .. } = launched;
         let rec = ExecRecord {
-            status: ContainerStatus::Running,
+            status: ExecStatus::Running,
             pid: Some(pid),
             helper_pid: Some(monitor_pid),
             helper_start: Some(monitor_start),
@@ -85,10 +85,12 @@ impl Engine {
             runtime::signal_launched(&launched, Signal::SIGKILL);
             return Err(undo(Error::record(format!("the record of exec {n} of '{name}'"))(e)));
         }
-        if let Some(e) = self.lock().containers.get_mut(name).and_then(|c| c.execs.get_mut(&n)) {
+        let mut st = self.lock();
+        if let Some(e) = st.container_mut(name).ok().and_then(|c| c.execs.get_mut(&n)) {
             *e = rec;
-            self.notify(Changed::Exec(name.to_string(), n));
+            st.notify(Changed::Exec(name.to_string(), n));
         }
+        drop(st);
         info!(container = %name, exec = n, pid, "exec started");
         self.watch_exec(name, n, ProcessHandle::open(monitor_pid, monitor_start));
         Ok(n)

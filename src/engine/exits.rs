@@ -1,19 +1,18 @@
-//! Watchers and exit bookkeeping: the engine's one [`Watcher`](crate::runtime::watcher::Watcher) follows the pidfd of every running
-//! container's monitor and every running exec's helper; when one ends, the exit record the helper left
-//! becomes the container's or exec's.
+//! Watchers and exit bookkeeping: the engine's one [`Watcher`](crate::runtime::watcher::Watcher) follows the
+//! pidfd of every running container's monitor and every running exec's helper; when one ends, the exit
+//! record the helper left becomes the container's or exec's, and the firewall drops its forwards.
 //!
-//! The bookkeeping runs on the watcher's thread: it takes the state lock, which is never held across
-//! anything slow but btrfs ioctls, and fsyncs one record, as every request does. The one step that can
-//! wait long, rewriting the firewall when an exited container had port forwards, goes to a short-lived
-//! thread: it takes the forwards lock, which a start holds across its whole launch, and the watcher must
-//! not stop recording other exits (nor `stop` wait on them) behind it.
+//! The bookkeeping runs on the watcher's thread. It reads the exit record and the cgroup's OOM count
+//! outside every lock, holds the container's record lock for the one fsync of its record, and takes the
+//! state lock only to install it; the firewall's rewrite takes the forwards lock, which nobody holds
+//! across anything but an nft write.
 
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use super::{Changed, Engine};
-use crate::model::ContainerStatus;
+use crate::model::{ContainerStatus, ExecStatus};
 use crate::network::NetworkMode;
 use crate::runtime::spec::ExitRecord;
 use crate::runtime::ProcessHandle;
@@ -74,42 +73,26 @@ impl Engine {
     fn exited(self: &Arc<Self>, exited: Exited) {
         match exited {
             Exited::Exec { name, n } => self.exec_exited(&name, n),
-            Exited::Monitor { name, monitor_pid } => {
-                if !self.record_monitor_exit(&name, monitor_pid) {
-                    return;
-                }
-                let engine = Arc::clone(self);
-                let rewrite = move || engine.drop_forwards(&name);
-                if let Err(e) = std::thread::Builder::new().name("forwards".into()).spawn(rewrite.clone()) {
-                    warn!(error = %e, "cannot start a thread to rewrite the firewall: rewriting it here");
-                    rewrite();
-                }
-            }
+            Exited::Monitor { name, monitor_pid } => self.monitor_exited(&name, monitor_pid),
         }
     }
 
     /// Records the end of a container from its monitor's exit record, and removes its forwards.
     pub(super) fn monitor_exited(&self, name: &str, monitor_pid: Option<i32>) {
         if self.record_monitor_exit(name, monitor_pid) {
-            self.drop_forwards(name);
-        }
-    }
-
-    /// Rewrites the firewall without the forwards of `name`, which has exited.
-    fn drop_forwards(&self, name: &str) {
-        if let Err(e) = self.sync_forwards(&self.lock_forwards(), None) {
-            warn!(container = %name, error = %e, "cannot remove the forwards of an exited container");
+            if let Err(e) = self.sync_forwards(&self.lock_forwards(), None) {
+                warn!(container = %name, error = %e, "cannot remove the forwards of an exited container");
+            }
         }
     }
 
     /// Records the end of a container from its monitor's exit record; true if it had forwards to remove.
     fn record_monitor_exit(&self, name: &str, monitor_pid: Option<i32>) -> bool {
-        let mut st = self.lock();
-        let Some(c) = st.containers.get_mut(name) else { return false };
-        if c.record.status != ContainerStatus::Running || c.record.monitor_pid != monitor_pid {
+        let Ok(_held) = self.writing(name) else { return false };
+        let Some(mut rec) = self.view().containers.get(name).map(|c| c.record.clone()) else { return false };
+        if rec.status != ContainerStatus::Running || rec.monitor_pid != monitor_pid {
             return false;
         }
-        let mut rec = c.record.clone();
         match json::read_json::<ExitRecord>(&self.container_dir(name).join("exit.json")) {
             Ok(Some(exit)) => {
                 rec.exit_code = Some(exit.exit_code);
@@ -132,12 +115,19 @@ impl Engine {
             rec.error = "killed by the kernel's OOM killer: the container reached its memory.max".into();
         }
         info!(container = %name, exit_code = rec.exit_code, oom_killed = rec.oom_killed, "container exited");
-        if let Err(e) = json::write_json(&self.container_dir(name).join("record.json"), &rec) {
+        // Shown even if it can't be saved: the process is gone whatever the disk says.
+        if let Err(e) = self.save(&rec) {
             warn!(container = %name, error = %e, "cannot write record");
         }
         let had_forwards = rec.network == NetworkMode::Bridge && !rec.ports.is_empty();
+        let mut st = self.lock();
+        let Ok(c) = st.container_mut(name) else { return false };
         c.record = rec;
-        self.notify(Changed::Container(name.to_string()));
+        // Its exit ends a stop; a commit under way ends on its own.
+        if c.transition == Some(ContainerStatus::Stopping) {
+            c.transition = None;
+        }
+        st.notify(Changed::Container(name.to_string()));
         drop(st);
         self.changed.notify_all();
         // Its forwards end with it.
@@ -146,13 +136,12 @@ impl Engine {
 
     /// Records the end of an exec from the exit record its helper left.
     pub(super) fn exec_exited(&self, name: &str, n: u32) {
-        let mut st = self.lock();
-        let Some(e) = st.containers.get_mut(name).and_then(|c| c.execs.get_mut(&n)) else { return };
-        let mut rec = e.clone();
+        let view = self.view();
+        let Some(mut rec) = view.containers.get(name).and_then(|c| c.execs.get(&n)).cloned() else { return };
         let exit = json::read_json::<ExitRecord>(&self.exec_dir(name, n).join("exit.json")).ok().flatten();
         rec.exit_code = Some(exit.as_ref().map_or(255, |x| x.exit_code));
         rec.finished_at = Some(exit.map_or_else(times::now_rfc3339, |x| x.finished_at));
-        rec.status = ContainerStatus::Exited;
+        rec.status = ExecStatus::Exited;
         rec.pid = None;
         rec.helper_pid = None;
         rec.helper_start = None;
@@ -160,8 +149,11 @@ impl Engine {
             warn!(container = %name, exec = n, error = %e, "cannot write exec record");
         }
         info!(container = %name, exec = n, exit_code = rec.exit_code, "exec exited");
-        *e = rec;
-        self.notify(Changed::Exec(name.to_string(), n));
+        let mut st = self.lock();
+        if let Some(e) = st.container_mut(name).ok().and_then(|c| c.execs.get_mut(&n)) {
+            *e = rec;
+            st.notify(Changed::Exec(name.to_string(), n));
+        }
         drop(st);
         self.changed.notify_all();
     }

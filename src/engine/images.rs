@@ -2,6 +2,7 @@
 //! removal, and collecting the layer subvolumes no image stands on.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use oci_spec::image::ImageConfiguration;
 use tracing::{info, warn};
@@ -12,6 +13,7 @@ use super::state::Image;
 use super::{Changed, Engine};
 use crate::caller::Caller;
 use crate::error::Error;
+use crate::model::{ContainerStatus, Op};
 use crate::registry::{PullSpec, PushSource, PushSpec};
 use crate::request::ConfigChange;
 use crate::{ids, json, times};
@@ -46,8 +48,9 @@ impl Engine {
             });
         match written {
             Ok(image) => {
-                self.lock().images.insert(id.clone(), image);
-                self.notify(Changed::Image(id));
+                let mut st = self.lock();
+                st.images.insert(id.clone(), Arc::new(image));
+                st.notify(Changed::Image(id));
                 Ok(())
             }
             Err(e) => {
@@ -119,7 +122,7 @@ impl Engine {
             return;
         }
         let used: std::collections::HashSet<String> =
-            self.lock().images.values().flat_map(|i| i.record.chain.clone()).collect();
+            self.view().images.values().flat_map(|i| i.record.chain.clone()).collect();
         for chain in self.store.layers() {
             if !used.contains(&chain) {
                 if let Err(e) = self.store.delete_layer(&chain) {
@@ -131,8 +134,8 @@ impl Engine {
 
     pub(super) fn push(&self, spec: &PushSpec) -> Result<String, Error> {
         let source = {
-            let st = self.lock();
-            let image = st.resolve_image(&spec.image)?;
+            let st = self.view();
+            let image = st.usable_image(&spec.image)?;
             PushSource {
                 rootfs: self.store.image_path(&image.record.id),
                 config_raw: image.config_raw.clone(),
@@ -147,57 +150,46 @@ impl Engine {
     /// Makes an image of container `name`'s rootfs, running or not: a read-only snapshot, with the config of
     /// the container's image and the container's own command and environment laid over it. `target` is an
     /// existing image id (replaced, never missing meanwhile: see [`Store::place_commit`]) or the name of a
-    /// new image. Returns the image id.
+    /// new image. Returns the image id. The container is `committing` meanwhile, a replaced image marked
+    /// as being replaced.
     pub(super) fn commit(&self, name: &str, target: &str) -> Result<String, Error> {
-        let (config_raw, source_image) = {
-            let st = self.lock();
+        let (config_raw, source_image, existing) = {
+            let _held = self.writing(name)?;
+            let mut st = self.lock();
             let c = st.container(name)?;
-            let image_id =
-                c.record.image.clone().ok_or_else(|| {
-                    Error::Invalid(format!("container '{name}' has no image, so no rootfs to commit"))
-                })?;
+            c.gate(Op::Commit)?;
+            let image_id = c.record.image.clone().ok_or_else(|| Error::NoImage(name.to_string()))?;
             let image = st.resolve_image(&image_id)?;
             let is_image_id = target.starts_with("img_") && target.len() == 16;
             if is_image_id && !st.images.contains_key(target) {
-                return Err(Error::NotFound(format!("no image named '{target}'")));
+                return Err(Error::NoSuchImage(target.to_string()));
             }
-            (commit_config(&image.config_raw, &c.record), image.record.source.clone())
+            let existing = st.images.get(target).map(|i| i.record.clone());
+            if let (Some(old), Some(doing)) = (&existing, st.changing_images.get(target)) {
+                return Err(Error::Changing { what: format!("image '{}'", old.id), doing });
+            }
+            let planned = (commit_config(&image.config_raw, &c.record), image.record.source.clone(), existing);
+            if let Some(old) = &planned.2 {
+                st.changing_images.insert(old.id.clone(), REPLACING);
+            }
+            st.container_mut(name)?.transition = Some(ContainerStatus::Committing);
+            st.notify(Changed::Container(name.to_string()));
+            planned
         };
-        let config = ImageConfiguration::from_reader(config_raw.as_slice())
-            .map_err(|e| Error::Invalid(format!("image config: {e}")))?;
-        let (staged, size) = self.store.stage_commit(name)?;
+        let made = self.make_commit(name, target, config_raw, existing.as_ref());
         let mut st = self.lock();
-        let existing = st.images.get(target).map(|i| i.record.clone());
-        let id = existing.as_ref().map_or_else(|| ids::new_id("img_"), |r| r.id.clone());
-        let record = ImageRecord {
-            id: id.clone(),
-            source: existing.as_ref().map_or_else(|| target.to_string(), |r| r.source.clone()),
-            created: times::now_rfc3339(),
-            size,
-            digest: None,
-            layers: Vec::new(),
-            chain: Vec::new(),
-        };
-        // Records first (the old ones kept to undo), then the subvolume: both versions are whole throughout.
-        let dir = self.image_dir(&id);
-        let old_config = std::fs::read(dir.join("config.json")).ok();
-        let placed = self
-            .write_image_records(&record, &config_raw)
-            .and_then(|()| self.store.place_commit(&staged, &id, existing.is_some()).map_err(Error::from));
-        if let Err(e) = placed {
-            self.store.discard(&staged);
-            match (&existing, old_config) {
-                (Some(old), Some(cfg)) => {
-                    let _ = self.write_image_records(old, &cfg);
-                }
-                _ => {
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
+        if let Ok(c) = st.container_mut(name) {
+            if c.transition == Some(ContainerStatus::Committing) {
+                c.transition = None;
             }
-            return Err(e);
         }
-        st.images.insert(id.clone(), Image { record, config, config_raw });
-        self.notify(Changed::Image(id.clone()));
+        if let Some(old) = &existing {
+            st.changing_images.remove(&old.id);
+        }
+        st.notify(Changed::Container(name.to_string()));
+        let (id, image) = made?;
+        st.images.insert(id.clone(), Arc::new(image));
+        st.notify(Changed::Image(id.clone()));
         drop(st);
         info!(container = %name, image = %id, from = %source_image, replaced = existing.is_some(), "committed");
         if existing.is_some() {
@@ -207,30 +199,89 @@ impl Engine {
         Ok(id)
     }
 
+    /// The steps of a commit outside the lock: the snapshot staged, the records written (the old ones kept
+    /// to undo), then the subvolume placed: both versions are whole throughout.
+    fn make_commit(
+        &self,
+        name: &str,
+        target: &str,
+        config_raw: Vec<u8>,
+        existing: Option<&ImageRecord>,
+    ) -> Result<(String, Image), Error> {
+        let config = ImageConfiguration::from_reader(config_raw.as_slice())
+            .map_err(|e| Error::Invalid(format!("image config: {e}")))?;
+        let (staged, size) = self.store.stage_commit(name)?;
+        let id = existing.map_or_else(|| ids::new_id("img_"), |r| r.id.clone());
+        let record = ImageRecord {
+            id: id.clone(),
+            source: existing.map_or_else(|| target.to_string(), |r| r.source.clone()),
+            created: times::now_rfc3339(),
+            size,
+            digest: None,
+            layers: Vec::new(),
+            chain: Vec::new(),
+        };
+        let dir = self.image_dir(&id);
+        let old_config = std::fs::read(dir.join("config.json")).ok();
+        let placed = self
+            .write_image_records(&record, &config_raw)
+            .and_then(|()| self.store.place_commit(&staged, &id, existing.is_some()).map_err(Error::from));
+        if let Err(e) = placed {
+            self.store.discard(&staged);
+            match (existing, old_config) {
+                (Some(old), Some(cfg)) => {
+                    let _ = self.write_image_records(old, &cfg);
+                }
+                _ => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            return Err(e);
+        }
+        Ok((id, Image { record, config, config_raw }))
+    }
+
+    /// Removes an image no container names: marked as being removed (refusing its use) while its record and
+    /// subvolume go.
     pub(super) fn remove_image(&self, id: &str) -> Result<(), Error> {
-        let mut st = self.lock();
-        let image = st.images.get(id).ok_or_else(|| Error::NotFound(format!("no image named '{id}'")))?;
-        let users: Vec<&str> = st
-            .containers
-            .values()
-            .filter(|c| c.record.image.as_deref() == Some(id))
-            .map(|c| c.record.name.as_str())
-            .collect();
-        if !users.is_empty() {
-            return Err(Error::Busy(format!("image '{id}' is used by container(s) {}", users.join(", "))));
-        }
+        let record = {
+            let mut st = self.lock();
+            let image = st.images.get(id).ok_or_else(|| Error::NoSuchImage(id.to_string()))?;
+            if let Some(doing) = st.changing_images.get(id) {
+                return Err(Error::Changing { what: format!("image '{id}'"), doing });
+            }
+            let users = st.image_users(id);
+            if !users.is_empty() {
+                return Err(Error::InUse { what: format!("image '{id}'"), by: users });
+            }
+            let record = image.record.clone();
+            st.changing_images.insert(id.to_string(), REMOVING);
+            record
+        };
         let dir = self.image_dir(id);
-        std::fs::remove_file(dir.join("record.json")).map_err(Error::record(format!("the record of '{id}'")))?;
-        if let Err(e) = self.store.delete_image(id) {
-            let _ = json::write_json(&dir.join("record.json"), &image.record);
-            return Err(e.into());
+        let removed = std::fs::remove_file(dir.join("record.json"))
+            .map_err(Error::record(format!("the record of '{id}'")))
+            .and_then(|()| {
+                self.store.delete_image(id).map_err(|e| {
+                    let _ = json::write_json(&dir.join("record.json"), &record);
+                    Error::from(e)
+                })
+            });
+        let mut st = self.lock();
+        st.changing_images.remove(id);
+        if removed.is_ok() {
+            st.images.remove(id);
+            st.notify(Changed::Image(id.to_string()));
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        st.images.remove(id);
-        self.notify(Changed::Image(id.to_string()));
         drop(st);
+        removed?;
+        let _ = std::fs::remove_dir_all(&dir);
         info!(image = %id, "removed image");
         self.collect_layers();
         Ok(())
     }
 }
+
+/// What `changing_images` says of an image a request is changing.
+pub(super) const REMOVING: &str = "being removed";
+pub(super) const REPLACING: &str = "being replaced by a commit";

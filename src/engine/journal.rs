@@ -6,9 +6,10 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use tracing::warn;
 
-use super::{Changed, Engine};
+use super::Engine;
 use crate::error::{errno_name, Error};
-use crate::{json, times};
+use crate::model::ContainerStatus;
+use crate::times;
 
 /// The size past which `errors` starts afresh.
 pub(super) const ERRORS_MAX: u64 = 1 << 20;
@@ -54,14 +55,24 @@ impl Engine {
         }
     }
 
+    /// Sets container `name`'s `error` (empty after a write that succeeded), unless it is being removed.
     pub(super) fn set_error(&self, name: &str, message: &str) {
-        let mut st = self.lock();
-        if let Some(c) = st.containers.get_mut(name) {
-            if c.record.error != message {
-                c.record.error = message.to_string();
-                let _ = json::write_json(&self.container_dir(name).join("record.json"), &c.record);
-                self.notify(Changed::Container(name.to_string()));
-            }
+        let unchanged = |c: &super::state::Container| c.record.error == message;
+        if self.view().containers.get(name).is_none_or(|c| unchanged(c)) {
+            return;
         }
+        let Ok(held) = self.writing(name) else { return };
+        let _ = self.commit_record(
+            &held,
+            name,
+            |c, r| {
+                if c.status() == ContainerStatus::Removing {
+                    return Err(Error::Invalid("being removed".into()));
+                }
+                r.error = message.to_string();
+                Ok(())
+            },
+            |_| {},
+        );
     }
 }

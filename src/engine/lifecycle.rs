@@ -1,5 +1,5 @@
-//! A container's life cycle: creating (and `run`), starting (the launch spec, its cgroup, the launch),
-//! signalling, stopping and removing.
+//! A container's life cycle: creating (and `run`), starting (planned under the lock, launched outside
+//! it), signalling, stopping and removing, each as reserve, perform, commit (see the engine's comment).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -8,32 +8,54 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tracing::{debug, info, warn};
 
+use super::ports::check_host_ports;
 use super::records::{new_record, ContainerRecord};
 use super::state::{Container, Image};
+use super::volumes::PlannedVolume;
 use super::{Changed, Engine};
+use crate::cgroups::Limits;
 use crate::error::Error;
-use crate::model::ContainerStatus;
+use crate::model::{ContainerStatus, Op};
+use crate::network::{NetworkError, NetworkMode, PortMap};
 use crate::request::{merge_env, Ctl};
 use crate::runtime::spec::LaunchSpec;
 use crate::runtime::{self, Launched, ProcessHandle};
 use crate::{ids, json, times};
 
+/// What a start decided under the state lock, for the steps outside it.
+pub(super) struct StartPlan {
+    pub(super) spec: LaunchSpec,
+    pub(super) ip: Option<Ipv4Addr>,
+    pub(super) volumes: Vec<PlannedVolume>,
+    pub(super) privileged: bool,
+    pub(super) ports: Vec<PortMap>,
+    pub(super) limits: Limits,
+}
+
 impl Engine {
     pub(super) fn run(self: &Arc<Self>, image: &str, argv: Option<Vec<String>>) -> Result<String, Error> {
         let t0 = Instant::now();
-        let image_id = self.lock().resolve_image(image)?.record.id.clone();
         let name = ids::new_id("ps_");
+        let image_id = {
+            let mut st = self.lock();
+            let id = st.usable_image(image)?.record.id.clone();
+            st.reserved.insert(name.clone(), Some(id.clone()));
+            id
+        };
         // A fresh name is nobody else's: snapshot straight into place, then one record, then start.
-        self.store.snapshot_image(&image_id, &name)?;
-        let snapshot_us = t0.elapsed().as_micros();
-        let record = ContainerRecord { image: Some(image_id), cmd: argv, ..new_record(&name) };
-        if let Err(e) = self.insert_container(record) {
-            let _ = self.store.delete_container(&name);
+        let record = ContainerRecord { image: Some(image_id.clone()), cmd: argv, ..new_record(&name) };
+        let made = self.store.snapshot_image(&image_id, &name).map_err(Error::from).and_then(|()| {
+            self.create_container(record).inspect_err(|_| {
+                let _ = self.store.delete_container(&name);
+            })
+        });
+        if let Err(e) = made {
+            self.lock().reserved.remove(&name);
             return Err(e);
         }
-        let record_us = t0.elapsed().as_micros();
+        let made_us = t0.elapsed().as_micros();
         let started = self.start(&name);
-        debug!(container = %name, snapshot_us, record_us, start_us = t0.elapsed().as_micros(), "run timings");
+        debug!(container = %name, made_us, start_us = t0.elapsed().as_micros(), "run timings");
         if let Err(e) = started {
             if let Err(cleanup) = self.remove_container(&name) {
                 warn!(container = %name, error = %cleanup, "cannot remove a container whose run failed");
@@ -43,43 +65,73 @@ impl Engine {
         Ok(name)
     }
 
-    /// Writes a new container's record and makes it visible.
+    /// `mkdir containers/NAME`: reserves the name, writes the record, then shows the container.
     pub(super) fn insert_container(&self, record: ContainerRecord) -> Result<(), Error> {
-        let mut st = self.lock();
         let name = record.name.clone();
-        if st.containers.contains_key(&name) {
-            return Err(Error::Exists(format!("a container named '{name}' exists already")));
+        {
+            let mut st = self.lock();
+            if st.name_taken(&name) {
+                return Err(Error::NameTaken { kind: "container", name });
+            }
+            st.reserved.insert(name.clone(), None);
         }
+        self.create_container(record).inspect_err(|_| {
+            self.lock().reserved.remove(&name);
+        })
+    }
+
+    /// Writes the record of a container whose name is reserved and makes it visible in its place.
+    fn create_container(&self, record: ContainerRecord) -> Result<(), Error> {
+        let name = record.name.clone();
         let dir = self.container_dir(&name);
         std::fs::create_dir_all(&dir).map_err(Error::record(format!("the directory of container '{name}'")))?;
         if let Err(e) = self.save(&record) {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
+        let mut st = self.lock();
+        st.reserved.remove(&name);
+        st.containers.insert(name.clone(), Arc::new(Container::new(record)));
+        st.notify(Changed::Container(name.clone()));
+        drop(st);
         info!(container = %name, "created container");
-        st.containers.insert(name.clone(), Container::new(record));
-        self.notify(Changed::Container(name));
         Ok(())
     }
 
     pub(super) fn remove_container(&self, name: &str) -> Result<(), Error> {
+        let record = {
+            let _held = self.writing(name)?;
+            let mut st = self.lock();
+            let c = st.container_mut(name)?;
+            c.gate(Op::Remove)?;
+            c.transition = Some(ContainerStatus::Removing);
+            let record = c.record.clone();
+            st.notify(Changed::Container(name.to_string()));
+            record
+        };
+        let removed = self.remove_files(name, &record);
         let mut st = self.lock();
-        let c = st.container(name)?;
-        if c.busy || !c.record.status.can_delete() {
-            return Err(Error::Busy(format!("container '{name}' is running: stop it first")));
+        match removed {
+            Ok(()) => {
+                st.containers.remove(name);
+                info!(container = %name, "removed container");
+            }
+            Err(_) => st.container_mut(name)?.transition = None,
         }
+        st.notify(Changed::Container(name.to_string()));
+        removed
+    }
+
+    /// What `rm` deletes, record first: a crash after it leaves only a subvolume, which the next start sweeps.
+    fn remove_files(&self, name: &str, record: &ContainerRecord) -> Result<(), Error> {
         self.cgroups.remove(name)?;
-        // The record goes first: a crash after it leaves only a subvolume, which the next start sweeps.
         let dir = self.container_dir(name);
         std::fs::remove_file(dir.join("record.json")).map_err(Error::record(format!("the record of '{name}'")))?;
         if let Err(e) = self.store.delete_container(name) {
-            let _ = self.save(&c.record);
+            let _ = self.save(record);
             return Err(e.into());
         }
         let _ = std::fs::remove_dir_all(&dir);
-        st.containers.remove(name);
-        self.notify(Changed::Container(name.to_string()));
-        info!(container = %name, "removed container");
         Ok(())
     }
 
@@ -87,20 +139,19 @@ impl Engine {
         match verb {
             Ctl::Start => self.start(name),
             Ctl::Stop(grace) => self.stop(name, grace),
-            Ctl::Kill(signal) => self.running_process(name)?.signal(signal).map_err(Error::from),
+            Ctl::Kill(signal) => self.running_process(name, Op::Kill)?.signal(signal).map_err(Error::from),
         }
     }
 
-    /// A handle on the running container's process: ESRCH if it isn't running.
-    pub(super) fn running_process(&self, name: &str) -> Result<ProcessHandle, Error> {
-        let not_running = || Error::NotRunning(format!("container '{name}' is not running"));
+    /// A handle on the running container's process, if `op` may run now: ESRCH if none runs.
+    pub(super) fn running_process(&self, name: &str, op: Op) -> Result<ProcessHandle, Error> {
+        let gone = || Error::WrongState { name: name.to_string(), status: ContainerStatus::Exited, op };
         let (pid, start, monitor) = {
             let st = self.lock();
             let c = st.container(name)?;
-            match (c.record.status.can_signal(), c.record.pid) {
-                (true, Some(pid)) => (pid, c.record.pid_start, c.record.monitor_pid.zip(c.record.monitor_start)),
-                _ => return Err(not_running()),
-            }
+            c.gate(op)?;
+            let r = &c.record;
+            (r.pid.ok_or_else(gone)?, r.pid_start, r.monitor_pid.zip(r.monitor_start))
         };
         let handle = match (start, monitor) {
             (Some(start), _) => ProcessHandle::open(pid, start),
@@ -109,74 +160,109 @@ impl Engine {
             (None, Some((monitor, monitor_start))) => ProcessHandle::open_child(pid, monitor, monitor_start),
             (None, None) => None,
         };
-        handle.ok_or_else(not_running)
+        handle.ok_or_else(gone)
     }
 
     pub(super) fn start(self: &Arc<Self>, name: &str) -> Result<(), Error> {
-        let spec = {
+        let plan = {
+            let _held = self.writing(name)?;
             let mut st = self.lock();
-            let c = st.container(name)?;
-            if c.busy || !c.record.status.can_start() {
-                return Err(Error::Busy(format!("container '{name}' is already running")));
-            }
-            let reference = c.record.image.clone().ok_or_else(|| {
-                Error::Invalid(format!("container '{name}' has no image: write one to its image file first"))
-            })?;
-            let image = st.resolve_image(&reference)?;
-            let spec = self.launch_spec(&c.record, image)?;
-            let (plan, privileged) = (self.volume_plan(&st, &c.record)?, c.record.security.privileged);
-            let ip = self.address_for(&st, name)?;
+            let plan = self.plan_start(&st, name)?;
             let c = st.container_mut(name)?;
             // Held in memory from here, so a concurrent start never picks it too; on disk with the start.
-            c.record.ip = ip;
-            c.busy = true;
-            (spec, ip, plan, privileged)
+            c.record.ip = plan.ip;
+            c.transition = Some(ContainerStatus::Starting);
+            st.notify(Changed::Container(name.to_string()));
+            plan
         };
-        let (mut spec, ip, plan, privileged) = spec;
-        let binds = self.resolve_binds(plan, privileged);
+        let has_ports = !plan.ports.is_empty();
         let t0 = Instant::now();
-        let held = self.lock_forwards();
-        let launched = binds.and_then(|binds| {
-            spec.binds = binds;
-            self.start_network(name, &mut spec, ip, &held)
+        let launched = self.launch_planned(name, plan);
+        debug!(container = %name, launch_us = t0.elapsed().as_micros(), "launched");
+        let committed = launched.and_then(|launched| {
+            let held = self.writing(name)?;
+            let Launched { pid, pid_start, monitor_pid, monitor_start } = launched;
+            let mark_running = |_: &Container, rec: &mut ContainerRecord| {
+                rec.status = ContainerStatus::Running;
+                rec.pid = Some(pid);
+                rec.pid_start = pid_start;
+                rec.monitor_pid = Some(monitor_pid);
+                rec.monitor_start = Some(monitor_start);
+                rec.started_at = Some(times::now_rfc3339());
+                rec.exit_code = None;
+                rec.finished_at = None;
+                Ok(())
+            };
+            let saved = self.commit_record(&held, name, mark_running, |c| c.transition = None);
+            saved.inspect_err(|_| runtime::signal_launched(&launched, Signal::SIGKILL)).map(|()| launched)
         });
-        let launched = launched.and_then(|forwards| {
-            let launched = self.launch_in_cgroup(name, &spec, ip)?;
-            if let Some(forwards) = forwards {
-                if let Err(e) = self.sync_forwards(&held, Some(forwards)) {
+        let launched = match committed {
+            Ok(launched) => launched,
+            Err(e) => {
+                let mut st = self.lock();
+                if let Ok(c) = st.container_mut(name) {
+                    c.transition = None;
+                }
+                st.notify(Changed::Container(name.to_string()));
+                drop(st);
+                if has_ports {
+                    // Its claims were in the firewall while it started: out again.
+                    let _ = self.sync_forwards(&self.lock_forwards(), None);
+                }
+                return Err(e);
+            }
+        };
+        info!(container = %name, pid = launched.pid, "started container");
+        self.changed.notify_all();
+        self.watch(name, launched.monitor_pid, launched.monitor_start);
+        Ok(())
+    }
+
+    /// What a start of `name` needs, decided from the state alone: refused if it may not start now.
+    pub(super) fn plan_start(&self, st: &super::state::State, name: &str) -> Result<StartPlan, Error> {
+        let c = st.container(name)?;
+        c.gate(Op::Start)?;
+        let reference = c.record.image.clone().ok_or_else(|| Error::NoImage(name.to_string()))?;
+        let image = st.usable_image(&reference)?;
+        let spec = self.launch_spec(&c.record, image)?;
+        let ports = c.record.ports.clone();
+        if spec.network != NetworkMode::Bridge && !ports.is_empty() {
+            return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
+        }
+        st.check_port_claims(name, &ports)?;
+        Ok(StartPlan {
+            spec,
+            ip: st.address_for(name, self.network.subnet())?,
+            volumes: self.volume_plan(st, &c.record)?,
+            privileged: c.record.security.privileged,
+            ports,
+            limits: c.record.limits.or(&self.defaults),
+        })
+    }
+
+    /// The steps of a start outside the state lock: bind mounts resolved, host ports checked, `/etc` files
+    /// written, its cgroup made afresh, the launch, and its forwards into the firewall.
+    fn launch_planned(&self, name: &str, plan: StartPlan) -> Result<Launched, Error> {
+        let StartPlan { mut spec, ip, volumes, privileged, ports, limits } = plan;
+        spec.binds = self.resolve_binds(volumes, privileged)?;
+        check_host_ports(&ports)?;
+        self.write_etc(name, &mut spec, ip)?;
+        self.cgroups.remove(name)?;
+        self.cgroups.create(name, &limits)?;
+        let launched = self.launch(name, &spec, ip).and_then(|launched| {
+            if !ports.is_empty() {
+                // The state counts it (starting) among those whose forwards the firewall holds.
+                if let Err(e) = self.sync_forwards(&self.lock_forwards(), None) {
                     runtime::signal_launched(&launched, Signal::SIGKILL);
                     return Err(e);
                 }
             }
             Ok(launched)
         });
-        debug!(container = %name, launch_us = t0.elapsed().as_micros(), "launched");
-        let mut st = self.lock();
-        let c = st.container_mut(name)?;
-        c.busy = false;
-        let launched = launched?;
-        let Launched { pid, pid_start, monitor_pid, monitor_start } = launched;
-        let mut rec = c.record.clone();
-        rec.status = ContainerStatus::Running;
-        rec.pid = Some(pid);
-        rec.pid_start = pid_start;
-        rec.monitor_pid = Some(monitor_pid);
-        rec.monitor_start = Some(monitor_start);
-        rec.started_at = Some(times::now_rfc3339());
-        rec.exit_code = None;
-        rec.finished_at = None;
-        if let Err(e) = self.save(&rec) {
-            runtime::signal_launched(&launched, Signal::SIGKILL);
-            return Err(e);
+        if launched.is_err() {
+            let _ = self.cgroups.remove(name);
         }
-        c.record = rec;
-        self.notify(Changed::Container(name.to_string()));
-        drop(st);
-        drop(held);
-        info!(container = %name, pid, "started container");
-        self.changed.notify_all();
-        self.watch(name, monitor_pid, monitor_start);
-        Ok(())
+        launched
     }
 
     pub(super) fn launch_spec(&self, record: &ContainerRecord, image: &Image) -> Result<LaunchSpec, Error> {
@@ -205,23 +291,6 @@ impl Engine {
         })
     }
 
-    /// Makes the container's cgroup afresh (so its counters are this run's) with its limits, then launches.
-    pub(super) fn launch_in_cgroup(
-        &self,
-        name: &str,
-        spec: &LaunchSpec,
-        ip: Option<Ipv4Addr>,
-    ) -> Result<Launched, Error> {
-        let limits = self.lock().container(name)?.record.limits.or(&self.defaults);
-        self.cgroups.remove(name)?;
-        self.cgroups.create(name, &limits)?;
-        let launched = self.launch(name, spec, ip);
-        if launched.is_err() {
-            let _ = self.cgroups.remove(name);
-        }
-        launched
-    }
-
     pub(super) fn launch(&self, name: &str, spec: &LaunchSpec, ip: Option<Ipv4Addr>) -> Result<Launched, Error> {
         let dir = self.container_dir(name);
         let _ = std::fs::remove_file(dir.join("exit.json"));
@@ -234,13 +303,31 @@ impl Engine {
         })
     }
 
+    /// SIGTERM, the grace period, then SIGKILL; `stopping` meanwhile. Returns once it has exited (or, if
+    /// even SIGKILL doesn't end it within 10 s, with it still running).
     pub(super) fn stop(&self, name: &str, grace: Duration) -> Result<(), Error> {
-        let process = self.running_process(name)?;
+        let process = self.running_process(name, Op::Stop)?;
+        {
+            let mut st = self.lock();
+            let c = st.container_mut(name)?;
+            // Its exit may have been recorded since: then there is nothing to mark.
+            if c.status() == ContainerStatus::Running {
+                c.transition = Some(ContainerStatus::Stopping);
+                st.notify(Changed::Container(name.to_string()));
+            }
+        }
         let _ = process.signal(Signal::SIGTERM);
         if !self.wait_stopped(name, grace) {
             info!(container = %name, "grace period over: killing");
             let _ = process.signal(Signal::SIGKILL);
             self.wait_stopped(name, Duration::from_secs(10));
+        }
+        let mut st = self.lock();
+        if let Ok(c) = st.container_mut(name) {
+            if c.transition == Some(ContainerStatus::Stopping) {
+                c.transition = None;
+                st.notify(Changed::Container(name.to_string()));
+            }
         }
         Ok(())
     }
@@ -250,7 +337,7 @@ impl Engine {
         // A grace period is at most a year (parse_ctl), but an Instant must never overflow.
         let deadline =
             Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30));
-        let mut st = self.lock();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let running = st.containers.get(name).is_some_and(|c| c.record.status == ContainerStatus::Running);
             let now = Instant::now();

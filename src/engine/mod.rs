@@ -1,17 +1,34 @@
 //! The engine: the one owner of images and containers.
 //!
 //! Every change arrives as a typed [`Request`] through [`Engine::handle`], parsed at the boundary (the FUSE
-//! adapter): the engine never sees a write's bytes. State lives behind one mutex that is never held across anything
-//! slow but btrfs snapshot and delete ioctls: imports copy outside it, starts and stops mark the container
-//! busy and wait outside it. Each change is written to its JSON record before it shows in memory, so a
-//! failed request changes nothing and a restarted daemon finds what the last one had.
+//! adapter): the engine never sees a write's bytes. Each request runs in three steps:
+//!
+//! - **reserve**: under the state lock, pure work only: look the objects up, pass the gate of their status
+//!   ([`ContainerStatus::allows`]), plan (the launch spec, an address, the port claims) and mark the
+//!   transition (`starting`, `stopping`, `removing`, `committing`, `creating`, a reserved name, an image
+//!   or volume being changed), so a racing request is refused with the truth rather than waiting;
+//! - **perform**: every slow or fallible step outside the lock: records written and fsynced, btrfs
+//!   ioctls, cgroups, netlink, nft, the monitor's launch, the grace period;
+//! - **commit**: under the lock again, the result installed and the transition cleared; on failure the
+//!   transition is cleared and nothing else changed.
+//!
+//! Each record is written before memory shows it, so a failed request changes nothing and a restarted
+//! daemon finds what the last one had. Reads never take the state lock: every change, when its guard
+//! drops, publishes an immutable snapshot of the state (`state::StateGuard`), and `views` reads that.
+//!
+//! Lock order, outermost first; none is held across a launch, a grace period or an ioctl:
+//! 1. a container's `writer` lock (state::Container), held by whoever plans from or writes that
+//!    container's record, for one record fsync at most;
+//! 2. `forwards`, held while the firewall's forwards are computed and written (only for a container
+//!    with ports), and `pulling` (one pull per reference);
+//! 3. `state`, pure work only; `published` and `errors` are leaves taken alone.
 //!
 //! This file holds the `Engine` itself, its locks and directories, and the dispatch of requests; each
-//! concern has a file of its own: `state` (what is in memory, and the lookups requests plan with),
-//! `records` (the JSON records), `recovery` (opening a root), `exits` (the watcher and exit bookkeeping),
-//! `lifecycle` (create, start, stop, remove), `exec`, `images` (import, pull, push, commit, removal),
-//! `oci_config`, `configure`, `volumes`, `ports` (addresses, forwards, the firewall), `journal`
-//! (the error journal) and `views` (what the FUSE side reads and renders).
+//! concern has a file of its own: `state` (what is in memory, its gate and lookups), `records` (the JSON
+//! records), `recovery` (opening a root), `exits` (the watcher and exit bookkeeping), `lifecycle` (create,
+//! start, stop, remove), `exec`, `images` (import, pull, push, commit, removal), `oci_config`,
+//! `configure`, `volumes`, `ports` (forwards and the firewall), `journal` (the error journal), `notify`
+//! (change notices) and `views` (what the FUSE side reads and renders).
 
 mod configure;
 mod exec;
@@ -29,7 +46,7 @@ mod views;
 mod volumes;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use tracing::info;
 
@@ -40,7 +57,6 @@ pub use views::{ContainerView, ImageView};
 
 use crate::cgroups::{Cgroups, Limits};
 use crate::error::Error;
-use crate::json;
 use crate::logs::LogLimits;
 use crate::network::Network;
 use crate::registry::Registry;
@@ -48,7 +64,7 @@ use crate::request::Request;
 use crate::runtime::watcher::Watcher;
 use crate::store::Store;
 use records::new_record;
-use state::State;
+use state::{State, StateGuard};
 
 /// What a successful request gives back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +91,8 @@ pub struct Engine {
     pulling: Mutex<Vec<String>>,
     pulled: Condvar,
     state: Mutex<State>,
+    /// The state as of the last change, for reads (see `state::StateGuard`).
+    published: RwLock<Arc<State>>,
     /// Signalled whenever a container's status changes.
     changed: Condvar,
     errors: Mutex<()>,
@@ -96,8 +114,14 @@ impl Engine {
         self.protected.get().cloned().unwrap_or_default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// The state, for pure work: reserve or commit a change (see the module's comment).
+    fn lock(&self) -> StateGuard<'_> {
+        StateGuard::new(self, self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The state as of the last change, without waiting for any request in flight.
+    fn view(&self) -> Arc<State> {
+        Arc::clone(&self.published.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn lock_forwards(&self) -> MutexGuard<'_, ()> {
@@ -184,11 +208,6 @@ impl Engine {
             Err(e) => self.failed(path, object.as_deref(), e),
         }
         result
-    }
-
-    fn save(&self, record: &ContainerRecord) -> Result<(), Error> {
-        json::write_json(&self.container_dir(&record.name).join("record.json"), record)
-            .map_err(Error::record(format!("the record of container '{}'", record.name)))
     }
 
     /// Leaves the store mounted while containers still run in it, so a new daemon can re-adopt them.

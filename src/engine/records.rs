@@ -1,13 +1,19 @@
 //! The engine's on-disk JSON records: an image's (`<state>/images/<id>/record.json`), a container's
 //! (`<state>/containers/<name>/record.json`) and an exec's (`<container>/execs/<n>/record.json`), each
-//! written atomically ([`crate::json`]), so a crash leaves the old or the new one.
+//! written atomically ([`crate::json`]), so a crash leaves the old or the new one; and the one path by
+//! which a container's record changes: planned from the current record under the state lock, saved
+//! outside it, then installed, all under that container's record lock ([`Engine::update_record`]).
 
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use super::state::{Container, Writing};
+use super::{Changed, Engine};
 use crate::cgroups::Limits;
-use crate::model::{ContainerStatus, VolumeSpec};
+use crate::error::Error;
+use crate::json;
+use crate::model::{ContainerStatus, ExecStatus, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::runtime::spec::Security;
 use crate::times;
@@ -87,8 +93,8 @@ pub struct ContainerRecord {
 pub struct ExecRecord {
     pub id: u32,
     pub argv: Vec<String>,
-    /// `running` or `exited`.
-    pub status: ContainerStatus,
+    /// `running` or `exited` (`starting` only in memory, while it is set up).
+    pub status: ExecStatus,
     pub pid: Option<i32>,
     pub helper_pid: Option<i32>,
     pub helper_start: Option<u64>,
@@ -122,5 +128,64 @@ pub(super) fn new_record(name: &str) -> ContainerRecord {
         volumes: Vec::new(),
         volumes_from: None,
         security: Default::default(),
+    }
+}
+
+impl Engine {
+    /// Holds container `name`'s record lock: the one holder plans from and writes its record.
+    pub(super) fn writing(&self, name: &str) -> Result<Writing, Error> {
+        let lock = std::sync::Arc::clone(&self.lock().container(name)?.writer);
+        Ok(lock.acquire())
+    }
+
+    /// Changes container `name`'s record: `change` plans from its current state under the state lock (pure;
+    /// it may refuse, and then nothing changed), the record is saved, then installed.
+    pub(super) fn update_record<R>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&Container, &mut ContainerRecord) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let held = self.writing(name)?;
+        self.commit_record(&held, name, change, |_| {})
+    }
+
+    /// [`Engine::update_record`] for a holder of the record lock; `finish` runs on the container as the
+    /// record is installed (clearing a transition with it, in one step).
+    pub(super) fn commit_record<R>(
+        &self,
+        _held: &Writing,
+        name: &str,
+        change: impl FnOnce(&Container, &mut ContainerRecord) -> Result<R, Error>,
+        finish: impl FnOnce(&mut Container),
+    ) -> Result<R, Error> {
+        let (record, out) = {
+            let st = self.lock();
+            let c = st.container(name)?;
+            let mut record = c.record.clone();
+            let out = change(c, &mut record)?;
+            (record, out)
+        };
+        self.save(&record)?;
+        let mut st = self.lock();
+        let c = st.container_mut(name)?;
+        c.record = record;
+        finish(c);
+        st.notify(Changed::Container(name.to_string()));
+        Ok(out)
+    }
+
+    pub(super) fn save(&self, record: &ContainerRecord) -> Result<(), Error> {
+        json::write_json(&self.container_dir(&record.name).join("record.json"), record)
+            .map_err(Error::record(format!("the record of container '{}'", record.name)))
+    }
+}
+
+/// A change of a record that can't be refused, for [`Engine::commit_record`].
+pub(super) fn always(
+    change: impl FnOnce(&mut ContainerRecord),
+) -> impl FnOnce(&Container, &mut ContainerRecord) -> Result<(), Error> {
+    move |_, record| {
+        change(record);
+        Ok(())
     }
 }

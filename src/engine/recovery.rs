@@ -3,7 +3,7 @@
 //! and execs still running, or recording their end.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use oci_spec::image::ImageConfiguration;
 use tracing::{info, warn};
@@ -15,7 +15,7 @@ use crate::cgroups::{Cgroups, Limits};
 use crate::error::Error;
 use crate::json;
 use crate::logs::LogLimits;
-use crate::model::ContainerStatus;
+use crate::model::{ContainerStatus, ExecStatus};
 use crate::network::Network;
 use crate::registry::Registry;
 use crate::runtime::watcher::Watcher;
@@ -45,7 +45,7 @@ impl Engine {
         for (id, dir) in record_dirs(&state_dir.join("images")) {
             match load_image(&dir) {
                 Some(image) if store.image_path(&id).is_dir() => {
-                    state.images.insert(id, image);
+                    state.images.insert(id, Arc::new(image));
                 }
                 _ => {
                     warn!(image = %id, "dropping an image left half-done");
@@ -55,7 +55,12 @@ impl Engine {
         }
         for (name, dir) in record_dirs(&state_dir.join("containers")) {
             match json::read_json::<ContainerRecord>(&dir.join("record.json")) {
-                Ok(Some(record)) => {
+                Ok(Some(mut record)) => {
+                    if !record.status.is_settled() {
+                        // Never written by this daemon; an older or foreign record: it did not finish.
+                        warn!(container = %name, status = record.status.as_str(), "a stored transition: exited");
+                        record.status = ContainerStatus::Exited;
+                    }
                     let mut c = Container::new(record);
                     for (id, exec_dir) in record_dirs(&dir.join("execs")) {
                         let loaded = json::read_json::<ExecRecord>(&exec_dir.join("record.json"));
@@ -69,7 +74,7 @@ impl Engine {
                             }
                         }
                     }
-                    state.containers.insert(name, c);
+                    state.containers.insert(name, Arc::new(c));
                 }
                 _ => {
                     warn!(container = %name, "dropping a container left half-done");
@@ -106,6 +111,7 @@ impl Engine {
             log_limits,
             pulling: Mutex::new(Vec::new()),
             pulled: Condvar::new(),
+            published: RwLock::new(Arc::new(state.clone())),
             state: Mutex::new(state),
             changed: Condvar::new(),
             errors: Mutex::new(()),
@@ -123,7 +129,7 @@ impl Engine {
     /// Watches containers recorded as running: alive ones are re-adopted, dead ones marked exited.
     pub(super) fn adopt(self: &Arc<Self>) {
         let running: Vec<(String, Option<i32>, Option<u64>)> = self
-            .lock()
+            .view()
             .containers
             .values()
             .filter(|c| c.record.status == ContainerStatus::Running)
@@ -140,11 +146,11 @@ impl Engine {
             }
         }
         let running_execs: Vec<(String, u32, Option<i32>, Option<u64>)> = self
-            .lock()
+            .view()
             .containers
             .values()
             .flat_map(|c| c.execs.values().map(move |e| (c, e)))
-            .filter(|(_, e)| e.status == ContainerStatus::Running)
+            .filter(|(_, e)| e.status == ExecStatus::Running)
             .map(|(c, e)| (c.record.name.clone(), e.id, e.helper_pid, e.helper_start))
             .collect();
         for (name, n, pid, start) in running_execs {

@@ -1,15 +1,23 @@
-//! The engine's state in memory, behind its one mutex: images (record and parsed config), containers
-//! (record, busy flag, execs) and named volumes, and the lookups every request plans with (an image by id
-//! or source, a container by name, the forwards of running containers and whose host port is whose).
+//! The engine's state in memory: images (record and parsed config), containers (record, transition,
+//! execs, the lock that orders changes to its record) and named volumes, the names and objects a request
+//! has reserved, and the lookups and plans every request makes from it. All of it is pure: nothing here
+//! touches a file, a cgroup or the kernel.
+//!
+//! The state is owned behind one mutex ([`StateGuard`]) that is held only for this pure work; each
+//! change, when the guard drops, is published as an immutable snapshot that reads use without locking
+//! (see `views`), and the change notices it gathered go to the listener.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use oci_spec::image::ImageConfiguration;
 
 use super::records::{ContainerRecord, ExecRecord, ImageRecord};
+use super::{Changed, Engine};
 use crate::error::Error;
-use crate::model::ContainerStatus;
-use crate::network::{Forwards, NetworkError, NetworkMode, PortMap};
+use crate::model::{ContainerStatus, Op};
+use crate::network::{Forwards, NetworkError, NetworkMode, PortMap, Subnet};
 
 pub(super) struct Image {
     pub(super) record: ImageRecord,
@@ -35,31 +43,65 @@ impl Image {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Container {
+    /// As stored: its status is always a settled one.
     pub(super) record: ContainerRecord,
-    /// A start or an image change is in flight: no other change until it ends.
-    pub(super) busy: bool,
+    /// The operation under way, if any: a transitional status, in memory only.
+    pub(super) transition: Option<ContainerStatus>,
+    /// While `creating`: the image its new rootfs is made from.
+    pub(super) pending_image: Option<String>,
     /// Commands run in it with `exec`, by number.
     pub(super) execs: BTreeMap<u32, ExecRecord>,
+    /// Held by whoever reads this record to plan a change of it, or writes it: one at a time, each for
+    /// one fsync at most. Taken before the state lock, never while holding it.
+    pub(super) writer: Arc<RecordLock>,
 }
 
 impl Container {
     pub(super) fn new(record: ContainerRecord) -> Container {
-        Container { record, busy: false, execs: BTreeMap::new() }
+        Container {
+            record,
+            transition: None,
+            pending_image: None,
+            execs: BTreeMap::new(),
+            writer: Arc::new(RecordLock::default()),
+        }
+    }
+
+    /// What it is doing: the transition under way, else its settled status.
+    pub(super) fn status(&self) -> ContainerStatus {
+        self.transition.unwrap_or(self.record.status)
+    }
+
+    /// The one gate: `op` may run now, or the refusal that says why not.
+    pub(super) fn gate(&self, op: Op) -> Result<(), Error> {
+        let status = self.status();
+        if status.allows(op) {
+            Ok(())
+        } else {
+            Err(Error::WrongState { name: self.record.name.clone(), status, op })
+        }
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct State {
-    pub(super) images: BTreeMap<String, Image>,
-    pub(super) containers: BTreeMap<String, Container>,
+    pub(super) images: BTreeMap<String, Arc<Image>>,
+    pub(super) containers: BTreeMap<String, Arc<Container>>,
     /// Named volumes; each is a subvolume of the store, its own record.
-    pub(super) volumes: std::collections::BTreeSet<String>,
+    pub(super) volumes: BTreeSet<String>,
+    /// Names of containers being made, taken but not yet shown, with the image each is made from.
+    pub(super) reserved: BTreeMap<String, Option<String>>,
+    /// Images a request is removing or replacing, and which.
+    pub(super) changing_images: BTreeMap<String, &'static str>,
+    /// Volumes being made or removed, and which.
+    pub(super) changing_volumes: BTreeMap<String, &'static str>,
 }
 
 impl State {
     /// An image by id, or the newest one made from `reference` (bocker's `init DIR` names it by its source).
-    pub(super) fn resolve_image(&self, reference: &str) -> Result<&Image, Error> {
+    pub(super) fn resolve_image(&self, reference: &str) -> Result<&Arc<Image>, Error> {
         if let Some(image) = self.images.get(reference) {
             return Ok(image);
         }
@@ -67,22 +109,52 @@ impl State {
             .values()
             .filter(|i| i.record.source == reference)
             .max_by(|a, b| a.record.created.cmp(&b.record.created))
-            .ok_or_else(|| Error::NotFound(format!("no image named '{reference}'")))
+            .ok_or_else(|| Error::NoSuchImage(reference.to_string()))
     }
 
     pub(super) fn container(&self, name: &str) -> Result<&Container, Error> {
-        self.containers.get(name).ok_or_else(|| no_container(name))
+        self.containers.get(name).map(|c| &**c).ok_or_else(|| Error::NoSuchContainer(name.to_string()))
     }
 
+    /// A container to change (copied first if a published snapshot still shares it).
     pub(super) fn container_mut(&mut self, name: &str) -> Result<&mut Container, Error> {
-        self.containers.get_mut(name).ok_or_else(|| no_container(name))
+        self.containers.get_mut(name).map(Arc::make_mut).ok_or_else(|| Error::NoSuchContainer(name.to_string()))
     }
 
-    /// The forwards of every running container, less `except`'s.
+    /// Whether `name` is taken by a container or one being made.
+    pub(super) fn name_taken(&self, name: &str) -> bool {
+        self.containers.contains_key(name) || self.reserved.contains_key(name)
+    }
+
+    /// Containers that name image `id`, or are being made from it or given it.
+    pub(super) fn image_users(&self, id: &str) -> Vec<String> {
+        let named = self
+            .containers
+            .values()
+            .filter(|c| c.record.image.as_deref() == Some(id) || c.pending_image.as_deref() == Some(id))
+            .map(|c| c.record.name.clone());
+        let reserved = self.reserved.iter().filter(|(_, i)| i.as_deref() == Some(id)).map(|(n, _)| n.clone());
+        named.chain(reserved).collect()
+    }
+
+    /// An image a request may use: refused while another removes it.
+    pub(super) fn usable_image(&self, reference: &str) -> Result<&Arc<Image>, Error> {
+        let image = self.resolve_image(reference)?;
+        match self.changing_images.get(&image.record.id) {
+            Some(&doing) if doing == super::images::REMOVING => {
+                Err(Error::Changing { what: format!("image '{}'", image.record.id), doing })
+            }
+            _ => Ok(image),
+        }
+    }
+
+    /// The forwards of every container that runs or is starting, less `except`'s: a starting one's host
+    /// ports are claimed from its plan on, so two starts never take one port.
     pub(super) fn forwards(&self, except: Option<&str>) -> Vec<Forwards> {
         self.containers
             .values()
-            .filter(|c| c.record.status == ContainerStatus::Running && Some(c.record.name.as_str()) != except)
+            .filter(|c| Some(c.record.name.as_str()) != except)
+            .filter(|c| c.record.status == ContainerStatus::Running || c.status() == ContainerStatus::Starting)
             .filter(|c| c.record.network == NetworkMode::Bridge && !c.record.ports.is_empty())
             .filter_map(|c| {
                 let ip = c.record.ip?;
@@ -91,7 +163,7 @@ impl State {
             .collect()
     }
 
-    /// Fails if a running container other than `name` forwards a host port `ports` claims.
+    /// Fails if a container other than `name` that runs or is starting forwards a host port `ports` claims.
     pub(super) fn check_port_claims(&self, name: &str, ports: &[PortMap]) -> Result<(), NetworkError> {
         for other in self.forwards(Some(name)) {
             if let Some(p) = ports.iter().find(|p| other.ports.iter().any(|o| o.clashes_with(p))) {
@@ -100,8 +172,101 @@ impl State {
         }
         Ok(())
     }
+
+    /// The bridge address `name` starts with: the one it has, or the lowest no other container holds.
+    pub(super) fn address_for(&self, name: &str, subnet: &Subnet) -> Result<Option<Ipv4Addr>, Error> {
+        let c = self.container(name)?;
+        if c.record.network != NetworkMode::Bridge {
+            return Ok(None);
+        }
+        // Only an address the anti-spoofing table binds (an older daemon may have handed out others).
+        if let Some(ip) = c.record.ip.filter(|ip| subnet.is_container_address(*ip)) {
+            return Ok(Some(ip));
+        }
+        let used: Vec<Ipv4Addr> =
+            self.containers.values().filter(|o| o.record.name != name).filter_map(|o| o.record.ip).collect();
+        crate::network::allocate(subnet, &used).map(Some).ok_or_else(|| NetworkError::Exhausted(subnet.cidr()).into())
+    }
 }
 
-pub(super) fn no_container(name: &str) -> Error {
-    Error::NotFound(format!("no container named '{name}'"))
+/// The lock that orders the changes of one container's record (see [`Container::writer`]): owned, so a
+/// request can hold it across the record's fsync without borrowing the state.
+#[derive(Default)]
+pub(super) struct RecordLock {
+    busy: Mutex<bool>,
+    free: Condvar,
+}
+
+impl RecordLock {
+    pub(super) fn acquire(self: &Arc<Self>) -> Writing {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy {
+            busy = self.free.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy = true;
+        Writing { lock: Arc::clone(self) }
+    }
+}
+
+/// Proof that its holder may plan from and write one container's record; released when dropped.
+pub(super) struct Writing {
+    lock: Arc<RecordLock>,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        *self.lock.busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.lock.free.notify_one();
+    }
+}
+
+/// The state, locked for pure work. Dropping it publishes what changed and sends the notices gathered.
+pub(super) struct StateGuard<'a> {
+    guard: Option<MutexGuard<'a, State>>,
+    engine: &'a Engine,
+    dirty: bool,
+    notices: Vec<Changed>,
+}
+
+impl<'a> StateGuard<'a> {
+    pub(super) fn new(engine: &'a Engine, guard: MutexGuard<'a, State>) -> StateGuard<'a> {
+        StateGuard { guard: Some(guard), engine, dirty: false, notices: Vec::new() }
+    }
+
+    /// Tells the listener, once this change is published, that `what` changed.
+    pub(super) fn notify(&mut self, what: Changed) {
+        self.dirty = true;
+        self.notices.push(what);
+    }
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.guard.as_ref().expect("a state guard holds its lock until it drops")
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.dirty = true;
+        self.guard.as_mut().expect("a state guard holds its lock until it drops")
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else { return };
+        if self.dirty {
+            publish(&self.engine.published, Arc::new(guard.clone()));
+        }
+        drop(guard);
+        for what in self.notices.drain(..) {
+            self.engine.notify(what);
+        }
+    }
+}
+
+fn publish(published: &RwLock<Arc<State>>, state: Arc<State>) {
+    *published.write().unwrap_or_else(|e| e.into_inner()) = state;
 }

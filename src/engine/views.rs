@@ -1,6 +1,6 @@
 //! What the FUSE side reads: the names that exist, typed views of an image, a container and an exec
-//! (rendered into file contents by `fs::render`), and the paths of rootfs, logs and volumes. Queries never
-//! block on anything but the state lock.
+//! (rendered into file contents by `fs::render`), and the paths of rootfs, logs and volumes. Queries read
+//! the state as last published and never wait for a request in flight (see `state::StateGuard`).
 
 use std::path::PathBuf;
 
@@ -8,28 +8,33 @@ use super::records::{ContainerRecord, ExecRecord, ImageRecord};
 use super::state::Image;
 use super::Engine;
 use crate::cgroups::{Cgroups, Limit, Limits, Stats};
-use crate::model::ContainerStatus;
+use crate::model::{ContainerStatus, ExecStatus};
 use crate::request::merge_env;
 
 impl Engine {
     pub fn image_ids(&self) -> Vec<String> {
-        self.lock().images.keys().cloned().collect()
+        self.view().images.keys().cloned().collect()
     }
 
     pub fn container_names(&self) -> Vec<String> {
-        self.lock().containers.keys().cloned().collect()
+        self.view().containers.keys().cloned().collect()
     }
 
     pub fn has_image(&self, id: &str) -> bool {
-        self.lock().images.contains_key(id)
+        self.view().images.contains_key(id)
     }
 
     pub fn has_container(&self, name: &str) -> bool {
-        self.lock().containers.contains_key(name)
+        self.view().containers.contains_key(name)
     }
 
     pub fn any_running(&self) -> bool {
-        self.lock().containers.values().any(|c| c.record.status == ContainerStatus::Running)
+        self.view().containers.values().any(|c| c.record.status == ContainerStatus::Running)
+    }
+
+    /// Whether container `name` has a rootfs: it has an image.
+    fn has_rootfs(st: &super::state::State, name: &str) -> bool {
+        st.containers.get(name).is_some_and(|c| c.record.image.is_some())
     }
 
     /// The read-only subvolume of an image, for browsing.
@@ -39,16 +44,14 @@ impl Engine {
 
     /// The rootfs of a container, once it has an image.
     pub fn container_rootfs(&self, name: &str) -> Option<PathBuf> {
-        let st = self.lock();
-        st.containers.get(name)?.record.image.as_ref()?;
-        Some(self.store.container_path(name))
+        Self::has_rootfs(&self.view(), name).then(|| self.store.container_path(name))
     }
 
     /// The numbers of a container's execs that have started (none while one is being set up).
     pub fn exec_ids(&self, name: &str) -> Vec<u32> {
-        let st = self.lock();
+        let st = self.view();
         let Some(c) = st.containers.get(name) else { return Vec::new() };
-        c.execs.values().filter(|e| e.status != ContainerStatus::Created).map(|e| e.id).collect()
+        c.execs.values().filter(|e| e.status != ExecStatus::Starting).map(|e| e.id).collect()
     }
 
     pub fn has_exec(&self, name: &str, n: u32) -> bool {
@@ -61,11 +64,11 @@ impl Engine {
     }
 
     pub fn volume_names(&self) -> Vec<String> {
-        self.lock().volumes.iter().cloned().collect()
+        self.view().volumes.iter().cloned().collect()
     }
 
     pub fn has_volume(&self, name: &str) -> bool {
-        self.lock().volumes.contains(name)
+        self.view().volumes.contains(name)
     }
 
     /// The content of a named volume (its `data` link's target).
@@ -99,6 +102,8 @@ pub struct ImageView<'a> {
 /// A container as its files show it: its record, what it takes from its image, and its cgroup's live values.
 pub struct ContainerView<'a> {
     pub record: &'a ContainerRecord,
+    /// What it is doing now: its settled status, or the transition under way.
+    pub status: ContainerStatus,
     image: Option<&'a Image>,
     cgroups: &'a Cgroups,
     defaults: &'a Limits,
@@ -139,23 +144,24 @@ impl ContainerView<'_> {
 impl Engine {
     /// `f` of image `id`, under the state lock; `None` for an unknown image.
     pub fn with_image<R>(&self, id: &str, f: impl FnOnce(ImageView<'_>) -> R) -> Option<R> {
-        let st = self.lock();
+        let st = self.view();
         let image = st.images.get(id)?;
         Some(f(ImageView { record: &image.record, config_raw: &image.config_raw }))
     }
 
     /// `f` of container `name`, under the state lock; `None` for an unknown container.
     pub fn with_container<R>(&self, name: &str, f: impl FnOnce(ContainerView<'_>) -> R) -> Option<R> {
-        let st = self.lock();
-        let record = &st.containers.get(name)?.record;
-        let image = record.image.as_deref().and_then(|id| st.images.get(id));
-        Some(f(ContainerView { record, image, cgroups: &self.cgroups, defaults: &self.defaults }))
+        let st = self.view();
+        let c = st.containers.get(name)?;
+        let record = &c.record;
+        let image = record.image.as_deref().and_then(|id| st.images.get(id)).map(|i| &**i);
+        Some(f(ContainerView { record, status: c.status(), image, cgroups: &self.cgroups, defaults: &self.defaults }))
     }
 
     /// `f` of exec `n` of `name`, under the state lock; `None` for an unknown exec (or one being set up).
     pub fn with_exec<R>(&self, name: &str, n: u32, f: impl FnOnce(&ExecRecord) -> R) -> Option<R> {
-        let st = self.lock();
-        let e = st.containers.get(name)?.execs.get(&n).filter(|e| e.status != ContainerStatus::Created)?;
+        let st = self.view();
+        let e = st.containers.get(name)?.execs.get(&n).filter(|e| e.status != ExecStatus::Starting)?;
         Some(f(e))
     }
 }

@@ -114,35 +114,52 @@ pub(super) struct PlannedVolume {
 
 impl Engine {
     pub(super) fn create_volume(&self, name: &str) -> Result<(), Error> {
-        let mut st = self.lock();
-        if st.volumes.contains(name) {
-            return Err(Error::Exists(format!("a volume named '{name}' exists already")));
+        {
+            let mut st = self.lock();
+            if st.volumes.contains(name) || st.changing_volumes.contains_key(name) {
+                return Err(Error::NameTaken { kind: "volume", name: name.to_string() });
+            }
+            st.changing_volumes.insert(name.to_string(), "being made");
         }
-        self.store.create_volume(name)?;
+        let made = self.store.create_volume(name);
+        let mut st = self.lock();
+        st.changing_volumes.remove(name);
+        made?;
         st.volumes.insert(name.to_string());
-        self.notify(Changed::Volume(name.to_string()));
+        st.notify(Changed::Volume(name.to_string()));
+        drop(st);
         info!(volume = %name, "created volume");
         Ok(())
     }
 
     /// Removes a named volume and its data; EBUSY while any container (in any state) names it.
     pub(super) fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        {
+            let mut st = self.lock();
+            if !st.volumes.contains(name) {
+                return Err(Error::NoSuchVolume(name.to_string()));
+            }
+            if let Some(doing) = st.changing_volumes.get(name) {
+                return Err(Error::Changing { what: format!("volume '{name}'"), doing });
+            }
+            let by: Vec<String> = st
+                .containers
+                .values()
+                .filter(|c| c.record.volumes.iter().any(|v| v.source == VolumeSource::Named(name.to_string())))
+                .map(|c| c.record.name.clone())
+                .collect();
+            if !by.is_empty() {
+                return Err(Error::InUse { what: format!("volume '{name}'"), by });
+            }
+            st.changing_volumes.insert(name.to_string(), "being removed");
+        }
+        let removed = self.store.delete_volume(name);
         let mut st = self.lock();
-        if !st.volumes.contains(name) {
-            return Err(Error::NotFound(format!("no volume named '{name}'")));
-        }
-        let users: Vec<&str> = st
-            .containers
-            .values()
-            .filter(|c| c.record.volumes.iter().any(|v| v.source == VolumeSource::Named(name.to_string())))
-            .map(|c| c.record.name.as_str())
-            .collect();
-        if !users.is_empty() {
-            return Err(Error::Busy(format!("volume '{name}' is used by container(s) {}", users.join(", "))));
-        }
-        self.store.delete_volume(name)?;
+        st.changing_volumes.remove(name);
+        removed?;
         st.volumes.remove(name);
-        self.notify(Changed::Volume(name.to_string()));
+        st.notify(Changed::Volume(name.to_string()));
+        drop(st);
         info!(volume = %name, "removed volume");
         Ok(())
     }
@@ -156,11 +173,11 @@ impl Engine {
 
     pub(super) fn check_sources(&self, name: &str, volumes: &[VolumeSpec]) -> Result<(), Error> {
         let privileged = {
-            let st = self.lock();
+            let st = self.view();
             for v in volumes {
                 if let VolumeSource::Named(n) = &v.source {
-                    if !st.volumes.contains(n) {
-                        return Err(Error::NotFound(format!("no volume named '{n}' (mkdir volumes/{n} first)")));
+                    if !st.volumes.contains(n) || st.changing_volumes.contains_key(n) {
+                        return Err(Error::NoSuchVolume(n.clone()));
                     }
                 }
             }
@@ -183,7 +200,7 @@ impl Engine {
             if from == name {
                 return Err(Error::Invalid(format!("container '{name}' can't take volumes from itself")));
             }
-            self.lock().container(from)?;
+            self.view().container(from)?;
         }
         self.configure(name, |r| r.volumes_from = from)
     }
@@ -213,7 +230,7 @@ impl Engine {
                 let named = match &v.source {
                     VolumeSource::Host(_) => None,
                     VolumeSource::Named(n) if st.volumes.contains(n) => Some(self.store.volume_path(n)),
-                    VolumeSource::Named(n) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+                    VolumeSource::Named(n) => return Err(Error::NoSuchVolume(n.clone())),
                 };
                 Ok(PlannedVolume { spec: v, named })
             })
@@ -231,7 +248,7 @@ impl Engine {
                 (VolumeSource::Host(p), _) => check_host_source(p, &protected)?,
                 (VolumeSource::Named(n), Some(path)) => std::fs::canonicalize(&path)
                     .map_err(|e| Error::NotFound(format!("volume '{n}' at {}: {e}", path.display())))?,
-                (VolumeSource::Named(n), None) => return Err(Error::NotFound(format!("no volume named '{n}'"))),
+                (VolumeSource::Named(n), None) => return Err(Error::NoSuchVolume(n.clone())),
             };
             let masks = masks(&source, &v.target, &protected);
             binds.push(BindMount { source, target: v.target, readonly: v.readonly });

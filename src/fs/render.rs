@@ -173,7 +173,7 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
         ContainerField::VolumesFrom => opt(r.volumes_from.clone()),
         ContainerField::Privileged => line(r.security.privileged),
         ContainerField::CapAdd => r.security.cap_add.iter().flat_map(line).collect(),
-        ContainerField::Status => line(r.status.as_str()),
+        ContainerField::Status => line(c.status.as_str()),
         ContainerField::ExitCode => opt(r.exit_code.map(|c| c.to_string())),
         ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),
         ContainerField::StartedAt => opt(r.started_at.clone()),

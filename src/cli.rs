@@ -237,7 +237,8 @@ impl Cli {
         self.follow_dir(&format!("containers/{id}"))
     }
 
-    /// Copies `DIR/logs` to stdout until `DIR/status` is no longer running; returns `DIR/exit_code`. The file
+    /// Copies `DIR/logs` to stdout until `DIR/status` says its process has ended (`exited`, or gone);
+    /// returns `DIR/exit_code`. The file
     /// stays open throughout: its offsets count from the oldest byte kept when it was opened, so a rotation
     /// while it is read moves nothing under it.
     fn follow_dir(&self, dir: &str) -> Result<i32, CliError> {
@@ -245,7 +246,9 @@ impl Cli {
         let mut out = io::stdout().lock();
         let started = std::time::Instant::now();
         loop {
-            let exited = self.read(&format!("{dir}/status")) != "running";
+            // `stopping` and `committing` may still have a process writing; `exited` (or no status: the
+            // container was removed) has none.
+            let exited = matches!(self.read(&format!("{dir}/status")).as_str(), "exited" | "");
             io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(io_err("cannot read the logs"))?;
             if exited {
                 break;

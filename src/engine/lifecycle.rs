@@ -8,15 +8,16 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tracing::{debug, info, warn};
 
+use super::plan::Planned;
 use super::ports::check_host_ports;
 use super::records::{new_record, ContainerRecord};
-use super::state::{Container, Image};
+use super::state::{Container, Image, State};
 use super::volumes::PlannedVolume;
 use super::{Changed, Engine};
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::{ContainerStatus, Op};
-use crate::network::{NetworkError, NetworkMode, PortMap};
+use crate::network::PortMap;
 use crate::request::{merge_env, Ctl};
 use crate::runtime::spec::LaunchSpec;
 use crate::runtime::{self, Launched, ProcessHandle};
@@ -219,24 +220,15 @@ impl Engine {
     }
 
     /// What a start of `name` needs, decided from the state alone: refused if it may not start now.
-    pub(super) fn plan_start(&self, st: &super::state::State, name: &str) -> Result<StartPlan, Error> {
-        let c = st.container(name)?;
-        c.gate(Op::Start)?;
-        let reference = c.record.image.clone().ok_or_else(|| Error::NoImage(name.to_string()))?;
-        let image = st.usable_image(&reference)?;
-        let spec = self.launch_spec(&c.record, image)?;
-        let ports = c.record.ports.clone();
-        if spec.network != NetworkMode::Bridge && !ports.is_empty() {
-            return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
-        }
-        st.check_port_claims(name, &ports)?;
+    pub(super) fn plan_start(&self, st: &State, name: &str) -> Result<StartPlan, Error> {
+        let Planned { record, image, argv, ip, limits } = st.plan_start(name, self.network.subnet(), &self.defaults)?;
         Ok(StartPlan {
-            spec,
-            ip: st.address_for(name, self.network.subnet())?,
-            volumes: self.volume_plan(st, &c.record)?,
-            privileged: c.record.security.privileged,
-            ports,
-            limits: c.record.limits.or(&self.defaults),
+            spec: self.launch_spec(&record, &image, argv),
+            ip,
+            volumes: self.volume_plan(st, &record)?,
+            privileged: record.security.privileged,
+            ports: record.ports,
+            limits,
         })
     }
 
@@ -265,16 +257,10 @@ impl Engine {
         launched
     }
 
-    pub(super) fn launch_spec(&self, record: &ContainerRecord, image: &Image) -> Result<LaunchSpec, Error> {
-        let argv = record.cmd.clone().unwrap_or_else(|| image.default_argv());
-        if argv.is_empty() {
-            return Err(Error::Invalid(format!(
-                "container '{}' has no command and its image has no Cmd: write one to cmd",
-                record.name
-            )));
-        }
+    /// The launch spec of `record` running `argv` from `image`.
+    pub(super) fn launch_spec(&self, record: &ContainerRecord, image: &Image, argv: Vec<String>) -> LaunchSpec {
         let dir = self.container_dir(&record.name);
-        Ok(LaunchSpec {
+        LaunchSpec {
             name: record.name.clone(),
             rootfs: self.store.container_path(&record.name),
             argv,
@@ -288,7 +274,7 @@ impl Engine {
             network: record.network,
             binds: Vec::new(),
             security: record.security.clone(),
-        })
+        }
     }
 
     pub(super) fn launch(&self, name: &str, spec: &LaunchSpec, ip: Option<Ipv4Addr>) -> Result<Launched, Error> {

@@ -25,7 +25,8 @@
 //!
 //! This file holds the `Engine` itself, its locks and directories, and the dispatch of requests; each
 //! concern has a file of its own: `state` (what is in memory, its gate and lookups), `records` (the JSON
-//! records), `recovery` (opening a root), `exits` (the watcher and exit bookkeeping), `lifecycle` (create,
+//! records), `plan` (a start planned from the state), `recovery` (opening a root), `exits` (the watcher
+//! and exit bookkeeping), `lifecycle` (create,
 //! start, stop, remove), `exec`, `images` (import, pull, push, commit, removal), `oci_config`,
 //! `configure`, `volumes`, `ports` (forwards and the firewall), `journal` (the error journal), `notify`
 //! (change notices) and `views` (what the FUSE side reads and renders).
@@ -38,6 +39,7 @@ mod journal;
 mod lifecycle;
 mod notify;
 mod oci_config;
+mod plan;
 mod ports;
 mod records;
 mod recovery;

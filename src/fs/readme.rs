@@ -23,7 +23,8 @@ bockerfs: containers driven with echo and cat.
     commit               w: IMAGE: an image of the rootfs (an existing id is replaced; read the id back)
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
     memory.current memory.peak cpu.usage_usec pids.current events   r: stats (events: oom_kill N)
-    status exit_code pid started_at finished_at logs error   r
+    status exit_code pid started_at finished_at logs error   r (status: created running exited, or
+                         creating starting stopping removing committing while a request is under way)
     logs                 stdout and stderr, the last --log-max-size x --log-max-files bytes; tail -f follows it
     rootfs               symlink to the container's filesystem
   volumes/<name>/        mkdir makes a named volume, rmdir removes it (EBUSY while a container lists it); data: its content

@@ -1,0 +1,239 @@
+//! Planning a start from the state alone: the gate, the image, the command, the address on the bridge,
+//! the port claims and the limits. Pure, so it runs under the state lock, and is tested without root.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::records::ContainerRecord;
+use super::state::{Image, State};
+use crate::cgroups::Limits;
+use crate::error::Error;
+use crate::model::Op;
+use crate::network::{NetworkError, NetworkMode, Subnet};
+
+/// What a start of a container will run with, decided under the state lock.
+pub(super) struct Planned {
+    /// Its record, with the address it starts with.
+    pub(super) record: ContainerRecord,
+    pub(super) image: Arc<Image>,
+    /// Its command, else its image's Entrypoint and Cmd.
+    pub(super) argv: Vec<String>,
+    pub(super) ip: Option<Ipv4Addr>,
+    /// Its limits, the daemon's `defaults` for what it sets none of.
+    pub(super) limits: Limits,
+}
+
+impl State {
+    /// Plans a start of `name` on a bridge of `subnet`: refused (and nothing changed) if it may not start
+    /// now, has no image or command, forwards ports off the bridge or claims a host port another container
+    /// that runs or starts holds, or if the subnet has no address left.
+    pub(super) fn plan_start(&self, name: &str, subnet: &Subnet, defaults: &Limits) -> Result<Planned, Error> {
+        let c = self.container(name)?;
+        c.gate(Op::Start)?;
+        let reference = c.record.image.clone().ok_or_else(|| Error::NoImage(name.to_string()))?;
+        let image = Arc::clone(self.usable_image(&reference)?);
+        let argv = c.record.cmd.clone().unwrap_or_else(|| image.default_argv());
+        if argv.is_empty() {
+            return Err(Error::Invalid(format!(
+                "container '{name}' has no command and its image has no Cmd: write one to cmd"
+            )));
+        }
+        if c.record.network != NetworkMode::Bridge && !c.record.ports.is_empty() {
+            return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
+        }
+        self.check_port_claims(name, &c.record.ports)?;
+        let ip = self.address_for(name, subnet)?;
+        let mut record = c.record.clone();
+        record.ip = ip;
+        Ok(Planned { limits: record.limits.or(defaults), record, image, argv, ip })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use oci_spec::image::ImageConfiguration;
+
+    use super::*;
+    use crate::cgroups::{Limit, Max};
+    use crate::engine::records::{new_record, ImageRecord};
+    use crate::engine::state::Container;
+    use crate::model::ContainerStatus;
+    use crate::network::{parse_ports, PortMap};
+
+    fn ports(text: &str) -> Vec<PortMap> {
+        parse_ports(text).unwrap()
+    }
+
+    fn image(id: &str, cmd: &[&str]) -> Arc<Image> {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":{}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#,
+            serde_json::to_string(cmd).unwrap()
+        );
+        let record = ImageRecord {
+            id: id.into(),
+            source: format!("/srv/{id}"),
+            created: "2026-01-01T00:00:00Z".into(),
+            size: 0,
+            digest: None,
+            layers: Vec::new(),
+            chain: Vec::new(),
+        };
+        let config_raw = config.into_bytes();
+        Arc::new(Image { record, config: ImageConfiguration::from_reader(config_raw.as_slice()).unwrap(), config_raw })
+    }
+
+    fn subnet() -> Subnet {
+        Subnet::from_str("10.9.0.0/24").unwrap()
+    }
+
+    /// A state with image `img_a` (Cmd `sh`) and containers made of it by `make`.
+    type Make<'a> = (&'a str, fn(&mut ContainerRecord));
+
+    fn state(make: &[Make<'_>]) -> State {
+        let mut st = State::default();
+        st.images.insert("img_a".into(), image("img_a", &["sh"]));
+        for (name, f) in make {
+            let mut r = new_record(name);
+            r.image = Some("img_a".into());
+            f(&mut r);
+            st.containers.insert(name.to_string(), Arc::new(Container::new(r)));
+        }
+        st
+    }
+
+    fn refused(planned: Result<Planned, Error>) -> Error {
+        match planned {
+            Ok(p) => panic!("{} was planned to start", p.record.name),
+            Err(e) => e,
+        }
+    }
+
+    fn running(r: &mut ContainerRecord) {
+        r.status = ContainerStatus::Running;
+    }
+
+    fn plan(st: &State, name: &str) -> Result<Planned, Error> {
+        st.plan_start(name, &subnet(), &Limits::default())
+    }
+
+    #[test]
+    fn a_start_runs_its_own_command_else_its_images() {
+        let st = state(&[("a", |_| {}), ("b", |r| r.cmd = Some(vec!["echo".into(), "hi".into()]))]);
+        assert_eq!(plan(&st, "a").unwrap().argv, ["sh"]);
+        assert_eq!(plan(&st, "b").unwrap().argv, ["echo", "hi"]);
+    }
+
+    #[test]
+    fn a_start_that_cannot_run_is_refused_with_the_reason() {
+        let mut st =
+            state(&[("up", running), ("bare", |r| r.image = None), ("gone", |r| r.image = Some("img_x".into()))]);
+        assert_eq!(refused(plan(&st, "up")).errno(), libc::EBUSY);
+        assert!(refused(plan(&st, "up")).to_string().contains("already running"));
+        assert_eq!(refused(plan(&st, "bare")).errno(), libc::EINVAL);
+        assert_eq!(refused(plan(&st, "gone")).errno(), libc::ENOENT);
+        assert_eq!(refused(plan(&st, "nobody")).errno(), libc::ENOENT);
+        st.images.insert("img_e".into(), image("img_e", &[]));
+        st.containers.insert("empty".into(), {
+            let mut r = new_record("empty");
+            r.image = Some("img_e".into());
+            Arc::new(Container::new(r))
+        });
+        assert!(refused(plan(&st, "empty")).to_string().contains("has no command"));
+    }
+
+    #[test]
+    fn a_transition_under_way_refuses_a_start() {
+        let mut st = state(&[("c", |_| {})]);
+        for t in [ContainerStatus::Starting, ContainerStatus::Removing, ContainerStatus::Committing] {
+            st.container_mut("c").unwrap().transition = Some(t);
+            let e = refused(plan(&st, "c"));
+            assert_eq!(e.errno(), libc::EBUSY, "{t:?}");
+            assert!(e.to_string().contains(&format!("is {}", t.as_str())), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_image_being_removed_is_not_started_from() {
+        let mut st = state(&[("c", |_| {})]);
+        st.changing_images.insert("img_a".into(), crate::engine::images::REMOVING);
+        let e = refused(plan(&st, "c"));
+        assert_eq!(e.errno(), libc::EBUSY);
+        assert!(e.to_string().contains("being removed"));
+    }
+
+    #[test]
+    fn addresses_are_the_lowest_free_kept_once_given_and_none_off_the_bridge() {
+        let st = state(&[
+            ("a", |r| r.ip = Some("10.9.0.2".parse().unwrap())),
+            ("b", |_| {}),
+            ("host", |r| r.network = NetworkMode::Host),
+            // An address outside what the anti-spoofing table binds (an older daemon's) is replaced.
+            ("old", |r| r.ip = Some("10.9.0.1".parse().unwrap())),
+        ]);
+        assert_eq!(plan(&st, "a").unwrap().ip, Some("10.9.0.2".parse().unwrap()));
+        assert_eq!(plan(&st, "b").unwrap().ip, Some("10.9.0.3".parse().unwrap()));
+        assert_eq!(plan(&st, "host").unwrap().ip, None);
+        let old = plan(&st, "old").unwrap();
+        assert_eq!(old.ip, Some("10.9.0.3".parse().unwrap()));
+        assert_eq!(old.record.ip, old.ip);
+    }
+
+    #[test]
+    fn a_full_subnet_refuses_a_start_with_enospc() {
+        let small = Subnet::from_str("10.9.0.0/30").unwrap();
+        let st = state(&[("a", |r| r.ip = Some("10.9.0.2".parse().unwrap())), ("b", |_| {})]);
+        assert_eq!(st.plan_start("a", &small, &Limits::default()).unwrap().ip, Some("10.9.0.2".parse().unwrap()));
+        let e = refused(st.plan_start("b", &small, &Limits::default()));
+        assert!(e.to_string().contains("10.9.0.0/30"), "{e}");
+        assert_eq!(e.errno(), libc::ENOSPC);
+    }
+
+    #[test]
+    fn a_host_port_is_claimed_by_one_running_or_starting_container() {
+        let mut st = state(&[
+            ("web", |r| {
+                r.status = ContainerStatus::Running;
+                r.ip = Some("10.9.0.2".parse().unwrap());
+                r.ports = ports("8080:80");
+            }),
+            ("again", |r| r.ports = ports("8080:81")),
+            ("other", |r| r.ports = ports("8081:80")),
+            ("udp", |r| r.ports = ports("8080:80/udp")),
+        ]);
+        let e = refused(plan(&st, "again"));
+        assert_eq!(e.errno(), libc::EADDRINUSE);
+        assert!(e.to_string().contains("web"), "{e}");
+        assert!(plan(&st, "other").is_ok());
+        assert!(plan(&st, "udp").is_ok(), "tcp and udp ports are apart");
+        // Once web exits its port is free; a container that is starting holds its claim as a running one.
+        st.container_mut("web").unwrap().record.status = ContainerStatus::Exited;
+        assert!(plan(&st, "again").is_ok());
+        let starting = st.container_mut("other").unwrap();
+        starting.record.ports = ports("8080:80");
+        starting.record.ip = Some("10.9.0.4".parse().unwrap());
+        starting.transition = Some(ContainerStatus::Starting);
+        assert_eq!(refused(plan(&st, "again")).errno(), libc::EADDRINUSE);
+    }
+
+    #[test]
+    fn ports_need_the_bridge() {
+        let st = state(&[("n", |r| {
+            r.network = NetworkMode::None;
+            r.ports = ports("8080:80");
+        })]);
+        assert_eq!(refused(plan(&st, "n")).errno(), libc::EINVAL);
+    }
+
+    #[test]
+    fn limits_it_sets_win_over_the_daemons_defaults() {
+        let st = state(&[("c", |r| r.limits.put(Limit::PidsMax(Max(Some(50)))))]);
+        let mut defaults = Limits::default();
+        defaults.put(Limit::PidsMax(Max(Some(10))));
+        defaults.put(Limit::MemoryMax(Max(Some(1 << 20))));
+        let limits = st.plan_start("c", &subnet(), &defaults).unwrap().limits;
+        assert_eq!(limits.get(&Limit::PidsMax(Max(None))), Some(Limit::PidsMax(Max(Some(50)))));
+        assert_eq!(limits.get(&Limit::MemoryMax(Max(None))), Some(Limit::MemoryMax(Max(Some(1 << 20)))));
+    }
+}

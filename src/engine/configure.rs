@@ -2,6 +2,7 @@
 //! command, environment, security and network mode, and its limits (applied at once while it runs).
 
 use super::records::{always, ContainerRecord};
+
 use super::{Changed, Engine};
 use crate::cgroups::Limit;
 use crate::error::Error;
@@ -28,15 +29,15 @@ impl Engine {
         };
         let staged = format!(".tmp-{name}");
         let swapped = self.store.snapshot_image(&image_id, &staged).map_err(Error::from).and_then(|()| {
-            let held = self.writing(name)?;
-            let old = self.lock().container(name)?.record.image.clone();
-            self.commit_record(&held, name, always(|r| r.image = Some(image_id.clone())), |_| {})?;
+            // Its transition keeps every other writer out but the error journal: the record lock is taken
+            // for each record write alone, never across the btrfs work.
+            let old = self.update_record(name, |c, r| Ok(std::mem::replace(&mut r.image, c.pending_image.clone())))?;
             let replaced = self.store.delete_container(name).map_err(Error::from).and_then(|()| {
                 std::fs::rename(self.store.container_path(&staged), self.store.container_path(name))
                     .map_err(Error::record(format!("the rootfs of '{name}'")))
             });
             if replaced.is_err() {
-                let _ = self.commit_record(&held, name, always(|r| r.image = old), |_| {});
+                let _ = self.update_record(name, always(|r| r.image = old));
             }
             replaced
         });

@@ -38,7 +38,7 @@ impl Engine {
                 log: dir.join("log"),
                 log_limits: self.log_limits,
                 exit_file: dir.join("exit.json"),
-                cgroup_procs: self.cgroups.procs_files(name),
+                cgroup_procs: Vec::new(),
                 security: c.record.security.clone(),
             };
             let placeholder = ExecRecord {
@@ -66,7 +66,14 @@ impl Engine {
         };
         let gone = || Error::WrongState { name: name.to_string(), status: ContainerStatus::Exited, op: Op::Exec };
         spec.target_start = runtime::start_time(spec.target_pid).ok_or_else(|| undo(gone()))?;
-        std::fs::create_dir_all(&dir)
+        spec.cgroup_procs = self.cgroups.procs_files(name);
+        // Not create_dir_all: a container removed meanwhile must not get its directory back.
+        let execs = self.container_dir(name).join("execs");
+        let made = std::fs::create_dir(&execs).or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(e),
+        });
+        made.and_then(|()| std::fs::create_dir(&dir))
             .map_err(|e| undo(Error::record(format!("the directory of exec {n} of '{name}'"))(e)))?;
         let bytes = serde_json::to_vec(&spec).map_err(|e| undo(runtime::RuntimeError::WriteSpec(e.into()).into()))?;
         json::write_private(&dir.join("exec.json"), &bytes)

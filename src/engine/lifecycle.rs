@@ -17,7 +17,7 @@ use super::{Changed, Engine};
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::{ContainerStatus, Op};
-use crate::network::PortMap;
+use crate::network::{Forwards, PortMap};
 use crate::request::{merge_env, Ctl};
 use crate::runtime::spec::LaunchSpec;
 use crate::runtime::{self, Launched, ProcessHandle};
@@ -237,14 +237,16 @@ impl Engine {
     fn launch_planned(&self, name: &str, plan: StartPlan) -> Result<Launched, Error> {
         let StartPlan { mut spec, ip, volumes, privileged, ports, limits } = plan;
         spec.binds = self.resolve_binds(volumes, privileged)?;
+        spec.cgroup_procs = self.cgroups.procs_files(name);
         check_host_ports(&ports)?;
         self.write_etc(name, &mut spec, ip)?;
         self.cgroups.remove(name)?;
         self.cgroups.create(name, &limits)?;
         let launched = self.launch(name, &spec, ip).and_then(|launched| {
-            if !ports.is_empty() {
-                // The state counts it (starting) among those whose forwards the firewall holds.
-                if let Err(e) = self.sync_forwards(&self.lock_forwards(), None) {
+            if let (false, Some(ip)) = (ports.is_empty(), ip) {
+                // Claimed again under the forwards lock: a running container may have taken one since.
+                let ours = Forwards { name: name.to_string(), ip, ports: ports.clone() };
+                if let Err(e) = self.sync_forwards(&self.lock_forwards(), Some(ours)) {
                     runtime::signal_launched(&launched, Signal::SIGKILL);
                     return Err(e);
                 }
@@ -270,7 +272,8 @@ impl Engine {
             log: dir.join("log"),
             log_limits: self.log_limits,
             exit_file: dir.join("exit.json"),
-            cgroup_procs: self.cgroups.procs_files(&record.name),
+            // Found on cgroupfs outside the state lock (`launch_planned`).
+            cgroup_procs: Vec::new(),
             network: record.network,
             binds: Vec::new(),
             security: record.security.clone(),
@@ -293,15 +296,18 @@ impl Engine {
     /// even SIGKILL doesn't end it within 10 s, with it still running).
     pub(super) fn stop(&self, name: &str, grace: Duration) -> Result<(), Error> {
         let process = self.running_process(name, Op::Stop)?;
-        {
+        // The run this stop marks (its monitor's pid), so it clears only its own mark.
+        let marked = {
             let mut st = self.lock();
             let c = st.container_mut(name)?;
-            // Its exit may have been recorded since: then there is nothing to mark.
-            if c.status() == ContainerStatus::Running {
+            // Its exit may have been recorded since, or another stop marked it: nothing to mark then.
+            let mark = c.status() == ContainerStatus::Running;
+            if mark {
                 c.transition = Some(ContainerStatus::Stopping);
                 st.notify(Changed::Container(name.to_string()));
             }
-        }
+            st.container(name)?.record.monitor_pid.filter(|_| mark)
+        };
         let _ = process.signal(Signal::SIGTERM);
         if !self.wait_stopped(name, grace) {
             info!(container = %name, "grace period over: killing");
@@ -309,11 +315,10 @@ impl Engine {
             self.wait_stopped(name, Duration::from_secs(10));
         }
         let mut st = self.lock();
-        if let Ok(c) = st.container_mut(name) {
-            if c.transition == Some(ContainerStatus::Stopping) {
-                c.transition = None;
-                st.notify(Changed::Container(name.to_string()));
-            }
+        let ours = |c: &Container| c.transition == Some(ContainerStatus::Stopping) && c.record.monitor_pid == marked;
+        if marked.is_some() && st.container(name).is_ok_and(ours) {
+            st.container_mut(name)?.transition = None;
+            st.notify(Changed::Container(name.to_string()));
         }
         Ok(())
     }

@@ -14,8 +14,16 @@ use crate::runtime::spec::{BindMount, LaunchSpec};
 impl Engine {
     /// Rewrites the firewall with the forwards of every container that runs or is starting (and `extra`'s,
     /// for one changing its ports). The caller holds the forwards lock until its record shows the change.
+    /// `extra`'s host ports are checked against the others' here, under the forwards lock, so two writers
+    /// never both put one port in (a claim checked at reserve may have been taken since).
     pub(super) fn sync_forwards(&self, _held: &MutexGuard<'_, ()>, extra: Option<Forwards>) -> Result<(), Error> {
-        let mut forwards = self.lock().forwards(extra.as_ref().map(|f| f.name.as_str()));
+        let mut forwards = {
+            let st = self.lock();
+            if let Some(extra) = &extra {
+                st.check_port_claims(&extra.name, &extra.ports)?;
+            }
+            st.forwards(extra.as_ref().map(|f| f.name.as_str()))
+        };
         forwards.extend(extra);
         self.network.apply_forwards(&forwards).map_err(Error::from)
     }

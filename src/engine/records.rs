@@ -153,20 +153,21 @@ impl Engine {
     /// record is installed (clearing a transition with it, in one step).
     pub(super) fn commit_record<R>(
         &self,
-        _held: &Writing,
+        held: &Writing,
         name: &str,
         change: impl FnOnce(&Container, &mut ContainerRecord) -> Result<R, Error>,
         finish: impl FnOnce(&mut Container),
     ) -> Result<R, Error> {
         let (record, out) = {
             let st = self.lock();
-            let c = st.container(name)?;
+            let c = st.container(name).and_then(|c| mine(held, c, name))?;
             let mut record = c.record.clone();
             let out = change(c, &mut record)?;
             (record, out)
         };
         self.save(&record)?;
         let mut st = self.lock();
+        mine(held, st.container(name)?, name)?;
         let c = st.container_mut(name)?;
         c.record = record;
         finish(c);
@@ -177,6 +178,15 @@ impl Engine {
     pub(super) fn save(&self, record: &ContainerRecord) -> Result<(), Error> {
         json::write_json(&self.container_dir(&record.name).join("record.json"), record)
             .map_err(Error::record(format!("the record of container '{}'", record.name)))
+    }
+}
+
+/// `c`, if `held` is its record lock: a container of the same name made since is another one.
+fn mine<'a>(held: &Writing, c: &'a Container, name: &str) -> Result<&'a Container, Error> {
+    if held.is_for(c) {
+        Ok(c)
+    } else {
+        Err(Error::NoSuchContainer(name.to_string()))
     }
 }
 

@@ -74,13 +74,24 @@ impl Container {
         self.transition.unwrap_or(self.record.status)
     }
 
-    /// The one gate: `op` may run now, or the refusal that says why not.
+    /// The one gate: `op` may run now, or the refusal that says why not. An operation on its process
+    /// (stop, kill, exec) is refused with "not running" whenever none runs, whatever is under way; a commit
+    /// of a running container leaves its process to stop, kill, exec and limits as if it weren't there.
     pub(super) fn gate(&self, op: Op) -> Result<(), Error> {
-        let status = self.status();
+        let refuse = |status| Err(Error::WrongState { name: self.record.name.clone(), status, op });
+        let settled = self.record.status;
+        if op.needs_process() && !settled.has_process() && self.transition != Some(ContainerStatus::Starting) {
+            return refuse(settled);
+        }
+        let on_process = matches!(op, Op::Stop | Op::Kill | Op::Exec | Op::Tune);
+        let status = match self.transition {
+            Some(ContainerStatus::Committing) if on_process => settled,
+            _ => self.status(),
+        };
         if status.allows(op) {
             Ok(())
         } else {
-            Err(Error::WrongState { name: self.record.name.clone(), status, op })
+            refuse(status)
         }
     }
 }
@@ -213,6 +224,13 @@ pub(super) struct Writing {
     lock: Arc<RecordLock>,
 }
 
+impl Writing {
+    /// Whether this is `c`'s lock (and not that of a container of the same name removed since).
+    pub(super) fn is_for(&self, c: &Container) -> bool {
+        Arc::ptr_eq(&self.lock, &c.writer)
+    }
+}
+
 impl Drop for Writing {
     fn drop(&mut self) {
         *self.lock.busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
@@ -269,4 +287,59 @@ impl Drop for StateGuard<'_> {
 
 fn publish(published: &RwLock<Arc<State>>, state: Arc<State>) {
     *published.write().unwrap_or_else(|e| e.into_inner()) = state;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::records::new_record;
+
+    fn container(settled: ContainerStatus, transition: Option<ContainerStatus>) -> Container {
+        let mut r = new_record("c");
+        r.status = settled;
+        Container { transition, ..Container::new(r) }
+    }
+
+    fn errno(c: &Container, op: Op) -> Option<i32> {
+        c.gate(op).err().map(|e| e.errno())
+    }
+
+    #[test]
+    fn a_commit_of_a_running_container_leaves_its_process_alone() {
+        let c = container(ContainerStatus::Running, Some(ContainerStatus::Committing));
+        assert_eq!(c.status(), ContainerStatus::Committing);
+        for op in [Op::Stop, Op::Kill, Op::Exec, Op::Tune] {
+            assert_eq!(errno(&c, op), None, "{op:?}");
+        }
+        for op in [Op::Start, Op::Remove, Op::Configure, Op::Commit] {
+            assert_eq!(errno(&c, op), Some(libc::EBUSY), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn no_process_is_not_running_whatever_is_under_way() {
+        for t in
+            [None, Some(ContainerStatus::Committing), Some(ContainerStatus::Removing), Some(ContainerStatus::Creating)]
+        {
+            let c = container(ContainerStatus::Exited, t);
+            for op in [Op::Stop, Op::Kill, Op::Exec] {
+                assert_eq!(errno(&c, op), Some(libc::ESRCH), "{t:?} {op:?}");
+                assert!(c.gate(op).unwrap_err().to_string().contains("is not running"));
+            }
+        }
+        // A start under way is not "not running" yet: try again.
+        let c = container(ContainerStatus::Created, Some(ContainerStatus::Starting));
+        assert_eq!(errno(&c, Op::Stop), Some(libc::EBUSY));
+        assert!(c.gate(Op::Stop).unwrap_err().to_string().contains("is starting"));
+    }
+
+    #[test]
+    fn a_stopping_container_takes_a_kill_but_nothing_that_would_race_its_end() {
+        let c = container(ContainerStatus::Running, Some(ContainerStatus::Stopping));
+        assert_eq!(errno(&c, Op::Kill), None);
+        assert_eq!(errno(&c, Op::Stop), None);
+        assert_eq!(errno(&c, Op::Remove), Some(libc::EBUSY));
+        assert_eq!(errno(&c, Op::Start), Some(libc::EBUSY));
+        assert!(c.gate(Op::Start).unwrap_err().to_string().contains("already running"));
+    }
 }

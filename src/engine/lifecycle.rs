@@ -165,16 +165,17 @@ impl Engine {
     }
 
     pub(super) fn start(self: &Arc<Self>, name: &str) -> Result<(), Error> {
-        let plan = {
+        let (plan, had_ip) = {
             let _held = self.writing(name)?;
             let mut st = self.lock();
             let plan = self.plan_start(&st, name)?;
             let c = st.container_mut(name)?;
-            // Held in memory from here, so a concurrent start never picks it too; on disk with the start.
-            c.record.ip = plan.ip;
+            // Held in memory from here, so a concurrent start never picks it too; on disk with the start,
+            // given back if it fails.
+            let had_ip = std::mem::replace(&mut c.record.ip, plan.ip);
             c.transition = Some(ContainerStatus::Starting);
             st.notify(Changed::Container(name.to_string()));
-            plan
+            (plan, had_ip)
         };
         let has_ports = !plan.ports.is_empty();
         let t0 = Instant::now();
@@ -200,12 +201,17 @@ impl Engine {
         let launched = match committed {
             Ok(launched) => launched,
             Err(e) => {
+                let held = self.writing(name);
                 let mut st = self.lock();
                 if let Ok(c) = st.container_mut(name) {
                     c.transition = None;
+                    if held.is_ok() {
+                        c.record.ip = had_ip;
+                    }
                 }
                 st.notify(Changed::Container(name.to_string()));
                 drop(st);
+                drop(held);
                 if has_ports {
                     // Its claims were in the firewall while it started: out again.
                     let _ = self.sync_forwards(&self.lock_forwards(), None);

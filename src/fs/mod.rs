@@ -213,7 +213,7 @@ impl ControlFs {
                 matches!(node, Node::Images | Node::Containers | Node::Volumes | Node::Container(_) | Node::Root),
             ),
             nlink: if kind == FileType::Directory { 2 } else { 1 },
-            uid: 0,
+            uid: if let Node::Scratch(id) = node { self.values.scratch_owner(*id) } else { 0 },
             gid: self.access.gid(),
             rdev: 0,
             blksize: 4096,

@@ -68,6 +68,8 @@ struct Scratch {
     content: Vec<u8>,
     /// When its last open file was closed; `None` while one is open.
     closed_at: Option<Instant>,
+    /// Who made it: its owner, so that a member of `--group` may `chmod` what it made (`sed -i` does).
+    owner: u32,
 }
 
 impl Scratch {
@@ -143,6 +145,11 @@ impl Values {
         let Some(file) = scratch.files.get_mut(&id) else { return Vec::new() };
         file.closed_at = None;
         file.content.clone()
+    }
+
+    /// The owner scratch file `id` shows (root's when it is gone).
+    pub(super) fn scratch_owner(&self, id: u64) -> u32 {
+        lock(&self.scratch).files.get(&id).map_or(0, |s| s.owner)
     }
 
     fn scratch_content(&self, id: u64) -> Vec<u8> {
@@ -362,7 +369,7 @@ impl ControlFs {
             return Err(Errno::EPERM);
         }
         let path = path_in(&dir, name);
-        self.allowed(req, &path)?;
+        let owner = self.allowed(req, &path)?.uid;
         let id = {
             let mut scratch = lock(&self.values.scratch);
             if scratch.files.len() >= MAX_SCRATCH {
@@ -373,7 +380,7 @@ impl ControlFs {
             }
             scratch.next += 1;
             let id = scratch.next;
-            let file = Scratch { name: Some((dir, name.to_string())), content: Vec::new(), closed_at: None };
+            let file = Scratch { name: Some((dir, name.to_string())), content: Vec::new(), closed_at: None, owner };
             scratch.files.insert(id, file);
             id
         };

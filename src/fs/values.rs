@@ -4,13 +4,14 @@
 //! - **A value file's open file** keeps what was written on it ([`Buffer`]): the value is the writes so far,
 //!   in order (after the current value when opened with `O_APPEND`), applied whole at each write, so each
 //!   write returns the errno of the value it leaves. A write that fails is not part of the value. A value
-//!   that doesn't parse because its last line has no newline yet, after complete lines that do, is held
-//!   for the next write or the close; a value still wrong at close is refused then: `close(2)` (the
-//!   kernel's `flush`) returns its errno, the message goes where every failure's goes.
+//!   that doesn't parse because of its last line, which has no newline yet and doesn't parse alone, after
+//!   complete lines that do, is held for the next write or the close; a value still wrong at close is
+//!   refused then: `close(2)` (the kernel's `flush`) returns its errno, the message goes where every
+//!   failure's goes.
 //! - **A scratch file** ([`Scratch`]) is what `open(O_CREAT)` makes in a container's directory or the
-//!   root: bytes in the daemon's memory, found by name but never listed, gone at its last close unless
-//!   renamed onto a value file first, which is one whole write of its content (`sed -i`, Python's
-//!   `tempfile` and `os.replace`, editors that save through a temporary file).
+//!   root: bytes in the daemon's memory, found by name but never listed, gone [`SCRATCH_GRACE`] after its
+//!   last close unless renamed onto a value file first, which is one whole write of its content (`sed -i`,
+//!   Python's `tempfile` and `os.replace`, editors that save through a temporary file).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,7 +97,8 @@ fn cut_last_line(value: &[u8]) -> Option<usize> {
 }
 
 /// Applies `value` to `target`: `Ok(false)` when applied, `Ok(true)` when held (it doesn't parse, but only
-/// in a last line without its newline, after complete lines that do), else the errno, the failure recorded.
+/// because of a last line without its newline that doesn't parse alone, after complete lines that do), else
+/// the errno, the failure recorded.
 fn apply(
     engine: &Arc<Engine>,
     path: &str,
@@ -111,8 +113,10 @@ fn apply(
     match Request::from_write_by(target.clone(), value, writer.clone()) {
         Ok(request) => engine.handle(path, request).map(|_| false).map_err(|e| errno(&e)),
         Err(e) => {
-            let held = cut_last_line(value)
-                .is_some_and(|cut| Request::from_write_by(target.clone(), &value[..cut], writer.clone()).is_ok());
+            // Held only when the complete lines parse and the last one, alone, does not: a line cut short.
+            // (A last line that is whole but clashes with another, a target twice, is refused now.)
+            let parses = |bytes: &[u8]| Request::from_write_by(target.clone(), bytes, writer.clone()).is_ok();
+            let held = cut_last_line(value).is_some_and(|cut| parses(&value[..cut]) && !parses(&value[cut..]));
             if held {
                 Ok(true)
             } else {

@@ -469,15 +469,22 @@ fn parse_abs_path(text: &str) -> Result<PathBuf, ParseError> {
     Ok(PathBuf::from(path))
 }
 
-/// Merges `overrides` (`KEY=VALUE`) over `base`: a key in both takes the override's value, in base's place.
+/// Merges `overrides` (`KEY=VALUE`) over `base`: a key in both takes the override's value, in base's place
+/// (the first one's, if base has it twice). Linear: an env of thousands of lines is rendered at every read.
 pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     let key = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_string();
     let mut out: Vec<String> = base.to_vec();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, kv) in out.iter().enumerate() {
+        at.entry(key(kv)).or_insert(i);
+    }
     for kv in overrides {
-        let k = key(kv);
-        match out.iter_mut().find(|e| key(e) == k) {
-            Some(slot) => *slot = kv.clone(),
-            None => out.push(kv.clone()),
+        match at.get(&key(kv)) {
+            Some(&i) => out[i] = kv.clone(),
+            None => {
+                at.insert(key(kv), out.len());
+                out.push(kv.clone());
+            }
         }
     }
     out

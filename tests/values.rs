@@ -293,6 +293,8 @@ fn a_failure_on_each_path_leaves_the_old_value_and_says_why() {
     assert_eq!(Bocker::errno(&fs::remove_file(b.path("containers/ed/env")).unwrap_err()), libc::EPERM);
     assert_eq!(Bocker::errno(&fs::write(b.path("containers/x"), "X=1\n").unwrap_err()), libc::EPERM);
     assert_eq!(Bocker::errno(&fs::write(b.path("images/x"), "X=1\n").unwrap_err()), libc::EPERM);
+    // A name of the tree's is never a scratch file's, even while absent (`rootfs` before an image).
+    assert_eq!(Bocker::errno(&fs::write(b.path("containers/ed/rootfs"), "x").unwrap_err()), libc::EPERM);
     let e = fs::write(b.path("containers/ed/big"), vec![b'a'; 65 * 1024]).unwrap_err();
     assert_eq!(Bocker::errno(&e), libc::EFBIG);
     let swap = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(b.path("containers/ed/.env.swp"));

@@ -1,6 +1,7 @@
 //! The kernel's requests on the mount, each answered by one of [`ControlFs`]'s helpers: lookups,
-//! attributes, directory listings, opens, reads, writes, mkdir and rmdir (these three on the pool), and
-//! the refusals of what the tree doesn't offer. Methods only reply.
+//! attributes, directory listings, opens, reads, writes, mkdir and rmdir (these three on the pool), the
+//! scratch files' create, rename (onto a value file: on the pool) and unlink, a close's refusal of a value
+//! still held (see [`super::values`]), and the refusals of what the tree doesn't offer. Methods only reply.
 
 use std::ffi::OsStr;
 use std::sync::Arc;

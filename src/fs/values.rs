@@ -362,7 +362,11 @@ impl ControlFs {
         if !dir.takes_scratch() {
             return Err(Errno::EPERM);
         }
-        if dir.child(name).is_some_and(|n| self.exists(&n)) || self.values.named(&dir, name).is_some() {
+        if let Some(node) = dir.child(name) {
+            // A name of the tree's is never a scratch file's, even while its node is absent (`rootfs`).
+            return Err(if self.exists(&node) { Errno::EEXIST } else { Errno::EPERM });
+        }
+        if self.values.named(&dir, name).is_some() {
             return Err(Errno::EEXIST);
         }
         if is_swap_name(name) {

@@ -42,4 +42,10 @@ fn the_mount_examples_work() {
     assert!(lines[0].starts_with("web is ") && lines[0].contains(&subnet), "{out}");
     assert!(lines[0].ends_with(&format!("forwarding {port}:80/tcp")), "{out}");
     assert_eq!(&lines[1..], ["hello from web", "hello from web"], "{out}");
+
+    // A heredoc, a block of echos, `>>` and `sed -i` each set a whole multi-line value.
+    let out = script(&b, "05-multi-line-values.sh", &[&img]);
+    let env_lines = 1 + 4; // the image's PATH and the four written
+    let want = format!("env: {env_lines} lines, volumes: 2 lines\nhello world test 2\nx\n/b is read-only\n");
+    assert_eq!(out, want);
 }

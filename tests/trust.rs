@@ -132,7 +132,8 @@ fn with_group_its_members_drive_the_tree_and_no_one_else_does() {
     // The modes the kernel enforces (default_permissions): root:users, nothing for others.
     let meta = |rel: &str| fs::metadata(b.path(rel)).unwrap();
     for (rel, mode) in [
-        ("", 0o750),
+        // The root and a container's directory take scratch files (save by rename): writable to the group.
+        ("", 0o770),
         ("containers", 0o770),
         ("images", 0o770),
         ("volumes", 0o770),
@@ -140,7 +141,7 @@ fn with_group_its_members_drive_the_tree_and_no_one_else_does() {
         ("images/pull", 0o660),
         ("containers/c/cmd", 0o660),
         ("containers/c/status", 0o440),
-        ("containers/c", 0o750),
+        ("containers/c", 0o770),
     ] {
         let m = meta(rel);
         assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (mode, 0, USERS), "{rel}");
@@ -161,13 +162,15 @@ fn with_group_its_members_drive_the_tree_and_no_one_else_does() {
         &[USERS],
         &format!(
             "set -e; cat {m}/README >/dev/null; mkdir {m}/containers/mine; echo {img} > {m}/containers/mine/image; \
-             echo 'echo from-a-member' > {m}/containers/mine/cmd; echo start > {m}/containers/mine/ctl; \
+             echo 'echo from-a-member' > {m}/containers/mine/cmd; echo A=1 > {m}/containers/mine/env; \
+             sed -i s/A=1/A=2/ {m}/containers/mine/env; echo start > {m}/containers/mine/ctl; \
              while [ \"$(cat {m}/containers/mine/status)\" != exited ]; do sleep 0.05; done; \
-             cat {m}/containers/mine/logs; rmdir {m}/containers/mine; mkdir {m}/volumes/v; rmdir {m}/volumes/v"
+             cat {m}/containers/mine/logs {m}/containers/mine/env; rmdir {m}/containers/mine; mkdir {m}/volumes/v; rmdir {m}/volumes/v"
         ),
     );
     assert!(ok, "a member could not drive the tree: {out}");
     assert!(out.contains("from-a-member"), "{out}");
+    assert!(out.contains("\nA=2\n") && !out.contains("sed:"), "sed -i by a member saves, quietly: {out}");
     // And by its primary group.
     let (ok, out) = as_nobody(USERS, &[], &format!("mkdir {m}/containers/primary && rmdir {m}/containers/primary"));
     assert!(ok, "{out}");

@@ -45,8 +45,8 @@ impl Access {
     }
 
     /// The mode shown for a node whose root-only mode is `mode`: with a group, the group may read (and
-    /// search) what the owner may; it may write files the owner may write, and directories that take mkdir
-    /// or rmdir (`dir_writable`); others get nothing.
+    /// search) what the owner may; it may write files the owner may write, and directories that take mkdir,
+    /// rmdir or scratch files (`dir_writable`); others get nothing.
     pub fn mode(&self, mode: u16, is_dir: bool, dir_writable: bool) -> u16 {
         if self.group.is_none() {
             return mode;

@@ -13,6 +13,7 @@ mod pool;
 mod readme;
 mod render;
 mod tree;
+mod values;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -78,6 +79,8 @@ pub struct ControlFs {
     access: Access,
     /// Where writes, mkdir and rmdir run.
     pool: Pool,
+    /// What was written on the value files' open files, and the scratch files (see [`values`]).
+    values: Arc<values::Values>,
 }
 
 /// Workers for writes, mkdir and rmdir, and how many more may wait for one.
@@ -100,6 +103,7 @@ impl ControlFs {
             mounted_at: SystemTime::now(),
             access,
             pool: Pool::new(POOL_WORKERS, POOL_QUEUE),
+            values: Arc::default(),
         }
     }
 
@@ -121,6 +125,7 @@ impl ControlFs {
             Node::Volume(name) | Node::VolumeData(name) => self.engine.has_volume(name),
             Node::Execs(name) => self.engine.has_container(name),
             Node::Exec(name, n) | Node::ExecFile(name, n, _) => self.engine.has_exec(name, *n),
+            Node::Scratch(id) => self.values.has_scratch(*id),
             _ => true,
         }
     }
@@ -131,7 +136,11 @@ impl ControlFs {
             return Err(Errno::ENOTDIR);
         }
         let name = name.to_str().ok_or(Errno::ENOENT)?;
-        let node = parent.child(name).filter(|n| self.exists(n)).ok_or(Errno::ENOENT)?;
+        let node = parent
+            .child(name)
+            .filter(|n| self.exists(n))
+            .or_else(|| self.scratch_named(&parent, name))
+            .ok_or(Errno::ENOENT)?;
         let ino = lock(&self.inodes).ino(&node);
         Ok((node, ino))
     }
@@ -143,6 +152,7 @@ impl ControlFs {
             Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
                 self.log_size(node, fh)
             }
+            Node::Scratch(id) => Ok(self.values.scratch_len(*id)),
             Node::Errors => {
                 let path = self.growing_file(node).ok_or(Errno::ENOENT)?;
                 Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
@@ -199,10 +209,11 @@ impl ControlFs {
             perm: self.access.mode(
                 node.perm(),
                 kind == FileType::Directory,
-                matches!(node, Node::Images | Node::Containers | Node::Volumes),
+                // A container's directory and the root take scratch files (see [`values`]).
+                matches!(node, Node::Images | Node::Containers | Node::Volumes | Node::Container(_) | Node::Root),
             ),
             nlink: if kind == FileType::Directory { 2 } else { 1 },
-            uid: 0,
+            uid: if let Node::Scratch(id) = node { self.values.scratch_owner(*id) } else { 0 },
             gid: self.access.gid(),
             rdev: 0,
             blksize: 4096,
@@ -253,6 +264,7 @@ impl ControlFs {
                 (Vec::new(), self.log_extent(&node)?.start)
             }
             Node::Errors => (Vec::new(), 0),
+            Node::Scratch(id) => (self.values.opened_scratch(id), 0),
             _ => (render::content(&self.engine, &node)?, 0),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);

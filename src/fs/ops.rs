@@ -1,6 +1,7 @@
 //! The kernel's requests on the mount, each answered by one of [`ControlFs`]'s helpers: lookups,
-//! attributes, directory listings, opens, reads, writes, mkdir and rmdir (these three on the pool), and
-//! the refusals of what the tree doesn't offer. Methods only reply.
+//! attributes, directory listings, opens, reads, writes, mkdir and rmdir (these three on the pool), the
+//! scratch files' create, rename (onto a value file: on the pool) and unlink, a close's refusal of a value
+//! still held (see [`super::values`]), and the refusals of what the tree doesn't offer. Methods only reply.
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -12,10 +13,10 @@ use fuser::{
     WriteFlags,
 };
 
-use super::tree::{Kind, Node};
+use super::tree::Node;
 use super::{errno, lock, parse_write, ControlFs, TTL};
 use crate::engine::Response;
-use crate::request::Request;
+use crate::request::{Request, WriteKind};
 
 impl Filesystem for ControlFs {
     fn lookup(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -43,7 +44,7 @@ impl Filesystem for ControlFs {
         _atime: Option<TimeOrNow>,
         _mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -51,13 +52,7 @@ impl Filesystem for ControlFs {
         reply: ReplyAttr,
     ) {
         let result = self.node(ino).and_then(|node| {
-            if mode.is_some() || uid.is_some() || gid.is_some() {
-                return Err(Errno::EPERM);
-            }
-            // O_TRUNC of a control file (`echo x > file`) is accepted: each write replaces the value anyway.
-            if size.is_some() && !matches!(node.kind(), Kind::File { writable: true, .. }) {
-                return Err(Errno::EACCES);
-            }
+            self.set_attr(ino, &node, mode, (uid, gid), size, fh)?;
             self.attr(ino.0, &node)
         });
         match result {
@@ -122,22 +117,31 @@ impl Filesystem for ControlFs {
         });
     }
 
-    fn unlink(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EPERM);
+    /// Only a scratch file's name goes; the tree's files are EPERM.
+    fn unlink(&self, req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.unlink_scratch(req, parent, &name.to_string_lossy()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
-    /// Files are made by the daemon, never by `open(O_CREAT)`: `echo x > containers/newfile` is EPERM.
+    /// The tree's files are made by the daemon; `open(O_CREAT)` in a container's directory or the root makes
+    /// a scratch file (see [`super::values`]); elsewhere (`echo x > containers/newfile`) it is EPERM.
     fn create(
         &self,
-        _req: &FuseRequest,
-        _parent: INodeNo,
-        _name: &OsStr,
+        req: &FuseRequest,
+        parent: INodeNo,
+        name: &OsStr,
         _mode: u32,
         _umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        reply.error(Errno::EPERM);
+        let Some(name) = name.to_str() else { return reply.error(Errno::EPERM) };
+        match self.create_scratch(req, parent, name, flags) {
+            Ok((attr, fh)) => reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn mknod(
@@ -153,17 +157,27 @@ impl Filesystem for ControlFs {
         reply.error(Errno::EPERM);
     }
 
+    /// Only a scratch file moves: onto a value file, as one whole write of its content (rename(2) returns
+    /// that write's errno), or to another name where scratch files may be.
     fn rename(
         &self,
-        _req: &FuseRequest,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: RenameFlags,
+        req: &FuseRequest,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EPERM);
+        let (name, newname) = (name.to_string_lossy(), newname.to_string_lossy());
+        match self.rename_scratch(req, parent, &name, newparent, &newname, flags) {
+            Ok(None) => reply.ok(),
+            Ok(Some((path, job))) => self.submit(&path, move |slot| match slot.and_then(|()| job()) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn open(&self, _req: &FuseRequest, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -195,10 +209,10 @@ impl Filesystem for ControlFs {
         req: &FuseRequest,
         ino: INodeNo,
         fh: FileHandle,
-        _offset: u64,
+        offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
@@ -206,6 +220,12 @@ impl Filesystem for ControlFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
+        if let Node::Scratch(id) = node {
+            return match self.scratch_write(id, offset, data) {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(e),
+            };
+        }
         let Some(target) = node.write_target() else { return reply.error(Errno::EACCES) };
         let path = node.path();
         // The writer, checked; an import reads its directory with this identity.
@@ -213,6 +233,15 @@ impl Filesystem for ControlFs {
             Ok(caller) => caller,
             Err(e) => return reply.error(e),
         };
+        if target.kind() == WriteKind::Value && data.len() <= crate::request::MAX_WRITE {
+            // The value is all this open file has written (see [`super::values`]).
+            let (len, append) = (data.len(), flags.0 & libc::O_APPEND != 0);
+            let job = self.value_write(fh, node, target, data, append, writer);
+            return self.submit(&path, move |slot| match slot.and_then(|()| job()) {
+                Ok(()) => reply.written(u32::try_from(len).unwrap_or(u32::MAX)),
+                Err(e) => reply.error(e),
+            });
+        }
         if data.len() > crate::request::MAX_WRITE {
             // Refused as it is (EFBIG) before its bytes are copied to wait for a worker.
             let refused = parse_write(&self.engine, &node, target, data, writer).err();
@@ -235,8 +264,20 @@ impl Filesystem for ControlFs {
         });
     }
 
-    fn flush(&self, _req: &FuseRequest, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply.ok();
+    /// A close: a value file's value still held (a last line that never parsed) is refused here, and
+    /// close(2) returns its errno.
+    fn flush(&self, _req: &FuseRequest, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        match self.value_flush(fh) {
+            Ok(None) => reply.ok(),
+            Ok(Some(job)) => {
+                let path = self.node(ino).map(|n| n.path()).unwrap_or_default();
+                self.submit(&path, move |slot| match slot.and_then(|()| job()) {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(e),
+                })
+            }
+            Err(e) => reply.error(e),
+        }
     }
 
     fn fsync(&self, _req: &FuseRequest, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
@@ -253,7 +294,8 @@ impl Filesystem for ControlFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        lock(&self.open_files).remove(&fh.0);
+        let node = lock(&self.open_files).remove(&fh.0).map(|f| f.node);
+        self.released(fh, node);
         reply.ok();
     }
 

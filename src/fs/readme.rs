@@ -30,6 +30,13 @@ bockerfs: containers driven with echo and cat.
   volumes/<name>/        mkdir makes a named volume, rmdir removes it (EBUSY while a container lists it); data: its content
   errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
 
+Value files (image cmd env volumes volumes-from network ports privileged cap_add, the limits) take all
+that is written on one open file, applied at each write: `{ echo A=1; echo B=2; } > env` sets both,
+`echo C=3 >> env` adds a line; sed -i, vim and editors that save through a temporary file and a rename
+work (a file made in a container's directory is a scratch file in the daemon's memory, never listed, gone
+unless renamed onto a value file). At most 64 KiB a value. Command files (ctl exec commit run import pull
+push) take one command per write.
+
 A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
 error file and in errors. Only root may use this tree, or with `bocker daemon --group NAME` that group's
 members too: whoever can write it is root on the host. Full reference: docs/filesystem.md and

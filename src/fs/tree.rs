@@ -29,6 +29,10 @@ pub enum Node {
     Volume(String),
     /// `volumes/NAME/data`: a symlink to the volume's content.
     VolumeData(String),
+    /// A scratch file made by `open(O_CREAT)` in a container's directory or the root, by its number: it lives
+    /// in the daemon's memory until renamed onto a value file or closed for the last time (see
+    /// [`super::values`]). Never listed.
+    Scratch(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,7 +199,7 @@ impl Node {
             | Node::ContainerFile(_, ContainerFile::Rootfs)
             | Node::VolumeData(_) => Kind::Symlink,
             Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) | Node::ExecFile(..) => file(false, true),
-            Node::Import | Node::Pull | Node::Push | Node::Run => file(true, true),
+            Node::Import | Node::Pull | Node::Push | Node::Run | Node::Scratch(_) => file(true, true),
             Node::ContainerFile(_, f) => match f {
                 ContainerFile::Field(
                     ContainerField::Image
@@ -222,7 +226,10 @@ impl Node {
         match (self, self.kind()) {
             (_, Kind::Dir) => 0o755,
             (_, Kind::Symlink) => 0o777,
-            (Node::Import | Node::Pull | Node::Push | Node::Run, _) => 0o600,
+            // A scratch file is 0600 whatever it was made or chmod-ed with: vim, seeing that its test file
+            // (`4913`) can't take the original's mode, saves by copy and in place instead of renaming the
+            // original away (which the tree refuses).
+            (Node::Import | Node::Pull | Node::Push | Node::Run | Node::Scratch(_), _) => 0o600,
             (_, Kind::File { writable: true, .. }) => 0o644,
             _ => 0o444,
         }
@@ -234,6 +241,11 @@ impl Node {
             Node::ContainerFile(name, _) => Some(name),
             _ => None,
         }
+    }
+
+    /// Whether `create` may make a scratch file here: a container's directory, or the root.
+    pub fn takes_scratch(&self) -> bool {
+        matches!(self, Node::Root | Node::Container(_))
     }
 
     /// Where a write to this node goes, if it takes writes.
@@ -289,6 +301,7 @@ impl Node {
             Node::Volumes => "volumes".into(),
             Node::Volume(v) => format!("volumes/{v}"),
             Node::VolumeData(v) => format!("volumes/{v}/data"),
+            Node::Scratch(n) => format!("(scratch file {n})"),
         }
     }
 }

@@ -11,6 +11,9 @@ use crate::caller::Caller;
 pub use crate::model::{VolumeSource, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::registry::{PullSpec, PushSpec};
+pub use target::{all_write_targets, WriteKind, WriteTarget};
+
+mod target;
 
 /// Why the bytes of a write are not a valid request (always EINVAL).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,7 +58,7 @@ pub enum ParseError {
     BadVolume(String),
     #[error("two volumes are mounted at {0}")]
     TargetTwice(String),
-    #[error("a control write holds at most {MAX_WRITE} bytes in one write; this one had {0} or more")]
+    #[error("a command or a value holds at most {MAX_WRITE} bytes (a value: all written on one open file); this one had {0} or more")]
     TooLong(usize),
     #[error("'{}' is not true or false", quote(.0))]
     BadBool(String),
@@ -139,29 +142,6 @@ pub enum Ctl {
 
 /// The default grace period of `stop`, as Docker's.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Which control file a write went to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteTarget {
-    Import,
-    Pull,
-    Push,
-    Run,
-    Image(String),
-    Cmd(String),
-    Env(String),
-    Ctl(String),
-    /// A limit file (`cpu.weight`, `cpu.max`, `memory.max`, `pids.max`) of a container.
-    Limit(String, &'static str),
-    Network(String),
-    Ports(String),
-    Commit(String),
-    Volumes(String),
-    VolumesFrom(String),
-    Exec(String),
-    Privileged(String),
-    CapAdd(String),
-}
 
 /// One operation on the engine.
 #[derive(Debug, Clone)]
@@ -255,34 +235,8 @@ pub enum Request {
     },
 }
 
-/// Every control file a write can go to, for container `name` where the file is a container's: for fuzzing
-/// and for tests that go over all of them.
-pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
-    let n = || name.to_string();
-    let mut all = vec![
-        WriteTarget::Import,
-        WriteTarget::Pull,
-        WriteTarget::Push,
-        WriteTarget::Run,
-        WriteTarget::Image(n()),
-        WriteTarget::Cmd(n()),
-        WriteTarget::Env(n()),
-        WriteTarget::Ctl(n()),
-        WriteTarget::Network(n()),
-        WriteTarget::Ports(n()),
-        WriteTarget::Commit(n()),
-        WriteTarget::Volumes(n()),
-        WriteTarget::VolumesFrom(n()),
-        WriteTarget::Exec(n()),
-        WriteTarget::Privileged(n()),
-        WriteTarget::CapAdd(n()),
-    ];
-    all.extend(["cpu.weight", "cpu.max", "memory.max", "pids.max"].into_iter().map(|f| WriteTarget::Limit(n(), f)));
-    all
-}
-
-/// The most bytes one control write may hold. A bigger `echo` reaches the daemon as several writes (FUSE
-/// splits it), which would each be taken as a whole command; the first is refused instead (EFBIG).
+/// The most bytes one command may hold, and one value: all that is written on one open file of a value file,
+/// or a scratch file renamed onto one. A bigger one is refused (EFBIG) and nothing of it is applied.
 pub const MAX_WRITE: usize = 64 * 1024;
 
 impl Request {
@@ -515,15 +469,22 @@ fn parse_abs_path(text: &str) -> Result<PathBuf, ParseError> {
     Ok(PathBuf::from(path))
 }
 
-/// Merges `overrides` (`KEY=VALUE`) over `base`: a key in both takes the override's value, in base's place.
+/// Merges `overrides` (`KEY=VALUE`) over `base`: a key in both takes the override's value, in base's place
+/// (the first one's, if base has it twice). Linear: an env of thousands of lines is rendered at every read.
 pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     let key = |kv: &str| kv.split_once('=').map_or(kv, |(k, _)| k).to_string();
     let mut out: Vec<String> = base.to_vec();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, kv) in out.iter().enumerate() {
+        at.entry(key(kv)).or_insert(i);
+    }
     for kv in overrides {
-        let k = key(kv);
-        match out.iter_mut().find(|e| key(e) == k) {
-            Some(slot) => *slot = kv.clone(),
-            None => out.push(kv.clone()),
+        match at.get(&key(kv)) {
+            Some(&i) => out[i] = kv.clone(),
+            None => {
+                at.insert(key(kv), out.len());
+                out.push(kv.clone());
+            }
         }
     }
     out

@@ -62,6 +62,13 @@ fn env_lines() {
         merge_env(&["PATH=/bin".into(), "A=1".into()], &["A=2".into(), "B=3".into()]),
         vec!["PATH=/bin", "A=2", "B=3"]
     );
+    // A key twice in base: the first takes the override; an override twice: the last wins, in one place.
+    assert_eq!(
+        merge_env(&["A=1".into(), "A=9".into()], &["A=2".into(), "B=3".into(), "B=4".into()]),
+        vec!["A=2", "A=9", "B=4"]
+    );
+    let many: Vec<String> = (0..5000).map(|i| format!("K{i}=v")).collect();
+    assert_eq!(merge_env(&many, &many), many);
 }
 
 impl PartialEq for Request {

@@ -3,9 +3,35 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `max`, or a number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `max`, or a number. Recorded as the number or the string `"max"`: as a bare `Option` it would be `null`
+/// inside a limit that is set, which reads back as "not set" (the daemon's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Max(pub Option<u64>);
+
+impl Serialize for Max {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(n) => s.serialize_u64(n),
+            None => s.serialize_str("max"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Max {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Recorded {
+            Number(u64),
+            Word(String),
+        }
+        match Recorded::deserialize(d)? {
+            Recorded::Number(n) => Ok(Max(Some(n))),
+            Recorded::Word(w) if w == "max" => Ok(Max(None)),
+            Recorded::Word(w) => Err(serde::de::Error::custom(format!("a limit is a number or \"max\", not {w:?}"))),
+        }
+    }
+}
 
 /// `cpu.max`: a quota of microseconds per period, or no quota (`max`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

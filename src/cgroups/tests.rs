@@ -125,3 +125,30 @@ fn the_v2_layout_on_a_fake_tree() {
     assert!(!g.exists());
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn limits_of_max_survive_the_record() {
+    // `echo max > memory.max` is a limit the container set, not "the daemon's default": it must load back
+    // as written, or a restarted daemon would give the container 512M (and pids.max 2048) again.
+    let written = Limits {
+        cpu_weight: Some(100),
+        cpu_max: Some(CpuMax { quota: None, period: 100000 }),
+        memory_max: Some(Max(None)),
+        pids_max: Some(Max(None)),
+    };
+    let json = serde_json::to_string(&written).unwrap();
+    assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), written, "{json}");
+    let numbers = Limits { memory_max: Some(Max(Some(64 << 20))), pids_max: Some(Max(Some(64))), ..Limits::default() };
+    let json = serde_json::to_string(&numbers).unwrap();
+    assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), numbers, "{json}");
+    assert_eq!(
+        serde_json::from_str::<Limits>(&serde_json::to_string(&Limits::default()).unwrap()).unwrap(),
+        Limits::default()
+    );
+    // Records written before: a number, or null for a limit not set (and, alas, for `max`: it reads as unset).
+    let old: Limits =
+        serde_json::from_str(r#"{"cpu_weight":null,"cpu_max":null,"memory_max":1048576,"pids_max":null}"#).unwrap();
+    assert_eq!(old, Limits { memory_max: Some(Max(Some(1 << 20))), ..Limits::default() });
+    assert!(serde_json::from_str::<Limits>(r#"{"memory_max":"lots"}"#).is_err());
+    assert!(serde_json::from_str::<Limits>(r#"{"memory_max":-1}"#).is_err());
+}

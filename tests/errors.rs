@@ -289,3 +289,29 @@ fn a_catalogue_of_bad_input_to_every_writable_file_is_refused_and_changes_nothin
     assert_eq!(Bocker::errno(&fs::create_dir(b.path("containers/idle/x")).unwrap_err()), libc::EPERM);
     assert_eq!(whole_tree(&b), before);
 }
+
+#[test]
+fn a_failed_start_leaves_no_address_behind() {
+    // A start that fails changes nothing: not the status, and not `ip` either (an address is the container's
+    // from its first start that succeeded until rm), whether the start failed on a forwarded port a host
+    // process holds or on a command the image doesn't have.
+    let b = Bocker::start("failed-start-ip");
+    let img = b.import("");
+    let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    b.configure("clash", &img, "true");
+    b.write("containers/clash/ports", &format!("{port}:80")).unwrap();
+    b.configure("nocmd", &img, "no-such-program");
+    for (name, errno) in [("nocmd", libc::ENOENT), ("clash", libc::EADDRINUSE)] {
+        let before = (snapshot(&b, name), b.read(&format!("containers/{name}/ip")));
+        assert_eq!(errno_of(b.write(&format!("containers/{name}/ctl"), "start")), errno, "{name}");
+        assert_eq!(snapshot(&b, name), before.0, "{name}");
+        assert_eq!(b.read(&format!("containers/{name}/ip")), before.1, "a failed start of {name} took an address");
+    }
+    // The address the failed starts did not take is the next container's.
+    drop(held);
+    b.configure("next", &img, "sleep 1000");
+    b.write("containers/next/ctl", "start").unwrap();
+    assert_eq!(b.read("containers/next/ip"), format!("{}.2\n", b.subnet_prefix));
+    b.write("containers/next/ctl", "kill").unwrap();
+}

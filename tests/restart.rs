@@ -216,3 +216,236 @@ fn a_container_whose_monitor_died_too_is_marked_exited_on_restart() {
     assert!(b.read("containers/gone/error").contains("monitor ended without recording an exit code"));
     fs::remove_dir(b.path("containers/gone")).unwrap();
 }
+
+/// The processes in container `name`'s group, in every hierarchy.
+fn group_procs(b: &Bocker, name: &str) -> Vec<i32> {
+    procs_in(&b.cgroup_parent, name)
+}
+
+fn procs_in(cgroup_parent: &str, name: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = common::cgroup_roots()
+        .iter()
+        .map(|root| root.join(cgroup_parent).join(format!("ctr-{name}")).join("cgroup.procs"))
+        .filter_map(|f| fs::read_to_string(f).ok())
+        .flat_map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+        .collect();
+    pids.sort();
+    pids.dedup();
+    pids
+}
+
+/// Kills, by pid, what is left in the groups of the test daemon's containers (a container orphaned by a
+/// start the crash cut short is in no record, so the harness would not find it), before the harness cleans up.
+struct Orphans(String, Vec<String>);
+
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        for name in &self.1 {
+            for pid in procs_in(&self.0, name) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// What the disk held for a container when the daemon died.
+#[derive(Debug)]
+struct AtCrash {
+    record: Option<String>,
+    state_dir: bool,
+    rootfs: bool,
+    procs: Vec<i32>,
+}
+
+fn at_crash(b: &Bocker, name: &str) -> AtCrash {
+    let dir = b.root.join("state/containers").join(name);
+    let record = fs::read_to_string(dir.join("record.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .map(|r| r["status"].as_str().unwrap_or("").to_string());
+    AtCrash {
+        record,
+        state_dir: dir.exists(),
+        rootfs: b.root.join("store/containers").join(name).exists(),
+        procs: group_procs(b, name),
+    }
+}
+
+#[test]
+fn a_crash_with_starts_stops_and_removals_in_flight_leaves_nothing_half_done() {
+    let mut b = Bocker::start_sized("crash-inflight", "2G");
+    let img = b.import("");
+    let mut everyone = Vec::new();
+    // A crash early in the requests, in the middle, and late (the stops' grace period outlasts them all).
+    for (round, delay) in [15u64, 60, 250].into_iter().enumerate() {
+        let starting: Vec<String> = (0..4).map(|i| format!("start{round}-{i}")).collect();
+        let stopping: Vec<String> = (0..4).map(|i| format!("stop{round}-{i}")).collect();
+        let removing: Vec<String> = (0..4).map(|i| format!("rm{round}-{i}")).collect();
+        everyone.extend(starting.iter().chain(&stopping).chain(&removing).cloned());
+        let _orphans = Orphans(b.cgroup_parent.clone(), everyone.clone());
+        for (i, n) in starting.iter().enumerate() {
+            b.configure(n, &img, "sleep 1000");
+            if i % 2 == 1 {
+                b.write(&format!("containers/{n}/network"), "none").unwrap();
+            }
+        }
+        for n in &stopping {
+            b.configure(n, &img, r#"sh -c 'trap "" TERM; while :; do sleep 1; done'"#);
+            b.write(&format!("containers/{n}/ctl"), "start").unwrap();
+        }
+        for n in &removing {
+            b.configure(n, &img, "true");
+            b.write(&format!("containers/{n}/ctl"), "start").unwrap();
+            b.wait_status(n, "exited");
+            // Files to delete, so a removal takes a moment.
+            let rootfs = fs::read_link(b.path(&format!("containers/{n}/rootfs"))).unwrap();
+            for k in 0..1500 {
+                fs::write(rootfs.join(format!("f{k}")), "x").unwrap();
+            }
+        }
+        let barrier = std::sync::Barrier::new(13);
+        std::thread::scope(|s| {
+            let (b_ref, barrier) = (&b, &barrier);
+            for n in &starting {
+                s.spawn(move || {
+                    barrier.wait();
+                    let _ = b_ref.write(&format!("containers/{n}/ctl"), "start");
+                });
+            }
+            for n in &stopping {
+                s.spawn(move || {
+                    barrier.wait();
+                    let _ = b_ref.write(&format!("containers/{n}/ctl"), "stop 30");
+                });
+            }
+            for n in &removing {
+                s.spawn(move || {
+                    barrier.wait();
+                    let _ = fs::remove_dir(b_ref.path(&format!("containers/{n}")));
+                });
+            }
+            barrier.wait();
+            std::thread::sleep(Duration::from_millis(delay));
+            // The requests under way fail with the connection (ENOTCONN) and their threads end.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(b_ref.daemon_pid().unwrap()),
+                nix::sys::signal::SIGKILL,
+            );
+        });
+        b.crash_daemon();
+        let crash: Vec<(String, AtCrash)> =
+            starting.iter().chain(&stopping).chain(&removing).map(|n| (n.clone(), at_crash(&b, n))).collect();
+        let log_from = b.daemon_log().len();
+        b.spawn_daemon();
+        let log = b.daemon_log()[log_from..].to_string();
+        let says = |name: &str| log.lines().any(|l| l.contains(name));
+        let listed = listing(&b, "containers");
+        let show = |n: &str| {
+            format!(
+                "round {round} (crash after {delay} ms), {n}: at the crash {:?}",
+                crash.iter().find(|c| c.0 == n).unwrap().1
+            )
+        };
+
+        let half = |c: &AtCrash| c.record.is_none() && (c.state_dir || c.rootfs);
+        eprintln!(
+            "round {round}, crash after {delay} ms: removals whole {}, cut {}, not begun {}; starts recorded {}; \
+             stops cut {}",
+            crash.iter().filter(|c| removing.contains(&c.0) && !c.1.state_dir && !c.1.rootfs).count(),
+            crash.iter().filter(|c| removing.contains(&c.0) && half(&c.1)).count(),
+            crash.iter().filter(|c| removing.contains(&c.0) && c.1.record.is_some()).count(),
+            crash.iter().filter(|c| starting.contains(&c.0) && c.1.record.as_deref() == Some("running")).count(),
+            crash.iter().filter(|c| stopping.contains(&c.0) && c.1.record.as_deref() == Some("running")).count(),
+        );
+        // Every container listed is whole: a final status, its record, its rootfs; the store and the state hold
+        // exactly the listed ones.
+        for n in listed.iter().filter(|n| *n != "run") {
+            let status = b.status(n);
+            assert!(["created", "running", "exited"].contains(&status.as_str()), "{}: status {status}", show(n));
+            assert!(b.root.join("state/containers").join(n).join("record.json").is_file(), "{}", show(n));
+            let rootfs = fs::read_link(b.path(&format!("containers/{n}/rootfs"))).unwrap();
+            assert!(rootfs.join("bin/busybox").is_file(), "{}: no rootfs", show(n));
+        }
+        let mut store: Vec<String> = fs::read_dir(b.root.join("store/containers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with(".warm-"))
+            .collect();
+        store.sort();
+        let mut state: Vec<String> = fs::read_dir(b.root.join("state/containers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        state.sort();
+        let without_run: Vec<String> = listed.iter().filter(|n| *n != "run").cloned().collect();
+        assert_eq!(store, without_run, "round {round}: the store's rootfs against the listed containers");
+        assert_eq!(state, without_run, "round {round}: the records against the listed containers");
+
+        // A removal happened whole or not at all; what a cut one left, the new daemon dropped and said so.
+        for n in &removing {
+            let at = &crash.iter().find(|c| &c.0 == n).unwrap().1;
+            if listed.contains(n) {
+                assert_eq!(b.status(n), "exited", "{}", show(n));
+                fs::remove_dir(b.path(&format!("containers/{n}"))).unwrap_or_else(|e| panic!("{}: rm {e}", show(n)));
+            } else if half(at) {
+                assert!(says(n), "{}: its leftovers went without a word in the log:\n{log}", show(n));
+            }
+            assert!(
+                !b.root.join("state/containers").join(n).exists() && !b.root.join("store/containers").join(n).exists()
+            );
+        }
+        // A start happened (re-adopted, running) or left nothing: no process runs in a container whose record
+        // says it doesn't.
+        for n in &starting {
+            let status = b.status(n);
+            assert!(["created", "running"].contains(&status.as_str()), "{}: {status}", show(n));
+            if status != "running" {
+                common::eventually(
+                    Duration::from_secs(5),
+                    || format!("{}: processes {:?} run in a container shown {status}", show(n), group_procs(&b, n)),
+                    || group_procs(&b, n).is_empty(),
+                );
+                if !crash.iter().find(|c| &c.0 == n).unwrap().1.procs.is_empty() {
+                    assert!(says(n), "{}: its orphaned process went without a word in the log:\n{log}", show(n));
+                }
+            }
+        }
+        // A stop cut short left its container running, re-adopted, and the log says so.
+        for n in &stopping {
+            assert_eq!(b.status(n), "running", "{}", show(n));
+            assert!(says(n), "{}: not a word of it in the log:\n{log}", show(n));
+        }
+        // Everything running is under control again: a stop ends it, and a start of what didn't start works.
+        let listed = listing(&b, "containers");
+        let running: Vec<String> = listed.iter().filter(|n| *n != "run" && b.status(n) == "running").cloned().collect();
+        std::thread::scope(|s| {
+            for n in &running {
+                let b = &b;
+                s.spawn(move || b.write(&format!("containers/{n}/ctl"), "stop 1").unwrap());
+            }
+        });
+        for n in &running {
+            assert_eq!(b.status(n), "exited", "round {round}: {n}");
+            assert_eq!(b.read(&format!("containers/{n}/exit_code")), "137\n", "round {round}: {n}");
+        }
+        for n in starting.iter().filter(|n| b.status(n) == "created") {
+            b.write(&format!("containers/{n}/ctl"), "start").unwrap_or_else(|e| panic!("{}: start {e}", show(n)));
+            b.write(&format!("containers/{n}/ctl"), "kill").unwrap();
+            b.wait_status(n, "exited");
+        }
+        for n in starting.iter().chain(&stopping) {
+            assert_eq!(group_procs(&b, n), Vec::<i32>::new(), "round {round}: {n} still has processes");
+        }
+        // No group of a container that is gone.
+        for root in common::cgroup_roots() {
+            let Ok(groups) = fs::read_dir(root.join(&b.cgroup_parent)) else { continue };
+            for g in groups.flatten().filter(|g| g.path().is_dir()) {
+                let g = g.file_name().to_string_lossy().into_owned();
+                let name = g.strip_prefix("ctr-").unwrap_or(&g).to_string();
+                assert!(listed.contains(&name), "round {round}: group {g} of no container in {}", root.display());
+            }
+        }
+    }
+}

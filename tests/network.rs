@@ -357,3 +357,18 @@ fn bad_network_and_ports_values_are_refused_and_change_nothing() {
     assert_eq!(Bocker::errno(&e), libc::EINVAL);
     assert_eq!(b.read("containers/c/ports"), "");
 }
+
+#[test]
+fn a_forward_from_0_0_0_0_is_one_from_every_local_address() {
+    // Docker's `-p 0.0.0.0:8080:80` spelling: every local address, like `8080:80`, not an address of its own
+    // that no connection is ever made to.
+    let b = Bocker::start("net-any");
+    let img = b.import("");
+    let port = free_port();
+    web(&b, "web", &img, "any", &format!("0.0.0.0:{port}:80"));
+    assert_eq!(b.read("containers/web/ports"), format!("{port}:80/tcp\n"));
+    assert_eq!(http_get_eventually(SocketAddr::from(([127, 0, 0, 1], port))), "any\n");
+    let out = run_sh(&b, &img, &format!("wget -q -O- http://{}:{port}/", gateway(&b)));
+    assert_eq!(out, "any\n");
+    b.write("containers/web/ctl", "kill").expect("kill");
+}

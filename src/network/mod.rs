@@ -375,6 +375,125 @@ mod tests {
         assert_eq!(s.addresses().last(), Some(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 1)) + MAX_CONTAINERS)));
     }
 
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_first_container_gets_the_address_after_the_gateway() {
+        let s: Subnet = "10.213.7.0/24".parse().unwrap();
+        assert_eq!(s.gateway(), ip("10.213.7.1"), "the bridge's own address");
+        assert_eq!(allocate(&s, &[]), Some(ip("10.213.7.2")));
+        // The next ones in order, each the lowest free.
+        let mut used = Vec::new();
+        for want in 2..=6 {
+            let got = allocate(&s, &used).unwrap();
+            assert_eq!(got, Ipv4Addr::new(10, 213, 7, want));
+            used.push(got);
+        }
+    }
+
+    #[test]
+    fn a_freed_address_is_given_again_lowest_first() {
+        let s: Subnet = "10.0.0.0/24".parse().unwrap();
+        let mut used: Vec<Ipv4Addr> = (2..=10).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        assert_eq!(allocate(&s, &used), Some(ip("10.0.0.11")));
+        // `rm` of the containers at .7 and .4: the next start gets .4, the one after it .7.
+        used.retain(|a| *a != ip("10.0.0.7") && *a != ip("10.0.0.4"));
+        let next = allocate(&s, &used).unwrap();
+        assert_eq!(next, ip("10.0.0.4"));
+        used.push(next);
+        assert_eq!(allocate(&s, &used), Some(ip("10.0.0.7")));
+        // The same address held twice (two records naming it) frees nothing more.
+        let twice = [ip("10.0.0.2"), ip("10.0.0.2")];
+        assert_eq!(allocate(&s, &twice), Some(ip("10.0.0.3")));
+    }
+
+    #[test]
+    fn never_the_network_the_gateway_or_the_broadcast() {
+        for cidr in ["10.0.0.0/24", "10.9.8.0/29", "172.16.0.0/30", "10.1.0.0/23", "10.2.0.0/20"] {
+            let s: Subnet = cidr.parse().unwrap();
+            let all: Vec<Ipv4Addr> = s.addresses().collect();
+            let network = u32::from(s.gateway()) - 1;
+            let broadcast = network | !(u32::MAX << (32 - u32::from(s.prefix())));
+            for not in [network, network + 1, broadcast] {
+                assert!(!all.contains(&Ipv4Addr::from(not)), "{cidr} hands out {}", Ipv4Addr::from(not));
+                assert!(!s.is_container_address(Ipv4Addr::from(not)), "{cidr}: {}", Ipv4Addr::from(not));
+            }
+            // Everything else of the subnet, in order, up to the bound.
+            let hosts = (broadcast - network - 2).min(MAX_CONTAINERS);
+            assert_eq!(all.len() as u32, hosts, "{cidr}");
+            assert_eq!(all.first().copied(), Some(Ipv4Addr::from(network + 2)), "{cidr}");
+            assert!(all.windows(2).all(|w| u32::from(w[1]) == u32::from(w[0]) + 1), "{cidr}: not in order");
+            // Held addresses that are not the subnet's (a record from a daemon with another --subnet) take none.
+            let foreign = [ip("192.168.1.2"), ip("10.255.255.254")];
+            assert_eq!(allocate(&s, &foreign), all.first().copied(), "{cidr}");
+        }
+        // A /23's .255 and .0 in the middle are ordinary hosts.
+        let s: Subnet = "10.1.0.0/23".parse().unwrap();
+        assert!(s.is_container_address(ip("10.1.0.255")) && s.is_container_address(ip("10.1.1.0")));
+        let used: Vec<Ipv4Addr> = s.addresses().take_while(|a| *a != ip("10.1.0.255")).collect();
+        assert_eq!(allocate(&s, &used), Some(ip("10.1.0.255")));
+        assert_eq!(s.addresses().last(), Some(ip("10.1.1.254")));
+    }
+
+    #[test]
+    fn an_exhausted_subnet_gives_no_address() {
+        // A /29: the gateway and five containers.
+        let s: Subnet = "10.9.8.0/29".parse().unwrap();
+        let mut used = Vec::new();
+        while let Some(a) = allocate(&s, &used) {
+            used.push(a);
+        }
+        assert_eq!(used, (2..=6).map(|i| Ipv4Addr::new(10, 9, 8, i)).collect::<Vec<_>>());
+        // The write of `ctl` then fails with ENOSPC, naming the subnet.
+        let e = NetworkError::Exhausted(s.cidr());
+        assert_eq!(e.errno(), libc::ENOSPC);
+        assert!(e.to_string().contains("10.9.8.0/29"), "{e}");
+        // One freed: that one, and only it.
+        used.retain(|a| *a != ip("10.9.8.5"));
+        assert_eq!(allocate(&s, &used), Some(ip("10.9.8.5")));
+        // A /20 holds MAX_CONTAINERS, its last host the last of them; a /19 is cut at the same number.
+        let s: Subnet = "10.2.0.0/20".parse().unwrap();
+        assert_eq!(s.addresses().count() as u32, MAX_CONTAINERS);
+        assert_eq!(s.addresses().last(), Some(ip("10.2.15.254")));
+        let s: Subnet = "10.4.0.0/19".parse().unwrap();
+        let all: Vec<Ipv4Addr> = s.addresses().collect();
+        assert_eq!(all.len() as u32, MAX_CONTAINERS);
+        assert_eq!(allocate(&s, &all), None, "past the bound the bridge is full, though the subnet has more");
+        assert!(!s.is_container_address(ip("10.4.16.0")) && s.is_host(ip("10.4.16.0")));
+    }
+
+    #[test]
+    fn subnets_as_written() {
+        // Host bits are dropped: the bridge is the network's first host whatever was written.
+        for (written, cidr, gateway) in [
+            ("10.0.0.77/24", "10.0.0.0/24", "10.0.0.1"),
+            ("192.168.5.200/25", "192.168.5.128/25", "192.168.5.129"),
+            ("10.255.255.255/8", "10.0.0.0/8", "10.0.0.1"),
+            ("10.0.0.6/30", "10.0.0.4/30", "10.0.0.5"),
+        ] {
+            let s: Subnet = written.parse().unwrap();
+            assert_eq!((s.cidr(), s.gateway()), (cidr.to_string(), ip(gateway)), "{written}");
+            assert_eq!(s.to_string(), cidr);
+        }
+        for bad in ["10.0.0.0/7", "10.0.0.0/31", "10.0.0.0/32", "10.0.0.0/", "/24", "10.0.0.0/24/1", "10.0.0.256/24"] {
+            let e = bad.parse::<Subnet>().unwrap_err();
+            assert!(e.contains("prefix 8-30"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_and_macs_follow_the_address() {
+        // The veth's host end and the container's MAC are the address itself, so an address always has the
+        // same ones (the anti-spoofing table binds them once, at the daemon's start).
+        assert_eq!(veth_name(ip("10.213.7.2")), "vb0ad50702");
+        assert_eq!(veth_name(ip("255.255.255.254")), "vbfffffffe");
+        assert!(veth_name(ip("255.255.255.254")).len() <= 15, "an interface name has at most 15 bytes");
+        assert_eq!(mac_of(ip("10.213.7.2")), [0x02, 0x42, 10, 213, 7, 2]);
+        assert_eq!(mac_of(ip("10.213.7.2"))[0] & 0x03, 0x02, "locally administered, unicast");
+    }
+
     #[test]
     fn modes() {
         assert_eq!("none".parse::<NetworkMode>(), Ok(NetworkMode::None));

@@ -91,7 +91,8 @@ fn parse_line(line: &str) -> Result<PortMap, PortsError> {
         [host, ctr] => (None, *host, *ctr),
         [addr, host, ctr] => {
             let a: Ipv4Addr = addr.parse().map_err(|_| PortsError::Address(addr.chars().take(40).collect()))?;
-            (Some(a), *host, *ctr)
+            // Docker's `0.0.0.0:8080:80`: every local address, as `8080:80` (no connection is made to 0.0.0.0).
+            (Some(a).filter(|a| !a.is_unspecified()), *host, *ctr)
         }
         _ => return Err(PortsError::Syntax(short())),
     };
@@ -140,6 +141,70 @@ mod tests {
         assert_eq!(parse_ports("1.2.3:80:80"), Err(PortsError::Address("1.2.3".into())));
         assert_eq!(parse_ports("8080:80\n127.0.0.1:8080:81"), Err(PortsError::Twice("127.0.0.1:8080:81/tcp".into())));
         assert!(parse_ports("127.0.0.1:8080:80\n127.0.0.2:8080:80").is_ok());
+    }
+
+    fn map(line: &str) -> PortMap {
+        let maps = parse_ports(line).unwrap();
+        assert_eq!(maps.len(), 1, "{line}");
+        maps[0]
+    }
+
+    #[test]
+    fn which_forwards_clash() {
+        // Two forwards clash when a connection could match both: same protocol, same host port, and
+        // addresses that overlap (no address means every local one).
+        let clash = [
+            ("8080:80", "8080:81"),
+            ("8080:80", "127.0.0.1:8080:80"),
+            ("127.0.0.1:8080:80", "127.0.0.1:8080:90"),
+            ("5353:53/udp", "0.0.0.0:5353:53/udp"),
+            ("8080:80/tcp", "8080:80"),
+        ];
+        let apart = [
+            ("8080:80", "8081:80"),
+            ("8080:80/tcp", "8080:80/udp"),
+            ("127.0.0.1:8080:80", "127.0.0.2:8080:80"),
+            ("127.0.0.1:8080:80/udp", "8080:80/tcp"),
+            // The container's port plays no part: two containers may both serve on 80.
+            ("8080:80", "9090:80"),
+        ];
+        for (a, b) in clash {
+            assert!(map(a).clashes_with(&map(b)) && map(b).clashes_with(&map(a)), "{a} and {b} should clash");
+        }
+        for (a, b) in apart {
+            assert!(!map(a).clashes_with(&map(b)) && !map(b).clashes_with(&map(a)), "{a} and {b} should not clash");
+        }
+        // A forward clashes with itself: writing the same line twice is refused.
+        assert!(map("8080:80").clashes_with(&map("8080:80")));
+        // 0.0.0.0 is every local address, as Docker reads it: it clashes with each of them.
+        assert_eq!(map("0.0.0.0:8080:80"), map("8080:80"));
+        assert!(map("0.0.0.0:8080:80").clashes_with(&map("10.0.0.1:8080:80")));
+        assert_eq!(parse_ports("0.0.0.0:8080:80\n8080:81"), Err(PortsError::Twice("8080:81/tcp".into())));
+    }
+
+    #[test]
+    fn a_ports_file_reads_back_as_parsed() {
+        // What `cat ports` shows parses back to the same forwards.
+        let text = "8080:80\n127.0.0.1:8443:443/tcp\n5353:53/udp\n1:65535\n65535:1/udp\n";
+        let maps = parse_ports(text).unwrap();
+        let shown: String = maps.iter().map(|m| format!("{m}\n")).collect();
+        assert_eq!(shown, "8080:80/tcp\n127.0.0.1:8443:443/tcp\n5353:53/udp\n1:65535/tcp\n65535:1/udp\n");
+        assert_eq!(parse_ports(&shown).unwrap(), maps);
+        // Leading zeros are the same port; tabs and CRLF line ends are whitespace.
+        assert_eq!(map("08080:080"), map("8080:80"));
+        assert_eq!(parse_ports("\t8080:80\r\n9090:90\r\n").unwrap().len(), 2);
+        // Refusals name the line or the part that is wrong.
+        assert_eq!(parse_ports("8080:80/tcp/udp"), Err(PortsError::Port("80/tcp".into())));
+        assert_eq!(parse_ports("8080:-80"), Err(PortsError::Port("-80".into())));
+        assert_eq!(parse_ports("8080:80\n9090:0"), Err(PortsError::Port("0".into())));
+        assert_eq!(parse_ports("localhost:8080:80"), Err(PortsError::Address("localhost".into())));
+        assert_eq!(parse_ports("5353:53/udp\n5353:54/udp"), Err(PortsError::Twice("5353:54/udp".into())));
+        // A hostile line is quoted only in part.
+        let long = format!("{}:80", "9".repeat(10_000));
+        match parse_ports(&long) {
+            Err(e) => assert!(e.to_string().len() < 200, "{e}"),
+            Ok(m) => panic!("parsed {m:?}"),
+        }
     }
 
     #[test]

@@ -204,3 +204,127 @@ fn exec_bytes(e: &ExecRecord, field: ExecField) -> Vec<u8> {
         ExecField::FinishedAt => opt(e.finished_at.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What `cat` shows of an image's and an exec's files, rendered from records built here. A container's
+    //! files render from a [`ContainerView`], which only the engine can make (it holds the engine's image and
+    //! cgroups), so they are tested through the mount (tests/containers.rs, tests/errors.rs, ...).
+
+    use super::*;
+    use crate::engine::ImageRecord;
+    use crate::model::ContainerStatus;
+
+    fn imported() -> ImageRecord {
+        ImageRecord {
+            id: "img_0123456789ab".into(),
+            source: "/srv/my rootfs".into(),
+            created: "2024-05-06T07:08:09Z".into(),
+            size: 1_234_567,
+            digest: None,
+            layers: Vec::new(),
+            chain: Vec::new(),
+        }
+    }
+
+    fn shown(record: &ImageRecord, config: &[u8], field: ImageField) -> String {
+        String::from_utf8(image_bytes(&ImageView { record, config_raw: config }, field)).unwrap()
+    }
+
+    #[test]
+    fn an_images_files() {
+        let config = b"{\"os\":\"linux\"}";
+        let r = imported();
+        assert_eq!(shown(&r, config, ImageField::Source), "/srv/my rootfs\n", "as written, spaces and all");
+        assert_eq!(shown(&r, config, ImageField::Created), "2024-05-06T07:08:09Z\n");
+        assert_eq!(shown(&r, config, ImageField::Size), "1234567\n");
+        // config.json is the stored bytes, exactly: no newline added, nothing re-encoded.
+        assert_eq!(shown(&r, config, ImageField::Config), "{\"os\":\"linux\"}");
+        // An imported image has no digest and no layers: both files are empty, not a blank line.
+        assert_eq!(shown(&r, config, ImageField::Digest), "");
+        assert_eq!(shown(&r, config, ImageField::Layers), "");
+        let pulled = ImageRecord {
+            digest: Some("sha256:abcd".into()),
+            layers: vec!["sha256:1111".into(), "sha256:2222".into()],
+            ..imported()
+        };
+        assert_eq!(shown(&pulled, config, ImageField::Digest), "sha256:abcd\n");
+        assert_eq!(
+            shown(&pulled, config, ImageField::Layers),
+            "sha256:1111\nsha256:2222\n",
+            "a line per layer, in order"
+        );
+    }
+
+    fn exec(status: ContainerStatus) -> ExecRecord {
+        ExecRecord {
+            id: 3,
+            argv: vec!["sh".into(), "-c".into(), "echo a   b; exit 3".into(), String::new(), "it's".into()],
+            status,
+            pid: None,
+            helper_pid: None,
+            helper_start: None,
+            exit_code: None,
+            started_at: "2024-05-06T07:08:09Z".into(),
+            finished_at: None,
+        }
+    }
+
+    fn exec_shown(e: &ExecRecord, field: ExecField) -> String {
+        String::from_utf8(exec_bytes(e, field)).unwrap()
+    }
+
+    #[test]
+    fn an_execs_files_while_it_runs_and_after() {
+        let running = ExecRecord { pid: Some(4242), ..exec(ContainerStatus::Running) };
+        // The argv as shell words that split back to the same argv: spaces, an empty word, a quote.
+        let cmd = exec_shown(&running, ExecField::Cmd);
+        assert_eq!(cmd, "sh -c 'echo a   b; exit 3' '' 'it'\\''s'\n");
+        assert_eq!(shell_words::split(cmd.trim_end()).unwrap(), running.argv);
+        assert_eq!(exec_shown(&running, ExecField::Status), "running\n");
+        assert_eq!(exec_shown(&running, ExecField::Pid), "4242\n");
+        assert_eq!(exec_shown(&running, ExecField::StartedAt), "2024-05-06T07:08:09Z\n");
+        // Unknown yet: empty files.
+        assert_eq!(exec_shown(&running, ExecField::ExitCode), "");
+        assert_eq!(exec_shown(&running, ExecField::FinishedAt), "");
+
+        let done = ExecRecord {
+            exit_code: Some(3),
+            finished_at: Some("2024-05-06T07:08:10Z".into()),
+            ..exec(ContainerStatus::Exited)
+        };
+        assert_eq!(exec_shown(&done, ExecField::Status), "exited\n");
+        assert_eq!(exec_shown(&done, ExecField::ExitCode), "3\n");
+        assert_eq!(exec_shown(&done, ExecField::FinishedAt), "2024-05-06T07:08:10Z\n");
+        assert_eq!(exec_shown(&done, ExecField::Pid), "", "no pid once it has exited");
+        // Killed by a signal: 128 + the signal, as the shell shows it.
+        let killed = ExecRecord { exit_code: Some(137), ..done };
+        assert_eq!(exec_shown(&killed, ExecField::ExitCode), "137\n");
+    }
+
+    #[test]
+    fn limit_files_are_named_as_cgroup_v2_names_them() {
+        let kinds = [LimitKind::CpuWeight, LimitKind::CpuMax, LimitKind::MemoryMax, LimitKind::PidsMax];
+        let names: Vec<&str> = kinds.iter().map(|k| k.file_name()).collect();
+        assert_eq!(names, ["cpu.weight", "cpu.max", "memory.max", "pids.max"]);
+        // Each kind's key finds that kind's limit in a container's limits, and no other.
+        let limits = crate::cgroups::Limits {
+            cpu_weight: Some(100),
+            cpu_max: None,
+            memory_max: Some(crate::cgroups::Max(Some(1 << 20))),
+            pids_max: None,
+        };
+        assert_eq!(limits.get(&LimitKind::CpuWeight.key()), Some(Limit::CpuWeight(100)));
+        assert_eq!(limits.get(&LimitKind::MemoryMax.key()), Some(Limit::MemoryMax(crate::cgroups::Max(Some(1 << 20)))));
+        assert_eq!(limits.get(&LimitKind::CpuMax.key()), None);
+        assert_eq!(limits.get(&LimitKind::PidsMax.key()), None);
+    }
+
+    #[test]
+    fn ctl_reads_back_its_verbs() {
+        assert_eq!(readme::CTL_HELP, "start\nstop [SECONDS]\nkill [SIGNAL]\n");
+        for verb in readme::CTL_HELP.lines().map(|l| l.split_whitespace().next().unwrap()) {
+            assert!(crate::request::parse_ctl(verb).is_ok(), "ctl lists '{verb}', which it refuses");
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! The daemon's life: clean stop, crash, restart. Records survive, running containers are re-adopted,
-//! exits while the daemon is down are recorded, no log byte is lost, one daemon per root.
+//! exits while the daemon is down are recorded, no log byte is lost, one daemon per root; and a crash with
+//! starts, stops and removals in flight leaves nothing half-done in sight.
 
 mod common;
 

@@ -213,7 +213,7 @@ mod tests {
 
     use super::*;
     use crate::engine::ImageRecord;
-    use crate::model::ContainerStatus;
+    use crate::model::ExecStatus;
 
     fn imported() -> ImageRecord {
         ImageRecord {
@@ -256,7 +256,7 @@ mod tests {
         );
     }
 
-    fn exec(status: ContainerStatus) -> ExecRecord {
+    fn exec(status: ExecStatus) -> ExecRecord {
         ExecRecord {
             id: 3,
             argv: vec!["sh".into(), "-c".into(), "echo a   b; exit 3".into(), String::new(), "it's".into()],
@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn an_execs_files_while_it_runs_and_after() {
-        let running = ExecRecord { pid: Some(4242), ..exec(ContainerStatus::Running) };
+        let running = ExecRecord { pid: Some(4242), ..exec(ExecStatus::Running) };
         // The argv as shell words that split back to the same argv: spaces, an empty word, a quote.
         let cmd = exec_shown(&running, ExecField::Cmd);
         assert_eq!(cmd, "sh -c 'echo a   b; exit 3' '' 'it'\\''s'\n");
@@ -291,7 +291,7 @@ mod tests {
         let done = ExecRecord {
             exit_code: Some(3),
             finished_at: Some("2024-05-06T07:08:10Z".into()),
-            ..exec(ContainerStatus::Exited)
+            ..exec(ExecStatus::Exited)
         };
         assert_eq!(exec_shown(&done, ExecField::Status), "exited\n");
         assert_eq!(exec_shown(&done, ExecField::ExitCode), "3\n");

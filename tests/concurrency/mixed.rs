@@ -135,7 +135,7 @@ fn a_hundred_concurrent_mixed_writes_leave_records_that_agree_with_their_results
     fs::create_dir(b.path("volumes/v1")).unwrap();
     fs::create_dir(b.path("volumes/held")).unwrap();
 
-    for c in ["c0", "c1", "c2", "c3", "p0", "p1"] {
+    for c in ["c0", "c1", "c2", "c3", "c4", "p0", "p1"] {
         b.configure(c, &img, "true");
     }
     b.write("containers/p0/ports", &format!("{h0}:80")).unwrap();
@@ -207,9 +207,12 @@ fn a_hundred_concurrent_mixed_writes_leave_records_that_agree_with_their_results
         one(w(&p("c1", "volumes-from"), "c0", Ok, Some("c0\n"))),
         one(w(&p("c1", "volumes-from"), "c1", Fails(libc::EINVAL), None)),
         one(w(&p("c1", "volumes-from"), "nosuch", Fails(libc::ENOENT), None)),
-        // c2: its image, volumes, and a network mode racing port forwards (which need the bridge).
-        one(w(&p("c2", "image"), &img2, Ok, Some(&format!("{img2}\n")))),
-        one(w(&p("c2", "image"), "img_000000000000", Fails(libc::ENOENT), None)),
+        // c4: its image, and configuration racing the new rootfs being made (refused meanwhile, EBUSY).
+        one(w(&p("c4", "image"), &img2, Ok, Some(&format!("{img2}\n")))),
+        one(w(&p("c4", "image"), "img_000000000000", Fails(libc::ENOENT), None)),
+        one(w(&p("c4", "cmd"), "echo c4", Either, Some("echo c4\n"))),
+        one(w(&p("c4", "pids.max"), "99", Either, Some("99\n"))),
+        // c2: volumes, and a network mode racing port forwards (which need the bridge).
         one(w(&p("c2", "network"), "none", Either, Some("none\n"))),
         one(w(&p("c2", "network"), "bridge", Ok, Some("bridge\n"))),
         one(w(&p("c2", "ports"), &format!("{h2}:80"), Either, Some(&format!("{h2}:80/tcp\n")))),

@@ -292,9 +292,28 @@ impl Engine {
         // Read by the monitor at once and worthless after a crash: no fsync.
         let bytes = serde_json::to_vec(spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
         json::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
-        runtime::launch(&dir, |netns_pid| match ip {
-            Some(ip) => self.network.attach(netns_pid, ip).map_err(Error::from),
-            None => Ok(()),
+        runtime::launch(&dir, |monitor_pid| {
+            // On disk before the go: a daemon that dies from here on finds this start and undoes it.
+            self.record_launching(name, Some(monitor_pid))?;
+            match ip {
+                Some(ip) => self.network.attach(monitor_pid, ip).map_err(Error::from),
+                None => Ok(()),
+            }
+        })
+        .inspect_err(|_| {
+            let _ = self.record_launching(name, None);
+        })
+    }
+
+    /// Records (or with `None` clears) the monitor of a start under way in a record that is not running yet.
+    fn record_launching(&self, name: &str, monitor_pid: Option<i32>) -> Result<(), Error> {
+        let monitor_start = monitor_pid.and_then(runtime::start_time);
+        self.update_record(name, |_, r| {
+            if r.status != ContainerStatus::Running {
+                r.monitor_pid = monitor_pid;
+                r.monitor_start = monitor_start;
+            }
+            Ok(())
         })
     }
 

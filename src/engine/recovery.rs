@@ -120,10 +120,40 @@ impl Engine {
             notices: Default::default(),
         });
         engine.start_watcher()?;
+        engine.undo_cut_starts();
         engine.adopt();
         // The firewall table is written whole: the masquerade, and the forwards of re-adopted containers.
         engine.sync_forwards(&engine.lock_forwards(), None)?;
         Ok(engine)
+    }
+
+    /// Undoes the starts a dead daemon left between its monitor's launch and its record's `running`: the
+    /// monitor is killed (its container dies with it) and forgotten.
+    pub(super) fn undo_cut_starts(&self) {
+        let cut: Vec<(String, i32, Option<u64>)> = self
+            .view()
+            .containers
+            .values()
+            .filter(|c| c.record.status != ContainerStatus::Running)
+            .filter_map(|c| Some((c.record.name.clone(), c.record.monitor_pid?, c.record.monitor_start)))
+            .collect();
+        for (name, pid, start) in cut {
+            if let Some(monitor) = start.and_then(|start| ProcessHandle::open(pid, start)) {
+                warn!(container = %name, monitor = pid, "a start cut short by the daemon's end: killing it");
+                let _ = monitor.signal(nix::sys::signal::Signal::SIGKILL);
+                monitor.wait_for_exit();
+            } else {
+                warn!(container = %name, monitor = pid, "a start cut short by the daemon's end: it never ran");
+            }
+            let cleared = self.update_record(&name, |_, r| {
+                r.monitor_pid = None;
+                r.monitor_start = None;
+                Ok(())
+            });
+            if let Err(e) = cleared {
+                warn!(container = %name, error = %e, "cannot clear the record of a cut start");
+            }
+        }
     }
 
     /// Watches containers recorded as running: alive ones are re-adopted, dead ones marked exited.

@@ -57,29 +57,43 @@ fn run(state_dir: &Path) -> Result<(), String> {
     }
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     let (output, ends) = output::open(&spec.log, spec.log_limits)?;
-    if spec.network == NetworkMode::Bridge {
-        // The network namespace is made here, so the daemon can attach it before the command runs.
-        nix::sched::unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("unshare pid and network namespaces: {e}"))?;
-        report(&format!("net {}", std::process::id()));
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if answer.trim_end() != "go" {
-            return Err("the daemon did not connect the network: not starting".into());
-        }
-    } else {
-        nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
+    // The network namespace (bridge mode) is made here, so the daemon can attach it before the command
+    // runs; in every mode the daemon records this monitor before it says go, so a daemon that dies in
+    // between leaves a start it can find and undo.
+    let flags = match spec.network {
+        NetworkMode::Bridge => CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNET,
+        _ => CloneFlags::CLONE_NEWPID,
+    };
+    nix::sched::unshare(flags).map_err(|e| format!("unshare the pid (and network) namespace: {e}"))?;
+    report(&format!("net {}", std::process::id()));
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if answer.trim_end() != "go" {
+        return Err("the daemon did not say go (it ended, or the network could not be connected): not starting".into());
     }
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // Held open by this monitor alone: the child sees it hang up if the monitor is gone.
+    let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: single-threaded process; the child sets up the container and execs or _exits.
     let child = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(err_r);
+            // The container ends with its monitor: nobody else could follow or stop it. (Its parent is
+            // outside its pid namespace, so getppid() can't tell whether the monitor died before the prctl:
+            // the pipe only the monitor holds open can.)
+            drop(alive_w);
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if monitor_gone(alive_r) {
+                std::process::exit(1);
+            }
             super::init::enter(&spec, ends.raw(), err_w)
         }
         ForkResult::Parent { child } => child,
     };
     drop(err_w);
+    drop(alive_r);
+    // Kept until this monitor ends (see the child's `monitor_gone`).
+    let _alive = alive_w;
     // Only the container holds the write ends now: the output ends when it (and all it forked) does.
     drop(ends);
     if let Some((errno, message)) = read_setup_error(err_r) {
@@ -89,6 +103,17 @@ fn run(state_dir: &Path) -> Result<(), String> {
     }
     report(&format!("ok {} {}", child.as_raw(), std::process::id()));
     wait_and_record(child, &spec.exit_file, output, Drain::Namespace)
+}
+
+/// Whether the read end's only writer, the monitor, has closed it: it has ended.
+fn monitor_gone(alive: OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)),
+        Err(_) => false,
+    }
 }
 
 /// Copies `child`'s output into its log until it has ended and `drain` says the output has too, then reaps

@@ -6,6 +6,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::registry::{familiar, normalize};
+
 /// Why a verb failed, in bocker's words where bocker had them. The process exits 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -19,6 +21,42 @@ pub enum CliError {
     Failed(String),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
+}
+
+/// Writes a line to stdout. A closed stdout (its pipe's reader gone: `bocker images | head -1`) ends the
+/// process at once and quietly, with 0, as any Unix tool ends; another failure to write, with 1.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::say_line(format_args!($($arg)*))
+    };
+}
+
+#[doc(hidden)]
+pub fn say_line(line: std::fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        stdout_failed(&e);
+    }
+}
+
+/// Ends the process after a failed write to stdout: 0 if it was closed, else 1 with a message.
+pub fn stdout_failed(e: &io::Error) -> ! {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    let _ = writeln!(io::stderr(), "cannot write to stdout: {e}");
+    std::process::exit(1);
+}
+
+/// A failed copy to stdout (`io::copy` into it): a closed or failing stdout ends the process (see
+/// [`stdout_failed`]); a failed read is `what`'s error.
+fn copy_err(what: &'static str) -> impl FnOnce(io::Error) -> CliError {
+    move |e| {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            stdout_failed(&e);
+        }
+        CliError::Io { what: what.to_string(), source: e }
+    }
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> CliError {
@@ -74,7 +112,7 @@ impl Cli {
         let id = self
             .submit("images/import", &dir.display().to_string())
             .map_err(|e| CliError::Failed(self.why("images/import", &e)))?;
-        println!("Created: {id}");
+        say!("Created: {id}");
         Ok(0)
     }
 
@@ -84,6 +122,8 @@ impl Cli {
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            // images/ holds the images and the names' tree.
+            .filter(|n| dir != "images" || n.starts_with("img_"))
             .collect();
         names.sort();
         Ok(names)
@@ -119,7 +159,7 @@ impl Cli {
             .join()
             .map_err(|_| CliError::Failed("the pull thread failed".into()))?
             .map_err(|e| CliError::Failed(self.why("images/pull", &e)))?;
-        println!("Created: {id}");
+        say!("Created: {id}");
         Ok(0)
     }
 
@@ -130,24 +170,74 @@ impl Cli {
                 Some(libc::ENOENT) if !self.has_image(image) => CliError::NoImage(image.to_string()),
                 _ => CliError::Failed(self.why("images/push", &e)),
             })?;
-        println!("Pushed: {reference}@{digest}");
+        say!("Pushed: {reference}@{digest}");
         Ok(0)
     }
 
-    /// `bocker images`.
+    /// `bocker images`: bocker's columns, and the names as Docker shows them (`alpine:latest`), comma-separated.
     pub fn images(&self) -> Result<i32, CliError> {
-        println!("IMAGE_ID\t\tSOURCE");
+        say!("IMAGE_ID\t\tSOURCE\t\tNAMES");
         for id in self.list("images")? {
-            println!("{id}\t\t{}", self.read(&format!("images/{id}/source")));
+            let names = self.read(&format!("images/{id}/names"));
+            let names: Vec<&str> = names.lines().map(familiar).collect();
+            let names = if names.is_empty() { "<none>".to_string() } else { names.join(",") };
+            say!("{id}\t\t{}\t\t{names}", self.read(&format!("images/{id}/source")));
         }
         Ok(0)
     }
 
+    /// `bocker tag IMAGE NAME`: NAME is IMAGE's now (and no other image's).
+    pub fn tag(&self, image: &str, name: &str) -> Result<i32, CliError> {
+        let rel = "images/tag";
+        fs::write(self.path(rel), format!("{image} {name}")).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) if self.resolve(image).is_err() => CliError::NoImage(image.to_string()),
+            _ => CliError::Failed(self.why(rel, &e)),
+        })?;
+        Ok(0)
+    }
+
+    /// The id of the image `image` names: an id, a name in any of Docker's forms, a unique id prefix, or the
+    /// directory an image was imported from, as the daemon resolves them.
+    fn resolve(&self, image: &str) -> Result<String, CliError> {
+        let is_id = |s: &str| s.starts_with("img_") && !s.contains('/');
+        if is_id(image) && self.path(&format!("images/{image}")).is_dir() {
+            return Ok(image.to_string());
+        }
+        if let Ok(name) = normalize(image) {
+            if let Ok(target) = fs::read_link(self.path(&format!("images/by-name/{name}"))) {
+                if let Some(id) = target.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                    return Ok(id);
+                }
+            }
+        }
+        let ids = self.list("images")?;
+        if is_id(image) {
+            let found: Vec<&String> = ids.iter().filter(|id| id.starts_with(image)).collect();
+            match found.as_slice() {
+                [] => {}
+                [one] => return Ok((*one).clone()),
+                many => {
+                    let many: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+                    return Err(CliError::Failed(format!(
+                        "'{image}' is the start of more than one image's id ({}): give more of it",
+                        many.join(", ")
+                    )));
+                }
+            }
+        }
+        if image.starts_with('/') {
+            if let Some(id) = ids.iter().find(|id| self.read(&format!("images/{id}/source")) == image) {
+                return Ok(id.clone());
+            }
+        }
+        Err(CliError::NoImage(image.to_string()))
+    }
+
     /// `bocker ps`.
     pub fn ps(&self) -> Result<i32, CliError> {
-        println!("CONTAINER_ID\t\tCOMMAND");
+        say!("CONTAINER_ID\t\tCOMMAND");
         for name in self.list("containers")? {
-            println!("{name}\t\t{}", self.read(&format!("containers/{name}/cmd")));
+            say!("{name}\t\t{}", self.read(&format!("containers/{name}/cmd")));
         }
         Ok(0)
     }
@@ -224,12 +314,7 @@ impl Cli {
     }
 
     fn has_image(&self, reference: &str) -> bool {
-        self.path(&format!("images/{reference}")).is_dir()
-            || self
-                .list("images")
-                .unwrap_or_default()
-                .iter()
-                .any(|id| self.read(&format!("images/{id}/source")) == reference)
+        self.resolve(reference).is_ok()
     }
 
     /// Copies a container's logs to stdout until it has exited; returns its exit code.
@@ -249,7 +334,7 @@ impl Cli {
             // `stopping` and `committing` may still have a process writing; `exited` (or no status: the
             // container was removed) has none.
             let exited = matches!(self.read(&format!("{dir}/status")).as_str(), "exited" | "");
-            io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(io_err("cannot read the logs"))?;
+            io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(copy_err("cannot read the logs"))?;
             if exited {
                 break;
             }
@@ -288,7 +373,7 @@ impl Cli {
         }
         let mut out = io::stdout().lock();
         let mut logs = File::open(logs).map_err(io_err("cannot open the logs"))?;
-        io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(io_err("cannot read the logs"))?;
+        io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(copy_err("cannot read the logs"))?;
         Ok(0)
     }
 
@@ -302,7 +387,7 @@ impl Cli {
             return Err(CliError::NoContainer(id.to_string()));
         };
         fs::remove_dir(self.path(&rel)).map_err(|e| CliError::Failed(self.why(&rel, &e)))?;
-        println!("Removed: {id}");
+        say!("Removed: {id}");
         Ok(0)
     }
 
@@ -313,27 +398,40 @@ impl Cli {
         if !self.path(&dir).is_dir() {
             return Err(CliError::NoContainer(container.to_string()));
         }
-        let replacing = self.path(&format!("images/{image}")).is_dir();
+        // An id (or a unique prefix of one) is replaced, as bocker did; a name makes a new image.
+        let replacing = image.starts_with("img_") && self.resolve(image).is_ok_and(|id| id.starts_with(image));
         let rel = format!("{dir}/commit");
         let id = self.submit(&rel, image).map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) => CliError::NoImage(image.to_string()),
             _ => CliError::Failed(self.why(&rel, &e)),
         })?;
         if replacing {
-            println!("Removed: {image}");
+            say!("Removed: {image}");
         }
-        println!("Created: {id}");
+        say!("Created: {id}");
         Ok(0)
     }
 
-    /// `bocker rmi IMAGE`.
-    pub fn rmi(&self, id: &str) -> Result<i32, CliError> {
-        let rel = format!("images/{id}");
-        if !self.path(&rel).is_dir() {
-            return Err(CliError::NoImage(id.to_string()));
+    /// `bocker rmi IMAGE`, as Docker's: a name is taken from its image (`Untagged: NAME`), and the image
+    /// goes with its last name; an id (or unique prefix) removes the image (`Removed: ID`).
+    pub fn rmi(&self, image: &str) -> Result<i32, CliError> {
+        let id = self.resolve(image)?;
+        let names = self.read(&format!("images/{id}/names"));
+        let name = normalize(image).ok().filter(|n| names.lines().any(|l| l == n));
+        if let Some(name) = &name {
+            if names.lines().count() > 1 {
+                let rel = "images/untag";
+                fs::write(self.path(rel), name).map_err(|e| CliError::Failed(self.why(rel, &e)))?;
+                say!("Untagged: {}", familiar(name));
+                return Ok(0);
+            }
         }
+        let rel = format!("images/{id}");
         fs::remove_dir(self.path(&rel)).map_err(|e| CliError::Failed(self.why(&rel, &e)))?;
-        println!("Removed: {id}");
+        if let Some(name) = &name {
+            say!("Untagged: {}", familiar(name));
+        }
+        say!("Removed: {id}");
         Ok(0)
     }
 }
@@ -398,7 +496,7 @@ impl Bars {
                 total as f64 / 1e6
             ));
             if !self.tty && self.states.insert((*digest).to_string(), (*state).to_string()).as_deref() != Some(*state) {
-                println!("{short}: {state}");
+                say!("{short}: {state}");
             }
         }
         if self.tty {

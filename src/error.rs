@@ -28,6 +28,9 @@ pub enum Error {
     /// ENOENT: no image of that name or id.
     #[error("no image named '{0}'")]
     NoSuchImage(String),
+    /// EINVAL: an id prefix more than one image's id begins with.
+    #[error("'{prefix}' is the start of more than one image's id ({}): give more of it", ids.join(", "))]
+    Ambiguous { prefix: String, ids: Vec<String> },
     /// ENOENT: no named volume of that name.
     #[error("no volume named '{0}' (make it with mkdir volumes/{0})")]
     NoSuchVolume(String),
@@ -90,7 +93,7 @@ impl Error {
                 libc::ESRCH
             }
             Error::WrongState { .. } | Error::InUse { .. } | Error::Changing { .. } => libc::EBUSY,
-            Error::NoImage(_) => libc::EINVAL,
+            Error::NoImage(_) | Error::Ambiguous { .. } => libc::EINVAL,
             Error::NotPermitted(_) => libc::EPERM,
             Error::AccessDenied(_) => libc::EACCES,
             Error::Overloaded(_) => libc::EAGAIN,

@@ -101,10 +101,13 @@ enum Command {
     Logs { container: String },
     /// Make an image of a container's filesystem: replace IMAGE if it exists, else a new image named IMAGE.
     Commit { container: String, image: String },
-    /// Remove a container or an image.
+    /// Remove a container or an image (by id).
     Rm { id: String },
-    /// Remove an image.
+    /// Remove an image's name (alpine, alpine:3.20, REGISTRY/REPO:TAG), and the image with its last name;
+    /// an image id (or a unique prefix of one) removes the image.
     Rmi { image: String },
+    /// Give IMAGE (an id, a unique id prefix or a name) the name NAME, taken from the image that had it.
+    Tag { image: String, name: String },
     #[command(name = "__monitor", hide = true)]
     Monitor { state_dir: PathBuf },
     #[command(name = "__exec", hide = true)]
@@ -151,11 +154,24 @@ fn parse_log_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // --help and --version print to stdout and succeed; a bad command line fails with 1, as every error.
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            if let Err(write) = e.print() {
+                if e.use_stderr() || write.kind() != std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::from(1);
+                }
+            }
+            return ExitCode::from(code);
+        }
+    };
     match run(args) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("{e:#}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{e:#}");
             ExitCode::from(1)
         }
     }
@@ -209,6 +225,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Exec { container, command } => cli(args.mount)?.exec(&container, &command)?,
         Command::Rm { id } => cli(args.mount)?.rm(&id)?,
         Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,
+        Command::Tag { image, name } => cli(args.mount)?.tag(&image, &name)?,
         Command::Monitor { state_dir } => bockerfs::runtime::monitor::main(&state_dir),
         Command::ExecHelper { dir } => bockerfs::runtime::exec::main(&dir),
     };

@@ -23,7 +23,7 @@ fn bockers_verbs_work_through_the_mount() {
     assert!(img.starts_with("img_") && created.ends_with('\n'), "{created:?}");
 
     let images = b.cli(&["images"]);
-    assert_eq!(stdout(&images), format!("IMAGE_ID\t\tSOURCE\n{img}\t\t{}\n", rootfs.display()));
+    assert_eq!(stdout(&images), format!("IMAGE_ID\t\tSOURCE\t\tNAMES\n{img}\t\t{}\t\t<none>\n", rootfs.display()));
 
     // Several words: the argv exactly.
     let run = b.cli(&["run", &img, "printf", "%s|", "a   b", "$HOME"]);
@@ -61,7 +61,7 @@ fn bockers_verbs_work_through_the_mount() {
     assert_eq!(stdout(&b.cli(&["ps"])), "CONTAINER_ID\t\tCOMMAND\n");
     let rm = b.cli(&["rm", &img]);
     assert_eq!(stdout(&rm), format!("Removed: {img}\n"), "rm takes an image too");
-    assert_eq!(stdout(&b.cli(&["images"])), "IMAGE_ID\t\tSOURCE\n");
+    assert_eq!(stdout(&b.cli(&["images"])), "IMAGE_ID\t\tSOURCE\t\tNAMES\n");
 }
 
 #[test]

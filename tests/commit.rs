@@ -116,7 +116,12 @@ fn bad_commits_are_refused_and_change_nothing() {
     assert!(b.read("containers/empty/error").contains("has no image"));
 
     let id = b.run_to_exit(&format!("{img} true"));
-    for (target, errno) in [("img_000000000000", libc::ENOENT), ("a/b", libc::EINVAL), ("two words", libc::EINVAL)] {
+    for (target, errno) in [
+        ("img_000000000000", libc::ENOENT),
+        ("Upper/Case", libc::EINVAL),
+        ("a::b", libc::EINVAL),
+        ("two words", libc::EINVAL),
+    ] {
         let e = commit(&b, &id, target).unwrap_err();
         assert_eq!(Bocker::errno(&e), errno, "{target}");
         assert!(!b.read(&format!("containers/{id}/error")).is_empty());

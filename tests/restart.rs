@@ -179,7 +179,19 @@ fn leftovers_of_interrupted_requests_are_swept_at_start() {
     b.stop_daemon();
     b.spawn_daemon();
     assert!(!layer_staging.exists() && !lone_layer.exists() && !blob.exists());
-    assert_eq!(listing(&b, "images"), vec![img.clone(), "import".into(), "pull".into(), "pulls".into(), "push".into()]);
+    assert_eq!(
+        listing(&b, "images"),
+        vec![
+            "by-name".into(),
+            img.clone(),
+            "import".into(),
+            "pull".into(),
+            "pulls".into(),
+            "push".into(),
+            "tag".into(),
+            "untag".into()
+        ]
+    );
     assert_eq!(listing(&b, "containers"), vec!["run".to_string()]);
     assert!(!staging.exists() && !orphan.exists());
     assert!(!b.root.join("state/images/img_half").exists());

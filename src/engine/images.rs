@@ -14,7 +14,7 @@ use super::{Changed, Engine};
 use crate::caller::Caller;
 use crate::error::Error;
 use crate::model::{ContainerStatus, Op};
-use crate::registry::{PullSpec, PushSource, PushSpec};
+use crate::registry::{normal_form, normalize, PullSpec, PushSource, PushSpec};
 use crate::request::ConfigChange;
 use crate::{ids, json, times};
 
@@ -26,6 +26,7 @@ impl Engine {
         let record = ImageRecord {
             id: id.clone(),
             source: dir.display().to_string(),
+            names: Vec::new(),
             created: times::now_rfc3339(),
             size,
             digest: None,
@@ -80,16 +81,19 @@ impl Engine {
             }
             pulling.push(key.clone());
         }
+        let name = normal_form(&spec.reference);
         let result = self.registry.pull(spec, &self.store, &|id| self.has_image(id));
         let done = match result {
             Ok(p) if !p.fresh => {
                 info!(image = %p.id, reference = %spec.source, "image is here already");
-                Ok(p.id)
+                // The name moves to it from the image that had it, if any.
+                self.move_names(Some(&p.id), std::slice::from_ref(&name)).map(|()| p.id)
             }
             Ok(p) => {
                 let record = ImageRecord {
                     id: p.id.clone(),
                     source: spec.source.clone(),
+                    names: vec![name.clone()],
                     created: times::now_rfc3339(),
                     size: p.size,
                     digest: Some(p.digest.clone()),
@@ -98,6 +102,7 @@ impl Engine {
                 };
                 self.add_image(record, p.config_raw).map(|()| {
                     info!(image = %p.id, reference = %spec.source, digest = %p.digest, "pulled image");
+                    self.take_name(&p.id, &name);
                     p.id
                 })
             }
@@ -113,6 +118,15 @@ impl Engine {
             self.collect_layers();
         }
         done
+    }
+
+    /// Takes `name` from every image but `id`, which its record already gives it: should that fail (another
+    /// request changing the image that had it), both hold it until the next move, and the newer one, `id`,
+    /// is the one it names meanwhile and after a restart.
+    fn take_name(&self, id: &str, name: &str) {
+        if let Err(e) = self.move_names(Some(id), &[name.to_string()]) {
+            warn!(image = %id, name, error = %e, "the name stays on its previous image too for now");
+        }
     }
 
     /// Deletes the layer subvolumes no image stands on. Only while no pull is under way: a pull may be
@@ -160,12 +174,17 @@ impl Engine {
             c.gate(Op::Commit)?;
             let image_id = c.record.image.clone().ok_or_else(|| Error::NoImage(name.to_string()))?;
             let image = st.resolve_image(&image_id)?;
-            let is_image_id = target.starts_with("img_") && target.len() == 16;
-            if is_image_id && !st.images.contains_key(target) {
-                return Err(Error::NoSuchImage(target.to_string()));
-            }
-            let existing = st.images.get(target).map(|i| i.record.clone());
-            if let (Some(old), Some(doing)) = (&existing, st.changing_images.get(target)) {
+            // An id or a unique prefix of one replaces that image (bocker's commit); a name makes a new one.
+            let existing = match st.resolve_image(target) {
+                Ok(i) if target.starts_with("img_") && i.record.id.starts_with(target) => Some(i.record.clone()),
+                Err(e @ Error::Ambiguous { .. }) => return Err(e),
+                _ if target.starts_with("img_") && target.len() == 16 => {
+                    return Err(Error::NoSuchImage(target.to_string()))
+                }
+                _ => None,
+            };
+            if let (Some(old), Some(doing)) = (&existing, existing.as_ref().and_then(|o| st.changing_images.get(&o.id)))
+            {
                 return Err(Error::Changing { what: format!("image '{}'", old.id), doing });
             }
             let planned = (commit_config(&image.config_raw, &c.record), image.record.source.clone(), existing);
@@ -192,6 +211,9 @@ impl Engine {
         st.notify(Changed::Image(id.clone()));
         drop(st);
         info!(container = %name, image = %id, from = %source_image, replaced = existing.is_some(), "committed");
+        if existing.is_none() {
+            self.take_name(&id, &normalize(target)?);
+        }
         if existing.is_some() {
             // A replaced pulled image no longer stands on its layers.
             self.collect_layers();
@@ -212,9 +234,14 @@ impl Engine {
             .map_err(|e| Error::Invalid(format!("image config: {e}")))?;
         let (staged, size) = self.store.stage_commit(name)?;
         let id = existing.map_or_else(|| ids::new_id("img_"), |r| r.id.clone());
+        let names = match existing {
+            Some(r) => r.names.clone(),
+            None => vec![normalize(target)?],
+        };
         let record = ImageRecord {
             id: id.clone(),
             source: existing.map_or_else(|| target.to_string(), |r| r.source.clone()),
+            names,
             created: times::now_rfc3339(),
             size,
             digest: None,

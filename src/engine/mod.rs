@@ -27,7 +27,8 @@
 //! concern has a file of its own: `state` (what is in memory, its gate and lookups), `records` (the JSON
 //! records), `plan` (a start planned from the state), `recovery` (opening a root), `exits` (the watcher
 //! and exit bookkeeping), `lifecycle` (create,
-//! start, stop, remove), `exec`, `images` (import, pull, push, commit, removal), `oci_config`,
+//! start, stop, remove), `exec`, `images` (import, pull, push, commit, removal), `names` (resolving what names an image, its
+//! names moved, tag and untag), `oci_config`,
 //! `configure`, `volumes`, `ports` (forwards and the firewall), `journal` (the error journal), `notify`
 //! (change notices) and `views` (what the FUSE side reads and renders).
 
@@ -37,6 +38,7 @@ mod exits;
 mod images;
 mod journal;
 mod lifecycle;
+mod names;
 mod notify;
 mod oci_config;
 mod plan;
@@ -180,6 +182,8 @@ impl Engine {
             Request::CreateContainer { name } => self.insert_container(new_record(&name)).map(|()| Response::Done),
             Request::RemoveContainer { name } => self.remove_container(&name).map(|()| Response::Done),
             Request::RemoveImage { id } => self.remove_image(&id).map(|()| Response::Done),
+            Request::Tag { image, name } => self.tag(&image, &name).map(|()| Response::Done),
+            Request::Untag { name } => self.untag(&name).map(|()| Response::Done),
             Request::SetImage { name, image } => self.set_image(&name, &image).map(|()| Response::Done),
             Request::SetCmd { name, argv } => self.configure(&name, |r| r.cmd = argv).map(|()| Response::Done),
             Request::SetEnv { name, env } => self.configure(&name, |r| r.env = env).map(|()| Response::Done),

@@ -74,6 +74,7 @@ mod tests {
         let record = ImageRecord {
             id: id.into(),
             source: format!("/srv/{id}"),
+            names: Vec::new(),
             created: "2026-01-01T00:00:00Z".into(),
             size: 0,
             digest: None,

@@ -22,8 +22,12 @@ use crate::times;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub id: String,
-    /// What the image was made from, as written (a directory, later a reference).
+    /// What the image was made from, as written: a directory, a reference, a commit's target.
     pub source: String,
+    /// Its names, normalised (`docker.io/library/alpine:latest`, see `registry::normalize`): a name
+    /// belongs to one image at most. A record older than names has none here: see `names::migrate`.
+    #[serde(default)]
+    pub names: Vec<String>,
     /// RFC 3339 time of creation.
     pub created: String,
     /// Bytes of file content (imported) or of the layers as stored in the registry (pulled).

@@ -42,9 +42,13 @@ impl Engine {
         // Resolved: the files it bind-mounts into containers are opened following no symlink.
         let state_dir = &std::fs::canonicalize(state_dir).map_err(Error::record("the state directory"))?;
         let mut state = State::default();
+        let mut legacy = Vec::new();
         for (id, dir) in record_dirs(&state_dir.join("images")) {
             match load_image(&dir) {
-                Some(image) if store.image_path(&id).is_dir() => {
+                Some((image, named)) if store.image_path(&id).is_dir() => {
+                    if !named {
+                        legacy.push(id.clone());
+                    }
                     state.images.insert(id, Arc::new(image));
                 }
                 _ => {
@@ -53,6 +57,7 @@ impl Engine {
                 }
             }
         }
+        super::names::migrate(&mut state.images, &legacy);
         for (name, dir) in record_dirs(&state_dir.join("containers")) {
             match json::read_json::<ContainerRecord>(&dir.join("record.json")) {
                 Ok(Some(mut record)) => {
@@ -200,9 +205,16 @@ pub(super) fn record_dirs(dir: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-pub(super) fn load_image(dir: &Path) -> Option<Image> {
-    let record: ImageRecord = json::read_json(&dir.join("record.json")).ok()??;
+/// An image's record and config, and whether the record has names (one written before names has none).
+pub(super) fn load_image(dir: &Path) -> Option<(Image, bool)> {
+    #[derive(serde::Deserialize)]
+    struct Names {
+        names: Option<serde::de::IgnoredAny>,
+    }
+    let raw = std::fs::read(dir.join("record.json")).ok()?;
+    let record: ImageRecord = serde_json::from_slice(&raw).ok()?;
+    let named = serde_json::from_slice::<Names>(&raw).is_ok_and(|n| n.names.is_some());
     let config_raw = std::fs::read(dir.join("config.json")).ok()?;
     let config = ImageConfiguration::from_reader(config_raw.as_slice()).ok()?;
-    Some(Image { record, config, config_raw })
+    Some((Image { record, config, config_raw }, named))
 }

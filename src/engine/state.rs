@@ -111,18 +111,6 @@ pub(super) struct State {
 }
 
 impl State {
-    /// An image by id, or the newest one made from `reference` (bocker's `init DIR` names it by its source).
-    pub(super) fn resolve_image(&self, reference: &str) -> Result<&Arc<Image>, Error> {
-        if let Some(image) = self.images.get(reference) {
-            return Ok(image);
-        }
-        self.images
-            .values()
-            .filter(|i| i.record.source == reference)
-            .max_by(|a, b| a.record.created.cmp(&b.record.created))
-            .ok_or_else(|| Error::NoSuchImage(reference.to_string()))
-    }
-
     pub(super) fn container(&self, name: &str) -> Result<&Container, Error> {
         self.containers.get(name).map(|c| &**c).ok_or_else(|| Error::NoSuchContainer(name.to_string()))
     }

@@ -126,6 +126,8 @@ impl ControlFs {
             Node::Execs(name) => self.engine.has_container(name),
             Node::Exec(name, n) | Node::ExecFile(name, n, _) => self.engine.has_exec(name, *n),
             Node::Scratch(id) => self.values.has_scratch(*id),
+            Node::ByName(dir) => self.engine.name_entries(dir).is_some(),
+            Node::NameLink(name) => self.engine.image_of_name(name).is_some(),
             _ => true,
         }
     }
@@ -157,7 +159,9 @@ impl ControlFs {
                 let path = self.growing_file(node).ok_or(Errno::ENOENT)?;
                 Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
             }
-            Node::ImageFile(..) | Node::ContainerFile(..) | Node::VolumeData(_) if node.kind() == Kind::Symlink => {
+            Node::ImageFile(..) | Node::ContainerFile(..) | Node::VolumeData(_) | Node::NameLink(_)
+                if node.kind() == Kind::Symlink =>
+            {
                 Ok(self.link_target(node)?.as_os_str().len() as u64)
             }
             n if n.kind() == Kind::Dir => Ok(0),
@@ -181,6 +185,11 @@ impl ControlFs {
             Node::ImageFile(id, ImageFile::Rootfs) => self.engine.image_rootfs(id).ok_or(Errno::ENOENT),
             Node::ContainerFile(name, ContainerFile::Rootfs) => self.engine.container_rootfs(name).ok_or(Errno::ENOENT),
             Node::VolumeData(name) => self.engine.volume_path(name).ok_or(Errno::ENOENT),
+            // Relative, from the link's directory up to images/: `../../../img_...` for `docker.io/library/x:1`.
+            Node::NameLink(name) => {
+                let id = self.engine.image_of_name(name).ok_or(Errno::ENOENT)?;
+                Ok(format!("{}{id}", "../".repeat(name.split('/').count())).into())
+            }
             _ => Err(Errno::EINVAL),
         }
     }
@@ -237,6 +246,13 @@ impl ControlFs {
             Node::Execs(c) => {
                 names.extend(self.engine.exec_ids(c).into_iter().map(|n| (n.to_string(), Node::Exec(c.clone(), n))))
             }
+            Node::ByName(dir) => names.extend(
+                self.engine
+                    .name_entries(dir)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(entry, _)| Some((entry.clone(), node.child(&entry)?))),
+            ),
             _ => {}
         }
         let mut inodes = lock(&self.inodes);

@@ -8,7 +8,13 @@ bockerfs: containers driven with echo and cat.
   images/push            echo 'IMAGE REGISTRY/REPO:TAG' > images/push
   images/import          echo /path/to/rootfs > images/import   (a read on the same open file gives the id)
                          read as the writer (EACCES), one filesystem; procfs, sysfs, FUSE, the daemon's root: EPERM
-  images/<id>/           source created size digest layers config.json rootfs; rmdir removes (EBUSY while used)
+  images/tag             echo 'IMAGE NAME' > images/tag          (the name moves from the image that had it)
+  images/untag           echo NAME > images/untag                (the image stays; rmdir removes it)
+  images/by-name/        every name: a directory per '/' part, REPO:TAG a symlink to its image (ls -lR)
+  images/<id>/           source names created size digest layers config.json rootfs; rmdir removes (EBUSY
+                         while used). Names are Docker's: alpine = docker.io/library/alpine:latest
+                         An image is named by id, unique id prefix (img_3f), any form of a name, or the
+                         directory it was imported from
   containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id)
   containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running)
     image cmd env        rw: configure before start (cmd: shell words or a JSON array; env: KEY=VALUE lines)
@@ -20,7 +26,8 @@ bockerfs: containers driven with echo and cat.
     privileged cap_add   rw: true | false; capabilities added to Docker's 14, a line each (EBUSY while running)
     exec execs/N/        w: a command line run in the running container (read N back); N/: cmd status exit_code
                          pid started_at finished_at logs
-    commit               w: IMAGE: an image of the rootfs (an existing id is replaced; read the id back)
+    commit               w: IMAGE: an image of the rootfs (an id is replaced, a name makes a new image; read
+                         the id back)
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
     memory.current memory.peak cpu.usage_usec pids.current events   r: stats (events: oom_kill N)
     status exit_code pid started_at finished_at logs error   r (status: created running exited, or
@@ -35,7 +42,7 @@ that is written on one open file, applied at each write: `{ echo A=1; echo B=2; 
 `echo C=3 >> env` adds a line; sed -i, vim and editors that save through a temporary file and a rename
 work (a file made in a container's directory is a scratch file in the daemon's memory, never listed, gone
 unless renamed onto a value file). At most 64 KiB a value. Command files (ctl exec commit run import pull
-push) take one command per write.
+push tag untag) take one command per write.
 
 A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
 error file and in errors. Only root may use this tree, or with `bocker daemon --group NAME` that group's

@@ -45,6 +45,8 @@ impl LimitKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImageField {
     Source,
+    /// Its names, normalised, a line each.
+    Names,
     Created,
     Size,
     Config,
@@ -123,6 +125,7 @@ pub fn image_field(engine: &Engine, id: &str, field: ImageField) -> Option<Vec<u
 fn image_bytes(image: &ImageView<'_>, field: ImageField) -> Vec<u8> {
     match field {
         ImageField::Source => line(&image.record.source),
+        ImageField::Names => image.record.names.iter().flat_map(line).collect(),
         ImageField::Created => line(&image.record.created),
         ImageField::Size => line(image.record.size),
         ImageField::Config => image.config_raw.to_vec(),

@@ -15,6 +15,13 @@ pub enum Node {
     Pull,
     Push,
     Pulls,
+    Tag,
+    Untag,
+    /// `images/by-name/` (`""`) and each directory below it: a name's `/`-separated parts but its last.
+    ByName(String),
+    /// `images/by-name/NAME`: a symlink to the image directory of the image named NAME (normalised: its last
+    /// part, `REPO:TAG` or `REPO@DIGEST`, is the link's name).
+    NameLink(String),
     Image(String),
     ImageFile(String, ImageFile),
     Containers,
@@ -81,8 +88,9 @@ pub enum Kind {
     Symlink,
 }
 
-const IMAGE_FILES: [(&str, ImageFile); 7] = [
+const IMAGE_FILES: [(&str, ImageFile); 8] = [
     ("source", ImageFile::Field(ImageField::Source)),
+    ("names", ImageFile::Field(ImageField::Names)),
     ("created", ImageFile::Field(ImageField::Created)),
     ("size", ImageFile::Field(ImageField::Size)),
     ("digest", ImageFile::Field(ImageField::Digest)),
@@ -139,6 +147,15 @@ impl Node {
             (Node::Images, "pull") => Node::Pull,
             (Node::Images, "push") => Node::Push,
             (Node::Images, "pulls") => Node::Pulls,
+            (Node::Images, "tag") => Node::Tag,
+            (Node::Images, "untag") => Node::Untag,
+            (Node::Images, "by-name") => Node::ByName(String::new()),
+            // Below the top, a part with ':' or '@' ends a name (a registry's port is only in the top's).
+            (Node::ByName(dir), part) if !dir.is_empty() && part.contains([':', '@']) => {
+                Node::NameLink(format!("{dir}/{part}"))
+            }
+            (Node::ByName(dir), part) if dir.is_empty() => Node::ByName(part.to_string()),
+            (Node::ByName(dir), part) => Node::ByName(format!("{dir}/{part}")),
             (Node::Images, id) => Node::Image(id.to_string()),
             (Node::Containers, "run") => Node::Run,
             (Node::Containers, n) => Node::Container(n.to_string()),
@@ -170,7 +187,7 @@ impl Node {
         match self {
             Node::Root => named(&["README", "errors", "images", "containers", "volumes"]),
             Node::Volume(_) => named(&["data"]),
-            Node::Images => named(&["import", "pull", "push", "pulls"]),
+            Node::Images => named(&["import", "pull", "push", "pulls", "tag", "untag", "by-name"]),
             Node::Containers => named(&["run"]),
             Node::Image(_) => named(&IMAGE_FILES.map(|(n, _)| n)),
             Node::Container(_) => {
@@ -190,6 +207,7 @@ impl Node {
             | Node::Images
             | Node::Containers
             | Node::Image(_)
+            | Node::ByName(_)
             | Node::Container(_)
             | Node::Volumes
             | Node::Volume(_)
@@ -197,9 +215,12 @@ impl Node {
             | Node::Exec(..) => Kind::Dir,
             Node::ImageFile(_, ImageFile::Rootfs)
             | Node::ContainerFile(_, ContainerFile::Rootfs)
-            | Node::VolumeData(_) => Kind::Symlink,
+            | Node::VolumeData(_)
+            | Node::NameLink(_) => Kind::Symlink,
             Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) | Node::ExecFile(..) => file(false, true),
-            Node::Import | Node::Pull | Node::Push | Node::Run | Node::Scratch(_) => file(true, true),
+            Node::Import | Node::Pull | Node::Push | Node::Tag | Node::Untag | Node::Run | Node::Scratch(_) => {
+                file(true, true)
+            }
             Node::ContainerFile(_, f) => match f {
                 ContainerFile::Field(
                     ContainerField::Image
@@ -224,12 +245,15 @@ impl Node {
     /// Permission bits shown by `ls -l`.
     pub fn perm(&self) -> u16 {
         match (self, self.kind()) {
+            (Node::ByName(_), _) => 0o555,
             (_, Kind::Dir) => 0o755,
             (_, Kind::Symlink) => 0o777,
             // A scratch file is 0600 whatever it was made or chmod-ed with: vim, seeing that its test file
             // (`4913`) can't take the original's mode, saves by copy and in place instead of renaming the
             // original away (which the tree refuses).
-            (Node::Import | Node::Pull | Node::Push | Node::Run | Node::Scratch(_), _) => 0o600,
+            (Node::Import | Node::Pull | Node::Push | Node::Tag | Node::Untag | Node::Run | Node::Scratch(_), _) => {
+                0o600
+            }
             (_, Kind::File { writable: true, .. }) => 0o644,
             _ => 0o444,
         }
@@ -254,6 +278,8 @@ impl Node {
             Node::Import => WriteTarget::Import,
             Node::Pull => WriteTarget::Pull,
             Node::Push => WriteTarget::Push,
+            Node::Tag => WriteTarget::Tag,
+            Node::Untag => WriteTarget::Untag,
             Node::Run => WriteTarget::Run,
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Image)) => WriteTarget::Image(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Cmd)) => WriteTarget::Cmd(n.clone()),
@@ -289,6 +315,11 @@ impl Node {
             Node::Pull => "images/pull".into(),
             Node::Push => "images/push".into(),
             Node::Pulls => "images/pulls".into(),
+            Node::Tag => "images/tag".into(),
+            Node::Untag => "images/untag".into(),
+            Node::ByName(dir) if dir.is_empty() => "images/by-name".into(),
+            Node::ByName(dir) => format!("images/by-name/{dir}"),
+            Node::NameLink(name) => format!("images/by-name/{name}"),
             Node::Image(id) => format!("images/{id}"),
             Node::ImageFile(id, f) => format!("images/{id}/{}", name(&IMAGE_FILES, *f)),
             Node::Containers => "containers".into(),
@@ -325,6 +356,20 @@ mod tests {
         assert_eq!(c.child("nope"), None);
         assert_eq!(Node::Readme.child("x"), None);
         assert_eq!(Node::Root.child("images").unwrap().child("import"), Some(Node::Import));
+    }
+
+    #[test]
+    fn a_name_is_nested_directories_and_a_link() {
+        let by_name = Node::Images.child("by-name").unwrap();
+        let link = ["localhost:5000", "team", "app:v1"].iter().fold(by_name.clone(), |n, p| n.child(p).unwrap());
+        assert_eq!(link, Node::NameLink("localhost:5000/team/app:v1".into()));
+        assert_eq!(link.kind(), Kind::Symlink);
+        assert_eq!(link.path(), "images/by-name/localhost:5000/team/app:v1");
+        let dir = by_name.child("docker.io").unwrap().child("library").unwrap();
+        assert_eq!(dir, Node::ByName("docker.io/library".into()));
+        assert_eq!((dir.kind(), dir.perm()), (Kind::Dir, 0o555));
+        assert_eq!(dir.child("alpine@sha256:ab"), Some(Node::NameLink("docker.io/library/alpine@sha256:ab".into())));
+        assert_eq!(Node::Images.child("tag").unwrap().write_target(), Some(WriteTarget::Tag));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 
 pub use pull::Pulled;
 pub use push::PushSource;
-pub use reference::{Platform, PullSpec, PushSpec};
+pub use reference::{familiar, normal_form, normalize, Platform, PullSpec, PushSpec};
 
 use crate::store::StoreError;
 

@@ -119,6 +119,34 @@ impl PushSpec {
     }
 }
 
+/// A reference in Docker's normalised form, an image's name: `alpine` is `docker.io/library/alpine:latest`
+/// (a missing registry is Docker Hub's, a one-part Hub repository is under `library/`, a missing tag is
+/// `latest`); `REGISTRY/REPO[:TAG]` keeps its registry (a first part with a `.` or a `:`, or `localhost`);
+/// `NAME@sha256:...` is `REGISTRY/REPO@sha256:...` (a tag given with a digest is dropped, as the digest
+/// names the content).
+pub fn normalize(text: &str) -> Result<String, RegistryError> {
+    let bad = || RegistryError::Reference(text.chars().take(200).collect());
+    let text = text.trim();
+    if text.is_empty() || text.len() > 512 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let r: Reference = text.parse().map_err(|_| bad())?;
+    Ok(normal_form(&r))
+}
+
+/// The normalised name of a parsed reference (see [`normalize`]).
+pub fn normal_form(r: &Reference) -> String {
+    match r.digest() {
+        Some(d) => format!("{}/{}@{d}", r.registry(), r.repository()),
+        None => format!("{}/{}:{}", r.registry(), r.repository(), r.tag().unwrap_or("latest")),
+    }
+}
+
+/// A normalised name as Docker shows it: Docker Hub's `docker.io/library/` and `docker.io/` left out.
+pub fn familiar(name: &str) -> &str {
+    name.strip_prefix("docker.io/library/").or_else(|| name.strip_prefix("docker.io/")).unwrap_or(name)
+}
+
 /// Whether a registry host is on this machine (plain HTTP is allowed there).
 pub fn is_loopback(registry: &str) -> bool {
     let host = match registry.strip_prefix('[') {
@@ -150,6 +178,34 @@ mod tests {
         let spec = PullSpec::parse("alpine platform=linux/arm64/v8").unwrap();
         assert_eq!(spec.platform.unwrap().to_string(), "linux/arm64/v8");
         assert_eq!(spec.source, "alpine");
+    }
+
+    #[test]
+    fn names_are_normalised_as_docker_does() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for (typed, name) in [
+            ("alpine", "docker.io/library/alpine:latest".to_string()),
+            ("alpine:latest", "docker.io/library/alpine:latest".into()),
+            ("library/alpine", "docker.io/library/alpine:latest".into()),
+            ("docker.io/library/alpine", "docker.io/library/alpine:latest".into()),
+            ("index.docker.io/library/alpine:3.20", "docker.io/library/alpine:3.20".into()),
+            ("team/app:v1", "docker.io/team/app:v1".into()),
+            ("localhost:5000/x", "localhost:5000/x:latest".into()),
+            ("localhost/x:2", "localhost/x:2".into()),
+            ("127.0.0.1:5000/a/b/c:v1", "127.0.0.1:5000/a/b/c:v1".into()),
+            ("quay.io/org/app", "quay.io/org/app:latest".into()),
+            (&format!("alpine@{digest}"), format!("docker.io/library/alpine@{digest}")),
+            (&format!("alpine:3@{digest}"), format!("docker.io/library/alpine@{digest}")),
+            (" alpine\n", "docker.io/library/alpine:latest".into()),
+        ] {
+            assert_eq!(normalize(typed).unwrap(), name, "{typed:?}");
+        }
+        for bad in ["", "UPPER", "a b", "a::b", "alpine@sha256:12", "-x", "x/", "a\tb", &"a".repeat(600)] {
+            assert!(normalize(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(familiar("docker.io/library/alpine:latest"), "alpine:latest");
+        assert_eq!(familiar("docker.io/team/app:v1"), "team/app:v1");
+        assert_eq!(familiar("localhost:5000/x:latest"), "localhost:5000/x:latest");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use crate::caller::Caller;
 pub use crate::model::{VolumeSource, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
-use crate::registry::{PullSpec, PushSpec};
+use crate::registry::{normalize, PullSpec, PushSpec};
 pub use target::{all_write_targets, WriteKind, WriteTarget};
 
 mod target;
@@ -171,6 +171,15 @@ pub enum Request {
     RemoveImage {
         id: String,
     },
+    /// `name` (normalised) moves to the image `image` names.
+    Tag {
+        image: String,
+        name: String,
+    },
+    /// `name` (normalised) is taken from its image.
+    Untag {
+        name: String,
+    },
     SetImage {
         name: String,
         image: String,
@@ -310,9 +319,19 @@ impl Request {
             }
             WriteTarget::Commit(name) => {
                 let image = one_word(text)?;
-                validate_name(&image)?;
+                normalize(&image).map_err(|e| ParseError::BadReference(e.to_string()))?;
                 Request::Commit { name, image }
             }
+            WriteTarget::Tag => {
+                let words: Vec<&str> = text.split_whitespace().collect();
+                let [image, name] = words.as_slice() else {
+                    return Err(ParseError::BadReference(format!("expected IMAGE NAME, got '{}'", quote(text.trim()))));
+                };
+                Request::Tag { image: (*image).to_string(), name: tag_name(name)? }
+            }
+            WriteTarget::Untag => Request::Untag {
+                name: normalize(&one_word(text)?).map_err(|e| ParseError::BadReference(e.to_string()))?,
+            },
         })
     }
 
@@ -327,6 +346,15 @@ impl Request {
         validate_name(name)?;
         Ok(Request::CreateContainer { name: name.to_string() })
     }
+}
+
+/// A name to tag an image with, normalised: a reference with a tag, not a digest (which names content).
+pub fn tag_name(text: &str) -> Result<String, ParseError> {
+    let name = normalize(text).map_err(|e| ParseError::BadReference(e.to_string()))?;
+    if name.contains('@') {
+        return Err(ParseError::BadReference(format!("'{}': a tag, not a digest", quote(text))));
+    }
+    Ok(name)
 }
 
 fn text(data: &[u8]) -> Result<&str, ParseError> {

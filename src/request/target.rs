@@ -8,6 +8,10 @@ pub enum WriteTarget {
     Import,
     Pull,
     Push,
+    /// `images/tag`: `IMAGE NAME`.
+    Tag,
+    /// `images/untag`: `NAME`.
+    Untag,
     Run,
     Image(String),
     Cmd(String),
@@ -28,7 +32,7 @@ pub enum WriteTarget {
 /// How a file takes its writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteKind {
-    /// One write is one command (`ctl`, `exec`, `commit`, `containers/run`, `images/import|pull|push`):
+    /// One write is one command (`ctl`, `exec`, `commit`, `containers/run`, `images/import|pull|push|tag|untag`):
     /// two writes on one open file are two commands, and `O_APPEND` changes nothing.
     Command,
     /// The value is everything written on one open file (`O_APPEND`: added to the current value), applied
@@ -43,6 +47,8 @@ impl WriteTarget {
             WriteTarget::Import
             | WriteTarget::Pull
             | WriteTarget::Push
+            | WriteTarget::Tag
+            | WriteTarget::Untag
             | WriteTarget::Run
             | WriteTarget::Ctl(_)
             | WriteTarget::Commit(_)
@@ -69,6 +75,8 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
         WriteTarget::Import,
         WriteTarget::Pull,
         WriteTarget::Push,
+        WriteTarget::Tag,
+        WriteTarget::Untag,
         WriteTarget::Run,
         WriteTarget::Image(n()),
         WriteTarget::Cmd(n()),
@@ -97,7 +105,7 @@ mod tests {
             all_write_targets("c").into_iter().map(|t| (t.clone(), t.kind())).collect();
         let commands: Vec<&WriteTarget> =
             kinds.iter().filter(|(_, k)| *k == WriteKind::Command).map(|(t, _)| t).collect();
-        assert_eq!(commands.len(), 7, "{commands:?}");
+        assert_eq!(commands.len(), 9, "{commands:?}");
         assert_eq!(WriteTarget::Ctl("c".into()).kind(), WriteKind::Command);
         assert_eq!(WriteTarget::Env("c".into()).kind(), WriteKind::Value);
         assert_eq!(WriteTarget::Limit("c".into(), "pids.max").kind(), WriteKind::Value);

@@ -85,6 +85,7 @@ mod tests {
             digest: None,
             layers: Vec::new(),
             chain: Vec::new(),
+            names: Vec::new(),
         };
         let parsed = ImageConfiguration::from_reader(config).expect("an OCI image config");
         Image { record, config: parsed, config_raw: config.to_vec() }

@@ -227,6 +227,7 @@ mod tests {
             digest: None,
             layers: Vec::new(),
             chain: Vec::new(),
+            names: Vec::new(),
         }
     }
 

@@ -27,7 +27,7 @@ use crate::store::StoreError;
 /// Why a pull or push failed; one variant per step.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("bad reference '{0}'")]
+    #[error("bad reference '{0}': an image name is Docker's [REGISTRY/]REPO[:TAG], in lower case (a-z 0-9 . _ -)")]
     Reference(String),
     #[error("bad platform '{0}': use OS/ARCH[/VARIANT], like linux/arm64/v8")]
     Platform(String),

@@ -253,8 +253,8 @@ fn a_hundred_concurrent_mixed_writes_leave_records_that_agree_with_their_results
         one(op(Op::Submit, &p("r2", "exec"), "echo hi", Ok)),
         one(op(Op::Submit, &p("r2", "exec"), "sh -c 'exit 3'", Ok)),
         one(op(Op::Submit, &p("r2", "exec"), "no-such-program", Fails(libc::ENOENT))),
-        one(op(Op::Submit, &p("r2", "commit"), "snapA", Ok)),
-        one(op(Op::Submit, &p("r2", "commit"), "snapB", Ok)),
+        one(op(Op::Submit, &p("r2", "commit"), "snap-a", Ok)),
+        one(op(Op::Submit, &p("r2", "commit"), "snap-b", Ok)),
         one(w(&p("r2", "ctl"), "start", Fails(libc::EBUSY), None)),
         one(w(&p("r2", "ctl"), "kill USR1", Ok, None)),
         // Stops and kills; a start of an exited one, twice; starts that must fail.
@@ -267,7 +267,7 @@ fn a_hundred_concurrent_mixed_writes_leave_records_that_agree_with_their_results
         one(w(&p("e0", "env"), "E=1", Either, Some(&env("E=1")))),
         one(w(&p("p0", "ctl"), "start", Fails(libc::EADDRINUSE), None)),
         one(w(&p("p1", "ctl"), "start", Fails(libc::EINVAL), None)),
-        one(op(Op::Submit, &p("noimg", "commit"), "snapC", Fails(libc::EINVAL))),
+        one(op(Op::Submit, &p("noimg", "commit"), "snap-c", Fails(libc::EINVAL))),
         one(w(&p("noimg", "ctl"), "start", Fails(libc::EINVAL), None)),
         // Containers, volumes and images made and removed.
         one(op(Op::Submit, "containers/run", &format!("{img} true"), Ok)),
@@ -389,10 +389,10 @@ fn a_hundred_concurrent_mixed_writes_leave_records_that_agree_with_their_results
     // Commits made one image each, named as written; the failed one none.
     let images: Vec<String> = listing(&b, "images").into_iter().filter(|i| i.starts_with("img_")).collect();
     let sources: BTreeSet<String> = images.iter().map(|i| after[&format!("images/{i}/source")].clone()).collect();
-    for snap in ["snapA", "snapB"] {
+    for snap in ["snap-a", "snap-b"] {
         assert!(sources.contains(&format!("{snap}\n")), "{snap} not among {sources:?}");
     }
-    assert!(!sources.contains("snapC\n"));
+    assert!(!sources.contains("snap-c\n"));
     assert_eq!(images.len(), 4, "two imported, two committed: {images:?}");
     // Made and removed: containers and volumes.
     let containers = listing(&b, "containers");

@@ -68,11 +68,16 @@ pub struct ControlFs {
     access: Access,
     /// Where writes, mkdir and rmdir run.
     pool: Pool,
+    /// Where reads of `logs` and `errors` run ([`logs`]).
+    disk: Pool,
 }
 
 /// Workers for writes, mkdir and rmdir, and how many more may wait for one.
 const POOL_WORKERS: usize = 64;
 const POOL_QUEUE: usize = 1024;
+/// Workers for reads of `logs` and `errors`; past the queue's bound a read is done where it arrived.
+const DISK_WORKERS: usize = 4;
+const DISK_QUEUE: usize = 256;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -94,6 +99,7 @@ impl ControlFs {
             mounted_at: SystemTime::now(),
             access,
             pool: Pool::new(POOL_WORKERS, POOL_QUEUE),
+            disk: Pool::new(DISK_WORKERS, DISK_QUEUE),
         }
     }
 

@@ -218,9 +218,15 @@ impl Filesystem for ControlFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.read_file(fh, offset, size) {
+        let answer = |read: Result<Vec<u8>, Errno>, reply: ReplyData| match read {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
+        };
+        match self.disk_read(fh, offset) {
+            // On a worker, so a cold read of the disk holds up no other request (or here, if all are busy).
+            Some(Ok(read)) => self.disk.submit(move |_| answer(read.run(size), reply)),
+            Some(Err(e)) => reply.error(e),
+            None => answer(self.read_file(fh, offset, size), reply),
         }
     }
 

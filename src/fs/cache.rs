@@ -6,7 +6,7 @@
 //! change is turned into invalidations here. Values that move without the engine (a running container's
 //! cgroup counters, `events`, the limits as the kernel has them, `logs`, `errors`, `pulls`) keep their
 //! attributes uncached ([`attrs_cached`]). File content is never cached by the kernel: every open takes the
-//! value of the moment ([`serve`]).
+//! value of the moment ([`open_flags`]).
 //!
 //! How "a read after a change sees the change" holds without a deadlock:
 //!
@@ -15,14 +15,15 @@
 //! - One thread of ours (`attrs`) drops the attributes of every inode the notice makes stale
 //!   (`FUSE_NOTIFY_INVAL_INODE` without a page range), and retires the inode numbers of an object that is
 //!   gone (see [`super::inodes`]). That takes no lock the kernel holds across a request, so it never waits
-//!   for one.
+//!   for one (it waits only for the engine's state lock, to tell a removal from a change, and our inode
+//!   table).
 //! - Every reply that shows the engine's state (lookup, getattr, open, readdir, mkdir, rmdir; flush for
 //!   writes) is sent only once every notice counted so far has been through `attrs` ([`KernelCache::settle`]).
 //!   So nothing can learn of a change, from the daemon or from the writer's own return, while the kernel still
 //!   holds attributes from before it; and a reply the kernel asked for before an invalidation is not cached
 //!   by it (its `attr_version`).
 //! - Names of objects that went away are dropped (`FUSE_NOTIFY_INVAL_ENTRY`) by a second thread
-//!   (`entries`). That needs the parent directory's lock, which a request may hold while it is answered
+//!   (`names`). That needs the parent directory's lock, which a request may hold while it is answered
 //!   (mkdir or rmdir in that directory, a lookup in it), so no request ever waits for that thread; until it
 //!   gets there, the stale name leads only to nodes whose attributes are dropped, and every getattr, open and
 //!   readdir of a removed object is ENOENT.

@@ -71,7 +71,8 @@ pub struct Cli {
 
 impl Cli {
     pub fn new(mount: PathBuf) -> Result<Cli, CliError> {
-        if !mount.join("README").is_file() || !mount.join("containers").is_dir() {
+        // Listed, not stat'ed: the mount of a daemon that died still answers stat from the kernel's cache.
+        if !mount.join("README").is_file() || std::fs::read_dir(mount.join("containers")).is_err() {
             return Err(CliError::NotMounted(mount));
         }
         Ok(Cli { mount })

@@ -1,16 +1,38 @@
 //! How the tree serves `logs` (a container's or an exec's) from its segments on disk (see [`crate::logs`]):
 //! each open file reads at its own base, the logical offset of the oldest byte kept when it was opened, so
 //! rotations move nothing under a reader; the size counts from the oldest base of the opens under way, so
-//! it never shrinks under one. `errors` is read at the offset asked, as it grows ([`read_at`]).
+//! it never shrinks under one. `errors` is read at the offset asked, as it grows ([`read_at`]). These reads
+//! go to the disk, so they are done on workers of their own ([`DiskRead`]), never on the thread that
+//! answers the kernel.
 
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fuser::{Errno, FileHandle};
 
-use super::tree::Node;
+use super::tree::{ContainerFile, ExecFile, Node};
 use super::{lock, ControlFs};
 use crate::logs::Extent;
+
+/// A read of `logs` or `errors`, taken on the thread that answers the kernel and done on a worker.
+pub(super) struct DiskRead {
+    path: PathBuf,
+    at: u64,
+    /// `logs` (segments at a logical offset) rather than `errors` (one file).
+    segments: bool,
+}
+
+impl DiskRead {
+    pub(super) fn run(&self, size: u32) -> Result<Vec<u8>, Errno> {
+        if !self.segments {
+            return read_at(&self.path, self.at, size);
+        }
+        crate::logs::read_at(&self.path, self.at, size as usize).map_err(|e| {
+            tracing::debug!(dir = %self.path.display(), error = %e, "logs read");
+            Errno::from_i32(e.errno())
+        })
+    }
+}
 
 impl ControlFs {
     pub(super) fn log_extent(&self, node: &Node) -> Result<Extent, Errno> {
@@ -30,6 +52,23 @@ impl ControlFs {
         }
         let bases = files.values().filter(|f| &f.node == node).map(|f| f.log_base).min();
         Ok(extent.end - bases.map_or(extent.start, |b| b.min(extent.start)))
+    }
+
+    /// The disk read a read of open file `fh` at `offset` is, for `logs` and `errors`; `None` for the
+    /// others (served from their snapshot) and for a handle that is not open (answered EBADF as any read).
+    pub(super) fn disk_read(&self, fh: FileHandle, offset: u64) -> Option<Result<DiskRead, Errno>> {
+        let (node, base) = {
+            let files = lock(&self.open_files);
+            let file = files.get(&fh.0).filter(|f| f.answer.is_none())?;
+            (file.node.clone(), file.log_base)
+        };
+        let segments = match node {
+            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => true,
+            Node::Errors => false,
+            _ => return None,
+        };
+        let at = if segments { base.saturating_add(offset) } else { offset };
+        Some(self.growing_file(&node).ok_or(Errno::ENOENT).map(|path| DiskRead { path, at, segments }))
     }
 
     /// Up to `size` bytes of a `logs` node from logical offset `at`; ENODATA for bytes rotated away.

@@ -3,10 +3,14 @@
 //!
 //! Reads never block and have no side effects: a file's content is taken once at open and served from that
 //! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from its segments at
-//! the offset asked, so `tail -f` follows it across rotations ([`logs`]). Writes, mkdir and rmdir run on a
-//! thread of their own, so a slow request never stalls `ls`.
+//! the offset asked, so `tail -f` follows it across rotations ([`logs`]). The kernel keeps names and
+//! attributes, dropped on the engine's change notices ([`cache`]). Writes, mkdir and rmdir run on a thread of
+//! their own, so a slow request never stalls `ls`.
 
 pub mod access;
+mod cache;
+mod dirs;
+mod inodes;
 mod logs;
 mod ops;
 mod pool;
@@ -21,41 +25,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use fuser::{Errno, FileAttr, FileHandle, FileType, INodeNo, OpenAccMode, OpenFlags, Request as FuseRequest};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, INodeNo, OpenAccMode, OpenFlags, Request as FuseRequest,
+};
 
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::request::{Request, WriteTarget};
 use access::{Access, Caller};
+pub use cache::Invalidator;
+use cache::KernelCache;
+use inodes::Inodes;
 use logs::read_at;
 use pool::Pool;
 use tree::{ContainerFile, ExecFile, ImageFile, Kind, Node};
 
-/// Nothing is cached by the kernel: names and contents change under it.
+/// The time-to-live of attributes a setattr answers with: none (the next stat asks again).
 const TTL: Duration = Duration::ZERO;
-
-/// Inode numbers, handed out once per node for the daemon's lifetime.
-#[derive(Default)]
-struct Inodes {
-    by_node: HashMap<Node, u64>,
-    nodes: Vec<Node>,
-}
-
-impl Inodes {
-    fn ino(&mut self, node: &Node) -> u64 {
-        if let Some(ino) = self.by_node.get(node) {
-            return *ino;
-        }
-        self.nodes.push(node.clone());
-        let ino = self.nodes.len() as u64;
-        self.by_node.insert(node.clone(), ino);
-        ino
-    }
-
-    fn node(&self, ino: u64) -> Option<Node> {
-        self.nodes.get(usize::try_from(ino).ok()?.checked_sub(1)?).cloned()
-    }
-}
 
 /// One open file.
 struct OpenFile {
@@ -72,8 +58,12 @@ struct OpenFile {
 /// The control filesystem.
 pub struct ControlFs {
     engine: Arc<Engine>,
-    inodes: Mutex<Inodes>,
+    inodes: Arc<Mutex<Inodes>>,
     open_files: Arc<Mutex<HashMap<u64, OpenFile>>>,
+    /// The listings of open directories ([`dirs`]).
+    listings: dirs::Listings,
+    /// What the kernel caches, and the threads that drop it on the engine's notices.
+    cache: KernelCache,
     next_fh: AtomicU64,
     mounted_at: SystemTime,
     access: Access,
@@ -81,11 +71,16 @@ pub struct ControlFs {
     pool: Pool,
     /// What was written on the value files' open files, and the scratch files (see [`values`]).
     values: Arc<values::Values>,
+    /// Where reads of `logs` and `errors` run ([`logs`]).
+    disk: Pool,
 }
 
 /// Workers for writes, mkdir and rmdir, and how many more may wait for one.
 const POOL_WORKERS: usize = 64;
 const POOL_QUEUE: usize = 1024;
+/// Workers for reads of `logs` and `errors`; past the queue's bound a read is done where it arrived.
+const DISK_WORKERS: usize = 4;
+const DISK_QUEUE: usize = 256;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -95,21 +90,35 @@ impl ControlFs {
     pub fn new(engine: Arc<Engine>, access: Access) -> ControlFs {
         let mut inodes = Inodes::default();
         inodes.ino(&Node::Root);
+        let inodes = Arc::new(Mutex::new(inodes));
+        let cache = KernelCache::start(&engine, Arc::clone(&inodes));
         ControlFs {
             engine,
-            inodes: Mutex::new(inodes),
+            inodes,
             open_files: Arc::new(Mutex::new(HashMap::new())),
+            listings: Default::default(),
+            cache,
             next_fh: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
             access,
             pool: Pool::new(POOL_WORKERS, POOL_QUEUE),
             values: Arc::default(),
+            disk: Pool::new(DISK_WORKERS, DISK_QUEUE),
         }
+    }
+
+    /// Hands the mounted session's notifier to the threads that keep the kernel's caches right.
+    pub fn invalidator(&self) -> Invalidator {
+        self.cache.invalidator()
     }
 
     /// The node behind `ino`, if it still exists.
     fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
-        let node = lock(&self.inodes).node(ino.0).ok_or(Errno::ENOENT)?;
+        let mut node = lock(&self.inodes).node(ino.0).ok_or(Errno::ENOENT)?;
+        if let Node::Scratch(id) = node {
+            // Renamed onto a value file: the kernel may still reach that file through this inode.
+            node = self.values.renamed_to(id).unwrap_or(node);
+        }
         if self.exists(&node) {
             Ok(node)
         } else {
@@ -230,45 +239,8 @@ impl ControlFs {
         })
     }
 
-    fn entries(&self, ino: INodeNo) -> Result<Vec<(u64, FileType, String)>, Errno> {
-        let node = self.node(ino)?;
-        if node.kind() != Kind::Dir {
-            return Err(Errno::ENOTDIR);
-        }
-        let mut names: Vec<(String, Node)> =
-            node.fixed_children().into_iter().map(|(n, node)| (n.to_string(), node)).collect();
-        match &node {
-            Node::Images => names.extend(self.engine.image_ids().into_iter().map(|id| (id.clone(), Node::Image(id)))),
-            Node::Containers => {
-                names.extend(self.engine.container_names().into_iter().map(|n| (n.clone(), Node::Container(n))))
-            }
-            Node::Volumes => names.extend(self.engine.volume_names().into_iter().map(|n| (n.clone(), Node::Volume(n)))),
-            Node::Execs(c) => {
-                names.extend(self.engine.exec_ids(c).into_iter().map(|n| (n.to_string(), Node::Exec(c.clone(), n))))
-            }
-            Node::ByName(dir) => names.extend(
-                self.engine
-                    .name_entries(dir)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|(entry, _)| Some((entry.clone(), node.child(&entry)?))),
-            ),
-            _ => {}
-        }
-        let mut inodes = lock(&self.inodes);
-        let mut out = vec![(ino.0, FileType::Directory, ".".to_string()), (1, FileType::Directory, "..".to_string())];
-        for (name, child) in names.into_iter().filter(|(_, n)| self.exists(n)) {
-            let kind = match child.kind() {
-                Kind::Dir => FileType::Directory,
-                Kind::Symlink => FileType::Symlink,
-                Kind::File { .. } => FileType::RegularFile,
-            };
-            out.push((inodes.ino(&child), kind, name));
-        }
-        Ok(out)
-    }
-
-    fn open_file(&self, ino: INodeNo, flags: OpenFlags) -> Result<u64, Errno> {
+    /// A new open file of `ino`, and how the kernel is to serve it ([`cache::open_flags`]).
+    fn open_file(&self, ino: INodeNo, flags: OpenFlags) -> Result<(u64, FopenFlags), Errno> {
         let node = self.node(ino)?;
         let Kind::File { writable, .. } = node.kind() else { return Err(Errno::EISDIR) };
         let wants_write = matches!(flags.acc_mode(), OpenAccMode::O_WRONLY | OpenAccMode::O_RDWR);
@@ -284,9 +256,10 @@ impl ControlFs {
             _ => (render::content(&self.engine, &node)?, 0),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let how = cache::open_flags(wants_write);
         let file = OpenFile { node, snapshot: Arc::new(snapshot), answer: None, answer_pos: 0, log_base };
         lock(&self.open_files).insert(fh, file);
-        Ok(fh)
+        Ok((fh, how))
     }
 
     fn read_file(&self, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {

@@ -1,34 +1,54 @@
 //! The kernel's requests on the mount, each answered by one of [`ControlFs`]'s helpers: lookups,
 //! attributes, directory listings, opens, reads, writes, mkdir and rmdir (these three on the pool), the
 //! scratch files' create, rename (onto a value file: on the pool) and unlink, a close's refusal of a value
-//! still held (see [`super::values`]), and the refusals of what the tree doesn't offer. Methods only reply.
+//! still held (see [`super::values`]), and the refusals of what the tree doesn't offer. Methods only reply;
+//! every reply that shows the engine's state waits for the invalidations the changes it shows call for
+//! (`settle`, see [`super::cache`]).
 
 use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use fuser::{
-    Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request as FuseRequest, TimeOrNow,
-    WriteFlags,
+    Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyWrite, Request as FuseRequest, TimeOrNow, WriteFlags,
 };
 
+use super::cache::{attr_ttl, entry_ttl};
 use super::tree::Node;
 use super::{errno, lock, parse_write, ControlFs, TTL};
 use crate::engine::Response;
 use crate::request::{Request, WriteKind};
 
 impl Filesystem for ControlFs {
+    /// Listings carry attributes (readdirplus: `ls -l` of 1,000 containers is a few requests), and lookups
+    /// and listings in one directory may run in parallel. A kernel without one of them gets the rest.
+    fn init(&mut self, _req: &FuseRequest, config: &mut KernelConfig) -> std::io::Result<()> {
+        for wanted in
+            [InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO, InitFlags::FUSE_PARALLEL_DIROPS]
+        {
+            if let Err(missing) = config.add_capabilities(wanted) {
+                tracing::info!(?missing, "kernel lacks a FUSE capability");
+            }
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.lookup_child(parent, name).and_then(|(node, ino)| self.attr(ino, &node)) {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+        let found = self.lookup_child(parent, name).and_then(|(node, ino)| Ok((self.attr(ino, &node)?, node)));
+        self.cache.settle();
+        match found {
+            Ok((attr, node)) => reply.entry_with_ttls(&attr_ttl(&node), &entry_ttl(&node), &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
 
     fn getattr(&self, _req: &FuseRequest, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.node(ino).and_then(|node| self.attr_through(ino.0, &node, fh)) {
-            Ok(attr) => reply.attr(&TTL, &attr),
+        let found = self.node(ino).and_then(|node| Ok((self.attr_through(ino.0, &node, fh)?, node)));
+        self.cache.settle();
+        match found {
+            Ok((attr, node)) => reply.attr(&attr_ttl(&node), &attr),
             Err(e) => reply.error(e),
         }
     }
@@ -86,14 +106,23 @@ impl Filesystem for ControlFs {
             Ok(r) => r,
             Err(e) => return reply.error(errno(&self.engine.reject(&path, None, e.into()))),
         };
-        let engine = Arc::clone(&self.engine);
-        let ino = lock(&self.inodes).ino(&node);
-        let attr = self.attr(ino, &node);
-        self.submit(&path.clone(), move |slot| match slot.map(|()| (engine.handle(&path, request), attr)) {
-            Err(e) => reply.error(e),
-            Ok((Ok(_), Ok(attr))) => reply.entry(&TTL, &attr, Generation(0)),
-            Ok((Err(e), _)) => reply.error(errno(&e)),
-            Ok((_, Err(e))) => reply.error(e),
+        let (engine, cache, inodes) = (Arc::clone(&self.engine), self.cache.clone(), Arc::clone(&self.inodes));
+        // A directory's attributes; its number is given once it exists, after the notices of what went
+        // before it (a removal of the same name retires the old numbers).
+        let attr = self.attr(0, &node);
+        let ttls = (attr_ttl(&node), entry_ttl(&node));
+        self.submit(&path.clone(), move |slot| {
+            let done = slot.map(|()| (engine.handle(&path, request), attr));
+            cache.settle();
+            match done {
+                Err(e) => reply.error(e),
+                Ok((Ok(_), Ok(mut attr))) => {
+                    attr.ino = INodeNo(lock(&inodes).ino(&node));
+                    reply.entry_with_ttls(&ttls.0, &ttls.1, &attr, Generation(0))
+                }
+                Ok((Err(e), _)) => reply.error(errno(&e)),
+                Ok((_, Err(e))) => reply.error(e),
+            }
         });
     }
 
@@ -109,11 +138,15 @@ impl Filesystem for ControlFs {
         if let Err(e) = self.allowed(req, &path) {
             return reply.error(e);
         }
-        let engine = Arc::clone(&self.engine);
-        self.submit(&path.clone(), move |slot| match slot.map(|()| engine.handle(&path, request)) {
-            Err(e) => reply.error(e),
-            Ok(Ok(_)) => reply.ok(),
-            Ok(Err(e)) => reply.error(errno(&e)),
+        let (engine, cache) = (Arc::clone(&self.engine), self.cache.clone());
+        self.submit(&path.clone(), move |slot| {
+            let done = slot.map(|()| engine.handle(&path, request));
+            cache.settle();
+            match done {
+                Err(e) => reply.error(e),
+                Ok(Ok(_)) => reply.ok(),
+                Ok(Err(e)) => reply.error(errno(&e)),
+            }
         });
     }
 
@@ -139,7 +172,7 @@ impl Filesystem for ControlFs {
     ) {
         let Some(name) = name.to_str() else { return reply.error(Errno::EPERM) };
         match self.create_scratch(req, parent, name, flags) {
-            Ok((attr, fh)) => reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+            Ok((attr, fh, flags)) => reply.created(&TTL, &attr, Generation(0), FileHandle(fh), flags),
             Err(e) => reply.error(e),
         }
     }
@@ -181,8 +214,10 @@ impl Filesystem for ControlFs {
     }
 
     fn open(&self, _req: &FuseRequest, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.open_file(ino, flags) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+        let opened = self.open_file(ino, flags);
+        self.cache.settle();
+        match opened {
+            Ok((fh, how)) => reply.opened(FileHandle(fh), how),
             Err(e) => reply.error(e),
         }
     }
@@ -198,9 +233,15 @@ impl Filesystem for ControlFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.read_file(fh, offset, size) {
+        let answer = |read: Result<Vec<u8>, Errno>, reply: ReplyData| match read {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
+        };
+        match self.disk_read(fh, offset) {
+            // On a worker, so a cold read of the disk holds up no other request (or here, if all are busy).
+            Some(Ok(read)) => self.disk.submit(move |_| answer(read.run(size), reply)),
+            Some(Err(e)) => reply.error(e),
+            None => answer(self.read_file(fh, offset, size), reply),
         }
     }
 
@@ -264,16 +305,25 @@ impl Filesystem for ControlFs {
         });
     }
 
-    /// A close: a value file's value still held (a last line that never parsed) is refused here, and
-    /// close(2) returns its errno.
+    /// A close (only opens for writing get one): a value file's value still held (a last line that never
+    /// parsed) is refused here, and close(2) returns its errno. It returns once what the writes changed is
+    /// dropped from the kernel's caches.
     fn flush(&self, _req: &FuseRequest, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         match self.value_flush(fh) {
-            Ok(None) => reply.ok(),
+            Ok(None) => {
+                self.cache.settle();
+                reply.ok()
+            }
             Ok(Some(job)) => {
                 let path = self.node(ino).map(|n| n.path()).unwrap_or_default();
-                self.submit(&path, move |slot| match slot.and_then(|()| job()) {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(e),
+                let cache = self.cache.clone();
+                self.submit(&path, move |slot| {
+                    let done = slot.and_then(|()| job());
+                    cache.settle();
+                    match done {
+                        Ok(()) => reply.ok(),
+                        Err(e) => reply.error(e),
+                    }
                 })
             }
             Err(e) => reply.error(e),
@@ -299,11 +349,27 @@ impl Filesystem for ControlFs {
         reply.ok();
     }
 
-    fn readdir(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        match self.entries(ino) {
+    fn opendir(&self, _req: &FuseRequest, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let opened = self.open_dir(ino);
+        self.cache.settle();
+        match opened {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn releasedir(&self, _req: &FuseRequest, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.release_dir(fh);
+        reply.ok();
+    }
+
+    fn readdir(&self, _req: &FuseRequest, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let listing = self.listing(ino, fh, offset);
+        self.cache.settle();
+        match listing {
             Ok(entries) => {
-                for (i, (child, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
-                    if reply.add(INodeNo(child), (i + 1) as u64, kind, name) {
+                for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+                    if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
                         break;
                     }
                 }
@@ -311,5 +377,32 @@ impl Filesystem for ControlFs {
             }
             Err(e) => reply.error(e),
         }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &FuseRequest,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let listing = match self.listing(ino, fh, offset) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.cache.settle();
+                return reply.error(e);
+            }
+        };
+        for (i, e) in listing.iter().enumerate().skip(offset as usize) {
+            // A name gone since the listing was taken is left out.
+            let Some((attr, ttl)) = self.entry_attr(e) else { continue };
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, &e.name, &ttl, &attr, Generation(0)) {
+                break;
+            }
+        }
+        // Nothing is sent before this: the attributes taken are settled as a whole.
+        self.cache.settle();
+        reply.ok();
     }
 }

@@ -45,7 +45,8 @@ unless renamed onto a value file). At most 64 KiB a value. Command files (ctl ex
 push tag untag) take one command per write.
 
 A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
-error file and in errors. Only root may use this tree, or with `bocker daemon --group NAME` that group's
+error file and in errors. Names and sizes are kept by the kernel (up to 10 s) and dropped on every change:
+once a write returns, or a read shows a change, every stat and cat shows it too. Only root may use this tree, or with `bocker daemon --group NAME` that group's
 members too: whoever can write it is root on the host. Full reference: docs/filesystem.md and
 docs/security.md in the bockerfs sources.
 ";

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fuser::{Errno, FileAttr, FileHandle, INodeNo, OpenFlags, RenameFlags, Request as FuseRequest};
+use fuser::{Errno, FileAttr, FileHandle, FopenFlags, INodeNo, OpenFlags, RenameFlags, Request as FuseRequest};
 
 use super::tree::{Kind, Node};
 use super::{errno, lock, parse_write, render, ControlFs, OpenFile};
@@ -41,6 +41,26 @@ pub(super) type Job = Box<dyn FnOnce() -> Result<(), Errno> + Send + 'static>;
 pub(super) struct Values {
     open: Mutex<HashMap<u64, Buffer>>,
     scratch: Mutex<Scratches>,
+    /// Scratch files renamed onto a value file, and when: the kernel's name of that file points at the
+    /// scratch file's inode after the rename (its cached entry outlives the reply), so that inode reads as
+    /// the file it was renamed onto for as long as such an entry may live.
+    renamed: Mutex<Vec<(u64, Node, Instant)>>,
+}
+
+/// How long a renamed scratch file's inode stands for its target: longer than any entry the kernel caches.
+const RENAMED_FOR: Duration = Duration::from_secs(120);
+
+impl Values {
+    /// What scratch file `id` became if it was renamed onto a value file.
+    pub(super) fn renamed_to(&self, id: u64) -> Option<Node> {
+        lock(&self.renamed).iter().find(|(i, ..)| *i == id).map(|(_, node, _)| node.clone())
+    }
+
+    fn note_renamed(&self, id: u64, node: Node) {
+        let mut renamed = lock(&self.renamed);
+        renamed.retain(|(_, _, at)| at.elapsed() < RENAMED_FOR);
+        renamed.push((id, node, Instant::now()));
+    }
 }
 
 /// What was written on one open file of a value file.
@@ -357,7 +377,7 @@ impl ControlFs {
         parent: INodeNo,
         name: &str,
         flags: i32,
-    ) -> Result<(FileAttr, u64), Errno> {
+    ) -> Result<(FileAttr, u64, FopenFlags), Errno> {
         let dir = self.node(parent)?;
         if !dir.takes_scratch() {
             return Err(Errno::EPERM);
@@ -394,7 +414,10 @@ impl ControlFs {
         };
         let node = Node::Scratch(id);
         let ino = lock(&self.inodes).ino(&node);
-        let opened = self.attr(ino, &node).and_then(|attr| Ok((attr, self.open_file(INodeNo(ino), OpenFlags(flags))?)));
+        let opened = self.attr(ino, &node).and_then(|attr| {
+            let (fh, open_flags) = self.open_file(INodeNo(ino), OpenFlags(flags))?;
+            Ok((attr, fh, open_flags))
+        });
         if opened.is_err() {
             lock(&self.values.scratch).files.remove(&id);
         }
@@ -476,6 +499,7 @@ impl ControlFs {
         let job: Job = Box::new(move || {
             let request = parse_write(&engine, &node, write, &content, caller).map_err(|e| errno(&e))?;
             engine.handle(&path, request).map_err(|e| errno(&e))?;
+            values.note_renamed(id, node.clone());
             // Taken: the scratch file's name is gone, as a renamed file's is.
             if let Some(s) = lock(&values.scratch).files.get_mut(&id) {
                 s.name = None;

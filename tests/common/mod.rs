@@ -113,7 +113,8 @@ impl Bocker {
             .expect("spawn daemon");
         self.daemon = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.mount.join("README").exists() {
+        // Read, not stat'ed: a crashed daemon's mount still answers stat from the kernel's cache.
+        while fs::read(self.mount.join("README")).is_err() {
             if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("daemon exited with {status}:\n{}", self.daemon_log());
             }

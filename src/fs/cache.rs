@@ -1,0 +1,295 @@
+//! What the kernel may cache of the tree, and how it learns that something it cached went stale.
+//!
+//! The kernel keeps names (entries) and attributes (size, mode) for [`CACHE_TTL`], so `cat` and `ls -l`
+//! walk paths and `stat` without asking the daemon. Only what changes through the engine is cached that
+//! way: the engine names each object it changes ([`Changed`], through [`Engine::on_change`]), and the
+//! change is turned into invalidations here. Values that move without the engine (a running container's
+//! cgroup counters, `events`, the limits as the kernel has them, `logs`, `errors`, `pulls`) keep their
+//! attributes uncached ([`attrs_cached`]). File content is never cached by the kernel: every open takes the
+//! value of the moment ([`open_flags`]).
+//!
+//! How "a read after a change sees the change" holds without a deadlock:
+//!
+//! - The engine's listener only counts the notice and queues it (it may be called with the engine's state
+//!   lock held, so it neither blocks nor calls back).
+//! - One thread of ours (`attrs`) drops the attributes of every inode the notice makes stale
+//!   (`FUSE_NOTIFY_INVAL_INODE` without a page range), and retires the inode numbers of an object that is
+//!   gone (see [`super::inodes`]). That takes no lock the kernel holds across a request, so it never waits
+//!   for one (it waits only for the engine's state lock, to tell a removal from a change, and our inode
+//!   table).
+//! - Every reply that shows the engine's state (lookup, getattr, open, readdir, mkdir, rmdir; flush for
+//!   writes) is sent only once every notice counted so far has been through `attrs` ([`KernelCache::settle`]).
+//!   So nothing can learn of a change, from the daemon or from the writer's own return, while the kernel still
+//!   holds attributes from before it; and a reply the kernel asked for before an invalidation is not cached
+//!   by it (its `attr_version`).
+//! - Names of objects that went away are dropped (`FUSE_NOTIFY_INVAL_ENTRY`) by a second thread
+//!   (`names`). That needs the parent directory's lock, which a request may hold while it is answered
+//!   (mkdir or rmdir in that directory, a lookup in it), so no request ever waits for that thread; until it
+//!   gets there, the stale name leads only to nodes whose attributes are dropped, and every getattr, open and
+//!   readdir of a removed object is ENOENT.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use fuser::{FopenFlags, INodeNo, Notifier};
+use tracing::{debug, warn};
+
+use super::inodes::Inodes;
+use super::lock;
+use super::render::ContainerField;
+use super::tree::{ContainerFile, ExecFile, Node};
+use crate::engine::{Changed, Engine};
+
+/// How long the kernel may keep a name or the attributes of a node that change only through the engine.
+/// Invalidations keep them right; the bound limits what a bug in them could cost, and how long the mount of
+/// a daemon that died still answers `stat` from the cache (a listing or an open is ENOTCONN at once). A
+/// path walked again after it costs one lookup per name.
+pub(super) const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// The longest a reply waits for invalidations before it is sent anyway (the thread that makes them is
+/// gone, which is a bug, logged).
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Whether the attributes of `node` change only with a notice from the engine, so the kernel may keep
+/// them. Not for values read live from the kernel or from disk, nor for `ip`, which a start shows before its
+/// notice.
+pub(super) fn attrs_cached(node: &Node) -> bool {
+    !matches!(
+        node,
+        Node::Errors
+            | Node::Pulls
+            | Node::ContainerFile(_, ContainerFile::Logs)
+            | Node::ExecFile(_, _, ExecFile::Logs)
+            | Node::ContainerFile(
+                _,
+                ContainerFile::Field(
+                    ContainerField::MemoryCurrent
+                        | ContainerField::MemoryPeak
+                        | ContainerField::CpuUsage
+                        | ContainerField::PidsCurrent
+                        | ContainerField::Events
+                        | ContainerField::Limit(_)
+                        | ContainerField::Ip
+                )
+            )
+    )
+}
+
+/// How long the kernel may keep the attributes of `node`.
+pub(super) fn attr_ttl(node: &Node) -> Duration {
+    if attrs_cached(node) {
+        CACHE_TTL
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// How long the kernel may keep the name of `node`: every name exists while its object does, and objects
+/// go away only through the engine.
+pub(super) fn entry_ttl(_node: &Node) -> Duration {
+    CACHE_TTL
+}
+
+/// How an open is served: every read asks the daemon (direct I/O), which answers from the snapshot taken
+/// at open, so content is never cut in two, never out of step with its own end, and never older than the
+/// open. (Kept in the kernel's page cache instead, a value read while it changes could come with the size of
+/// the next one: one size per inode serves every open.) An open only for reading has nothing to report at
+/// close, so it gets no flush.
+pub(super) fn open_flags(writing: bool) -> FopenFlags {
+    if writing {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH
+    }
+}
+
+/// The kernel's caches of one mount, kept right by the engine's change notices.
+#[derive(Clone)]
+pub(super) struct KernelCache {
+    shared: Arc<Shared>,
+}
+
+/// Hands the kernel connection to the invalidating threads once the session is mounted.
+pub struct Invalidator(Arc<Shared>);
+
+struct Shared {
+    notifier: OnceLock<Notifier>,
+    /// Notices heard from the engine, and how many of them have had their attributes dropped.
+    heard: AtomicU64,
+    settled: AtomicU64,
+    settled_lock: Mutex<()>,
+    settled_cond: Condvar,
+}
+
+impl KernelCache {
+    /// Listens to `engine`'s changes and starts the two threads that turn them into invalidations.
+    pub(super) fn start(engine: &Arc<Engine>, inodes: Arc<Mutex<Inodes>>) -> KernelCache {
+        let shared = Arc::new(Shared {
+            notifier: OnceLock::new(),
+            heard: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
+            settled_lock: Mutex::new(()),
+            settled_cond: Condvar::new(),
+        });
+        let (attrs_tx, attrs_rx) = mpsc::channel::<(u64, Changed)>();
+        let (names_tx, names_rx) = mpsc::channel::<(u64, String)>();
+        // The count and the queue move together, so notices are numbered in the order they are processed.
+        let queue = Mutex::new(attrs_tx);
+        let heard = Arc::clone(&shared);
+        engine.on_change(Box::new(move |what| {
+            let tx = lock(&queue);
+            let n = heard.heard.fetch_add(1, Ordering::SeqCst) + 1;
+            let _ = tx.send((n, what));
+        }));
+        let attrs = Attrs { shared: Arc::clone(&shared), engine: Arc::downgrade(engine), inodes, names: names_tx };
+        spawn("bocker-inval-attrs", move || attrs.run(attrs_rx));
+        let s = Arc::clone(&shared);
+        spawn("bocker-inval-names", move || drop_names(&s, names_rx));
+        KernelCache { shared }
+    }
+
+    pub(super) fn invalidator(&self) -> Invalidator {
+        Invalidator(Arc::clone(&self.shared))
+    }
+
+    /// Returns once the attributes made stale by every notice heard so far are dropped from the kernel's
+    /// cache. Called after a reply's content is taken from the engine and before it is sent, outside every
+    /// lock of ours.
+    pub(super) fn settle(&self) {
+        let s = &self.shared;
+        let target = s.heard.load(Ordering::SeqCst);
+        if s.settled.load(Ordering::SeqCst) >= target {
+            return;
+        }
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        let mut guard = lock(&s.settled_lock);
+        while s.settled.load(Ordering::SeqCst) < target {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                warn!(target, "kernel cache invalidations are late; replying anyway");
+                return;
+            };
+            guard = s.settled_cond.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+impl Invalidator {
+    /// The session's notifier: from here on, notices reach the kernel. Before it, nothing was served, so
+    /// nothing was cached.
+    pub fn attach(&self, notifier: Notifier) {
+        let _ = self.0.notifier.set(notifier);
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(f) {
+        // Without it replies would wait for invalidations that never come; the daemon can't serve safely.
+        panic!("cannot start the {name} thread: {e}");
+    }
+}
+
+/// The `attrs` thread: drops the attributes each notice makes stale and, for an object that is gone,
+/// retires its inode numbers and hands its name to the `names` thread; then counts the notice settled. It
+/// waits for nothing a request holds: only for the engine's state lock and our inode table, never held
+/// across a wait for a request.
+struct Attrs {
+    shared: Arc<Shared>,
+    engine: Weak<Engine>,
+    inodes: Arc<Mutex<Inodes>>,
+    names: Sender<(u64, String)>,
+}
+
+impl Attrs {
+    fn run(&self, rx: Receiver<(u64, Changed)>) {
+        while let Ok((n, what)) = rx.recv() {
+            let gone = self.engine.upgrade().and_then(|engine| gone(&engine, &what));
+            let (stale, name) = {
+                let mut inodes = lock(&self.inodes);
+                let stale = inodes.stale_after(&what);
+                let name = gone.and_then(|(parent, child, name)| {
+                    // A name the kernel was never told of has nothing cached.
+                    let known = inodes.known(&parent).zip(inodes.known(&child)).map(|(p, _)| (p, name));
+                    inodes.retire(&what);
+                    known
+                });
+                (stale, name)
+            };
+            if let Some(notifier) = self.shared.notifier.get() {
+                for ino in stale {
+                    // Offset -1: attributes only, no pages (none are cached), so no page lock.
+                    if let Err(e) = notifier.inval_inode(INodeNo(ino), -1, 0) {
+                        debug!(ino, error = %e, "attribute invalidation");
+                    }
+                }
+            }
+            if let Some(name) = name {
+                let _ = self.names.send(name);
+            }
+            let _guard = lock(&self.shared.settled_lock);
+            self.shared.settled.store(n, Ordering::SeqCst);
+            self.shared.settled_cond.notify_all();
+        }
+    }
+}
+
+/// The `names` thread: drops the kernel's entry of each name that is gone.
+fn drop_names(s: &Shared, rx: Receiver<(u64, String)>) {
+    while let Ok((parent, name)) = rx.recv() {
+        if let Some(notifier) = s.notifier.get() {
+            if let Err(e) = notifier.inval_entry(INodeNo(parent), name.as_ref()) {
+                debug!(parent, name, error = %e, "entry invalidation");
+            }
+        }
+    }
+}
+
+/// The parent, node and name of what `what` is about, if it is gone now.
+fn gone(engine: &Engine, what: &Changed) -> Option<(Node, Node, String)> {
+    match what {
+        Changed::Container(c) if !engine.has_container(c) => {
+            Some((Node::Containers, Node::Container(c.clone()), c.clone()))
+        }
+        Changed::Exec(c, n) if !engine.has_exec(c, *n) => {
+            Some((Node::Execs(c.clone()), Node::Exec(c.clone(), *n), n.to_string()))
+        }
+        Changed::Image(id) if !engine.has_image(id) => Some((Node::Images, Node::Image(id.clone()), id.clone())),
+        Changed::Volume(v) if !engine.has_volume(v) => Some((Node::Volumes, Node::Volume(v.clone()), v.clone())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::render::LimitKind;
+
+    #[test]
+    fn live_values_are_never_cached_and_the_rest_is() {
+        let file = |f| Node::ContainerFile("web".into(), ContainerFile::Field(f));
+        for live in [
+            file(ContainerField::MemoryCurrent),
+            file(ContainerField::CpuUsage),
+            file(ContainerField::Events),
+            file(ContainerField::Limit(LimitKind::MemoryMax)),
+            file(ContainerField::Ip),
+            Node::ContainerFile("web".into(), ContainerFile::Logs),
+            Node::ExecFile("web".into(), 1, ExecFile::Logs),
+            Node::Errors,
+            Node::Pulls,
+        ] {
+            assert_eq!(attr_ttl(&live), Duration::ZERO, "{live:?}");
+            assert_eq!(entry_ttl(&live), CACHE_TTL, "its name lives as long as its container");
+        }
+        for cached in [file(ContainerField::Status), file(ContainerField::ExitCode), Node::Container("web".into())] {
+            assert_eq!(attr_ttl(&cached), CACHE_TTL, "{cached:?}");
+        }
+    }
+
+    #[test]
+    fn reads_ask_the_daemon_and_only_writers_get_a_flush() {
+        assert_eq!(open_flags(false), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH);
+        assert_eq!(open_flags(true), FopenFlags::FOPEN_DIRECT_IO);
+    }
+}

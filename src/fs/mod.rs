@@ -12,6 +12,7 @@ mod ops;
 mod pool;
 mod readme;
 mod render;
+mod scratch;
 mod tree;
 mod values;
 
@@ -60,7 +61,7 @@ impl Inodes {
 /// One open file.
 struct OpenFile {
     node: Node,
-    /// The content at open time, for files other than `logs`.
+    /// The content at open time, for files other than `logs`, `errors` and scratch files.
     snapshot: Arc<Vec<u8>>,
     /// The id a write to `run` or `import` produced, served to reads on the same open file.
     answer: Option<Vec<u8>>,
@@ -109,7 +110,10 @@ impl ControlFs {
 
     /// The node behind `ino`, if it still exists.
     fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
-        let node = lock(&self.inodes).node(ino.0).ok_or(Errno::ENOENT)?;
+        let node = match scratch::of_ino(ino.0) {
+            Some(id) => Node::Scratch(id),
+            None => lock(&self.inodes).node(ino.0).ok_or(Errno::ENOENT)?,
+        };
         if self.exists(&node) {
             Ok(node)
         } else {
@@ -141,7 +145,10 @@ impl ControlFs {
             .filter(|n| self.exists(n))
             .or_else(|| self.scratch_named(&parent, name))
             .ok_or(Errno::ENOENT)?;
-        let ino = lock(&self.inodes).ino(&node);
+        let ino = match &node {
+            Node::Scratch(id) => scratch::ino(*id),
+            n => lock(&self.inodes).ino(n),
+        };
         Ok((node, ino))
     }
 
@@ -264,7 +271,10 @@ impl ControlFs {
                 (Vec::new(), self.log_extent(&node)?.start)
             }
             Node::Errors => (Vec::new(), 0),
-            Node::Scratch(id) => (self.values.opened_scratch(id), 0),
+            Node::Scratch(id) => {
+                self.values.opened_scratch(id);
+                (Vec::new(), 0)
+            }
             _ => (render::content(&self.engine, &node)?, 0),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -292,6 +302,11 @@ impl ControlFs {
             let path = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;
             drop(files);
             return read_at(&path, offset, size);
+        }
+        if let Node::Scratch(id) = file.node {
+            // Read as it is now, as its size shows: another open file may have written it since.
+            drop(files);
+            return Ok(self.values.scratch_read(id, offset, size));
         }
         let snapshot = Arc::clone(&file.snapshot);
         drop(files);

@@ -342,7 +342,7 @@ fn a_scratch_file_is_listed_to_nobody_and_goes_unless_renamed() {
 }
 
 #[test]
-fn a_scratch_file_reads_as_it_is_now_and_goes_with_its_container() {
+fn a_scratch_file_reads_as_it_is_now() {
     let b = Bocker::start("values-scratch-now");
     fs::create_dir(b.path("containers/ed")).unwrap();
     let mut writer = fs::File::create(b.path("containers/ed/draft")).unwrap();
@@ -353,6 +353,13 @@ fn a_scratch_file_reads_as_it_is_now_and_goes_with_its_container() {
     std::io::Read::read_to_string(&mut reader, &mut text).unwrap();
     assert_eq!(text, "A=1\nB=2\n", "what stat's size says, not a copy taken at open");
     drop((writer, reader));
+}
+
+#[test]
+fn a_scratch_file_takes_no_tree_name_and_goes_with_its_container() {
+    let b = Bocker::start("values-scratch-dir");
+    fs::create_dir(b.path("containers/ed")).unwrap();
+    fs::write(b.path("containers/ed/draft"), "A=1\n").unwrap();
 
     // A name of the tree's that is absent now (`rootfs` before an image) takes no scratch file by rename.
     fs::write(b.path("containers/ed/tmp"), "x").unwrap();

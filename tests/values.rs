@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -323,10 +323,162 @@ fn a_scratch_file_is_listed_to_nobody_and_goes_unless_renamed() {
     assert!(!b.path("containers/ed/gone").exists());
     open.write_all(b"x").unwrap();
     drop(open);
-    // Never renamed: gone some seconds after its last close.
-    std::thread::sleep(Duration::from_secs(31));
+    // A misspelt name "succeeds" as a scratch file (`memory.max` is the limit's name).
+    ok(&sh(&b, "containers/ed", "echo 1G > memory_max"));
+    // Its inode number is no entry of the inode table, which would otherwise grow by one per scratch file.
+    assert!(fs::metadata(b.path("containers/ed/memory_max")).unwrap().ino() >= 1 << 62);
+    // Never renamed: gone some seconds after its last close, and one that had bytes is recorded in
+    // `errors` (an unlinked one is not: it was dropped on purpose).
+    std::thread::sleep(Duration::from_secs(32));
     assert!(!b.path("containers/ed/draft").exists(), "a scratch file that isn't renamed goes");
+    assert!(!b.path("containers/ed/memory_max").exists());
     assert_eq!(b.read("containers/ed/env"), "B=2\n");
+    let errors = b.read("errors");
+    let dropped = "a file written here was never renamed onto a file of the tree: dropped";
+    assert!(last_error(&b, "containers/ed/memory_max").contains(&format!("containers/ed/memory_max: {dropped}")));
+    assert!(last_error(&b, "containers/ed/draft").contains(dropped), "{errors}");
+    assert!(!errors.contains("containers/ed/gone"), "{errors}");
+    assert_eq!(b.read("containers/ed/error"), "", "the container's error is a write's: none failed");
+}
+
+#[test]
+fn a_scratch_file_reads_as_it_is_now() {
+    let b = Bocker::start("values-scratch-now");
+    fs::create_dir(b.path("containers/ed")).unwrap();
+    let mut writer = fs::File::create(b.path("containers/ed/draft")).unwrap();
+    writer.write_all(b"A=1\n").unwrap();
+    let mut reader = fs::File::open(b.path("containers/ed/draft")).unwrap();
+    writer.write_all(b"B=2\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut text).unwrap();
+    assert_eq!(text, "A=1\nB=2\n", "what stat's size says, not a copy taken at open");
+    drop((writer, reader));
+}
+
+#[test]
+fn a_scratch_file_takes_no_tree_name_and_goes_with_its_container() {
+    let b = Bocker::start("values-scratch-dir");
+    fs::create_dir(b.path("containers/ed")).unwrap();
+    fs::write(b.path("containers/ed/draft"), "A=1\n").unwrap();
+
+    // A name of the tree's that is absent now (`rootfs` before an image) takes no scratch file by rename.
+    fs::write(b.path("containers/ed/tmp"), "x").unwrap();
+    let e = fs::rename(b.path("containers/ed/tmp"), b.path("containers/ed/rootfs")).unwrap_err();
+    assert_eq!(Bocker::errno(&e), libc::EPERM);
+    assert!(fs::symlink_metadata(b.path("containers/ed/rootfs")).is_err());
+
+    // Removed with its container, within its grace: a new container of the name has none of them.
+    fs::remove_dir(b.path("containers/ed")).unwrap();
+    fs::create_dir(b.path("containers/ed")).unwrap();
+    assert!(!b.path("containers/ed/draft").exists());
+    assert!(!b.path("containers/ed/tmp").exists());
+    fs::write(b.path("containers/ed/draft"), "C=3\n").unwrap();
+    fs::rename(b.path("containers/ed/draft"), b.path("containers/ed/env")).unwrap();
+    assert_eq!(b.read("containers/ed/env"), "C=3\n");
+}
+
+#[test]
+fn a_failed_write_after_a_cut_line_takes_no_more_writes_until_ftruncate() {
+    let b = Bocker::start("values-broken");
+    fs::create_dir(b.path("containers/ed")).unwrap();
+    // `B=` has no newline when the next write fails: `C=3` would have made `B=C=3`, which nobody wrote.
+    let out =
+        sh(&b, "containers/ed", "{ /usr/bin/printf 'A=1\\nB='; /usr/bin/printf 'x\\nno equals\\n'; echo C=3; } > env");
+    assert!(stderr(&out).contains("Invalid argument"), "{out:?}");
+    assert_eq!(b.read("containers/ed/env"), "A=1\nB=\n");
+    assert!(
+        last_error(&b, "containers/ed/env").contains("takes no more writes until ftruncate"),
+        "{}",
+        b.read("errors")
+    );
+
+    let mut f = fs::OpenOptions::new().write(true).open(b.path("containers/ed/env")).unwrap();
+    f.write_all(b"A=1\nB=").unwrap();
+    assert_eq!(Bocker::errno(&f.write_all(b"x\nbad\n").unwrap_err()), libc::EINVAL);
+    assert_eq!(Bocker::errno(&f.write_all(b"C=3\n").unwrap_err()), libc::EINVAL);
+    assert_eq!(b.read("containers/ed/env"), "A=1\nB=\n");
+    // ftruncate(0) starts the value afresh, and the open file takes writes again.
+    f.set_len(0).unwrap();
+    f.write_all(b"D=4\n").unwrap();
+    drop(f);
+    assert_eq!(b.read("containers/ed/env"), "D=4\n");
+}
+
+#[test]
+fn a_last_line_that_clashes_until_it_is_whole_is_held() {
+    let b = Bocker::start("values-clash");
+    fs::create_dir(b.path("containers/ed")).unwrap();
+    fs::create_dir(b.path("volumes/a")).unwrap();
+    fs::create_dir(b.path("volumes/b")).unwrap();
+    let open = |file: &str| fs::OpenOptions::new().write(true).open(b.path(file)).unwrap();
+    // `b:/d` alone parses, but names /d twice with `a:/d` until `z` makes it `b:/dz`.
+    let mut f = open("containers/ed/volumes");
+    f.write_all(b"a:/d\nb:/d").unwrap();
+    f.write_all(b"z\n").unwrap();
+    drop(f);
+    assert_eq!(b.read("containers/ed/volumes"), "a:/d\nb:/dz\n");
+    // Host port 18080 twice, until `/udp` makes the second another protocol's.
+    let mut f = open("containers/ed/ports");
+    f.write_all(b"18080:80\n18080:80").unwrap();
+    f.write_all(b"/udp\n").unwrap();
+    drop(f);
+    assert_eq!(b.read("containers/ed/ports"), "18080:80/tcp\n18080:80/udp\n");
+    // Still wrong at the close: close(2) refuses it, the value stays.
+    let mut f = open("containers/ed/ports");
+    f.write_all(b"18081:80\n18081:80").unwrap();
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: fd is the descriptor into_raw_fd just gave up; it is closed once, here.
+    let closed = unsafe { libc::close(fd) };
+    assert_eq!((closed, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EINVAL)));
+    assert_eq!(b.read("containers/ed/ports"), "18080:80/tcp\n18080:80/udp\n");
+}
+
+#[test]
+fn ftruncate_to_zero_with_no_write_after_it_empties_the_value() {
+    let b = Bocker::start("values-ftruncate");
+    fs::create_dir(b.path("containers/ed")).unwrap();
+    b.write("containers/ed/env", "A=1\n").unwrap();
+    // Python's truncate(0) on an open(p, 'r+'), as an editor saving an emptied buffer does.
+    let script = "import sys; f = open(sys.argv[1], 'r+'); f.truncate(0); f.close()";
+    ok(&Command::new("python3").args(["-c", script]).arg(b.path("containers/ed/env")).output().unwrap());
+    assert_eq!(b.read("containers/ed/env"), "");
+    // With O_APPEND, an ftruncate(0) before the first write drops the value the writes add to.
+    b.write("containers/ed/env", "A=1\n").unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(b.path("containers/ed/env")).unwrap();
+    f.set_len(0).unwrap();
+    f.write_all(b"B=2\n").unwrap();
+    drop(f);
+    assert_eq!(b.read("containers/ed/env"), "B=2\n");
+    // open(O_TRUNC) and no write still changes nothing (`: > env`).
+    ok(&sh(&b, "containers/ed", ": > env"));
+    assert_eq!(b.read("containers/ed/env"), "B=2\n");
+}
+
+#[test]
+fn with_group_a_descriptor_handed_to_a_non_member_neither_writes_nor_truncates() {
+    let mut b = Bocker::start("values-access");
+    b.stop_daemon();
+    b.env.push(("BOCKER_GROUP".into(), "users".into()));
+    b.spawn_daemon();
+    fs::create_dir(b.path("containers/ed")).unwrap();
+    b.write("containers/ed/env", "A=1\n").unwrap();
+    // A scratch file reads 0660 with --group (0600 without), owned by its maker.
+    fs::write(b.path("containers/ed/draft"), "B=2\n").unwrap();
+    assert_eq!(fs::metadata(b.path("containers/ed/draft")).unwrap().mode() & 0o7777, 0o660);
+    // Root opens, nobody (no member) gets the descriptors: the kernel checked the open only.
+    let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups --";
+    let script = format!(
+        "exec 3<>draft 4<>env; \
+         {nobody} sh -c 'echo x >&3' && echo wrote-scratch; \
+         {nobody} python3 -c 'import os; os.ftruncate(3, 0)' && echo truncated-scratch; \
+         {nobody} python3 -c 'import os; os.ftruncate(4, 0)' && echo truncated-env; true"
+    );
+    let out = sh(&b, "containers/ed", &script);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!text.contains("wrote-") && !text.contains("truncated-"), "{text}");
+    assert_eq!(fs::read_to_string(b.path("containers/ed/draft")).unwrap(), "B=2\n");
+    assert_eq!(b.read("containers/ed/env"), "A=1\n");
+    assert!(last_error(&b, "containers/ed/draft").contains("EACCES uid 65534"), "{}", b.read("errors"));
 }
 
 #[test]

@@ -54,12 +54,13 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Whether the attributes of `node` change only with a notice from the engine, so the kernel may keep
 /// them. Not for values read live from the kernel or from disk, nor for `ip`, which a start shows before its
-/// notice.
+/// notice, nor for scratch files, which writes change in the adapter's memory.
 pub(super) fn attrs_cached(node: &Node) -> bool {
     !matches!(
         node,
         Node::Errors
             | Node::Pulls
+            | Node::Scratch(_)
             | Node::ContainerFile(_, ContainerFile::Logs)
             | Node::ExecFile(_, _, ExecFile::Logs)
             | Node::ContainerFile(

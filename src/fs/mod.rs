@@ -16,6 +16,7 @@ mod ops;
 mod pool;
 mod readme;
 mod render;
+mod scratch;
 mod tree;
 mod values;
 
@@ -46,7 +47,7 @@ const TTL: Duration = Duration::ZERO;
 /// One open file.
 struct OpenFile {
     node: Node,
-    /// The content at open time, for files other than `logs`.
+    /// The content at open time, for files other than `logs`, `errors` and scratch files.
     snapshot: Arc<Vec<u8>>,
     /// The id a write to `run` or `import` produced, served to reads on the same open file.
     answer: Option<Vec<u8>>,
@@ -114,7 +115,10 @@ impl ControlFs {
 
     /// The node behind `ino`, if it still exists.
     fn node(&self, ino: INodeNo) -> Result<Node, Errno> {
-        let mut node = lock(&self.inodes).node(ino.0).ok_or(Errno::ENOENT)?;
+        let mut node = match scratch::of_ino(ino.0) {
+            Some(id) => Node::Scratch(id),
+            None => lock(&self.inodes).node(ino.0).ok_or(Errno::ENOENT)?,
+        };
         if let Node::Scratch(id) = node {
             // Renamed onto a value file: the kernel may still reach that file through this inode.
             node = self.values.renamed_to(id).unwrap_or(node);
@@ -152,7 +156,10 @@ impl ControlFs {
             .filter(|n| self.exists(n))
             .or_else(|| self.scratch_named(&parent, name))
             .ok_or(Errno::ENOENT)?;
-        let ino = lock(&self.inodes).ino(&node);
+        let ino = match &node {
+            Node::Scratch(id) => scratch::ino(*id),
+            n => lock(&self.inodes).ino(n),
+        };
         Ok((node, ino))
     }
 
@@ -252,11 +259,18 @@ impl ControlFs {
                 (Vec::new(), self.log_extent(&node)?.start)
             }
             Node::Errors => (Vec::new(), 0),
-            Node::Scratch(id) => (self.values.opened_scratch(id), 0),
+            Node::Scratch(id) => {
+                self.values.opened_scratch(id);
+                (Vec::new(), 0)
+            }
             _ => (render::content(&self.engine, &node)?, 0),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let how = cache::open_flags(wants_write);
+        // A reader of `logs` or `errors` counts in their size (see `logs`) until its release: its close waits
+        // for a flush, so a stat after it no longer counts it.
+        let growing =
+            matches!(node, Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs));
+        let how = cache::open_flags(wants_write || growing);
         let file = OpenFile { node, snapshot: Arc::new(snapshot), answer: None, answer_pos: 0, log_base };
         lock(&self.open_files).insert(fh, file);
         Ok((fh, how))
@@ -281,6 +295,11 @@ impl ControlFs {
             let path = self.growing_file(&file.node).ok_or(Errno::ENOENT)?;
             drop(files);
             return read_at(&path, offset, size);
+        }
+        if let Node::Scratch(id) = file.node {
+            // Read as it is now, as its size shows: another open file may have written it since.
+            drop(files);
+            return Ok(self.values.scratch_read(id, offset, size));
         }
         let snapshot = Arc::clone(&file.snapshot);
         drop(files);

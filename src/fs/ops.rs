@@ -55,7 +55,7 @@ impl Filesystem for ControlFs {
 
     fn setattr(
         &self,
-        _req: &FuseRequest,
+        req: &FuseRequest,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -72,7 +72,7 @@ impl Filesystem for ControlFs {
         reply: ReplyAttr,
     ) {
         let result = self.node(ino).and_then(|node| {
-            self.set_attr(ino, &node, mode, (uid, gid), size, fh)?;
+            self.set_attr(req, ino, &node, mode, (uid, gid), size, fh)?;
             self.attr(ino.0, &node)
         });
         match result {
@@ -138,13 +138,23 @@ impl Filesystem for ControlFs {
         if let Err(e) = self.allowed(req, &path) {
             return reply.error(e);
         }
-        let (engine, cache) = (Arc::clone(&self.engine), self.cache.clone());
+        // A removed container's scratch files go with it: none shows in a new one of its name.
+        let dir = match &request {
+            Request::RemoveContainer { name } => Some(Node::Container(name.clone())),
+            _ => None,
+        };
+        let (engine, cache, values) = (Arc::clone(&self.engine), self.cache.clone(), Arc::clone(&self.values));
         self.submit(&path.clone(), move |slot| {
             let done = slot.map(|()| engine.handle(&path, request));
             cache.settle();
             match done {
                 Err(e) => reply.error(e),
-                Ok(Ok(_)) => reply.ok(),
+                Ok(Ok(_)) => {
+                    if let Some(dir) = &dir {
+                        values.forget_dir(dir);
+                    }
+                    reply.ok()
+                }
                 Ok(Err(e)) => reply.error(errno(&e)),
             }
         });
@@ -262,7 +272,7 @@ impl Filesystem for ControlFs {
             Err(e) => return reply.error(e),
         };
         if let Node::Scratch(id) = node {
-            return match self.scratch_write(id, offset, data) {
+            return match self.scratch_write(req, id, offset, data) {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(e),
             };

@@ -41,8 +41,9 @@ Value files (image cmd env volumes volumes-from network ports privileged cap_add
 that is written on one open file, applied at each write: `{ echo A=1; echo B=2; } > env` sets both,
 `echo C=3 >> env` adds a line; sed -i, vim and editors that save through a temporary file and a rename
 work (a file made in a container's directory is a scratch file in the daemon's memory, never listed, gone
-unless renamed onto a value file). At most 64 KiB a value. Command files (ctl exec commit run import pull
-push tag untag) take one command per write.
+30 s after its last close unless renamed onto a value file: one with bytes is then recorded in errors, so a
+misspelt name, memory_max for memory.max, says where its bytes went). At most 64 KiB a value. Command
+files (ctl exec commit run import pull push tag untag) take one command per write.
 
 A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
 error file and in errors. Names and sizes are kept by the kernel (up to 10 s) and dropped on every change:

@@ -276,10 +276,14 @@ impl Network {
         self.runtime.block_on(async {
             let mut added = link::add_veth(&self.host, &name, self.bridge_index, netns.as_raw_fd(), mac).await;
             if matches!(&added, Err(e) if e.raw_os_error() == Some(libc::EEXIST)) {
-                // The pair of this address's last run, whose namespace the kernel has not freed yet.
-                link::delete(&self.host, &name)
-                    .await
-                    .map_err(|source| NetworkError::Veth { name: name.clone(), source })?;
+                // The pair of this address's last run, whose namespace the kernel has not freed yet (or frees
+                // right now: then it is gone by the time we delete it, ENODEV, which is as good).
+                match link::delete(&self.host, &name).await {
+                    Err(e) if e.raw_os_error() != Some(libc::ENODEV) => {
+                        return Err(NetworkError::Veth { name: name.clone(), source: e });
+                    }
+                    _ => {}
+                }
                 added = link::add_veth(&self.host, &name, self.bridge_index, netns.as_raw_fd(), mac).await;
             }
             added.map_err(|source| NetworkError::Veth { name: name.clone(), source })?;

@@ -33,6 +33,7 @@ cleanup() {
     umount "$work/tmpfs" 2>/dev/null || true
     ip link del bkfslat 2>/dev/null || true
     nft delete table ip bocker_bkfslat 2>/dev/null || true
+    nft delete table bridge bocker_bkfslat 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT

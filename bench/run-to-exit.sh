@@ -37,6 +37,7 @@ cleanup() {
     umount -l "$work/root/store" 2>/dev/null || true
     ip link del bkbench 2>/dev/null || true
     nft delete table ip bocker_bkbench 2>/dev/null || true
+    nft delete table bridge bocker_bkbench 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT

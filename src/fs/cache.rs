@@ -22,14 +22,16 @@
 //!   So nothing can learn of a change, from the daemon or from the writer's own return, while the kernel still
 //!   holds attributes from before it; and a reply the kernel asked for before an invalidation is not cached
 //!   by it (its `attr_version`).
-//! - Names of objects that went away are dropped (`FUSE_NOTIFY_INVAL_ENTRY`) by a second thread
-//!   (`names`). That needs the parent directory's lock, which a request may hold while it is answered
-//!   (mkdir or rmdir in that directory, a lookup in it), so no request ever waits for that thread; until it
-//!   gets there, the stale name leads only to nodes whose attributes are dropped, and every getattr, open and
-//!   readdir of a removed object is ENOENT.
+//! - The names of the objects themselves (`containers/NAME`, `images/ID`, `volumes/NAME`, `execs/N`, and
+//!   everything under `images/by-name/`) are not cached: the kernel asks for each at every path walk, so a
+//!   name the engine removed on its own (a failed `run`, the last name's `rmi`) is gone at once, and a name
+//!   made again is the new object. Their files' names are cached: they go with their directory. (Dropping
+//!   stale names instead, with `FUSE_NOTIFY_INVAL_ENTRY`, needs the parent directory's lock, which an
+//!   rmdir in it holds until it is answered: a daemon killed then could never exit, its thread stuck in
+//!   the kernel, and the mount would hang every process that touched it.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,8 @@ pub(super) fn attrs_cached(node: &Node) -> bool {
         Node::Errors
             | Node::Pulls
             | Node::Scratch(_)
+            | Node::ByName(_)
+            | Node::NameLink(_)
             | Node::ContainerFile(_, ContainerFile::Logs)
             | Node::ExecFile(_, _, ExecFile::Logs)
             | Node::ContainerFile(
@@ -87,10 +91,15 @@ pub(super) fn attr_ttl(node: &Node) -> Duration {
     }
 }
 
-/// How long the kernel may keep the name of `node`: every name exists while its object does, and objects
-/// go away only through the engine.
-pub(super) fn entry_ttl(_node: &Node) -> Duration {
-    CACHE_TTL
+/// How long the kernel may keep the name of `node`: not at all for an object's own name (see the module's
+/// comment) nor for the names under `images/by-name/` (a tag or untag moves them); the fixed names of an
+/// object's files exist while it does.
+pub(super) fn entry_ttl(node: &Node) -> Duration {
+    match node {
+        Node::Container(_) | Node::Image(_) | Node::Volume(_) | Node::Exec(..) => Duration::ZERO,
+        Node::ByName(_) | Node::NameLink(_) => Duration::ZERO,
+        _ => CACHE_TTL,
+    }
 }
 
 /// How an open is served: every read asks the daemon (direct I/O), which answers from the snapshot taken
@@ -135,7 +144,6 @@ impl KernelCache {
             settled_cond: Condvar::new(),
         });
         let (attrs_tx, attrs_rx) = mpsc::channel::<(u64, Changed)>();
-        let (names_tx, names_rx) = mpsc::channel::<(u64, String)>();
         // The count and the queue move together, so notices are numbered in the order they are processed.
         let queue = Mutex::new(attrs_tx);
         let heard = Arc::clone(&shared);
@@ -144,10 +152,8 @@ impl KernelCache {
             let n = heard.heard.fetch_add(1, Ordering::SeqCst) + 1;
             let _ = tx.send((n, what));
         }));
-        let attrs = Attrs { shared: Arc::clone(&shared), engine: Arc::downgrade(engine), inodes, names: names_tx };
+        let attrs = Attrs { shared: Arc::clone(&shared), engine: Arc::downgrade(engine), inodes };
         spawn("bocker-inval-attrs", move || attrs.run(attrs_rx));
-        let s = Arc::clone(&shared);
-        spawn("bocker-inval-names", move || drop_names(&s, names_rx));
         KernelCache { shared }
     }
 
@@ -192,30 +198,26 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
 }
 
 /// The `attrs` thread: drops the attributes each notice makes stale and, for an object that is gone,
-/// retires its inode numbers and hands its name to the `names` thread; then counts the notice settled. It
+/// retires its inode numbers (its name is not cached: see `entry_ttl`); then counts the notice settled. It
 /// waits for nothing a request holds: only for the engine's state lock and our inode table, never held
 /// across a wait for a request.
 struct Attrs {
     shared: Arc<Shared>,
     engine: Weak<Engine>,
     inodes: Arc<Mutex<Inodes>>,
-    names: Sender<(u64, String)>,
 }
 
 impl Attrs {
     fn run(&self, rx: Receiver<(u64, Changed)>) {
         while let Ok((n, what)) = rx.recv() {
             let gone = self.engine.upgrade().and_then(|engine| gone(&engine, &what));
-            let (stale, name) = {
+            let stale = {
                 let mut inodes = lock(&self.inodes);
                 let stale = inodes.stale_after(&what);
-                let name = gone.and_then(|(parent, child, name)| {
-                    // A name the kernel was never told of has nothing cached.
-                    let known = inodes.known(&parent).zip(inodes.known(&child)).map(|(p, _)| (p, name));
+                if gone.is_some() {
                     inodes.retire(&what);
-                    known
-                });
-                (stale, name)
+                }
+                stale
             };
             if let Some(notifier) = self.shared.notifier.get() {
                 for ino in stale {
@@ -225,23 +227,9 @@ impl Attrs {
                     }
                 }
             }
-            if let Some(name) = name {
-                let _ = self.names.send(name);
-            }
             let _guard = lock(&self.shared.settled_lock);
             self.shared.settled.store(n, Ordering::SeqCst);
             self.shared.settled_cond.notify_all();
-        }
-    }
-}
-
-/// The `names` thread: drops the kernel's entry of each name that is gone.
-fn drop_names(s: &Shared, rx: Receiver<(u64, String)>) {
-    while let Ok((parent, name)) = rx.recv() {
-        if let Some(notifier) = s.notifier.get() {
-            if let Err(e) = notifier.inval_entry(INodeNo(parent), name.as_ref()) {
-                debug!(parent, name, error = %e, "entry invalidation");
-            }
         }
     }
 }

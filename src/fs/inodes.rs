@@ -87,6 +87,7 @@ impl Inodes {
     }
 
     /// The number of `node` if the kernel was told of it in this object's life.
+    #[cfg(test)]
     pub(super) fn known(&self, node: &Node) -> Option<u64> {
         self.by_node.get(node).copied()
     }

@@ -161,11 +161,13 @@ impl Bocker {
     }
 
     /// One write(2) of `data` to a control file, as `echo` does (O_TRUNC included).
+    /// One write, as `echo`'s, then the close, whose error is the write's too: a value file refuses a value
+    /// still wrong at close there (a last line without its newline is held until then).
     pub fn write(&self, rel: &str, data: &str) -> io::Result<()> {
         let mut f = OpenOptions::new().write(true).truncate(true).open(self.path(rel))?;
         let n = f.write(data.as_bytes())?;
         assert_eq!(n, data.len(), "short write to {rel}");
-        Ok(())
+        nix::unistd::close(f).map_err(io::Error::from)
     }
 
     /// Writes to `run` or `import` and reads the new id on the same open file.
@@ -174,6 +176,7 @@ impl Bocker {
         f.write_all(data.as_bytes())?;
         let mut id = String::new();
         f.read_to_string(&mut id)?;
+        nix::unistd::close(f).map_err(io::Error::from)?;
         Ok(id.trim_end().to_string())
     }
 

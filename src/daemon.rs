@@ -123,12 +123,11 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
             }
             None => c.acl = fuser::SessionACL::Owner,
         }
-        // One thread answers the kernel: every request it takes is answered from memory (what may wait or
-        // touch the disk runs on workers: writes, mkdir, rmdir, reads of logs and errors). The kernel hands
-        // each request to the thread that has waited longest, so with more of them nearly every request
-        // wakes a thread on the other CPU: `cat status` p50 32 us with four, 22 us with one, at the same
-        // throughput under three parallel readers (docs/benchmarks.md).
-        c.n_threads = Some(1);
+        // Four threads answer the kernel (what may wait or touch the disk runs on workers: writes, mkdir,
+        // rmdir, reads of logs and errors). One was faster while every name was cached (`cat status` p50 22
+        // us against 32), but with object names looked up at each path walk one thread is the bottleneck:
+        // `cat status` 185 us with one, 81 us with four (docs/benchmarks.md).
+        c.n_threads = Some(4);
         c.clone_fd = true;
         c
     };

@@ -32,11 +32,6 @@ impl Engine {
         self.view().containers.values().any(|c| c.record.status == ContainerStatus::Running)
     }
 
-    /// Whether container `name` has a rootfs: it has an image.
-    fn has_rootfs(st: &super::state::State, name: &str) -> bool {
-        st.containers.get(name).is_some_and(|c| c.record.image.is_some())
-    }
-
     /// The read-only subvolume of an image, for browsing.
     pub fn image_rootfs(&self, id: &str) -> Option<PathBuf> {
         self.has_image(id).then(|| self.store.image_path(id))
@@ -44,7 +39,8 @@ impl Engine {
 
     /// The rootfs of a container, once it has an image.
     pub fn container_rootfs(&self, name: &str) -> Option<PathBuf> {
-        Self::has_rootfs(&self.view(), name).then(|| self.store.container_path(name))
+        let has_image = self.view().containers.get(name).is_some_and(|c| c.record.image.is_some());
+        has_image.then(|| self.store.container_path(name))
     }
 
     /// The numbers of a container's execs that have started (none while one is being set up).

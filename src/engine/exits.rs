@@ -3,14 +3,20 @@
 //! record the helper left becomes the container's or exec's, and the firewall drops its forwards.
 //!
 //! The bookkeeping runs on the watcher's thread. It reads the exit record and the cgroup's OOM count
-//! outside every lock, holds the container's record lock for the one fsync of its record, and takes the
-//! state lock only to install it; the firewall's rewrite takes the forwards lock, which nobody holds
-//! across anything but an nft write.
+//! outside every lock, takes the container's record lock, installs the exited record under the state lock
+//! (so `status` and a waiting stop see the exit at once), and hands the record with its lock to the one
+//! `exit-saver` thread, which fsyncs the records in the order the exits came and releases each lock after
+//! its save. A disk slow to fsync (a busy machine) delays only the next change of that container's record,
+//! never the exits behind it. The firewall's rewrite takes the forwards lock, which nobody holds across
+//! anything but an nft write.
 
-use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, Weak};
 
 use tracing::{info, warn};
 
+use super::records::ContainerRecord;
+use super::state::Writing;
 use super::{Changed, Engine};
 use crate::model::{ContainerStatus, ExecStatus};
 use crate::network::NetworkMode;
@@ -26,9 +32,31 @@ pub(super) enum Exited {
     Exec { name: String, n: u32 },
 }
 
+/// The exited records waiting for their fsync, each with its container's record lock (see the module's
+/// comment). Without the saver thread (it could not be started), records are saved on the watcher's thread.
+#[derive(Default)]
+pub(super) struct ExitSaves {
+    queue: Mutex<Option<Sender<(Writing, ContainerRecord)>>>,
+}
+
 impl Engine {
-    /// Starts the engine's watcher thread: it holds the engine weakly, so it keeps nothing alive.
+    /// Starts the engine's watcher thread and the thread that saves exited records: both hold the engine
+    /// weakly, so they keep nothing alive.
     pub(super) fn start_watcher(self: &Arc<Self>) -> Result<(), crate::error::Error> {
+        let (tx, rx) = mpsc::channel::<(Writing, ContainerRecord)>();
+        let saver: Weak<Engine> = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new().name("exit-saver".into()).spawn(move || {
+            while let Ok((held, rec)) = rx.recv() {
+                if let Some(engine) = saver.upgrade() {
+                    engine.save_exited(&rec);
+                }
+                drop(held);
+            }
+        });
+        match spawned {
+            Ok(_) => *self.exit_saves.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx),
+            Err(e) => warn!(error = %e, "cannot start the exit-saver thread: exits are saved on the watcher's"),
+        }
         let engine = Arc::downgrade(self);
         self.watcher.start(move |exited| {
             if let Some(engine) = engine.upgrade() {
@@ -88,7 +116,7 @@ impl Engine {
 
     /// Records the end of a container from its monitor's exit record; true if it had forwards to remove.
     fn record_monitor_exit(&self, name: &str, monitor_pid: Option<i32>) -> bool {
-        let Ok(_held) = self.writing(name) else { return false };
+        let Ok(held) = self.writing(name) else { return false };
         let Some(mut rec) = self.view().containers.get(name).map(|c| c.record.clone()) else { return false };
         if rec.status != ContainerStatus::Running || rec.monitor_pid != monitor_pid {
             return false;
@@ -115,23 +143,40 @@ impl Engine {
             rec.error = "killed by the kernel's OOM killer: the container reached its memory.max".into();
         }
         info!(container = %name, exit_code = rec.exit_code, oom_killed = rec.oom_killed, "container exited");
-        // Shown even if it can't be saved: the process is gone whatever the disk says.
-        if let Err(e) = self.save(&rec) {
-            warn!(container = %name, error = %e, "cannot write record");
-        }
         let had_forwards = rec.network == NetworkMode::Bridge && !rec.ports.is_empty();
-        let mut st = self.lock();
-        let Ok(c) = st.container_mut(name) else { return false };
-        c.record = rec;
-        // Its exit ends a stop; a commit under way ends on its own.
-        if c.transition == Some(ContainerStatus::Stopping) {
-            c.transition = None;
+        // Shown before it is saved, and even if it can't be: the process is gone whatever the disk says, and
+        // a stop waiting for it (or `status`) should not wait for an fsync behind a busy disk. A crash before
+        // the save is recovered from the exit record the monitor left. The record lock, held until the
+        // save is done, keeps the next change of this record behind it.
+        {
+            let mut st = self.lock();
+            let Ok(c) = st.container_mut(name) else { return false };
+            c.record = rec.clone();
+            // Its exit ends a stop; a commit under way ends on its own.
+            if c.transition == Some(ContainerStatus::Stopping) {
+                c.transition = None;
+            }
+            st.notify(Changed::Container(name.to_string()));
         }
-        st.notify(Changed::Container(name.to_string()));
-        drop(st);
         self.changed.notify_all();
+        let queue = self.exit_saves.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let unsent = match queue.as_ref() {
+            Some(tx) => tx.send((held, rec)).err().map(|e| e.0),
+            None => Some((held, rec)),
+        };
+        drop(queue);
+        if let Some((_held, rec)) = unsent {
+            self.save_exited(&rec);
+        }
         // Its forwards end with it.
         had_forwards
+    }
+
+    /// Saves the record of an exited container, which is shown already.
+    fn save_exited(&self, rec: &ContainerRecord) {
+        if let Err(e) = self.save(rec) {
+            warn!(container = %rec.name, error = %e, "cannot write record");
+        }
     }
 
     /// Records the end of an exec from the exit record its helper left.

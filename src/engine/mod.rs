@@ -104,6 +104,8 @@ pub struct Engine {
     protected: std::sync::OnceLock<volumes::Protected>,
     /// The one thread that follows every running monitor and exec helper (see `exits`).
     watcher: Watcher<exits::Exited>,
+    /// Exited records on their way to disk (see `exits`).
+    exit_saves: exits::ExitSaves,
     /// Who hears of changes (see `notify`).
     notices: notify::Notices,
 }

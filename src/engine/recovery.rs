@@ -122,6 +122,7 @@ impl Engine {
             errors: Mutex::new(()),
             protected: std::sync::OnceLock::new(),
             watcher,
+            exit_saves: Default::default(),
             notices: Default::default(),
         });
         engine.start_watcher()?;

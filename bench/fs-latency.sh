@@ -3,13 +3,17 @@
 # shape in the same run (the floor: the kernel's cost of the system calls with no daemon behind them).
 # Prints a markdown table; figures go to docs/benchmarks.md.
 #
-# Needs root, a release build (cargo build --release) and gcc. BOCKER=PATH times another build (an older
-# one, for a before/after).
+# Needs root, a release build (cargo build --release), gcc and bindfs. BOCKER=PATH times another build (an
+# older one, for a before/after).
+#
+# A peer runs beside both: bindfs (libfuse, its default options) mounted over the tmpfs tree, the same
+# reads through another FUSE server that does no work of its own: what FUSE's round trips cost here.
 #
 # - "cat status": one open + read + close of containers/NAME/status, timed around the three system calls
 #   in a loop of a small C program compiled here (no process spawn), N times after 1,000 warm-up rounds,
 #   first with one container, then with CONTAINERS (1,000) made with mkdir. p50/p90/p99 in microseconds.
-# - "stat status": one fstatat of it, the same way.
+# - "stat status": one fstatat of it, the same way; "stat errors": one of `errors`, whose attributes the
+#   kernel never keeps, so each is one round trip to the daemon (the floor of anything that asks it).
 # - "ls -l containers/" and "ls -l containers/*/": the real ls, spawned LS_RUNS (LS_DIRS_RUNS) times with
 #   its output to /dev/null; the first (cold) run is shown apart, the percentiles are of the runs after it.
 #
@@ -23,6 +27,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bocker=${BOCKER:-$here/target/release/bocker}
 [ -x "$bocker" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 command -v gcc >/dev/null || { echo "missing: gcc" >&2; exit 1; }
+command -v bindfs >/dev/null || { echo "missing: bindfs (apt install bindfs)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/bocker-fslat.XXXXXX)
 daemon_pid=""
@@ -30,6 +35,7 @@ cleanup() {
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
     umount -l "$work/mnt" 2>/dev/null || true
     umount -l "$work/root/store" 2>/dev/null || true
+    umount -l "$work/bindfs" 2>/dev/null || true
     umount "$work/tmpfs" 2>/dev/null || true
     ip link del bkfslat 2>/dev/null || true
     nft delete table ip bocker_bkfslat 2>/dev/null || true
@@ -99,8 +105,9 @@ gcc -O2 -o "$work/lat" "$work/lat.c"
 lat=$work/lat
 
 # The floor: a tmpfs tree of the same shape, a status file in each container's directory.
-mkdir -p "$work/tmpfs" "$work/mnt"
+mkdir -p "$work/tmpfs" "$work/mnt" "$work/bindfs"
 mount -t tmpfs -o size=64M tmpfs "$work/tmpfs"
+bindfs "$work/tmpfs" "$work/bindfs"
 files=$(printf '%s\n' cap_add cmd commit cpu.max cpu.usage_usec cpu.weight ctl env error events exec exit_code \
     finished_at image ip logs memory.current memory.max memory.peak network pid pids.current pids.max ports \
     privileged started_at status volumes volumes-from)
@@ -118,16 +125,20 @@ for _ in $(seq 200); do [ -e "$work/mnt/README" ] && break; sleep 0.05; done
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rows=()
-row() { rows+=("| $1 | $2 | $3 |"); }
+row() { rows+=("| $1 | $2 | $3 | $4 |"); }
 us() { read -r p50 p90 p99 <<<"$1"; echo "$p50 / $p90 / $p99"; }
 ms() { read -r first p50 p90 p99 <<<"$1"; echo "$first; $p50 / $p90 / $p99"; }
 
 mkdir "$work/mnt/containers/c0000"
 floor_container c0000
 row "cat status, 1 container" "$(us "$($lat cat "$work/mnt/containers/c0000/status" "$N")")" \
+    "$(us "$($lat cat "$work/bindfs/containers/c0000/status" "$N")")" \
     "$(us "$($lat cat "$work/tmpfs/containers/c0000/status" "$N")")"
 row "stat status, 1 container" "$(us "$($lat stat "$work/mnt/containers/c0000/status" "$N")")" \
+    "$(us "$($lat stat "$work/bindfs/containers/c0000/status" "$N")")" \
     "$(us "$($lat stat "$work/tmpfs/containers/c0000/status" "$N")")"
+# `errors` keeps no attributes in the kernel: each stat is one GETATTR, the cost of one round trip.
+row "stat errors (one round trip)" "$(us "$($lat stat "$work/mnt/errors" "$N")")" "-" "-"
 
 t0=$(date +%s%N)
 for i in $(seq 1 $((CONTAINERS - 1))); do mkdir "$work/mnt/containers/$(printf c%04d "$i")"; done
@@ -135,19 +146,23 @@ made_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 for i in $(seq 1 $((CONTAINERS - 1))); do floor_container "$(printf c%04d "$i")"; done
 
 row "cat status, $CONTAINERS containers" "$(us "$($lat cat "$work/mnt/containers/c0000/status" "$N")")" \
+    "$(us "$($lat cat "$work/bindfs/containers/c0000/status" "$N")")" \
     "$(us "$($lat cat "$work/tmpfs/containers/c0000/status" "$N")")"
 row "stat status, $CONTAINERS containers" "$(us "$($lat stat "$work/mnt/containers/c0000/status" "$N")")" \
+    "$(us "$($lat stat "$work/bindfs/containers/c0000/status" "$N")")" \
     "$(us "$($lat stat "$work/tmpfs/containers/c0000/status" "$N")")"
 row "ls -l containers/ ($CONTAINERS)" "$(ms "$($lat run "$LS_RUNS" ls -l "$work/mnt/containers/")")" \
+    "$(ms "$($lat run "$LS_RUNS" ls -l "$work/bindfs/containers/")")" \
     "$(ms "$($lat run "$LS_RUNS" ls -l "$work/tmpfs/containers/")")"
 row "ls -l containers/*/ ($CONTAINERS x 31)" \
     "$(ms "$($lat run "$LS_DIRS_RUNS" sh -c "ls -l $work/mnt/containers/*/")")" \
+    "$(ms "$($lat run "$LS_DIRS_RUNS" sh -c "ls -l $work/bindfs/containers/*/")")" \
     "$(ms "$($lat run "$LS_DIRS_RUNS" sh -c "ls -l $work/tmpfs/containers/*/")")"
 
 echo "$bocker: $CONTAINERS containers made with mkdir in $made_ms ms; load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after"
 echo
-echo "| read | bocker tree | tmpfs (floor) |"
-echo "|:---|---:|---:|"
+echo "| read | bocker tree | bindfs over tmpfs (FUSE peer) | tmpfs (floor) |"
+echo "|:---|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
 echo
 echo "cat and stat: p50 / p90 / p99 in us over $N rounds. ls: the first (cold) run; p50 / p90 / p99 in ms of the runs after it."

@@ -136,7 +136,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     let mut session = fuser::Session::new(fs, &opts.mount, &config)
         .map_err(|source| DaemonError::Mount { mount: opts.mount.clone(), source })?;
     // The kernel's caches of the tree are dropped on the engine's change notices through this session.
-    invalidator.attach(session.notifier());
+    invalidator.attach(session.notifier(), std::os::fd::AsFd::as_fd(&session));
     let mut unmounter = session.unmount_callable();
     let mount = opts.mount.clone();
     std::thread::spawn(move || {

@@ -250,3 +250,56 @@ fn a_value_read_while_it_changes_is_always_one_whole_value() {
         assert!(r.join().unwrap() > 0);
     }
 }
+
+#[test]
+fn an_open_file_keeps_the_value_it_opened_with_and_the_next_open_sees_the_change() {
+    let b = Bocker::start("cache-held");
+    let img = b.import("");
+    b.configure("p", &img, "sleep 1000");
+    let status = b.path("containers/p/status");
+    let read = |path: &Path| fs::read_to_string(path).unwrap();
+    // Held open across a change, as `less` or a file manager's preview holds it.
+    let mut held = fs::File::open(&status).unwrap();
+    let mut first = String::new();
+    held.read_to_string(&mut first).unwrap();
+    assert_eq!(first, "created\n");
+    b.write("containers/p/ctl", "start").unwrap();
+    b.wait_status("p", "running");
+    assert_eq!(read(&status), "running\n");
+    assert_eq!(fs::metadata(&status).unwrap().len(), "running\n".len() as u64);
+    let mut again = String::new();
+    std::io::Seek::seek(&mut held, std::io::SeekFrom::Start(0)).unwrap();
+    held.read_to_string(&mut again).unwrap();
+    assert_eq!(again, "created\n", "an open file's value changed under it");
+    drop(held);
+    b.write("containers/p/ctl", "kill").unwrap();
+    b.wait_status("p", "exited");
+    assert_eq!(read(&status), "exited\n");
+}
+
+#[test]
+fn object_names_are_cached_where_the_kernel_can_be_told_to_forget_them() {
+    let b = Bocker::start("cache-names");
+    let img = b.import("");
+    b.configure("named-once", &img, "true");
+    b.write("images/tag", &format!("{img} cached/probe:1")).unwrap();
+    // The daemon logs each request it gets; a name's lookups are counted there.
+    let lookups = |name: &str| b.daemon_log().matches(&format!("LOOKUP name {name:?}")).count();
+    let walk = |rel: &str| {
+        for _ in 0..20 {
+            fs::symlink_metadata(b.path(rel)).unwrap();
+        }
+    };
+    // Positive control: names under images/by-name/ are never cached, and each walk is counted.
+    let before = lookups("probe:1");
+    walk("images/by-name/docker.io/cached/probe:1");
+    assert!(lookups("probe:1") >= before + 20, "by-name lookups are not counted: the probe is broken");
+    let before = lookups("named-once");
+    walk("containers/named-once/status");
+    let asked = lookups("named-once") - before;
+    if b.daemon_log().contains("no FUSE_NOTIFY_INC_EPOCH") {
+        assert!(asked >= 20, "{asked} lookups: a kernel that can't be told to forget caches no object name");
+    } else {
+        assert!(asked <= 1, "{asked} lookups of a cached name in 20 walks");
+    }
+}

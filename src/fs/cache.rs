@@ -22,14 +22,20 @@
 //!   So nothing can learn of a change, from the daemon or from the writer's own return, while the kernel still
 //!   holds attributes from before it; and a reply the kernel asked for before an invalidation is not cached
 //!   by it (its `attr_version`).
-//! - The names of the objects themselves (`containers/NAME`, `images/ID`, `volumes/NAME`, `execs/N`, and
-//!   everything under `images/by-name/`) are not cached: the kernel asks for each at every path walk, so a
-//!   name the engine removed on its own (a failed `run`, the last name's `rmi`) is gone at once, and a name
-//!   made again is the new object. Their files' names are cached: they go with their directory. (Dropping
-//!   stale names instead, with `FUSE_NOTIFY_INVAL_ENTRY`, needs the parent directory's lock, which an
-//!   rmdir in it holds until it is answered: a daemon killed then could never exit, its thread stuck in
-//!   the kernel, and the mount would hang every process that touched it.)
+//! - The names of the objects themselves (`containers/NAME`, `images/ID`, `volumes/NAME`, `execs/N`) are
+//!   cached too where the kernel can be told, without taking any lock, that every name it keeps must be
+//!   looked up again: `FUSE_NOTIFY_INC_EPOCH` (Linux 6.16), probed at mount. `attrs` sends it whenever an
+//!   object is gone (removed by `rmdir`, or by the engine on its own: a failed `run`, the last name's
+//!   `rmi`), before the notice counts as settled, so no reply after the removal lets a stale name be used:
+//!   the kernel samples the epoch before it sends a lookup, so even a lookup answered just before the removal
+//!   leaves a name that is looked up again. Where the kernel lacks it, these names are not cached: the kernel
+//!   asks for each at every path walk. Dropping each stale name with `FUSE_NOTIFY_INVAL_ENTRY` instead
+//!   would need the parent directory's lock, which an rmdir in it holds until it is answered: a daemon
+//!   killed then could never exit, its thread stuck in the kernel, and the mount would hang every process
+//!   that touched it. The names under `images/by-name/` (a tag or untag moves them) are never cached. The
+//!   fixed names of an object's files are: they go with their directory.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
@@ -91,15 +97,28 @@ pub(super) fn attr_ttl(node: &Node) -> Duration {
     }
 }
 
-/// How long the kernel may keep the name of `node`: not at all for an object's own name (see the module's
-/// comment) nor for the names under `images/by-name/` (a tag or untag moves them); the fixed names of an
-/// object's files exist while it does.
-pub(super) fn entry_ttl(node: &Node) -> Duration {
+/// How long the kernel may keep the name of `node`: an object's own name only if `names_cached` (the
+/// kernel can be told to look every name up again: see the module's comment), never the names under
+/// `images/by-name/` (a tag or untag moves them); the fixed names of an object's files exist while it does.
+pub(super) fn entry_ttl(node: &Node, names_cached: bool) -> Duration {
     match node {
-        Node::Container(_) | Node::Image(_) | Node::Volume(_) | Node::Exec(..) => Duration::ZERO,
+        Node::Container(_) | Node::Image(_) | Node::Volume(_) | Node::Exec(..) if !names_cached => Duration::ZERO,
         Node::ByName(_) | Node::NameLink(_) => Duration::ZERO,
         _ => CACHE_TTL,
     }
+}
+
+/// `FUSE_NOTIFY_INC_EPOCH` of the kernel's FUSE protocol (7.44, Linux 6.16): every name the kernel keeps
+/// from before it is looked up again at its next use. It takes no lock.
+const FUSE_NOTIFY_INC_EPOCH: i32 = 8;
+
+/// Sends `FUSE_NOTIFY_INC_EPOCH` on the session's device: a bare `fuse_out_header` whose `unique` is 0 (a
+/// notification) and whose `error` is the notification's code. EINVAL from a kernel without it.
+fn inc_epoch(device: BorrowedFd<'_>) -> nix::Result<()> {
+    let mut header = [0u8; 16];
+    header[0..4].copy_from_slice(&16u32.to_ne_bytes());
+    header[4..8].copy_from_slice(&FUSE_NOTIFY_INC_EPOCH.to_ne_bytes());
+    nix::unistd::write(device, &header).map(drop)
 }
 
 /// How an open is served: every read asks the daemon (direct I/O), which answers from the snapshot taken
@@ -126,6 +145,8 @@ pub struct Invalidator(Arc<Shared>);
 
 struct Shared {
     notifier: OnceLock<Notifier>,
+    /// The session's device, if its kernel takes `FUSE_NOTIFY_INC_EPOCH` (then object names are cached).
+    epochs: OnceLock<OwnedFd>,
     /// Notices heard from the engine, and how many of them have had their attributes dropped.
     heard: AtomicU64,
     settled: AtomicU64,
@@ -138,6 +159,7 @@ impl KernelCache {
     pub(super) fn start(engine: &Arc<Engine>, inodes: Arc<Mutex<Inodes>>) -> KernelCache {
         let shared = Arc::new(Shared {
             notifier: OnceLock::new(),
+            epochs: OnceLock::new(),
             heard: AtomicU64::new(0),
             settled: AtomicU64::new(0),
             settled_lock: Mutex::new(()),
@@ -159,6 +181,16 @@ impl KernelCache {
 
     pub(super) fn invalidator(&self) -> Invalidator {
         Invalidator(Arc::clone(&self.shared))
+    }
+
+    /// How long the kernel may keep the name of `node` on this mount (see [`entry_ttl`]).
+    pub(super) fn entry_ttl(&self, node: &Node) -> Duration {
+        entry_ttl(node, self.shared.epochs.get().is_some())
+    }
+
+    /// The one time a readdirplus reply gives for both the name and the attributes of `node`.
+    pub(super) fn entry_attr_ttl(&self, node: &Node) -> Duration {
+        attr_ttl(node).min(self.entry_ttl(node))
     }
 
     /// Returns once the attributes made stale by every notice heard so far are dropped from the kernel's
@@ -183,10 +215,19 @@ impl KernelCache {
 }
 
 impl Invalidator {
-    /// The session's notifier: from here on, notices reach the kernel. Before it, nothing was served, so
-    /// nothing was cached.
-    pub fn attach(&self, notifier: Notifier) {
+    /// The session's notifier and device: from here on, notices reach the kernel. Before it, nothing was
+    /// served, so nothing was cached. Probes `FUSE_NOTIFY_INC_EPOCH` on the device (harmless now: no name
+    /// is cached yet); object names are cached from here on only if the kernel took it.
+    pub fn attach(&self, notifier: Notifier, device: BorrowedFd<'_>) {
         let _ = self.0.notifier.set(notifier);
+        let probed = inc_epoch(device).map_err(std::io::Error::from);
+        match probed.and_then(|()| device.try_clone_to_owned()) {
+            Ok(dup) => {
+                let _ = self.0.epochs.set(dup);
+                debug!("the kernel takes FUSE_NOTIFY_INC_EPOCH: object names are cached");
+            }
+            Err(e) => debug!(error = %e, "no FUSE_NOTIFY_INC_EPOCH: object names are looked up at each path walk"),
+        }
     }
 }
 
@@ -211,6 +252,13 @@ impl Attrs {
     fn run(&self, rx: Receiver<(u64, Changed)>) {
         while let Ok((n, what)) = rx.recv() {
             let gone = self.engine.upgrade().and_then(|engine| gone(&engine, &what));
+            // Every cached name is looked up again, so the one that is gone is gone at its next use. A
+            // failure is not expected (the probe passed); then the name may be used until its TTL ends.
+            if let (Some(_), Some(device)) = (&gone, self.shared.epochs.get()) {
+                if let Err(e) = inc_epoch(device.as_fd()) {
+                    warn!(error = %e, "cannot send FUSE_NOTIFY_INC_EPOCH: a removed name may resolve for 10 s");
+                }
+            }
             let stale = {
                 let mut inodes = lock(&self.inodes);
                 let stale = inodes.stale_after(&what);
@@ -269,10 +317,27 @@ mod tests {
             Node::Pulls,
         ] {
             assert_eq!(attr_ttl(&live), Duration::ZERO, "{live:?}");
-            assert_eq!(entry_ttl(&live), CACHE_TTL, "its name lives as long as its container");
+            assert_eq!(entry_ttl(&live, false), CACHE_TTL, "its name lives as long as its container");
         }
         for cached in [file(ContainerField::Status), file(ContainerField::ExitCode), Node::Container("web".into())] {
             assert_eq!(attr_ttl(&cached), CACHE_TTL, "{cached:?}");
+        }
+    }
+
+    #[test]
+    fn object_names_are_cached_only_where_the_kernel_can_be_told_to_drop_them() {
+        let objects = [
+            Node::Container("web".into()),
+            Node::Image("img_1".into()),
+            Node::Volume("data".into()),
+            Node::Exec("web".into(), 1),
+        ];
+        for object in &objects {
+            assert_eq!(entry_ttl(object, true), CACHE_TTL, "{object:?}");
+            assert_eq!(entry_ttl(object, false), Duration::ZERO, "{object:?}");
+        }
+        for moved_by_tags in [Node::ByName("alpine".into()), Node::NameLink("alpine".into())] {
+            assert_eq!(entry_ttl(&moved_by_tags, true), Duration::ZERO, "{moved_by_tags:?}");
         }
     }
 

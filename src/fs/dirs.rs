@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use fuser::{Errno, FileAttr, FileHandle, FileType, INodeNo};
 
-use super::cache::attr_ttl;
 use super::tree::{Kind, Node};
 use super::{lock, ControlFs};
 
@@ -64,7 +63,7 @@ impl ControlFs {
     /// name: one time for both). `None` for a node gone since the listing was taken.
     pub(super) fn entry_attr(&self, entry: &DirEntry) -> Option<(FileAttr, std::time::Duration)> {
         let attr = self.attr(entry.ino, &entry.node).ok()?;
-        Some((attr, attr_ttl(&entry.node)))
+        Some((attr, self.cache.entry_attr_ttl(&entry.node)))
     }
 
     /// `.`, `..` and the names in directory `ino`.

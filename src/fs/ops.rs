@@ -15,7 +15,7 @@ use fuser::{
     ReplyWrite, Request as FuseRequest, TimeOrNow, WriteFlags,
 };
 
-use super::cache::{attr_ttl, entry_ttl};
+use super::cache::attr_ttl;
 use super::tree::Node;
 use super::{errno, lock, parse_write, ControlFs, TTL};
 use crate::engine::Response;
@@ -39,7 +39,9 @@ impl Filesystem for ControlFs {
         let found = self.lookup_child(parent, name).and_then(|(node, ino)| Ok((self.attr(ino, &node)?, node)));
         self.cache.settle();
         match found {
-            Ok((attr, node)) => reply.entry_with_ttls(&attr_ttl(&node), &entry_ttl(&node), &attr, Generation(0)),
+            Ok((attr, node)) => {
+                reply.entry_with_ttls(&attr_ttl(&node), &self.cache.entry_ttl(&node), &attr, Generation(0))
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -110,7 +112,7 @@ impl Filesystem for ControlFs {
         // A directory's attributes; its number is given once it exists, after the notices of what went
         // before it (a removal of the same name retires the old numbers).
         let attr = self.attr(0, &node);
-        let ttls = (attr_ttl(&node), entry_ttl(&node));
+        let ttls = (attr_ttl(&node), self.cache.entry_ttl(&node));
         self.submit(&path.clone(), move |slot| {
             let done = slot.map(|()| (engine.handle(&path, request), attr));
             cache.settle();

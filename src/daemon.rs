@@ -151,6 +151,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     let group = opts.group.as_ref().map(|g| format!("{} ({})", g.name, g.gid));
     info!(root = %opts.root.display(), mount = %opts.mount.display(), group = group.as_deref().unwrap_or("none: root only"), "serving");
     let served = session.run().map_err(|source| DaemonError::Mount { mount: opts.mount.clone(), source });
+    invalidator.detach();
     engine.shutdown();
     info!("stopped");
     served

@@ -3,20 +3,22 @@
 //! record the helper left becomes the container's or exec's, and the firewall drops its forwards.
 //!
 //! The bookkeeping runs on the watcher's thread. It reads the exit record and the cgroup's OOM count
-//! outside every lock, takes the container's record lock, installs the exited record under the state lock
-//! (so `status` and a waiting stop see the exit at once), and hands the record with its lock to the one
-//! `exit-saver` thread, which fsyncs the records in the order the exits came and releases each lock after
-//! its save. A disk slow to fsync (a busy machine) delays only the next change of that container's record,
-//! never the exits behind it. The firewall's rewrite takes the forwards lock, which nobody holds across
-//! anything but an nft write.
+//! outside every lock, and under the container's record lock installs the exited record in the state (so
+//! `status` and a waiting stop see the exit at once); then it queues the container's name for the one
+//! `exit-saver` thread, which takes the record lock again for each and saves the record as it is then (a
+//! change made in between was saved whole by its writer already; saving the current record again is
+//! harmless). So a disk slow to fsync (a busy machine) delays neither the exits behind it nor any other
+//! writer for longer than one fsync. `shutdown` drains the queue. A crash before the save is recovered
+//! from the exit record the monitor left (`recovery`). An exec's exit is saved on the watcher's thread.
+//! The firewall's rewrite takes the forwards lock, which nobody holds across anything but an nft write.
 
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
-use super::records::ContainerRecord;
-use super::state::Writing;
+use super::state::RecordLock;
 use super::{Changed, Engine};
 use crate::model::{ContainerStatus, ExecStatus};
 use crate::network::NetworkMode;
@@ -32,29 +34,37 @@ pub(super) enum Exited {
     Exec { name: String, n: u32 },
 }
 
-/// The exited records waiting for their fsync, each with its container's record lock (see the module's
-/// comment). Without the saver thread (it could not be started), records are saved on the watcher's thread.
+/// The containers whose exited record waits for its save, each with the record lock it was installed
+/// under (a container made again under the name has another). Without the saver thread (it could not be
+/// started), records are saved on the watcher's thread.
 #[derive(Default)]
 pub(super) struct ExitSaves {
-    queue: Mutex<Option<Sender<(Writing, ContainerRecord)>>>,
+    queue: Mutex<Option<Sender<(String, Arc<RecordLock>)>>>,
+    saver: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Engine {
     /// Starts the engine's watcher thread and the thread that saves exited records: both hold the engine
     /// weakly, so they keep nothing alive.
     pub(super) fn start_watcher(self: &Arc<Self>) -> Result<(), crate::error::Error> {
-        let (tx, rx) = mpsc::channel::<(Writing, ContainerRecord)>();
+        let (tx, rx) = mpsc::channel::<(String, Arc<RecordLock>)>();
         let saver: Weak<Engine> = Arc::downgrade(self);
         let spawned = std::thread::Builder::new().name("exit-saver".into()).spawn(move || {
-            while let Ok((held, rec)) = rx.recv() {
-                if let Some(engine) = saver.upgrade() {
-                    engine.save_exited(&rec);
-                }
-                drop(held);
+            while let Ok((name, writer)) = rx.recv() {
+                let Some(engine) = saver.upgrade() else { continue };
+                let _held = writer.acquire();
+                engine.save_exited(&name, &writer);
             }
         });
         match spawned {
-            Ok(_) => *self.exit_saves.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx),
+            Ok(handle) => {
+                *lock(&self.exit_saves.queue) = Some(tx);
+                *lock(&self.exit_saves.saver) = Some(handle);
+            }
             Err(e) => warn!(error = %e, "cannot start the exit-saver thread: exits are saved on the watcher's"),
         }
         let engine = Arc::downgrade(self);
@@ -159,23 +169,36 @@ impl Engine {
             st.notify(Changed::Container(name.to_string()));
         }
         self.changed.notify_all();
-        let queue = self.exit_saves.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let unsent = match queue.as_ref() {
-            Some(tx) => tx.send((held, rec)).err().map(|e| e.0),
-            None => Some((held, rec)),
-        };
-        drop(queue);
-        if let Some((_held, rec)) = unsent {
-            self.save_exited(&rec);
+        let writer = self.lock().container(name).map(|c| Arc::clone(&c.writer));
+        if let Ok(writer) = writer {
+            let queue = lock(&self.exit_saves.queue);
+            let queued = queue.as_ref().is_some_and(|tx| tx.send((name.to_string(), Arc::clone(&writer))).is_ok());
+            drop(queue);
+            if !queued {
+                self.save_exited(name, &writer);
+            }
         }
+        drop(held);
         // Its forwards end with it.
         had_forwards
     }
 
-    /// Saves the record of an exited container, which is shown already.
-    fn save_exited(&self, rec: &ContainerRecord) {
-        if let Err(e) = self.save(rec) {
-            warn!(container = %rec.name, error = %e, "cannot write record");
+    /// Saves container `name`'s record as it is now, if it is still the container whose record lock is
+    /// `writer` (held by the caller): the exit is shown already.
+    fn save_exited(&self, name: &str, writer: &Arc<RecordLock>) {
+        let rec = self.view().containers.get(name).filter(|c| Arc::ptr_eq(&c.writer, writer)).map(|c| c.record.clone());
+        if let Some(rec) = rec {
+            if let Err(e) = self.save(&rec) {
+                warn!(container = %name, error = %e, "cannot write record");
+            }
+        }
+    }
+
+    /// Saves every exited record still queued, then ends the saver (at the daemon's exit).
+    pub(super) fn drain_exit_saves(&self) {
+        lock(&self.exit_saves.queue).take();
+        if let Some(saver) = lock(&self.exit_saves.saver).take() {
+            let _ = saver.join();
         }
     }
 

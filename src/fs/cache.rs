@@ -28,7 +28,8 @@
 //!   object is gone (removed by `rmdir`, or by the engine on its own: a failed `run`, the last name's
 //!   `rmi`), before the notice counts as settled, so no reply after the removal lets a stale name be used:
 //!   the kernel samples the epoch before it sends a lookup, so even a lookup answered just before the removal
-//!   leaves a name that is looked up again. Where the kernel lacks it, these names are not cached: the kernel
+//!   leaves a name that is looked up again. A listing's (readdirplus) names of objects are never kept: the
+//!   kernel takes their epoch when it parses the reply, too late. Where the kernel lacks it, these names are not cached: the kernel
 //!   asks for each at every path walk. Dropping each stale name with `FUSE_NOTIFY_INVAL_ENTRY` instead
 //!   would need the parent directory's lock, which an rmdir in it holds until it is answered: a daemon
 //!   killed then could never exit, its thread stuck in the kernel, and the mount would hang every process
@@ -145,8 +146,11 @@ pub struct Invalidator(Arc<Shared>);
 
 struct Shared {
     notifier: OnceLock<Notifier>,
-    /// The session's device, if its kernel takes `FUSE_NOTIFY_INC_EPOCH` (then object names are cached).
-    epochs: OnceLock<OwnedFd>,
+    /// The session's device, if its kernel takes `FUSE_NOTIFY_INC_EPOCH` (then object names are cached);
+    /// closed when the session ends, so it keeps no connection alive.
+    epochs: Mutex<Option<OwnedFd>>,
+    /// Whether object names are cached (set once, at attach).
+    names_cached: std::sync::atomic::AtomicBool,
     /// Notices heard from the engine, and how many of them have had their attributes dropped.
     heard: AtomicU64,
     settled: AtomicU64,
@@ -159,7 +163,8 @@ impl KernelCache {
     pub(super) fn start(engine: &Arc<Engine>, inodes: Arc<Mutex<Inodes>>) -> KernelCache {
         let shared = Arc::new(Shared {
             notifier: OnceLock::new(),
-            epochs: OnceLock::new(),
+            epochs: Mutex::new(None),
+            names_cached: std::sync::atomic::AtomicBool::new(false),
             heard: AtomicU64::new(0),
             settled: AtomicU64::new(0),
             settled_lock: Mutex::new(()),
@@ -185,12 +190,15 @@ impl KernelCache {
 
     /// How long the kernel may keep the name of `node` on this mount (see [`entry_ttl`]).
     pub(super) fn entry_ttl(&self, node: &Node) -> Duration {
-        entry_ttl(node, self.shared.epochs.get().is_some())
+        entry_ttl(node, self.shared.names_cached.load(Ordering::Relaxed))
     }
 
-    /// The one time a readdirplus reply gives for both the name and the attributes of `node`.
+    /// The one time a readdirplus reply gives for both the name and the attributes of `node`: never a
+    /// time for an object's own name, even where lookups cache it. The kernel takes the epoch of a listed
+    /// name when it parses the reply, not when it asked, so a name removed between the listing and the
+    /// reply would be kept with the new epoch; a lookup (which samples it before asking) caches it instead.
     pub(super) fn entry_attr_ttl(&self, node: &Node) -> Duration {
-        attr_ttl(node).min(self.entry_ttl(node))
+        attr_ttl(node).min(entry_ttl(node, false))
     }
 
     /// Returns once the attributes made stale by every notice heard so far are dropped from the kernel's
@@ -223,11 +231,18 @@ impl Invalidator {
         let probed = inc_epoch(device).map_err(std::io::Error::from);
         match probed.and_then(|()| device.try_clone_to_owned()) {
             Ok(dup) => {
-                let _ = self.0.epochs.set(dup);
+                *lock(&self.0.epochs) = Some(dup);
+                self.0.names_cached.store(true, Ordering::Relaxed);
                 debug!("the kernel takes FUSE_NOTIFY_INC_EPOCH: object names are cached");
             }
             Err(e) => debug!(error = %e, "no FUSE_NOTIFY_INC_EPOCH: object names are looked up at each path walk"),
         }
+    }
+
+    /// The session has ended: the device is closed (a kept copy would keep the connection from being
+    /// aborted), and no notice is sent any more.
+    pub fn detach(&self) {
+        lock(&self.0.epochs).take();
     }
 }
 
@@ -254,9 +269,11 @@ impl Attrs {
             let gone = self.engine.upgrade().and_then(|engine| gone(&engine, &what));
             // Every cached name is looked up again, so the one that is gone is gone at its next use. A
             // failure is not expected (the probe passed); then the name may be used until its TTL ends.
-            if let (Some(_), Some(device)) = (&gone, self.shared.epochs.get()) {
-                if let Err(e) = inc_epoch(device.as_fd()) {
-                    warn!(error = %e, "cannot send FUSE_NOTIFY_INC_EPOCH: a removed name may resolve for 10 s");
+            if gone.is_some() {
+                if let Some(device) = lock(&self.shared.epochs).as_ref() {
+                    if let Err(e) = inc_epoch(device.as_fd()) {
+                        warn!(error = %e, "cannot send FUSE_NOTIFY_INC_EPOCH: a removed name may resolve for 10 s");
+                    }
                 }
             }
             let stale = {

@@ -290,9 +290,14 @@ impl Filesystem for ControlFs {
             // The value is all this open file has written (see [`super::values`]).
             let (len, append) = (data.len(), flags.0 & libc::O_APPEND != 0);
             let job = self.value_write(fh, node, target, data, append, writer);
-            return self.submit(&path, move |slot| match slot.and_then(|()| job()) {
-                Ok(()) => reply.written(u32::try_from(len).unwrap_or(u32::MAX)),
-                Err(e) => reply.error(e),
+            let cache = self.cache.clone();
+            return self.submit(&path, move |slot| {
+                let done = slot.and_then(|()| job());
+                cache.settle();
+                match done {
+                    Ok(()) => reply.written(u32::try_from(len).unwrap_or(u32::MAX)),
+                    Err(e) => reply.error(e),
+                }
             });
         }
         if data.len() > crate::request::MAX_WRITE {
@@ -301,9 +306,13 @@ impl Filesystem for ControlFs {
             return reply.error(refused.map_or(Errno::EFBIG, |e| errno(&e)));
         }
         let (engine, files, data) = (Arc::clone(&self.engine), Arc::clone(&self.open_files), data.to_vec());
+        let cache = self.cache.clone();
         self.submit(&path.clone(), move |slot| {
             let parsed = slot.map(|()| parse_write(&engine, &node, target, &data, writer));
-            match parsed.map(|request| request.and_then(|request| engine.handle(&path, request))) {
+            let handled = parsed.map(|request| request.and_then(|request| engine.handle(&path, request)));
+            // What the write changed (a failed `run` removes what it made) is dropped before it returns.
+            cache.settle();
+            match handled {
                 Err(e) => reply.error(e),
                 Ok(Ok(response)) => {
                     if let (Response::Created(id), Some(file)) = (response, lock(&files).get_mut(&fh.0)) {

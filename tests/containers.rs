@@ -116,10 +116,13 @@ fn image_config_applies_env_workdir_entrypoint_and_cmd() {
     assert_eq!(config["config"]["WorkingDir"], "/srv/app");
     let default = b.run_to_exit(&img);
     assert_eq!(b.read(&format!("containers/{default}/logs")), "prod in /srv/app\n");
-    assert_eq!(b.read(&format!("containers/{default}/cmd")), "sh -c 'echo $MODE in $(pwd)'\n");
-    // A command given at run replaces the image's whole argv (entrypoint included), Env still applies.
-    let given = b.run_to_exit(&format!("{img} sh -c 'echo $MODE'"));
+    assert_eq!(b.read(&format!("containers/{default}/cmd")), "'echo $MODE in $(pwd)'\n");
+    assert_eq!(b.read(&format!("containers/{default}/entrypoint")), "sh -c\n");
+    // Arguments given at run replace the image's Cmd and follow its Entrypoint, as on Docker; Env still applies.
+    let given = b.run_to_exit(&format!("{img} 'echo $MODE'"));
     assert_eq!(b.read(&format!("containers/{given}/logs")), "prod\n");
+    assert_eq!(b.read(&format!("containers/{given}/entrypoint")), "sh -c\n");
+    assert_eq!(b.read(&format!("containers/{given}/cmd")), "'echo $MODE'\n");
 }
 
 #[test]
@@ -158,7 +161,7 @@ fn stop_and_kill_end_a_running_container() {
 }
 
 #[test]
-fn rmdir_removes_containers_and_images_but_not_while_used() {
+fn rmdir_removes_containers_and_images_and_an_image_goes_while_its_containers_stay() {
     let b = Bocker::start("rm");
     let img = b.import("");
     b.configure("c1", &img, "sleep 1000");
@@ -168,17 +171,21 @@ fn rmdir_removes_containers_and_images_but_not_while_used() {
     let err = fs::remove_dir(b.path("containers/c1")).unwrap_err();
     assert_eq!(Bocker::errno(&err), libc::EBUSY);
     assert!(b.read("containers/c1/error").contains("running"));
-    let err = fs::remove_dir(b.path(&format!("images/{img}"))).unwrap_err();
-    assert_eq!(Bocker::errno(&err), libc::EBUSY);
-    assert!(b.read("errors").contains(&format!("images/{img} EBUSY image '{img}' is used by container(s) c1")));
+    // The image goes while c1 runs (Docker's `rmi -f`, bocker's `rm IMG`): c1 keeps its rootfs and config.
+    fs::remove_dir(b.path(&format!("images/{img}"))).unwrap();
+    assert!(!b.path(&format!("images/{img}")).exists());
+    assert_eq!(b.status("c1"), "running");
+    b.write("containers/c1/ctl", "kill").unwrap();
+    b.wait_status("c1", "exited");
+    b.write("containers/c1/ctl", "start").unwrap();
+    b.wait_status("c1", "running");
+    assert_eq!(b.read("containers/c1/image"), format!("{img}\n"), "it still names the image it was made from");
     b.write("containers/c1/ctl", "kill").unwrap();
     b.wait_status("c1", "exited");
     fs::remove_dir(b.path("containers/c1")).unwrap();
     assert!(!b.path("containers/c1").exists());
     assert!(!rootfs.exists(), "the container's subvolume is gone");
     assert!(!b.root.join("state/containers/c1").exists());
-    fs::remove_dir(b.path(&format!("images/{img}"))).unwrap();
-    assert!(!b.path(&format!("images/{img}")).exists());
     assert!(!b.root.join("store/images").join(&img).exists());
     assert_eq!(fs::read_dir(b.root.join("store/images")).unwrap().count(), 0);
 }

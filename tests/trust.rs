@@ -368,7 +368,9 @@ fn a_flood_of_slow_writes_runs_on_a_bounded_pool() {
     fs::File::open(b.path("README")).unwrap().read_to_string(&mut readme).unwrap();
     assert!(readme.contains("containers"));
     assert_eq!(fs::read_dir(b.path("containers")).unwrap().count(), 101);
-    assert_eq!(b.status(&names[99]), "running");
+    // Its stop is waiting for a worker or waiting out its grace period: either way it answers at once.
+    let status = b.status(&names[99]);
+    assert!(status == "running" || status == "stopping", "{status}");
     // The containers die: every stop ends, the queued ones after, none refused by the pool.
     for n in &names {
         let pid: i32 = b.read(&format!("containers/{n}/pid")).trim().parse().unwrap();

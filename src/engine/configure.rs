@@ -6,17 +6,31 @@ use super::records::{always, ContainerRecord};
 use super::{Changed, Engine};
 use crate::cgroups::Limit;
 use crate::error::Error;
-use crate::model::{ContainerStatus, Op};
+use crate::model::{ContainerStatus, ImageConfig, Op};
 use crate::network::{NetworkError, NetworkMode};
+use crate::request::ContainerSetting;
+
+/// Lays a setting of how its command runs over a container's record.
+pub(super) fn apply_setting(r: &mut ContainerRecord, setting: ContainerSetting) {
+    match setting {
+        ContainerSetting::Entrypoint(argv) => r.entrypoint = argv,
+        ContainerSetting::User(user) => r.user = user,
+        ContainerSetting::Workdir(dir) => r.workdir = dir,
+        ContainerSetting::Hostname(name) => r.hostname = name,
+        ContainerSetting::StopSignal(signal) => r.stop_signal = signal,
+        ContainerSetting::Labels(labels) => r.labels = labels,
+    }
+}
 
 impl Engine {
     /// Gives a container that has never run a new rootfs: a snapshot of the image, made outside the lock
     /// while the container is `creating`; then its record, then the old rootfs goes.
     pub(super) fn set_image(&self, name: &str, reference: &str) -> Result<(), Error> {
-        let image_id = {
+        let (image_id, image_config) = {
             let _held = self.writing(name)?;
             let mut st = self.lock();
-            let image_id = st.usable_image(reference)?.record.id.clone();
+            let image = st.usable_image(reference)?;
+            let (image_id, image_config) = (image.record.id.clone(), ImageConfig::from_raw(&image.config_raw));
             let c = st.container_mut(name)?;
             c.gate(Op::ChangeImage)?;
             if c.record.image.as_deref() == Some(image_id.as_str()) {
@@ -25,19 +39,22 @@ impl Engine {
             c.transition = Some(ContainerStatus::Creating);
             c.pending_image = Some(image_id.clone());
             st.notify(Changed::Container(name.to_string()));
-            image_id
+            (image_id, image_config)
         };
         let staged = format!(".tmp-{name}");
         let swapped = self.store.snapshot_image(&image_id, &staged).map_err(Error::from).and_then(|()| {
             // Its transition keeps every other writer out but the error journal: the record lock is taken
             // for each record write alone, never across the btrfs work.
-            let old = self.update_record(name, |c, r| Ok(std::mem::replace(&mut r.image, c.pending_image.clone())))?;
+            let old = self.update_record(name, |c, r| {
+                let config = r.image_config.replace(image_config.clone());
+                Ok((std::mem::replace(&mut r.image, c.pending_image.clone()), config))
+            })?;
             let replaced = self.store.delete_container(name).map_err(Error::from).and_then(|()| {
                 std::fs::rename(self.store.container_path(&staged), self.store.container_path(name))
                     .map_err(Error::record(format!("the rootfs of '{name}'")))
             });
             if replaced.is_err() {
-                let _ = self.update_record(name, always(|r| r.image = old));
+                let _ = self.update_record(name, always(|r| (r.image, r.image_config) = old));
             }
             replaced
         });

@@ -24,9 +24,8 @@ impl Engine {
             c.gate(Op::Exec)?;
             let gone = || Error::WrongState { name: name.to_string(), status: ContainerStatus::Exited, op: Op::Exec };
             let pid = c.record.pid.ok_or_else(gone)?;
-            let image = c.record.image.as_deref().and_then(|id| st.images.get(id));
-            let env = merge_env(&image.map(|i| i.env()).unwrap_or_default(), &c.record.env);
-            let cwd = image.map(|i| i.working_dir()).unwrap_or_default();
+            let env = merge_env(&c.record.image_defaults().env, &c.record.env);
+            let cwd = c.record.run_workdir();
             let n = c.execs.keys().next_back().map_or(1, |last| last + 1);
             let dir = self.exec_dir(name, n);
             let spec = ExecSpec {
@@ -35,6 +34,7 @@ impl Engine {
                 argv: argv.clone(),
                 env,
                 cwd,
+                user: c.record.run_user(),
                 log: dir.join("log"),
                 log_limits: self.log_limits,
                 exit_file: dir.join("exit.json"),

@@ -37,9 +37,11 @@ pub(super) enum Exited {
 /// The containers whose exited record waits for its save, each with the record lock it was installed
 /// under (a container made again under the name has another). Without the saver thread (it could not be
 /// started), records are saved on the watcher's thread.
+type SaveQueue = Sender<(String, Arc<RecordLock>)>;
+
 #[derive(Default)]
 pub(super) struct ExitSaves {
-    queue: Mutex<Option<Sender<(String, Arc<RecordLock>)>>>,
+    queue: Mutex<Option<SaveQueue>>,
     saver: Mutex<Option<JoinHandle<()>>>,
 }
 

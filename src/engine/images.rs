@@ -173,7 +173,8 @@ impl Engine {
             let c = st.container(name)?;
             c.gate(Op::Commit)?;
             let image_id = c.record.image.clone().ok_or_else(|| Error::NoImage(name.to_string()))?;
-            let image = st.resolve_image(&image_id)?;
+            // The image may be gone since: the container kept its config.
+            let image = st.resolve_image(&image_id).ok();
             // An id or a unique prefix of one replaces that image (bocker's commit); a name makes a new one.
             let existing = match st.resolve_image(target) {
                 Ok(i) if target.starts_with("img_") && i.record.id.starts_with(target) => Some(i.record.clone()),
@@ -187,7 +188,8 @@ impl Engine {
             {
                 return Err(Error::Changing { what: format!("image '{}'", old.id), doing });
             }
-            let planned = (commit_config(&image.config_raw, &c.record), image.record.source.clone(), existing);
+            let source = image.map_or_else(|| image_id.clone(), |i| i.record.source.clone());
+            let planned = (commit_config(image.map(|i| i.config_raw.as_slice()), &c.record), source, existing);
             if let Some(old) = &planned.2 {
                 st.changing_images.insert(old.id.clone(), REPLACING);
             }
@@ -268,7 +270,8 @@ impl Engine {
         Ok((id, Image { record, config, config_raw }))
     }
 
-    /// Removes an image no container names: marked as being removed (refusing its use) while its record and
+    /// Removes an image (containers made from it keep their rootfs and its config; only one whose rootfs is
+    /// being made from it refuses it): marked as being removed (refusing its use) while its record and
     /// subvolume go.
     pub(super) fn remove_image(&self, id: &str) -> Result<(), Error> {
         let record = {

@@ -11,12 +11,12 @@ use tracing::{debug, info, warn};
 use super::plan::Planned;
 use super::ports::check_host_ports;
 use super::records::{new_record, ContainerRecord};
-use super::state::{Container, Image, State};
+use super::state::{Container, State};
 use super::volumes::PlannedVolume;
 use super::{Changed, Engine};
 use crate::cgroups::Limits;
 use crate::error::Error;
-use crate::model::{ContainerStatus, Op};
+use crate::model::{ContainerStatus, ImageConfig, Op};
 use crate::network::{Forwards, PortMap};
 use crate::request::{merge_env, Ctl};
 use crate::runtime::spec::LaunchSpec;
@@ -37,14 +37,20 @@ impl Engine {
     pub(super) fn run(self: &Arc<Self>, image: &str, argv: Option<Vec<String>>) -> Result<String, Error> {
         let t0 = Instant::now();
         let name = ids::new_id("ps_");
-        let image_id = {
+        let (image_id, image_config) = {
             let mut st = self.lock();
-            let id = st.usable_image(image)?.record.id.clone();
+            let image = st.usable_image(image)?;
+            let (id, config) = (image.record.id.clone(), ImageConfig::from_raw(&image.config_raw));
             st.reserved.insert(name.clone(), Some(id.clone()));
-            id
+            (id, config)
         };
         // A fresh name is nobody else's: snapshot straight into place, then one record, then start.
-        let record = ContainerRecord { image: Some(image_id.clone()), cmd: argv, ..new_record(&name) };
+        let record = ContainerRecord {
+            image: Some(image_id.clone()),
+            image_config: Some(image_config),
+            cmd: argv,
+            ..new_record(&name)
+        };
         let made = self.store.snapshot_image(&image_id, &name).map_err(Error::from).and_then(|()| {
             self.create_container(record).inspect_err(|_| {
                 let _ = self.store.delete_container(&name);
@@ -227,9 +233,9 @@ impl Engine {
 
     /// What a start of `name` needs, decided from the state alone: refused if it may not start now.
     pub(super) fn plan_start(&self, st: &State, name: &str) -> Result<StartPlan, Error> {
-        let Planned { record, image, argv, ip, limits } = st.plan_start(name, self.network.subnet(), &self.defaults)?;
+        let Planned { record, argv, ip, limits } = st.plan_start(name, self.network.subnet(), &self.defaults)?;
         Ok(StartPlan {
-            spec: self.launch_spec(&record, &image, argv),
+            spec: self.launch_spec(&record, argv),
             ip,
             volumes: self.volume_plan(st, &record)?,
             privileged: record.security.privileged,
@@ -265,16 +271,17 @@ impl Engine {
         launched
     }
 
-    /// The launch spec of `record` running `argv` from `image`.
-    pub(super) fn launch_spec(&self, record: &ContainerRecord, image: &Image, argv: Vec<String>) -> LaunchSpec {
+    /// The launch spec of `record` running `argv`, with what it keeps of its image's config.
+    pub(super) fn launch_spec(&self, record: &ContainerRecord, argv: Vec<String>) -> LaunchSpec {
         let dir = self.container_dir(&record.name);
         LaunchSpec {
             name: record.name.clone(),
             rootfs: self.store.container_path(&record.name),
             argv,
-            env: merge_env(&image.env(), &record.env),
-            cwd: image.working_dir(),
-            hostname: record.name.clone(),
+            env: merge_env(&record.image_defaults().env, &record.env),
+            cwd: record.run_workdir(),
+            hostname: record.run_hostname(),
+            user: record.run_user(),
             log: dir.join("log"),
             log_limits: self.log_limits,
             exit_file: dir.join("exit.json"),
@@ -317,7 +324,8 @@ impl Engine {
         })
     }
 
-    /// SIGTERM, the grace period, then SIGKILL; `stopping` meanwhile. Returns once it has exited (or, if
+    /// Its stop signal (SIGTERM unless it or its image says otherwise), the grace period, then SIGKILL;
+    /// `stopping` meanwhile. Returns once it has exited (or, if
     /// even SIGKILL doesn't end it within 10 s, with it still running).
     pub(super) fn stop(&self, name: &str, grace: Duration) -> Result<(), Error> {
         let process = self.running_process(name, Op::Stop)?;
@@ -333,7 +341,11 @@ impl Engine {
             }
             st.container(name)?.record.monitor_pid.filter(|_| mark)
         };
-        let _ = process.signal(Signal::SIGTERM);
+        // Its stop signal (its own, else its image's StopSignal), else SIGTERM; one the kernel doesn't
+        // know (an odd image) is SIGTERM too.
+        let stop_signal = self.view().containers.get(name).map(|c| c.record.run_stop_signal()).unwrap_or_default();
+        let signal = crate::request::parse_signal(&stop_signal).unwrap_or(Signal::SIGTERM);
+        let _ = process.signal(signal);
         if !self.wait_stopped(name, grace) {
             info!(container = %name, "grace period over: killing");
             let _ = process.signal(Signal::SIGKILL);

@@ -171,6 +171,7 @@ impl Engine {
             | Request::Exec { name, .. }
             | Request::SetPrivileged { name, .. }
             | Request::SetCapAdd { name, .. }
+            | Request::SetSetting { name, .. }
             | Request::SetVolumes { name, .. }
             | Request::SetVolumesFrom { name, .. }
             | Request::Ctl { name, .. } => Some(name.clone()),
@@ -200,6 +201,9 @@ impl Engine {
                 self.configure(&name, |r| r.security.cap_add = caps).map(|()| Response::Done)
             }
             Request::Exec { name, argv } => self.exec(&name, argv).map(|n| Response::Created(n.to_string())),
+            Request::SetSetting { name, setting } => {
+                self.configure(&name, |r| configure::apply_setting(r, setting)).map(|()| Response::Done)
+            }
             Request::SetVolumes { name, volumes } => self.set_volumes(&name, volumes).map(|()| Response::Done),
             Request::SetVolumesFrom { name, from } => self.set_volumes_from(&name, from).map(|()| Response::Done),
             Request::CreateVolume { name } => self.create_volume(&name).map(|()| Response::Done),

@@ -5,27 +5,57 @@ use crate::request::{merge_env, ConfigChange};
 use crate::runtime;
 use crate::times;
 
-/// A committed image's config: the source image's, with the container's command (as Cmd, clearing the
-/// Entrypoint it already includes) and its environment laid over, a new creation time, and no layers.
-pub(super) fn commit_config(source: &[u8], container: &ContainerRecord) -> Vec<u8> {
-    let mut config: serde_json::Value = serde_json::from_slice(source).unwrap_or_else(|_| serde_json::json!({}));
-    let Some(top) = config.as_object_mut() else { return source.to_vec() };
+/// A committed image's config: the source image's platform (its raw config, if the image is still
+/// there), with the container's config as `docker commit` records it: what the container kept of its image
+/// (see [`ImageConfig`](crate::model::ImageConfig)) with its own entrypoint, arguments, environment, user,
+/// working directory, stop signal and labels laid over; a new creation time, and no layers.
+pub(super) fn commit_config(source: Option<&[u8]>, container: &ContainerRecord) -> Vec<u8> {
+    let parsed = source.and_then(|raw| serde_json::from_slice::<serde_json::Value>(raw).ok());
+    let mut config = match parsed {
+        Some(v) if v.is_object() => v,
+        _ => {
+            serde_json::from_slice(&import_config(&times::now_rfc3339(), &[])).unwrap_or_else(|_| serde_json::json!({}))
+        }
+    };
+    let Some(top) = config.as_object_mut() else { return Vec::new() };
     top.insert("created".into(), times::now_rfc3339().into());
     top.insert("rootfs".into(), serde_json::json!({ "type": "layers", "diff_ids": [] }));
     top.remove("history");
+    let kept = match &container.image_config {
+        Some(kept) => kept.clone(),
+        None => crate::model::ImageConfig::from_raw(source.unwrap_or_default()),
+    };
     let inner = top.entry("config").or_insert_with(|| serde_json::json!({}));
-    if let Some(inner) = inner.as_object_mut() {
-        if let Some(argv) = &container.cmd {
-            inner.insert("Cmd".into(), argv.clone().into());
-            inner.remove("Entrypoint");
-        }
-        if !container.env.is_empty() {
-            let base: Vec<String> =
-                inner.get("Env").and_then(|e| serde_json::from_value(e.clone()).ok()).unwrap_or_default();
-            inner.insert("Env".into(), merge_env(&base, &container.env).into());
-        }
+    if !inner.is_object() {
+        *inner = serde_json::json!({});
     }
-    serde_json::to_vec_pretty(&config).unwrap_or_else(|_| source.to_vec())
+    let Some(inner) = inner.as_object_mut() else { return Vec::new() };
+    let mut put = |key: &str, value: serde_json::Value, empty: bool| {
+        if empty {
+            inner.remove(key);
+        } else {
+            inner.insert(key.into(), value);
+        }
+    };
+    let entrypoint = container.entrypoint.clone().unwrap_or_else(|| kept.entrypoint.clone());
+    let cmd = match (&container.cmd, &container.entrypoint) {
+        (Some(args), _) => args.clone(),
+        (None, None) => kept.cmd.clone(),
+        (None, Some(_)) => Vec::new(),
+    };
+    put("Entrypoint", entrypoint.clone().into(), entrypoint.is_empty());
+    put("Cmd", cmd.clone().into(), cmd.is_empty());
+    let env = merge_env(&kept.env, &container.env);
+    put("Env", env.clone().into(), env.is_empty());
+    let user = container.run_user();
+    put("User", user.clone().into(), user.is_empty());
+    let workdir = container.workdir.clone().unwrap_or_else(|| kept.working_dir.clone());
+    put("WorkingDir", workdir.clone().into(), workdir.is_empty());
+    let stop = container.run_stop_signal();
+    put("StopSignal", stop.clone().into(), stop.is_empty());
+    let labels = container.all_labels();
+    put("Labels", serde_json::to_value(&labels).unwrap_or_default(), labels.is_empty());
+    serde_json::to_vec_pretty(&config).unwrap_or_default()
 }
 
 /// The OCI image config of an imported directory: this host's platform and a default PATH, no Cmd, then
@@ -48,6 +78,11 @@ pub(super) fn import_config(created: &str, changes: &[ConfigChange]) -> Vec<u8> 
                 env = merge_env(&env, std::slice::from_ref(kv));
                 None
             }
+            ConfigChange::User(user) => config.insert("User".into(), user.clone().into()),
+            ConfigChange::StopSignal(signal) => config.insert("StopSignal".into(), signal.clone().into()),
+            ConfigChange::Expose(port) => set_key(&mut config, "ExposedPorts", port, serde_json::json!({})),
+            ConfigChange::Label(key, value) => set_key(&mut config, "Labels", key, value.clone().into()),
+            ConfigChange::Volume(path) => set_key(&mut config, "Volumes", path, serde_json::json!({})),
         };
     }
     config.insert("Env".into(), env.into());
@@ -61,34 +96,38 @@ pub(super) fn import_config(created: &str, changes: &[ConfigChange]) -> Vec<u8> 
     serde_json::to_vec_pretty(&config).unwrap_or_default()
 }
 
+/// Sets `key` in the object `field` of `config` (made if missing); `None`, for the match above.
+fn set_key(
+    config: &mut serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    key: &str,
+    value: serde_json::Value,
+) -> Option<serde_json::Value> {
+    let object = config.entry(field).or_insert_with(|| serde_json::json!({}));
+    if let Some(map) = object.as_object_mut() {
+        map.insert(key.to_string(), value);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     //! The configs as `config.json` shows them, and what a container made from the image then runs with
-    //! (read through the engine's own [`Image`](super::super::state::Image) accessors).
+    //! (what it keeps of it: [`ImageConfig`]).
 
     use oci_spec::image::ImageConfiguration;
     use serde_json::{json, Value};
 
-    use super::super::records::{new_record, ImageRecord};
-    use super::super::state::Image;
+    use super::super::records::new_record;
     use super::{commit_config, import_config};
+    use crate::model::ImageConfig;
     use crate::request::{parse_change, ConfigChange};
     use crate::runtime::init::DEFAULT_PATH;
 
-    /// The image the engine makes of `config`: what a start reads its Env, argv and working directory from.
-    fn made_of(config: &[u8]) -> Image {
-        let record = ImageRecord {
-            id: "img_0123456789ab".into(),
-            source: "/srv/rootfs".into(),
-            created: "2020-01-01T00:00:00Z".into(),
-            size: 0,
-            digest: None,
-            layers: Vec::new(),
-            chain: Vec::new(),
-            names: Vec::new(),
-        };
-        let parsed = ImageConfiguration::from_reader(config).expect("an OCI image config");
-        Image { record, config: parsed, config_raw: config.to_vec() }
+    /// What a container made of an image with `config` keeps of it: its Env, argv and working directory.
+    fn made_of(config: &[u8]) -> ImageConfig {
+        ImageConfiguration::from_reader(config).expect("an OCI image config");
+        ImageConfig::from_raw(config)
     }
 
     fn changes(lines: &[&str]) -> Vec<ConfigChange> {
@@ -115,9 +154,9 @@ mod tests {
         assert_eq!(config["rootfs"], json!({ "type": "layers", "diff_ids": [] }));
         assert!(config["config"].get("Cmd").is_none() && config["config"].get("Entrypoint").is_none());
         let image = made_of(&raw);
-        assert_eq!(image.env(), vec![format!("PATH={DEFAULT_PATH}")]);
-        assert!(image.default_argv().is_empty(), "no command: a start needs one written to cmd");
-        assert_eq!(image.working_dir(), "");
+        assert_eq!(image.env, vec![format!("PATH={DEFAULT_PATH}")]);
+        assert!(image.argv(None, None).is_empty(), "no command: a start needs one written to cmd");
+        assert_eq!(image.working_dir, "");
     }
 
     #[test]
@@ -136,15 +175,15 @@ mod tests {
         );
         let image = made_of(&raw);
         // PATH is replaced where it stood, MODE takes its last value; the last CMD wins.
-        assert_eq!(image.env(), strings(&["PATH=/opt/bin", "MODE=dev"]));
-        assert_eq!(image.default_argv(), strings(&["sh", "-c", "echo $MODE"]));
-        assert_eq!(image.working_dir(), "/app");
+        assert_eq!(image.env, strings(&["PATH=/opt/bin", "MODE=dev"]));
+        assert_eq!(image.argv(None, None), strings(&["sh", "-c", "echo $MODE"]));
+        assert_eq!(image.working_dir, "/app");
         // A shell-form CMD runs under /bin/sh -c.
         let shell = image_of_changes(&["CMD echo $HOME"]);
-        assert_eq!(shell.default_argv(), strings(&["/bin/sh", "-c", "echo $HOME"]));
+        assert_eq!(shell.argv(None, None), strings(&["/bin/sh", "-c", "echo $HOME"]));
     }
 
-    fn image_of_changes(lines: &[&str]) -> Image {
+    fn image_of_changes(lines: &[&str]) -> ImageConfig {
         made_of(&import_config("2024-05-06T07:08:09Z", &changes(lines)))
     }
 
@@ -170,20 +209,31 @@ mod tests {
         .unwrap()
     }
 
+    /// A container made from the pulled image, as the engine makes one: it keeps the image's config.
+    fn from_pulled(name: &str) -> crate::engine::records::ContainerRecord {
+        let mut container = new_record(name);
+        container.image_config = Some(crate::model::ImageConfig::from_raw(&pulled()));
+        container
+    }
+
     #[test]
     fn a_commit_takes_the_containers_command_and_env_over_the_source_image() {
-        let mut container = new_record("web");
+        let mut container = from_pulled("web");
         container.cmd = Some(strings(&["printf", "%s\n", "a  b"]));
         container.env = strings(&["MODE=dev", "NEW=2"]);
-        let raw = commit_config(&pulled(), &container);
+        let raw = commit_config(Some(&pulled()), &container);
         let config: Value = serde_json::from_slice(&raw).unwrap();
         let image = made_of(&raw);
-        // The container's argv exactly, not run through the source's Entrypoint (it already chose its command).
-        assert_eq!(image.default_argv(), strings(&["printf", "%s\n", "a  b"]));
-        assert!(config["config"].get("Entrypoint").is_none());
-        assert_eq!(image.env(), strings(&["PATH=/usr/bin:/bin", "MODE=dev", "KEEP=1", "NEW=2"]));
+        // Its arguments after the image's entrypoint, as it ran.
+        assert_eq!(image.argv(None, None), strings(&["/entry.sh", "printf", "%s\n", "a  b"]));
+        // Its own entrypoint replaces the image's and clears the image's Cmd.
+        let mut own = from_pulled("own");
+        own.entrypoint = Some(strings(&["sh"]));
+        let own = made_of(&commit_config(Some(&pulled()), &own));
+        assert_eq!(own.argv(None, None), strings(&["sh"]));
+        assert_eq!(image.env, strings(&["PATH=/usr/bin:/bin", "MODE=dev", "KEEP=1", "NEW=2"]));
         // The rest of the source's config stays; the layers and history don't (a commit is one whole snapshot).
-        assert_eq!(image.working_dir(), "/srv");
+        assert_eq!(image.working_dir, "/srv");
         assert_eq!(config["config"]["User"], "www");
         assert_eq!(config["config"]["Labels"], json!({ "org.example": "yes" }));
         assert_eq!(config["config"]["ExposedPorts"], json!({ "80/tcp": {} }));
@@ -199,21 +249,23 @@ mod tests {
 
     #[test]
     fn a_commit_of_a_container_that_set_nothing_runs_as_its_image_did() {
-        let raw = commit_config(&pulled(), &new_record("plain"));
+        let raw = commit_config(Some(&pulled()), &from_pulled("plain"));
         let image = made_of(&raw);
-        assert_eq!(image.default_argv(), strings(&["/entry.sh", "serve", "--port", "80"]));
-        assert_eq!(image.env(), strings(&["PATH=/usr/bin:/bin", "MODE=prod", "KEEP=1"]));
+        assert_eq!(image.argv(None, None), strings(&["/entry.sh", "serve", "--port", "80"]));
+        assert_eq!(image.env, strings(&["PATH=/usr/bin:/bin", "MODE=prod", "KEEP=1"]));
         // Committing the commit changes nothing more.
-        let again = commit_config(&raw, &new_record("plain"));
-        assert_eq!(made_of(&again).default_argv(), image.default_argv());
-        assert_eq!(made_of(&again).env(), image.env());
+        let mut plain = new_record("plain");
+        plain.image_config = Some(crate::model::ImageConfig::from_raw(&raw));
+        let again = commit_config(Some(&raw), &plain);
+        assert_eq!(made_of(&again).argv(None, None), image.argv(None, None));
+        assert_eq!(made_of(&again).env, image.env);
         // An imported image with no Env or config at all gets just the container's.
         let mut container = new_record("c");
         container.env = strings(&["ONLY=1"]);
         container.cmd = Some(strings(&["true"]));
-        let bare = commit_config(br#"{"architecture":"amd64","os":"linux"}"#, &container);
-        assert_eq!(made_of(&bare).env(), strings(&["ONLY=1"]));
-        assert_eq!(made_of(&bare).default_argv(), strings(&["true"]));
+        let bare = commit_config(Some(br#"{"architecture":"amd64","os":"linux"}"#), &container);
+        assert_eq!(made_of(&bare).env, strings(&["ONLY=1"]));
+        assert_eq!(made_of(&bare).argv(None, None), strings(&["true"]));
     }
 
     #[test]
@@ -222,12 +274,12 @@ mod tests {
         container.cmd = Some(strings(&["true"]));
         container.env = strings(&["A=1"]);
         for source in [&b""[..], b"not json", b"[]", b"3", b"null", br#"{"config": 7}"#, br#"{"config": {"Env": 5}}"#] {
-            let out = commit_config(source, &container);
-            assert!(
-                serde_json::from_slice::<Value>(&out).is_ok() || out == source,
-                "{:?}",
-                String::from_utf8_lossy(source)
-            );
+            let out = commit_config(Some(source), &container);
+            let config: Value = serde_json::from_slice(&out).unwrap_or_else(|_| panic!("{source:?}"));
+            assert_eq!(config["config"]["Cmd"], json!(["true"]), "{:?}", String::from_utf8_lossy(source));
         }
+        // The image itself may be gone: the container's kept config is enough.
+        let gone = commit_config(None, &from_pulled("orphan"));
+        assert_eq!(made_of(&gone).argv(None, None), strings(&["/entry.sh", "serve", "--port", "80"]));
     }
 }

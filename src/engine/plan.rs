@@ -2,10 +2,9 @@
 //! the port claims and the limits. Pure, so it runs under the state lock, and is tested without root.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use super::records::ContainerRecord;
-use super::state::{Image, State};
+use super::state::State;
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::Op;
@@ -15,8 +14,7 @@ use crate::network::{NetworkError, NetworkMode, Subnet};
 pub(super) struct Planned {
     /// Its record, with the address it starts with.
     pub(super) record: ContainerRecord,
-    pub(super) image: Arc<Image>,
-    /// Its command, else its image's Entrypoint and Cmd.
+    /// Its entrypoint and arguments over its image's.
     pub(super) argv: Vec<String>,
     pub(super) ip: Option<Ipv4Addr>,
     /// Its limits, the daemon's `defaults` for what it sets none of.
@@ -30,12 +28,14 @@ impl State {
     pub(super) fn plan_start(&self, name: &str, subnet: &Subnet, defaults: &Limits) -> Result<Planned, Error> {
         let c = self.container(name)?;
         c.gate(Op::Start)?;
-        let reference = c.record.image.clone().ok_or_else(|| Error::NoImage(name.to_string()))?;
-        let image = Arc::clone(self.usable_image(&reference)?);
-        let argv = c.record.cmd.clone().unwrap_or_else(|| image.default_argv());
+        if c.record.image.is_none() {
+            return Err(Error::NoImage(name.to_string()));
+        }
+        // Its rootfs and its image's config are its own: the image itself may be gone.
+        let argv = c.record.argv();
         if argv.is_empty() {
             return Err(Error::Invalid(format!(
-                "container '{name}' has no command and its image has no Cmd: write one to cmd"
+                "container '{name}' has no command and its image has no Entrypoint or Cmd: write one to cmd"
             )));
         }
         if c.record.network != NetworkMode::Bridge && !c.record.ports.is_empty() {
@@ -45,7 +45,7 @@ impl State {
         let ip = self.address_for(name, subnet)?;
         let mut record = c.record.clone();
         record.ip = ip;
-        Ok(Planned { limits: record.limits.or(defaults), record, image, argv, ip })
+        Ok(Planned { limits: record.limits.or(defaults), record, argv, ip })
     }
 }
 
@@ -55,11 +55,15 @@ mod tests {
 
     use oci_spec::image::ImageConfiguration;
 
+    use std::sync::Arc;
+
     use super::*;
     use crate::cgroups::{Limit, Max};
     use crate::engine::records::{new_record, ImageRecord};
     use crate::engine::state::Container;
+    use crate::engine::state::Image;
     use crate::model::ContainerStatus;
+    use crate::model::ImageConfig;
     use crate::network::{parse_ports, PortMap};
 
     fn ports(text: &str) -> Vec<PortMap> {
@@ -98,6 +102,7 @@ mod tests {
         for (name, f) in make {
             let mut r = new_record(name);
             r.image = Some("img_a".into());
+            r.image_config = Some(ImageConfig::from_raw(&st.images["img_a"].config_raw));
             f(&mut r);
             st.containers.insert(name.to_string(), Arc::new(Container::new(r)));
         }
@@ -128,17 +133,16 @@ mod tests {
 
     #[test]
     fn a_start_that_cannot_run_is_refused_with_the_reason() {
-        let mut st =
-            state(&[("up", running), ("bare", |r| r.image = None), ("gone", |r| r.image = Some("img_x".into()))]);
+        let mut st = state(&[("up", running), ("bare", |r| r.image = None)]);
         assert_eq!(refused(plan(&st, "up")).errno(), libc::EBUSY);
         assert!(refused(plan(&st, "up")).to_string().contains("already running"));
         assert_eq!(refused(plan(&st, "bare")).errno(), libc::EINVAL);
-        assert_eq!(refused(plan(&st, "gone")).errno(), libc::ENOENT);
         assert_eq!(refused(plan(&st, "nobody")).errno(), libc::ENOENT);
         st.images.insert("img_e".into(), image("img_e", &[]));
         st.containers.insert("empty".into(), {
             let mut r = new_record("empty");
             r.image = Some("img_e".into());
+            r.image_config = Some(ImageConfig::from_raw(&st.images["img_e"].config_raw));
             Arc::new(Container::new(r))
         });
         assert!(refused(plan(&st, "empty")).to_string().contains("has no command"));
@@ -156,12 +160,12 @@ mod tests {
     }
 
     #[test]
-    fn an_image_being_removed_is_not_started_from() {
-        let mut st = state(&[("c", |_| {})]);
+    fn a_container_starts_whatever_becomes_of_its_image() {
+        // Its rootfs and its image's config are its own: an image being removed, or gone, changes nothing.
+        let mut st = state(&[("c", |_| {}), ("orphan", |r| r.image = Some("img_gone".into()))]);
         st.changing_images.insert("img_a".into(), crate::engine::images::REMOVING);
-        let e = refused(plan(&st, "c"));
-        assert_eq!(e.errno(), libc::EBUSY);
-        assert!(e.to_string().contains("being removed"));
+        assert_eq!(plan(&st, "c").unwrap().argv, ["sh"]);
+        assert_eq!(plan(&st, "orphan").unwrap().argv, ["sh"]);
     }
 
     #[test]

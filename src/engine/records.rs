@@ -4,6 +4,7 @@
 //! which a container's record changes: planned from the current record under the state lock, saved
 //! outside it, then installed, all under that container's record lock ([`Engine::update_record`]).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use super::{Changed, Engine};
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::json;
-use crate::model::{ContainerStatus, ExecStatus, VolumeSpec};
+use crate::model::{ContainerStatus, ExecStatus, ImageConfig, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::runtime::spec::Security;
 use crate::times;
@@ -48,8 +49,30 @@ pub struct ImageRecord {
 pub struct ContainerRecord {
     pub name: String,
     pub image: Option<String>,
-    /// The argv; `None` means the image's Entrypoint and Cmd.
+    /// What it keeps of its image's config, taken when its image was set: it runs from this whatever
+    /// becomes of the image. `None` only in a record older than it (filled at load, see `recovery`).
+    #[serde(default)]
+    pub image_config: Option<ImageConfig>,
+    /// Its arguments, after the entrypoint; `None` means the image's Cmd (see [`ImageConfig::argv`]).
     pub cmd: Option<Vec<String>>,
+    /// Its own entrypoint; `None` means the image's.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Who its command runs as (`NAME`, `UID`, `NAME:GROUP`, `UID:GID`); `None` means the image's User.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Its working directory; `None` means the image's WorkingDir (else `/`).
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Its hostname; `None` means its name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// The signal `stop` sends first; `None` means the image's StopSignal (else SIGTERM).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// Labels of its own, laid over its image's.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// `KEY=VALUE` entries laid over the image's Env.
     pub env: Vec<String>,
     pub status: ContainerStatus,
@@ -107,12 +130,64 @@ pub struct ExecRecord {
     pub finished_at: Option<String>,
 }
 
+impl ContainerRecord {
+    /// What it keeps of its image's config (empty without an image).
+    pub fn image_defaults(&self) -> ImageConfig {
+        self.image_config.clone().unwrap_or_default()
+    }
+
+    /// The argv it starts with: its entrypoint and arguments over its image's.
+    pub fn argv(&self) -> Vec<String> {
+        self.image_defaults().argv(self.entrypoint.as_deref(), self.cmd.as_deref())
+    }
+
+    /// Who it runs as: its own user, else its image's (empty: root).
+    pub fn run_user(&self) -> String {
+        self.user.clone().unwrap_or_else(|| self.image_defaults().user)
+    }
+
+    /// Its working directory: its own, else its image's, else `/`.
+    pub fn run_workdir(&self) -> String {
+        let dir = self.workdir.clone().unwrap_or_else(|| self.image_defaults().working_dir);
+        if dir.is_empty() {
+            "/".into()
+        } else {
+            dir
+        }
+    }
+
+    /// Its hostname: its own, else its name.
+    pub fn run_hostname(&self) -> String {
+        self.hostname.clone().unwrap_or_else(|| self.name.clone())
+    }
+
+    /// The signal `stop` sends first, as written (`SIGQUIT`, `QUIT`, `3`): its own, else its image's,
+    /// else empty (SIGTERM).
+    pub fn run_stop_signal(&self) -> String {
+        self.stop_signal.clone().unwrap_or_else(|| self.image_defaults().stop_signal)
+    }
+
+    /// Its labels: its image's, with its own laid over them.
+    pub fn all_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.image_defaults().labels;
+        labels.extend(self.labels.clone());
+        labels
+    }
+}
+
 /// The record of a container just made: created, no image, no command.
 pub(super) fn new_record(name: &str) -> ContainerRecord {
     ContainerRecord {
         name: name.to_string(),
         image: None,
+        image_config: None,
         cmd: None,
+        entrypoint: None,
+        user: None,
+        workdir: None,
+        hostname: None,
+        stop_signal: None,
+        labels: BTreeMap::new(),
         env: Vec::new(),
         status: ContainerStatus::Created,
         created: times::now_rfc3339(),

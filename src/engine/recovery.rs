@@ -66,6 +66,16 @@ impl Engine {
                         warn!(container = %name, status = record.status.as_str(), "a stored transition: exited");
                         record.status = ContainerStatus::Exited;
                     }
+                    if record.image_config.is_none() {
+                        // A record older than kept configs: its image's, once, so it no longer needs the image.
+                        let image = record.image.as_deref().and_then(|id| state.images.get(id));
+                        if let Some(image) = image {
+                            record.image_config = Some(crate::model::ImageConfig::from_raw(&image.config_raw));
+                            if let Err(e) = json::write_json(&dir.join("record.json"), &record) {
+                                warn!(container = %name, error = %e, "cannot save the image config it keeps");
+                            }
+                        }
+                    }
                     let mut c = Container::new(record);
                     for (id, exec_dir) in record_dirs(&dir.join("execs")) {
                         let loaded = json::read_json::<ExecRecord>(&exec_dir.join("record.json"));

@@ -25,24 +25,6 @@ pub(super) struct Image {
     pub(super) config_raw: Vec<u8>,
 }
 
-impl Image {
-    pub(super) fn env(&self) -> Vec<String> {
-        self.config.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default()
-    }
-
-    /// Entrypoint followed by Cmd, as Docker combines them.
-    pub(super) fn default_argv(&self) -> Vec<String> {
-        let Some(c) = self.config.config() else { return Vec::new() };
-        let mut argv = c.entrypoint().clone().unwrap_or_default();
-        argv.extend(c.cmd().clone().unwrap_or_default());
-        argv
-    }
-
-    pub(super) fn working_dir(&self) -> String {
-        self.config.config().as_ref().and_then(|c| c.working_dir().clone()).unwrap_or_default()
-    }
-}
-
 #[derive(Clone)]
 pub(super) struct Container {
     /// As stored: its status is always a settled one.
@@ -125,13 +107,12 @@ impl State {
         self.containers.contains_key(name) || self.reserved.contains_key(name)
     }
 
-    /// Containers that name image `id`, or are being made from it or given it.
+    /// Containers whose rootfs is being made from image `id` now (given it, or run from it).
     pub(super) fn image_users(&self, id: &str) -> Vec<String> {
-        let named = self
-            .containers
-            .values()
-            .filter(|c| c.record.image.as_deref() == Some(id) || c.pending_image.as_deref() == Some(id))
-            .map(|c| c.record.name.clone());
+        // A container made from it keeps its own rootfs and its image's config: only one whose rootfs is
+        // being made from it right now needs it.
+        let named =
+            self.containers.values().filter(|c| c.pending_image.as_deref() == Some(id)).map(|c| c.record.name.clone());
         let reserved = self.reserved.iter().filter(|(_, i)| i.as_deref() == Some(id)).map(|(n, _)| n.clone());
         named.chain(reserved).collect()
     }

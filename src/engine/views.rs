@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use super::records::{ContainerRecord, ExecRecord, ImageRecord};
-use super::state::Image;
 use super::Engine;
 use crate::cgroups::{Cgroups, Limit, Limits, Stats};
 use crate::model::{ContainerStatus, ExecStatus};
@@ -100,20 +99,29 @@ pub struct ContainerView<'a> {
     pub record: &'a ContainerRecord,
     /// What it is doing now: its settled status, or the transition under way.
     pub status: ContainerStatus,
-    image: Option<&'a Image>,
     cgroups: &'a Cgroups,
     defaults: &'a Limits,
 }
 
 impl ContainerView<'_> {
-    /// The command a start runs: its own, else its image's Entrypoint and Cmd (empty for none).
-    pub fn argv(&self) -> Vec<String> {
-        self.record.cmd.clone().or_else(|| self.image.map(Image::default_argv)).unwrap_or_default()
+    /// The arguments a start puts after the entrypoint: its own, else its image's Cmd (none if it set its
+    /// own entrypoint), as Docker's `Config.Cmd`.
+    pub fn cmd(&self) -> Vec<String> {
+        match (&self.record.cmd, &self.record.entrypoint) {
+            (Some(args), _) => args.clone(),
+            (None, None) => self.record.image_defaults().cmd,
+            (None, Some(_)) => Vec::new(),
+        }
+    }
+
+    /// The entrypoint a start runs: its own, else its image's.
+    pub fn entrypoint(&self) -> Vec<String> {
+        self.record.entrypoint.clone().unwrap_or_else(|| self.record.image_defaults().entrypoint)
     }
 
     /// Its image's Env with its own laid over.
     pub fn env(&self) -> Vec<String> {
-        merge_env(&self.image.map(Image::env).unwrap_or_default(), &self.record.env)
+        merge_env(&self.record.image_defaults().env, &self.record.env)
     }
 
     /// The kernel's value of the limit of `key`'s kind while it runs; `None` when it does not.
@@ -150,8 +158,7 @@ impl Engine {
         let st = self.view();
         let c = st.containers.get(name)?;
         let record = &c.record;
-        let image = record.image.as_deref().and_then(|id| st.images.get(id)).map(|i| &**i);
-        Some(f(ContainerView { record, status: c.status(), image, cgroups: &self.cgroups, defaults: &self.defaults }))
+        Some(f(ContainerView { record, status: c.status(), cgroups: &self.cgroups, defaults: &self.defaults }))
     }
 
     /// `f` of exec `n` of `name`, under the state lock; `None` for an unknown exec (or one being set up).

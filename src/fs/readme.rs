@@ -11,13 +11,20 @@ bockerfs: containers driven with echo and cat.
   images/tag             echo 'IMAGE NAME' > images/tag          (the name moves from the image that had it)
   images/untag           echo NAME > images/untag                (the image stays; rmdir removes it)
   images/by-name/        every name: a directory per '/' part, REPO:TAG a symlink to its image (ls -lR)
-  images/<id>/           source names created size digest layers config.json rootfs; rmdir removes (EBUSY
-                         while used). Names are Docker's: alpine = docker.io/library/alpine:latest
+  images/<id>/           source names created size digest layers config.json rootfs; rmdir removes (its
+                         containers keep their rootfs and its config). Names are Docker's: alpine =
+                         docker.io/library/alpine:latest
                          An image is named by id, unique id prefix (img_3f), any form of a name, or the
                          directory it was imported from
   containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id)
   containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running)
-    image cmd env        rw: configure before start (cmd: shell words or a JSON array; env: KEY=VALUE lines)
+    image cmd env        rw: configure before start (cmd: the arguments after the entrypoint, shell words or a
+                         JSON array, blank = the image's Cmd; env: KEY=VALUE lines)
+    entrypoint user workdir hostname stop_signal labels
+                         rw, before start, blank = the image's: entrypoint (drops the image's Cmd), user
+                         (NAME UID NAME:GROUP UID:GID, from the container's /etc/passwd), workdir (absolute),
+                         hostname, stop_signal (what stop sends first), labels (KEY=VALUE lines)
+    exposed_ports healthcheck  r: the image's
     ctl                  echo start | stop [SECONDS] | kill [SIGNAL] > ctl
     volumes              rw: SOURCE:TARGET[:ro] lines, nosuid,nodev (:ro all the way down); EPERM: a target in
                          /proc /sys /dev unless privileged, a source in the daemon's root or mount
@@ -37,7 +44,8 @@ bockerfs: containers driven with echo and cat.
   volumes/<name>/        mkdir makes a named volume, rmdir removes it (EBUSY while a container lists it); data: its content
   errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
 
-Value files (image cmd env volumes volumes-from network ports privileged cap_add, the limits) take all
+Value files (image cmd entrypoint env user workdir hostname stop_signal labels volumes volumes-from network
+ports privileged cap_add, the limits) take all
 that is written on one open file, applied at each write: `{ echo A=1; echo B=2; } > env` sets both,
 `echo C=3 >> env` adds a line; sed -i, vim and editors that save through a temporary file and a rename
 work (a file made in a container's directory is a scratch file in the daemon's memory, never listed, gone

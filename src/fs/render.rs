@@ -10,6 +10,7 @@ use super::tree::{ContainerFile, ExecFile, ImageFile, Node};
 use crate::cgroups::Limit;
 use crate::engine::{ContainerView, Engine, ExecRecord, ImageView};
 use crate::network::NetworkMode;
+use crate::request::SettingKind;
 
 /// Which limit a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +61,12 @@ pub enum ContainerField {
     Image,
     Cmd,
     Env,
+    /// `entrypoint`, `user`, `workdir`, `hostname`, `stop_signal`, `labels`: as a start takes them.
+    Setting(SettingKind),
+    /// The ports its image exposes, `PORT/PROTO` a line each.
+    ExposedPorts,
+    /// Its image's Healthcheck, as JSON.
+    Healthcheck,
     /// A limit, shown as the kernel has it while running, else as configured (or the default).
     Limit(LimitKind),
     MemoryCurrent,
@@ -144,14 +151,20 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
     let opt = |v: Option<String>| v.map(line).unwrap_or_default();
     match field {
         ContainerField::Image => opt(r.image.clone()),
-        ContainerField::Cmd => {
-            let argv = c.argv();
-            if argv.is_empty() {
-                Vec::new()
-            } else {
-                line(shell_words::join(argv))
+        ContainerField::Cmd => words(&c.cmd()),
+        ContainerField::Setting(kind) => match kind {
+            SettingKind::Entrypoint => words(&c.entrypoint()),
+            SettingKind::User => line(r.run_user()).into_iter().filter(|_| !r.run_user().is_empty()).collect(),
+            SettingKind::Workdir => line(r.run_workdir()),
+            SettingKind::Hostname => line(r.run_hostname()),
+            SettingKind::StopSignal => {
+                let signal = r.run_stop_signal();
+                line(if signal.is_empty() { "SIGTERM".to_string() } else { signal })
             }
-        }
+            SettingKind::Labels => r.all_labels().iter().flat_map(|(k, v)| line(format!("{k}={v}"))).collect(),
+        },
+        ContainerField::ExposedPorts => r.image_defaults().exposed_ports.iter().flat_map(line).collect(),
+        ContainerField::Healthcheck => r.image_defaults().healthcheck.map(|h| line(h.to_string())).unwrap_or_default(),
         ContainerField::Env => {
             let env = c.env();
             env.iter().flat_map(line).collect()
@@ -188,6 +201,15 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
                 line(&r.error)
             }
         }
+    }
+}
+
+/// Shell words and a newline; nothing for none.
+fn words(argv: &[String]) -> Vec<u8> {
+    if argv.is_empty() {
+        Vec::new()
+    } else {
+        line(shell_words::join(argv))
     }
 }
 

@@ -2,7 +2,7 @@
 //! Pure naming: whether an image or container exists is the engine's to say.
 
 use super::render::{ContainerField, ExecField, ImageField, LimitKind};
-use crate::request::WriteTarget;
+use crate::request::{SettingKind, WriteTarget};
 
 /// A file or directory of the tree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -99,7 +99,7 @@ const IMAGE_FILES: [(&str, ImageFile); 8] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 30] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 38] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -119,6 +119,14 @@ const CONTAINER_FILES: [(&str, ContainerFile); 30] = [
     ("image", ContainerFile::Field(ContainerField::Image)),
     ("cmd", ContainerFile::Field(ContainerField::Cmd)),
     ("env", ContainerFile::Field(ContainerField::Env)),
+    ("entrypoint", ContainerFile::Field(ContainerField::Setting(SettingKind::Entrypoint))),
+    ("user", ContainerFile::Field(ContainerField::Setting(SettingKind::User))),
+    ("workdir", ContainerFile::Field(ContainerField::Setting(SettingKind::Workdir))),
+    ("hostname", ContainerFile::Field(ContainerField::Setting(SettingKind::Hostname))),
+    ("stop_signal", ContainerFile::Field(ContainerField::Setting(SettingKind::StopSignal))),
+    ("labels", ContainerFile::Field(ContainerField::Setting(SettingKind::Labels))),
+    ("exposed_ports", ContainerFile::Field(ContainerField::ExposedPorts)),
+    ("healthcheck", ContainerFile::Field(ContainerField::Healthcheck)),
     ("ctl", ContainerFile::Ctl),
     ("commit", ContainerFile::Commit),
     ("exec", ContainerFile::Exec),
@@ -232,7 +240,8 @@ impl Node {
                     | ContainerField::Volumes
                     | ContainerField::VolumesFrom
                     | ContainerField::Privileged
-                    | ContainerField::CapAdd,
+                    | ContainerField::CapAdd
+                    | ContainerField::Setting(_),
                 )
                 | ContainerFile::Ctl
                 | ContainerFile::Commit
@@ -291,6 +300,9 @@ impl Node {
                 WriteTarget::Privileged(n.clone())
             }
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::CapAdd)) => WriteTarget::CapAdd(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Setting(kind))) => {
+                WriteTarget::Setting(n.clone(), *kind)
+            }
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Volumes)) => WriteTarget::Volumes(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::VolumesFrom)) => {
                 WriteTarget::VolumesFrom(n.clone())

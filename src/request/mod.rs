@@ -11,8 +11,12 @@ use crate::caller::Caller;
 pub use crate::model::{VolumeSource, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::registry::{normalize, PullSpec, PushSpec};
+pub use changes::{parse_change, ConfigChange};
+pub use settings::{parse_setting, ContainerSetting, SettingKind};
 pub use target::{all_write_targets, WriteKind, WriteTarget};
 
+mod changes;
+mod settings;
 mod target;
 
 /// Why the bytes of a write are not a valid request (always EINVAL).
@@ -44,7 +48,7 @@ pub enum ParseError {
     NotAbsolute(String),
     #[error("expected one word, got '{}'", quote(.0))]
     NotOneWord(String),
-    #[error("bad import change '{}': use CMD, ENTRYPOINT, ENV KEY=VALUE or WORKDIR /PATH", quote(.0))]
+    #[error("bad import change '{}': use CMD, ENTRYPOINT, ENV KEY=VALUE, WORKDIR /PATH, USER, STOPSIGNAL, EXPOSE PORT[/PROTO], LABEL KEY=VALUE or VOLUME /PATH", quote(.0))]
     BadChange(String),
     #[error("{0}")]
     BadReference(String),
@@ -60,6 +64,8 @@ pub enum ParseError {
     TargetTwice(String),
     #[error("a command or a value holds at most {MAX_WRITE} bytes (a value: all written on one open file); this one had {0} or more")]
     TooLong(usize),
+    #[error("bad {0} '{2}': use {1}")]
+    BadSetting(&'static str, String, String),
     #[error("'{}' is not true or false", quote(.0))]
     BadBool(String),
     #[error("unknown capability '{}' (names as in capabilities(7): NET_ADMIN or CAP_NET_ADMIN)", quote(.0))]
@@ -120,15 +126,6 @@ pub fn parse_volumes(text: &str) -> Result<Vec<VolumeSpec>, ParseError> {
         specs.push(VolumeSpec { source, target, readonly });
     }
     Ok(specs)
-}
-
-/// A change to an imported image's config, Docker's `import --change`: the lines after the directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigChange {
-    Cmd(Vec<String>),
-    Entrypoint(Vec<String>),
-    Env(String),
-    WorkingDir(String),
 }
 
 /// A verb written to `containers/<name>/ctl`.
@@ -230,6 +227,11 @@ pub enum Request {
         name: String,
         caps: Vec<String>,
     },
+    /// One of the settings of how a container's command runs (see [`settings`]).
+    SetSetting {
+        name: String,
+        setting: ContainerSetting,
+    },
     /// Run `argv` inside running container `name`.
     Exec {
         name: String,
@@ -310,6 +312,7 @@ impl Request {
                 Request::SetCapAdd { name, caps }
             }
             WriteTarget::Exec(name) => Request::Exec { name, argv: split_argv(text)?.ok_or(ParseError::Empty)? },
+            WriteTarget::Setting(name, kind) => Request::SetSetting { name, setting: parse_setting(kind, text)? },
             WriteTarget::VolumesFrom(name) => {
                 let from = if text.trim().is_empty() { None } else { Some(one_word(text)?) };
                 if let Some(f) = &from {
@@ -450,31 +453,6 @@ pub fn parse_env(text: &str) -> Result<Vec<String>, ParseError> {
         env.push(line.to_string());
     }
     Ok(env)
-}
-
-/// `CMD ["a", "b"]` (or shell form `CMD a b`, run by `/bin/sh -c`), `ENTRYPOINT` likewise,
-/// `ENV KEY=VALUE`, `WORKDIR /PATH`.
-pub fn parse_change(line: &str) -> Result<ConfigChange, ParseError> {
-    let bad = || ParseError::BadChange(line.chars().take(80).collect());
-    let (word, rest) = line.trim().split_once(char::is_whitespace).ok_or_else(bad)?;
-    let rest = rest.trim();
-    let argv = || -> Result<Vec<String>, ParseError> {
-        if rest.starts_with('[') {
-            split_argv(rest)?.ok_or_else(bad)
-        } else {
-            Ok(vec!["/bin/sh".into(), "-c".into(), rest.to_string()])
-        }
-    };
-    match word.to_ascii_uppercase().as_str() {
-        "CMD" => Ok(ConfigChange::Cmd(argv()?)),
-        "ENTRYPOINT" => Ok(ConfigChange::Entrypoint(argv()?)),
-        "ENV" => {
-            let mut env = parse_env(rest)?;
-            (env.len() == 1).then(|| ConfigChange::Env(env.remove(0))).ok_or_else(bad)
-        }
-        "WORKDIR" if rest.starts_with('/') => Ok(ConfigChange::WorkingDir(rest.to_string())),
-        _ => Err(bad()),
-    }
 }
 
 fn one_word(text: &str) -> Result<String, ParseError> {

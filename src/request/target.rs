@@ -27,6 +27,8 @@ pub enum WriteTarget {
     Exec(String),
     Privileged(String),
     CapAdd(String),
+    /// `entrypoint`, `user`, `workdir`, `hostname`, `stop_signal` or `labels` of a container.
+    Setting(String, super::SettingKind),
 }
 
 /// How a file takes its writes.
@@ -62,7 +64,8 @@ impl WriteTarget {
             | WriteTarget::Volumes(_)
             | WriteTarget::VolumesFrom(_)
             | WriteTarget::Privileged(_)
-            | WriteTarget::CapAdd(_) => WriteKind::Value,
+            | WriteTarget::CapAdd(_)
+            | WriteTarget::Setting(..) => WriteKind::Value,
         }
     }
 }
@@ -92,6 +95,7 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
         WriteTarget::CapAdd(n()),
     ];
     all.extend(["cpu.weight", "cpu.max", "memory.max", "pids.max"].into_iter().map(|f| WriteTarget::Limit(n(), f)));
+    all.extend(super::SettingKind::ALL.into_iter().map(|k| WriteTarget::Setting(n(), k)));
     all
 }
 

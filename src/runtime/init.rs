@@ -16,6 +16,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
 use super::spec::{BindMount, ExecSpec, LaunchSpec};
+use super::user::Ids;
 use crate::network::NetworkMode;
 
 /// The PATH used to find the command when the image's Env has none (Docker's default).
@@ -71,16 +72,47 @@ fn join_and_exec(
     reset_signals();
     reset_umask();
     setup_stdio(stdio)?;
+    let ids = container_ids(&spec.user)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
-    harden(&spec.security)?;
-    exec(&spec.argv, &spec.env)
+    harden(&spec.security, &ids)?;
+    exec(&spec.argv, &super::user::with_home(&spec.env, &ids.home))
 }
 
-/// Capabilities, no_new_privs and seccomp, last before the exec (see [`super::security`]).
-fn harden(security: &super::spec::Security) -> Result<(), SetupError> {
-    super::security::apply(security).map_err(|message| SetupError { errno: libc::EPERM, message })
+/// Capabilities, no_new_privs, the user and seccomp, last before the exec (see [`super::security`]).
+fn harden(security: &super::spec::Security, ids: &Ids) -> Result<(), SetupError> {
+    super::security::apply(security, ids).map_err(|message| SetupError { errno: libc::EPERM, message })
+}
+
+/// The ids of `user`, resolved in the container's `/etc/passwd` and `/etc/group` (`/` is its root now).
+fn container_ids(user: &str) -> Result<Ids, SetupError> {
+    let passwd = read_small("/etc/passwd")?;
+    let group = read_small("/etc/group")?;
+    super::user::resolve(user, &passwd, &group).map_err(|message| SetupError { errno: libc::ENOENT, message })
+}
+
+/// A file of the image, if it is a regular one (never a FIFO that would block the start), up to 4 MiB;
+/// empty if it is missing.
+fn read_small(path: &str) -> Result<String, SetupError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => {
+            return Err(SetupError { errno: e.raw_os_error().unwrap_or(libc::EIO), message: format!("{path}: {e}") })
+        }
+    };
+    let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if !regular {
+        return Err(SetupError { errno: libc::EINVAL, message: format!("{path} is not a regular file") });
+    }
+    let mut text = String::new();
+    let mut bytes = Vec::new();
+    file.take(4 << 20).read_to_end(&mut bytes).map_err(io_step("read /etc/passwd or /etc/group"))?;
+    text.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(text)
 }
 
 /// Writes `err` on the error pipe and ends the forked child at once.
@@ -120,10 +152,11 @@ fn setup_and_exec(spec: &LaunchSpec, stdio: [RawFd; 3]) -> Result<Never, SetupEr
     }
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     let _ = std::fs::create_dir_all(cwd);
+    let ids = container_ids(&spec.user)?;
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
-    harden(&spec.security)?;
-    exec(&spec.argv, &spec.env)
+    harden(&spec.security, &ids)?;
+    exec(&spec.argv, &super::user::with_home(&spec.env, &ids.home))
 }
 
 /// The command starts with every signal unblocked and at its default action: the daemon blocks SIGINT and

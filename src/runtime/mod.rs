@@ -17,6 +17,7 @@ mod output;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
+pub mod user;
 pub mod watcher;
 
 use std::io::{self, BufRead, BufReader, Write};

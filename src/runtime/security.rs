@@ -10,6 +10,9 @@
 use std::collections::{BTreeSet, HashSet};
 
 use caps::{CapSet, Capability};
+use nix::unistd::{Gid, Uid};
+
+use super::user::Ids;
 use seccompiler::BpfProgram;
 
 use super::seccomp::{compile, Profile, SeccompError, Target, DEFAULT_PROFILE};
@@ -39,10 +42,12 @@ pub fn parse_capability(name: &str) -> Option<Capability> {
     caps::to_canonical(name.trim()).parse().ok()
 }
 
-/// Applies `security` to this process; the next `execve` runs under it.
-pub fn apply(security: &Security) -> Result<(), String> {
+/// Applies `security` to this process and makes it `ids`; the next `execve` runs under both. The
+/// bounding set is cut while we are still root, then the ids change (a uid other than 0 loses every
+/// permitted and effective capability, as on Docker), then the seccomp filter goes in last.
+pub fn apply(security: &Security, ids: &Ids) -> Result<(), String> {
     if security.privileged {
-        return Ok(());
+        return switch_ids(ids);
     }
     let keep = capabilities(security);
     // The filters are built before anything is dropped: a failure leaves the process as it was.
@@ -60,11 +65,25 @@ pub fn apply(security: &Security) -> Result<(), String> {
     let keep: caps::CapsHashSet = keep.into_iter().collect();
     caps::clear(None, CapSet::Ambient).map_err(|e| format!("clear ambient capabilities: {e}"))?;
     caps::clear(None, CapSet::Inheritable).map_err(|e| format!("clear inheritable capabilities: {e}"))?;
-    caps::set(None, CapSet::Effective, &keep).map_err(|e| format!("set effective capabilities: {e}"))?;
-    caps::set(None, CapSet::Permitted, &keep).map_err(|e| format!("set permitted capabilities: {e}"))?;
+    switch_ids(ids)?;
+    if ids.uid == 0 {
+        caps::set(None, CapSet::Effective, &keep).map_err(|e| format!("set effective capabilities: {e}"))?;
+        caps::set(None, CapSet::Permitted, &keep).map_err(|e| format!("set permitted capabilities: {e}"))?;
+    }
     for filter in &filters {
         seccompiler::apply_filter(filter).map_err(|e| format!("install the seccomp filter: {e}"))?;
     }
+    Ok(())
+}
+
+/// Supplementary groups, then the group, then the user (the order that keeps the right to each step).
+fn switch_ids(ids: &Ids) -> Result<(), String> {
+    let groups: Vec<Gid> = ids.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups {:?}: {e}", ids.groups))?;
+    nix::unistd::setresgid(Gid::from_raw(ids.gid), Gid::from_raw(ids.gid), Gid::from_raw(ids.gid))
+        .map_err(|e| format!("setgid {}: {e}", ids.gid))?;
+    nix::unistd::setresuid(Uid::from_raw(ids.uid), Uid::from_raw(ids.uid), Uid::from_raw(ids.uid))
+        .map_err(|e| format!("setuid {}: {e}", ids.uid))?;
     Ok(())
 }
 

@@ -27,6 +27,10 @@ pub struct LaunchSpec {
     pub env: Vec<String>,
     pub cwd: String,
     pub hostname: String,
+    /// Who the command runs as: `NAME`, `UID`, `NAME:GROUP`, `UID:GID`, resolved in the container's
+    /// `/etc/passwd` and `/etc/group` (see [`super::user`]); empty is root.
+    #[serde(default)]
+    pub user: String,
     /// The directory of the log's segments (see [`crate::logs`]).
     pub log: PathBuf,
     #[serde(default)]
@@ -56,6 +60,9 @@ pub struct ExecSpec {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
+    /// Who the command runs as, as in [`LaunchSpec::user`]: the container's.
+    #[serde(default)]
+    pub user: String,
     /// The directory of the output's segments (see [`crate::logs`]).
     pub log: PathBuf,
     #[serde(default)]

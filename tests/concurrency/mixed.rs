@@ -126,6 +126,8 @@ fn tree(b: &Bocker) -> BTreeMap<String, String> {
 fn a_hundred_concurrent_mixed_writes_leave_records_that_agree_with_their_results() {
     let mut b = Bocker::start_sized("conc-mixed", "2G");
     let img = b.import("ENV BASE=1");
+    // Removed while the rest goes on (an image goes even while containers made from it exist).
+    let spare = b.import("");
     let img2 = b.import("ENV OTHER=2");
     let host_dir = b.dir.join("shared");
     fs::create_dir(&host_dir).unwrap();
@@ -273,7 +275,7 @@ fn a_hundred_concurrent_mixed_writes_leave_records_that_agree_with_their_results
         one(op(Op::Submit, "containers/run", &format!("{img} true"), Ok)),
         one(op(Op::Submit, "containers/run", &format!("{img} no-such-program"), Fails(libc::ENOENT))),
         one(op(Op::Rmdir, "volumes/held", "", Fails(libc::EBUSY))),
-        one(op(Op::Rmdir, &format!("images/{img}"), "", Fails(libc::EBUSY))),
+        one(op(Op::Rmdir, &format!("images/{spare}"), "", Ok)),
         one(op(Op::Mkdir, "volumes/w0", "", Ok)),
         one(op(Op::Mkdir, "volumes/w1", "", Ok)),
     ];

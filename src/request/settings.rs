@@ -1,0 +1,178 @@
+//! The container settings that say how its command runs, each a value file (before start): `entrypoint`,
+//! `user`, `workdir`, `hostname`, `stop_signal` and `labels`. Parsed once into a validated
+//! [`ContainerSetting`]; blank text means "the image's" (or the default) for all but `labels`.
+
+use std::collections::BTreeMap;
+
+use super::{quote, split_argv, ParseError};
+
+/// Which setting a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SettingKind {
+    Entrypoint,
+    User,
+    Workdir,
+    Hostname,
+    StopSignal,
+    Labels,
+}
+
+impl SettingKind {
+    pub const ALL: [SettingKind; 6] = [
+        SettingKind::Entrypoint,
+        SettingKind::User,
+        SettingKind::Workdir,
+        SettingKind::Hostname,
+        SettingKind::StopSignal,
+        SettingKind::Labels,
+    ];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            SettingKind::Entrypoint => "entrypoint",
+            SettingKind::User => "user",
+            SettingKind::Workdir => "workdir",
+            SettingKind::Hostname => "hostname",
+            SettingKind::StopSignal => "stop_signal",
+            SettingKind::Labels => "labels",
+        }
+    }
+}
+
+/// A setting's new value; `None` is the image's (or the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerSetting {
+    Entrypoint(Option<Vec<String>>),
+    User(Option<String>),
+    Workdir(Option<String>),
+    Hostname(Option<String>),
+    /// A signal's canonical name (`SIGQUIT`).
+    StopSignal(Option<String>),
+    Labels(BTreeMap<String, String>),
+}
+
+/// The longest user, working directory or label line taken.
+const MAX_LINE: usize = 4096;
+
+/// Parses what was written to the `kind` file.
+pub fn parse_setting(kind: SettingKind, text: &str) -> Result<ContainerSetting, ParseError> {
+    let one = text.trim();
+    let blank = one.is_empty();
+    let bad = |what: &str| ParseError::BadSetting(kind.file_name(), what.to_string(), quote(one));
+    if kind != SettingKind::Labels && (one.contains('\n') || one.len() > MAX_LINE) {
+        return Err(bad("one line"));
+    }
+    Ok(match kind {
+        SettingKind::Entrypoint => ContainerSetting::Entrypoint(split_argv(text)?),
+        SettingKind::User => {
+            let part_ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            let valid = match one.split_once(':') {
+                Some((u, g)) => part_ok(u) && part_ok(g),
+                None => part_ok(one),
+            };
+            if !blank && !valid {
+                return Err(bad("NAME, UID, NAME:GROUP or UID:GID"));
+            }
+            ContainerSetting::User((!blank).then(|| one.to_string()))
+        }
+        SettingKind::Workdir => {
+            if !blank && !one.starts_with('/') {
+                return Err(bad("an absolute path"));
+            }
+            ContainerSetting::Workdir((!blank).then(|| one.to_string()))
+        }
+        SettingKind::Hostname => {
+            // What sethostname(2) takes (64 bytes) and a resolver accepts: letters, digits, '-' and '.'.
+            let valid = one.len() <= 64
+                && !one.starts_with(['-', '.'])
+                && one.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !blank && !valid {
+                return Err(bad("up to 64 letters, digits, '-' and '.'"));
+            }
+            ContainerSetting::Hostname((!blank).then(|| one.to_string()))
+        }
+        SettingKind::StopSignal => {
+            let signal = match blank {
+                true => None,
+                false => Some(
+                    super::parse_signal(one)
+                        .map_err(|_| bad("a signal's name or number (SIGQUIT, QUIT, 3)"))?
+                        .as_str()
+                        .to_string(),
+                ),
+            };
+            ContainerSetting::StopSignal(signal)
+        }
+        SettingKind::Labels => ContainerSetting::Labels(parse_labels(text)?),
+    })
+}
+
+/// `KEY=VALUE` lines (blank lines and `#` comments skipped); a key is non-empty and has no blank.
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, ParseError> {
+    let mut labels = BTreeMap::new();
+    for line in text.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let valid = line.len() <= MAX_LINE;
+        match line.split_once('=') {
+            Some((key, value)) if valid && !key.is_empty() && !key.contains(char::is_whitespace) => {
+                labels.insert(key.to_string(), value.to_string());
+            }
+            _ => return Err(ParseError::BadSetting("labels", "KEY=VALUE lines".into(), quote(line))),
+        }
+    }
+    Ok(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(kind: SettingKind, text: &str) -> Result<ContainerSetting, ParseError> {
+        parse_setting(kind, text)
+    }
+
+    #[test]
+    fn each_setting_takes_its_forms_and_blank_is_the_images() {
+        use ContainerSetting as S;
+        assert_eq!(
+            parse(SettingKind::Entrypoint, "sh -c\n").unwrap(),
+            S::Entrypoint(Some(vec!["sh".into(), "-c".into()]))
+        );
+        assert_eq!(parse(SettingKind::Entrypoint, "\n").unwrap(), S::Entrypoint(None));
+        for user in ["redis", "999", "redis:redis", "1000:1000", "www-data"] {
+            assert_eq!(parse(SettingKind::User, &format!("{user}\n")).unwrap(), S::User(Some(user.into())));
+        }
+        assert_eq!(parse(SettingKind::User, "").unwrap(), S::User(None));
+        assert_eq!(parse(SettingKind::Workdir, "/srv/app\n").unwrap(), S::Workdir(Some("/srv/app".into())));
+        assert_eq!(parse(SettingKind::Hostname, "web-1.local\n").unwrap(), S::Hostname(Some("web-1.local".into())));
+        assert_eq!(parse(SettingKind::StopSignal, "quit\n").unwrap(), S::StopSignal(Some("SIGQUIT".into())));
+        assert_eq!(parse(SettingKind::StopSignal, "9").unwrap(), S::StopSignal(Some("SIGKILL".into())));
+        let labels = parse(SettingKind::Labels, "a=1\n# c\n\nb.c=x=y\n").unwrap();
+        assert_eq!(labels, S::Labels([("a".into(), "1".into()), ("b.c".into(), "x=y".into())].into()));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        for (kind, text) in [
+            (SettingKind::User, "root;rm"),
+            (SettingKind::User, "a:b:c"),
+            (SettingKind::User, ":x"),
+            (SettingKind::User, "a\nb"),
+            (SettingKind::Workdir, "srv"),
+            (SettingKind::Hostname, "-x"),
+            (SettingKind::Hostname, &"h".repeat(65)),
+            (SettingKind::Hostname, "a b"),
+            (SettingKind::StopSignal, "SIGNOPE"),
+            (SettingKind::Labels, "novalue"),
+            (SettingKind::Labels, "=x"),
+            (SettingKind::Labels, "a b=c"),
+            (SettingKind::Entrypoint, "'open"),
+        ] {
+            assert!(parse(kind, text).is_err(), "{kind:?} took {text:?}");
+        }
+        let e = parse(SettingKind::User, "root;rm").unwrap_err().to_string();
+        assert!(e.contains("user") && e.contains("NAME:GROUP"), "{e}");
+    }
+}

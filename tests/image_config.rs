@@ -1,0 +1,169 @@
+//! An image's config means what it means on Docker: arguments follow its entrypoint, a new `entrypoint`
+//! drops its Cmd, its User (or the container's `user`) runs the command with ids from the container's own
+//! `/etc/passwd` and `/etc/group`, its WorkingDir, the container's hostname, its StopSignal, labels and
+//! exposed ports; and a container keeps all of it when its image goes.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::Bocker;
+
+/// An image shaped like the official redis one, on busybox: an entrypoint script that says what it got
+/// and execs it, a Cmd, a user of its own, a working directory, a stop signal, a port and a label.
+fn redis_like(b: &Bocker) -> String {
+    let root = b.rootfs();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nredis:x:999:1000::/data:/bin/sh\n").unwrap();
+    fs::write(root.join("etc/group"), "root:x:0:\nwheel:x:10:root,redis\nredis:x:1000:\nstaff:x:50:\n").unwrap();
+    let entrypoint = root.join("usr/local/bin/docker-entrypoint.sh");
+    fs::create_dir_all(entrypoint.parent().unwrap()).unwrap();
+    fs::write(&entrypoint, "#!/bin/sh\necho \"entrypoint: $*\"\nexec \"$@\"\n").unwrap();
+    fs::set_permissions(&entrypoint, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(root.join("data")).unwrap();
+    b.import(
+        "ENTRYPOINT [\"docker-entrypoint.sh\"]\nCMD [\"id\", \"-u\"]\nUSER redis\nWORKDIR /data\n\
+         STOPSIGNAL SIGQUIT\nEXPOSE 6379\nLABEL org.test.kind=redis\n",
+    )
+}
+
+/// Makes container `name` of `img` with `files` written before it starts, runs it to its end, and gives
+/// its logs.
+fn run_with(b: &Bocker, name: &str, img: &str, files: &[(&str, &str)]) -> String {
+    fs::create_dir(b.path(&format!("containers/{name}"))).unwrap();
+    b.write(&format!("containers/{name}/image"), img).unwrap();
+    for (file, value) in files {
+        b.write(&format!("containers/{name}/{file}"), value).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    b.write(&format!("containers/{name}/ctl"), "start").unwrap();
+    b.wait_status(name, "exited");
+    b.read(&format!("containers/{name}/logs"))
+}
+
+const PROBE: &str = "sh -c 'id -u; id -G; pwd; echo $HOME; hostname'";
+
+#[test]
+fn arguments_follow_the_entrypoint_as_the_images_user_in_its_working_directory() {
+    let b = Bocker::start("cfg-run");
+    let img = redis_like(&b);
+    // The image's own Cmd after its entrypoint.
+    assert_eq!(run_with(&b, "plain", &img, &[]), "entrypoint: id -u\n999\n");
+    assert_eq!(b.read("containers/plain/entrypoint"), "docker-entrypoint.sh\n");
+    assert_eq!(b.read("containers/plain/cmd"), "id -u\n");
+    assert_eq!(b.read("containers/plain/user"), "redis\n");
+    assert_eq!(b.read("containers/plain/workdir"), "/data\n");
+    assert_eq!(b.read("containers/plain/hostname"), "plain\n");
+    // Arguments replace the Cmd and still go through the entrypoint; the user's groups and home are its
+    // passwd and group entries'.
+    let logs = run_with(&b, "args", &img, &[("cmd", PROBE)]);
+    assert_eq!(logs, "entrypoint: sh -c id -u; id -G; pwd; echo $HOME; hostname\n999\n1000 10\n/data\n/data\nargs\n");
+    // containers/run gives arguments the same way.
+    let id = b.run_to_exit(&format!("{img} echo redis-server --appendonly yes"));
+    assert_eq!(
+        b.read(&format!("containers/{id}/logs")),
+        "entrypoint: echo redis-server --appendonly yes\nredis-server --appendonly yes\n"
+    );
+}
+
+#[test]
+fn user_entrypoint_workdir_and_hostname_of_the_containers_own() {
+    let b = Bocker::start("cfg-own");
+    let img = redis_like(&b);
+    // A uid:gid of no entry: those ids, no supplementary group, home /.
+    let logs = run_with(&b, "ids", &img, &[("entrypoint", ""), ("cmd", PROBE), ("user", "1234:50")]);
+    assert_eq!(logs, "entrypoint: sh -c id -u; id -G; pwd; echo $HOME; hostname\n1234\n50\n/data\n/\nids\n");
+    // A name: its entry's ids and groups. A new entrypoint drops the image's Cmd.
+    let logs = run_with(
+        &b,
+        "root",
+        &img,
+        &[("user", "root"), ("entrypoint", PROBE), ("workdir", "/made/here"), ("hostname", "web-1.test")],
+    );
+    assert_eq!(logs, "0\n0 10\n/made/here\n/root\nweb-1.test\n");
+    assert_eq!(b.read("containers/root/cmd"), "", "the image's Cmd does not follow a new entrypoint");
+    let logs = run_with(&b, "echo", &img, &[("entrypoint", "echo"), ("cmd", "hi there")]);
+    assert_eq!(logs, "hi there\n");
+    // Blank is the image's again.
+    b.write("containers/root/user", "\n").unwrap();
+    assert_eq!(b.read("containers/root/user"), "redis\n");
+}
+
+#[test]
+fn an_unknown_user_fails_the_start_in_dockers_words_and_bad_values_are_refused() {
+    let b = Bocker::start("cfg-bad");
+    let img = redis_like(&b);
+    fs::create_dir(b.path("containers/c")).unwrap();
+    b.write("containers/c/image", &img).unwrap();
+    b.write("containers/c/user", "nobody").unwrap();
+    let err = b.write("containers/c/ctl", "start").unwrap_err();
+    assert_eq!(Bocker::errno(&err), libc::ENOENT);
+    assert!(b.read("containers/c/error").contains("unable to find user nobody"), "{}", b.read("containers/c/error"));
+    assert_ne!(b.status("c"), "running");
+    for (file, value) in
+        [("user", "a b"), ("workdir", "relative"), ("hostname", "-bad"), ("stop_signal", "SIGNOPE"), ("labels", "x")]
+    {
+        let before = b.read(&format!("containers/c/{file}"));
+        let err = b.write(&format!("containers/c/{file}"), value).unwrap_err();
+        assert_eq!(Bocker::errno(&err), libc::EINVAL, "{file} <- {value}");
+        assert_eq!(b.read(&format!("containers/c/{file}")), before, "{file} changed");
+        assert!(b.read("containers/c/error").contains(file), "{file}: {}", b.read("containers/c/error"));
+    }
+}
+
+#[test]
+fn stop_sends_the_images_stop_signal_and_labels_and_ports_show() {
+    let b = Bocker::start("cfg-stop");
+    let img = redis_like(&b);
+    let trap = "sh -c 'trap \"echo got QUIT; exit 0\" QUIT; trap \"echo got TERM; exit 3\" TERM; \
+                while :; do sleep 0.1; done'";
+    for (name, signal, code, said) in [("quit", None, "0\n", "got QUIT"), ("term", Some("TERM"), "3\n", "got TERM")] {
+        fs::create_dir(b.path(&format!("containers/{name}"))).unwrap();
+        b.write(&format!("containers/{name}/image"), &img).unwrap();
+        b.write(&format!("containers/{name}/entrypoint"), trap).unwrap();
+        if let Some(signal) = signal {
+            b.write(&format!("containers/{name}/stop_signal"), signal).unwrap();
+        }
+        b.write(&format!("containers/{name}/ctl"), "start").unwrap();
+        b.wait_status(name, "running");
+        b.write(&format!("containers/{name}/ctl"), "stop 30").unwrap();
+        assert_eq!(b.read(&format!("containers/{name}/exit_code")), code, "{name}");
+        assert_eq!(b.read(&format!("containers/{name}/logs")), format!("{said}\n"), "{name}");
+    }
+    assert_eq!(b.read("containers/quit/stop_signal"), "SIGQUIT\n");
+    assert_eq!(b.read("containers/term/stop_signal"), "SIGTERM\n");
+    assert_eq!(b.read("containers/quit/exposed_ports"), "6379/tcp\n");
+    assert_eq!(b.read("containers/quit/labels"), "org.test.kind=redis\n");
+    b.write("containers/quit/labels", "a=1\norg.test.kind=mine\n").unwrap();
+    assert_eq!(b.read("containers/quit/labels"), "a=1\norg.test.kind=mine\n");
+}
+
+#[test]
+fn a_container_keeps_its_images_config_when_the_image_goes_and_exec_runs_as_its_user() {
+    let b = Bocker::start("cfg-keep");
+    let img = redis_like(&b);
+    fs::create_dir(b.path("containers/kept")).unwrap();
+    b.write("containers/kept/image", &img).unwrap();
+    b.write("containers/kept/cmd", "sleep 1000").unwrap();
+    fs::remove_dir(b.path(&format!("images/{img}"))).unwrap();
+    assert!(!b.path(&format!("images/{img}")).exists());
+    b.write("containers/kept/ctl", "start").unwrap();
+    b.wait_status("kept", "running");
+    assert_eq!(b.read("containers/kept/logs"), "entrypoint: sleep 1000\n");
+    let n = b.submit("containers/kept/exec", "sh -c 'id -u; pwd'").unwrap();
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        || "the exec did not end".into(),
+        || b.read(&format!("containers/kept/execs/{n}/status")) == "exited\n",
+    );
+    assert_eq!(b.read(&format!("containers/kept/execs/{n}/logs")), "999\n/data\n");
+    // A commit of it is an image that runs as it did.
+    b.write("containers/kept/ctl", "kill").unwrap();
+    b.wait_status("kept", "exited");
+    let snap = b.submit("containers/kept/commit", "kept-snap").unwrap();
+    let config: serde_json::Value = serde_json::from_str(&b.read(&format!("images/{snap}/config.json"))).unwrap();
+    assert_eq!(config["config"]["User"], "redis");
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["docker-entrypoint.sh"]));
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["sleep", "1000"]));
+    assert_eq!(config["config"]["StopSignal"], "SIGQUIT");
+}

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tracing::{debug, info, warn};
 
+use super::exits::ExitSlot;
 use super::plan::Planned;
 use super::ports::check_host_ports;
 use super::records::{new_record, ContainerRecord};
 use super::state::{Container, Image, State};
 use super::volumes::PlannedVolume;
-use super::{Changed, Engine};
+use super::{Changed, Engine, Response};
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::{ContainerStatus, Op};
@@ -100,9 +101,21 @@ impl Engine {
     }
 
     pub(super) fn remove_container(&self, name: &str) -> Result<(), Error> {
+        self.remove_container_if(name, |_| true).map(|_| ())
+    }
+
+    /// Removes container `name` if `wanted` says so of it, under its record lock; false if not wanted.
+    pub(super) fn remove_container_if(
+        &self,
+        name: &str,
+        wanted: impl FnOnce(&Container) -> bool,
+    ) -> Result<bool, Error> {
         let record = {
             let _held = self.writing(name)?;
             let mut st = self.lock();
+            if !wanted(st.container(name)?) {
+                return Ok(false);
+            }
             let c = st.container_mut(name)?;
             c.gate(Op::Remove)?;
             c.transition = Some(ContainerStatus::Removing);
@@ -120,7 +133,7 @@ impl Engine {
             Err(_) => st.container_mut(name)?.transition = None,
         }
         st.notify(Changed::Container(name.to_string()));
-        removed
+        removed.map(|()| true)
     }
 
     /// What `rm` deletes, record first: a crash after it leaves only a subvolume, which the next start sweeps.
@@ -136,11 +149,14 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<(), Error> {
+    /// A verb of `ctl`: a start answers the slot its run's exit code will fill.
+    pub(super) fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<Response, Error> {
         match verb {
-            Ctl::Start => self.start(name),
-            Ctl::Stop(grace) => self.stop(name, grace),
-            Ctl::Kill(signal) => self.running_process(name, Op::Kill)?.signal(signal).map_err(Error::from),
+            Ctl::Start => self.start(name).map(Response::Started),
+            Ctl::Stop(grace) => self.stop(name, grace).map(|()| Response::Done),
+            Ctl::Kill(signal) => {
+                self.running_process(name, Op::Kill)?.signal(signal).map_err(Error::from).map(|()| Response::Done)
+            }
         }
     }
 
@@ -164,7 +180,8 @@ impl Engine {
         handle.ok_or_else(gone)
     }
 
-    pub(super) fn start(self: &Arc<Self>, name: &str) -> Result<(), Error> {
+    /// Starts `name`; the slot answered is filled with this run's exit code when it ends.
+    pub(super) fn start(self: &Arc<Self>, name: &str) -> Result<ExitSlot, Error> {
         let (plan, had_ip) = {
             let _held = self.writing(name)?;
             let mut st = self.lock();
@@ -195,11 +212,16 @@ impl Engine {
                 rec.finished_at = None;
                 Ok(())
             };
-            let saved = self.commit_record(&held, name, mark_running, |c| c.transition = None);
-            saved.inspect_err(|_| runtime::signal_launched(&launched, Signal::SIGKILL)).map(|()| launched)
+            let slot = ExitSlot::default();
+            let ours = slot.clone();
+            let saved = self.commit_record(&held, name, mark_running, |c| {
+                c.transition = None;
+                c.exit = ours;
+            });
+            saved.inspect_err(|_| runtime::signal_launched(&launched, Signal::SIGKILL)).map(|()| (launched, slot))
         });
-        let launched = match committed {
-            Ok(launched) => launched,
+        let (launched, slot) = match committed {
+            Ok(done) => done,
             Err(e) => {
                 let held = self.writing(name);
                 let mut st = self.lock();
@@ -222,7 +244,7 @@ impl Engine {
         info!(container = %name, pid = launched.pid, "started container");
         self.changed.notify_all();
         self.watch(name, launched.monitor_pid, launched.monitor_start);
-        Ok(())
+        Ok(slot)
     }
 
     /// What a start of `name` needs, decided from the state alone: refused if it may not start now.

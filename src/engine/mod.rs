@@ -55,6 +55,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use tracing::info;
 
 pub use crate::model::ContainerStatus;
+pub use exits::{ExitSlot, LogHold};
 pub use notify::{Changed, Listener};
 pub use records::{ContainerRecord, ExecRecord, ImageRecord};
 pub use views::{ContainerView, ImageView};
@@ -76,6 +77,8 @@ pub enum Response {
     Done,
     /// The id of the image or container the request made.
     Created(String),
+    /// A container started: the slot its run's exit code fills when it ends.
+    Started(ExitSlot),
 }
 
 /// The owner of all images and containers of one daemon root.
@@ -171,6 +174,7 @@ impl Engine {
             | Request::Exec { name, .. }
             | Request::SetPrivileged { name, .. }
             | Request::SetCapAdd { name, .. }
+            | Request::SetAutoRemove { name, .. }
             | Request::SetVolumes { name, .. }
             | Request::SetVolumesFrom { name, .. }
             | Request::Ctl { name, .. } => Some(name.clone()),
@@ -199,12 +203,15 @@ impl Engine {
             Request::SetCapAdd { name, caps } => {
                 self.configure(&name, |r| r.security.cap_add = caps).map(|()| Response::Done)
             }
+            Request::SetAutoRemove { name, auto_remove } => {
+                self.configure(&name, |r| r.auto_remove = auto_remove).map(|()| Response::Done)
+            }
             Request::Exec { name, argv } => self.exec(&name, argv).map(|n| Response::Created(n.to_string())),
             Request::SetVolumes { name, volumes } => self.set_volumes(&name, volumes).map(|()| Response::Done),
             Request::SetVolumesFrom { name, from } => self.set_volumes_from(&name, from).map(|()| Response::Done),
             Request::CreateVolume { name } => self.create_volume(&name).map(|()| Response::Done),
             Request::RemoveVolume { name } => self.remove_volume(&name).map(|()| Response::Done),
-            Request::Ctl { name, verb } => self.ctl(&name, verb).map(|()| Response::Done),
+            Request::Ctl { name, verb } => self.ctl(&name, verb),
         };
         match &result {
             Ok(_) => {

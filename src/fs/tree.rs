@@ -99,7 +99,7 @@ const IMAGE_FILES: [(&str, ImageFile); 8] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 30] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 31] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -116,6 +116,7 @@ const CONTAINER_FILES: [(&str, ContainerFile); 30] = [
     ("volumes-from", ContainerFile::Field(ContainerField::VolumesFrom)),
     ("privileged", ContainerFile::Field(ContainerField::Privileged)),
     ("cap_add", ContainerFile::Field(ContainerField::CapAdd)),
+    ("auto_remove", ContainerFile::Field(ContainerField::AutoRemove)),
     ("image", ContainerFile::Field(ContainerField::Image)),
     ("cmd", ContainerFile::Field(ContainerField::Cmd)),
     ("env", ContainerFile::Field(ContainerField::Env)),
@@ -232,7 +233,8 @@ impl Node {
                     | ContainerField::Volumes
                     | ContainerField::VolumesFrom
                     | ContainerField::Privileged
-                    | ContainerField::CapAdd,
+                    | ContainerField::CapAdd
+                    | ContainerField::AutoRemove,
                 )
                 | ContainerFile::Ctl
                 | ContainerFile::Commit
@@ -291,6 +293,9 @@ impl Node {
                 WriteTarget::Privileged(n.clone())
             }
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::CapAdd)) => WriteTarget::CapAdd(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::AutoRemove)) => {
+                WriteTarget::AutoRemove(n.clone())
+            }
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Volumes)) => WriteTarget::Volumes(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::VolumesFrom)) => {
                 WriteTarget::VolumesFrom(n.clone())

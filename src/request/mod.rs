@@ -230,6 +230,11 @@ pub enum Request {
         name: String,
         caps: Vec<String>,
     },
+    /// Whether the daemon removes the container once it has exited.
+    SetAutoRemove {
+        name: String,
+        auto_remove: bool,
+    },
     /// Run `argv` inside running container `name`.
     Exec {
         name: String,
@@ -290,14 +295,8 @@ impl Request {
             }
             WriteTarget::Ports(name) => Request::SetPorts { name, ports: crate::network::parse_ports(text)? },
             WriteTarget::Volumes(name) => Request::SetVolumes { name, volumes: parse_volumes(text)? },
-            WriteTarget::Privileged(name) => {
-                let privileged = match one_word(text)?.as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    other => return Err(ParseError::BadBool(other.chars().take(40).collect())),
-                };
-                Request::SetPrivileged { name, privileged }
-            }
+            WriteTarget::Privileged(name) => Request::SetPrivileged { name, privileged: parse_bool(text)? },
+            WriteTarget::AutoRemove(name) => Request::SetAutoRemove { name, auto_remove: parse_bool(text)? },
             WriteTarget::CapAdd(name) => {
                 let caps = text
                     .split_whitespace()
@@ -474,6 +473,15 @@ pub fn parse_change(line: &str) -> Result<ConfigChange, ParseError> {
         }
         "WORKDIR" if rest.starts_with('/') => Ok(ConfigChange::WorkingDir(rest.to_string())),
         _ => Err(bad()),
+    }
+}
+
+/// `true` or `false` (`1`, `0`), as `privileged` and `auto_remove` take them.
+fn parse_bool(text: &str) -> Result<bool, ParseError> {
+    match one_word(text)?.as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(ParseError::BadBool(other.chars().take(40).collect())),
     }
 }
 

@@ -27,6 +27,8 @@ pub enum WriteTarget {
     Exec(String),
     Privileged(String),
     CapAdd(String),
+    /// `auto_remove`: `true` or `false`.
+    AutoRemove(String),
 }
 
 /// How a file takes its writes.
@@ -62,7 +64,8 @@ impl WriteTarget {
             | WriteTarget::Volumes(_)
             | WriteTarget::VolumesFrom(_)
             | WriteTarget::Privileged(_)
-            | WriteTarget::CapAdd(_) => WriteKind::Value,
+            | WriteTarget::CapAdd(_)
+            | WriteTarget::AutoRemove(_) => WriteKind::Value,
         }
     }
 }
@@ -90,6 +93,7 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
         WriteTarget::Exec(n()),
         WriteTarget::Privileged(n()),
         WriteTarget::CapAdd(n()),
+        WriteTarget::AutoRemove(n()),
     ];
     all.extend(["cpu.weight", "cpu.max", "memory.max", "pids.max"].into_iter().map(|f| WriteTarget::Limit(n(), f)));
     all

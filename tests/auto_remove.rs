@@ -1,6 +1,6 @@
 //! A container's `auto_remove` (`docker run --rm`): removed by the daemon once it has exited, also across a
 //! restart; the run it started answers its exit code on the open `ctl`, and an open `logs` keeps it until
-//! closed.
+//! closed. And `containers/run` of an image not here pulls it first, as `docker run` does.
 
 mod common;
 
@@ -107,4 +107,33 @@ fn a_restart_removes_what_exited_meanwhile() {
     b.spawn_daemon();
     wait_gone(&b, "later");
     wait_gone(&b, "done");
+}
+
+#[test]
+fn containers_run_pulls_an_image_not_here() {
+    let b = Bocker::start("runpulls");
+    let reg = common::registry::TestRegistry::start(&b.dir);
+    let img = b.import("");
+    let reference = reg.reference("pulled/app:v1");
+    b.submit("images/push", &format!("{img} {reference}")).unwrap();
+    fs::remove_dir(b.path(&format!("images/{img}"))).unwrap();
+    let id = b.run_to_exit(&format!("{reference} echo hi"));
+    assert_eq!(b.read(&format!("containers/{id}/logs")), "hi\n");
+    let pulled = b.read(&format!("containers/{id}/image"));
+    assert_eq!(b.read(&format!("images/{}/names", pulled.trim_end())), format!("{reference}\n"));
+    assert_eq!(b.read("images/pulls"), "", "the pull is over");
+
+    // Not in the registry: the pull's errno, and nothing left.
+    let listing = |dir: &str| fs::read_dir(b.path(dir)).unwrap().count();
+    let (images, containers) = (listing("images"), listing("containers"));
+    let e = b.submit("containers/run", &format!("{} true", reg.reference("pulled/none:v1"))).unwrap_err();
+    assert_eq!(Bocker::errno(&e), libc::ENOENT);
+    assert_eq!((listing("images"), listing("containers")), (images, containers));
+    assert!(fs::read_dir(b.root.join("store/layers")).unwrap().count() <= 1, "no layer of a failed pull");
+    // Paths and ids are never pulled: unknown images, as before.
+    for line in ["/no/such/dir true", "img_0123 true"] {
+        let e = b.submit("containers/run", line).unwrap_err();
+        assert_eq!(Bocker::errno(&e), libc::ENOENT, "{line}");
+        assert!(b.read("errors").lines().last().unwrap().contains("no image"), "{}", b.read("errors"));
+    }
 }

@@ -19,6 +19,7 @@ use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::{ContainerStatus, Op};
 use crate::network::{Forwards, PortMap};
+use crate::registry::PullSpec;
 use crate::request::{merge_env, Ctl};
 use crate::runtime::spec::LaunchSpec;
 use crate::runtime::{self, Launched, ProcessHandle};
@@ -35,14 +36,26 @@ pub(super) struct StartPlan {
 }
 
 impl Engine {
+    /// `containers/run`: a new container of `image` started with `argv`. An image that is not here but is
+    /// named by a registry reference is pulled first, as `docker run` does (the same pull as
+    /// `images/pull`, shown in `images/pulls`); a pull that fails fails the run with its errno, and nothing
+    /// is left.
     pub(super) fn run(self: &Arc<Self>, image: &str, argv: Option<Vec<String>>) -> Result<String, Error> {
         let t0 = Instant::now();
         let name = ids::new_id("ps_");
-        let image_id = {
+        let reserve = |image: &str| -> Result<String, Error> {
             let mut st = self.lock();
             let id = st.usable_image(image)?.record.id.clone();
             st.reserved.insert(name.clone(), Some(id.clone()));
-            id
+            Ok(id)
+        };
+        let image_id = match (reserve(image), PullSpec::for_run(image)) {
+            (Err(Error::NoSuchImage(_)), Some(spec)) => {
+                info!(reference = %image, "not here: pulling it to run it");
+                let id = self.pull(&spec)?;
+                reserve(&id)?
+            }
+            (reserved, _) => reserved?,
         };
         // A fresh name is nobody else's: snapshot straight into place, then one record, then start.
         let record = ContainerRecord { image: Some(image_id.clone()), cmd: argv, ..new_record(&name) };

@@ -15,7 +15,8 @@ bockerfs: containers driven with echo and cat.
                          while used). Names are Docker's: alpine = docker.io/library/alpine:latest
                          An image is named by id, unique id prefix (img_3f), any form of a name, or the
                          directory it was imported from
-  containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id)
+  containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id);
+                         a reference not here is pulled first, as docker run does (never a path or img_ id)
   containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running)
     image cmd env        rw: configure before start (cmd: shell words or a JSON array; env: KEY=VALUE lines)
     ctl                  echo start | stop [SECONDS] | kill [SIGNAL] > ctl; a read on the open file that wrote

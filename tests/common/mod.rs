@@ -98,6 +98,11 @@ impl Bocker {
             .arg("--subnet")
             .arg(format!("{}.0/24", self.subnet_prefix))
             .env("RUST_LOG", "debug")
+            // Registries other than the tests' own on loopback (plain HTTP) are reached over HTTPS: through a
+            // proxy that refuses at once, so a run of a name no test pushed (`containers/run nope`, which
+            // pulls it) fails at once with ECONNREFUSED, on a machine with Docker Hub in reach or without.
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "localhost,127.0.0.1")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }

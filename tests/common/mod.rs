@@ -248,7 +248,17 @@ impl Bocker {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN).args(args).env("BOCKER_MOUNT", &self.mount).output().expect("run cli")
+        self.cli_with(args, &[])
+    }
+
+    /// The command line with more environment (`-e KEY` reads it; BOCKER_NETWORK, ...).
+    pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env("BOCKER_MOUNT", &self.mount);
+        for var in ["BOCKER_NETWORK", "BOCKER_CPU_SHARE", "BOCKER_MEM_LIMIT"] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied()).output().expect("run cli")
     }
 
     /// The errno of an io::Error, for assertions.

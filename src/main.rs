@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bockerfs::cgroups::{Limit, Limits};
-use bockerfs::cli::Cli;
+use bockerfs::cli::{Cli, RunOptions};
 use bockerfs::daemon::{self, DaemonOptions};
 
 #[derive(Parser)]
@@ -82,12 +82,18 @@ enum Command {
     Images,
     /// List containers.
     Ps,
-    /// Run a command in a new container, in the foreground; exits with its code.
+    /// Run a command in a new container, in the foreground (exits with its code) or with -d; an image that
+    /// is not here is pulled first. Honours BOCKER_NETWORK, BOCKER_CPU_SHARE and BOCKER_MEM_LIMIT.
+    #[command(disable_help_flag = true)]
     Run {
-        /// A volume, SOURCE:TARGET[:ro]: a host path or a volume name (made if missing). Repeatable.
-        #[arg(short = 'v', long = "volume")]
-        volumes: Vec<String>,
+        #[command(flatten)]
+        options: RunOptions,
+        /// Print help (-h is --hostname, as in Docker).
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+        /// An image id, a name (pulled when not here, as Docker does) or an imported directory.
         image: String,
+        /// The command and its arguments (default the image's); one word holding spaces is a shell line.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
@@ -220,7 +226,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Images => cli(args.mount)?.images()?,
         Command::Commit { container, image } => cli(args.mount)?.commit(&container, &image)?,
         Command::Ps => cli(args.mount)?.ps()?,
-        Command::Run { volumes, image, command } => cli(args.mount)?.run(&image, &command, &volumes)?,
+        Command::Run { options, image, command, .. } => cli(args.mount)?.run(&image, &command, &options)?,
         Command::Logs { container } => cli(args.mount)?.logs(&container)?,
         Command::Exec { container, command } => cli(args.mount)?.exec(&container, &command)?,
         Command::Rm { id } => cli(args.mount)?.rm(&id)?,

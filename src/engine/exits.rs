@@ -12,13 +12,15 @@
 //! from the exit record the monitor left (`recovery`). An exec's exit is saved on the watcher's thread.
 //! The firewall's rewrite takes the forwards lock, which nobody holds across anything but an nft write.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::state::RecordLock;
+use super::state::{Container, RecordLock};
 use super::{Changed, Engine};
 use crate::model::{ContainerStatus, ExecStatus};
 use crate::network::NetworkMode;
@@ -34,11 +36,68 @@ pub(super) enum Exited {
     Exec { name: String, n: u32 },
 }
 
+/// The exit code of one run of a container, filled when that run's exit is recorded. A `start` answers it
+/// (read back on the open `ctl` it was written to), so whoever started a run learns how it ended even once
+/// the container is gone (`auto_remove`), without racing its removal.
+#[derive(Debug, Clone, Default)]
+pub struct ExitSlot(Arc<OnceLock<i32>>);
+
+impl ExitSlot {
+    /// The run's exit code, once it has ended.
+    pub fn code(&self) -> Option<i32> {
+        self.0.get().copied()
+    }
+
+    fn fill(&self, code: i32) {
+        let _ = self.0.set(code);
+    }
+}
+
+impl PartialEq for ExitSlot {
+    fn eq(&self, other: &ExitSlot) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ExitSlot {}
+
+/// A reader's hold on a container's `logs`, taken by the tree at each open of it and dropped at its close:
+/// while any is held, an exited `auto_remove` container stays, so that its reader (`bocker run --rm`
+/// following the output) gets every byte; the last hold dropped removes it.
+pub struct LogHold {
+    engine: Weak<Engine>,
+    name: String,
+    writer: Arc<RecordLock>,
+    readers: Arc<AtomicUsize>,
+}
+
+impl Drop for LogHold {
+    fn drop(&mut self) {
+        if self.readers.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        let Some(engine) = self.engine.upgrade() else { return };
+        let due = engine.view().containers.get(&self.name).is_some_and(|c| Arc::ptr_eq(&c.writer, &self.writer));
+        if due {
+            engine.remove_exited(&self.name, Arc::clone(&self.writer));
+        }
+    }
+}
+
+/// What is left to do once an exit is recorded.
+#[derive(Default)]
+struct AfterExit {
+    /// Its forwards are to be dropped from the firewall.
+    forwards: bool,
+    /// It is to be removed (`auto_remove`): this container's, and no container of the same name made since.
+    remove: Option<Arc<RecordLock>>,
+}
+
+type SaveQueue = Sender<(String, Arc<RecordLock>)>;
+
 /// The containers whose exited record waits for its save, each with the record lock it was installed
 /// under (a container made again under the name has another). Without the saver thread (it could not be
 /// started), records are saved on the watcher's thread.
-type SaveQueue = Sender<(String, Arc<RecordLock>)>;
-
 #[derive(Default)]
 pub(super) struct ExitSaves {
     queue: Mutex<Option<SaveQueue>>,
@@ -117,21 +176,77 @@ impl Engine {
         }
     }
 
-    /// Records the end of a container from its monitor's exit record, and removes its forwards.
-    pub(super) fn monitor_exited(&self, name: &str, monitor_pid: Option<i32>) {
-        if self.record_monitor_exit(name, monitor_pid) {
+    /// Records the end of a container from its monitor's exit record, removes its forwards, and with
+    /// `auto_remove` the container itself.
+    pub(super) fn monitor_exited(self: &Arc<Self>, name: &str, monitor_pid: Option<i32>) {
+        let after = self.record_monitor_exit(name, monitor_pid);
+        if after.forwards {
             if let Err(e) = self.sync_forwards(&self.lock_forwards(), None) {
                 warn!(container = %name, error = %e, "cannot remove the forwards of an exited container");
             }
         }
+        if let Some(writer) = after.remove {
+            self.remove_exited(name, writer);
+        }
     }
 
-    /// Records the end of a container from its monitor's exit record; true if it had forwards to remove.
-    fn record_monitor_exit(&self, name: &str, monitor_pid: Option<i32>) -> bool {
-        let Ok(held) = self.writing(name) else { return false };
-        let Some(mut rec) = self.view().containers.get(name).map(|c| c.record.clone()) else { return false };
+    /// A hold on `name`'s `logs` for one open of it (see [`LogHold`]); `None` if there is no such container.
+    pub fn hold_logs(self: &Arc<Self>, name: &str) -> Option<LogHold> {
+        let view = self.view();
+        let c = view.containers.get(name)?;
+        c.log_readers.fetch_add(1, Ordering::SeqCst);
+        Some(LogHold {
+            engine: Arc::downgrade(self),
+            name: name.to_string(),
+            writer: Arc::clone(&c.writer),
+            readers: Arc::clone(&c.log_readers),
+        })
+    }
+
+    /// Removes an exited `auto_remove` container on a thread of its own: a removal (cgroup, record, btrfs)
+    /// must not hold up the exits behind it on the watcher's thread. Its record lock is taken behind the
+    /// exit-saver's, so the removal follows the exited record's save.
+    pub(super) fn remove_exited(self: &Arc<Self>, name: &str, writer: Arc<RecordLock>) {
+        let (engine, owned, lock) = (Arc::clone(self), name.to_string(), Arc::clone(&writer));
+        let spawned =
+            std::thread::Builder::new().name("auto-remove".into()).spawn(move || engine.auto_remove(&owned, &lock));
+        if let Err(e) = spawned {
+            warn!(container = %name, error = %e, "cannot start a thread to remove it: removing it here");
+            self.auto_remove(name, &writer);
+        }
+    }
+
+    /// Removes `name` as `rmdir` would, if it is still the exited `auto_remove` container `writer` locks
+    /// (not started again, not removed and made anew, `auto_remove` not cleared since) and no reader holds
+    /// its `logs` (the last to close calls this again). A commit under way is waited for.
+    fn auto_remove(&self, name: &str, writer: &Arc<RecordLock>) {
+        let ours = |c: &Container| {
+            Arc::ptr_eq(&c.writer, writer)
+                && c.record.auto_remove
+                && c.record.status == ContainerStatus::Exited
+                && c.log_readers.load(Ordering::SeqCst) == 0
+        };
+        loop {
+            match self.remove_container_if(name, ours) {
+                Ok(true) => return info!(container = %name, "removed the exited container (auto_remove)"),
+                Ok(false) | Err(crate::error::Error::NoSuchContainer(_)) => return,
+                // A transition (a commit of its rootfs) ends by itself.
+                Err(e) if e.errno() == libc::EBUSY => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => {
+                    return warn!(container = %name, error = %e, "cannot remove the exited container (auto_remove)")
+                }
+            }
+        }
+    }
+
+    /// Records the end of a container from its monitor's exit record; says what is left to do.
+    fn record_monitor_exit(&self, name: &str, monitor_pid: Option<i32>) -> AfterExit {
+        let Ok(held) = self.writing(name) else { return AfterExit::default() };
+        let Some(mut rec) = self.view().containers.get(name).map(|c| c.record.clone()) else {
+            return AfterExit::default();
+        };
         if rec.status != ContainerStatus::Running || rec.monitor_pid != monitor_pid {
-            return false;
+            return AfterExit::default();
         }
         match json::read_json::<ExitRecord>(&self.container_dir(name).join("exit.json")) {
             Ok(Some(exit)) => {
@@ -155,21 +270,24 @@ impl Engine {
             rec.error = "killed by the kernel's OOM killer: the container reached its memory.max".into();
         }
         info!(container = %name, exit_code = rec.exit_code, oom_killed = rec.oom_killed, "container exited");
-        let had_forwards = rec.network == NetworkMode::Bridge && !rec.ports.is_empty();
+        let forwards = rec.network == NetworkMode::Bridge && !rec.ports.is_empty();
         // Shown before it is saved, and even if it can't be: the process is gone whatever the disk says, and
         // a stop waiting for it (or `status`) should not wait for an fsync behind a busy disk. A crash before
-        // the save is recovered from the exit record the monitor left. The record lock, held until the
-        // save is done, keeps the next change of this record behind it.
-        {
+        // the save is recovered from the exit record the monitor left; the exit-saver saves it (see the
+        // module's comment).
+        let remove = {
             let mut st = self.lock();
-            let Ok(c) = st.container_mut(name) else { return false };
+            let Ok(c) = st.container_mut(name) else { return AfterExit::default() };
             c.record = rec.clone();
+            c.exit.fill(rec.exit_code.unwrap_or(255));
             // Its exit ends a stop; a commit under way ends on its own.
             if c.transition == Some(ContainerStatus::Stopping) {
                 c.transition = None;
             }
+            let remove = rec.auto_remove.then(|| Arc::clone(&c.writer));
             st.notify(Changed::Container(name.to_string()));
-        }
+            remove
+        };
         self.changed.notify_all();
         let writer = self.lock().container(name).map(|c| Arc::clone(&c.writer));
         if let Ok(writer) = writer {
@@ -181,8 +299,7 @@ impl Engine {
             }
         }
         drop(held);
-        // Its forwards end with it.
-        had_forwards
+        AfterExit { forwards, remove }
     }
 
     /// Saves container `name`'s record as it is now, if it is still the container whose record lock is

@@ -8,16 +8,18 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tracing::{debug, info, warn};
 
+use super::exits::ExitSlot;
 use super::plan::Planned;
 use super::ports::check_host_ports;
 use super::records::{new_record, ContainerRecord};
 use super::state::{Container, State};
 use super::volumes::PlannedVolume;
-use super::{Changed, Engine};
+use super::{Changed, Engine, Response};
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::{ContainerStatus, ImageConfig, Op};
 use crate::network::{Forwards, PortMap};
+use crate::registry::PullSpec;
 use crate::request::{merge_env, Ctl};
 use crate::runtime::spec::LaunchSpec;
 use crate::runtime::{self, Launched, ProcessHandle};
@@ -34,15 +36,27 @@ pub(super) struct StartPlan {
 }
 
 impl Engine {
+    /// `containers/run`: a new container of `image` started with `argv`. An image that is not here but is
+    /// named by a registry reference is pulled first, as `docker run` does (the same pull as
+    /// `images/pull`, shown in `images/pulls`); a pull that fails fails the run with its errno, and nothing
+    /// is left.
     pub(super) fn run(self: &Arc<Self>, image: &str, argv: Option<Vec<String>>) -> Result<String, Error> {
         let t0 = Instant::now();
         let name = ids::new_id("ps_");
-        let (image_id, image_config) = {
+        let reserve = |image: &str| -> Result<(String, ImageConfig), Error> {
             let mut st = self.lock();
             let image = st.usable_image(image)?;
             let (id, config) = (image.record.id.clone(), ImageConfig::from_raw(&image.config_raw));
             st.reserved.insert(name.clone(), Some(id.clone()));
-            (id, config)
+            Ok((id, config))
+        };
+        let (image_id, image_config) = match (reserve(image), PullSpec::for_run(image)) {
+            (Err(Error::NoSuchImage(_)), Some(spec)) => {
+                info!(reference = %image, "not here: pulling it to run it");
+                let id = self.pull(&spec)?;
+                reserve(&id)?
+            }
+            (reserved, _) => reserved?,
         };
         // A fresh name is nobody else's: snapshot straight into place, then one record, then start.
         let record = ContainerRecord {
@@ -106,9 +120,21 @@ impl Engine {
     }
 
     pub(super) fn remove_container(&self, name: &str) -> Result<(), Error> {
+        self.remove_container_if(name, |_| true).map(|_| ())
+    }
+
+    /// Removes container `name` if `wanted` says so of it, under its record lock; false if not wanted.
+    pub(super) fn remove_container_if(
+        &self,
+        name: &str,
+        wanted: impl FnOnce(&Container) -> bool,
+    ) -> Result<bool, Error> {
         let record = {
             let _held = self.writing(name)?;
             let mut st = self.lock();
+            if !wanted(st.container(name)?) {
+                return Ok(false);
+            }
             let c = st.container_mut(name)?;
             c.gate(Op::Remove)?;
             c.transition = Some(ContainerStatus::Removing);
@@ -126,7 +152,7 @@ impl Engine {
             Err(_) => st.container_mut(name)?.transition = None,
         }
         st.notify(Changed::Container(name.to_string()));
-        removed
+        removed.map(|()| true)
     }
 
     /// What `rm` deletes, record first: a crash after it leaves only a subvolume, which the next start sweeps.
@@ -142,11 +168,14 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<(), Error> {
+    /// A verb of `ctl`: a start answers the slot its run's exit code will fill.
+    pub(super) fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<Response, Error> {
         match verb {
-            Ctl::Start => self.start(name),
-            Ctl::Stop(grace) => self.stop(name, grace),
-            Ctl::Kill(signal) => self.running_process(name, Op::Kill)?.signal(signal).map_err(Error::from),
+            Ctl::Start => self.start(name).map(Response::Started),
+            Ctl::Stop(grace) => self.stop(name, grace).map(|()| Response::Done),
+            Ctl::Kill(signal) => {
+                self.running_process(name, Op::Kill)?.signal(signal).map_err(Error::from).map(|()| Response::Done)
+            }
         }
     }
 
@@ -170,7 +199,8 @@ impl Engine {
         handle.ok_or_else(gone)
     }
 
-    pub(super) fn start(self: &Arc<Self>, name: &str) -> Result<(), Error> {
+    /// Starts `name`; the slot answered is filled with this run's exit code when it ends.
+    pub(super) fn start(self: &Arc<Self>, name: &str) -> Result<ExitSlot, Error> {
         let (plan, had_ip) = {
             let _held = self.writing(name)?;
             let mut st = self.lock();
@@ -201,11 +231,16 @@ impl Engine {
                 rec.finished_at = None;
                 Ok(())
             };
-            let saved = self.commit_record(&held, name, mark_running, |c| c.transition = None);
-            saved.inspect_err(|_| runtime::signal_launched(&launched, Signal::SIGKILL)).map(|()| launched)
+            let slot = ExitSlot::default();
+            let ours = slot.clone();
+            let saved = self.commit_record(&held, name, mark_running, |c| {
+                c.transition = None;
+                c.exit = ours;
+            });
+            saved.inspect_err(|_| runtime::signal_launched(&launched, Signal::SIGKILL)).map(|()| (launched, slot))
         });
-        let launched = match committed {
-            Ok(launched) => launched,
+        let (launched, slot) = match committed {
+            Ok(done) => done,
             Err(e) => {
                 let held = self.writing(name);
                 let mut st = self.lock();
@@ -228,7 +263,7 @@ impl Engine {
         info!(container = %name, pid = launched.pid, "started container");
         self.changed.notify_all();
         self.watch(name, launched.monitor_pid, launched.monitor_start);
-        Ok(())
+        Ok(slot)
     }
 
     /// What a start of `name` needs, decided from the state alone: refused if it may not start now.

@@ -55,6 +55,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use tracing::info;
 
 pub use crate::model::ContainerStatus;
+pub use exits::{ExitSlot, LogHold};
 pub use notify::{Changed, Listener};
 pub use records::{ContainerRecord, ExecRecord, ImageRecord};
 pub use views::{ContainerView, ImageView};
@@ -76,6 +77,8 @@ pub enum Response {
     Done,
     /// The id of the image or container the request made.
     Created(String),
+    /// A container started: the slot its run's exit code fills when it ends.
+    Started(ExitSlot),
 }
 
 /// The owner of all images and containers of one daemon root.
@@ -172,6 +175,7 @@ impl Engine {
             | Request::SetPrivileged { name, .. }
             | Request::SetCapAdd { name, .. }
             | Request::SetSetting { name, .. }
+            | Request::SetAutoRemove { name, .. }
             | Request::SetVolumes { name, .. }
             | Request::SetVolumesFrom { name, .. }
             | Request::Ctl { name, .. } => Some(name.clone()),
@@ -200,6 +204,9 @@ impl Engine {
             Request::SetCapAdd { name, caps } => {
                 self.configure(&name, |r| r.security.cap_add = caps).map(|()| Response::Done)
             }
+            Request::SetAutoRemove { name, auto_remove } => {
+                self.configure(&name, |r| r.auto_remove = auto_remove).map(|()| Response::Done)
+            }
             Request::Exec { name, argv } => self.exec(&name, argv).map(|n| Response::Created(n.to_string())),
             Request::SetSetting { name, setting } => {
                 self.configure(&name, |r| configure::apply_setting(r, setting)).map(|()| Response::Done)
@@ -208,7 +215,7 @@ impl Engine {
             Request::SetVolumesFrom { name, from } => self.set_volumes_from(&name, from).map(|()| Response::Done),
             Request::CreateVolume { name } => self.create_volume(&name).map(|()| Response::Done),
             Request::RemoveVolume { name } => self.remove_volume(&name).map(|()| Response::Done),
-            Request::Ctl { name, verb } => self.ctl(&name, verb).map(|()| Response::Done),
+            Request::Ctl { name, verb } => self.ctl(&name, verb),
         };
         match &result {
             Ok(_) => {

@@ -113,6 +113,9 @@ pub struct ContainerRecord {
     pub volumes_from: Option<String>,
     #[serde(default)]
     pub security: Security,
+    /// Removed by the daemon once it has exited (`docker run --rm`).
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// A command run in a running container, as stored in `<container>/execs/<n>/record.json`.
@@ -207,6 +210,7 @@ pub(super) fn new_record(name: &str) -> ContainerRecord {
         volumes: Vec::new(),
         volumes_from: None,
         security: Default::default(),
+        auto_remove: false,
     }
 }
 

@@ -138,6 +138,7 @@ impl Engine {
         engine.start_watcher()?;
         engine.undo_cut_starts();
         engine.adopt();
+        engine.remove_exited_at_open();
         // The firewall table is written whole: the masquerade, and the forwards of re-adopted containers.
         engine.sync_forwards(&engine.lock_forwards(), None)?;
         Ok(engine)
@@ -169,6 +170,21 @@ impl Engine {
             if let Err(e) = cleared {
                 warn!(container = %name, error = %e, "cannot clear the record of a cut start");
             }
+        }
+    }
+
+    /// Removes the exited `auto_remove` containers the last daemon left (it ended between an exit and its
+    /// removal); those that exited while no daemon ran are removed as `adopt` records their exit.
+    fn remove_exited_at_open(self: &Arc<Self>) {
+        let exited: Vec<(String, Arc<super::state::RecordLock>)> = self
+            .view()
+            .containers
+            .values()
+            .filter(|c| c.record.auto_remove && c.record.status == ContainerStatus::Exited)
+            .map(|c| (c.record.name.clone(), Arc::clone(&c.writer)))
+            .collect();
+        for (name, writer) in exited {
+            self.remove_exited(&name, writer);
         }
     }
 

@@ -38,6 +38,10 @@ pub(super) struct Container {
     /// Held by whoever reads this record to plan a change of it, or writes it: one at a time, each for
     /// one fsync at most. Taken before the state lock, never while holding it.
     pub(super) writer: Arc<RecordLock>,
+    /// The exit code of its last run started, filled at its exit (see [`super::exits::ExitSlot`]).
+    pub(super) exit: super::exits::ExitSlot,
+    /// How many open `logs` files hold it (see [`super::exits::LogHold`]); shared by its copies.
+    pub(super) log_readers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Container {
@@ -48,6 +52,8 @@ impl Container {
             pending_image: None,
             execs: BTreeMap::new(),
             writer: Arc::new(RecordLock::default()),
+            exit: Default::default(),
+            log_readers: Default::default(),
         }
     }
 

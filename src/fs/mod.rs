@@ -52,6 +52,11 @@ struct OpenFile {
     /// The id a write to `run` or `import` produced, served to reads on the same open file.
     answer: Option<Vec<u8>>,
     answer_pos: usize,
+    /// After a `start` written to this open `ctl`: that run's exit code, served to reads once it has
+    /// ended (nothing before), also once the container is gone.
+    exit: Option<crate::engine::ExitSlot>,
+    /// For a container's `logs`: its hold, which keeps an exited `auto_remove` container until the close.
+    _hold: Option<crate::engine::LogHold>,
     /// For `logs`: the logical offset (see [`crate::logs`]) of this open file's offset 0.
     log_base: u64,
 }
@@ -265,13 +270,25 @@ impl ControlFs {
             }
             _ => (render::content(&self.engine, &node)?, 0),
         };
+        let hold = match &node {
+            Node::ContainerFile(name, ContainerFile::Logs) => self.engine.hold_logs(name),
+            _ => None,
+        };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         // A reader of `logs` or `errors` counts in their size (see `logs`) until its release: its close waits
         // for a flush, so a stat after it no longer counts it.
         let growing =
             matches!(node, Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs));
         let how = cache::open_flags(wants_write || growing);
-        let file = OpenFile { node, snapshot: Arc::new(snapshot), answer: None, answer_pos: 0, log_base };
+        let file = OpenFile {
+            node,
+            snapshot: Arc::new(snapshot),
+            answer: None,
+            answer_pos: 0,
+            exit: None,
+            _hold: hold,
+            log_base,
+        };
         lock(&self.open_files).insert(fh, file);
         Ok((fh, how))
     }
@@ -279,6 +296,17 @@ impl ControlFs {
     fn read_file(&self, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let mut files = lock(&self.open_files);
         let file = files.get_mut(&fh.0).ok_or(Errno::EBADF)?;
+        if let Some(slot) = &file.exit {
+            // The exit code of the run this open file started: once known, it is the answer.
+            match slot.code() {
+                Some(code) => {
+                    file.answer = Some(format!("{code}\n").into_bytes());
+                    file.answer_pos = 0;
+                    file.exit = None;
+                }
+                None => return Ok(Vec::new()),
+            }
+        }
         if let Some(answer) = &file.answer {
             // The id of what this open file's write made, whatever the offset.
             let start = file.answer_pos.min(answer.len());

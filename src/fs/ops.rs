@@ -315,9 +315,18 @@ impl Filesystem for ControlFs {
             match handled {
                 Err(e) => reply.error(e),
                 Ok(Ok(response)) => {
-                    if let (Response::Created(id), Some(file)) = (response, lock(&files).get_mut(&fh.0)) {
-                        file.answer = Some(format!("{id}\n").into_bytes());
-                        file.answer_pos = 0;
+                    if let Some(file) = lock(&files).get_mut(&fh.0) {
+                        match response {
+                            Response::Created(id) => {
+                                file.answer = Some(format!("{id}\n").into_bytes());
+                                file.answer_pos = 0;
+                            }
+                            Response::Started(slot) => {
+                                file.answer = None;
+                                file.exit = Some(slot);
+                            }
+                            Response::Done => {}
+                        }
                     }
                     reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
                 }
@@ -365,8 +374,10 @@ impl Filesystem for ControlFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let node = lock(&self.open_files).remove(&fh.0).map(|f| f.node);
-        self.released(fh, node);
+        // Dropped outside the lock: a container's `logs` hold may remove it (see `engine::LogHold`).
+        let file = lock(&self.open_files).remove(&fh.0);
+        self.released(fh, file.as_ref().map(|f| f.node.clone()));
+        drop(file);
         reply.ok();
     }
 

@@ -16,7 +16,8 @@ bockerfs: containers driven with echo and cat.
                          docker.io/library/alpine:latest
                          An image is named by id, unique id prefix (img_3f), any form of a name, or the
                          directory it was imported from
-  containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id)
+  containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id);
+                         a reference not here is pulled first, as docker run does (never a path or img_ id)
   containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running)
     image cmd env        rw: configure before start (cmd: the arguments after the entrypoint, shell words or a
                          JSON array, blank = the image's Cmd; env: KEY=VALUE lines)
@@ -25,12 +26,15 @@ bockerfs: containers driven with echo and cat.
                          (NAME UID NAME:GROUP UID:GID, from the container's /etc/passwd), workdir (absolute),
                          hostname, stop_signal (what stop sends first), labels (KEY=VALUE lines)
     exposed_ports healthcheck  r: the image's
-    ctl                  echo start | stop [SECONDS] | kill [SIGNAL] > ctl
+    ctl                  echo start | stop [SECONDS] | kill [SIGNAL] > ctl; a read on the open file that wrote
+                         start gives that run's exit code once it has ended, also once the container is gone
     volumes              rw: SOURCE:TARGET[:ro] lines, nosuid,nodev (:ro all the way down); EPERM: a target in
                          /proc /sys /dev unless privileged, a source in the daemon's root or mount
     volumes-from         rw: another container's name: its volumes too, at the same targets
     network ports ip     rw: bridge | none | host; [HOSTADDR:]HOSTPORT:CTRPORT[/udp] lines (live too); r: the address
     privileged cap_add   rw: true | false; capabilities added to Docker's 14, a line each (EBUSY while running)
+    auto_remove          rw: true | false: removed by the daemon once it has exited (docker run --rm); an open
+                         logs keeps it until closed
     exec execs/N/        w: a command line run in the running container (read N back); N/: cmd status exit_code
                          pid started_at finished_at logs
     commit               w: IMAGE: an image of the rootfs (an id is replaced, a name makes a new image; read
@@ -45,7 +49,8 @@ bockerfs: containers driven with echo and cat.
   errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
 
 Value files (image cmd entrypoint env user workdir hostname stop_signal labels volumes volumes-from network
-ports privileged cap_add, the limits) take all
+ports privileged cap_add auto_remove, the
+limits) take all
 that is written on one open file, applied at each write: `{ echo A=1; echo B=2; } > env` sets both,
 `echo C=3 >> env` adds a line; sed -i, vim and editors that save through a temporary file and a rename
 work (a file made in a container's directory is a scratch file in the daemon's memory, never listed, gone

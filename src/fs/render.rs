@@ -88,6 +88,8 @@ pub enum ContainerField {
     Privileged,
     /// Capabilities added to the default ones, a line each.
     CapAdd,
+    /// `true` or `false`: removed by the daemon once it has exited.
+    AutoRemove,
     Status,
     ExitCode,
     Pid,
@@ -189,6 +191,7 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
         ContainerField::VolumesFrom => opt(r.volumes_from.clone()),
         ContainerField::Privileged => line(r.security.privileged),
         ContainerField::CapAdd => r.security.cap_add.iter().flat_map(line).collect(),
+        ContainerField::AutoRemove => line(r.auto_remove),
         ContainerField::Status => line(c.status.as_str()),
         ContainerField::ExitCode => opt(r.exit_code.map(|c| c.to_string())),
         ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),

@@ -99,7 +99,7 @@ const IMAGE_FILES: [(&str, ImageFile); 8] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 38] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 39] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -116,6 +116,7 @@ const CONTAINER_FILES: [(&str, ContainerFile); 38] = [
     ("volumes-from", ContainerFile::Field(ContainerField::VolumesFrom)),
     ("privileged", ContainerFile::Field(ContainerField::Privileged)),
     ("cap_add", ContainerFile::Field(ContainerField::CapAdd)),
+    ("auto_remove", ContainerFile::Field(ContainerField::AutoRemove)),
     ("image", ContainerFile::Field(ContainerField::Image)),
     ("cmd", ContainerFile::Field(ContainerField::Cmd)),
     ("env", ContainerFile::Field(ContainerField::Env)),
@@ -241,7 +242,8 @@ impl Node {
                     | ContainerField::VolumesFrom
                     | ContainerField::Privileged
                     | ContainerField::CapAdd
-                    | ContainerField::Setting(_),
+                    | ContainerField::Setting(_)
+                    | ContainerField::AutoRemove,
                 )
                 | ContainerFile::Ctl
                 | ContainerFile::Commit
@@ -302,6 +304,9 @@ impl Node {
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::CapAdd)) => WriteTarget::CapAdd(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Setting(kind))) => {
                 WriteTarget::Setting(n.clone(), *kind)
+            }
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::AutoRemove)) => {
+                WriteTarget::AutoRemove(n.clone())
             }
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Volumes)) => WriteTarget::Volumes(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::VolumesFrom)) => {

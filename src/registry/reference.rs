@@ -98,6 +98,20 @@ impl PullSpec {
     }
 }
 
+impl PullSpec {
+    /// What a run of `image`, which names no image here, pulls: a registry reference as Docker takes one
+    /// (`alpine`, `alpine:3.20`, `localhost:5000/team/app:v1`, `name@sha256:...`), for this host's
+    /// platform. Never a path (`/srv/rootfs`, `./x`), an id or id prefix (`img_...`), or anything else
+    /// that is not a reference (spaces, `platform=`): those stay unknown images.
+    pub fn for_run(image: &str) -> Option<PullSpec> {
+        let path_or_id = image.starts_with(['/', '.']) || image.starts_with("img_");
+        if path_or_id || image.is_empty() || image.contains(char::is_whitespace) || image.contains('=') {
+            return None;
+        }
+        PullSpec::parse(image).ok()
+    }
+}
+
 /// A parsed `images/push` request: `IMAGE REF`.
 #[derive(Debug, Clone)]
 pub struct PushSpec {
@@ -159,6 +173,18 @@ pub fn is_loopback(registry: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_pulls_references_only() {
+        for pulled in ["alpine", "alpine:3.20", "localhost:5000/team/app:v1", "quay.io/org/app", "team/app"] {
+            assert!(PullSpec::for_run(pulled).is_some(), "{pulled}");
+        }
+        for kept in
+            ["/srv/rootfs", "./rootfs", "../x", "img_3f2a", "img_nope", "", "a b", "platform=linux/arm64", "UPPER"]
+        {
+            assert!(PullSpec::for_run(kept).is_none(), "{kept}");
+        }
+    }
 
     fn whole(text: &str) -> String {
         PullSpec::parse(text).unwrap().reference.whole()

@@ -232,6 +232,11 @@ pub enum Request {
         name: String,
         setting: ContainerSetting,
     },
+    /// Whether the daemon removes the container once it has exited.
+    SetAutoRemove {
+        name: String,
+        auto_remove: bool,
+    },
     /// Run `argv` inside running container `name`.
     Exec {
         name: String,
@@ -292,14 +297,8 @@ impl Request {
             }
             WriteTarget::Ports(name) => Request::SetPorts { name, ports: crate::network::parse_ports(text)? },
             WriteTarget::Volumes(name) => Request::SetVolumes { name, volumes: parse_volumes(text)? },
-            WriteTarget::Privileged(name) => {
-                let privileged = match one_word(text)?.as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    other => return Err(ParseError::BadBool(other.chars().take(40).collect())),
-                };
-                Request::SetPrivileged { name, privileged }
-            }
+            WriteTarget::Privileged(name) => Request::SetPrivileged { name, privileged: parse_bool(text)? },
+            WriteTarget::AutoRemove(name) => Request::SetAutoRemove { name, auto_remove: parse_bool(text)? },
             WriteTarget::CapAdd(name) => {
                 let caps = text
                     .split_whitespace()
@@ -453,6 +452,15 @@ pub fn parse_env(text: &str) -> Result<Vec<String>, ParseError> {
         env.push(line.to_string());
     }
     Ok(env)
+}
+
+/// `true` or `false` (`1`, `0`), as `privileged` and `auto_remove` take them.
+fn parse_bool(text: &str) -> Result<bool, ParseError> {
+    match one_word(text)?.as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(ParseError::BadBool(other.chars().take(40).collect())),
+    }
 }
 
 fn one_word(text: &str) -> Result<String, ParseError> {

@@ -29,6 +29,8 @@ pub enum WriteTarget {
     CapAdd(String),
     /// `entrypoint`, `user`, `workdir`, `hostname`, `stop_signal` or `labels` of a container.
     Setting(String, super::SettingKind),
+    /// `auto_remove`: `true` or `false`.
+    AutoRemove(String),
 }
 
 /// How a file takes its writes.
@@ -65,7 +67,8 @@ impl WriteTarget {
             | WriteTarget::VolumesFrom(_)
             | WriteTarget::Privileged(_)
             | WriteTarget::CapAdd(_)
-            | WriteTarget::Setting(..) => WriteKind::Value,
+            | WriteTarget::Setting(..)
+            | WriteTarget::AutoRemove(_) => WriteKind::Value,
         }
     }
 }
@@ -93,6 +96,7 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
         WriteTarget::Exec(n()),
         WriteTarget::Privileged(n()),
         WriteTarget::CapAdd(n()),
+        WriteTarget::AutoRemove(n()),
     ];
     all.extend(["cpu.weight", "cpu.max", "memory.max", "pids.max"].into_iter().map(|f| WriteTarget::Limit(n(), f)));
     all.extend(super::SettingKind::ALL.into_iter().map(|k| WriteTarget::Setting(n(), k)));

@@ -98,6 +98,11 @@ impl Bocker {
             .arg("--subnet")
             .arg(format!("{}.0/24", self.subnet_prefix))
             .env("RUST_LOG", "debug")
+            // Registries other than the tests' own on loopback (plain HTTP) are reached over HTTPS: through a
+            // proxy that refuses at once, so a run of a name no test pushed (`containers/run nope`, which
+            // pulls it) fails at once with ECONNREFUSED, on a machine with Docker Hub in reach or without.
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "localhost,127.0.0.1")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
@@ -243,7 +248,17 @@ impl Bocker {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN).args(args).env("BOCKER_MOUNT", &self.mount).output().expect("run cli")
+        self.cli_with(args, &[])
+    }
+
+    /// The command line with more environment (`-e KEY` reads it; BOCKER_NETWORK, ...).
+    pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env("BOCKER_MOUNT", &self.mount);
+        for var in ["BOCKER_NETWORK", "BOCKER_CPU_SHARE", "BOCKER_MEM_LIMIT"] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied()).output().expect("run cli")
     }
 
     /// The errno of an io::Error, for assertions.

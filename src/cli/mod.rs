@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::registry::{familiar, normalize};
+use bars::{Bars, Out};
+pub use run::RunOptions;
 
 /// Why a verb failed, in bocker's words where bocker had them. The process exits 1.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,9 @@ macro_rules! say {
         $crate::cli::say_line(format_args!($($arg)*))
     };
 }
+
+mod bars;
+mod run;
 
 #[doc(hidden)]
 pub fn say_line(line: std::fmt::Arguments<'_>) {
@@ -137,12 +142,20 @@ impl Cli {
     /// `bocker pull NAME [TAG]` or `bocker pull REF`: a progress bar per layer while the files say the
     /// pull moves, then `Created: img_...`.
     pub fn pull(&self, words: &[String]) -> Result<i32, CliError> {
-        let line = words.join(" ");
         let source = match words {
             [name, tag] if !tag.starts_with("platform=") => format!("{name}:{tag}"),
             _ => words.first().cloned().unwrap_or_default(),
         };
+        let id = self.pull_showing(&words.join(" "), &source, Out::Stdout)?;
+        say!("Created: {id}");
+        Ok(0)
+    }
+
+    /// Writes `line` to `images/pull` and draws the bars of the pull of `source` on `out` until it ends;
+    /// returns the image's id.
+    fn pull_showing(&self, line: &str, source: &str, out: Out) -> Result<String, CliError> {
         let file = self.path("images/pull");
+        let line = line.to_string();
         let worker = std::thread::spawn(move || -> io::Result<String> {
             let mut f = OpenOptions::new().read(true).write(true).open(file)?;
             f.write_all(line.as_bytes())?;
@@ -150,18 +163,17 @@ impl Cli {
             f.read_to_string(&mut id)?;
             Ok(id.trim().to_string())
         });
-        let mut bars = Bars::new();
+        let mut bars = Bars::new(out);
         while !worker.is_finished() {
-            bars.show(&source, &fs::read_to_string(self.path("images/pulls")).unwrap_or_default());
-            std::thread::sleep(Duration::from_millis(100));
+            bars.show(source, &fs::read_to_string(self.path("images/pulls")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(20));
         }
-        bars.finish();
         let id = worker
             .join()
             .map_err(|_| CliError::Failed("the pull thread failed".into()))?
             .map_err(|e| CliError::Failed(self.why("images/pull", &e)))?;
-        say!("Created: {id}");
-        Ok(0)
+        bars.finish(&self.read(&format!("images/{id}/layers")));
+        Ok(id)
     }
 
     /// `bocker push IMAGE REF`: prints the pushed manifest's digest.
@@ -243,77 +255,6 @@ impl Cli {
         Ok(0)
     }
 
-    /// `bocker run IMAGE CMD...`: runs in the foreground, prints the output, returns the exit code.
-    /// Several words are the argv exactly; one word holding spaces is a shell line for `/bin/sh -c`.
-    pub fn run(&self, image: &str, cmd: &[String], volumes: &[String]) -> Result<i32, CliError> {
-        let argv: Vec<String> = match cmd {
-            [one] if one.contains(char::is_whitespace) => vec!["/bin/sh".into(), "-c".into(), one.clone()],
-            _ => cmd.to_vec(),
-        };
-        let mut limits = run_limits()?;
-        if !volumes.is_empty() {
-            self.make_named_volumes(volumes)?;
-            limits.push(("volumes", volumes.join("\n")));
-        }
-        if !limits.is_empty() {
-            let id = self.run_with_limits(image, &argv, &limits)?;
-            return self.follow(&id);
-        }
-        let mut line = shell_words::quote(image).into_owned();
-        if !argv.is_empty() {
-            line.push(' ');
-            line.push_str(&shell_words::join(&argv));
-        }
-        let id = self.submit("containers/run", &line).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) if !self.has_image(image) => CliError::NoImage(image.to_string()),
-            _ => CliError::Failed(self.why("containers/run", &e)),
-        })?;
-        self.follow(&id)
-    }
-
-    /// A run whose limits must be in place before it starts: mkdir, configure, start. Removed again if
-    /// any step fails.
-    fn run_with_limits(&self, image: &str, argv: &[String], limits: &[(&str, String)]) -> Result<String, CliError> {
-        if !self.has_image(image) {
-            return Err(CliError::NoImage(image.to_string()));
-        }
-        let id = crate::ids::new_id("ps_");
-        let dir = format!("containers/{id}");
-        fs::create_dir(self.path(&dir)).map_err(|e| CliError::Failed(self.why(&dir, &e)))?;
-        let mut steps: Vec<(String, String)> = vec![(format!("{dir}/image"), image.to_string())];
-        if !argv.is_empty() {
-            steps.push((format!("{dir}/cmd"), shell_words::join(argv)));
-        }
-        steps.extend(limits.iter().map(|(file, value)| (format!("{dir}/{file}"), value.clone())));
-        steps.push((format!("{dir}/ctl"), "start".to_string()));
-        for (file, value) in steps {
-            if let Err(e) = fs::write(self.path(&file), value) {
-                let message = fs::read_to_string(self.path(&format!("{dir}/error"))).unwrap_or_default();
-                let _ = fs::remove_dir(self.path(&dir));
-                let message = message.trim();
-                return Err(CliError::Failed(if message.is_empty() { e.to_string() } else { message.to_string() }));
-            }
-        }
-        Ok(id)
-    }
-
-    /// Makes the named volumes `-v NAME:TARGET` asks for that don't exist yet, as Docker does.
-    fn make_named_volumes(&self, volumes: &[String]) -> Result<(), CliError> {
-        for v in volumes {
-            let source = v.split(':').next().unwrap_or("");
-            if source.is_empty() || source.starts_with('/') || self.path(&format!("volumes/{source}")).is_dir() {
-                continue;
-            }
-            let rel = format!("volumes/{source}");
-            match fs::create_dir(self.path(&rel)) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(e) => return Err(CliError::Failed(self.why(&rel, &e))),
-            }
-        }
-        Ok(())
-    }
-
     fn has_image(&self, reference: &str) -> bool {
         self.resolve(reference).is_ok()
     }
@@ -323,12 +264,21 @@ impl Cli {
         self.follow_dir(&format!("containers/{id}"))
     }
 
-    /// Copies `DIR/logs` to stdout until `DIR/status` says its process has ended (`exited`, or gone);
-    /// returns `DIR/exit_code`. The file
-    /// stays open throughout: its offsets count from the oldest byte kept when it was opened, so a rotation
-    /// while it is read moves nothing under it.
+    /// Copies `DIR/logs` to stdout until `DIR/status` says its process has ended; returns `DIR/exit_code`.
     fn follow_dir(&self, dir: &str) -> Result<i32, CliError> {
-        let mut logs = File::open(self.path(&format!("{dir}/logs"))).map_err(io_err("cannot open the logs"))?;
+        self.copy_logs(dir, self.open_logs(dir)?)?;
+        let code = self.read(&format!("{dir}/exit_code"));
+        Ok(code.parse().unwrap_or(1))
+    }
+
+    fn open_logs(&self, dir: &str) -> Result<File, CliError> {
+        File::open(self.path(&format!("{dir}/logs"))).map_err(io_err("cannot open the logs"))
+    }
+
+    /// Copies `logs` (`DIR/logs`, opened) to stdout until `DIR/status` says its process has ended (`exited`,
+    /// or gone), then closes it. The file stays open throughout: its offsets count from the oldest byte kept
+    /// when it was opened, so a rotation while it is read moves nothing under it.
+    fn copy_logs(&self, dir: &str, mut logs: File) -> Result<(), CliError> {
         let mut out = io::stdout().lock();
         let started = std::time::Instant::now();
         loop {
@@ -344,8 +294,7 @@ impl Cli {
             std::thread::sleep(Duration::from_millis(pause));
         }
         let _ = out.flush();
-        let code = self.read(&format!("{dir}/exit_code"));
-        Ok(code.parse().unwrap_or(1))
+        Ok(())
     }
 
     /// `bocker exec ID CMD...`: runs in the running container, prints the output, returns the exit code.
@@ -434,86 +383,5 @@ impl Cli {
         }
         say!("Removed: {id}");
         Ok(0)
-    }
-}
-
-/// bocker's `BOCKER_CPU_SHARE` (cpu.shares, mapped to cpu.weight as the kernel does) and
-/// `BOCKER_MEM_LIMIT` (megabytes), and `BOCKER_NETWORK` (bridge, none, host), as files and values.
-fn run_limits() -> Result<Vec<(&'static str, String)>, CliError> {
-    let mut limits = Vec::new();
-    if let Ok(network) = std::env::var("BOCKER_NETWORK") {
-        limits.push(("network", network.trim().to_string()));
-    }
-    if let Ok(share) = std::env::var("BOCKER_CPU_SHARE") {
-        let shares: u64 = share
-            .trim()
-            .parse()
-            .map_err(|_| CliError::Failed(format!("BOCKER_CPU_SHARE: '{share}' is not a number")))?;
-        limits.push(("cpu.weight", crate::cgroups::shares_to_weight(shares).to_string()));
-    }
-    if let Ok(mb) = std::env::var("BOCKER_MEM_LIMIT") {
-        let mb: u64 = mb
-            .trim()
-            .parse()
-            .map_err(|_| CliError::Failed(format!("BOCKER_MEM_LIMIT: '{mb}' is not a number of MB")))?;
-        limits.push(("memory.max", format!("{mb}M")));
-    }
-    Ok(limits)
-}
-
-/// Copies `path` from `offset` to its current end into `out`; returns the bytes copied.
-/// Per-layer progress bars of one pull, drawn from `images/pulls` lines
-/// (`REFERENCE LAYER DONE TOTAL STATE`). On a terminal they are redrawn in place; otherwise a line is
-/// printed when a layer changes state.
-struct Bars {
-    tty: bool,
-    drawn: usize,
-    states: std::collections::HashMap<String, String>,
-}
-
-impl Bars {
-    fn new() -> Bars {
-        // SAFETY: isatty only inspects the descriptor.
-        let tty = unsafe { libc::isatty(1) } == 1;
-        Bars { tty, drawn: 0, states: std::collections::HashMap::new() }
-    }
-
-    fn show(&mut self, source: &str, pulls: &str) {
-        let mut lines = Vec::new();
-        for l in pulls.lines() {
-            let w: Vec<&str> = l.split(' ').collect();
-            let [reference, digest, done, total, state] = w.as_slice() else { continue };
-            if *reference != source {
-                continue;
-            }
-            let (done, total): (u64, u64) = (done.parse().unwrap_or(0), total.parse().unwrap_or(0));
-            let short = digest.trim_start_matches("sha256:").get(..12).unwrap_or(digest);
-            let filled = (done.min(total) * 30).checked_div(total).unwrap_or(30) as usize;
-            lines.push(format!(
-                "{short}: [{}{}] {:>7.1}/{:.1} MB {state}",
-                "#".repeat(filled),
-                " ".repeat(30 - filled),
-                done as f64 / 1e6,
-                total as f64 / 1e6
-            ));
-            if !self.tty && self.states.insert((*digest).to_string(), (*state).to_string()).as_deref() != Some(*state) {
-                say!("{short}: {state}");
-            }
-        }
-        if self.tty {
-            let mut out = io::stdout().lock();
-            if self.drawn > 0 {
-                let _ = write!(out, "\x1b[{}A", self.drawn);
-            }
-            for l in &lines {
-                let _ = writeln!(out, "\x1b[2K{l}");
-            }
-            let _ = out.flush();
-            self.drawn = lines.len();
-        }
-    }
-
-    fn finish(&mut self) {
-        let _ = io::stdout().flush();
     }
 }

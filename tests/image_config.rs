@@ -167,3 +167,61 @@ fn a_container_keeps_its_images_config_when_the_image_goes_and_exec_runs_as_its_
     assert_eq!(config["config"]["Cmd"], serde_json::json!(["sleep", "1000"]));
     assert_eq!(config["config"]["StopSignal"], "SIGQUIT");
 }
+
+#[test]
+fn an_images_volumes_are_anonymous_volumes_filled_from_it_and_go_with_their_container() {
+    let b = Bocker::start("cfg-volume");
+    let root = b.rootfs();
+    fs::create_dir_all(root.join("data/sub")).unwrap();
+    fs::write(root.join("data/seed.txt"), "from the image\n").unwrap();
+    fs::set_permissions(root.join("data/seed.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(root.join("data/seed.txt"), Some(999), Some(1000)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("data/link")).unwrap();
+    // A path that is a symlink out of the rootfs: resolved inside it, so the host's file is never copied.
+    let host_secret = b.dir.join("host-secret");
+    fs::create_dir_all(&host_secret).unwrap();
+    fs::write(host_secret.join("secret"), "host only\n").unwrap();
+    std::os::unix::fs::symlink(&host_secret, root.join("evil")).unwrap();
+    // The same absolute path inside the rootfs, empty: what the symlink means inside the container.
+    fs::create_dir_all(root.join(host_secret.strip_prefix("/").unwrap())).unwrap();
+    let img = b.import("VOLUME /data\nVOLUME /evil\n");
+    let probe = "sh -c 'cat /data/seed.txt; stat -c \"%u:%g %a\" /data/seed.txt; readlink /data/link; \
+                 ls /data/sub >/dev/null && echo sub; ls /evil; echo new >> /data/log; cat /data/log'";
+    let first = run_with(&b, "v1", &img, &[("cmd", probe)]);
+    assert_eq!(first, "from the image\n999:1000 640\n/etc/passwd\nsub\nnew\n");
+    let anon: Vec<String> = fs::read_dir(b.path("volumes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("anon_"))
+        .collect();
+    assert_eq!(anon.len(), 2, "{anon:?}");
+    for v in &anon {
+        let data = b.path(&format!("volumes/{v}/data"));
+        assert!(!data.join("secret").exists(), "the host's file was copied into {v}");
+    }
+    // The same volume at the next start: what the container wrote is kept.
+    b.write("containers/v1/ctl", "start").unwrap();
+    b.wait_status("v1", "exited");
+    assert!(b.read("containers/v1/logs").ends_with("new\nnew\n"), "{}", b.read("containers/v1/logs"));
+    // Another container gets volumes of its own, filled afresh; one that mounts its own there gets none.
+    let second = run_with(&b, "v2", &img, &[("cmd", "cat /data/log /data/seed.txt")]);
+    assert_eq!(second, "cat: can't open '/data/log': No such file or directory\nfrom the image\n");
+    fs::create_dir(b.path("volumes/mine")).unwrap();
+    let own = run_with(&b, "v3", &img, &[("volumes", "mine:/data"), ("cmd", "ls -A /data")]);
+    assert_eq!(own, "");
+    let count = || {
+        fs::read_dir(b.path("volumes"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("anon_"))
+            .count()
+    };
+    assert_eq!(count(), 5, "v1 and v2 two each, v3 one (/evil)");
+    // They go with their container, and only then.
+    let err = fs::remove_dir(b.path(&format!("volumes/{}", anon[0]))).unwrap_err();
+    assert_eq!(Bocker::errno(&err), libc::EBUSY);
+    fs::remove_dir(b.path("containers/v1")).unwrap();
+    assert_eq!(count(), 3);
+    for v in &anon {
+        assert!(!b.path(&format!("volumes/{v}")).exists());
+    }
+}

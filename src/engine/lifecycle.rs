@@ -152,6 +152,10 @@ impl Engine {
             Err(_) => st.container_mut(name)?.transition = None,
         }
         st.notify(Changed::Container(name.to_string()));
+        drop(st);
+        if removed.is_ok() {
+            self.remove_anonymous_volumes(&record);
+        }
         removed.map(|()| true)
     }
 
@@ -201,6 +205,9 @@ impl Engine {
 
     /// Starts `name`; the slot answered is filled with this run's exit code when it ends.
     pub(super) fn start(self: &Arc<Self>, name: &str) -> Result<ExitSlot, Error> {
+        // Refused here as the plan below would refuse it, before any volume is made for it.
+        self.view().container(name)?.gate(Op::Start)?;
+        self.ensure_anonymous_volumes(name)?;
         let (plan, had_ip) = {
             let _held = self.writing(name)?;
             let mut st = self.lock();

@@ -32,6 +32,7 @@
 //! `configure`, `volumes`, `ports` (forwards and the firewall), `journal` (the error journal), `notify`
 //! (change notices) and `views` (what the FUSE side reads and renders).
 
+mod anonymous;
 mod configure;
 mod exec;
 mod exits;

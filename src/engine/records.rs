@@ -108,6 +108,9 @@ pub struct ContainerRecord {
     /// Bind mounts of host paths and named volumes.
     #[serde(default)]
     pub volumes: Vec<VolumeSpec>,
+    /// The anonymous volumes its image's `Volumes` gave it: `(volume, path)` (see `anonymous`).
+    #[serde(default)]
+    pub anonymous_volumes: Vec<(String, String)>,
     /// A container whose volumes are mounted here too, at the same targets.
     #[serde(default)]
     pub volumes_from: Option<String>,
@@ -208,6 +211,7 @@ pub(super) fn new_record(name: &str) -> ContainerRecord {
         ports: Vec::new(),
         ip: None,
         volumes: Vec::new(),
+        anonymous_volumes: Vec::new(),
         volumes_from: None,
         security: Default::default(),
         auto_remove: false,

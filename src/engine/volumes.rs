@@ -145,7 +145,10 @@ impl Engine {
             let by: Vec<String> = st
                 .containers
                 .values()
-                .filter(|c| c.record.volumes.iter().any(|v| v.source == VolumeSource::Named(name.to_string())))
+                .filter(|c| {
+                    c.record.volumes.iter().any(|v| v.source == VolumeSource::Named(name.to_string()))
+                        || c.record.anonymous_volumes.iter().any(|(v, _)| v == name)
+                })
                 .map(|c| c.record.name.clone())
                 .collect();
             if !by.is_empty() {
@@ -214,15 +217,25 @@ impl Engine {
             let other = st.container(from).map_err(|_| {
                 Error::NotFound(format!("container '{}' takes volumes from '{from}', which is gone", record.name))
             })?;
-            specs.extend(
-                other
-                    .record
-                    .volumes
-                    .iter()
-                    .filter(|v| !specs.iter().any(|s| s.target == v.target))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
+            // Its volumes, anonymous ones included (as `docker run --volumes-from`).
+            let anonymous = other.record.anonymous_volumes.iter().map(|(volume, path)| VolumeSpec {
+                source: VolumeSource::Named(volume.clone()),
+                target: path.clone(),
+                readonly: false,
+            });
+            let theirs: Vec<VolumeSpec> = other.record.volumes.iter().cloned().chain(anonymous).collect();
+            specs
+                .extend(theirs.into_iter().filter(|v| !specs.iter().any(|s| s.target == v.target)).collect::<Vec<_>>());
+        }
+        // Its anonymous volumes, where nothing of its own is mounted.
+        for (volume, path) in &record.anonymous_volumes {
+            if !specs.iter().any(|s| s.target.trim_end_matches('/') == path.trim_end_matches('/')) {
+                specs.push(VolumeSpec {
+                    source: VolumeSource::Named(volume.clone()),
+                    target: path.clone(),
+                    readonly: false,
+                });
+            }
         }
         specs
             .into_iter()

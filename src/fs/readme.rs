@@ -45,7 +45,9 @@ bockerfs: containers driven with echo and cat.
                          creating starting stopping removing committing while a request is under way)
     logs                 stdout and stderr, the last --log-max-size x --log-max-files bytes; tail -f follows it
     rootfs               symlink to the container's filesystem
-  volumes/<name>/        mkdir makes a named volume, rmdir removes it (EBUSY while a container lists it); data: its content
+  volumes/<name>/        mkdir makes a named volume, rmdir removes it (EBUSY while a container lists it); data: its content;
+                         anon_<hex>: made for an image's VOLUME at a container's first start, filled from the image,
+                         removed with the container
   errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
 
 Value files (image cmd entrypoint env user workdir hostname stop_signal labels volumes volumes-from network

@@ -225,3 +225,20 @@ fn an_images_volumes_are_anonymous_volumes_filled_from_it_and_go_with_their_cont
         assert!(!b.path(&format!("volumes/{v}")).exists());
     }
 }
+
+#[test]
+fn an_image_shaped_like_the_official_ones_keeps_its_config_through_a_registry() {
+    let b = Bocker::start("cfg-registry");
+    let reg = common::registry::TestRegistry::start(&b.dir);
+    let img = redis_like(&b);
+    let reference = reg.reference("library/redis-like:7");
+    b.write("images/push", &format!("{img} {reference}")).unwrap();
+    fs::remove_dir(b.path(&format!("images/{img}"))).unwrap();
+    let pulled = b.submit("images/pull", &reference).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&b.read(&format!("images/{pulled}/config.json"))).unwrap();
+    assert_eq!(config["config"]["User"], "redis");
+    assert_eq!(config["config"]["StopSignal"], "SIGQUIT");
+    // Run by its name: through its entrypoint, as its user.
+    let id = b.run_to_exit(&format!("{reference} sh -c 'id -u; pwd'"));
+    assert_eq!(b.read(&format!("containers/{id}/logs")), "entrypoint: sh -c id -u; pwd\n999\n/data\n");
+}

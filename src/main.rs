@@ -78,8 +78,12 @@ enum Command {
     },
     /// Push a local image to a registry.
     Push { image: String, reference: String },
-    /// List images.
-    Images,
+    /// List images: bocker's IMAGE_ID and SOURCE columns.
+    Images {
+        /// Add a NAMES column: each image's names as Docker shows them (alpine:latest), or <none>.
+        #[arg(long)]
+        names: bool,
+    },
     /// List containers.
     Ps,
     /// Run a command in a new container, in the foreground (exits with its code) or with -d; an image that
@@ -223,7 +227,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Init { directory } => cli(args.mount)?.init(&directory)?,
         Command::Pull { reference } => cli(args.mount)?.pull(&reference)?,
         Command::Push { image, reference } => cli(args.mount)?.push(&image, &reference)?,
-        Command::Images => cli(args.mount)?.images()?,
+        Command::Images { names } => cli(args.mount)?.images(names)?,
         Command::Commit { container, image } => cli(args.mount)?.commit(&container, &image)?,
         Command::Ps => cli(args.mount)?.ps()?,
         Command::Run { options, image, command, .. } => cli(args.mount)?.run(&image, &command, &options)?,

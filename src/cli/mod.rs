@@ -187,14 +187,20 @@ impl Cli {
         Ok(0)
     }
 
-    /// `bocker images`: bocker's columns, and the names as Docker shows them (`alpine:latest`), comma-separated.
-    pub fn images(&self) -> Result<i32, CliError> {
-        say!("IMAGE_ID\t\tSOURCE\t\tNAMES");
+    /// `bocker images`: bocker's two columns exactly (scripts compare its header line); with `names`, a
+    /// third, the names as Docker shows them (`alpine:latest`), comma-separated, or `<none>`.
+    pub fn images(&self, names: bool) -> Result<i32, CliError> {
+        say!("IMAGE_ID\t\tSOURCE{}", if names { "\t\tNAMES" } else { "" });
         for id in self.list("images")? {
+            let source = self.read(&format!("images/{id}/source"));
+            if !names {
+                say!("{id}\t\t{source}");
+                continue;
+            }
             let names = self.read(&format!("images/{id}/names"));
             let names: Vec<&str> = names.lines().map(familiar).collect();
             let names = if names.is_empty() { "<none>".to_string() } else { names.join(",") };
-            say!("{id}\t\t{}\t\t{names}", self.read(&format!("images/{id}/source")));
+            say!("{id}\t\t{source}\t\t{names}");
         }
         Ok(0)
     }

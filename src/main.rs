@@ -181,7 +181,12 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "{e:#}");
+            // bocker's own messages go where bocker printed them, to stdout; every other error to stderr.
+            if e.downcast_ref::<bockerfs::cli::CliError>().is_some_and(|c| c.on_stdout()) {
+                let _ = writeln!(std::io::stdout(), "{e:#}");
+            } else {
+                let _ = writeln!(std::io::stderr(), "{e:#}");
+            }
             ExitCode::from(1)
         }
     }

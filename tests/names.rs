@@ -230,7 +230,7 @@ fn rmi_takes_a_name_and_the_image_with_its_last_name() {
     assert_eq!(names(&b, &img), vec!["docker.io/library/web:1", "registry.example:5000/web:2"]);
     let bad = b.cli(&["tag", "nothere", "x"]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("No image named 'nothere' exists"));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("No image named 'nothere' exists"));
 
     let out = b.cli(&["rmi", "web:1"]);
     assert_eq!(stdout(&out), "Untagged: web:1\n");
@@ -240,7 +240,7 @@ fn rmi_takes_a_name_and_the_image_with_its_last_name() {
     assert!(!b.path(&format!("images/{img}")).exists(), "the last name took the image");
     let out = b.cli(&["rmi", "web:1"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No image named 'web:1' exists"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No image named 'web:1' exists"));
     // By an id prefix: the image, whatever its names.
     let img = b.import("");
     assert!(b.cli(&["tag", &img, "a"]).status.success());

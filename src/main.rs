@@ -78,8 +78,12 @@ enum Command {
     },
     /// Push a local image to a registry.
     Push { image: String, reference: String },
-    /// List images.
-    Images,
+    /// List images: bocker's IMAGE_ID and SOURCE columns.
+    Images {
+        /// Add a NAMES column: each image's names as Docker shows them (alpine:latest), or <none>.
+        #[arg(long)]
+        names: bool,
+    },
     /// List containers.
     Ps,
     /// Run a command in a new container, in the foreground (exits with its code) or with -d; an image that
@@ -177,7 +181,12 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "{e:#}");
+            // bocker's own messages go where bocker printed them, to stdout; every other error to stderr.
+            if e.downcast_ref::<bockerfs::cli::CliError>().is_some_and(|c| c.on_stdout()) {
+                let _ = writeln!(std::io::stdout(), "{e:#}");
+            } else {
+                let _ = writeln!(std::io::stderr(), "{e:#}");
+            }
             ExitCode::from(1)
         }
     }
@@ -223,7 +232,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Init { directory } => cli(args.mount)?.init(&directory)?,
         Command::Pull { reference } => cli(args.mount)?.pull(&reference)?,
         Command::Push { image, reference } => cli(args.mount)?.push(&image, &reference)?,
-        Command::Images => cli(args.mount)?.images()?,
+        Command::Images { names } => cli(args.mount)?.images(names)?,
         Command::Commit { container, image } => cli(args.mount)?.commit(&container, &image)?,
         Command::Ps => cli(args.mount)?.ps()?,
         Command::Run { options, image, command, .. } => cli(args.mount)?.run(&image, &command, &options)?,

@@ -23,6 +23,8 @@ fn bockers_verbs_work_through_the_mount() {
     assert!(img.starts_with("img_") && created.ends_with('\n'), "{created:?}");
 
     let images = b.cli(&["images"]);
+    assert_eq!(stdout(&images), format!("IMAGE_ID\t\tSOURCE\n{img}\t\t{}\n", rootfs.display()));
+    let images = b.cli(&["images", "--names"]);
     assert_eq!(stdout(&images), format!("IMAGE_ID\t\tSOURCE\t\tNAMES\n{img}\t\t{}\t\t<none>\n", rootfs.display()));
 
     // Several words: the argv exactly.
@@ -52,7 +54,7 @@ fn bockers_verbs_work_through_the_mount() {
     // As bocker's: an image goes while containers made from it exist; they keep their own rootfs.
     let rm = b.cli(&["rm", &img]);
     assert_eq!(stdout(&rm), format!("Removed: {img}\n"), "rm takes an image too");
-    assert_eq!(stdout(&b.cli(&["images"])), "IMAGE_ID\t\tSOURCE\t\tNAMES\n");
+    assert_eq!(stdout(&b.cli(&["images"])), "IMAGE_ID\t\tSOURCE\n");
     b.write(&format!("containers/{id}/ctl"), "start").unwrap();
     b.wait_status(&id, "exited");
     assert_eq!(b.read(&format!("containers/{id}/exit_code")), "0\n", "it starts again without its image");
@@ -71,18 +73,27 @@ fn bockers_verbs_work_through_the_mount() {
 fn errors_are_in_bockers_words() {
     let b = Bocker::start("cliwords");
     let img = b.import("");
-    let cases: [(&[&str], &str); 5] = [
-        (&["run", "img_nope", "true"], "No image named 'img_nope' exists"),
-        (&["rmi", "img_nope"], "No image named 'img_nope' exists"),
-        (&["logs", "ps_nope"], "No container named 'ps_nope' exists"),
-        (&["rm", "ps_nope"], "No container named 'ps_nope' exists"),
-        (&["run", &img, "no-such-program"], "executable 'no-such-program' not found"),
+    let missing = b.dir.join("missing");
+    let missing = missing.to_str().unwrap();
+    // bocker's own messages on stdout, where bocker echoed them and scripts look for them; they exit 1.
+    let bockers: [(&[&str], String); 6] = [
+        (&["run", "img_nope", "true"], "No image named 'img_nope' exists".into()),
+        (&["rmi", "img_nope"], "No image named 'img_nope' exists".into()),
+        (&["logs", "ps_nope"], "No container named 'ps_nope' exists".into()),
+        (&["rm", "ps_nope"], "No container named 'ps_nope' exists".into()),
+        (&["exec", "ps_nope", "true"], "No container named 'ps_nope' exists".into()),
+        (&["init", missing], format!("No directory named '{missing}' exists")),
     ];
-    for (args, message) in cases {
+    for (args, message) in bockers {
         let out = b.cli(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), format!("{message}\n"), "{args:?}");
+        assert_eq!(stderr(&out), "", "{args:?}");
     }
+    // Ours, on stderr.
+    let out = b.cli(&["run", &img, "no-such-program"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("executable 'no-such-program' not found"), "{}", stderr(&out));
     let nowhere = std::process::Command::new(common::BIN)
         .args(["ps"])
         .env("BOCKER_MOUNT", b.dir.join("not-a-mount"))

@@ -130,8 +130,8 @@ fn bad_commits_are_refused_and_change_nothing() {
 
     let out = b.cli(&["commit", "nope", &img]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No container named 'nope' exists"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No container named 'nope' exists"));
     let out = b.cli(&["commit", &id, "img_000000000000"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No image named 'img_000000000000' exists"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No image named 'img_000000000000' exists"));
 }

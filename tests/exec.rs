@@ -140,9 +140,9 @@ fn bocker_exec_without_a_terminal_and_on_a_stopped_container() {
     assert!(b.read("containers/box/error").contains("is not running"));
     let out = b.cli(&["exec", "box", "true"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Container 'box' exists but is not running"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Container 'box' exists but is not running"));
     let out = b.cli(&["exec", "nope", "true"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No container named 'nope' exists"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No container named 'nope' exists"));
     // An empty command is refused.
     b.configure("other", &img, "sleep 1000");
     b.write("containers/other/ctl", "start").expect("start");

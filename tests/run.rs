@@ -224,7 +224,7 @@ fn an_image_not_here_is_pulled_with_its_progress_on_stderr() {
     assert_eq!(fs::read_dir(b.path("images")).unwrap().count(), images);
     // An id is never pulled.
     let out = b.cli(&["run", "img_0000", "true"]);
-    assert!(stderr(&out).contains("No image named 'img_0000' exists"), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "No image named 'img_0000' exists\n", "{}", stderr(&out));
 }
 
 /// Runs `flags` then `sh -c script` and returns its output, asserting it succeeded.

@@ -17,6 +17,10 @@ pub enum CliError {
     NoImage(String),
     #[error("No container named '{0}' exists")]
     NoContainer(String),
+    #[error("No directory named '{0}' exists")]
+    NoDirectory(String),
+    #[error("Container '{0}' exists but is not running")]
+    NotRunning(String),
     #[error("no bocker filesystem at {0}: is `bocker daemon` running? (set BOCKER_MOUNT to its mount)")]
     NotMounted(PathBuf),
     #[error("{0}")]
@@ -61,6 +65,18 @@ fn copy_err(what: &'static str) -> impl FnOnce(io::Error) -> CliError {
             stdout_failed(&e);
         }
         CliError::Io { what: what.to_string(), source: e }
+    }
+}
+
+impl CliError {
+    /// bocker's own messages, which bocker echoed to stdout, where scripts written for it look for them
+    /// (`[[ "$(bocker exec ID ps)" == "Container 'ID' exists but is not running" ]]`, as its tests do).
+    /// Every other failure is told on stderr.
+    pub fn on_stdout(&self) -> bool {
+        matches!(
+            self,
+            CliError::NoImage(_) | CliError::NoContainer(_) | CliError::NoDirectory(_) | CliError::NotRunning(_)
+        )
     }
 }
 
@@ -114,7 +130,9 @@ impl Cli {
     pub fn init(&self, dir: &Path) -> Result<i32, CliError> {
         let dir = dir
             .canonicalize()
-            .map_err(|_| CliError::Failed(format!("No directory named '{}' exists", dir.display())))?;
+            .ok()
+            .filter(|d| d.is_dir())
+            .ok_or_else(|| CliError::NoDirectory(dir.display().to_string()))?;
         let id = self
             .submit("images/import", &dir.display().to_string())
             .map_err(|e| CliError::Failed(self.why("images/import", &e)))?;
@@ -187,14 +205,20 @@ impl Cli {
         Ok(0)
     }
 
-    /// `bocker images`: bocker's columns, and the names as Docker shows them (`alpine:latest`), comma-separated.
-    pub fn images(&self) -> Result<i32, CliError> {
-        say!("IMAGE_ID\t\tSOURCE\t\tNAMES");
+    /// `bocker images`: bocker's two columns exactly (scripts compare its header line); with `names`, a
+    /// third, the names as Docker shows them (`alpine:latest`), comma-separated, or `<none>`.
+    pub fn images(&self, names: bool) -> Result<i32, CliError> {
+        say!("IMAGE_ID\t\tSOURCE{}", if names { "\t\tNAMES" } else { "" });
         for id in self.list("images")? {
+            let source = self.read(&format!("images/{id}/source"));
+            if !names {
+                say!("{id}\t\t{source}");
+                continue;
+            }
             let names = self.read(&format!("images/{id}/names"));
             let names: Vec<&str> = names.lines().map(familiar).collect();
             let names = if names.is_empty() { "<none>".to_string() } else { names.join(",") };
-            say!("{id}\t\t{}\t\t{names}", self.read(&format!("images/{id}/source")));
+            say!("{id}\t\t{source}\t\t{names}");
         }
         Ok(0)
     }
@@ -309,7 +333,7 @@ impl Cli {
         };
         let rel = format!("containers/{id}/exec");
         let n = self.submit(&rel, &shell_words::join(&argv)).map_err(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => CliError::Failed(format!("Container '{id}' exists but is not running")),
+            Some(libc::ESRCH) => CliError::NotRunning(id.to_string()),
             _ => CliError::Failed(self.why(&rel, &e)),
         })?;
         self.follow_dir(&format!("containers/{id}/execs/{n}"))

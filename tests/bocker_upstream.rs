@@ -163,11 +163,16 @@ fn test_exec() {
         image=$(./bocker init ~/base-image | awk '{print $2}')
         ./bocker images | grep -qw "$image"
 
-        # As upstream: a container that sleeps 5 seconds in the background, looked at 2 seconds in.
+        # As upstream: a container that sleeps 5 seconds in the background, looked at while it sleeps
+        # (upstream waits 2 seconds; here, until it runs, so a loaded machine can't make it miss).
         ./bocker run "$image" "sleep 5 && ps aux" &
         background=$!
-        sleep 2
-        sleeper=$(./bocker ps | grep 'sleep 5' | awk '{print $1}')
+        sleeper=
+        for _ in $(seq 200); do
+            sleeper=$(./bocker ps | grep 'sleep 5' | awk '{print $1}') || true
+            [ -n "$sleeper" ] && [ "$(cat "$BOCKER_MOUNT/containers/$sleeper/status")" = running ] && break
+            sleep 0.05
+        done
         check "$(./bocker exec "$sleeper" ps aux | wc -l)" -eq 4
         # Upstream sleeps the 3 seconds left; waiting for the run is the same, and checks it succeeded.
         wait "$background"

@@ -114,6 +114,12 @@ enum Command {
     Rmi { image: String },
     /// Give IMAGE (an id, a unique id prefix or a name) the name NAME, taken from the image that had it.
     Tag { image: String, name: String },
+    /// Print the inspect.json of containers (by name) and images (by id, unique id prefix, name or
+    /// imported directory) as one JSON array, as docker inspect does; exit 1 if one names nothing.
+    Inspect {
+        #[arg(required = true)]
+        what: Vec<String>,
+    },
     #[command(name = "__monitor", hide = true)]
     Monitor { state_dir: PathBuf },
     #[command(name = "__exec", hide = true)]
@@ -232,6 +238,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Rm { id } => cli(args.mount)?.rm(&id)?,
         Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,
         Command::Tag { image, name } => cli(args.mount)?.tag(&image, &name)?,
+        Command::Inspect { what } => cli(args.mount)?.inspect(&what)?,
         Command::Monitor { state_dir } => bockerfs::runtime::monitor::main(&state_dir),
         Command::ExecHelper { dir } => bockerfs::runtime::exec::main(&dir),
     };

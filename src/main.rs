@@ -114,10 +114,11 @@ enum Command {
     Rmi { image: String },
     /// Give IMAGE (an id, a unique id prefix or a name) the name NAME, taken from the image that had it.
     Tag { image: String, name: String },
-    /// Print the inspect.json of containers (by name) and images (by id, unique id prefix, name or
-    /// imported directory) as one JSON array, as docker inspect does; exit 1 if one names nothing.
+    /// Print the inspect.json of containers and images as one JSON array, as docker inspect does; exit 1
+    /// if one names nothing (the others are still printed).
     Inspect {
-        #[arg(required = true)]
+        /// A container's name, else an image: an id, a unique id prefix, a name or an imported directory.
+        #[arg(required = true, value_name = "NAME|IMAGE")]
         what: Vec<String>,
     },
     #[command(name = "__monitor", hide = true)]

@@ -12,6 +12,8 @@
 //! - `HostConfig`'s limits are the configured ones (or the daemon's defaults), never read from the kernel:
 //!   `Memory` bytes (0: no limit), `CpuShares` from `cpu.weight`, `CpuQuota`/`CpuPeriod` from `cpu.max`
 //!   (0: no quota) and `NanoCpus` the same quota in Docker's `--cpus` unit, `PidsLimit` (-1: no limit).
+//! - `State.Error` is what the container's `error` file says: the last failed write's message (a start's
+//!   among them), empty after a write that succeeded.
 //! - `NetworkSettings` shows the address as `ip` does (from the first start in bridge mode until removal)
 //!   and the forwards as configured, running or not.
 

@@ -118,6 +118,13 @@ enum Command {
     Rmi { image: String },
     /// Give IMAGE (an id, a unique id prefix or a name) the name NAME, taken from the image that had it.
     Tag { image: String, name: String },
+    /// Print the inspect.json of containers and images as one JSON array, as docker inspect does; exit 1
+    /// if one names nothing (the others are still printed).
+    Inspect {
+        /// A container's name, else an image: an id, a unique id prefix, a name or an imported directory.
+        #[arg(required = true, value_name = "NAME|IMAGE")]
+        what: Vec<String>,
+    },
     #[command(name = "__monitor", hide = true)]
     Monitor { state_dir: PathBuf },
     #[command(name = "__exec", hide = true)]
@@ -241,6 +248,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Rm { id } => cli(args.mount)?.rm(&id)?,
         Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,
         Command::Tag { image, name } => cli(args.mount)?.tag(&image, &name)?,
+        Command::Inspect { what } => cli(args.mount)?.inspect(&what)?,
         Command::Monitor { state_dir } => bockerfs::runtime::monitor::main(&state_dir),
         Command::ExecHelper { dir } => bockerfs::runtime::exec::main(&dir),
     };

@@ -168,7 +168,8 @@ fn a_full_store_is_enospc_and_leaves_nothing() {
 }
 
 /// Every readable file of the tree that a failed write must leave as it was (not logs, errors, the `error`
-/// files, which say what failed, nor counters that move by themselves), by path.
+/// files and `State.Error` of `inspect.json`, which say what failed, nor counters that move by themselves),
+/// by path.
 fn whole_tree(b: &Bocker) -> Vec<(String, String)> {
     let moving =
         ["logs", "error", "errors", "pulls", "memory.current", "memory.peak", "cpu.usage_usec", "pids.current"];
@@ -187,7 +188,14 @@ fn whole_tree(b: &Bocker) -> Vec<(String, String)> {
                 out.push((rel.clone(), "<dir>".into()));
                 dirs.push(rel);
             } else if !moving.contains(&name.as_str()) {
-                out.push((rel.clone(), fs::read_to_string(e.path()).unwrap_or_else(|e| format!("<{e}>"))));
+                let mut text = fs::read_to_string(e.path()).unwrap_or_else(|e| format!("<{e}>"));
+                // A container's inspect.json holds its `error` as State.Error: all of it but that.
+                if name == "inspect.json" && rel.starts_with("containers/") {
+                    let mut doc: serde_json::Value = serde_json::from_str(&text).expect("inspect.json is JSON");
+                    doc["State"]["Error"] = serde_json::Value::Null;
+                    text = doc.to_string();
+                }
+                out.push((rel.clone(), text));
             }
         }
     }

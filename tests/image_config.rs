@@ -195,6 +195,15 @@ fn an_images_volumes_are_anonymous_volumes_filled_from_it_and_go_with_their_cont
         .filter(|n| n.starts_with("anon_"))
         .collect();
     assert_eq!(anon.len(), 2, "{anon:?}");
+    let inspect: serde_json::Value = serde_json::from_str(&b.read("containers/v1/inspect.json")).unwrap();
+    let mut mounts: Vec<(String, String)> = inspect["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["Type"].as_str().unwrap().to_string(), m["Destination"].as_str().unwrap().to_string()))
+        .collect();
+    mounts.sort();
+    assert_eq!(mounts, [("volume".to_string(), "/data".to_string()), ("volume".to_string(), "/evil".to_string())]);
     for v in &anon {
         let data = b.path(&format!("volumes/{v}/data"));
         assert!(!data.join("secret").exists(), "the host's file was copied into {v}");

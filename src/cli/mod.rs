@@ -270,6 +270,49 @@ impl Cli {
         Err(CliError::NoImage(image.to_string()))
     }
 
+    /// `bocker inspect NAME|IMAGE...`: the `inspect.json` of each, as one JSON array (`docker inspect`'s
+    /// output): a container by name first, else an image as every verb resolves one. What names nothing is
+    /// left out with a message on stderr, and the command then exits 1, as Docker's.
+    pub fn inspect(&self, what: &[String]) -> Result<i32, CliError> {
+        let mut docs = Vec::new();
+        let mut code = 0;
+        for word in what {
+            let container = !word.is_empty() && !word.contains('/') && word != "." && word != "..";
+            let rel = if container && self.path(&format!("containers/{word}")).is_dir() {
+                format!("containers/{word}/inspect.json")
+            } else {
+                match self.resolve(word) {
+                    Ok(id) => format!("images/{id}/inspect.json"),
+                    Err(e) => {
+                        let why = match e {
+                            CliError::NoImage(_) => format!("No such object: {word}"),
+                            other => other.to_string(),
+                        };
+                        let _ = writeln!(io::stderr(), "Error: {why}");
+                        code = 1;
+                        continue;
+                    }
+                }
+            };
+            let text = match fs::read(self.path(&rel)) {
+                Ok(text) => text,
+                // Removed since it was found.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let _ = writeln!(io::stderr(), "Error: No such object: {word}");
+                    code = 1;
+                    continue;
+                }
+                Err(e) => return Err(io_err(format!("cannot read {rel}"))(e)),
+            };
+            let doc: serde_json::Value =
+                serde_json::from_slice(&text).map_err(|e| CliError::Failed(format!("{rel} is not JSON: {e}")))?;
+            docs.push(doc);
+        }
+        let text = serde_json::to_string_pretty(&docs).map_err(|e| CliError::Failed(e.to_string()))?;
+        say!("{text}");
+        Ok(code)
+    }
+
     /// `bocker ps`.
     pub fn ps(&self) -> Result<i32, CliError> {
         say!("CONTAINER_ID\t\tCOMMAND");

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use super::records::{ContainerRecord, ExecRecord, ImageRecord};
 use super::Engine;
 use crate::cgroups::{Cgroups, Limit, Limits, Stats};
-use crate::model::{ContainerStatus, ExecStatus};
+use crate::model::{ContainerStatus, ExecStatus, VolumeSource, VolumeSpec};
+use crate::network::Subnet;
 use crate::request::merge_env;
+use crate::store::Store;
 
 impl Engine {
     pub fn image_ids(&self) -> Vec<String> {
@@ -99,6 +101,11 @@ pub struct ContainerView<'a> {
     pub record: &'a ContainerRecord,
     /// What it is doing now: its settled status, or the transition under way.
     pub status: ContainerStatus,
+    /// The bridge's subnet (its first address is the gateway of containers on it).
+    pub subnet: Subnet,
+    /// The record of its `volumes-from` container, if that exists.
+    from: Option<&'a ContainerRecord>,
+    store: &'a Store,
     cgroups: &'a Cgroups,
     defaults: &'a Limits,
 }
@@ -136,12 +143,54 @@ impl ContainerView<'_> {
 
     /// The limit of `key`'s kind as configured, or the daemon's default, in cgroup v2 terms.
     pub fn configured_limit(&self, key: &Limit) -> Option<String> {
-        self.record.limits.or(self.defaults).get(key).map(|l| l.v2_value())
+        self.configured_limits().get(key).map(|l| l.v2_value())
+    }
+
+    /// Its limits as configured, the daemon's defaults where it set none.
+    pub fn configured_limits(&self) -> Limits {
+        self.record.limits.or(self.defaults)
     }
 
     /// Its cgroup's counters, read now.
     pub fn stats(&self) -> Stats {
         self.cgroups.stats(&self.record.name)
+    }
+
+    /// The volumes a start mounts: its own, then those of its `volumes-from` container at targets it
+    /// leaves free (as a start plans them).
+    pub fn all_volumes(&self) -> Vec<VolumeSpec> {
+        let mut specs = self.record.volumes.clone();
+        // Its anonymous volumes where nothing of its own is, then its `volumes-from` container's, as a start
+        // mounts them (`Engine::volume_plan`).
+        let anonymous = |r: &ContainerRecord| -> Vec<VolumeSpec> {
+            r.anonymous_volumes
+                .iter()
+                .map(|(volume, path)| VolumeSpec {
+                    source: VolumeSource::Named(volume.clone()),
+                    target: path.clone(),
+                    readonly: false,
+                })
+                .collect()
+        };
+        for v in anonymous(self.record) {
+            if !specs.iter().any(|s| s.target.trim_end_matches('/') == v.target.trim_end_matches('/')) {
+                specs.push(v);
+            }
+        }
+        let inherited: Vec<VolumeSpec> =
+            self.from.map(|f| f.volumes.iter().cloned().chain(anonymous(f)).collect()).unwrap_or_default();
+        let free: Vec<VolumeSpec> =
+            inherited.into_iter().filter(|v| !specs.iter().any(|s| s.target == v.target)).collect();
+        specs.extend(free);
+        specs
+    }
+
+    /// Where a volume's content is on the host: a host path as written, a named volume's subvolume.
+    pub fn volume_source(&self, spec: &VolumeSpec) -> PathBuf {
+        match &spec.source {
+            VolumeSource::Host(p) => p.clone(),
+            VolumeSource::Named(n) => self.store.volume_path(n),
+        }
     }
 }
 
@@ -158,7 +207,16 @@ impl Engine {
         let st = self.view();
         let c = st.containers.get(name)?;
         let record = &c.record;
-        Some(f(ContainerView { record, status: c.status(), cgroups: &self.cgroups, defaults: &self.defaults }))
+        let from = record.volumes_from.as_ref().and_then(|n| st.containers.get(n)).map(|c| &c.record);
+        Some(f(ContainerView {
+            record,
+            status: c.status(),
+            subnet: *self.network.subnet(),
+            from,
+            store: &self.store,
+            cgroups: &self.cgroups,
+            defaults: &self.defaults,
+        }))
     }
 
     /// `f` of exec `n` of `name`, under the state lock; `None` for an unknown exec (or one being set up).

@@ -63,7 +63,9 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Whether the attributes of `node` change only with a notice from the engine, so the kernel may keep
 /// them. Not for values read live from the kernel or from disk, nor for `ip`, which a start shows before its
-/// notice, nor for scratch files, which writes change in the adapter's memory.
+/// notice, nor for a container's `inspect.json`, which shows its `ip` (and its `volumes-from` container's
+/// volumes, which change with that container's notices), nor for scratch files, which writes change in the
+/// adapter's memory.
 pub(super) fn attrs_cached(node: &Node) -> bool {
     !matches!(
         node,
@@ -84,6 +86,7 @@ pub(super) fn attrs_cached(node: &Node) -> bool {
                         | ContainerField::Events
                         | ContainerField::Limit(_)
                         | ContainerField::Ip
+                        | ContainerField::Inspect
                 )
             )
     )
@@ -317,7 +320,7 @@ fn gone(engine: &Engine, what: &Changed) -> Option<(Node, Node, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::render::LimitKind;
+    use crate::fs::render::{ImageField, LimitKind};
 
     #[test]
     fn live_values_are_never_cached_and_the_rest_is() {
@@ -328,6 +331,7 @@ mod tests {
             file(ContainerField::Events),
             file(ContainerField::Limit(LimitKind::MemoryMax)),
             file(ContainerField::Ip),
+            file(ContainerField::Inspect),
             Node::ContainerFile("web".into(), ContainerFile::Logs),
             Node::ExecFile("web".into(), 1, ExecFile::Logs),
             Node::Errors,
@@ -336,7 +340,10 @@ mod tests {
             assert_eq!(attr_ttl(&live), Duration::ZERO, "{live:?}");
             assert_eq!(entry_ttl(&live, false), CACHE_TTL, "its name lives as long as its container");
         }
-        for cached in [file(ContainerField::Status), file(ContainerField::ExitCode), Node::Container("web".into())] {
+        let image_inspect = Node::ImageFile("img_1".into(), crate::fs::tree::ImageFile::Field(ImageField::Inspect));
+        for cached in
+            [file(ContainerField::Status), file(ContainerField::ExitCode), Node::Container("web".into()), image_inspect]
+        {
             assert_eq!(attr_ttl(&cached), CACHE_TTL, "{cached:?}");
         }
     }

@@ -11,6 +11,7 @@ pub mod access;
 mod cache;
 mod dirs;
 mod inodes;
+mod inspect;
 mod logs;
 mod ops;
 mod pool;

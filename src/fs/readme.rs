@@ -11,9 +11,9 @@ bockerfs: containers driven with echo and cat.
   images/tag             echo 'IMAGE NAME' > images/tag          (the name moves from the image that had it)
   images/untag           echo NAME > images/untag                (the image stays; rmdir removes it)
   images/by-name/        every name: a directory per '/' part, REPO:TAG a symlink to its image (ls -lR)
-  images/<id>/           source names created size digest layers config.json rootfs; rmdir removes (its
-                         containers keep their rootfs and its config). Names are Docker's: alpine =
-                         docker.io/library/alpine:latest
+  images/<id>/           source names created size digest layers config.json inspect.json rootfs; rmdir
+                         removes (its containers keep their rootfs and its config). Names are Docker's:
+                         alpine = docker.io/library/alpine:latest
                          An image is named by id, unique id prefix (img_3f), any form of a name, or the
                          directory it was imported from
   containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id);
@@ -45,6 +45,8 @@ bockerfs: containers driven with echo and cat.
                          creating starting stopping removing committing while a request is under way)
     logs                 stdout and stderr, the last --log-max-size x --log-max-files bytes; tail -f follows it
     rootfs               symlink to the container's filesystem
+    inspect.json         r: docker inspect's document, for jq (Id Name State Config HostConfig NetworkSettings
+                         Mounts); images/<id>/inspect.json: the image's (Id RepoTags RepoDigests Config RootFS)
   volumes/<name>/        mkdir makes a named volume, rmdir removes it (EBUSY while a container lists it); data: its content;
                          anon_<hex>: made for an image's VOLUME at a container's first start, filled from the image,
                          removed with the container

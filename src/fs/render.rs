@@ -5,8 +5,8 @@
 
 use fuser::Errno;
 
-use super::readme;
 use super::tree::{ContainerFile, ExecFile, ImageFile, Node};
+use super::{inspect, readme};
 use crate::cgroups::Limit;
 use crate::engine::{ContainerView, Engine, ExecRecord, ImageView};
 use crate::network::NetworkMode;
@@ -53,6 +53,8 @@ pub enum ImageField {
     Config,
     Digest,
     Layers,
+    /// `inspect.json`: `docker inspect`'s document.
+    Inspect,
 }
 
 /// The readable properties of a container.
@@ -96,6 +98,8 @@ pub enum ContainerField {
     StartedAt,
     FinishedAt,
     Error,
+    /// `inspect.json`: `docker inspect`'s document.
+    Inspect,
 }
 
 /// The readable properties of an exec.
@@ -140,6 +144,7 @@ fn image_bytes(image: &ImageView<'_>, field: ImageField) -> Vec<u8> {
         ImageField::Config => image.config_raw.to_vec(),
         ImageField::Digest => image.record.digest.as_ref().map(line).unwrap_or_default(),
         ImageField::Layers => image.record.layers.iter().flat_map(line).collect(),
+        ImageField::Inspect => inspect::bytes(&inspect::image(image)),
     }
 }
 
@@ -197,6 +202,7 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
         ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),
         ContainerField::StartedAt => opt(r.started_at.clone()),
         ContainerField::FinishedAt => opt(r.finished_at.clone()),
+        ContainerField::Inspect => inspect::bytes(&inspect::container(c)),
         ContainerField::Error => {
             if r.error.is_empty() {
                 Vec::new()

@@ -88,7 +88,7 @@ pub enum Kind {
     Symlink,
 }
 
-const IMAGE_FILES: [(&str, ImageFile); 8] = [
+const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("source", ImageFile::Field(ImageField::Source)),
     ("names", ImageFile::Field(ImageField::Names)),
     ("created", ImageFile::Field(ImageField::Created)),
@@ -96,10 +96,11 @@ const IMAGE_FILES: [(&str, ImageFile); 8] = [
     ("digest", ImageFile::Field(ImageField::Digest)),
     ("layers", ImageFile::Field(ImageField::Layers)),
     ("config.json", ImageFile::Field(ImageField::Config)),
+    ("inspect.json", ImageFile::Field(ImageField::Inspect)),
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 39] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 40] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -138,6 +139,7 @@ const CONTAINER_FILES: [(&str, ContainerFile); 39] = [
     ("finished_at", ContainerFile::Field(ContainerField::FinishedAt)),
     ("logs", ContainerFile::Logs),
     ("error", ContainerFile::Field(ContainerField::Error)),
+    ("inspect.json", ContainerFile::Field(ContainerField::Inspect)),
     ("rootfs", ContainerFile::Rootfs),
 ];
 

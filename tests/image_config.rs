@@ -225,6 +225,22 @@ fn an_images_volumes_are_anonymous_volumes_filled_from_it_and_go_with_their_cont
             .count()
     };
     assert_eq!(count(), 5, "v1 and v2 two each, v3 one (/evil)");
+    // A start that can't succeed (no command: the image has none) makes none.
+    fs::create_dir(b.path("containers/nocmd")).unwrap();
+    b.write("containers/nocmd/image", &img).unwrap();
+    assert_eq!(Bocker::errno(&b.write("containers/nocmd/ctl", "start").unwrap_err()), libc::EINVAL);
+    assert_eq!(count(), 5);
+    // Mounted through volumes-from, v2's stay when v2 goes (as Docker keeps a volume still referenced).
+    fs::create_dir(b.path("containers/v4")).unwrap();
+    b.write("containers/v4/image", &img).unwrap();
+    b.write("containers/v4/volumes-from", "v2").unwrap();
+    b.write("containers/v4/cmd", "cat /data/seed.txt").unwrap();
+    b.write("containers/v4/ctl", "start").unwrap();
+    b.wait_status("v4", "exited");
+    assert_eq!(b.read("containers/v4/logs"), "from the image\n");
+    assert_eq!(count(), 5, "v4 takes v2's, makes none");
+    fs::remove_dir(b.path("containers/v2")).unwrap();
+    assert_eq!(count(), 5);
     // They go with their container, and only then.
     let err = fs::remove_dir(b.path(&format!("volumes/{}", anon[0]))).unwrap_err();
     assert_eq!(Bocker::errno(&err), libc::EBUSY);
@@ -250,4 +266,31 @@ fn an_image_shaped_like_the_official_ones_keeps_its_config_through_a_registry() 
     // Run by its name: through its entrypoint, as its user.
     let id = b.run_to_exit(&format!("{reference} sh -c 'id -u; pwd'"));
     assert_eq!(b.read(&format!("containers/{id}/logs")), "entrypoint: sh -c id -u; pwd\n999\n/data\n");
+}
+
+#[test]
+fn an_images_passwd_that_points_into_the_kernels_files_is_refused() {
+    let b = Bocker::start("cfg-kmsg");
+    let root = b.rootfs();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    let _ = fs::remove_file(root.join("etc/passwd"));
+    // pid 1 still holds CAP_SYSLOG when it reads the passwd: a read of /proc/kmsg would eat the host's log.
+    std::os::unix::fs::symlink("/proc/kmsg", root.join("etc/passwd")).unwrap();
+    let img = b.import("");
+    fs::create_dir(b.path("containers/k")).unwrap();
+    b.write("containers/k/image", &img).unwrap();
+    b.write("containers/k/cmd", "id -u").unwrap();
+    let err = b.write("containers/k/ctl", "start").unwrap_err();
+    assert_eq!(Bocker::errno(&err), libc::EINVAL);
+    assert!(
+        b.read("containers/k/error").contains("/etc/passwd is a file of the kernel's"),
+        "{}",
+        b.read("containers/k/error")
+    );
+    // Positive control: the same image with a passwd of its own starts.
+    let _ = fs::remove_file(root.join("etc/passwd"));
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    let ok = b.import("");
+    let id = b.run_to_exit(&format!("{ok} id -u"));
+    assert_eq!(b.read(&format!("containers/{id}/logs")), "0\n");
 }

@@ -317,7 +317,13 @@ impl Cli {
     pub fn ps(&self) -> Result<i32, CliError> {
         say!("CONTAINER_ID\t\tCOMMAND");
         for name in self.list("containers")? {
-            say!("{name}\t\t{}", self.read(&format!("containers/{name}/cmd")));
+            // What it runs: its entrypoint, then its arguments (bocker's images have no entrypoint).
+            let words: Vec<String> = ["entrypoint", "cmd"]
+                .iter()
+                .map(|f| self.read(&format!("containers/{name}/{f}")))
+                .filter(|w| !w.is_empty())
+                .collect();
+            say!("{name}\t\t{}", words.join(" "));
         }
         Ok(0)
     }

@@ -45,16 +45,31 @@ impl Engine {
         let swapped = self.store.snapshot_image(&image_id, &staged).map_err(Error::from).and_then(|()| {
             // Its transition keeps every other writer out but the error journal: the record lock is taken
             // for each record write alone, never across the btrfs work.
-            let old = self.update_record(name, |c, r| {
+            let (old_image, old_config, anonymous) = self.update_record(name, |c, r| {
                 let config = r.image_config.replace(image_config.clone());
-                Ok((std::mem::replace(&mut r.image, c.pending_image.clone()), config))
+                let image = std::mem::replace(&mut r.image, c.pending_image.clone());
+                Ok((image, config, std::mem::take(&mut r.anonymous_volumes)))
             })?;
             let replaced = self.store.delete_container(name).map_err(Error::from).and_then(|()| {
                 std::fs::rename(self.store.container_path(&staged), self.store.container_path(name))
                     .map_err(Error::record(format!("the rootfs of '{name}'")))
             });
-            if replaced.is_err() {
-                let _ = self.update_record(name, always(|r| (r.image, r.image_config) = old));
+            match &replaced {
+                Err(_) => {
+                    let _ = self.update_record(
+                        name,
+                        always(|r| {
+                            (r.image, r.image_config) = (old_image, old_config);
+                            r.anonymous_volumes = anonymous;
+                        }),
+                    );
+                }
+                // The old image's anonymous volumes (made by a first start that failed) go with it.
+                Ok(()) => {
+                    for (volume, _) in &anonymous {
+                        let _ = self.remove_volume(volume);
+                    }
+                }
             }
             replaced
         });

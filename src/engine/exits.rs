@@ -204,8 +204,8 @@ impl Engine {
     }
 
     /// Removes an exited `auto_remove` container on a thread of its own: a removal (cgroup, record, btrfs)
-    /// must not hold up the exits behind it on the watcher's thread. Its record lock is taken behind the
-    /// exit-saver's, so the removal follows the exited record's save.
+    /// must not hold up the exits behind it on the watcher's thread. It takes the record lock like any
+    /// removal; the exit-saver skips a record whose removal is under way.
     pub(super) fn remove_exited(self: &Arc<Self>, name: &str, writer: Arc<RecordLock>) {
         let (engine, owned, lock) = (Arc::clone(self), name.to_string(), Arc::clone(&writer));
         let spawned =
@@ -305,7 +305,14 @@ impl Engine {
     /// Saves container `name`'s record as it is now, if it is still the container whose record lock is
     /// `writer` (held by the caller): the exit is shown already.
     fn save_exited(&self, name: &str, writer: &Arc<RecordLock>) {
-        let rec = self.view().containers.get(name).filter(|c| Arc::ptr_eq(&c.writer, writer)).map(|c| c.record.clone());
+        // Not once its removal is under way (an `auto_remove` may have taken the record lock first): the
+        // removal deletes the record, and a save now would put it back.
+        let rec = self
+            .view()
+            .containers
+            .get(name)
+            .filter(|c| Arc::ptr_eq(&c.writer, writer) && c.transition != Some(ContainerStatus::Removing))
+            .map(|c| c.record.clone());
         if let Some(rec) = rec {
             if let Err(e) = self.save(&rec) {
                 warn!(container = %name, error = %e, "cannot write record");

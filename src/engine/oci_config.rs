@@ -55,6 +55,18 @@ pub(super) fn commit_config(source: Option<&[u8]>, container: &ContainerRecord) 
     put("StopSignal", stop.clone().into(), stop.is_empty());
     let labels = container.all_labels();
     put("Labels", serde_json::to_value(&labels).unwrap_or_default(), labels.is_empty());
+    // What only the image declared, kept by the container (the image itself may be gone).
+    let keys =
+        |keys: &[String]| serde_json::Value::Object(keys.iter().map(|k| (k.clone(), serde_json::json!({}))).collect());
+    if !inner.contains_key("Volumes") && !kept.volumes.is_empty() {
+        inner.insert("Volumes".into(), keys(&kept.volumes));
+    }
+    if !inner.contains_key("ExposedPorts") && !kept.exposed_ports.is_empty() {
+        inner.insert("ExposedPorts".into(), keys(&kept.exposed_ports));
+    }
+    if let (false, Some(check)) = (inner.contains_key("Healthcheck"), &kept.healthcheck) {
+        inner.insert("Healthcheck".into(), check.clone());
+    }
     serde_json::to_vec_pretty(&config).unwrap_or_default()
 }
 

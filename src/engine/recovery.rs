@@ -71,6 +71,10 @@ impl Engine {
                         let image = record.image.as_deref().and_then(|id| state.images.get(id));
                         if let Some(image) = image {
                             record.image_config = Some(crate::model::ImageConfig::from_raw(&image.config_raw));
+                            // Its `cmd` was its whole argv then: it runs without the image's entrypoint still.
+                            if record.cmd.is_some() && record.entrypoint.is_none() {
+                                record.entrypoint = Some(Vec::new());
+                            }
                             if let Err(e) = json::write_json(&dir.join("record.json"), &record) {
                                 warn!(container = %name, error = %e, "cannot save the image config it keeps");
                             }

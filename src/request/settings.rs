@@ -65,7 +65,12 @@ pub fn parse_setting(kind: SettingKind, text: &str) -> Result<ContainerSetting, 
     Ok(match kind {
         SettingKind::Entrypoint => ContainerSetting::Entrypoint(split_argv(text)?),
         SettingKind::User => {
-            let part_ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            // A number is an id up to 2^31 - 1 (runc's bound); a name is checked in the container's passwd.
+            let part_ok = |p: &str| {
+                !p.is_empty()
+                    && p.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    && (p.parse::<u64>().map_or(!p.chars().all(|c| c.is_ascii_digit()), |n| n <= i32::MAX as u64))
+            };
             let valid = match one.split_once(':') {
                 Some((u, g)) => part_ok(u) && part_ok(g),
                 None => part_ok(one),
@@ -160,6 +165,8 @@ mod tests {
             (SettingKind::User, "a:b:c"),
             (SettingKind::User, ":x"),
             (SettingKind::User, "a\nb"),
+            (SettingKind::User, "4294967295"),
+            (SettingKind::User, "0:2147483648"),
             (SettingKind::Workdir, "srv"),
             (SettingKind::Hostname, "-x"),
             (SettingKind::Hostname, &"h".repeat(65)),

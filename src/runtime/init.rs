@@ -96,23 +96,35 @@ fn container_ids(user: &str) -> Result<Ids, SetupError> {
 /// empty if it is missing.
 fn read_small(path: &str) -> Result<String, SetupError> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => {
-            return Err(SetupError { errno: e.raw_os_error().unwrap_or(libc::EIO), message: format!("{path}: {e}") })
-        }
+
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let refuse = |what: &str| SetupError { errno: libc::EINVAL, message: format!("{path} {what}") };
+    let failed = |e: rustix::io::Errno| SetupError { errno: e.raw_os_error(), message: format!("{path}: {e}") };
+    // Resolved inside `/` (the container's root now), no magic link (/proc/self/fd/N), and never a file of
+    // procfs or sysfs (pid 1 still holds its capabilities here: a read of /proc/kmsg would consume the
+    // host's kernel log).
+    let root =
+        rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(failed)?;
+    let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat2(&root, path.trim_start_matches('/'), flags, Mode::empty(), how) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(String::new()),
+        Err(e) => return Err(failed(e)),
     };
-    let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
-    if !regular {
-        return Err(SetupError { errno: libc::EINVAL, message: format!("{path} is not a regular file") });
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    let fs_type = rustix::fs::fstatfs(&fd).map(|s| s.f_type as i64).unwrap_or(PROC_SUPER_MAGIC);
+    if fs_type == PROC_SUPER_MAGIC || fs_type == SYSFS_MAGIC {
+        return Err(refuse("is a file of the kernel's, not of the image"));
     }
-    let mut text = String::new();
+    let file = std::fs::File::from(fd);
+    if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Err(refuse("is not a regular file"));
+    }
     let mut bytes = Vec::new();
     file.take(4 << 20).read_to_end(&mut bytes).map_err(io_step("read /etc/passwd or /etc/group"))?;
-    text.push_str(&String::from_utf8_lossy(&bytes));
-    Ok(text)
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Writes `err` on the error pipe and ends the forked child at once.

@@ -84,6 +84,13 @@ fn switch_ids(ids: &Ids) -> Result<(), String> {
         .map_err(|e| format!("setgid {}: {e}", ids.gid))?;
     nix::unistd::setresuid(Uid::from_raw(ids.uid), Uid::from_raw(ids.uid), Uid::from_raw(ids.uid))
         .map_err(|e| format!("setuid {}: {e}", ids.uid))?;
+    // What the kernel did, not what was asked: never go on as someone else.
+    let (uids, gids) = (nix::unistd::getresuid(), nix::unistd::getresgid());
+    let uid_ok = uids.is_ok_and(|r| [r.real, r.effective, r.saved].iter().all(|u| u.as_raw() == ids.uid));
+    let gid_ok = gids.is_ok_and(|r| [r.real, r.effective, r.saved].iter().all(|g| g.as_raw() == ids.gid));
+    if !uid_ok || !gid_ok {
+        return Err(format!("the ids did not become {}:{}", ids.uid, ids.gid));
+    }
     Ok(())
 }
 

@@ -3,6 +3,9 @@
 //! namespace once `/` is its root (so no path of the image can point outside it), as runc does. Pure: the
 //! caller reads the two files.
 
+/// The largest uid or gid taken.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
 /// The ids a command runs with, and its home directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ids {
@@ -53,12 +56,20 @@ pub fn resolve(user: &str, passwd_text: &str, group_text: &str) -> Result<Ids, S
         None => (user.trim(), None),
     };
     let user_part = if user_part.is_empty() { "0" } else { user_part };
+    // Ids past 2^31 - 1 are refused, as runc refuses them: (uid_t)-1 means "unchanged" to setresuid.
+    let id_ok = |n: u32| n <= MAX_ID;
     let entry = match user_part.parse::<u32>() {
+        Ok(uid) if !id_ok(uid) => return Err(format!("uid {uid} is out of range (at most {MAX_ID})")),
         Ok(uid) => passwd(passwd_text).find(|p| p.uid == uid).map(Ok).unwrap_or(Err(uid)),
         Err(_) => Ok(passwd(passwd_text)
             .find(|p| p.name == user_part)
             .ok_or_else(|| format!("unable to find user {user_part}: no matching entries in passwd file"))?),
     };
+    if let Ok(p) = &entry {
+        if !id_ok(p.uid) || !id_ok(p.gid) {
+            return Err(format!("user {user_part}: its passwd ids are out of range (at most {MAX_ID})"));
+        }
+    }
     let (uid, mut gid, name, home) = match &entry {
         Ok(p) => (p.uid, p.gid, Some(p.name), if p.home.is_empty() { "/" } else { p.home }),
         Err(uid) => (*uid, 0, None, "/"),
@@ -80,7 +91,10 @@ pub fn resolve(user: &str, passwd_text: &str, group_text: &str) -> Result<Ids, S
             }
         }
     }
-    supplementary.retain(|g| *g != gid);
+    if !id_ok(gid) {
+        return Err(format!("gid {gid} is out of range (at most {MAX_ID})"));
+    }
+    supplementary.retain(|g| *g != gid && id_ok(*g));
     supplementary.insert(0, gid);
     supplementary.dedup();
     Ok(Ids { uid, gid, groups: supplementary, home: home.to_string() })
@@ -120,6 +134,15 @@ mod tests {
         let g = resolve("redis:www-data", PASSWD, GROUP).unwrap();
         assert_eq!((g.uid, g.gid, g.groups), (999, 33, vec![33]));
         assert_eq!(resolve("1:2", "", "").unwrap().groups, [2]);
+    }
+
+    #[test]
+    fn ids_past_two_to_the_31_are_refused() {
+        for user in ["4294967295", "4294967295:0", "0:4294967295", "2147483648"] {
+            assert!(resolve(user, PASSWD, GROUP).is_err(), "{user}");
+        }
+        assert!(resolve("big", "big:x:4294967295:0::/:/bin/sh\n", "").is_err());
+        assert_eq!(resolve("2147483647", "", "").unwrap().uid, 2147483647);
     }
 
     #[test]

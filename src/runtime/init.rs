@@ -114,7 +114,7 @@ fn read_small(path: &str) -> Result<String, SetupError> {
     };
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
     const SYSFS_MAGIC: i64 = 0x6265_6572;
-    let fs_type = rustix::fs::fstatfs(&fd).map(|s| s.f_type as i64).unwrap_or(PROC_SUPER_MAGIC);
+    let fs_type = rustix::fs::fstatfs(&fd).map(|s| i64::from(s.f_type)).unwrap_or(PROC_SUPER_MAGIC);
     if fs_type == PROC_SUPER_MAGIC || fs_type == SYSFS_MAGIC {
         return Err(refuse("is a file of the kernel's, not of the image"));
     }

@@ -114,7 +114,7 @@ fn read_small(path: &str) -> Result<String, SetupError> {
     };
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
     const SYSFS_MAGIC: i64 = 0x6265_6572;
-    let fs_type = rustix::fs::fstatfs(&fd).map(|s| i64::from(s.f_type)).unwrap_or(PROC_SUPER_MAGIC);
+    let fs_type = fs_magic(&fd).unwrap_or(PROC_SUPER_MAGIC);
     if fs_type == PROC_SUPER_MAGIC || fs_type == SYSFS_MAGIC {
         return Err(refuse("is a file of the kernel's, not of the image"));
     }
@@ -125,6 +125,12 @@ fn read_small(path: &str) -> Result<String, SetupError> {
     let mut bytes = Vec::new();
     file.take(4 << 20).read_to_end(&mut bytes).map_err(io_step("read /etc/passwd or /etc/group"))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The filesystem type of `fd`: `f_type`'s integer type differs between architectures.
+#[allow(clippy::useless_conversion)]
+fn fs_magic(fd: &OwnedFd) -> Option<i64> {
+    rustix::fs::fstatfs(fd).ok().map(|s| i64::from(s.f_type))
 }
 
 /// Writes `err` on the error pipe and ends the forked child at once.

@@ -22,7 +22,6 @@ use super::records::ContainerRecord;
 use super::Engine;
 use crate::error::Error;
 use crate::ids;
-use crate::model::VolumeSpec;
 
 /// How deep a seeded tree may go (each level holds two directory descriptors while below it).
 const MAX_DEPTH: usize = 64;
@@ -58,14 +57,10 @@ impl Engine {
             self.plan_start(&st, name)?;
             let c = st.container(name)?;
             let from = c.record.volumes_from.as_deref().and_then(|f| st.containers.get(f));
-            // Its own volumes, its own anonymous ones, and those of its `volumes-from` container.
-            let mut targets: Vec<String> = c.record.volumes.iter().map(|v: &VolumeSpec| v.target.clone()).collect();
-            targets.extend(c.record.anonymous_volumes.iter().map(|(_, t)| t.clone()));
-            if let Some(f) = from {
-                targets.extend(f.record.volumes.iter().map(|v| v.target.clone()));
-                targets.extend(f.record.anonymous_volumes.iter().map(|(_, t)| t.clone()));
-            }
-            let covered = |path: &str| targets.iter().any(|t| t.trim_end_matches('/') == path.trim_end_matches('/'));
+            // What a start mounts already: its own volumes, its `volumes-from` container's, its anonymous ones.
+            let mounted = c.record.mounted_volumes(from.map(|f| &f.record));
+            let covered =
+                |path: &str| mounted.iter().any(|v| v.target.trim_end_matches('/') == path.trim_end_matches('/'));
             let declared = c.record.image_defaults().volumes.into_iter().filter(|p| !covered(p)).collect();
             wanted_paths(name, declared)
         };
@@ -143,30 +138,32 @@ impl Engine {
     }
 }
 
-/// What `rootfs` has at `path`, resolved beneath it: `None` nothing, `Some(true)` a directory,
-/// `Some(false)` something else.
-fn probe(rootfs: &Path, path: &str) -> io::Result<Option<bool>> {
+/// `path` opened with `flags`, resolved beneath `rootfs` as the container would see it (its symlinks
+/// stay inside it), no magic link, no other filesystem.
+fn beneath(rootfs: &Path, path: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
     let root = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
     let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
-    match rustix::fs::openat2(&root, path.trim_start_matches('/'), OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how) {
+    rustix::fs::openat2(&root, path.trim_start_matches('/'), flags | OFlags::CLOEXEC, Mode::empty(), how)
+}
+
+/// What `rootfs` has at `path`: `None` nothing, `Some(true)` a directory, `Some(false)` something else.
+fn probe(rootfs: &Path, path: &str) -> io::Result<Option<bool>> {
+    match beneath(rootfs, path, OFlags::PATH) {
         Ok(fd) => Ok(Some(FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) == FileType::Directory)),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Copies what `rootfs` holds at `path` (resolved beneath it) into the directory `dest`. Nothing there:
-/// nothing to copy.
+/// Copies what `rootfs` holds at `path` into the directory `dest`. Nothing there: nothing to copy.
 fn seed(rootfs: &Path, path: &str, dest: &Path) -> io::Result<()> {
-    let root = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-    let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let src = match rustix::fs::openat2(&root, path.trim_start_matches('/'), flags, Mode::empty(), how) {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+    let src = match beneath(rootfs, path, flags) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let dst = rustix::fs::open(dest, flags | OFlags::NOFOLLOW, Mode::empty())?;
+    let dst = rustix::fs::open(dest, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
     // The volume's own root takes the mode and owner of the directory it stands for.
     let st = rustix::fs::fstat(&src)?;
     own(&dst, &st)?;

@@ -14,7 +14,7 @@ use super::{Changed, Engine};
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::json;
-use crate::model::{ContainerStatus, ExecStatus, ImageConfig, VolumeSpec};
+use crate::model::{ContainerStatus, ExecStatus, ImageConfig, VolumeSource, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::runtime::spec::Security;
 use crate::times;
@@ -171,6 +171,32 @@ impl ContainerRecord {
     /// else empty (SIGTERM).
     pub fn run_stop_signal(&self) -> String {
         self.stop_signal.clone().unwrap_or_else(|| self.image_defaults().stop_signal)
+    }
+
+    /// Its anonymous volumes, as volume lines.
+    pub fn anonymous_specs(&self) -> Vec<VolumeSpec> {
+        let spec = |(volume, path): &(String, String)| VolumeSpec {
+            source: VolumeSource::Named(volume.clone()),
+            target: path.clone(),
+            readonly: false,
+        };
+        self.anonymous_volumes.iter().map(spec).collect()
+    }
+
+    /// The volumes a start mounts, given its `volumes-from` container: its own, then that container's (its
+    /// anonymous ones too, as `docker run --volumes-from`), then its own anonymous ones, each at a target
+    /// none before it took.
+    pub fn mounted_volumes(&self, from: Option<&ContainerRecord>) -> Vec<VolumeSpec> {
+        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        let mut specs = self.volumes.clone();
+        let theirs: Vec<VolumeSpec> =
+            from.map(|f| f.volumes.iter().cloned().chain(f.anonymous_specs()).collect()).unwrap_or_default();
+        for v in theirs.into_iter().chain(self.anonymous_specs()) {
+            if !specs.iter().any(|s| same(&s.target, &v.target)) {
+                specs.push(v);
+            }
+        }
+        specs
     }
 
     /// Its labels: its image's, with its own laid over them.

@@ -159,30 +159,7 @@ impl ContainerView<'_> {
     /// The volumes a start mounts: its own, then those of its `volumes-from` container at targets it
     /// leaves free (as a start plans them).
     pub fn all_volumes(&self) -> Vec<VolumeSpec> {
-        let mut specs = self.record.volumes.clone();
-        // Its anonymous volumes where nothing of its own is, then its `volumes-from` container's, as a start
-        // mounts them (`Engine::volume_plan`).
-        let anonymous = |r: &ContainerRecord| -> Vec<VolumeSpec> {
-            r.anonymous_volumes
-                .iter()
-                .map(|(volume, path)| VolumeSpec {
-                    source: VolumeSource::Named(volume.clone()),
-                    target: path.clone(),
-                    readonly: false,
-                })
-                .collect()
-        };
-        for v in anonymous(self.record) {
-            if !specs.iter().any(|s| s.target.trim_end_matches('/') == v.target.trim_end_matches('/')) {
-                specs.push(v);
-            }
-        }
-        let inherited: Vec<VolumeSpec> =
-            self.from.map(|f| f.volumes.iter().cloned().chain(anonymous(f)).collect()).unwrap_or_default();
-        let free: Vec<VolumeSpec> =
-            inherited.into_iter().filter(|v| !specs.iter().any(|s| s.target == v.target)).collect();
-        specs.extend(free);
-        specs
+        self.record.mounted_volumes(self.from)
     }
 
     /// Where a volume's content is on the host: a host path as written, a named volume's subvolume.

@@ -208,35 +208,24 @@ impl Engine {
         self.configure(name, |r| r.volumes_from = from)
     }
 
-    /// The bind mounts of a container's volumes: its own, then those of its `volumes_from` container at the
-    /// same targets (its own win on a clash). Each is checked again as a write checks it, and its source
+    /// The bind mounts of a container's volumes ([`ContainerRecord::mounted_volumes`]: its own win on a
+    /// clash). Each is checked again as a write checks it, and its source
     /// resolved to the real path the container's pid 1 opens without following symlinks.
     pub(super) fn volume_plan(&self, st: &State, record: &ContainerRecord) -> Result<Vec<PlannedVolume>, Error> {
-        let mut specs = record.volumes.clone();
-        if let Some(from) = &record.volumes_from {
-            let other = st.container(from).map_err(|_| {
-                Error::NotFound(format!("container '{}' takes volumes from '{from}', which is gone", record.name))
-            })?;
-            // Its volumes, anonymous ones included (as `docker run --volumes-from`).
-            let anonymous = other.record.anonymous_volumes.iter().map(|(volume, path)| VolumeSpec {
-                source: VolumeSource::Named(volume.clone()),
-                target: path.clone(),
-                readonly: false,
-            });
-            let theirs: Vec<VolumeSpec> = other.record.volumes.iter().cloned().chain(anonymous).collect();
-            specs
-                .extend(theirs.into_iter().filter(|v| !specs.iter().any(|s| s.target == v.target)).collect::<Vec<_>>());
-        }
-        // Its anonymous volumes, where nothing of its own is mounted.
-        for (volume, path) in &record.anonymous_volumes {
-            if !specs.iter().any(|s| s.target.trim_end_matches('/') == path.trim_end_matches('/')) {
-                specs.push(VolumeSpec {
-                    source: VolumeSource::Named(volume.clone()),
-                    target: path.clone(),
-                    readonly: false,
-                });
-            }
-        }
+        let from = match &record.volumes_from {
+            Some(from) => Some(
+                &st.container(from)
+                    .map_err(|_| {
+                        Error::NotFound(format!(
+                            "container '{}' takes volumes from '{from}', which is gone",
+                            record.name
+                        ))
+                    })?
+                    .record,
+            ),
+            None => None,
+        };
+        let specs = record.mounted_volumes(from);
         specs
             .into_iter()
             .map(|v| {

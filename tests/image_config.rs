@@ -294,3 +294,60 @@ fn an_images_passwd_that_points_into_the_kernels_files_is_refused() {
     let id = b.run_to_exit(&format!("{ok} id -u"));
     assert_eq!(b.read(&format!("containers/{id}/logs")), "0\n");
 }
+
+/// An executable script at `path` in `b`'s rootfs.
+fn script(b: &Bocker, path: &str, text: &str) {
+    let file = b.rootfs().join(path.trim_start_matches('/'));
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    fs::write(&file, text).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn images_shaped_like_nginx_and_postgres_run_and_stop_as_their_configs_say() {
+    let b = Bocker::start("cfg-official");
+    // nginx's shape: an entrypoint script, `nginx -g "daemon off;"` as Cmd, port 80, SIGQUIT to stop.
+    script(
+        &b,
+        "/docker-entrypoint.sh",
+        "#!/bin/sh\necho \"entry: $*\"\nif [ \"$1\" = nginx ]; then trap 'echo quit; exit 0' QUIT; \
+         while :; do sleep 0.1; done; fi\nexec \"$@\"\n",
+    );
+    // postgres's: its data directory a VOLUME the image fills, PGDATA, SIGINT to stop, port 5432.
+    script(
+        &b,
+        "/usr/local/bin/docker-entrypoint.sh",
+        "#!/bin/sh\nif [ \"$1\" = postgres ]; then cat \"$PGDATA/PG_VERSION\"; trap 'echo fast shutdown; exit 0' INT; \
+         while :; do sleep 0.1; done; fi\nexec \"$@\"\n",
+    );
+    fs::create_dir_all(b.rootfs().join("var/lib/postgresql/data")).unwrap();
+    fs::write(b.rootfs().join("var/lib/postgresql/data/PG_VERSION"), "16\n").unwrap();
+    let nginx = b.import(
+        "ENTRYPOINT [\"/docker-entrypoint.sh\"]\nCMD [\"nginx\", \"-g\", \"daemon off;\"]\nEXPOSE 80\nSTOPSIGNAL SIGQUIT\n",
+    );
+    let postgres = b.import(
+        "ENTRYPOINT [\"docker-entrypoint.sh\"]\nCMD [\"postgres\"]\nENV PGDATA=/var/lib/postgresql/data\n\
+         VOLUME /var/lib/postgresql/data\nEXPOSE 5432/tcp\nSTOPSIGNAL SIGINT\n",
+    );
+    for (name, img, said, ports) in [
+        ("web", &nginx, "entry: nginx -g daemon off;\nquit\n", "80/tcp\n"),
+        ("db", &postgres, "16\nfast shutdown\n", "5432/tcp\n"),
+    ] {
+        fs::create_dir(b.path(&format!("containers/{name}"))).unwrap();
+        b.write(&format!("containers/{name}/image"), img).unwrap();
+        b.write(&format!("containers/{name}/ctl"), "start").unwrap();
+        b.wait_status(name, "running");
+        common::eventually(
+            std::time::Duration::from_secs(10),
+            || format!("{name} has not said its first line"),
+            || !b.read(&format!("containers/{name}/logs")).is_empty(),
+        );
+        b.write(&format!("containers/{name}/ctl"), "stop 30").unwrap();
+        assert_eq!(b.read(&format!("containers/{name}/exit_code")), "0\n", "{name}: its stop signal reached its trap");
+        assert_eq!(b.read(&format!("containers/{name}/logs")), said, "{name}");
+        assert_eq!(b.read(&format!("containers/{name}/exposed_ports")), ports, "{name}");
+    }
+    // Arguments replace nginx's Cmd and still go through its entrypoint, as `docker run nginx echo hi`.
+    let id = b.run_to_exit(&format!("{nginx} echo hi"));
+    assert_eq!(b.read(&format!("containers/{id}/logs")), "entry: echo hi\nhi\n");
+}

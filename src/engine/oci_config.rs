@@ -37,12 +37,8 @@ pub(super) fn commit_config(source: Option<&[u8]>, container: &ContainerRecord) 
             inner.insert(key.into(), value);
         }
     };
-    let entrypoint = container.entrypoint.clone().unwrap_or_else(|| kept.entrypoint.clone());
-    let cmd = match (&container.cmd, &container.entrypoint) {
-        (Some(args), _) => args.clone(),
-        (None, None) => kept.cmd.clone(),
-        (None, Some(_)) => Vec::new(),
-    };
+    let entrypoint = kept.entrypoint_of(container.entrypoint.as_deref());
+    let cmd = kept.cmd_of(container.entrypoint.as_deref(), container.cmd.as_deref());
     put("Entrypoint", entrypoint.clone().into(), entrypoint.is_empty());
     put("Cmd", cmd.clone().into(), cmd.is_empty());
     let env = merge_env(&kept.env, &container.env);

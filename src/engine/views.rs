@@ -114,16 +114,12 @@ impl ContainerView<'_> {
     /// The arguments a start puts after the entrypoint: its own, else its image's Cmd (none if it set its
     /// own entrypoint), as Docker's `Config.Cmd`.
     pub fn cmd(&self) -> Vec<String> {
-        match (&self.record.cmd, &self.record.entrypoint) {
-            (Some(args), _) => args.clone(),
-            (None, None) => self.record.image_defaults().cmd,
-            (None, Some(_)) => Vec::new(),
-        }
+        self.record.image_defaults().cmd_of(self.record.entrypoint.as_deref(), self.record.cmd.as_deref())
     }
 
     /// The entrypoint a start runs: its own, else its image's.
     pub fn entrypoint(&self) -> Vec<String> {
-        self.record.entrypoint.clone().unwrap_or_else(|| self.record.image_defaults().entrypoint)
+        self.record.image_defaults().entrypoint_of(self.record.entrypoint.as_deref())
     }
 
     /// Its image's Env with its own laid over.

@@ -78,16 +78,25 @@ impl ImageConfig {
         }
     }
 
-    /// What runs, as Docker puts it together: the container's entrypoint if it set one, else the image's;
-    /// then the container's arguments if it set them, else the image's Cmd unless the container set its
-    /// own entrypoint (`docker run --entrypoint` clears the image's Cmd).
-    pub fn argv(&self, entrypoint: Option<&[String]>, cmd: Option<&[String]>) -> Vec<String> {
-        let mut argv = entrypoint.unwrap_or(&self.entrypoint).to_vec();
+    /// The entrypoint that runs: the container's if it set one, else the image's.
+    pub fn entrypoint_of(&self, entrypoint: Option<&[String]>) -> Vec<String> {
+        entrypoint.unwrap_or(&self.entrypoint).to_vec()
+    }
+
+    /// The arguments after it: the container's if it set them, else the image's Cmd unless the container
+    /// set its own entrypoint (`docker run --entrypoint` clears the image's Cmd). Docker's `Config.Cmd`.
+    pub fn cmd_of(&self, entrypoint: Option<&[String]>, cmd: Option<&[String]>) -> Vec<String> {
         match (cmd, entrypoint) {
-            (Some(args), _) => argv.extend_from_slice(args),
-            (None, None) => argv.extend_from_slice(&self.cmd),
-            (None, Some(_)) => {}
+            (Some(args), _) => args.to_vec(),
+            (None, None) => self.cmd.clone(),
+            (None, Some(_)) => Vec::new(),
         }
+    }
+
+    /// What runs, as Docker puts it together: [`Self::entrypoint_of`], then [`Self::cmd_of`].
+    pub fn argv(&self, entrypoint: Option<&[String]>, cmd: Option<&[String]>) -> Vec<String> {
+        let mut argv = self.entrypoint_of(entrypoint);
+        argv.extend(self.cmd_of(entrypoint, cmd));
         argv
     }
 }

@@ -128,15 +128,17 @@ rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 |"); }
 us() { read -r p50 p90 p99 <<<"$1"; echo "$p50 / $p90 / $p99"; }
 ms() { read -r first p50 p90 p99 <<<"$1"; echo "$first; $p50 / $p90 / $p99"; }
+# One row of a cat or stat of containers/c0000/status on the three trees: LABEL cat|stat.
+status_row() {
+    local t cells=()
+    for t in mnt bindfs tmpfs; do cells+=("$(us "$($lat "$2" "$work/$t/containers/c0000/status" "$N")")"); done
+    row "$1" "${cells[@]}"
+}
 
 mkdir "$work/mnt/containers/c0000"
 floor_container c0000
-row "cat status, 1 container" "$(us "$($lat cat "$work/mnt/containers/c0000/status" "$N")")" \
-    "$(us "$($lat cat "$work/bindfs/containers/c0000/status" "$N")")" \
-    "$(us "$($lat cat "$work/tmpfs/containers/c0000/status" "$N")")"
-row "stat status, 1 container" "$(us "$($lat stat "$work/mnt/containers/c0000/status" "$N")")" \
-    "$(us "$($lat stat "$work/bindfs/containers/c0000/status" "$N")")" \
-    "$(us "$($lat stat "$work/tmpfs/containers/c0000/status" "$N")")"
+status_row "cat status, 1 container" cat
+status_row "stat status, 1 container" stat
 # `errors` keeps no attributes in the kernel: each stat is one GETATTR, the cost of one round trip.
 row "stat errors (one round trip)" "$(us "$($lat stat "$work/mnt/errors" "$N")")" "-" "-"
 
@@ -145,12 +147,8 @@ for i in $(seq 1 $((CONTAINERS - 1))); do mkdir "$work/mnt/containers/$(printf c
 made_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 for i in $(seq 1 $((CONTAINERS - 1))); do floor_container "$(printf c%04d "$i")"; done
 
-row "cat status, $CONTAINERS containers" "$(us "$($lat cat "$work/mnt/containers/c0000/status" "$N")")" \
-    "$(us "$($lat cat "$work/bindfs/containers/c0000/status" "$N")")" \
-    "$(us "$($lat cat "$work/tmpfs/containers/c0000/status" "$N")")"
-row "stat status, $CONTAINERS containers" "$(us "$($lat stat "$work/mnt/containers/c0000/status" "$N")")" \
-    "$(us "$($lat stat "$work/bindfs/containers/c0000/status" "$N")")" \
-    "$(us "$($lat stat "$work/tmpfs/containers/c0000/status" "$N")")"
+status_row "cat status, $CONTAINERS containers" cat
+status_row "stat status, $CONTAINERS containers" stat
 row "ls -l containers/ ($CONTAINERS)" "$(ms "$($lat run "$LS_RUNS" ls -l "$work/mnt/containers/")")" \
     "$(ms "$($lat run "$LS_RUNS" ls -l "$work/bindfs/containers/")")" \
     "$(ms "$($lat run "$LS_RUNS" ls -l "$work/tmpfs/containers/")")"

@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn ctl_reads_back_its_verbs() {
-        assert_eq!(readme::CTL_HELP, "start\nstop [SECONDS]\nkill [SIGNAL]\n");
+        assert_eq!(readme::CTL_HELP, "start\nstop [SECONDS]\nkill [SIGNAL]\nclose-stdin\n");
         for verb in readme::CTL_HELP.lines().map(|l| l.split_whitespace().next().unwrap()) {
             assert!(crate::request::parse_ctl(verb).is_ok(), "ctl lists '{verb}', which it refuses");
         }

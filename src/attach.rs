@@ -5,8 +5,8 @@
 //! The socket is `SOCK_SEQPACKET`: every message is one packet, its first byte the message's kind, so no
 //! framing is needed and a packet is never split or joined. Up to [`MAX_PACKET`] bytes.
 //!
-//! Client to monitor: [`HELLO`] first (its flags: whether to send this client the output, and whether
-//! to replay the output nobody has seen yet), then any of [`STDIN`] (bytes for the command's stdin),
+//! Client to monitor: [`HELLO`] first (its flags: whether to send this client the output, whether to
+//! replay the output nobody has seen yet, whether input that doesn't fit is refused), then any of [`STDIN`] (bytes for the command's stdin),
 //! [`RESIZE`] (rows and columns, little-endian `u16`s: set on the terminal, so the command gets
 //! SIGWINCH), [`CLOSE_STDIN`] (the end of the input), [`SYNC`] (answered with [`SYNC`] and an errno once
 //! everything this client sent before it was taken: 0, or for the first input or close since the last
@@ -46,8 +46,13 @@ pub const WANT_OUTPUT: u8 = 1;
 /// bytes: a `run -it` attaches just after the start, and the prompt may come before it).
 pub const REPLAY: u8 = 2;
 
-/// The largest packet, kind byte included.
-pub const MAX_PACKET: usize = 32 * 1024 + 1;
+/// In [`HELLO`]: input that doesn't fit in the monitor's queue (1 MiB) is refused whole, the next
+/// [`SYNC`] answering `EAGAIN`, instead of this client waiting until the command reads (the daemon's
+/// `stdin` file: a write is all taken or none of it).
+pub const REFUSE_WHEN_FULL: u8 = 4;
+
+/// The largest packet, kind byte included: a whole write to `stdin` (64 KiB) fits in one.
+pub const MAX_PACKET: usize = 64 * 1024 + 1;
 /// The most output kept for [`REPLAY`].
 pub const REPLAY_MAX: usize = 64 * 1024;
 
@@ -123,6 +128,16 @@ impl Message {
     }
 }
 
+/// The address of the socket at `path`, through its directory's descriptor (`/proc/self/fd/N/NAME`,
+/// valid while the returned directory is open): a path may be longer than a socket address allows.
+pub fn address(path: &Path) -> io::Result<(std::fs::File, UnixAddr)> {
+    let dir = std::fs::File::open(path.parent().unwrap_or(Path::new("/")))?;
+    let name = path.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let short = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(name);
+    let addr = UnixAddr::new(&short)?;
+    Ok((dir, addr))
+}
+
 /// A client's connection to a monitor's socket.
 pub struct Connection {
     fd: OwnedFd,
@@ -133,13 +148,19 @@ impl Connection {
     /// says hello with `flags`. A path longer than a socket address may be is reached through its
     /// directory's descriptor.
     pub fn connect(path: &Path, flags: u8) -> io::Result<Connection> {
+        Connection::connect_within(path, flags, None)
+    }
+
+    /// [`Connection::connect`], every wait bounded by `timeout` from the start (a connect waits while
+    /// the listener's backlog is full; then sends and receives).
+    pub fn connect_within(path: &Path, flags: u8, timeout: Option<std::time::Duration>) -> io::Result<Connection> {
         let fd = socket::socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)?;
-        let dir = std::fs::File::open(path.parent().unwrap_or(Path::new("/")))?;
-        let name = path.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let short = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(name);
-        let addr = UnixAddr::new(&short)?;
-        socket::connect(fd.as_raw_fd(), &addr)?;
         let conn = Connection { fd };
+        if let Some(t) = timeout {
+            conn.set_timeout(t)?;
+        }
+        let (_dir, addr) = address(path)?;
+        socket::connect(conn.fd.as_raw_fd(), &addr)?;
         conn.send(&Message::Hello { flags })?;
         Ok(conn)
     }

@@ -231,3 +231,72 @@ fn input_larger_than_the_buffers_all_arrives_on_a_pipe_and_on_a_terminal() {
     assert!(out.contains("300000"), "{out:?}");
     assert_eq!(code, Some(0));
 }
+
+/// The CPU time (user + system, in clock ticks) of the monitor of container `name`.
+fn monitor_ticks(b: &Bocker, name: &str) -> u64 {
+    let dir = b.path("").parent().unwrap().join("root/state/containers").join(name);
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|c| *c == 0).collect();
+        if args.len() >= 3 && args[1] == b"__monitor" && Path::new(std::str::from_utf8(args[2]).unwrap_or("")) == dir {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().collect();
+            return fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        }
+    }
+    panic!("no monitor for {}", dir.display());
+}
+
+#[test]
+fn input_nobody_reads_is_refused_at_once_and_a_client_gone_meanwhile_costs_nothing() {
+    let b = Bocker::start("attach-full");
+    let img = b.import("");
+    start_with(&b, "deaf", &img, "sleep 1000", &[("interactive", "true")]);
+    // The command never reads: the pipe and then the monitor's 1 MiB fill, and the next write is EAGAIN
+    // at once, nothing of it taken.
+    let chunk = "n".repeat(64 * 1024);
+    let mut taken = 0;
+    let refused = loop {
+        let t0 = Instant::now();
+        match b.write("containers/deaf/stdin", &chunk) {
+            Ok(()) => taken += 1,
+            Err(e) => break (Bocker::errno(&e), t0.elapsed()),
+        }
+        assert!(taken < 40, "1 MiB + a pipe's buffer took more than 40 writes of 64 KiB");
+    };
+    assert_eq!(refused.0, libc::EAGAIN);
+    assert!(refused.1 < Duration::from_secs(5), "refused after {:?}", refused.1);
+    assert!(taken >= 16, "only {taken} writes of 64 KiB were taken");
+    assert!(b.read("containers/deaf/error").contains("nothing of this write was taken"));
+
+    // A client that streams input (it waits when the queue is full) and goes away while it waits: the
+    // monitor neither spins on its hang-up nor loses what it sent.
+    let conn = attach(&b, "containers/deaf/attach", 0);
+    conn.set_timeout(Duration::from_millis(500)).expect("timeout");
+    while conn.send_stdin(&[b'q'; 4096]).is_ok() {}
+    drop(conn);
+    let before = monitor_ticks(&b, "deaf");
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = monitor_ticks(&b, "deaf") - before;
+    assert!(spent < 20, "the monitor used {spent} ticks in 2 s with nothing to do");
+    b.write("containers/deaf/ctl", "kill").expect("kill");
+    b.wait_status("deaf", "exited");
+}
+
+#[test]
+fn a_command_that_closed_its_output_still_gets_its_input() {
+    let b = Bocker::start("attach-closed-out");
+    let img = b.import("");
+    start_with(&b, "quiet", &img, "sh -c 'exec >/dev/null 2>&1; cat > /got; sleep 1000'", &[("interactive", "true")]);
+    std::thread::sleep(Duration::from_millis(300));
+    b.write("containers/quiet/stdin", "hello\n").expect("stdin");
+    b.write("containers/quiet/ctl", "close-stdin").expect("close");
+    let got = b.path("containers/quiet/rootfs/got");
+    eventually(
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&got).unwrap_or_default(),
+        || std::fs::read_to_string(&got).is_ok_and(|s| s == "hello\n"),
+    );
+    b.write("containers/quiet/ctl", "kill").expect("kill");
+    b.wait_status("quiet", "exited");
+}

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Engine;
-use crate::attach::{Connection, Message, SOCKET_NAME};
+use crate::attach::{Connection, Message, REFUSE_WHEN_FULL, SOCKET_NAME};
 use crate::error::Error;
 
-/// How long a write waits for the monitor to take it (it takes up to 1 MiB the command hasn't read).
+/// How long a write waits for the monitor's answer (it answers at once: a write that doesn't fit in the
+/// 1 MiB it holds for the command is refused, EAGAIN, not waited for).
 const TAKEN_WITHIN: Duration = Duration::from_secs(10);
 
 impl Engine {
@@ -53,11 +54,14 @@ impl Engine {
             };
             Error::Stdin { errno, message: format!("cannot give {name} its input: {e}") }
         };
-        let conn = Connection::connect(&socket, 0).map_err(failed)?;
-        conn.set_timeout(TAKEN_WITHIN).map_err(failed)?;
+        let conn = Connection::connect_within(&socket, REFUSE_WHEN_FULL, Some(TAKEN_WITHIN)).map_err(failed)?;
         send(&conn).map_err(failed)?;
         match conn.sync().map_err(failed)? {
             0 => Ok(()),
+            libc::EAGAIN => Err(Error::Stdin {
+                errno: libc::EAGAIN,
+                message: format!("{name}'s stdin holds 1 MiB its command hasn't read: nothing of this write was taken"),
+            }),
             libc::EBADF => {
                 Err(Error::Stdin { errno: libc::EBADF, message: format!("{name}'s stdin is not open to writes") })
             }

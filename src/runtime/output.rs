@@ -123,8 +123,8 @@ impl Output {
     }
 
     /// Copies the output into the log and to the attached clients until it has all been read (the pipes
-    /// and the terminal closed), or `child` (our child, not yet reaped) has ended and `drain` says stop;
-    /// then gives back the attach server, to send the exit code.
+    /// and the terminal closed) and `child` (our child, not yet reaped) has ended, or it has ended and
+    /// `drain` says stop; then gives back the attach server, to send the exit code.
     ///
     /// The order of the output across the two pipes is kept as far as they tell it: the pipes are watched
     /// edge-triggered by epoll, whose ready list is in the order the pipes were first written to since
@@ -143,7 +143,9 @@ impl Output {
         let mut last_data = Instant::now();
         let mut buf = vec![0u8; 32 * 1024];
         let mut events = [EpollEvent::empty(); 16];
-        while open.iter().any(|o| *o) {
+        // Until the output has ended and, where a pidfd tells it, the process too: one that closed its
+        // stdout and stderr still has its stdin and its clients served.
+        while open.iter().any(|o| *o) || (exited.is_some() && ended.is_none()) {
             let timeout = match (ended, drain) {
                 (None, _) => EpollTimeout::NONE,
                 (Some(end), _) if end.elapsed() >= AFTER_EXIT => break,

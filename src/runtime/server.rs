@@ -57,6 +57,32 @@ struct Client {
     watching_out: bool,
     /// The errno of its first input or close since its last [`attach::SYNC`] that was not taken.
     refused: i32,
+    /// Its hello was read (until then it is read even while input is paused, to learn its flags).
+    greeted: bool,
+    /// Out of the epoll set while input is paused: it hung up, which epoll would report for ever (what
+    /// it sent before is still to be read, once input resumes).
+    parked: bool,
+}
+
+impl Client {
+    fn new(fd: OwnedFd) -> Client {
+        Client {
+            fd,
+            flags: 0,
+            queued: VecDeque::new(),
+            queued_bytes: 0,
+            watching_out: false,
+            refused: 0,
+            greeted: false,
+            parked: false,
+        }
+    }
+
+    /// Whether it is read while input is paused: before its hello, and a client that has its input
+    /// refused when it doesn't fit rather than waiting ([`attach::REFUSE_WHEN_FULL`], the daemon's).
+    fn never_paused(&self) -> bool {
+        !self.greeted || self.flags & attach::REFUSE_WHEN_FULL != 0
+    }
 }
 
 pub(super) struct Server {
@@ -73,8 +99,10 @@ pub(super) struct Server {
     close_after: bool,
     /// Clients are not read while the stdin queue is full.
     reading_paused: bool,
-    /// Output written while no client took output, for the first that asks for a replay.
-    unseen: VecDeque<u8>,
+    /// Output written while no client took output (stderr or not, bytes), for the first that asks for
+    /// a replay; `unseen_bytes` is their size.
+    unseen: VecDeque<(bool, Vec<u8>)>,
+    unseen_bytes: usize,
     /// The terminal, for its size.
     terminal: Option<OwnedFd>,
 }
@@ -91,11 +119,7 @@ impl Server {
         let listener =
             socket::socket(AddressFamily::Unix, SockType::SeqPacket, flags, None).map_err(err("the attach socket"))?;
         // Through its directory's descriptor: a state directory's path may be longer than an address.
-        let dir = std::fs::File::open(path.parent().unwrap_or(Path::new("/")))
-            .map_err(|e| format!("open the attach socket's directory: {e}"))?;
-        let name = path.file_name().ok_or("the attach socket has no name")?;
-        let short = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(name);
-        let addr = UnixAddr::new(&short).map_err(err("the attach socket's address"))?;
+        let (_dir, addr) = attach::address(path).map_err(|e| format!("the attach socket's address: {e}"))?;
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
         let bound = socket::bind(listener.as_raw_fd(), &addr);
         nix::sys::stat::umask(old);
@@ -116,6 +140,7 @@ impl Server {
             close_after: false,
             reading_paused: false,
             unseen: VecDeque::new(),
+            unseen_bytes: 0,
             terminal: None,
         })
     }
@@ -153,6 +178,12 @@ impl Server {
                 if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
                     self.read_client(epoll, k);
                 }
+                let paused = self.reading_paused;
+                let hung_up = flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
+                if let Some(c) = self.clients.get_mut(&k).filter(|c| paused && hung_up && !c.never_paused()) {
+                    let _ = epoll.delete(&c.fd);
+                    c.parked = true;
+                }
             }
         }
     }
@@ -171,11 +202,9 @@ impl Server {
             }
             let key = self.next_key;
             self.next_key += 1;
-            let interest = if self.reading_paused { EpollFlags::empty() } else { EpollFlags::EPOLLIN };
-            if epoll.add(&fd, EpollEvent::new(interest, key)).is_ok() {
-                let client =
-                    Client { fd, flags: 0, queued: VecDeque::new(), queued_bytes: 0, watching_out: false, refused: 0 };
-                self.clients.insert(key, client);
+            // Read until its hello, paused or not.
+            if epoll.add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, key)).is_ok() {
+                self.clients.insert(key, Client::new(fd));
             }
         }
     }
@@ -183,10 +212,10 @@ impl Server {
     fn read_client(&mut self, epoll: &Epoll, key: u64) {
         let mut buf = vec![0u8; attach::MAX_PACKET];
         loop {
-            if self.reading_paused {
+            let Some(client) = self.clients.get(&key) else { return };
+            if self.reading_paused && !client.never_paused() {
                 return;
             }
-            let Some(client) = self.clients.get(&key) else { return };
             let n = match socket::recv(client.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
                 Ok(0) => return self.drop_client(epoll, key),
                 Ok(n) => n,
@@ -202,14 +231,23 @@ impl Server {
     fn take(&mut self, epoll: &Epoll, key: u64, message: Message) {
         match message {
             Message::Hello { flags } => {
+                let paused = self.reading_paused;
                 if let Some(c) = self.clients.get_mut(&key) {
-                    c.flags = flags;
+                    (c.flags, c.greeted) = (flags, true);
+                    let _ = epoll.modify(&c.fd, &mut EpollEvent::new(interest(c, paused), key));
                 }
-                if flags & attach::REPLAY != 0 && flags & attach::WANT_OUTPUT != 0 && !self.unseen.is_empty() {
-                    let unseen: Vec<u8> = self.unseen.drain(..).collect();
-                    for chunk in unseen.chunks(attach::MAX_PACKET - 1) {
-                        self.send(epoll, key, Message::Stdout(chunk.to_vec()).encode());
+                if flags & attach::WANT_OUTPUT != 0 {
+                    // Replayed to this one if it asks, and to no later one either way.
+                    let unseen = std::mem::take(&mut self.unseen);
+                    self.unseen_bytes = 0;
+                    for (stderr, bytes) in unseen.into_iter().filter(|_| flags & attach::REPLAY != 0) {
+                        self.send(epoll, key, output_packet(stderr, &bytes));
                     }
+                }
+            }
+            Message::Stdin(bytes) if self.takes_input() && self.refuses(key, bytes.len()) => {
+                if let Some(c) = self.clients.get_mut(&key).filter(|c| c.refused == 0) {
+                    c.refused = libc::EAGAIN;
                 }
             }
             Message::Stdin(bytes) if self.takes_input() => {
@@ -256,7 +294,7 @@ impl Server {
                 // The command closed its end (EPIPE), or the terminal is gone (EIO).
                 Err(_) => {
                     self.pending_in.clear();
-                    self.end_stdin(epoll, false);
+                    self.end_stdin(epoll);
                     break;
                 }
             }
@@ -282,7 +320,18 @@ impl Server {
         }
     }
 
+    /// Whether client `key`'s `len` bytes of input are refused rather than queued: it asked for that
+    /// ([`attach::REFUSE_WHEN_FULL`]) and they don't fit in the queue.
+    fn refuses(&self, key: u64, len: usize) -> bool {
+        let asked = self.clients.get(&key).is_some_and(|c| c.flags & attach::REFUSE_WHEN_FULL != 0);
+        asked && self.pending_in.len() + len > STDIN_QUEUED
+    }
+
     fn close_stdin(&mut self, epoll: &Epoll) {
+        // On a terminal, the end of input is its EOF character, typed after what waits.
+        if let Stdin::Terminal(fd) = &self.stdin {
+            self.pending_in.push_back(super::terminal::eof_char(fd.as_fd()));
+        }
         self.close_after = true;
         self.write_stdin(epoll);
     }
@@ -290,25 +339,19 @@ impl Server {
     /// Closes stdin: a pipe's write end is closed (the command reads the end of input); on a terminal,
     /// its end-of-file character is typed (^D: a shell at its prompt ends, `cat` sees the end).
     fn finish_close(&mut self, epoll: &Epoll) {
-        self.end_stdin(epoll, true);
+        self.end_stdin(epoll);
     }
 
-    /// Stdin is at its end from now on; with `type_eof`, a terminal's EOF character is typed first. Its
-    /// descriptor leaves the epoll set before it is closed: the set would keep a duplicate of the master
-    /// (whose original the output loop holds) and report it for ever.
-    fn end_stdin(&mut self, epoll: &Epoll, type_eof: bool) {
+    /// Stdin is at its end from now on. Its descriptor leaves the epoll set before it is closed: the set
+    /// would keep a duplicate of the master (whose original the output loop holds) and report it for ever.
+    fn end_stdin(&mut self, epoll: &Epoll) {
         if let Stdin::Pipe(fd) | Stdin::Terminal(fd) = &self.stdin {
             if self.watching_in {
                 let _ = epoll.delete(fd);
                 self.watching_in = false;
             }
         }
-        if let Stdin::Terminal(fd) = std::mem::replace(&mut self.stdin, Stdin::Ended) {
-            if type_eof {
-                let eof = super::terminal::eof_char(fd.as_fd());
-                let _ = nix::unistd::write(&fd, &[eof]);
-            }
-        }
+        self.stdin = Stdin::Ended;
     }
 
     /// Watches stdin (the pipe, or this server's own duplicate of the terminal's master) for room while
@@ -334,8 +377,12 @@ impl Server {
             return;
         }
         self.reading_paused = pause;
-        for (key, c) in &self.clients {
-            let _ = epoll.modify(&c.fd, &mut EpollEvent::new(interest(c, pause), *key));
+        for (key, c) in self.clients.iter_mut() {
+            let event = EpollEvent::new(interest(c, pause), *key);
+            let _ = match std::mem::take(&mut c.parked) {
+                true => epoll.add(&c.fd, event),
+                false => epoll.modify(&c.fd, &mut { event }),
+            };
         }
     }
 
@@ -344,20 +391,17 @@ impl Server {
         let takers: Vec<u64> =
             self.clients.iter().filter(|(_, c)| c.flags & attach::WANT_OUTPUT != 0).map(|(k, _)| *k).collect();
         if takers.is_empty() {
-            self.unseen.extend(bytes);
-            let over = self.unseen.len().saturating_sub(attach::REPLAY_MAX);
-            self.unseen.drain(..over);
+            self.unseen.push_back((stderr, bytes.to_vec()));
+            self.unseen_bytes += bytes.len();
+            while self.unseen_bytes > attach::REPLAY_MAX {
+                let Some((_, old)) = self.unseen.pop_front() else { break };
+                self.unseen_bytes -= old.len();
+            }
             return;
         }
-        for chunk in bytes.chunks(attach::MAX_PACKET - 1) {
-            let packet = match stderr {
-                true => Message::Stderr(chunk.to_vec()),
-                false => Message::Stdout(chunk.to_vec()),
-            }
-            .encode();
-            for key in &takers {
-                self.send(epoll, *key, packet.clone());
-            }
+        let packet = output_packet(stderr, bytes);
+        for key in &takers {
+            self.send(epoll, *key, packet.clone());
         }
     }
 
@@ -411,6 +455,15 @@ impl Server {
     /// client what it has queued and the exit code (within [`FINISH_WITHIN`] in all), and closes them.
     pub(super) fn finish(mut self, exit_code: i32) {
         let _ = std::fs::remove_file(&self.path);
+        // Those still in the listener's backlog get the exit code too.
+        while let Ok(fd) = socket::accept4(self.listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)
+        {
+            // SAFETY: accept4 returned a fresh descriptor that nothing else owns.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            let key = self.next_key;
+            self.next_key += 1;
+            self.clients.insert(key, Client::new(fd));
+        }
         let deadline = Instant::now() + FINISH_WITHIN;
         let exit = Message::Exit(exit_code).encode();
         for (_, mut c) in self.clients.drain() {
@@ -424,10 +477,27 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// The socket goes with its server, whichever way the monitor ends (a failed setup too).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The packet of a piece of output (at most [`attach::MAX_PACKET`]: output is read in pieces that fit).
+fn output_packet(stderr: bool, bytes: &[u8]) -> Vec<u8> {
+    let bytes = bytes[..bytes.len().min(attach::MAX_PACKET - 1)].to_vec();
+    match stderr {
+        true => Message::Stderr(bytes),
+        false => Message::Stdout(bytes),
+    }
+    .encode()
+}
+
 /// What to watch a client's socket for.
 fn interest(c: &Client, paused: bool) -> EpollFlags {
     let mut flags = EpollFlags::empty();
-    if !paused {
+    if !paused || c.never_paused() {
         flags |= EpollFlags::EPOLLIN;
     }
     if c.watching_out {

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::time::{Duration, Instant};
 
 use super::keys::DetachKeys;
 use super::session::{self, Ended, Plan, SessionError};
@@ -69,6 +70,9 @@ impl AttachFlags {
     }
 }
 
+/// How long a running command's socket may take to appear after its start.
+const SOCKET_WAIT: Duration = Duration::from_secs(10);
+
 /// Whether a connect failed because nothing serves the socket (the command ended, or never ran).
 fn not_served(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ECONNREFUSED))
@@ -83,11 +87,7 @@ impl Cli {
     /// came; `logs` (opened before the start) and the `ctl` that started it serve when the socket is
     /// gone already, or closes without an exit code.
     pub(super) fn attach_run(&self, dir: &str, flags: &AttachFlags, logs: File, ctl: File) -> Result<i32, CliError> {
-        let conn = match Connection::connect(&self.path(&format!("{dir}/attach")), WANT_OUTPUT | REPLAY) {
-            Ok(conn) => conn,
-            Err(e) if not_served(&e) => return self.wait_run(dir, logs, ctl),
-            Err(e) => return Err(CliError::Failed(format!("cannot attach to {dir}: {e}"))),
-        };
+        let Some(conn) = self.connect(dir, WANT_OUTPUT | REPLAY)? else { return self.wait_run(dir, logs, ctl) };
         drop(logs);
         let ended = session::run(&conn, &flags.plan(false)).map_err(session_err)?;
         match ended {
@@ -100,11 +100,7 @@ impl Cli {
 
     /// The foreground of `exec -i`/`-t`, exec `dir` (`containers/NAME/execs/N`) having started.
     pub(super) fn attach_exec(&self, dir: &str, flags: &AttachFlags) -> Result<i32, CliError> {
-        let conn = match Connection::connect(&self.path(&format!("{dir}/attach")), WANT_OUTPUT | REPLAY) {
-            Ok(conn) => conn,
-            Err(e) if not_served(&e) => return self.follow_dir(dir),
-            Err(e) => return Err(CliError::Failed(format!("cannot attach to {dir}: {e}"))),
-        };
+        let Some(conn) = self.connect(dir, WANT_OUTPUT | REPLAY)? else { return self.follow_dir(dir) };
         let ended = session::run(&conn, &flags.plan(false)).map_err(session_err)?;
         self.attached_end(dir, ended)
     }
@@ -126,13 +122,36 @@ impl Cli {
         if self.read(&format!("{dir}/status")) != "running" {
             return Err(stopped());
         }
-        let conn = match Connection::connect(&self.path(&format!("{dir}/attach")), WANT_OUTPUT) {
-            Ok(conn) => conn,
-            Err(e) if not_served(&e) => return Err(stopped()),
-            Err(e) => return Err(CliError::Failed(format!("cannot attach to {name}: {e}"))),
-        };
+        let Some(conn) = self.connect(&dir, WANT_OUTPUT)? else { return Err(stopped()) };
         let ended = session::run(&conn, &flags.plan(true)).map_err(session_err)?;
         self.attached_end(&dir, ended)
+    }
+
+    /// Connects to `DIR/attach` and says hello with `flags`, waiting (up to [`SOCKET_WAIT`]) for a
+    /// monitor that has not made its socket yet; `None` once `DIR/status` says the command has ended
+    /// without one being served.
+    fn connect(&self, dir: &str, flags: u8) -> Result<Option<Connection>, CliError> {
+        let path = self.path(&format!("{dir}/attach"));
+        let name = dir.trim_start_matches("containers/");
+        let deadline = Instant::now() + SOCKET_WAIT;
+        loop {
+            match Connection::connect(&path, flags) {
+                Ok(conn) => return Ok(Some(conn)),
+                Err(e) if not_served(&e) => {
+                    let status = self.read(&format!("{dir}/status"));
+                    if status == "exited" || status.is_empty() {
+                        return Ok(None);
+                    }
+                    if Instant::now() > deadline {
+                        return Err(CliError::Failed(format!(
+                            "cannot attach to {name}: nothing serves its socket ({e})"
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(CliError::Failed(format!("cannot attach to {name}: {e}"))),
+            }
+        }
     }
 
     /// What `attach` and `exec` return at a session's end.

@@ -9,8 +9,9 @@
 //! to replay the output nobody has seen yet), then any of [`STDIN`] (bytes for the command's stdin),
 //! [`RESIZE`] (rows and columns, little-endian `u16`s: set on the terminal, so the command gets
 //! SIGWINCH), [`CLOSE_STDIN`] (the end of the input), [`SYNC`] (answered with [`SYNC`] and an errno once
-//! everything this client sent before it was taken: 0, `EBADF` when stdin is not open to writes
-//! (`interactive` false), `EPIPE` once it has been closed).
+//! everything this client sent before it was taken: 0, or for the first input or close since the last
+//! sync that was refused, `EBADF` when stdin is not open to writes (`interactive` false) or `EPIPE` when
+//! it had been closed).
 //!
 //! Monitor to client: [`STDOUT`] and [`STDERR`] (the output as it comes; a terminal's is all
 //! [`STDOUT`]), [`SYNC`], and [`EXIT`] with the exit code (little-endian `i32`) when the command has

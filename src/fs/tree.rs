@@ -52,9 +52,11 @@ pub enum ImageFile {
 pub enum ExecFile {
     Field(ExecField),
     Logs,
+    /// A symlink to the exec's attach socket.
+    Attach,
 }
 
-const EXEC_FILES: [(&str, ExecFile); 7] = [
+const EXEC_FILES: [(&str, ExecFile); 8] = [
     ("cmd", ExecFile::Field(ExecField::Cmd)),
     ("status", ExecFile::Field(ExecField::Status)),
     ("exit_code", ExecFile::Field(ExecField::ExitCode)),
@@ -62,6 +64,7 @@ const EXEC_FILES: [(&str, ExecFile); 7] = [
     ("started_at", ExecFile::Field(ExecField::StartedAt)),
     ("finished_at", ExecFile::Field(ExecField::FinishedAt)),
     ("logs", ExecFile::Logs),
+    ("attach", ExecFile::Attach),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +77,10 @@ pub enum ContainerFile {
     Exec,
     Logs,
     Rootfs,
+    /// A symlink to the monitor's attach socket (see docs/attach.md).
+    Attach,
+    /// Write bytes for the command's stdin (when `interactive`).
+    Stdin,
 }
 
 /// How a node is read and written.
@@ -100,7 +107,7 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 40] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 44] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -127,6 +134,8 @@ const CONTAINER_FILES: [(&str, ContainerFile); 40] = [
     ("hostname", ContainerFile::Field(ContainerField::Setting(SettingKind::Hostname))),
     ("stop_signal", ContainerFile::Field(ContainerField::Setting(SettingKind::StopSignal))),
     ("labels", ContainerFile::Field(ContainerField::Setting(SettingKind::Labels))),
+    ("tty", ContainerFile::Field(ContainerField::Setting(SettingKind::Tty))),
+    ("interactive", ContainerFile::Field(ContainerField::Setting(SettingKind::Interactive))),
     ("exposed_ports", ContainerFile::Field(ContainerField::ExposedPorts)),
     ("healthcheck", ContainerFile::Field(ContainerField::Healthcheck)),
     ("ctl", ContainerFile::Ctl),
@@ -141,6 +150,8 @@ const CONTAINER_FILES: [(&str, ContainerFile); 40] = [
     ("error", ContainerFile::Field(ContainerField::Error)),
     ("inspect.json", ContainerFile::Field(ContainerField::Inspect)),
     ("rootfs", ContainerFile::Rootfs),
+    ("attach", ContainerFile::Attach),
+    ("stdin", ContainerFile::Stdin),
 ];
 
 impl Node {
@@ -225,7 +236,8 @@ impl Node {
             | Node::Execs(_)
             | Node::Exec(..) => Kind::Dir,
             Node::ImageFile(_, ImageFile::Rootfs)
-            | Node::ContainerFile(_, ContainerFile::Rootfs)
+            | Node::ContainerFile(_, ContainerFile::Rootfs | ContainerFile::Attach)
+            | Node::ExecFile(_, _, ExecFile::Attach)
             | Node::VolumeData(_)
             | Node::NameLink(_) => Kind::Symlink,
             Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) | Node::ExecFile(..) => file(false, true),
@@ -250,6 +262,7 @@ impl Node {
                 | ContainerFile::Ctl
                 | ContainerFile::Commit
                 | ContainerFile::Exec => file(true, true),
+                ContainerFile::Stdin => file(true, false),
                 _ => file(false, true),
             },
         }
@@ -300,6 +313,7 @@ impl Node {
             Node::ContainerFile(n, ContainerFile::Ctl) => WriteTarget::Ctl(n.clone()),
             Node::ContainerFile(n, ContainerFile::Commit) => WriteTarget::Commit(n.clone()),
             Node::ContainerFile(n, ContainerFile::Exec) => WriteTarget::Exec(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Stdin) => WriteTarget::Stdin(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Privileged)) => {
                 WriteTarget::Privileged(n.clone())
             }

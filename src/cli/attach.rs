@@ -85,12 +85,13 @@ fn session_err(e: SessionError) -> CliError {
 impl Cli {
     /// The foreground of a started `run -i`/`-t`: attached with the output written before this client
     /// came; `logs` (opened before the start) and the `ctl` that started it serve when the socket is
-    /// gone already, or closes without an exit code.
+    /// gone already, when the command ended before the monitor took the hello (no output came: the
+    /// logs have it all), or when the connection closes without an exit code.
     pub(super) fn attach_run(&self, dir: &str, flags: &AttachFlags, logs: File, ctl: File) -> Result<i32, CliError> {
         let Some(conn) = self.connect(dir, WANT_OUTPUT | REPLAY)? else { return self.wait_run(dir, logs, ctl) };
-        drop(logs);
-        let ended = session::run(&conn, &flags.plan(false)).map_err(session_err)?;
-        match ended {
+        let out = session::run(&conn, &flags.plan(false)).map_err(session_err)?;
+        match out.ended {
+            Ended::Exit(_) | Ended::Closed if !out.saw_output => self.wait_run(dir, logs, ctl),
             Ended::Exit(code) => Ok(code),
             Ended::Detached | Ended::StdoutClosed => Ok(0),
             Ended::Signalled(s) => Ok(terminal::die_of(s)),
@@ -98,11 +99,15 @@ impl Cli {
         }
     }
 
-    /// The foreground of `exec -i`/`-t`, exec `dir` (`containers/NAME/execs/N`) having started.
+    /// The foreground of `exec -i`/`-t`, exec `dir` (`containers/NAME/execs/N`) having started; its
+    /// `logs` serve as a run's do.
     pub(super) fn attach_exec(&self, dir: &str, flags: &AttachFlags) -> Result<i32, CliError> {
         let Some(conn) = self.connect(dir, WANT_OUTPUT | REPLAY)? else { return self.follow_dir(dir) };
-        let ended = session::run(&conn, &flags.plan(false)).map_err(session_err)?;
-        self.attached_end(dir, ended)
+        let out = session::run(&conn, &flags.plan(false)).map_err(session_err)?;
+        match out.ended {
+            Ended::Exit(_) | Ended::Closed if !out.saw_output => self.follow_dir(dir),
+            ended => self.attached_end(dir, ended),
+        }
     }
 
     /// `bocker attach NAME`: its output from now on, stdin when it is `interactive`, a raw terminal when
@@ -123,8 +128,8 @@ impl Cli {
             return Err(stopped());
         }
         let Some(conn) = self.connect(&dir, WANT_OUTPUT)? else { return Err(stopped()) };
-        let ended = session::run(&conn, &flags.plan(true)).map_err(session_err)?;
-        self.attached_end(&dir, ended)
+        let out = session::run(&conn, &flags.plan(true)).map_err(session_err)?;
+        self.attached_end(&dir, out.ended)
     }
 
     /// Connects to `DIR/attach` and says hello with `flags`, waiting (up to [`SOCKET_WAIT`]) for a
@@ -169,20 +174,29 @@ impl Cli {
     }
 
     /// The exit code once the monitor closed without sending it: the run's `ctl` answers it, else
-    /// `exit_code`, if the command has ended; else the session was lost while it runs.
+    /// `exit_code`, once the command has ended (the daemon may record the end a moment after the monitor
+    /// closed); else the session was lost while it runs.
     fn code_after_close(&self, dir: &str, ctl: Option<File>) -> Result<i32, CliError> {
-        let status = self.read(&format!("{dir}/status"));
-        if status == "exited" || status.is_empty() {
-            if let Some(code) = ctl.and_then(super::run::code_on) {
-                return Ok(code);
+        let lost = || {
+            CliError::Failed(format!(
+                "lost the connection to the monitor of {}; `bocker attach` may find it again",
+                dir.trim_start_matches("containers/")
+            ))
+        };
+        let deadline = Instant::now() + SOCKET_WAIT;
+        loop {
+            let status = self.read(&format!("{dir}/status"));
+            if status == "exited" || status.is_empty() {
+                break;
             }
-            if let Ok(code) = self.read(&format!("{dir}/exit_code")).parse() {
-                return Ok(code);
+            if Instant::now() > deadline {
+                return Err(lost());
             }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        Err(CliError::Failed(format!(
-            "lost the connection to the monitor of {}; `bocker attach` may find it again",
-            dir.trim_start_matches("containers/")
-        )))
+        if let Some(code) = ctl.and_then(super::run::code_on) {
+            return Ok(code);
+        }
+        self.read(&format!("{dir}/exit_code")).parse().map_err(|_| lost())
     }
 }

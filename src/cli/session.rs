@@ -45,6 +45,16 @@ pub enum Ended {
     StdoutClosed,
 }
 
+/// A session's end, and whether any output came.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub ended: Ended,
+    /// Some output (stdout or stderr) came: the monitor took this client's hello, so it had all the output
+    /// it asked for. None at all may also mean that the command ended before the monitor read the hello
+    /// (then it sent no replay); a caller that has the logs can copy them instead.
+    pub saw_output: bool,
+}
+
 /// Why a session failed (the terminal is restored by then).
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -60,15 +70,16 @@ pub enum SessionError {
 const BATCH: usize = 64;
 
 /// Runs the session on `conn` (a connection that said hello already) until it ends.
-pub fn run(conn: &Connection, plan: &Plan) -> Result<Ended, SessionError> {
+pub fn run(conn: &Connection, plan: &Plan) -> Result<Outcome, SessionError> {
     // The signals first and the raw mode second, so the drops restore the terminal before any signal
     // blocked meanwhile can end the process.
     let signals = Signals::catch().map_err(SessionError::Terminal)?;
     let raw = if plan.stdin && plan.tty { RawMode::enter().map_err(SessionError::Terminal)? } else { None };
-    let ended = Session::new(conn, plan).and_then(|mut s| s.pump(&signals));
+    let outcome =
+        Session::new(conn, plan).and_then(|mut s| Ok(Outcome { ended: s.pump(&signals)?, saw_output: s.saw_output }));
     drop(raw);
     drop(signals);
-    ended
+    outcome
 }
 
 struct Session<'a> {
@@ -82,6 +93,7 @@ struct Session<'a> {
     resize: bool,
     /// The monitor is gone for writes: nothing more is sent.
     peer_gone: bool,
+    saw_output: bool,
 }
 
 impl<'a> Session<'a> {
@@ -96,6 +108,7 @@ impl<'a> Session<'a> {
             stdin: plan.stdin.then_some(matcher),
             resize: plan.tty && terminal::size().is_some(),
             peer_gone: false,
+            saw_output: false,
         };
         if s.resize {
             if let (true, Some((rows, cols))) = (plan.nudge, terminal::size()) {
@@ -192,6 +205,9 @@ impl<'a> Session<'a> {
                 Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(Some(Ended::Closed)),
                 Err(e) => return Err(SessionError::Connection(e)),
             };
+            if matches!(message, Message::Stdout(_) | Message::Stderr(_)) {
+                self.saw_output = true;
+            }
             match message {
                 Message::Stdout(bytes) => match write_all(io::stdout().as_fd(), &bytes) {
                     Ok(()) => {}

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 pub struct Tmux {
     socket: String,
+    /// The server's socket file, removed once it is killed (tmux leaves it).
+    socket_path: Option<std::path::PathBuf>,
 }
 
 /// The host shell's prompt, distinct from the container's (`/ # `).
@@ -16,7 +18,7 @@ pub const HOST_PROMPT: &str = "host$";
 impl Tmux {
     /// A server named after `tag` and this process, with bash in a window of 80 columns and 24 rows.
     pub fn start(tag: &str, mount: &std::path::Path) -> Tmux {
-        let t = Tmux { socket: format!("bocker-test-{tag}-{}", std::process::id()) };
+        let mut t = Tmux { socket: format!("bocker-test-{tag}-{}", std::process::id()), socket_path: None };
         // A server left by a killed run of this very process id is gone first.
         let _ = t.tmux(&["kill-server"]);
         let shell = format!(
@@ -25,6 +27,9 @@ impl Tmux {
         );
         let out = t.tmux(&["-f", "/dev/null", "new-session", "-d", "-x", "80", "-y", "24", "-s", "main", &shell]);
         assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+        let path = t.tmux(&["display-message", "-p", "#{socket_path}"]).stdout;
+        t.socket_path =
+            Some(String::from_utf8_lossy(&path).trim_end().into()).filter(|p: &std::path::PathBuf| p.is_absolute());
         t.wait_for("the host shell's prompt", |s| s.contains(HOST_PROMPT));
         t
     }
@@ -100,5 +105,8 @@ impl Drop for Tmux {
             eprintln!("---- the terminal at the failure ----\n{}", self.screen());
         }
         let _ = self.tmux(&["kill-server"]);
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

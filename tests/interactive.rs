@@ -29,6 +29,14 @@ fn names_a_pts(screen: &str) -> bool {
     })
 }
 
+/// The code an `echo code=$?` showed (anywhere on a line: after a detach the cursor was mid-line).
+fn shown_code(screen: &str) -> Option<String> {
+    screen.lines().find_map(|l| {
+        let code = l.split_once("code=")?.1.trim_end();
+        (!code.is_empty() && code.bytes().all(|c| c.is_ascii_digit())).then(|| code.to_string())
+    })
+}
+
 /// After `bocker attach` was typed on a cleared screen: Enter, until the container's prompt answers (an
 /// attach gets the output from its coming on, so the prompt printed before is not shown again).
 fn attached(t: &Tmux) {
@@ -84,6 +92,58 @@ fn run_it_a_prompt_that_answers_on_a_pts_following_the_window_and_ctrl_c() {
 }
 
 #[test]
+fn a_signal_to_the_cli_restores_the_terminal_and_ends_it_by_that_signal() {
+    let b = Bocker::start("it-signal");
+    let img = b.import("");
+    let t = Tmux::start("it-signal", &b.mount);
+    for (n, signal) in
+        [nix::sys::signal::SIGTERM, nix::sys::signal::SIGHUP, nix::sys::signal::SIGINT].into_iter().enumerate()
+    {
+        t.clear();
+        // No `; echo` after it: bash drops the rest of a line whose command died of SIGINT.
+        t.line(&format!("{BIN} run -it --name s{n} {img} sh"));
+        t.wait_for("the container's prompt", container_prompt);
+        let cli = t.shell_children();
+        assert_eq!(cli.len(), 1, "the CLI alone runs under the shell: {cli:?}");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(cli[0]), signal).expect("kill the CLI");
+        // The shell's code for a command killed by a signal: 128 + its number.
+        t.wait_for("the host's prompt again", |s| s.lines().filter(|l| l.starts_with(tmux::HOST_PROMPT)).count() >= 2);
+        t.line("echo code=$?");
+        t.wait_line(&format!("code={}", 128 + signal as i32), 1);
+        assert_sane(&t);
+        // The container is not the CLI: it runs on, as after a detach.
+        assert_eq!(b.status(&format!("s{n}")), "running");
+    }
+}
+
+#[test]
+fn a_connection_lost_mid_session_restores_the_terminal() {
+    let b = Bocker::start("it-lost");
+    let img = b.import("");
+    let t = Tmux::start("it-lost", &b.mount);
+    t.line(&format!("{BIN} run -it --name box {img} sh; echo code=$?"));
+    t.wait_for("the container's prompt", container_prompt);
+    let record = std::fs::read_to_string(b.root.join("state/containers/box/record.json")).expect("record");
+    let record: serde_json::Value = serde_json::from_str(&record).expect("record.json");
+    let (monitor, pid) = (record["monitor_pid"].as_i64().unwrap(), record["pid"].as_i64().unwrap());
+    // The monitor dies (its socket with it); then its container, which the harness would not find.
+    let kill = |p: i64| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::SIGKILL);
+    kill(monitor).expect("kill the monitor");
+    // The CLI ends (with the code the daemon then records, or 1 and "lost the connection" while the
+    // container still shows running), and leaves the terminal as it found it.
+    let ended = t.wait_for("the CLI's end", |s| shown_code(s).is_some());
+    let _ = kill(pid);
+    let code = shown_code(&ended);
+    let status = b.status("box");
+    assert!(
+        (status == "exited" && code.as_deref() == Some(b.read("containers/box/exit_code").trim_end()))
+            || (ended.contains("lost the connection to the monitor of box") && code.as_deref() == Some("1")),
+        "status {status}, code {code:?}:\n{ended}"
+    );
+    assert_sane(&t);
+}
+
+#[test]
 fn detach_keys_leave_it_running_and_attach_finds_it_again() {
     let b = Bocker::start("it-detach");
     let img = b.import("");
@@ -104,7 +164,7 @@ fn detach_keys_leave_it_running_and_attach_finds_it_again() {
     assert_sane(&t);
 
     // Attached again (with other keys): Enter gives a fresh prompt that answers.
-    t.line("clear");
+    t.clear();
     t.line(&format!("{BIN} attach --detach-keys ctrl-x box; echo code=$?"));
     attached(&t);
     t.line("echo back-$((3*3))");
@@ -115,7 +175,7 @@ fn detach_keys_leave_it_running_and_attach_finds_it_again() {
     assert!(screen.contains("read escape sequence"), "{screen}");
     assert_eq!(b.status("box"), "running");
 
-    t.line("clear");
+    t.clear();
     t.line(&format!("{BIN} attach box; echo code=$?"));
     attached(&t);
     t.line("echo again-$((4*4))");
@@ -157,7 +217,7 @@ fn exec_it_a_shell_in_the_running_container() {
     assert_eq!(b.read("containers/box/execs/1/exit_code"), "3\n");
 
     // A second one, left with the detach keys: docker exec's message and 1; it runs on.
-    t.line("clear");
+    t.clear();
     t.line(&format!("{BIN} exec -ti box sh; echo code=$?"));
     t.wait_for("the exec's prompt", container_prompt);
     t.line("echo second-$((5+5))");

@@ -64,9 +64,27 @@ impl Tmux {
         self.keys(&["Enter"]);
     }
 
+    /// Clears the host shell's screen (`clear`), and waits until only its prompt is left, so that what
+    /// is typed next is not echoed before the clear.
+    pub fn clear(&self) {
+        self.line("clear");
+        self.wait_for("a cleared screen", |s| {
+            let shown: Vec<&str> = s.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+            shown == [HOST_PROMPT]
+        });
+    }
+
     /// The screen (wrapped lines joined).
     pub fn screen(&self) -> String {
         String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-J", "-t", "main"]).stdout).into_owned()
+    }
+
+    /// The processes the window's shell runs in the foreground now (its children), by pid.
+    pub fn shell_children(&self) -> Vec<i32> {
+        let pid =
+            String::from_utf8_lossy(&self.tmux(&["display-message", "-p", "#{pane_pid}"]).stdout).trim().to_string();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        children.split_whitespace().filter_map(|p| p.parse().ok()).collect()
     }
 
     /// Resizes the window, as a user dragging its corner.

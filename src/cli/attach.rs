@@ -62,7 +62,7 @@ impl AttachFlags {
     /// The options as the `exec` line takes them before the command's words.
     pub fn exec_words(&self) -> &'static str {
         match (self.interactive, self.tty) {
-            (true, true) => "-i -t ",
+            (true, true) => "-it ",
             (true, false) => "-i ",
             (false, true) => "-t ",
             (false, false) => "",

@@ -199,3 +199,35 @@ fn a_daemon_crash_leaves_an_attached_session_as_it_was() {
     b.wait_status("t", "exited");
     assert_eq!(b.read("containers/t/exit_code"), "5\n");
 }
+
+#[test]
+fn input_larger_than_the_buffers_all_arrives_on_a_pipe_and_on_a_terminal() {
+    let b = Bocker::start("attach-bulk");
+    let img = b.import("");
+    // A pipe: 3 MiB through the tree's stdin in 64 KiB writes, past the monitor's 1 MiB queue and the
+    // pipe's buffer; each write returns once the monitor has it.
+    start_with(&b, "wc", &img, "wc -c", &[("interactive", "true")]);
+    let chunk = "y".repeat(64 * 1024);
+    for _ in 0..48 {
+        b.write("containers/wc/stdin", &chunk).expect("stdin");
+    }
+    b.write("containers/wc/ctl", "close-stdin").expect("close");
+    b.wait_status("wc", "exited");
+    assert_eq!(b.read("containers/wc/logs").trim(), (48 * 64 * 1024).to_string());
+
+    // A terminal with its echo off: nothing comes back to wake the monitor, so what the terminal's
+    // buffer can't take at once must still be written as it drains.
+    start_with(
+        &b,
+        "raw",
+        &img,
+        "sh -c 'stty raw -echo; head -c 300000 | wc -c'",
+        &[("tty", "true"), ("interactive", "true")],
+    );
+    let conn = attach(&b, "containers/raw/attach", WANT_OUTPUT | REPLAY);
+    std::thread::sleep(Duration::from_millis(300));
+    conn.send_stdin(&vec![b'z'; 300_000]).expect("send");
+    let (out, code) = read_until(&conn, |_| false);
+    assert!(out.contains("300000"), "{out:?}");
+    assert_eq!(code, Some(0));
+}

@@ -209,7 +209,6 @@ impl Output {
                     }
                 }
             }
-            self.server.retry_input(&self.epoll);
         }
         self.server
     }

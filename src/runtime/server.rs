@@ -28,7 +28,7 @@ const MAX_CLIENTS: usize = 64;
 /// How long the end waits for clients to take what is left and the exit code.
 const FINISH_WITHIN: Duration = Duration::from_secs(2);
 
-/// The epoll keys: the listener, the stdin pipe, and clients from [`FIRST_CLIENT`] on (the output loop
+/// The epoll keys: the listener, stdin (the pipe or the master's duplicate), and clients from [`FIRST_CLIENT`] on (the output loop
 /// uses the keys below [`LISTENER`]).
 pub(super) const LISTENER: u64 = 8;
 const STDIN_PIPE: u64 = 9;
@@ -256,7 +256,7 @@ impl Server {
                 // The command closed its end (EPIPE), or the terminal is gone (EIO).
                 Err(_) => {
                     self.pending_in.clear();
-                    self.stdin = Stdin::Ended;
+                    self.end_stdin(epoll, false);
                     break;
                 }
             }
@@ -290,22 +290,31 @@ impl Server {
     /// Closes stdin: a pipe's write end is closed (the command reads the end of input); on a terminal,
     /// its end-of-file character is typed (^D: a shell at its prompt ends, `cat` sees the end).
     fn finish_close(&mut self, epoll: &Epoll) {
-        if let Stdin::Pipe(fd) = &self.stdin {
+        self.end_stdin(epoll, true);
+    }
+
+    /// Stdin is at its end from now on; with `type_eof`, a terminal's EOF character is typed first. Its
+    /// descriptor leaves the epoll set before it is closed: the set would keep a duplicate of the master
+    /// (whose original the output loop holds) and report it for ever.
+    fn end_stdin(&mut self, epoll: &Epoll, type_eof: bool) {
+        if let Stdin::Pipe(fd) | Stdin::Terminal(fd) = &self.stdin {
             if self.watching_in {
                 let _ = epoll.delete(fd);
                 self.watching_in = false;
             }
         }
         if let Stdin::Terminal(fd) = std::mem::replace(&mut self.stdin, Stdin::Ended) {
-            let eof = super::terminal::eof_char(fd.as_fd());
-            let _ = nix::unistd::write(&fd, &[eof]);
+            if type_eof {
+                let eof = super::terminal::eof_char(fd.as_fd());
+                let _ = nix::unistd::write(&fd, &[eof]);
+            }
         }
     }
 
-    /// Watches the stdin pipe for room while input waits for it (a terminal's master is not watched
-    /// here: the output loop reads it, and what it doesn't take now is retried at the next event).
+    /// Watches stdin (the pipe, or this server's own duplicate of the terminal's master) for room while
+    /// input waits for it.
     fn watch_stdin(&mut self, epoll: &Epoll) {
-        let Stdin::Pipe(fd) = &self.stdin else { return };
+        let (Stdin::Pipe(fd) | Stdin::Terminal(fd)) = &self.stdin else { return };
         let want = !self.pending_in.is_empty();
         if want != self.watching_in {
             let result = match want {
@@ -327,13 +336,6 @@ impl Server {
         self.reading_paused = pause;
         for (key, c) in &self.clients {
             let _ = epoll.modify(&c.fd, &mut EpollEvent::new(interest(c, pause), *key));
-        }
-    }
-
-    /// Retries input for a terminal (the output loop calls this on each of its wakeups).
-    pub(super) fn retry_input(&mut self, epoll: &Epoll) {
-        if matches!(self.stdin, Stdin::Terminal(_)) && !self.pending_in.is_empty() {
-            self.write_stdin(epoll);
         }
     }
 

@@ -466,7 +466,25 @@ impl Server {
         }
         let deadline = Instant::now() + FINISH_WITHIN;
         let exit = Message::Exit(exit_code).encode();
+        let mut unseen = std::mem::take(&mut self.unseen);
         for (_, mut c) in self.clients.drain() {
+            // One that hasn't been read yet (a quick command can end before its client's hello is) is
+            // read now: its hello may ask for the output it came for.
+            let mut buf = vec![0u8; attach::MAX_PACKET];
+            while !c.greeted {
+                match socket::recv(c.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                    Ok(n) if n > 0 => {
+                        if let Message::Hello { flags } = Message::decode(&buf[..n]) {
+                            (c.flags, c.greeted) = (flags, true);
+                            let replay = flags & attach::REPLAY != 0 && flags & attach::WANT_OUTPUT != 0;
+                            for (stderr, bytes) in std::mem::take(&mut unseen).into_iter().filter(|_| replay) {
+                                c.queued.push_back(output_packet(stderr, &bytes));
+                            }
+                        }
+                    }
+                    _ => break,
+                }
+            }
             c.queued.push_back(exit.clone());
             while let Some(packet) = c.queued.pop_front() {
                 if !send_by(c.fd.as_fd(), &packet, deadline) {

@@ -106,6 +106,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
         opts.log_limits,
     )?;
     engine.protect(&opts.root, &opts.mount);
+    engine.start_by_policies();
 
     let config = {
         let mut c = fuser::Config::default();

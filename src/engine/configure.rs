@@ -6,7 +6,7 @@ use super::records::{always, ContainerRecord};
 use super::{Changed, Engine};
 use crate::cgroups::Limit;
 use crate::error::Error;
-use crate::model::{ContainerStatus, ImageConfig, Op};
+use crate::model::{ContainerStatus, ImageConfig, Op, RestartPolicy};
 use crate::network::{NetworkError, NetworkMode};
 use crate::request::ContainerSetting;
 
@@ -21,6 +21,7 @@ pub(super) fn apply_setting(r: &mut ContainerRecord, setting: ContainerSetting) 
         ContainerSetting::Labels(labels) => r.labels = labels,
         ContainerSetting::Tty(tty) => r.tty = tty,
         ContainerSetting::Interactive(interactive) => r.interactive = interactive,
+        ContainerSetting::Restart(policy) => r.restart = policy,
     }
 }
 
@@ -92,6 +93,14 @@ impl Engine {
         self.update_record(name, |c, rec| {
             c.gate(Op::Configure)?;
             change(rec);
+            // As Docker's `--rm` and `--restart`: a container removed at its exit can't come back.
+            if rec.auto_remove && rec.restart != RestartPolicy::No {
+                return Err(Error::Invalid(format!(
+                    "'{name}' has auto_remove and restart {}: a container removed at its exit can't be restarted; \
+                     clear one first",
+                    rec.restart
+                )));
+            }
             Ok(())
         })
     }

@@ -91,6 +91,8 @@ struct AfterExit {
     forwards: bool,
     /// It is to be removed (`auto_remove`): this container's, and no container of the same name made since.
     remove: Option<Arc<RecordLock>>,
+    /// An exit was recorded (its restart policy is to be asked).
+    recorded: bool,
 }
 
 type SaveQueue = Sender<(String, Arc<RecordLock>)>;
@@ -185,8 +187,10 @@ impl Engine {
                 warn!(container = %name, error = %e, "cannot remove the forwards of an exited container");
             }
         }
-        if let Some(writer) = after.remove {
-            self.remove_exited(name, writer);
+        match after.remove {
+            Some(writer) => self.remove_exited(name, writer),
+            None if after.recorded => self.after_exit(name),
+            None => {}
         }
     }
 
@@ -299,7 +303,7 @@ impl Engine {
             }
         }
         drop(held);
-        AfterExit { forwards, remove }
+        AfterExit { forwards, remove, recorded: true }
     }
 
     /// Saves container `name`'s record as it is now, if it is still the container whose record lock is

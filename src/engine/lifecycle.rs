@@ -174,6 +174,13 @@ impl Engine {
 
     /// A verb of `ctl`: a start answers the slot its run's exit code will fill.
     pub(super) fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<Response, Error> {
+        // A user's start and stop say whether its restart policy may bring it back (see `restart`).
+        match verb {
+            Ctl::Start => self.view().container(name).map(|_| self.note_user(name, false))?,
+            Ctl::Stop(_) => self.view().container(name).map(|_| self.note_user(name, true))?,
+            Ctl::Kill(signal) if ends_it(signal) => self.view().container(name).map(|_| self.note_user(name, true))?,
+            _ => {}
+        }
         match verb {
             Ctl::Start => self.start(name).map(Response::Started),
             Ctl::Stop(grace) => self.stop(name, grace).map(|()| Response::Done),
@@ -422,4 +429,10 @@ impl Engine {
             st = self.changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
+}
+
+/// Whether a `kill` with `signal` is a user ending the container (its restart policy stops), rather than
+/// a signal it takes and runs on (`kill HUP` to reload).
+fn ends_it(signal: Signal) -> bool {
+    matches!(signal, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT)
 }

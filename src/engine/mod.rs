@@ -46,6 +46,7 @@ mod plan;
 mod ports;
 mod records;
 mod recovery;
+mod restart;
 mod state;
 mod stdin;
 mod views;
@@ -113,6 +114,10 @@ pub struct Engine {
     exit_saves: exits::ExitSaves,
     /// Who hears of changes (see `notify`).
     notices: notify::Notices,
+    /// The back-off of restarts by policy (see `restart`).
+    restarts: restart::Restarts,
+    /// The containers not running when the daemon started, for `start_by_policies`.
+    exited_at_open: Mutex<Vec<String>>,
 }
 
 impl Engine {

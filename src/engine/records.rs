@@ -14,7 +14,7 @@ use super::{Changed, Engine};
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::json;
-use crate::model::{ContainerStatus, ExecStatus, ImageConfig, VolumeSource, VolumeSpec};
+use crate::model::{ContainerStatus, ExecStatus, ImageConfig, RestartPolicy, VolumeSource, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::runtime::spec::Security;
 use crate::times;
@@ -125,6 +125,16 @@ pub struct ContainerRecord {
     /// Its stdin stays open to writes, through its monitor (`docker run -i`).
     #[serde(default)]
     pub interactive: bool,
+    /// What brings it back after its process ends (`docker run --restart`).
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Restarts by its policy since a user last started it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// A user stopped or killed it (through `ctl`) since they last started it: its policy brings it
+    /// back no more (an `always` one only at the daemon's next start).
+    #[serde(default)]
+    pub stopped_by_user: bool,
 }
 
 /// A command run in a running container, as stored in `<container>/execs/<n>/record.json`.
@@ -249,6 +259,9 @@ pub(super) fn new_record(name: &str) -> ContainerRecord {
         auto_remove: false,
         tty: false,
         interactive: false,
+        restart: RestartPolicy::No,
+        restart_count: 0,
+        stopped_by_user: false,
     }
 }
 

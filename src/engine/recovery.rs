@@ -138,9 +138,20 @@ impl Engine {
             watcher,
             exit_saves: Default::default(),
             notices: Default::default(),
+            restarts: Default::default(),
+            exited_at_open: Mutex::new(Vec::new()),
         });
         engine.start_watcher()?;
         engine.undo_cut_starts();
+        // Those not running now, for their restart policies (once the daemon is ready: `start_by_policies`);
+        // the ones found dead below go through their policy as any exit does.
+        *lock_vec(&engine.exited_at_open) = engine
+            .view()
+            .containers
+            .values()
+            .filter(|c| c.record.status == ContainerStatus::Exited)
+            .map(|c| c.record.name.clone())
+            .collect();
         engine.adopt();
         engine.remove_exited_at_open();
         // The firewall table is written whole: the masquerade, and the forwards of re-adopted containers.
@@ -223,6 +234,19 @@ impl Engine {
             let handle = pid.zip(start).and_then(|(pid, start)| ProcessHandle::open(pid, start));
             self.watch_exec(&name, n, handle);
         }
+    }
+}
+
+fn lock_vec(m: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    /// Starts the containers their restart policies start with the daemon (see `restart`); called once
+    /// the daemon is ready to start containers.
+    pub fn start_by_policies(self: &Arc<Self>) {
+        let names = std::mem::take(&mut *lock_vec(&self.exited_at_open));
+        self.restart_at_open(names);
     }
 }
 

@@ -86,12 +86,24 @@ pub fn container(c: &ContainerView<'_>) -> Value {
         "Image": image,
         "Driver": "btrfs",
         "Platform": "linux",
-        "RestartCount": 0,
+        "RestartCount": r.restart_count,
         "Config": config(c, &image),
         "HostConfig": host_config(c),
         "NetworkSettings": network_settings(c),
         "Mounts": mounts(c),
     })
+}
+
+/// Docker's `HostConfig.RestartPolicy` of `policy`.
+fn restart_policy(policy: crate::model::RestartPolicy) -> Value {
+    use crate::model::RestartPolicy as P;
+    let (name, max) = match policy {
+        P::No => ("no", 0),
+        P::OnFailure { max } => ("on-failure", max.unwrap_or(0)),
+        P::Always => ("always", 0),
+        P::UnlessStopped => ("unless-stopped", 0),
+    };
+    json!({"Name": name, "MaximumRetryCount": max})
 }
 
 fn config(c: &ContainerView<'_>, image: &str) -> Value {
@@ -178,7 +190,7 @@ fn host_config(c: &ContainerView<'_>) -> Value {
         "Binds": list(r.volumes.iter().map(|v| v.to_string()).collect()),
         "NetworkMode": r.network.as_str(),
         "PortBindings": bindings(&r.ports, ""),
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "RestartPolicy": restart_policy(r.restart),
         "AutoRemove": r.auto_remove,
         "VolumesFrom": list(r.volumes_from.iter().cloned().collect()),
         "CapAdd": list(r.security.cap_add.clone()),

@@ -92,6 +92,7 @@ pub enum ContainerField {
     CapAdd,
     /// `true` or `false`: removed by the daemon once it has exited.
     AutoRemove,
+    RestartCount,
     Status,
     ExitCode,
     Pid,
@@ -171,6 +172,7 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
             SettingKind::Labels => r.all_labels().iter().flat_map(|(k, v)| line(format!("{k}={v}"))).collect(),
             SettingKind::Tty => line(r.tty),
             SettingKind::Interactive => line(r.interactive),
+            SettingKind::Restart => line(r.restart),
         },
         ContainerField::ExposedPorts => r.image_defaults().exposed_ports.iter().flat_map(line).collect(),
         ContainerField::Healthcheck => r.image_defaults().healthcheck.map(|h| line(h.to_string())).unwrap_or_default(),
@@ -199,6 +201,7 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
         ContainerField::Privileged => line(r.security.privileged),
         ContainerField::CapAdd => r.security.cap_add.iter().flat_map(line).collect(),
         ContainerField::AutoRemove => line(r.auto_remove),
+        ContainerField::RestartCount => line(r.restart_count),
         ContainerField::Status => line(c.status.as_str()),
         ContainerField::ExitCode => opt(r.exit_code.map(|c| c.to_string())),
         ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),

@@ -107,7 +107,7 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 44] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 46] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -136,6 +136,8 @@ const CONTAINER_FILES: [(&str, ContainerFile); 44] = [
     ("labels", ContainerFile::Field(ContainerField::Setting(SettingKind::Labels))),
     ("tty", ContainerFile::Field(ContainerField::Setting(SettingKind::Tty))),
     ("interactive", ContainerFile::Field(ContainerField::Setting(SettingKind::Interactive))),
+    ("restart", ContainerFile::Field(ContainerField::Setting(SettingKind::Restart))),
+    ("restart_count", ContainerFile::Field(ContainerField::RestartCount)),
     ("exposed_ports", ContainerFile::Field(ContainerField::ExposedPorts)),
     ("healthcheck", ContainerFile::Field(ContainerField::Healthcheck)),
     ("ctl", ContainerFile::Ctl),

@@ -1,10 +1,11 @@
 //! The container settings that say how its command runs, each a value file (before start): `entrypoint`,
-//! `user`, `workdir`, `hostname`, `stop_signal`, `labels`, `tty` and `interactive`. Parsed once into a validated
+//! `user`, `workdir`, `hostname`, `stop_signal`, `labels`, `tty`, `interactive` and `restart`. Parsed once into a validated
 //! [`ContainerSetting`]; blank text means "the image's" (or the default) for all but `labels`.
 
 use std::collections::BTreeMap;
 
 use super::{quote, split_argv, ParseError};
+use crate::model::RestartPolicy;
 
 /// Which setting a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,10 +20,12 @@ pub enum SettingKind {
     Tty,
     /// Whether the command's stdin stays open to writes (`docker run -i`).
     Interactive,
+    /// What brings it back after it ends (`docker run --restart`).
+    Restart,
 }
 
 impl SettingKind {
-    pub const ALL: [SettingKind; 8] = [
+    pub const ALL: [SettingKind; 9] = [
         SettingKind::Entrypoint,
         SettingKind::User,
         SettingKind::Workdir,
@@ -31,6 +34,7 @@ impl SettingKind {
         SettingKind::Labels,
         SettingKind::Tty,
         SettingKind::Interactive,
+        SettingKind::Restart,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -43,6 +47,7 @@ impl SettingKind {
             SettingKind::Labels => "labels",
             SettingKind::Tty => "tty",
             SettingKind::Interactive => "interactive",
+            SettingKind::Restart => "restart",
         }
     }
 }
@@ -59,6 +64,7 @@ pub enum ContainerSetting {
     Labels(BTreeMap<String, String>),
     Tty(bool),
     Interactive(bool),
+    Restart(RestartPolicy),
 }
 
 /// The longest user, working directory or label line taken.
@@ -121,6 +127,9 @@ pub fn parse_setting(kind: SettingKind, text: &str) -> Result<ContainerSetting, 
         SettingKind::Labels => ContainerSetting::Labels(parse_labels(text)?),
         SettingKind::Tty => ContainerSetting::Tty(super::parse_bool(text)?),
         SettingKind::Interactive => ContainerSetting::Interactive(super::parse_bool(text)?),
+        SettingKind::Restart => ContainerSetting::Restart(
+            RestartPolicy::parse(one).map_err(|_| bad("no, on-failure[:MAX], always or unless-stopped"))?,
+        ),
     })
 }
 
@@ -170,6 +179,11 @@ mod tests {
         assert_eq!(labels, S::Labels([("a".into(), "1".into()), ("b.c".into(), "x=y".into())].into()));
         assert_eq!(parse(SettingKind::Tty, "true\n").unwrap(), S::Tty(true));
         assert_eq!(parse(SettingKind::Interactive, "0").unwrap(), S::Interactive(false));
+        assert_eq!(
+            parse(SettingKind::Restart, "on-failure:2\n").unwrap(),
+            S::Restart(RestartPolicy::OnFailure { max: Some(2) })
+        );
+        assert_eq!(parse(SettingKind::Restart, "\n").unwrap(), S::Restart(RestartPolicy::No));
     }
 
     #[test]
@@ -192,6 +206,7 @@ mod tests {
             (SettingKind::Entrypoint, "'open"),
             (SettingKind::Tty, "yes"),
             (SettingKind::Interactive, ""),
+            (SettingKind::Restart, "sometimes"),
         ] {
             assert!(parse(kind, text).is_err(), "{kind:?} took {text:?}");
         }

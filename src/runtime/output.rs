@@ -129,7 +129,7 @@ impl Output {
                         Ok(0) => open[i] = false,
                         Ok(n) => {
                             last_data = Instant::now();
-                            if let Err(e) = self.log.write(&buf[..n]) {
+                            if let Err(e) = self.log.write(crate::logs::Stream::from_pipe(i), &buf[..n]) {
                                 // Output is dropped rather than the container blocked on a full pipe.
                                 if !self.failed {
                                     eprintln!("bocker: {e}: dropping output");

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bockerfs::cgroups::{Limit, Limits};
-use bockerfs::cli::{Cli, RunOptions};
+use bockerfs::cli::{Cli, LogsOptions, RunOptions};
 use bockerfs::daemon::{self, DaemonOptions};
 
 #[derive(Parser)]
@@ -107,8 +107,13 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// Print a container's output.
-    Logs { container: String },
+    /// Print a container's output: what it wrote to stdout on stdout, to stderr on stderr, each line
+    /// whole, in the order the lines were written.
+    Logs {
+        #[command(flatten)]
+        options: LogsOptions,
+        container: String,
+    },
     /// Make an image of a container's filesystem: replace IMAGE if it exists, else a new image named IMAGE.
     Commit { container: String, image: String },
     /// Remove a container or an image (by id).
@@ -243,7 +248,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Commit { container, image } => cli(args.mount)?.commit(&container, &image)?,
         Command::Ps => cli(args.mount)?.ps()?,
         Command::Run { options, image, command, .. } => cli(args.mount)?.run(&image, &command, &options)?,
-        Command::Logs { container } => cli(args.mount)?.logs(&container)?,
+        Command::Logs { options, container } => cli(args.mount)?.logs(&container, &options)?,
         Command::Exec { container, command } => cli(args.mount)?.exec(&container, &command)?,
         Command::Rm { id } => cli(args.mount)?.rm(&id)?,
         Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::registry::{familiar, normalize};
 use bars::{Bars, Out};
+pub use logs::{LogsOptions, Tail};
 pub use run::RunOptions;
 
 /// Why a verb failed, in bocker's words where bocker had them. The process exits 1.
@@ -38,7 +39,9 @@ macro_rules! say {
 }
 
 mod bars;
+mod logs;
 mod run;
+mod since;
 
 #[doc(hidden)]
 pub fn say_line(line: std::fmt::Arguments<'_>) {
@@ -386,18 +389,6 @@ impl Cli {
             _ => CliError::Failed(self.why(&rel, &e)),
         })?;
         self.follow_dir(&format!("containers/{id}/execs/{n}"))
-    }
-
-    /// `bocker logs ID`.
-    pub fn logs(&self, id: &str) -> Result<i32, CliError> {
-        let logs = self.path(&format!("containers/{id}/logs"));
-        if !self.path(&format!("containers/{id}")).is_dir() {
-            return Err(CliError::NoContainer(id.to_string()));
-        }
-        let mut out = io::stdout().lock();
-        let mut logs = File::open(logs).map_err(io_err("cannot open the logs"))?;
-        io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(copy_err("cannot read the logs"))?;
-        Ok(0)
     }
 
     /// `bocker rm ID`: a container or an image.

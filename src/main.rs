@@ -109,6 +109,10 @@ enum Command {
     },
     /// Print a container's output: what it wrote to stdout on stdout, to stderr on stderr, each line
     /// whole, in the order the lines were written.
+    ///
+    /// Read through the mount: containers/NAME/log_index (each chunk's time, stream, offset in logs and
+    /// length) and containers/NAME/logs. Without -f it prints what is there and exits 0; a bad flag exits
+    /// 1. Lines whose last bytes have no newline yet come last.
     Logs {
         #[command(flatten)]
         options: LogsOptions,

@@ -116,7 +116,7 @@ impl Reader {
             };
             match (first(&index), first(&again)) {
                 (Ok(a), Ok(b)) if a == b => {
-                    let base = parse_line(&a).map(|r| r.offset);
+                    let base = parse_line(&a).filter(|r| r.len > 0).map(|r| r.offset);
                     return Ok(Some(Reader { index, logs, base }));
                 }
                 // A rotation came between the opens.
@@ -126,7 +126,7 @@ impl Reader {
         Err(CliError::Failed("the log rotates faster than it can be opened".into()))
     }
 
-    /// `log_index` lines `from..from + n` (fewer at its end), parsed; a line that does not parse is skipped.
+    /// `log_index` lines `from..from + n` (fewer at its end), parsed.
     fn records(&mut self, from: u64, n: u64) -> Result<Vec<Rec>, CliError> {
         let mut buf = vec![0u8; (n * INDEX_LINE) as usize];
         let mut got = 0;
@@ -138,10 +138,14 @@ impl Reader {
                 Err(e) => return Err(gone(e)),
             }
         }
-        let recs: Vec<Rec> =
-            buf[..got - got % INDEX_LINE as usize].chunks(INDEX_LINE as usize).filter_map(parse_line).collect();
+        // A line that does not parse stands for nothing (length 0), so lines and records stay one to one.
+        let nothing = Rec { time_ns: 0, stream: Stream::Stdout, offset: 0, len: 0 };
+        let recs: Vec<Rec> = buf[..got - got % INDEX_LINE as usize]
+            .chunks(INDEX_LINE as usize)
+            .map(|l| parse_line(l).unwrap_or(nothing))
+            .collect();
         if from == 0 && self.base.is_none() {
-            self.base = recs.first().map(|r| r.offset);
+            self.base = recs.first().filter(|r| r.len > 0).map(|r| r.offset);
         }
         Ok(recs)
     }
@@ -156,12 +160,13 @@ impl Reader {
         Ok(end)
     }
 
-    /// The bytes of each of `recs`, from `logs`.
-    fn bytes(&self, recs: &[Rec]) -> Result<Vec<Vec<u8>>, CliError> {
+    /// Hands the bytes of each of `recs` (by its index) to `f`, from `logs`, in order, in parts of at most
+    /// [`SPAN`]; a block's chunks are read in one go when they lie close enough.
+    fn for_bytes(&self, recs: &[Rec], mut f: impl FnMut(usize, &[u8])) -> Result<(), CliError> {
         let base = self.base.unwrap_or(0);
         let at = |r: &Rec| r.offset.saturating_sub(base);
         let read = |at: u64, len: u64| -> Result<Vec<u8>, CliError> {
-            let mut b = vec![0u8; len as usize];
+            let mut b = vec![0u8; len.min(SPAN) as usize];
             let mut got = 0;
             while got < b.len() {
                 match self.logs.read_at(&mut b[got..], at + got as u64) {
@@ -174,19 +179,29 @@ impl Reader {
             b.truncate(got);
             Ok(b)
         };
-        let (Some(first), Some(last)) = (recs.first(), recs.last()) else { return Ok(Vec::new()) };
-        let (lo, hi) = (at(first), at(last) + last.len);
-        if hi >= lo && hi - lo <= SPAN {
+        let some = || recs.iter().filter(|r| r.len > 0);
+        let (Some(first), Some(last)) = (some().next(), some().next_back()) else { return Ok(()) };
+        let (lo, hi) = (at(first), at(last).saturating_add(last.len));
+        if hi >= lo && hi - lo <= SPAN && some().all(|r| at(r) >= lo) {
             let span = read(lo, hi - lo)?;
-            return Ok(recs
-                .iter()
-                .map(|r| {
-                    let from = (at(r) - lo).min(span.len() as u64) as usize;
-                    span[from..(from + r.len as usize).min(span.len())].to_vec()
-                })
-                .collect());
+            for (i, r) in recs.iter().enumerate().filter(|(_, r)| r.len > 0) {
+                let from = (at(r) - lo).min(span.len() as u64) as usize;
+                f(i, &span[from..(from + r.len as usize).min(span.len())]);
+            }
+            return Ok(());
         }
-        recs.iter().map(|r| read(at(r), r.len)).collect()
+        for (i, r) in recs.iter().enumerate().filter(|(_, r)| r.len > 0) {
+            let mut done = 0;
+            while done < r.len {
+                let part = read(at(r).saturating_add(done), r.len - done)?;
+                if part.is_empty() {
+                    break;
+                }
+                done += part.len() as u64;
+                f(i, &part);
+            }
+        }
+        Ok(())
     }
 
     /// Each stream's last chunk before line `line` and that chunk's last byte, if the stream wrote any:
@@ -209,7 +224,7 @@ impl Reader {
         for (s, found) in last.iter().enumerate() {
             if let Some((at, r)) = found {
                 let one = Rec { offset: r.offset + r.len - 1, len: 1, ..*r };
-                bytes[s] = self.bytes(&[one])?.first().and_then(|b| b.first()).map(|b| (*at, *b));
+                self.for_bytes(&[one], |_, b| bytes[s] = b.first().map(|b| (*at, *b)))?;
             }
         }
         Ok(bytes)
@@ -251,18 +266,16 @@ impl Reader {
         while to > 0 {
             let from = to.saturating_sub(BLOCK);
             let recs = self.records(from, to - from)?;
-            let bytes = self.bytes(&recs)?;
-            for (i, (r, b)) in recs.iter().zip(&bytes).enumerate().rev() {
+            let mut newlines = vec![0u64; recs.len()];
+            self.for_bytes(&recs, |i, b| newlines[i] += b.iter().filter(|&&c| c == b'\n').count() as u64)?;
+            for (i, r) in recs.iter().enumerate().rev() {
                 let s = slot(r.stream);
-                for _ in b.iter().rev().filter(|&&c| c == b'\n') {
-                    if ended < n {
-                        ended += 1;
-                        involved[s] = true;
-                    } else if involved[s] {
-                        // The end of the line before the first of this stream's kept.
-                        found[s] = true;
-                    }
-                }
+                // Back from the chunk's end: its newlines end lines to keep while fewer than `n` have
+                // ended; past that, one ends the line before the first of this stream's kept.
+                let keep = newlines[i].min(n - ended);
+                ended += keep;
+                involved[s] |= keep > 0;
+                found[s] |= involved[s] && newlines[i] > keep;
                 if ended >= n && (0..2).all(|k| !involved[k] || found[k]) {
                     return Ok(from + i as u64);
                 }
@@ -415,10 +428,7 @@ fn initial(
         if recs.is_empty() {
             break;
         }
-        let bytes = r.bytes(&recs)?;
-        for (rec, b) in recs.iter().zip(&bytes) {
-            lines.feed(rec, b, &mut take);
-        }
+        r.for_bytes(&recs, |i, b| lines.feed(&recs[i], b, &mut take))?;
         at += recs.len() as u64;
     }
     if !opts.follow {
@@ -471,10 +481,7 @@ impl Cli {
                 if recs.is_empty() {
                     break;
                 }
-                let bytes = r.bytes(&recs)?;
-                for (rec, b) in recs.iter().zip(&bytes) {
-                    lines.feed(rec, b, &mut |l| sink.put_since(&l, since));
-                }
+                r.for_bytes(&recs, |i, b| lines.feed(&recs[i], b, &mut |l| sink.put_since(&l, since)))?;
                 at += recs.len() as u64;
             }
             if exited {

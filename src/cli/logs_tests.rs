@@ -141,3 +141,16 @@ fn index_lines_parse_back_and_bad_ones_are_skipped() {
     }
     assert!(tail_arg("all").is_ok() && tail_arg("7") == Ok(Tail::Last(7)) && tail_arg("-1").is_err());
 }
+
+#[test]
+fn a_chunk_wider_than_a_read_is_read_in_parts() {
+    let line = [vec![b'x'; 999], vec![b'\n']].concat();
+    let big: Vec<u8> = line.iter().copied().cycle().take(9 << 20).collect();
+    let c: Chunks = vec![(Stream::Stderr, big.clone()), (Stream::Stdout, b"end\n".to_vec())];
+    let all = read("wide", &c, &LogsOptions::default());
+    let joined: Vec<u8> = all.iter().filter(|l| l.0 == Stream::Stderr).flat_map(|l| l.2.clone()).collect();
+    assert_eq!(joined, big);
+    assert_eq!(all.len(), big.len().div_ceil(1000) + 1);
+    let last = read("wide", &c, &LogsOptions { tail: Some(Tail::Last(2)), ..Default::default() });
+    assert_eq!(last, by_hand(&c, 0, Some(2)));
+}

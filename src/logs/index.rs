@@ -182,7 +182,7 @@ const BATCH: u64 = 102;
 impl SegIndex {
     /// The index of `seg`; `legacy_seq` numbers its chunks if it has no index. `None` if the segment was
     /// deleted meanwhile (a rotation: list again).
-    pub fn open(seg: &Segment, legacy_seq: u64) -> Result<Option<SegIndex>, LogError> {
+    pub fn open(seg: &Segment, legacy_seq: impl FnOnce() -> u64) -> Result<Option<SegIndex>, LogError> {
         let log = match File::open(&seg.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -212,7 +212,7 @@ impl SegIndex {
             }
             // No index, or one whose header can't be read: the whole segment as stdout.
             None => {
-                let (header, _) = legacy(seg.start, meta.len(), mtime_ns(&meta), legacy_seq);
+                let (header, _) = legacy(seg.start, meta.len(), mtime_ns(&meta), legacy_seq());
                 let count = meta.len().div_ceil(LEGACY_PIECE);
                 SegIndex { seg: seg.clone(), header, count, log, log_len: meta.len(), source: Source::Legacy }
             }

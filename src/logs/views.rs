@@ -46,7 +46,7 @@ impl LogView {
             LogView::Logs => r.offset,
             LogView::Stdout => r.out_before(),
             LogView::Stderr => r.err_before,
-            LogView::Index => r.seq * INDEX_LINE,
+            LogView::Index => r.seq.saturating_mul(INDEX_LINE),
         }
     }
 
@@ -61,7 +61,7 @@ impl LogView {
     }
 
     fn after(self, r: &Record) -> u64 {
-        self.before(r) + self.len_of(r)
+        self.before(r).saturating_add(self.len_of(r))
     }
 }
 
@@ -74,7 +74,7 @@ pub(super) fn legacy_seq(segs: &[Segment], k: usize) -> u64 {
 
 fn open(segs: &[Segment], k: usize) -> Result<Option<SegIndex>, LogError> {
     match segs.get(k) {
-        Some(seg) => SegIndex::open(seg, legacy_seq(segs, k)),
+        Some(seg) => SegIndex::open(seg, || legacy_seq(segs, k)),
         None => Ok(None),
     }
 }
@@ -97,7 +97,7 @@ pub fn view_extent(dir: &std::path::Path, view: LogView) -> Result<Extent, LogEr
         let Some(last) = open(&segs, segs.len() - 1)? else { continue 'list };
         let start = view.before(&first.header);
         let end = match view {
-            LogView::Index => (last.header.seq + last.count) * INDEX_LINE,
+            LogView::Index => last.header.seq.saturating_add(last.count).saturating_mul(INDEX_LINE),
             _ => last.last(LOOK_BACK)?.map_or(view.before(&last.header), |r| view.after(&r)),
         };
         return Ok(Extent { start, end: end.max(start) });

@@ -201,7 +201,7 @@ fn reopen(dir: &Path, limits: LogLimits, existing: &[Segment]) -> Result<Writer,
         None => {
             // Counters from the segment before, if it has any to give.
             let prev = match k.checked_sub(1) {
-                Some(j) => SegIndex::open(&existing[j], legacy_seq(existing, j))?,
+                Some(j) => SegIndex::open(&existing[j], || legacy_seq(existing, j))?,
                 None => None,
             };
             let (seq, err_before) = match &prev {

@@ -186,7 +186,7 @@ impl Reader {
             let span = read(lo, hi - lo)?;
             for (i, r) in recs.iter().enumerate().filter(|(_, r)| r.len > 0) {
                 let from = (at(r) - lo).min(span.len() as u64) as usize;
-                f(i, &span[from..(from + r.len as usize).min(span.len())]);
+                f(i, &span[from..from.saturating_add(r.len as usize).min(span.len())]);
             }
             return Ok(());
         }
@@ -223,7 +223,7 @@ impl Reader {
         let mut bytes = [None, None];
         for (s, found) in last.iter().enumerate() {
             if let Some((at, r)) = found {
-                let one = Rec { offset: r.offset + r.len - 1, len: 1, ..*r };
+                let one = Rec { offset: r.offset.saturating_add(r.len - 1), len: 1, ..*r };
                 self.for_bytes(&[one], |_, b| bytes[s] = b.first().map(|b| (*at, *b)))?;
             }
         }

@@ -230,8 +230,8 @@ fn stream_bytes(ix: &SegIndex, view: LogView, pos: &mut u64, size: usize, out: &
 /// ended before the last.
 fn read_pieces(file: &File, pieces: &[(u64, usize)], out: &mut Vec<u8>) -> io::Result<bool> {
     let (Some(first), Some(last)) = (pieces.first(), pieces.last()) else { return Ok(true) };
-    let span_end = last.0 + last.1 as u64;
-    let ordered = pieces.windows(2).all(|w| w[0].0 + w[0].1 as u64 <= w[1].0);
+    let span_end = last.0.saturating_add(last.1 as u64);
+    let ordered = pieces.windows(2).all(|w| w[0].0.saturating_add(w[0].1 as u64) <= w[1].0);
     if ordered && span_end >= first.0 && span_end - first.0 <= SPAN {
         let mut buf = vec![0u8; (span_end - first.0) as usize];
         let got = read_full(file, &mut buf, first.0)?;

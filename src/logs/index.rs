@@ -43,12 +43,13 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// The stream of the monitor's pipe `i`: 0 is stdout, any other stderr.
+    /// The stream of what the monitor read from its source `i`: 1 is the stderr pipe; 0, the stdout pipe,
+    /// and any other (a terminal's master, 2) are stdout.
     pub fn from_pipe(i: usize) -> Stream {
-        if i == 0 {
-            Stream::Stdout
-        } else {
+        if i == 1 {
             Stream::Stderr
+        } else {
+            Stream::Stdout
         }
     }
 

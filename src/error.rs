@@ -65,6 +65,10 @@ pub enum Error {
     /// EPERM: not an operation this tree offers.
     #[error("{0}")]
     NotPermitted(String),
+    /// A write to a container's stdin could not be given to it: EBADF (not interactive), EPIPE (closed
+    /// or not running), EAGAIN (its command isn't reading).
+    #[error("{message}")]
+    Stdin { errno: i32, message: String },
     /// A record could not be written: ENOSPC passes through, the rest is EIO.
     #[error("cannot write {what}: {source}")]
     Record { what: String, source: std::io::Error },
@@ -97,6 +101,7 @@ impl Error {
             Error::NotPermitted(_) => libc::EPERM,
             Error::AccessDenied(_) => libc::EACCES,
             Error::Overloaded(_) => libc::EAGAIN,
+            Error::Stdin { errno, .. } => *errno,
             Error::Record { source, .. } => match source.raw_os_error() {
                 Some(e @ (libc::ENOSPC | libc::EDQUOT)) => e,
                 _ => libc::EIO,

@@ -5,6 +5,7 @@
 //! subvolumes and snapshots), [`cgroups`] (limits), [`runtime`] (a monitor process that sets up namespaces
 //! and execs the command) and [`network`] (the bridge, veth pairs, NAT and port forwards). [`cli`] is bocker's command line, over the mounted files only.
 
+pub mod attach;
 pub mod caller;
 pub mod cgroups;
 pub mod cli;

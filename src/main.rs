@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bockerfs::cgroups::{Limit, Limits};
-use bockerfs::cli::{Cli, LogsOptions, RunOptions};
+use bockerfs::cli::{Cli, DetachKeys, ExecOptions, LogsOptions, RunOptions};
 use bockerfs::daemon::{self, DaemonOptions};
 
 #[derive(Parser)]
@@ -86,8 +86,9 @@ enum Command {
     },
     /// List containers.
     Ps,
-    /// Run a command in a new container, in the foreground (exits with its code) or with -d; an image that
-    /// is not here is pulled first. Honours BOCKER_NETWORK, BOCKER_CPU_SHARE and BOCKER_MEM_LIMIT.
+    /// Run a command in a new container, in the foreground (exits with its code; -it for a shell) or with
+    /// -d; an image that is not here is pulled first. Honours BOCKER_NETWORK, BOCKER_CPU_SHARE and
+    /// BOCKER_MEM_LIMIT.
     #[command(disable_help_flag = true)]
     Run {
         #[command(flatten)]
@@ -101,9 +102,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// Run a command in a running container; prints its output and exits with its code.
+    /// Run a command in a running container; prints its output and exits with its code (-it for a shell).
     Exec {
+        #[command(flatten)]
+        options: ExecOptions,
+        /// The running container's name.
         container: String,
+        /// The command and its arguments; one word holding spaces is a shell line.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
@@ -116,6 +121,16 @@ enum Command {
     Logs {
         #[command(flatten)]
         options: LogsOptions,
+        container: String,
+    },
+    /// Join a running container: its output from now on, this terminal's input when it was run with -i
+    /// (raw with -t); exits with its code once it ends. The detach keys leave it running.
+    Attach {
+        /// The keys that detach (with a container run -it): comma-separated single characters or ctrl-X
+        /// [default: ctrl-p,ctrl-q].
+        #[arg(long, value_name = "KEYS", value_parser = DetachKeys::parse)]
+        detach_keys: Option<DetachKeys>,
+        /// The running container's name.
         container: String,
     },
     /// Make an image of a container's filesystem: replace IMAGE if it exists, else a new image named IMAGE.
@@ -253,7 +268,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Ps => cli(args.mount)?.ps()?,
         Command::Run { options, image, command, .. } => cli(args.mount)?.run(&image, &command, &options)?,
         Command::Logs { options, container } => cli(args.mount)?.logs(&container, &options)?,
-        Command::Exec { container, command } => cli(args.mount)?.exec(&container, &command)?,
+        Command::Exec { options, container, command } => cli(args.mount)?.exec(&container, &command, &options)?,
+        Command::Attach { detach_keys, container } => cli(args.mount)?.attach(&container, detach_keys)?,
         Command::Rm { id } => cli(args.mount)?.rm(&id)?,
         Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,
         Command::Tag { image, name } => cli(args.mount)?.tag(&image, &name)?,

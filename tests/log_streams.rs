@@ -368,3 +368,20 @@ fn a_log_from_before_indexes_reads_as_stdout() {
     assert_eq!(b.read(&format!("{c}/stderr")), "four\n");
     assert_eq!(index(&b, &c).len(), 2);
 }
+
+#[test]
+fn a_terminals_output_is_all_stdout() {
+    let b = Bocker::start("streams-tty");
+    let img = b.import("");
+    b.configure("term", &img, "sh -c 'echo to-out; echo to-err >&2; tty'");
+    b.write("containers/term/tty", "true").unwrap();
+    b.write("containers/term/ctl", "start").unwrap();
+    b.wait_status("term", "exited");
+    let logs = b.read("containers/term/logs");
+    assert!(logs.contains("to-out") && logs.contains("to-err") && logs.contains("/dev/pts/"), "{logs:?}");
+    assert_eq!(b.read("containers/term/stdout"), logs, "one output, the terminal's: stdout");
+    assert_eq!(b.read("containers/term/stderr"), "");
+    assert!(index(&b, "containers/term").iter().all(|l| l.1 == "stdout"));
+    let cli = b.cli(&["logs", "term"]);
+    assert_eq!((text(&cli.stdout), text(&cli.stderr)), (logs, String::new()));
+}

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::registry::{familiar, normalize};
+pub use attach::{AttachFlags, ExecOptions};
 use bars::{Bars, Out};
+pub use keys::DetachKeys;
 pub use logs::{LogsOptions, Tail};
 pub use run::RunOptions;
 
@@ -38,10 +40,14 @@ macro_rules! say {
     };
 }
 
+mod attach;
 mod bars;
+mod keys;
 mod logs;
 mod run;
+mod session;
 mod since;
+mod terminal;
 
 #[doc(hidden)]
 pub fn say_line(line: std::fmt::Arguments<'_>) {
@@ -373,22 +379,35 @@ impl Cli {
         Ok(())
     }
 
-    /// `bocker exec ID CMD...`: runs in the running container, prints the output, returns the exit code.
-    /// Words are taken as `run` takes them. No terminal is needed: the output comes through the exec's logs.
-    pub fn exec(&self, id: &str, cmd: &[String]) -> Result<i32, CliError> {
+    /// `bocker exec [-i] [-t] [-d] ID CMD...`: runs in the running container, prints the output, returns
+    /// the exit code. Words are taken as `run` takes them. Without -i or -t no terminal is needed: the
+    /// output comes through the exec's logs; with them, through its socket (see `attach`). `-d` returns
+    /// once it has started.
+    pub fn exec(&self, id: &str, cmd: &[String], o: &ExecOptions) -> Result<i32, CliError> {
         if !self.path(&format!("containers/{id}")).is_dir() {
             return Err(CliError::NoContainer(id.to_string()));
+        }
+        if !o.detach {
+            o.attach.check_terminal()?;
         }
         let argv: Vec<String> = match cmd {
             [one] if one.contains(char::is_whitespace) => vec!["/bin/sh".into(), "-c".into(), one.clone()],
             _ => cmd.to_vec(),
         };
         let rel = format!("containers/{id}/exec");
-        let n = self.submit(&rel, &shell_words::join(&argv)).map_err(|e| match e.raw_os_error() {
+        let line = format!("{}{}", o.attach.exec_words(), shell_words::join(&argv));
+        let n = self.submit(&rel, &line).map_err(|e| match e.raw_os_error() {
             Some(libc::ESRCH) => CliError::NotRunning(id.to_string()),
             _ => CliError::Failed(self.why(&rel, &e)),
         })?;
-        self.follow_dir(&format!("containers/{id}/execs/{n}"))
+        let dir = format!("containers/{id}/execs/{n}");
+        if o.detach {
+            Ok(0)
+        } else if o.attach.attaches() {
+            self.attach_exec(&dir, &o.attach)
+        } else {
+            self.follow_dir(&dir)
+        }
     }
 
     /// `bocker rm ID`: a container or an image.

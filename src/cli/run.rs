@@ -7,6 +7,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
+use super::attach::AttachFlags;
 use super::{Cli, CliError, Out};
 use crate::registry::PullSpec;
 
@@ -49,9 +50,11 @@ pub struct RunOptions {
     /// Remove the container once it has exited (its auto_remove file).
     #[arg(long)]
     pub rm: bool,
-    /// Start it and print its name, without waiting for it.
+    /// Start it and print its name, without waiting for it (with -i and -t, `bocker attach` joins it later).
     #[arg(short = 'd', long)]
     pub detach: bool,
+    #[command(flatten)]
+    pub attach: AttachFlags,
     /// Memory limit: bytes with b, k, m or g (powers of 1024), as Docker's (overrides BOCKER_MEM_LIMIT).
     #[arg(short = 'm', long, value_name = "BYTES")]
     pub memory: Option<String>,
@@ -106,6 +109,9 @@ impl Cli {
             }
             _ => cmd.to_vec(),
         };
+        if !o.detach {
+            o.attach.check_terminal()?;
+        }
         let settings = settings(o, &argv)?;
         self.ensure_image(image)?;
         if settings.0.iter().all(|s| s.file == "cmd") && !o.detach && o.name.is_none() {
@@ -167,7 +173,7 @@ impl Cli {
             ctl.write_all(b"start").map_err(|e| self.refused(&dir, &rel, &e))?;
             Ok((logs, ctl))
         });
-        let (logs, mut ctl) = match started {
+        let (logs, ctl) = match started {
             Ok(started) => started,
             Err(e) => {
                 let _ = fs::remove_dir(self.path(&dir));
@@ -178,13 +184,19 @@ impl Cli {
             say!("{name}");
             return Ok(0);
         };
-        self.copy_logs(&dir, logs)?;
-        let mut code = String::new();
-        let _ = ctl.read_to_string(&mut code);
-        match code.trim().parse() {
-            Ok(code) => Ok(code),
+        if o.attach.attaches() {
+            return self.attach_run(&dir, &o.attach, logs, ctl);
+        }
+        self.wait_run(&dir, logs, ctl)
+    }
+
+    /// Copies the run's `logs` to stdout until it has ended; its code from `ctl`.
+    pub(super) fn wait_run(&self, dir: &str, logs: fs::File, ctl: fs::File) -> Result<i32, CliError> {
+        self.copy_logs(dir, logs)?;
+        match code_on(ctl) {
+            Some(code) => Ok(code),
             // An older daemon answers nothing on ctl: its exit_code then (it has no auto_remove either).
-            Err(_) => Ok(self.read(&format!("{dir}/exit_code")).parse().unwrap_or(1)),
+            None => Ok(self.read(&format!("{dir}/exit_code")).parse().unwrap_or(1)),
         }
     }
 
@@ -229,6 +241,13 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// The exit code a read of the `ctl` that wrote `start` answers once the run has ended.
+pub(super) fn code_on(mut ctl: fs::File) -> Option<i32> {
+    let mut code = String::new();
+    ctl.read_to_string(&mut code).ok()?;
+    code.trim().parse().ok()
 }
 
 /// What the flags and bocker's variables set, file by file, in the order they are written.
@@ -289,6 +308,12 @@ fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
     }
     if o.rm {
         s.set("auto_remove", "true", "--rm");
+    }
+    if o.attach.tty {
+        s.set("tty", "true", "--tty");
+    }
+    if o.attach.interactive {
+        s.set("interactive", "true", "--interactive");
     }
     // A line each: a newline in one would be a second line, or a second value.
     let lists = [&o.labels, &o.volumes, &o.publish, &o.cap_add];

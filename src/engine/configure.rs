@@ -19,6 +19,8 @@ pub(super) fn apply_setting(r: &mut ContainerRecord, setting: ContainerSetting) 
         ContainerSetting::Hostname(name) => r.hostname = name,
         ContainerSetting::StopSignal(signal) => r.stop_signal = signal,
         ContainerSetting::Labels(labels) => r.labels = labels,
+        ContainerSetting::Tty(tty) => r.tty = tty,
+        ContainerSetting::Interactive(interactive) => r.interactive = interactive,
     }
 }
 

@@ -10,14 +10,15 @@ use super::{Changed, Engine};
 use crate::error::Error;
 use crate::model::{ContainerStatus, ExecStatus, Op};
 use crate::request::merge_env;
-use crate::runtime::spec::ExecSpec;
+use crate::request::ExecOptions;
+use crate::runtime::spec::{ExecSpec, Stdio};
 use crate::runtime::{self, Launched, ProcessHandle};
 use crate::{json, times};
 
 impl Engine {
     /// Runs `argv` inside running container `name`, with its Env and WorkingDir; returns the exec's number.
     /// ESRCH when the container is not running.
-    pub(super) fn exec(self: &Arc<Self>, name: &str, argv: Vec<String>) -> Result<u32, Error> {
+    pub(super) fn exec(self: &Arc<Self>, name: &str, argv: Vec<String>, options: ExecOptions) -> Result<u32, Error> {
         let (mut spec, n, placeholder) = {
             let mut st = self.lock();
             let c = st.container(name)?;
@@ -40,6 +41,11 @@ impl Engine {
                 exit_file: dir.join("exit.json"),
                 cgroup_procs: Vec::new(),
                 security: c.record.security.clone(),
+                stdio: Stdio {
+                    tty: options.tty,
+                    interactive: options.interactive,
+                    socket: dir.join(crate::attach::SOCKET_NAME),
+                },
             };
             let placeholder = ExecRecord {
                 id: n,

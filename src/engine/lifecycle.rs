@@ -21,9 +21,9 @@ use crate::model::{ContainerStatus, ImageConfig, Op};
 use crate::network::{Forwards, PortMap};
 use crate::registry::PullSpec;
 use crate::request::{merge_env, Ctl};
-use crate::runtime::spec::LaunchSpec;
+use crate::runtime::spec::{LaunchSpec, Stdio};
 use crate::runtime::{self, Launched, ProcessHandle};
-use crate::{ids, json, times};
+use crate::{attach, ids, json, times};
 
 /// What a start decided under the state lock, for the steps outside it.
 pub(super) struct StartPlan {
@@ -180,6 +180,7 @@ impl Engine {
             Ctl::Kill(signal) => {
                 self.running_process(name, Op::Kill)?.signal(signal).map_err(Error::from).map(|()| Response::Done)
             }
+            Ctl::CloseStdin => self.close_stdin(name).map(|()| Response::Done),
         }
     }
 
@@ -332,6 +333,7 @@ impl Engine {
             network: record.network,
             binds: Vec::new(),
             security: record.security.clone(),
+            stdio: Stdio { tty: record.tty, interactive: record.interactive, socket: dir.join(attach::SOCKET_NAME) },
         }
     }
 

@@ -47,6 +47,7 @@ mod ports;
 mod records;
 mod recovery;
 mod state;
+mod stdin;
 mod views;
 mod volumes;
 
@@ -173,6 +174,7 @@ impl Engine {
             | Request::SetPorts { name, .. }
             | Request::Commit { name, .. }
             | Request::Exec { name, .. }
+            | Request::WriteStdin { name, .. }
             | Request::SetPrivileged { name, .. }
             | Request::SetCapAdd { name, .. }
             | Request::SetSetting { name, .. }
@@ -208,7 +210,10 @@ impl Engine {
             Request::SetAutoRemove { name, auto_remove } => {
                 self.configure(&name, |r| r.auto_remove = auto_remove).map(|()| Response::Done)
             }
-            Request::Exec { name, argv } => self.exec(&name, argv).map(|n| Response::Created(n.to_string())),
+            Request::Exec { name, argv, options } => {
+                self.exec(&name, argv, options).map(|n| Response::Created(n.to_string()))
+            }
+            Request::WriteStdin { name, bytes } => self.write_stdin(&name, &bytes).map(|()| Response::Done),
             Request::SetSetting { name, setting } => {
                 self.configure(&name, |r| configure::apply_setting(r, setting)).map(|()| Response::Done)
             }

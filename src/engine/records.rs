@@ -119,6 +119,12 @@ pub struct ContainerRecord {
     /// Removed by the daemon once it has exited (`docker run --rm`).
     #[serde(default)]
     pub auto_remove: bool,
+    /// Its stdio is a terminal its monitor holds (`docker run -t`).
+    #[serde(default)]
+    pub tty: bool,
+    /// Its stdin stays open to writes, through its monitor (`docker run -i`).
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 /// A command run in a running container, as stored in `<container>/execs/<n>/record.json`.
@@ -241,6 +247,8 @@ pub(super) fn new_record(name: &str) -> ContainerRecord {
         volumes_from: None,
         security: Default::default(),
         auto_remove: false,
+        tty: false,
+        interactive: false,
     }
 }
 

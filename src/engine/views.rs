@@ -44,6 +44,22 @@ impl Engine {
         has_image.then(|| self.store.container_path(name))
     }
 
+    /// Where the attach socket of container `name` (or of its exec `n`) is: its monitor's while it runs.
+    /// The path is given for any container (a link to nothing while it doesn't run, as `docker attach`
+    /// to a stopped one fails).
+    pub fn attach_socket(&self, name: &str, exec: Option<u32>) -> Option<PathBuf> {
+        let st = self.view();
+        let c = st.containers.get(name)?;
+        let dir = match exec {
+            Some(n) => {
+                c.execs.get(&n)?;
+                self.exec_dir(name, n)
+            }
+            None => self.container_dir(name),
+        };
+        Some(dir.join(crate::attach::SOCKET_NAME))
+    }
+
     /// The numbers of a container's execs that have started (none while one is being set up).
     pub fn exec_ids(&self, name: &str) -> Vec<u32> {
         let st = self.view();

@@ -209,6 +209,10 @@ impl ControlFs {
             Node::ImageFile(id, ImageFile::Rootfs) => self.engine.image_rootfs(id).ok_or(Errno::ENOENT),
             Node::ContainerFile(name, ContainerFile::Rootfs) => self.engine.container_rootfs(name).ok_or(Errno::ENOENT),
             Node::VolumeData(name) => self.engine.volume_path(name).ok_or(Errno::ENOENT),
+            Node::ContainerFile(name, ContainerFile::Attach) => {
+                self.engine.attach_socket(name, None).ok_or(Errno::ENOENT)
+            }
+            Node::ExecFile(name, n, ExecFile::Attach) => self.engine.attach_socket(name, Some(*n)).ok_or(Errno::ENOENT),
             // Relative, from the link's directory up to images/: `../../../img_...` for `docker.io/library/x:1`.
             Node::NameLink(name) => {
                 let id = self.engine.image_of_name(name).ok_or(Errno::ENOENT)?;

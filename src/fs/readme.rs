@@ -26,8 +26,8 @@ bockerfs: containers driven with echo and cat.
                          (NAME UID NAME:GROUP UID:GID, from the container's /etc/passwd), workdir (absolute),
                          hostname, stop_signal (what stop sends first), labels (KEY=VALUE lines)
     exposed_ports healthcheck  r: the image's
-    ctl                  echo start | stop [SECONDS] | kill [SIGNAL] > ctl; a read on the open file that wrote
-                         start gives that run's exit code once it has ended, also once the container is gone
+    ctl                  echo start | stop [SECONDS] | kill [SIGNAL] | close-stdin > ctl; a read on the open
+                         file that wrote start gives that run's exit code once it has ended, also once the container is gone
     volumes              rw: SOURCE:TARGET[:ro] lines, nosuid,nodev (:ro all the way down); EPERM: a target in
                          /proc /sys /dev unless privileged, a source in the daemon's root or mount
     volumes-from         rw: another container's name: its volumes too, at the same targets
@@ -35,8 +35,12 @@ bockerfs: containers driven with echo and cat.
     privileged cap_add   rw: true | false; capabilities added to Docker's 14, a line each (EBUSY while running)
     auto_remove          rw: true | false: removed by the daemon once it has exited (docker run --rm); an open
                          logs (stdout, stderr, log_index) keeps it until closed
-    exec execs/N/        w: a command line run in the running container (read N back); N/: cmd status exit_code
-                         pid started_at finished_at logs stdout stderr log_index
+    exec execs/N/        w: a command line run in the running container, after -i -t as docker exec's (read N
+                         back); N/: cmd status exit_code pid started_at finished_at logs stdout stderr
+                         log_index attach
+    tty interactive      rw: true | false, before start: a terminal the monitor holds; stdin kept open (-t -i)
+    attach               symlink to the monitor's socket serving the terminal or stdin (bocker attach)
+    stdin                w: bytes for its stdin (EBADF not interactive, EPIPE closed); ctl close-stdin ends it
     commit               w: IMAGE: an image of the rootfs (an id is replaced, a name makes a new image; read
                          the id back)
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
@@ -57,15 +61,15 @@ bockerfs: containers driven with echo and cat.
                          removed with the container
   errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
 
-Value files (image cmd entrypoint env user workdir hostname stop_signal labels volumes volumes-from network
-ports privileged cap_add auto_remove, the
+Value files (image cmd entrypoint env user workdir hostname stop_signal labels tty interactive volumes
+volumes-from network ports privileged cap_add auto_remove, the
 limits) take all
 that is written on one open file, applied at each write: `{ echo A=1; echo B=2; } > env` sets both,
 `echo C=3 >> env` adds a line; sed -i, vim and editors that save through a temporary file and a rename
 work (a file made in a container's directory is a scratch file in the daemon's memory, never listed, gone
 30 s after its last close unless renamed onto a value file: one with bytes is then recorded in errors, so a
 misspelt name, memory_max for memory.max, says where its bytes went). At most 64 KiB a value. Command
-files (ctl exec commit run import pull push tag untag) take one command per write.
+files (ctl exec commit stdin run import pull push tag untag) take one command per write.
 
 A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
 error file and in errors. Names and sizes are kept by the kernel (up to 10 s) and dropped on every change:
@@ -75,4 +79,4 @@ docs/security.md in the bockerfs sources.
 ";
 
 /// What a read of `ctl` shows.
-pub const CTL_HELP: &str = "start\nstop [SECONDS]\nkill [SIGNAL]\n";
+pub const CTL_HELP: &str = "start\nstop [SECONDS]\nkill [SIGNAL]\nclose-stdin\n";

@@ -169,6 +169,8 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
                 line(if signal.is_empty() { "SIGTERM".to_string() } else { signal })
             }
             SettingKind::Labels => r.all_labels().iter().flat_map(|(k, v)| line(format!("{k}={v}"))).collect(),
+            SettingKind::Tty => line(r.tty),
+            SettingKind::Interactive => line(r.interactive),
         },
         ContainerField::ExposedPorts => r.image_defaults().exposed_ports.iter().flat_map(line).collect(),
         ContainerField::Healthcheck => r.image_defaults().healthcheck.map(|h| line(h.to_string())).unwrap_or_default(),
@@ -357,7 +359,7 @@ mod tests {
 
     #[test]
     fn ctl_reads_back_its_verbs() {
-        assert_eq!(readme::CTL_HELP, "start\nstop [SECONDS]\nkill [SIGNAL]\n");
+        assert_eq!(readme::CTL_HELP, "start\nstop [SECONDS]\nkill [SIGNAL]\nclose-stdin\n");
         for verb in readme::CTL_HELP.lines().map(|l| l.split_whitespace().next().unwrap()) {
             assert!(crate::request::parse_ctl(verb).is_ok(), "ctl lists '{verb}', which it refuses");
         }

@@ -54,9 +54,11 @@ pub enum ExecFile {
     Field(ExecField),
     /// `logs`, `stdout`, `stderr`, `log_index`: read from the exec's log on disk (see [`super::logs`]).
     Log(LogView),
+    /// A symlink to the exec's attach socket.
+    Attach,
 }
 
-const EXEC_FILES: [(&str, ExecFile); 10] = [
+const EXEC_FILES: [(&str, ExecFile); 11] = [
     ("cmd", ExecFile::Field(ExecField::Cmd)),
     ("status", ExecFile::Field(ExecField::Status)),
     ("exit_code", ExecFile::Field(ExecField::ExitCode)),
@@ -67,6 +69,7 @@ const EXEC_FILES: [(&str, ExecFile); 10] = [
     ("stdout", ExecFile::Log(LogView::Stdout)),
     ("stderr", ExecFile::Log(LogView::Stderr)),
     ("log_index", ExecFile::Log(LogView::Index)),
+    ("attach", ExecFile::Attach),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,6 +83,10 @@ pub enum ContainerFile {
     /// `logs`, `stdout`, `stderr`, `log_index`: read from the container's log on disk (see [`super::logs`]).
     Log(LogView),
     Rootfs,
+    /// A symlink to the monitor's attach socket (see docs/attach.md).
+    Attach,
+    /// Write bytes for the command's stdin (when `interactive`).
+    Stdin,
 }
 
 /// How a node is read and written.
@@ -106,7 +113,7 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 43] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 47] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -133,6 +140,8 @@ const CONTAINER_FILES: [(&str, ContainerFile); 43] = [
     ("hostname", ContainerFile::Field(ContainerField::Setting(SettingKind::Hostname))),
     ("stop_signal", ContainerFile::Field(ContainerField::Setting(SettingKind::StopSignal))),
     ("labels", ContainerFile::Field(ContainerField::Setting(SettingKind::Labels))),
+    ("tty", ContainerFile::Field(ContainerField::Setting(SettingKind::Tty))),
+    ("interactive", ContainerFile::Field(ContainerField::Setting(SettingKind::Interactive))),
     ("exposed_ports", ContainerFile::Field(ContainerField::ExposedPorts)),
     ("healthcheck", ContainerFile::Field(ContainerField::Healthcheck)),
     ("ctl", ContainerFile::Ctl),
@@ -150,6 +159,8 @@ const CONTAINER_FILES: [(&str, ContainerFile); 43] = [
     ("error", ContainerFile::Field(ContainerField::Error)),
     ("inspect.json", ContainerFile::Field(ContainerField::Inspect)),
     ("rootfs", ContainerFile::Rootfs),
+    ("attach", ContainerFile::Attach),
+    ("stdin", ContainerFile::Stdin),
 ];
 
 impl Node {
@@ -234,7 +245,8 @@ impl Node {
             | Node::Execs(_)
             | Node::Exec(..) => Kind::Dir,
             Node::ImageFile(_, ImageFile::Rootfs)
-            | Node::ContainerFile(_, ContainerFile::Rootfs)
+            | Node::ContainerFile(_, ContainerFile::Rootfs | ContainerFile::Attach)
+            | Node::ExecFile(_, _, ExecFile::Attach)
             | Node::VolumeData(_)
             | Node::NameLink(_) => Kind::Symlink,
             Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) | Node::ExecFile(..) => file(false, true),
@@ -259,6 +271,7 @@ impl Node {
                 | ContainerFile::Ctl
                 | ContainerFile::Commit
                 | ContainerFile::Exec => file(true, true),
+                ContainerFile::Stdin => file(true, false),
                 _ => file(false, true),
             },
         }
@@ -318,6 +331,7 @@ impl Node {
             Node::ContainerFile(n, ContainerFile::Ctl) => WriteTarget::Ctl(n.clone()),
             Node::ContainerFile(n, ContainerFile::Commit) => WriteTarget::Commit(n.clone()),
             Node::ContainerFile(n, ContainerFile::Exec) => WriteTarget::Exec(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Stdin) => WriteTarget::Stdin(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Privileged)) => {
                 WriteTarget::Privileged(n.clone())
             }

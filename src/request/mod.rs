@@ -13,10 +13,12 @@ use crate::network::{NetworkMode, PortMap};
 use crate::registry::{normalize, PullSpec, PushSpec};
 pub use changes::{parse_change, ConfigChange};
 pub use settings::{parse_setting, ContainerSetting, SettingKind};
+pub use stdio::{parse_exec, ExecOptions};
 pub use target::{all_write_targets, WriteKind, WriteTarget};
 
 mod changes;
 mod settings;
+mod stdio;
 mod target;
 
 /// Why the bytes of a write are not a valid request (always EINVAL).
@@ -28,7 +30,7 @@ pub enum ParseError {
     Nul,
     #[error("the value is empty")]
     Empty,
-    #[error("unknown verb '{}' (verbs: start, stop [SECONDS], kill [SIGNAL])", quote(.0))]
+    #[error("unknown verb '{}' (verbs: start, stop [SECONDS], kill [SIGNAL], close-stdin)", quote(.0))]
     UnknownVerb(String),
     #[error("'{}' takes at most one argument", quote(.0))]
     TooManyArgs(String),
@@ -38,6 +40,8 @@ pub enum ParseError {
     TimeoutRange(u64),
     #[error("unknown signal '{}'", quote(.0))]
     BadSignal(String),
+    #[error("unknown exec option '{}' (options: -i, -t, -it, --interactive, --tty, then the command)", quote(.0))]
+    BadExecOption(String),
     #[error("bad command line: {0}")]
     BadArgv(String),
     #[error("bad env line '{}': expected KEY=VALUE", quote(.0))]
@@ -135,6 +139,8 @@ pub enum Ctl {
     /// SIGTERM, then SIGKILL after the grace period.
     Stop(Duration),
     Kill(Signal),
+    /// The end of the command's input (see docs/attach.md).
+    CloseStdin,
 }
 
 /// The default grace period of `stop`, as Docker's.
@@ -241,6 +247,12 @@ pub enum Request {
     Exec {
         name: String,
         argv: Vec<String>,
+        options: ExecOptions,
+    },
+    /// Bytes for the stdin of an `interactive` container, as they were written.
+    WriteStdin {
+        name: String,
+        bytes: Vec<u8>,
     },
     RemoveVolume {
         name: String,
@@ -266,6 +278,10 @@ impl Request {
     pub fn from_write_by(target: WriteTarget, data: &[u8], caller: Caller) -> Result<Request, ParseError> {
         if data.len() > MAX_WRITE {
             return Err(ParseError::TooLong(data.len()));
+        }
+        // Any bytes: stdin is not text.
+        if let WriteTarget::Stdin(name) = target {
+            return Ok(Request::WriteStdin { name, bytes: data.to_vec() });
         }
         let text = text(data)?;
         Ok(match target {
@@ -310,7 +326,11 @@ impl Request {
                     .collect::<Result<Vec<_>, _>>()?;
                 Request::SetCapAdd { name, caps }
             }
-            WriteTarget::Exec(name) => Request::Exec { name, argv: split_argv(text)?.ok_or(ParseError::Empty)? },
+            WriteTarget::Exec(name) => {
+                let (options, argv) = parse_exec(text)?;
+                Request::Exec { name, argv, options }
+            }
+            WriteTarget::Stdin(name) => Request::WriteStdin { name, bytes: data.to_vec() },
             WriteTarget::Setting(name, kind) => Request::SetSetting { name, setting: parse_setting(kind, text)? },
             WriteTarget::VolumesFrom(name) => {
                 let from = if text.trim().is_empty() { None } else { Some(one_word(text)?) };
@@ -401,6 +421,7 @@ pub fn parse_ctl(text: &str) -> Result<Ctl, ParseError> {
         }
         ("kill", None) => Ok(Ctl::Kill(Signal::SIGKILL)),
         ("kill", Some(s)) => Ok(Ctl::Kill(parse_signal(s)?)),
+        ("close-stdin", None) => Ok(Ctl::CloseStdin),
         (v, _) => Err(ParseError::UnknownVerb(v.chars().take(40).collect())),
     }
 }
@@ -455,7 +476,7 @@ pub fn parse_env(text: &str) -> Result<Vec<String>, ParseError> {
 }
 
 /// `true` or `false` (`1`, `0`), as `privileged` and `auto_remove` take them.
-fn parse_bool(text: &str) -> Result<bool, ParseError> {
+pub(super) fn parse_bool(text: &str) -> Result<bool, ParseError> {
     match one_word(text)?.as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),

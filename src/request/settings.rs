@@ -1,5 +1,5 @@
 //! The container settings that say how its command runs, each a value file (before start): `entrypoint`,
-//! `user`, `workdir`, `hostname`, `stop_signal` and `labels`. Parsed once into a validated
+//! `user`, `workdir`, `hostname`, `stop_signal`, `labels`, `tty` and `interactive`. Parsed once into a validated
 //! [`ContainerSetting`]; blank text means "the image's" (or the default) for all but `labels`.
 
 use std::collections::BTreeMap;
@@ -15,16 +15,22 @@ pub enum SettingKind {
     Hostname,
     StopSignal,
     Labels,
+    /// Whether the command's stdio is a terminal the monitor holds (`docker run -t`).
+    Tty,
+    /// Whether the command's stdin stays open to writes (`docker run -i`).
+    Interactive,
 }
 
 impl SettingKind {
-    pub const ALL: [SettingKind; 6] = [
+    pub const ALL: [SettingKind; 8] = [
         SettingKind::Entrypoint,
         SettingKind::User,
         SettingKind::Workdir,
         SettingKind::Hostname,
         SettingKind::StopSignal,
         SettingKind::Labels,
+        SettingKind::Tty,
+        SettingKind::Interactive,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -35,6 +41,8 @@ impl SettingKind {
             SettingKind::Hostname => "hostname",
             SettingKind::StopSignal => "stop_signal",
             SettingKind::Labels => "labels",
+            SettingKind::Tty => "tty",
+            SettingKind::Interactive => "interactive",
         }
     }
 }
@@ -49,6 +57,8 @@ pub enum ContainerSetting {
     /// A signal's canonical name (`SIGQUIT`).
     StopSignal(Option<String>),
     Labels(BTreeMap<String, String>),
+    Tty(bool),
+    Interactive(bool),
 }
 
 /// The longest user, working directory or label line taken.
@@ -109,6 +119,8 @@ pub fn parse_setting(kind: SettingKind, text: &str) -> Result<ContainerSetting, 
             ContainerSetting::StopSignal(signal)
         }
         SettingKind::Labels => ContainerSetting::Labels(parse_labels(text)?),
+        SettingKind::Tty => ContainerSetting::Tty(super::parse_bool(text)?),
+        SettingKind::Interactive => ContainerSetting::Interactive(super::parse_bool(text)?),
     })
 }
 
@@ -156,6 +168,8 @@ mod tests {
         assert_eq!(parse(SettingKind::StopSignal, "9").unwrap(), S::StopSignal(Some("SIGKILL".into())));
         let labels = parse(SettingKind::Labels, "a=1\n# c\n\nb.c=x=y\n").unwrap();
         assert_eq!(labels, S::Labels([("a".into(), "1".into()), ("b.c".into(), "x=y".into())].into()));
+        assert_eq!(parse(SettingKind::Tty, "true\n").unwrap(), S::Tty(true));
+        assert_eq!(parse(SettingKind::Interactive, "0").unwrap(), S::Interactive(false));
     }
 
     #[test]
@@ -176,6 +190,8 @@ mod tests {
             (SettingKind::Labels, "=x"),
             (SettingKind::Labels, "a b=c"),
             (SettingKind::Entrypoint, "'open"),
+            (SettingKind::Tty, "yes"),
+            (SettingKind::Interactive, ""),
         ] {
             assert!(parse(kind, text).is_err(), "{kind:?} took {text:?}");
         }

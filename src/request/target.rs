@@ -31,12 +31,14 @@ pub enum WriteTarget {
     Setting(String, super::SettingKind),
     /// `auto_remove`: `true` or `false`.
     AutoRemove(String),
+    /// `stdin`: bytes for an interactive container's stdin.
+    Stdin(String),
 }
 
 /// How a file takes its writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteKind {
-    /// One write is one command (`ctl`, `exec`, `commit`, `containers/run`, `images/import|pull|push|tag|untag`):
+    /// One write is one command (`ctl`, `exec`, `commit`, `stdin`, `containers/run`, `images/import|pull|push|tag|untag`):
     /// two writes on one open file are two commands, and `O_APPEND` changes nothing.
     Command,
     /// The value is everything written on one open file (`O_APPEND`: added to the current value), applied
@@ -56,7 +58,8 @@ impl WriteTarget {
             | WriteTarget::Run
             | WriteTarget::Ctl(_)
             | WriteTarget::Commit(_)
-            | WriteTarget::Exec(_) => WriteKind::Command,
+            | WriteTarget::Exec(_)
+            | WriteTarget::Stdin(_) => WriteKind::Command,
             WriteTarget::Image(_)
             | WriteTarget::Cmd(_)
             | WriteTarget::Env(_)
@@ -97,6 +100,7 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
         WriteTarget::Privileged(n()),
         WriteTarget::CapAdd(n()),
         WriteTarget::AutoRemove(n()),
+        WriteTarget::Stdin(n()),
     ];
     all.extend(["cpu.weight", "cpu.max", "memory.max", "pids.max"].into_iter().map(|f| WriteTarget::Limit(n(), f)));
     all.extend(super::SettingKind::ALL.into_iter().map(|k| WriteTarget::Setting(n(), k)));
@@ -113,7 +117,7 @@ mod tests {
             all_write_targets("c").into_iter().map(|t| (t.clone(), t.kind())).collect();
         let commands: Vec<&WriteTarget> =
             kinds.iter().filter(|(_, k)| *k == WriteKind::Command).map(|(t, _)| t).collect();
-        assert_eq!(commands.len(), 9, "{commands:?}");
+        assert_eq!(commands.len(), 10, "{commands:?}");
         assert_eq!(WriteTarget::Ctl("c".into()).kind(), WriteKind::Command);
         assert_eq!(WriteTarget::Env("c".into()).kind(), WriteKind::Value);
         assert_eq!(WriteTarget::Limit("c".into(), "pids.max").kind(), WriteKind::Value);

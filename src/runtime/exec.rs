@@ -67,7 +67,9 @@ fn run(dir: &Path) -> Result<(), (i32, String)> {
     if super::start_time(spec.target_pid) != Some(spec.target_start) {
         return Err(gone());
     }
-    let (output, ends) = output::open(&spec.log, spec.log_limits).map_err(|e| (libc::EIO, e))?;
+    let mode = super::monitor::stdio_mode(&spec.stdio);
+    let (mut output, ends) =
+        output::open(&spec.log, spec.log_limits, mode, &spec.stdio.socket).map_err(|e| (libc::EIO, e))?;
     nix::sched::setns(&pid_ns, CloneFlags::CLONE_NEWPID)
         .map_err(|e| (e as i32, format!("enter pid namespace: {e}")))?;
     let (err_r, err_w) =
@@ -76,7 +78,7 @@ fn run(dir: &Path) -> Result<(), (i32, String)> {
     let child = match unsafe { fork() }.map_err(|e| (e as i32, format!("fork: {e}")))? {
         ForkResult::Child => {
             drop(err_r);
-            super::init::enter_exec(&spec, &others, ends.raw(), err_w)
+            super::init::enter_exec(&spec, &others, ends.raw(), ends.console(), err_w)
         }
         ForkResult::Parent { child } => child,
     };
@@ -88,6 +90,7 @@ fn run(dir: &Path) -> Result<(), (i32, String)> {
         report(&format!("err {errno} {message}"));
         return Ok(());
     }
+    output.take_terminal();
     report(&format!("ok {} {}", child.as_raw(), std::process::id()));
     // The command's background children may hold its pipes: once it has ended, output is copied only while
     // it keeps coming.

@@ -39,8 +39,8 @@ fn io_step(what: &str) -> impl Fn(std::io::Error) -> SetupError + '_ {
 }
 
 /// Sets up the container and execs its command; never returns.
-pub fn enter(spec: &LaunchSpec, stdio: [RawFd; 3], err_pipe: OwnedFd) -> ! {
-    let err = match setup_and_exec(spec, stdio) {
+pub fn enter(spec: &LaunchSpec, stdio: [RawFd; 3], console: Option<RawFd>, err_pipe: OwnedFd) -> ! {
+    let err = match setup_and_exec(spec, stdio, console) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -50,8 +50,14 @@ pub fn enter(spec: &LaunchSpec, stdio: [RawFd; 3], err_pipe: OwnedFd) -> ! {
 /// The exec helper's child, already in the container's pid namespace: joins the container's cgroups, then
 /// its other namespaces (`namespaces`, the mount namespace last: from then on `/` is the container's root),
 /// and runs the command as the container's own is run. Never returns.
-pub fn enter_exec(spec: &ExecSpec, namespaces: &[(OwnedFd, CloneFlags)], stdio: [RawFd; 3], err_pipe: OwnedFd) -> ! {
-    let err = match join_and_exec(spec, namespaces, stdio) {
+pub fn enter_exec(
+    spec: &ExecSpec,
+    namespaces: &[(OwnedFd, CloneFlags)],
+    stdio: [RawFd; 3],
+    console: Option<RawFd>,
+    err_pipe: OwnedFd,
+) -> ! {
+    let err = match join_and_exec(spec, namespaces, stdio, console) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -62,6 +68,7 @@ fn join_and_exec(
     spec: &ExecSpec,
     namespaces: &[(OwnedFd, CloneFlags)],
     stdio: [RawFd; 3],
+    console: Option<RawFd>,
 ) -> Result<Never, SetupError> {
     for procs in &spec.cgroup_procs {
         std::fs::write(procs, "0").map_err(io_step("join the container's cgroup"))?;
@@ -73,6 +80,7 @@ fn join_and_exec(
     reset_umask();
     setup_stdio(stdio)?;
     let ids = container_ids(&spec.user)?;
+    terminal(console, &ids)?;
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
@@ -144,7 +152,15 @@ fn fail(err: SetupError, err_pipe: OwnedFd) -> ! {
 
 enum Never {}
 
-fn setup_and_exec(spec: &LaunchSpec, stdio: [RawFd; 3]) -> Result<Never, SetupError> {
+/// With `console`, the process's stdio becomes a new terminal of the container's devpts, owned by `ids`,
+/// whose master goes to the monitor (see [`super::terminal`]).
+fn terminal(console: Option<RawFd>, ids: &Ids) -> Result<(), SetupError> {
+    let Some(console) = console else { return Ok(()) };
+    super::terminal::attach_new_terminal(console, ids.uid, ids.gid)
+        .map_err(|(errno, message)| SetupError { errno, message })
+}
+
+fn setup_and_exec(spec: &LaunchSpec, stdio: [RawFd; 3], console: Option<RawFd>) -> Result<Never, SetupError> {
     // Join the container's groups first: the cgroup namespace made below is rooted where we stand then.
     for procs in &spec.cgroup_procs {
         std::fs::write(procs, "0").map_err(|e| SetupError {
@@ -171,6 +187,7 @@ fn setup_and_exec(spec: &LaunchSpec, stdio: [RawFd; 3]) -> Result<Never, SetupEr
     let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
     let _ = std::fs::create_dir_all(cwd);
     let ids = container_ids(&spec.user)?;
+    terminal(console, &ids)?;
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
     harden(&spec.security, &ids)?;

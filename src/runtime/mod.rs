@@ -16,7 +16,9 @@ pub mod monitor;
 mod output;
 pub mod seccomp;
 pub mod security;
+mod server;
 pub mod spec;
+mod terminal;
 pub mod user;
 pub mod watcher;
 

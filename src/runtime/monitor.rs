@@ -56,7 +56,7 @@ fn run(state_dir: &Path) -> Result<(), String> {
         ForkResult::Child => {}
     }
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-    let (output, ends) = output::open(&spec.log, spec.log_limits)?;
+    let (mut output, ends) = output::open(&spec.log, spec.log_limits, stdio_mode(&spec.stdio), &spec.stdio.socket)?;
     // The network namespace (bridge mode) is made here, so the daemon can attach it before the command
     // runs; in every mode the daemon records this monitor before it says go, so a daemon that dies in
     // between leaves a start it can find and undo.
@@ -86,7 +86,7 @@ fn run(state_dir: &Path) -> Result<(), String> {
             if monitor_gone(alive_r) {
                 std::process::exit(1);
             }
-            super::init::enter(&spec, ends.raw(), err_w)
+            super::init::enter(&spec, ends.raw(), ends.console(), err_w)
         }
         ForkResult::Parent { child } => child,
     };
@@ -101,8 +101,14 @@ fn run(state_dir: &Path) -> Result<(), String> {
         report(&format!("err {errno} {message}"));
         return Ok(());
     }
+    output.take_terminal();
     report(&format!("ok {} {}", child.as_raw(), std::process::id()));
     wait_and_record(child, &spec.exit_file, output, Drain::Namespace)
+}
+
+/// The output's mode for `stdio`.
+pub(super) fn stdio_mode(stdio: &super::spec::Stdio) -> output::StdioMode {
+    output::StdioMode { tty: stdio.tty, interactive: stdio.interactive }
 }
 
 /// Whether the read end's only writer, the monitor, has closed it: it has ended.
@@ -116,9 +122,10 @@ fn monitor_gone(alive: OwnedFd) -> bool {
     }
 }
 
-/// Copies `child`'s output into its log until it has ended and `drain` says the output has too, then reaps
-/// it and writes its exit record: whoever sees the exit sees all the output. The daemon has had its answer:
-/// stdout goes quiet first, so a dead daemon's pipe can't hurt us.
+/// Copies `child`'s output into its log (and to attached clients) until it has ended and `drain` says the
+/// output has too, then reaps it, writes its exit record and gives the exit code to attached clients:
+/// whoever sees the exit sees all the output. The daemon has had its answer: stdout goes quiet first, so
+/// a dead daemon's pipe can't hurt us.
 pub(super) fn wait_and_record(
     child: nix::unistd::Pid,
     exit_file: &Path,
@@ -128,7 +135,7 @@ pub(super) fn wait_and_record(
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(null);
     }
-    output.copy(child, drain);
+    let server = output.copy(child, drain);
     let exit_code = loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => break code,
@@ -138,7 +145,9 @@ pub(super) fn wait_and_record(
         }
     };
     let exit = ExitRecord { exit_code, finished_at: times::now_rfc3339() };
-    json::write_json(exit_file, &exit).map_err(|e| format!("cannot write exit record: {e}"))
+    let written = json::write_json(exit_file, &exit).map_err(|e| format!("cannot write exit record: {e}"));
+    server.finish(exit_code);
+    written
 }
 
 /// What the container's setup wrote on the error pipe: `ERRNO MESSAGE`, or nothing once it exec'd.

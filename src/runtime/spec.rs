@@ -48,6 +48,22 @@ pub struct LaunchSpec {
     pub binds: Vec<BindMount>,
     #[serde(default)]
     pub security: Security,
+    #[serde(default)]
+    pub stdio: Stdio,
+}
+
+/// How a process's stdio is made and served: on the attach socket at `socket` (see [`crate::attach`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stdio {
+    /// A terminal (`docker run -t`).
+    #[serde(default)]
+    pub tty: bool,
+    /// Stdin stays open to writes through the socket (`docker run -i`).
+    #[serde(default)]
+    pub interactive: bool,
+    /// The attach socket's path.
+    #[serde(default)]
+    pub socket: PathBuf,
 }
 
 /// Everything the exec helper needs to run one command inside a running container; written by the daemon
@@ -73,6 +89,8 @@ pub struct ExecSpec {
     /// The container's, applied to the command as to the container's own.
     #[serde(default)]
     pub security: Security,
+    #[serde(default)]
+    pub stdio: Stdio,
 }
 
 /// How much a container's processes may do beyond the defaults (see `runtime::security`).

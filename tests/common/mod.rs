@@ -325,9 +325,29 @@ impl Drop for Bocker {
         remove_network(&self.bridge);
         if std::thread::panicking() {
             eprintln!("---- daemon log ({}) ----\n{}", self.dir.display(), self.daemon_log());
+            for log in monitor_logs(&self.root) {
+                eprintln!("---- {} ----\n{}", log.display(), fs::read_to_string(&log).unwrap_or_default());
+            }
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The monitors' own logs below `root` (`containers/NAME/monitor.log`, an exec's beside its record).
+fn monitor_logs(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.join("state")];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && path.file_name().is_none_or(|n| n != "log") => dirs.push(path),
+                Ok(t) if t.is_file() && path.file_name().is_some_and(|n| n == "monitor.log") => found.push(path),
+                _ => {}
+            }
+        }
+    }
+    found
 }
 
 /// Deletes a test daemon's bridge and its nftables table (the daemon keeps both across restarts). The

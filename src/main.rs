@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bockerfs::cgroups::{Limit, Limits};
-use bockerfs::cli::{Cli, DetachKeys, ExecOptions, RunOptions};
+use bockerfs::cli::{Cli, DetachKeys, ExecOptions, LogsOptions, RunOptions};
 use bockerfs::daemon::{self, DaemonOptions};
 
 #[derive(Parser)]
@@ -112,8 +112,17 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// Print a container's output.
-    Logs { container: String },
+    /// Print a container's output: what it wrote to stdout on stdout, to stderr on stderr, each line
+    /// whole, in the order the lines were written.
+    ///
+    /// Read through the mount: containers/NAME/log_index (each chunk's time, stream, offset in logs and
+    /// length) and containers/NAME/logs. Without -f it prints what is there and exits 0; a bad flag exits
+    /// 1. Lines whose last bytes have no newline yet come last.
+    Logs {
+        #[command(flatten)]
+        options: LogsOptions,
+        container: String,
+    },
     /// Join a running container: its output from now on, this terminal's input when it was run with -i
     /// (raw with -t); exits with its code once it ends. The detach keys leave it running.
     Attach {
@@ -258,7 +267,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Commit { container, image } => cli(args.mount)?.commit(&container, &image)?,
         Command::Ps => cli(args.mount)?.ps()?,
         Command::Run { options, image, command, .. } => cli(args.mount)?.run(&image, &command, &options)?,
-        Command::Logs { container } => cli(args.mount)?.logs(&container)?,
+        Command::Logs { options, container } => cli(args.mount)?.logs(&container, &options)?,
         Command::Exec { options, container, command } => cli(args.mount)?.exec(&container, &command, &options)?,
         Command::Attach { detach_keys, container } => cli(args.mount)?.attach(&container, detach_keys)?,
         Command::Rm { id } => cli(args.mount)?.rm(&id)?,

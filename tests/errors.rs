@@ -167,12 +167,23 @@ fn a_full_store_is_enospc_and_leaves_nothing() {
     eprintln!("space came back after {:?}", t.elapsed());
 }
 
-/// Every readable file of the tree that a failed write must leave as it was (not logs, errors, the `error`
+/// Every readable file of the tree that a failed write must leave as it was (not the logs, errors, the `error`
 /// files and `State.Error` of `inspect.json`, which say what failed, nor counters that move by themselves),
 /// by path.
 fn whole_tree(b: &Bocker) -> Vec<(String, String)> {
-    let moving =
-        ["logs", "error", "errors", "pulls", "memory.current", "memory.peak", "cpu.usage_usec", "pids.current"];
+    let moving = [
+        "logs",
+        "stdout",
+        "stderr",
+        "log_index",
+        "error",
+        "errors",
+        "pulls",
+        "memory.current",
+        "memory.peak",
+        "cpu.usage_usec",
+        "pids.current",
+    ];
     let mut out = Vec::new();
     let mut dirs = vec![String::new()];
     while let Some(dir) = dirs.pop() {

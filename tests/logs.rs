@@ -36,11 +36,13 @@ fn segment_dir(b: &Bocker, name: &str, exec: Option<u32>) -> PathBuf {
     }
 }
 
-/// The segments on disk, oldest first: (logical start, size, mode).
+/// The segments on disk, oldest first: (logical start, size, mode). Their indexes (`NNN.idx`) are not
+/// counted.
 fn segments(dir: &Path) -> Vec<(u64, u64, u32)> {
     let mut v: Vec<(u64, u64, u32)> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".idx"))
         .map(|e| {
             let name = e.file_name().into_string().unwrap();
             let start = name.strip_suffix(".log").and_then(|d| d.parse().ok()).unwrap_or_else(|| panic!("{name}"));

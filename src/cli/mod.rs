@@ -10,6 +10,7 @@ use crate::registry::{familiar, normalize};
 pub use attach::{AttachFlags, ExecOptions};
 use bars::{Bars, Out};
 pub use keys::DetachKeys;
+pub use logs::{LogsOptions, Tail};
 pub use run::RunOptions;
 
 /// Why a verb failed, in bocker's words where bocker had them. The process exits 1.
@@ -42,8 +43,10 @@ macro_rules! say {
 mod attach;
 mod bars;
 mod keys;
+mod logs;
 mod run;
 mod session;
+mod since;
 mod terminal;
 
 #[doc(hidden)]
@@ -405,18 +408,6 @@ impl Cli {
         } else {
             self.follow_dir(&dir)
         }
-    }
-
-    /// `bocker logs ID`.
-    pub fn logs(&self, id: &str) -> Result<i32, CliError> {
-        let logs = self.path(&format!("containers/{id}/logs"));
-        if !self.path(&format!("containers/{id}")).is_dir() {
-            return Err(CliError::NoContainer(id.to_string()));
-        }
-        let mut out = io::stdout().lock();
-        let mut logs = File::open(logs).map_err(io_err("cannot open the logs"))?;
-        io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(copy_err("cannot read the logs"))?;
-        Ok(0)
     }
 
     /// `bocker rm ID`: a container or an image.

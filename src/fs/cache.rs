@@ -74,8 +74,8 @@ pub(super) fn attrs_cached(node: &Node) -> bool {
             | Node::Scratch(_)
             | Node::ByName(_)
             | Node::NameLink(_)
-            | Node::ContainerFile(_, ContainerFile::Logs)
-            | Node::ExecFile(_, _, ExecFile::Logs)
+            | Node::ContainerFile(_, ContainerFile::Log(_))
+            | Node::ExecFile(_, _, ExecFile::Log(_))
             | Node::ContainerFile(
                 _,
                 ContainerFile::Field(
@@ -332,8 +332,9 @@ mod tests {
             file(ContainerField::Limit(LimitKind::MemoryMax)),
             file(ContainerField::Ip),
             file(ContainerField::Inspect),
-            Node::ContainerFile("web".into(), ContainerFile::Logs),
-            Node::ExecFile("web".into(), 1, ExecFile::Logs),
+            Node::ContainerFile("web".into(), ContainerFile::Log(crate::logs::LogView::Logs)),
+            Node::ContainerFile("web".into(), ContainerFile::Log(crate::logs::LogView::Stderr)),
+            Node::ExecFile("web".into(), 1, ExecFile::Log(crate::logs::LogView::Index)),
             Node::Errors,
             Node::Pulls,
         ] {

@@ -2,8 +2,9 @@
 //! engine results into replies. No container logic lives here.
 //!
 //! Reads never block and have no side effects: a file's content is taken once at open and served from that
-//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` is read from its segments at
-//! the offset asked, so `tail -f` follows it across rotations ([`logs`]). The kernel keeps names and
+//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` (and `stdout`, `stderr`,
+//! `log_index`) is read from its segments at the offset asked, so `tail -f` follows it across rotations
+//! ([`logs`]). The kernel keeps names and
 //! attributes, dropped on the engine's change notices ([`cache`]). Writes, mkdir and rmdir run on a thread of
 //! their own, so a slow request never stalls `ls`.
 
@@ -56,9 +57,11 @@ struct OpenFile {
     /// After a `start` written to this open `ctl`: that run's exit code, served to reads once it has
     /// ended (nothing before), also once the container is gone.
     exit: Option<crate::engine::ExitSlot>,
-    /// For a container's `logs`: its hold, which keeps an exited `auto_remove` container until the close.
+    /// For a container's `logs` (or another view of its log): its hold, which keeps an exited
+    /// `auto_remove` container until the close.
     _hold: Option<crate::engine::LogHold>,
-    /// For `logs`: the logical offset (see [`crate::logs`]) of this open file's offset 0.
+    /// For `logs` and the other views of a log: the view's logical offset (see [`crate::logs`]) of this
+    /// open file's offset 0.
     log_base: u64,
 }
 
@@ -169,13 +172,11 @@ impl ControlFs {
         Ok((node, ino))
     }
 
-    /// The size of `node`; for `logs`, as seen through open file `fh` when the kernel names one (an
+    /// The size of `node`; for a log's view, as seen through open file `fh` when the kernel names one (an
     /// `lseek(SEEK_END)`).
     fn size(&self, node: &Node, fh: Option<FileHandle>) -> Result<u64, Errno> {
         match node {
-            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
-                self.log_size(node, fh)
-            }
+            n if n.log_view().is_some() => self.log_size(node, fh),
             Node::Scratch(id) => Ok(self.values.scratch_len(*id)),
             Node::Errors => {
                 let path = self.growing_file(node).ok_or(Errno::ENOENT)?;
@@ -191,13 +192,14 @@ impl ControlFs {
         }
     }
 
-    /// The file on disk behind `errors`, or the directory of segments behind a `logs` node: read as it grows
-    /// at the offset asked rather than from a snapshot (never copied whole per open).
+    /// The file on disk behind `errors`, or the directory of segments behind a view of a log (`logs`,
+    /// `stdout`, ...): read as it grows at the offset asked rather than from a snapshot (never copied whole
+    /// per open).
     fn growing_file(&self, node: &Node) -> Option<std::path::PathBuf> {
         match node {
             Node::Errors => Some(self.engine.errors_path()),
-            Node::ContainerFile(name, ContainerFile::Logs) => self.engine.logs_path(name),
-            Node::ExecFile(name, n, ExecFile::Logs) => self.engine.exec_logs_path(name, *n),
+            Node::ContainerFile(name, ContainerFile::Log(_)) => self.engine.logs_path(name),
+            Node::ExecFile(name, n, ExecFile::Log(_)) => self.engine.exec_logs_path(name, *n),
             _ => None,
         }
     }
@@ -265,9 +267,7 @@ impl ControlFs {
             return Err(Errno::EACCES);
         }
         let (snapshot, log_base) = match node {
-            Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs) => {
-                (Vec::new(), self.log_extent(&node)?.start)
-            }
+            ref n if n.log_view().is_some() => (Vec::new(), self.log_extent(n)?.start),
             Node::Errors => (Vec::new(), 0),
             Node::Scratch(id) => {
                 self.values.opened_scratch(id);
@@ -276,14 +276,13 @@ impl ControlFs {
             _ => (render::content(&self.engine, &node)?, 0),
         };
         let hold = match &node {
-            Node::ContainerFile(name, ContainerFile::Logs) => self.engine.hold_logs(name),
+            Node::ContainerFile(name, ContainerFile::Log(_)) => self.engine.hold_logs(name),
             _ => None,
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        // A reader of `logs` or `errors` counts in their size (see `logs`) until its release: its close waits
-        // for a flush, so a stat after it no longer counts it.
-        let growing =
-            matches!(node, Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs));
+        // A reader of a log's view counts in its size (see `logs`) until its release: its close waits for a
+        // flush, so a stat after it no longer counts it.
+        let growing = node.log_view().is_some();
         let how = cache::open_flags(wants_write || growing);
         let file = OpenFile {
             node,
@@ -319,7 +318,7 @@ impl ControlFs {
             file.answer_pos = end;
             return Ok(answer[start..end].to_vec());
         }
-        if matches!(file.node, Node::ContainerFile(_, ContainerFile::Logs) | Node::ExecFile(_, _, ExecFile::Logs)) {
+        if file.node.log_view().is_some() {
             let (node, at) = (file.node.clone(), file.log_base.saturating_add(offset));
             drop(files);
             return self.read_log(&node, at, size);

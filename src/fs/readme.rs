@@ -34,9 +34,10 @@ bockerfs: containers driven with echo and cat.
     network ports ip     rw: bridge | none | host; [HOSTADDR:]HOSTPORT:CTRPORT[/udp] lines (live too); r: the address
     privileged cap_add   rw: true | false; capabilities added to Docker's 14, a line each (EBUSY while running)
     auto_remove          rw: true | false: removed by the daemon once it has exited (docker run --rm); an open
-                         logs keeps it until closed
+                         logs (stdout, stderr, log_index) keeps it until closed
     exec execs/N/        w: a command line run in the running container, after -i -t as docker exec's (read N
-                         back); N/: cmd status exit_code pid started_at finished_at logs attach
+                         back); N/: cmd status exit_code pid started_at finished_at logs stdout stderr
+                         log_index attach
     tty interactive      rw: true | false, before start: a terminal the monitor holds; stdin kept open (-t -i)
     restart              rw: no | on-failure[:MAX] | always | unless-stopped (docker run --restart: back-off
                          from 100 ms doubling; a user's stop ends it); restart_count r: restarts since a start
@@ -49,6 +50,11 @@ bockerfs: containers driven with echo and cat.
     status exit_code pid started_at finished_at logs error   r (status: created running exited, or
                          creating starting stopping removing committing while a request is under way)
     logs                 stdout and stderr, the last --log-max-size x --log-max-files bytes; tail -f follows it
+    stdout stderr        r: each stream alone, of what logs keeps (a terminal's output is stdout); read as logs
+    log_index            r: a fixed 80-byte line per chunk: TIME STREAM OFFSET LENGTH (RFC 3339 UTC to the ns;
+                         stdout|stderr; its offset in logs and its bytes, 20 digits each); line N at N*80.
+                         A log from before indexes is all stdout. Reading what rotated away under an open
+                         logs, stdout, stderr or log_index: ENODATA
     rootfs               symlink to the container's filesystem
     inspect.json         r: docker inspect's document, for jq (Id Name State Config HostConfig NetworkSettings
                          Mounts); images/<id>/inspect.json: the image's (Id RepoTags RepoDigests Config RootFS)

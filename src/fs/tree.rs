@@ -2,6 +2,7 @@
 //! Pure naming: whether an image or container exists is the engine's to say.
 
 use super::render::{ContainerField, ExecField, ImageField, LimitKind};
+use crate::logs::LogView;
 use crate::request::{SettingKind, WriteTarget};
 
 /// A file or directory of the tree.
@@ -51,19 +52,23 @@ pub enum ImageFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExecFile {
     Field(ExecField),
-    Logs,
+    /// `logs`, `stdout`, `stderr`, `log_index`: read from the exec's log on disk (see [`super::logs`]).
+    Log(LogView),
     /// A symlink to the exec's attach socket.
     Attach,
 }
 
-const EXEC_FILES: [(&str, ExecFile); 8] = [
+const EXEC_FILES: [(&str, ExecFile); 11] = [
     ("cmd", ExecFile::Field(ExecField::Cmd)),
     ("status", ExecFile::Field(ExecField::Status)),
     ("exit_code", ExecFile::Field(ExecField::ExitCode)),
     ("pid", ExecFile::Field(ExecField::Pid)),
     ("started_at", ExecFile::Field(ExecField::StartedAt)),
     ("finished_at", ExecFile::Field(ExecField::FinishedAt)),
-    ("logs", ExecFile::Logs),
+    ("logs", ExecFile::Log(LogView::Logs)),
+    ("stdout", ExecFile::Log(LogView::Stdout)),
+    ("stderr", ExecFile::Log(LogView::Stderr)),
+    ("log_index", ExecFile::Log(LogView::Index)),
     ("attach", ExecFile::Attach),
 ];
 
@@ -75,7 +80,8 @@ pub enum ContainerFile {
     Commit,
     /// Write a command line; read back the exec's number on the same open file.
     Exec,
-    Logs,
+    /// `logs`, `stdout`, `stderr`, `log_index`: read from the container's log on disk (see [`super::logs`]).
+    Log(LogView),
     Rootfs,
     /// A symlink to the monitor's attach socket (see docs/attach.md).
     Attach,
@@ -107,7 +113,7 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 46] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 49] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -148,7 +154,10 @@ const CONTAINER_FILES: [(&str, ContainerFile); 46] = [
     ("pid", ContainerFile::Field(ContainerField::Pid)),
     ("started_at", ContainerFile::Field(ContainerField::StartedAt)),
     ("finished_at", ContainerFile::Field(ContainerField::FinishedAt)),
-    ("logs", ContainerFile::Logs),
+    ("logs", ContainerFile::Log(LogView::Logs)),
+    ("stdout", ContainerFile::Log(LogView::Stdout)),
+    ("stderr", ContainerFile::Log(LogView::Stderr)),
+    ("log_index", ContainerFile::Log(LogView::Index)),
     ("error", ContainerFile::Field(ContainerField::Error)),
     ("inspect.json", ContainerFile::Field(ContainerField::Inspect)),
     ("rootfs", ContainerFile::Rootfs),
@@ -284,6 +293,15 @@ impl Node {
             }
             (_, Kind::File { writable: true, .. }) => 0o644,
             _ => 0o444,
+        }
+    }
+
+    /// Which view of a log this file is, for a container's or an exec's `logs`, `stdout`, `stderr` and
+    /// `log_index`.
+    pub fn log_view(&self) -> Option<LogView> {
+        match self {
+            Node::ContainerFile(_, ContainerFile::Log(v)) | Node::ExecFile(_, _, ExecFile::Log(v)) => Some(*v),
+            _ => None,
         }
     }
 

@@ -1,16 +1,21 @@
-//! A container's (or an exec's) output on disk: a directory of segments, bounded in size and count, and
-//! reads of it at logical offsets.
+//! A container's (or an exec's) output on disk: a directory of segments, bounded in size and count, each
+//! with an index of the chunks in it, and reads of it at logical offsets: of `logs` (both streams as
+//! written), and of the views beside it, `stdout`, `stderr` and `log_index` ([`views`]).
 //!
 //! The monitor that holds the container's stdout and stderr pipes appends what it reads to the newest
-//! segment ([`Writer`]); a segment that would grow past `max_size` is closed at a line boundary and a new
-//! one begun, and the oldest are deleted so that at most `max_files` are kept. Each segment is named by the
-//! logical offset of its first byte (the count of bytes the container had written before it, over all its
-//! runs), so a reader needs no index: [`extent`] gives the oldest kept byte and the end, [`read_at`] reads
-//! at a logical offset across segments. A later record of each chunk's stream and time can sit beside a
-//! segment under the same number (`NNN.log`, then `NNN.idx`).
+//! segment ([`Writer`]), and a record of each chunk (its time, its stream, where it is: [`index`]) to the
+//! segment's index; a segment whose log and index together would grow past `max_size` is closed at a line
+//! boundary and a new one begun, and the oldest are deleted, log and index, so that at most `max_files` are
+//! kept. Each segment is named by the logical offset of its first byte (the count of bytes the container
+//! had written before it, over all its runs), so `logs` needs no index: [`extent`] gives the oldest kept
+//! byte and the end, [`read_at`] reads at a logical offset across segments. The index sits beside its
+//! segment under the same number (`NNN.log`, `NNN.idx`).
 //!
-//! The directory is 0700 and segments 0600: only root reads them, and no container ever holds one.
+//! The directory is 0700 and segments and indexes 0600: only root reads them, and no container ever holds
+//! one.
 
+pub mod index;
+mod views;
 mod writer;
 
 use std::io;
@@ -19,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use index::Stream;
+pub use views::{index_line, view_extent, view_read_at, LogView, INDEX_LINE};
 pub use writer::Writer;
 
 /// How much output is kept per container and per exec; Docker's `local` driver's defaults.

@@ -192,7 +192,7 @@ impl Output {
                         Ok(n) => {
                             last_data = Instant::now();
                             self.server.output(&self.epoll, i == 1, &buf[..n]);
-                            if let Err(e) = self.log.write(&buf[..n]) {
+                            if let Err(e) = self.log.write(crate::logs::Stream::from_pipe(i), &buf[..n]) {
                                 // Output is dropped rather than the container blocked on a full pipe.
                                 if !self.failed {
                                     eprintln!("bocker: {e}: dropping output");

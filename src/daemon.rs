@@ -19,6 +19,8 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
     pub root: PathBuf,
+    /// The init binary of containers with `init` (statically linked: tini-static).
+    pub init_path: PathBuf,
     pub mount: PathBuf,
     /// Size of the embedded btrfs image, when the root is not on btrfs.
     pub store_size: u64,
@@ -106,6 +108,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
         opts.log_limits,
     )?;
     engine.protect(&opts.root, &opts.mount);
+    engine.set_init_path(opts.init_path.clone());
     engine.start_by_policies();
 
     let config = {

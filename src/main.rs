@@ -54,6 +54,10 @@ enum Command {
         /// 1): at most max-size x max-files of output is on disk.
         #[arg(long, env = "BOCKER_LOG_MAX_FILES", default_value = "5", value_parser = clap::value_parser!(u32).range(1..=1000))]
         log_max_files: u32,
+        /// The init a container with `init` true runs as its pid 1 (statically linked: Debian's tini-static,
+        /// Docker's docker-init); copied into a sealed memfd at each start.
+        #[arg(long, env = "BOCKER_INIT_PATH", default_value = bockerfs::runtime::pid1::DEFAULT_INIT_PATH)]
+        init_path: PathBuf,
         /// The bridge containers are attached to; made if missing.
         #[arg(long, env = "BOCKER_BRIDGE", default_value = "bocker0", value_parser = bridge_name)]
         bridge: String,
@@ -236,6 +240,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             default_pids_max,
             log_max_size,
             log_max_files,
+            init_path,
             bridge,
             subnet,
             dns,
@@ -248,6 +253,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             }
             let opts = DaemonOptions {
                 root,
+                init_path,
                 mount: args.mount,
                 store_size,
                 insecure_registries,

@@ -50,6 +50,12 @@ pub struct RunOptions {
     /// Remove the container once it has exited (its auto_remove file).
     #[arg(long)]
     pub rm: bool,
+    /// Restart policy: no, on-failure[:MAX], always or unless-stopped (its restart file).
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// Run tini as pid 1: it forwards signals to the command and reaps orphans (its init file).
+    #[arg(long)]
+    pub init: bool,
     /// Start it and print its name, without waiting for it (with -i and -t, `bocker attach` joins it later).
     #[arg(short = 'd', long)]
     pub detach: bool,
@@ -309,6 +315,12 @@ fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
     if o.rm {
         s.set("auto_remove", "true", "--rm");
     }
+    if let Some(policy) = &o.restart {
+        s.set("restart", policy, format!("--restart {policy}"));
+    }
+    if o.init {
+        s.set("init", "true", "--init");
+    }
     if o.attach.tty {
         s.set("tty", "true", "--tty");
     }
@@ -317,7 +329,7 @@ fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
     }
     // A line each: a newline in one would be a second line, or a second value.
     let lists = [&o.labels, &o.volumes, &o.publish, &o.cap_add];
-    let one_line = ["network", "workdir", "user", "hostname", "memory.max", "pids.max"];
+    let one_line = ["network", "workdir", "user", "hostname", "memory.max", "pids.max", "restart"];
     let many = lists.iter().flat_map(|l| l.iter()).any(|v| v.contains('\n'));
     if let Some(v) = s.0.iter().find(|v| one_line.contains(&v.file) && v.value.contains('\n')) {
         return Err(CliError::Failed(format!("{}: a value of one line", v.from.trim_end())));

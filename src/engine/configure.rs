@@ -22,6 +22,7 @@ pub(super) fn apply_setting(r: &mut ContainerRecord, setting: ContainerSetting) 
         ContainerSetting::Tty(tty) => r.tty = tty,
         ContainerSetting::Interactive(interactive) => r.interactive = interactive,
         ContainerSetting::Restart(policy) => r.restart = policy,
+        ContainerSetting::Init(init) => r.init = init,
     }
 }
 

@@ -341,6 +341,7 @@ impl Engine {
             binds: Vec::new(),
             security: record.security.clone(),
             stdio: Stdio { tty: record.tty, interactive: record.interactive, socket: dir.join(attach::SOCKET_NAME) },
+            init: record.init.then(|| self.init_path()),
         }
     }
 

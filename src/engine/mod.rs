@@ -118,6 +118,8 @@ pub struct Engine {
     restarts: restart::Restarts,
     /// The containers not running when the daemon started, for `start_by_policies`.
     exited_at_open: Mutex<Vec<String>>,
+    /// The init binary of containers with `init` (see `runtime::pid1`); its default unless set.
+    init_path: std::sync::OnceLock<PathBuf>,
 }
 
 impl Engine {

@@ -135,6 +135,9 @@ pub struct ContainerRecord {
     /// back no more (an `always` one only at the daemon's next start).
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// Pid 1 is a small init that runs its command (`docker run --init`).
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// A command run in a running container, as stored in `<container>/execs/<n>/record.json`.
@@ -262,6 +265,7 @@ pub(super) fn new_record(name: &str) -> ContainerRecord {
         restart: RestartPolicy::No,
         restart_count: 0,
         stopped_by_user: false,
+        init: false,
     }
 }
 

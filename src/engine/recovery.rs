@@ -140,6 +140,7 @@ impl Engine {
             notices: Default::default(),
             restarts: Default::default(),
             exited_at_open: Mutex::new(Vec::new()),
+            init_path: std::sync::OnceLock::new(),
         });
         engine.start_watcher()?;
         engine.undo_cut_starts();
@@ -242,6 +243,15 @@ fn lock_vec(m: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
 }
 
 impl Engine {
+    /// Where the init of containers with `init` is taken from (the daemon's `--init-path`); set once.
+    pub fn set_init_path(&self, path: PathBuf) {
+        let _ = self.init_path.set(path);
+    }
+
+    pub(super) fn init_path(&self) -> PathBuf {
+        self.init_path.get().cloned().unwrap_or_else(|| PathBuf::from(crate::runtime::pid1::DEFAULT_INIT_PATH))
+    }
+
     /// Starts the containers their restart policies start with the daemon (see `restart`); called once
     /// the daemon is ready to start containers.
     pub fn start_by_policies(self: &Arc<Self>) {

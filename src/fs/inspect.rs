@@ -192,6 +192,7 @@ fn host_config(c: &ContainerView<'_>) -> Value {
         "PortBindings": bindings(&r.ports, ""),
         "RestartPolicy": restart_policy(r.restart),
         "AutoRemove": r.auto_remove,
+        "Init": r.init,
         "VolumesFrom": list(r.volumes_from.iter().cloned().collect()),
         "CapAdd": list(r.security.cap_add.clone()),
         "Privileged": r.security.privileged,

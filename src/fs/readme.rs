@@ -41,6 +41,7 @@ bockerfs: containers driven with echo and cat.
     tty interactive      rw: true | false, before start: a terminal the monitor holds; stdin kept open (-t -i)
     restart              rw: no | on-failure[:MAX] | always | unless-stopped (docker run --restart: back-off
                          from 100 ms doubling; a user's stop ends it); restart_count r: restarts since a start
+    init                 rw: true | false, before start: pid 1 is tini (forwards signals, reaps orphans)
     attach               symlink to the monitor's socket serving the terminal or stdin (bocker attach)
     stdin                w: bytes for its stdin (EBADF not interactive, EPIPE closed); ctl close-stdin ends it
     commit               w: IMAGE: an image of the rootfs (an id is replaced, a name makes a new image; read
@@ -63,7 +64,7 @@ bockerfs: containers driven with echo and cat.
                          removed with the container
   errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
 
-Value files (image cmd entrypoint env user workdir hostname stop_signal labels tty interactive restart volumes
+Value files (image cmd entrypoint env user workdir hostname stop_signal labels tty interactive restart init volumes
 volumes-from network ports privileged cap_add auto_remove, the
 limits) take all
 that is written on one open file, applied at each write: `{ echo A=1; echo B=2; } > env` sets both,

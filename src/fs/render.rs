@@ -173,6 +173,7 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
             SettingKind::Tty => line(r.tty),
             SettingKind::Interactive => line(r.interactive),
             SettingKind::Restart => line(r.restart),
+            SettingKind::Init => line(r.init),
         },
         ContainerField::ExposedPorts => r.image_defaults().exposed_ports.iter().flat_map(line).collect(),
         ContainerField::Healthcheck => r.image_defaults().healthcheck.map(|h| line(h.to_string())).unwrap_or_default(),

@@ -113,7 +113,7 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 49] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 50] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -144,6 +144,7 @@ const CONTAINER_FILES: [(&str, ContainerFile); 49] = [
     ("interactive", ContainerFile::Field(ContainerField::Setting(SettingKind::Interactive))),
     ("restart", ContainerFile::Field(ContainerField::Setting(SettingKind::Restart))),
     ("restart_count", ContainerFile::Field(ContainerField::RestartCount)),
+    ("init", ContainerFile::Field(ContainerField::Setting(SettingKind::Init))),
     ("exposed_ports", ContainerFile::Field(ContainerField::ExposedPorts)),
     ("healthcheck", ContainerFile::Field(ContainerField::Healthcheck)),
     ("ctl", ContainerFile::Ctl),

@@ -1,5 +1,5 @@
 //! The container settings that say how its command runs, each a value file (before start): `entrypoint`,
-//! `user`, `workdir`, `hostname`, `stop_signal`, `labels`, `tty`, `interactive` and `restart`. Parsed once into a validated
+//! `user`, `workdir`, `hostname`, `stop_signal`, `labels`, `tty`, `interactive`, `restart` and `init`. Parsed once into a validated
 //! [`ContainerSetting`]; blank text means "the image's" (or the default) for all but `labels`.
 
 use std::collections::BTreeMap;
@@ -22,10 +22,12 @@ pub enum SettingKind {
     Interactive,
     /// What brings it back after it ends (`docker run --restart`).
     Restart,
+    /// Whether pid 1 is a small init that runs the command (`docker run --init`).
+    Init,
 }
 
 impl SettingKind {
-    pub const ALL: [SettingKind; 9] = [
+    pub const ALL: [SettingKind; 10] = [
         SettingKind::Entrypoint,
         SettingKind::User,
         SettingKind::Workdir,
@@ -35,6 +37,7 @@ impl SettingKind {
         SettingKind::Tty,
         SettingKind::Interactive,
         SettingKind::Restart,
+        SettingKind::Init,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl SettingKind {
             SettingKind::Tty => "tty",
             SettingKind::Interactive => "interactive",
             SettingKind::Restart => "restart",
+            SettingKind::Init => "init",
         }
     }
 }
@@ -65,6 +69,7 @@ pub enum ContainerSetting {
     Tty(bool),
     Interactive(bool),
     Restart(RestartPolicy),
+    Init(bool),
 }
 
 /// The longest user, working directory or label line taken.
@@ -127,6 +132,7 @@ pub fn parse_setting(kind: SettingKind, text: &str) -> Result<ContainerSetting, 
         SettingKind::Labels => ContainerSetting::Labels(parse_labels(text)?),
         SettingKind::Tty => ContainerSetting::Tty(super::parse_bool(text)?),
         SettingKind::Interactive => ContainerSetting::Interactive(super::parse_bool(text)?),
+        SettingKind::Init => ContainerSetting::Init(super::parse_bool(text)?),
         SettingKind::Restart => ContainerSetting::Restart(
             RestartPolicy::parse(one).map_err(|_| bad("no, on-failure[:MAX], always or unless-stopped"))?,
         ),

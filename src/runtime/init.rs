@@ -39,8 +39,14 @@ fn io_step(what: &str) -> impl Fn(std::io::Error) -> SetupError + '_ {
 }
 
 /// Sets up the container and execs its command; never returns.
-pub fn enter(spec: &LaunchSpec, stdio: [RawFd; 3], console: Option<RawFd>, err_pipe: OwnedFd) -> ! {
-    let err = match setup_and_exec(spec, stdio, console) {
+pub fn enter(
+    spec: &LaunchSpec,
+    stdio: [RawFd; 3],
+    console: Option<RawFd>,
+    init: Option<RawFd>,
+    err_pipe: OwnedFd,
+) -> ! {
+    let err = match setup_and_exec(spec, stdio, console, init) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -85,7 +91,7 @@ fn join_and_exec(
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
     harden(&spec.security, &ids)?;
-    exec(&spec.argv, &super::user::with_home(&spec.env, &ids.home))
+    exec(&spec.argv, &super::user::with_home(&spec.env, &ids.home), None)
 }
 
 /// Capabilities, no_new_privs, the user and seccomp, last before the exec (see [`super::security`]).
@@ -160,7 +166,12 @@ fn terminal(console: Option<RawFd>, ids: &Ids) -> Result<(), SetupError> {
         .map_err(|(errno, message)| SetupError { errno, message })
 }
 
-fn setup_and_exec(spec: &LaunchSpec, stdio: [RawFd; 3], console: Option<RawFd>) -> Result<Never, SetupError> {
+fn setup_and_exec(
+    spec: &LaunchSpec,
+    stdio: [RawFd; 3],
+    console: Option<RawFd>,
+    init: Option<RawFd>,
+) -> Result<Never, SetupError> {
     // Join the container's groups first: the cgroup namespace made below is rooted where we stand then.
     for procs in &spec.cgroup_procs {
         std::fs::write(procs, "0").map_err(|e| SetupError {
@@ -191,7 +202,7 @@ fn setup_and_exec(spec: &LaunchSpec, stdio: [RawFd; 3], console: Option<RawFd>) 
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
     harden(&spec.security, &ids)?;
-    exec(&spec.argv, &super::user::with_home(&spec.env, &ids.home))
+    exec(&spec.argv, &super::user::with_home(&spec.env, &ids.home), init)
 }
 
 /// The command starts with every signal unblocked and at its default action: the daemon blocks SIGINT and
@@ -421,7 +432,9 @@ fn resolve(program: &str, env: &[String]) -> Result<PathBuf, SetupError> {
     })
 }
 
-fn exec(argv: &[String], env: &[String]) -> Result<Never, SetupError> {
+/// Execs `argv` (its program found in the image's PATH) with `env`; with `init`, the sealed init, which
+/// runs it as its child (see [`super::pid1`]).
+fn exec(argv: &[String], env: &[String], init: Option<RawFd>) -> Result<Never, SetupError> {
     let program = argv.first().ok_or(SetupError { errno: libc::EINVAL, message: "empty command".into() })?;
     let path = resolve(program, env)?;
     let cstr = |s: &[u8]| {
@@ -433,6 +446,9 @@ fn exec(argv: &[String], env: &[String]) -> Result<Never, SetupError> {
     // Only 0, 1 and 2 may reach the command (the error pipe is O_CLOEXEC already).
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors; none is closed here.
     unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
-    let e = nix::unistd::execve(&path_c, &argv_c, &env_c).unwrap_err();
+    let e = match init {
+        Some(init) => super::pid1::exec_init(init, &path_c, &argv_c, &env_c),
+        None => nix::unistd::execve(&path_c, &argv_c, &env_c).unwrap_err(),
+    };
     Err(SetupError { errno: e as i32, message: format!("exec {}: {}", path.display(), e.desc()) })
 }

@@ -14,6 +14,7 @@ pub mod exec;
 pub mod init;
 pub mod monitor;
 mod output;
+pub mod pid1;
 pub mod seccomp;
 pub mod security;
 mod server;

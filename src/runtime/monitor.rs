@@ -71,6 +71,7 @@ fn run(state_dir: &Path) -> Result<(), String> {
     if answer.trim_end() != "go" {
         return Err("the daemon did not say go (it ended, or the network could not be connected): not starting".into());
     }
+    let init = spec.init.as_deref().map(super::pid1::sealed_init).transpose()?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // Held open by this monitor alone: the child sees it hang up if the monitor is gone.
     let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
@@ -86,7 +87,8 @@ fn run(state_dir: &Path) -> Result<(), String> {
             if monitor_gone(alive_r) {
                 std::process::exit(1);
             }
-            super::init::enter(&spec, ends.raw(), ends.console(), err_w)
+            let init = init.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+            super::init::enter(&spec, ends.raw(), ends.console(), init, err_w)
         }
         ForkResult::Parent { child } => child,
     };

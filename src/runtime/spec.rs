@@ -50,6 +50,9 @@ pub struct LaunchSpec {
     pub security: Security,
     #[serde(default)]
     pub stdio: Stdio,
+    /// Pid 1 is the init binary at this path, which runs the command (see [`super::pid1`]).
+    #[serde(default)]
+    pub init: Option<PathBuf>,
 }
 
 /// How a process's stdio is made and served: on the attach socket at `socket` (see [`crate::attach`]).

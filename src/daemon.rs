@@ -32,6 +32,8 @@ pub struct DaemonOptions {
     pub default_limits: crate::cgroups::Limits,
     /// How much output is kept per container and per exec.
     pub log_limits: crate::logs::LogLimits,
+    /// How much of the `events` file is kept.
+    pub event_limits: crate::logs::LogLimits,
     /// The bridge, its subnet and the containers' resolvers.
     pub network: crate::network::NetworkOptions,
     /// The group (`--group`) whose members may use the tree besides root.
@@ -106,6 +108,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
         network,
         opts.default_limits.clone(),
         opts.log_limits,
+        opts.event_limits,
     )?;
     engine.protect(&opts.root, &opts.mount);
     engine.set_init_path(opts.init_path.clone());

@@ -54,6 +54,12 @@ enum Command {
         /// 1): at most max-size x max-files of output is on disk.
         #[arg(long, env = "BOCKER_LOG_MAX_FILES", default_value = "5", value_parser = clap::value_parser!(u32).range(1..=1000))]
         log_max_files: u32,
+        /// Size at which the `events` file begins a new segment (K, M, G; at least 4K).
+        #[arg(long, env = "BOCKER_EVENTS_MAX_SIZE", default_value = "1M", value_parser = parse_log_size)]
+        events_max_size: u64,
+        /// How many segments of the `events` file are kept, the one written included (at least 1).
+        #[arg(long, env = "BOCKER_EVENTS_MAX_FILES", default_value = "5", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        events_max_files: u32,
         /// The init a container with `init` true runs as its pid 1 (statically linked: Debian's tini-static,
         /// Docker's docker-init); copied into a sealed memfd at each start.
         #[arg(long, env = "BOCKER_INIT_PATH", default_value = bockerfs::runtime::pid1::DEFAULT_INIT_PATH)]
@@ -240,6 +246,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
             default_pids_max,
             log_max_size,
             log_max_files,
+            events_max_size,
+            events_max_files,
             init_path,
             bridge,
             subnet,
@@ -260,6 +268,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
                 cgroup_parent,
                 default_limits,
                 log_limits: bockerfs::logs::LogLimits { max_size: log_max_size, max_files: log_max_files },
+                event_limits: bockerfs::logs::LogLimits { max_size: events_max_size, max_files: events_max_files },
                 network: bockerfs::network::NetworkOptions { bridge, subnet, dns },
                 group,
             };

@@ -292,6 +292,11 @@ impl Engine {
             st.notify(Changed::Container(name.to_string()));
             remove
         };
+        // Written before a stop waiting for this exit is woken, so `die` comes before its `stop`.
+        if rec.oom_killed {
+            self.container_event(name, "oom", &[]);
+        }
+        self.container_event(name, "die", &[("exit", &rec.exit_code.unwrap_or(255).to_string())]);
         self.changed.notify_all();
         let writer = self.lock().container(name).map(|c| Arc::clone(&c.writer));
         if let Ok(writer) = writer {

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::oci_config::{commit_config, import_config};
 use super::records::ImageRecord;
 use super::state::Image;
-use super::{Changed, Engine};
+use super::{Changed, Engine, EventType};
 use crate::caller::Caller;
 use crate::error::Error;
 use crate::model::{ContainerStatus, Op};
@@ -36,6 +36,7 @@ impl Engine {
         let config_raw = import_config(&record.created, changes);
         self.add_image(record, config_raw)?;
         info!(image = %id, source = %dir.display(), size, uid = caller.uid, "imported image");
+        self.event(EventType::Image, &id, "import", &[("source", &dir.display().to_string())]);
         Ok(id)
     }
 
@@ -117,6 +118,9 @@ impl Engine {
             // Layers this failed pull finished stand under no image: drop them.
             self.collect_layers();
         }
+        if let Ok(id) = &done {
+            self.event(EventType::Image, id, "pull", &[("ref", &name)]);
+        }
         done
     }
 
@@ -147,17 +151,21 @@ impl Engine {
     }
 
     pub(super) fn push(&self, spec: &PushSpec) -> Result<String, Error> {
-        let source = {
+        let (id, source) = {
             let st = self.view();
             let image = st.usable_image(&spec.image)?;
-            PushSource {
-                rootfs: self.store.image_path(&image.record.id),
-                config_raw: image.config_raw.clone(),
-                scratch: self.store.dir().join("blobs"),
-            }
+            (
+                image.record.id.clone(),
+                PushSource {
+                    rootfs: self.store.image_path(&image.record.id),
+                    config_raw: image.config_raw.clone(),
+                    scratch: self.store.dir().join("blobs"),
+                },
+            )
         };
         let digest = self.registry.push(spec, &source)?;
         info!(image = %spec.image, reference = %spec.reference.whole(), digest = %digest, "pushed image");
+        self.event(EventType::Image, &id, "push", &[("ref", &spec.reference.whole()), ("digest", &digest)]);
         Ok(digest)
     }
 
@@ -213,6 +221,7 @@ impl Engine {
         st.notify(Changed::Image(id.clone()));
         drop(st);
         info!(container = %name, image = %id, from = %source_image, replaced = existing.is_some(), "committed");
+        self.event(EventType::Image, &id, "commit", &[("container", name)]);
         if existing.is_none() {
             self.take_name(&id, &normalize(target)?);
         }
@@ -307,6 +316,7 @@ impl Engine {
         removed?;
         let _ = std::fs::remove_dir_all(&dir);
         info!(image = %id, "removed image");
+        self.event(EventType::Image, id, "remove", &[]);
         self.collect_layers();
         Ok(())
     }

@@ -41,7 +41,6 @@ impl Engine {
     /// `images/pull`, shown in `images/pulls`); a pull that fails fails the run with its errno, and nothing
     /// is left.
     pub(super) fn run(self: &Arc<Self>, image: &str, argv: Option<Vec<String>>) -> Result<String, Error> {
-        let t0 = Instant::now();
         let name = ids::new_id("ps_");
         let reserve = |image: &str| -> Result<(String, ImageConfig), Error> {
             let mut st = self.lock();
@@ -58,32 +57,55 @@ impl Engine {
             }
             (reserved, _) => reserved?,
         };
-        // A fresh name is nobody else's: snapshot straight into place, then one record, then start.
+        // A fresh name is nobody else's: snapshot straight into place, then one record, then start. Its events
+        // come once it has started: a run that fails leaves nothing, in `events` neither.
+        self.mute_events(&name);
+        let ran = self.run_named(&name, image_id, image_config, argv);
+        self.unmute_events(&name);
+        ran.map(|()| name)
+    }
+
+    /// The rest of [`Engine::run`], for the container `name` reserved for it.
+    fn run_named(
+        self: &Arc<Self>,
+        name: &str,
+        image_id: String,
+        image_config: ImageConfig,
+        argv: Option<Vec<String>>,
+    ) -> Result<(), Error> {
+        let t0 = Instant::now();
         let record = ContainerRecord {
             image: Some(image_id.clone()),
             image_config: Some(image_config),
             cmd: argv,
-            ..new_record(&name)
+            ..new_record(name)
         };
-        let made = self.store.snapshot_image(&image_id, &name).map_err(Error::from).and_then(|()| {
+        let made = self.store.snapshot_image(&image_id, name).map_err(Error::from).and_then(|()| {
             self.create_container(record).inspect_err(|_| {
-                let _ = self.store.delete_container(&name);
+                let _ = self.store.delete_container(name);
             })
         });
         if let Err(e) = made {
-            self.lock().reserved.remove(&name);
+            self.lock().reserved.remove(name);
             return Err(e);
         }
         let made_us = t0.elapsed().as_micros();
-        let started = self.start(&name);
+        let started = self.start(name);
         debug!(container = %name, made_us, start_us = t0.elapsed().as_micros(), "run timings");
         if let Err(e) = started {
-            if let Err(cleanup) = self.remove_container(&name) {
+            if let Err(cleanup) = self.remove_container(name) {
                 warn!(container = %name, error = %cleanup, "cannot remove a container whose run failed");
             }
             return Err(e);
         }
-        Ok(name)
+        Ok(())
+    }
+
+    fn created_event(&self, name: &str, image: Option<&str>) {
+        match image {
+            Some(image) => self.container_event(name, "create", &[("image", image)]),
+            None => self.container_event(name, "create", &[]),
+        }
     }
 
     /// `mkdir containers/NAME`: reserves the name, writes the record, then shows the container.
@@ -104,6 +126,7 @@ impl Engine {
     /// Writes the record of a container whose name is reserved and makes it visible in its place.
     fn create_container(&self, record: ContainerRecord) -> Result<(), Error> {
         let name = record.name.clone();
+        let record_image = record.image.clone();
         let dir = self.container_dir(&name);
         std::fs::create_dir_all(&dir).map_err(Error::record(format!("the directory of container '{name}'")))?;
         if let Err(e) = self.save(&record) {
@@ -116,6 +139,7 @@ impl Engine {
         st.notify(Changed::Container(name.clone()));
         drop(st);
         info!(container = %name, "created container");
+        self.created_event(&name, record_image.as_deref());
         Ok(())
     }
 
@@ -154,6 +178,7 @@ impl Engine {
         st.notify(Changed::Container(name.to_string()));
         drop(st);
         if removed.is_ok() {
+            self.container_event(name, "remove", &[]);
             self.remove_anonymous_volumes(&record);
         }
         removed.map(|()| true)
@@ -185,7 +210,9 @@ impl Engine {
             Ctl::Start => self.start(name).map(Response::Started),
             Ctl::Stop(grace) => self.stop(name, grace).map(|()| Response::Done),
             Ctl::Kill(signal) => {
-                self.running_process(name, Op::Kill)?.signal(signal).map_err(Error::from).map(|()| Response::Done)
+                self.running_process(name, Op::Kill)?.signal(signal).map_err(Error::from)?;
+                self.container_event(name, "kill", &[("signal", &(signal as i32).to_string())]);
+                Ok(Response::Done)
             }
             Ctl::CloseStdin => self.close_stdin(name).map(|()| Response::Done),
         }
@@ -276,6 +303,12 @@ impl Engine {
             }
         };
         info!(container = %name, pid = launched.pid, "started container");
+        if self.unmute_events(name) {
+            // A `run`'s: made and started in one request that succeeds now.
+            let image = self.view().containers.get(name).and_then(|c| c.record.image.clone());
+            self.created_event(name, image.as_deref());
+        }
+        self.container_event(name, "start", &[]);
         self.changed.notify_all();
         self.watch(name, launched.monitor_pid, launched.monitor_start);
         Ok(slot)
@@ -397,10 +430,15 @@ impl Engine {
         // know (an odd image) is SIGTERM too.
         let stop_signal = self.view().containers.get(name).map(|c| c.record.run_stop_signal()).unwrap_or_default();
         let signal = crate::request::parse_signal(&stop_signal).unwrap_or(Signal::SIGTERM);
-        let _ = process.signal(signal);
+        let kill = |signal: Signal| {
+            if process.signal(signal).is_ok() {
+                self.container_event(name, "kill", &[("signal", &(signal as i32).to_string())]);
+            }
+        };
+        kill(signal);
         if !self.wait_stopped(name, grace) {
             info!(container = %name, "grace period over: killing");
-            let _ = process.signal(Signal::SIGKILL);
+            kill(Signal::SIGKILL);
             self.wait_stopped(name, Duration::from_secs(10));
         }
         let mut st = self.lock();
@@ -409,6 +447,8 @@ impl Engine {
             st.container_mut(name)?.transition = None;
             st.notify(Changed::Container(name.to_string()));
         }
+        drop(st);
+        self.container_event(name, "stop", &[]);
         Ok(())
     }
 

@@ -30,10 +30,12 @@
 //! start, stop, remove), `exec`, `images` (import, pull, push, commit, removal), `names` (resolving what names an image, its
 //! names moved, tag and untag), `oci_config`,
 //! `configure`, `volumes`, `ports` (forwards and the firewall), `journal` (the error journal), `notify`
-//! (change notices) and `views` (what the FUSE side reads and renders).
+//! (change notices), `events` (the `events` file), `views` (what the FUSE side reads and renders) and
+//! `waits` (what a `wait` waits for, and when objects changed).
 
 mod anonymous;
 mod configure;
+mod events;
 mod exec;
 mod exits;
 mod images;
@@ -51,6 +53,7 @@ mod state;
 mod stdin;
 mod views;
 mod volumes;
+mod waits;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -58,10 +61,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use tracing::info;
 
 pub use crate::model::ContainerStatus;
+pub use events::EventType;
 pub use exits::{ExitSlot, LogHold};
 pub use notify::{Changed, Listener};
 pub use records::{ContainerRecord, ExecRecord, ImageRecord};
 pub use views::{ContainerView, ImageView};
+pub use waits::Wait;
 
 use crate::cgroups::{Cgroups, Limits};
 use crate::error::Error;
@@ -114,6 +119,8 @@ pub struct Engine {
     exit_saves: exits::ExitSaves,
     /// Who hears of changes (see `notify`).
     notices: notify::Notices,
+    /// The `events` file's writer (see `events`).
+    events: events::Events,
     /// The back-off of restarts by policy (see `restart`).
     restarts: restart::Restarts,
     /// The containers not running when the daemon started, for `start_by_policies`.

@@ -193,13 +193,20 @@ impl Engine {
     pub(super) fn tag(&self, image: &str, name: &str) -> Result<(), Error> {
         self.move_names(Some(image), &[name.to_string()])?;
         tracing::info!(image, name, "tagged");
+        if let Some(id) = self.image_of_name(name) {
+            self.event(super::EventType::Image, &id, "tag", &[("name", name)]);
+        }
         Ok(())
     }
 
     /// `images/untag`: `name` (normalised) is taken from its image; the image stays.
     pub(super) fn untag(&self, name: &str) -> Result<(), Error> {
+        let had = self.image_of_name(name);
         self.move_names(None, &[name.to_string()])?;
         tracing::info!(name, "untagged");
+        if let Some(id) = had {
+            self.event(super::EventType::Image, &id, "untag", &[("name", name)]);
+        }
         Ok(())
     }
 }

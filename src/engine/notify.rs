@@ -18,6 +18,8 @@ pub enum Changed {
     Image(String),
     /// A named volume: made or removed.
     Volume(String),
+    /// The `events` file grew by a line (see `events`).
+    Events,
 }
 
 /// Where change notices go.

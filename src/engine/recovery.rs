@@ -24,7 +24,8 @@ use crate::store::Store;
 
 impl Engine {
     /// Loads every record under `state_dir`, drops what an interrupted request left half-done, and
-    /// re-adopts containers that are still running.
+    /// re-adopts containers that are still running. `event_limits` bound the `events` file (see `events`).
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         state_dir: &Path,
         store: Store,
@@ -33,6 +34,7 @@ impl Engine {
         network: Network,
         defaults: Limits,
         log_limits: LogLimits,
+        event_limits: LogLimits,
     ) -> Result<Arc<Engine>, Error> {
         for sub in ["images", "containers"] {
             std::fs::create_dir_all(state_dir.join(sub))
@@ -138,6 +140,7 @@ impl Engine {
             watcher,
             exit_saves: Default::default(),
             notices: Default::default(),
+            events: super::events::Events::open(&state_dir.join("events"), event_limits),
             restarts: Default::default(),
             exited_at_open: Mutex::new(Vec::new()),
             init_path: std::sync::OnceLock::new(),

@@ -96,11 +96,13 @@ impl Engine {
     /// Starts `name` again by its policy, counting it. A start that fails is an exit of its own for the
     /// policy: recorded in `error` and tried again after the next wait.
     fn restart_by_policy(self: &Arc<Self>, name: &str) {
-        if let Err(e) = self.update_record(name, |_, r| {
+        let counted = self.update_record(name, |_, r| {
             r.restart_count += 1;
-            Ok(())
-        }) {
-            return warn!(container = %name, error = %e, "cannot count a restart");
+            Ok(r.restart_count)
+        });
+        match counted {
+            Ok(count) => self.container_event(name, "restart", &[("restart_count", &count.to_string())]),
+            Err(e) => return warn!(container = %name, error = %e, "cannot count a restart"),
         }
         if let Err(e) = self.start(name) {
             warn!(container = %name, error = %e, "restart by its policy failed");

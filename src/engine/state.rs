@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::SystemTime;
 
 use oci_spec::image::ImageConfiguration;
 
@@ -42,18 +43,22 @@ pub(super) struct Container {
     pub(super) exit: super::exits::ExitSlot,
     /// How many open `logs` files hold it (see [`super::exits::LogHold`]); shared by its copies.
     pub(super) log_readers: Arc<std::sync::atomic::AtomicUsize>,
+    /// When [`Container::status`] last changed (set as each change is published, see [`StateGuard`]); at
+    /// load, the time of its record's settled status (the mtime of its directory and its `status`).
+    pub(super) status_since: SystemTime,
 }
 
 impl Container {
     pub(super) fn new(record: ContainerRecord) -> Container {
         Container {
-            record,
             transition: None,
             pending_image: None,
             execs: BTreeMap::new(),
             writer: Arc::new(RecordLock::default()),
             exit: Default::default(),
             log_readers: Default::default(),
+            status_since: settled_since(&record),
+            record,
         }
     }
 
@@ -82,6 +87,19 @@ impl Container {
             refuse(status)
         }
     }
+}
+
+/// When `record` reached its settled status, as far as its record says (to the second): its exit, its
+/// start, else its creation; the epoch if none can be read.
+fn settled_since(record: &ContainerRecord) -> SystemTime {
+    let time = match record.status {
+        ContainerStatus::Exited => record.finished_at.as_deref(),
+        ContainerStatus::Running => record.started_at.as_deref(),
+        _ => None,
+    };
+    time.or(Some(record.created.as_str()))
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 #[derive(Clone, Default)]
@@ -249,13 +267,28 @@ impl std::ops::DerefMut for StateGuard<'_> {
 
 impl Drop for StateGuard<'_> {
     fn drop(&mut self) {
-        let Some(guard) = self.guard.take() else { return };
+        let Some(mut guard) = self.guard.take() else { return };
         if self.dirty {
+            stamp_status_changes(&mut guard, &self.engine.published, &self.notices);
             publish(&self.engine.published, Arc::new(guard.clone()));
         }
         drop(guard);
         for what in self.notices.drain(..) {
             self.engine.notify(what);
+        }
+    }
+}
+
+/// Sets `status_since` of each container a notice names whose status differs from the one last published
+/// (made, started, stopping, exited...), so the time its files show moves with the change itself.
+fn stamp_status_changes(state: &mut State, published: &RwLock<Arc<State>>, notices: &[Changed]) {
+    let before = Arc::clone(&published.read().unwrap_or_else(|e| e.into_inner()));
+    let now = SystemTime::now();
+    for what in notices {
+        let Changed::Container(name) = what else { continue };
+        let was = before.containers.get(name).map(|c| c.status());
+        if let Some(c) = state.containers.get_mut(name).filter(|c| Some(c.status()) != was) {
+            Arc::make_mut(c).status_since = now;
         }
     }
 }

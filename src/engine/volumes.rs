@@ -19,7 +19,7 @@ use tracing::info;
 
 use super::records::ContainerRecord;
 use super::state::State;
-use super::{Changed, Engine};
+use super::{Changed, Engine, EventType};
 use crate::error::Error;
 use crate::model::{VolumeSource, VolumeSpec};
 use crate::runtime::spec::BindMount;
@@ -129,6 +129,7 @@ impl Engine {
         st.notify(Changed::Volume(name.to_string()));
         drop(st);
         info!(volume = %name, "created volume");
+        self.event(EventType::Volume, name, "create", &[]);
         Ok(())
     }
 
@@ -164,6 +165,7 @@ impl Engine {
         st.notify(Changed::Volume(name.to_string()));
         drop(st);
         info!(volume = %name, "removed volume");
+        self.event(EventType::Volume, name, "remove", &[]);
         Ok(())
     }
 

@@ -23,13 +23,15 @@ enum Object {
 }
 
 impl Object {
-    fn of(what: &Changed) -> Object {
-        match what {
+    /// The object `what` is about; none for the `events` file (its attributes are never cached).
+    fn of(what: &Changed) -> Option<Object> {
+        Some(match what {
             Changed::Container(c) => Object::Container(c.clone()),
             Changed::Exec(c, n) => Object::Exec(c.clone(), *n),
             Changed::Image(id) => Object::Image(id.clone()),
             Changed::Volume(v) => Object::Volume(v.clone()),
-        }
+            Changed::Events => return None,
+        })
     }
 
     /// The objects `node` belongs to (an exec's nodes belong to its container too).
@@ -96,8 +98,9 @@ impl Inodes {
     /// files of containers that show what they take from images.
     pub(super) fn stale_after(&self, what: &Changed) -> Vec<u64> {
         let cached = |ino: &&u64| self.nodes.get(ino).is_some_and(attrs_cached);
+        let object = Object::of(what);
         let mut stale: Vec<u64> =
-            self.objects.get(&Object::of(what)).into_iter().flatten().filter(cached).copied().collect();
+            object.and_then(|o| self.objects.get(&o)).into_iter().flatten().filter(cached).copied().collect();
         if let Changed::Image(_) = what {
             let containers = self.objects.iter().filter(|(o, _)| matches!(o, Object::Container(_)));
             let derived =
@@ -109,7 +112,7 @@ impl Inodes {
 
     /// Forgets the numbers of `what`, which is gone (for a container, its execs' too).
     pub(super) fn retire(&mut self, what: &Changed) {
-        let object = Object::of(what);
+        let Some(object) = Object::of(what) else { return };
         for ino in self.objects.remove(&object).unwrap_or_default() {
             if let Some(node) = self.nodes.remove(&ino) {
                 self.by_node.remove(&node);

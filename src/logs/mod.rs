@@ -142,6 +142,12 @@ impl Extent {
     }
 }
 
+/// When the log in `dir` was last written: its newest segment's mtime; `None` if it has none.
+pub fn modified(dir: &Path) -> Option<std::time::SystemTime> {
+    let newest = segments(dir).ok()?.pop()?;
+    std::fs::metadata(newest.path).and_then(|m| m.modified()).ok()
+}
+
 /// How many times a read lists the segments again when one vanished under it (a rotation).
 const RETRIES: usize = 8;
 

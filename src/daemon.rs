@@ -140,6 +140,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     };
     let fs = ControlFs::new(engine.clone(), Access { group: opts.group.as_ref().map(|g| g.gid) });
     let invalidator = fs.invalidator();
+    let waits = fs.waits();
     let mut session = fuser::Session::new(fs, &opts.mount, &config)
         .map_err(|source| DaemonError::Mount { mount: opts.mount.clone(), source })?;
     // The kernel's caches of the tree are dropped on the engine's change notices through this session.
@@ -150,6 +151,8 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
         if let Ok(sig) = stop.wait() {
             info!(signal = %sig, "stopping: unmounting the control filesystem");
         }
+        // A reader parked on a `wait` would keep the mount busy until its container ends.
+        waits.stop();
         if let Err(e) = unmounter.unmount() {
             warn!(mount = %mount.display(), error = %e, "cannot unmount; detaching it");
             let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);

@@ -38,7 +38,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,7 @@ pub(super) fn attrs_cached(node: &Node) -> bool {
     !matches!(
         node,
         Node::Errors
+            | Node::Events
             | Node::Pulls
             | Node::Scratch(_)
             | Node::ByName(_)
@@ -162,8 +163,9 @@ struct Shared {
 }
 
 impl KernelCache {
-    /// Listens to `engine`'s changes and starts the two threads that turn them into invalidations.
-    pub(super) fn start(engine: &Arc<Engine>, inodes: Arc<Mutex<Inodes>>) -> KernelCache {
+    /// Listens to `engine`'s changes and starts the thread that turns them into invalidations, which then
+    /// hands each notice on to `after` (the waits and polls of [`super::waits`]).
+    pub(super) fn start(engine: &Arc<Engine>, inodes: Arc<Mutex<Inodes>>, after: Sender<Changed>) -> KernelCache {
         let shared = Arc::new(Shared {
             notifier: OnceLock::new(),
             epochs: Mutex::new(None),
@@ -182,7 +184,7 @@ impl KernelCache {
             let n = heard.heard.fetch_add(1, Ordering::SeqCst) + 1;
             let _ = tx.send((n, what));
         }));
-        let attrs = Attrs { shared: Arc::clone(&shared), engine: Arc::downgrade(engine), inodes };
+        let attrs = Attrs { shared: Arc::clone(&shared), engine: Arc::downgrade(engine), inodes, after };
         spawn("bocker-inval-attrs", move || attrs.run(attrs_rx));
         KernelCache { shared }
     }
@@ -257,13 +259,16 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
 }
 
 /// The `attrs` thread: drops the attributes each notice makes stale and, for an object that is gone,
-/// retires its inode numbers (its name is not cached: see `entry_ttl`); then counts the notice settled. It
+/// retires its inode numbers (its name is not cached: see `entry_ttl`); then counts the notice settled and
+/// hands it on. It
 /// waits for nothing a request holds: only for the engine's state lock and our inode table, never held
 /// across a wait for a request.
 struct Attrs {
     shared: Arc<Shared>,
     engine: Weak<Engine>,
     inodes: Arc<Mutex<Inodes>>,
+    /// Where each notice goes once settled.
+    after: Sender<Changed>,
 }
 
 impl Attrs {
@@ -295,9 +300,13 @@ impl Attrs {
                     }
                 }
             }
-            let _guard = lock(&self.shared.settled_lock);
-            self.shared.settled.store(n, Ordering::SeqCst);
-            self.shared.settled_cond.notify_all();
+            {
+                let _guard = lock(&self.shared.settled_lock);
+                self.shared.settled.store(n, Ordering::SeqCst);
+                self.shared.settled_cond.notify_all();
+            }
+            // A reader woken by it (a `wait`, a poll) finds the kernel's caches right.
+            let _ = self.after.send(what);
         }
     }
 }

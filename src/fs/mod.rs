@@ -19,8 +19,10 @@ mod pool;
 mod readme;
 mod render;
 mod scratch;
+mod times;
 mod tree;
 mod values;
+mod waits;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -42,6 +44,7 @@ use inodes::Inodes;
 use logs::read_at;
 use pool::Pool;
 use tree::{ContainerFile, ExecFile, ImageFile, Kind, Node};
+pub use waits::Waits;
 
 /// The time-to-live of attributes a setattr answers with: none (the next stat asks again).
 const TTL: Duration = Duration::ZERO;
@@ -63,6 +66,8 @@ struct OpenFile {
     /// For `logs` and the other views of a log: the view's logical offset (see [`crate::logs`]) of this
     /// open file's offset 0.
     log_base: u64,
+    /// What its polls and waits keep ([`waits`]).
+    watch: waits::Watch,
 }
 
 /// The control filesystem.
@@ -83,6 +88,8 @@ pub struct ControlFs {
     values: Arc<values::Values>,
     /// Where reads of `logs` and `errors` run ([`logs`]).
     disk: Pool,
+    /// The reads of `wait` that wait, and the polls ([`waits`]).
+    waits: waits::Waits,
 }
 
 /// Workers for writes, mkdir and rmdir, and how many more may wait for one.
@@ -101,11 +108,14 @@ impl ControlFs {
         let mut inodes = Inodes::default();
         inodes.ino(&Node::Root);
         let inodes = Arc::new(Mutex::new(inodes));
-        let cache = KernelCache::start(&engine, Arc::clone(&inodes));
+        let (settled, notices) = std::sync::mpsc::channel();
+        let cache = KernelCache::start(&engine, Arc::clone(&inodes), settled);
+        let open_files = Arc::new(Mutex::new(HashMap::new()));
+        let waits = waits::Waits::start(&engine, Arc::clone(&open_files), notices);
         ControlFs {
             engine,
             inodes,
-            open_files: Arc::new(Mutex::new(HashMap::new())),
+            open_files,
             listings: Default::default(),
             cache,
             next_fh: AtomicU64::new(1),
@@ -114,7 +124,13 @@ impl ControlFs {
             pool: Pool::new(POOL_WORKERS, POOL_QUEUE),
             values: Arc::default(),
             disk: Pool::new(DISK_WORKERS, DISK_QUEUE),
+            waits,
         }
+    }
+
+    /// What answers the parked reads of `wait`: told when the daemon stops ([`waits::Waits::stop`]).
+    pub fn waits(&self) -> Waits {
+        self.waits.clone()
     }
 
     /// Hands the mounted session's notifier to the threads that keep the kernel's caches right.
@@ -198,6 +214,7 @@ impl ControlFs {
     fn growing_file(&self, node: &Node) -> Option<std::path::PathBuf> {
         match node {
             Node::Errors => Some(self.engine.errors_path()),
+            Node::Events => Some(self.engine.events_path()),
             Node::ContainerFile(name, ContainerFile::Log(_)) => self.engine.logs_path(name),
             Node::ExecFile(name, n, ExecFile::Log(_)) => self.engine.exec_logs_path(name, *n),
             _ => None,
@@ -234,14 +251,15 @@ impl ControlFs {
             Kind::File { .. } => FileType::RegularFile,
         };
         let size = self.size(node, fh)?;
+        let mtime = self.mtime(node);
         Ok(FileAttr {
             ino: INodeNo(ino),
             size,
             blocks: size.div_ceil(512),
-            atime: self.mounted_at,
-            mtime: self.mounted_at,
-            ctime: self.mounted_at,
-            crtime: self.mounted_at,
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime.min(self.mounted_at),
             kind,
             perm: self.access.mode(
                 node.perm(),
@@ -292,6 +310,7 @@ impl ControlFs {
             exit: None,
             _hold: hold,
             log_base,
+            watch: Default::default(),
         };
         lock(&self.open_files).insert(fh, file);
         Ok((fh, how))
@@ -333,6 +352,7 @@ impl ControlFs {
             drop(files);
             return Ok(self.values.scratch_read(id, offset, size));
         }
+        self.refreshed(file, offset);
         let snapshot = Arc::clone(&file.snapshot);
         drop(files);
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(snapshot.len());

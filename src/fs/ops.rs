@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use fuser::{
     Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyWrite, Request as FuseRequest, TimeOrNow, WriteFlags,
+    PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll, ReplyWrite, Request as FuseRequest, TimeOrNow, WriteFlags,
 };
 
 use super::cache::attr_ttl;
@@ -234,24 +234,37 @@ impl Filesystem for ControlFs {
         }
     }
 
+    /// A read of `wait` may be parked until its process ends ([`super::waits`]); one of a log's view or
+    /// `errors` is done on a worker; the others are served from the open file's snapshot.
     fn read(
         &self,
-        _req: &FuseRequest,
+        req: &FuseRequest,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let nonblocking = flags.0 & libc::O_NONBLOCK != 0;
+        let Some(reply) = self.read_wait(fh, offset, size, nonblocking, req.pid(), reply) else { return };
         let answer = |read: Result<Vec<u8>, Errno>, reply: ReplyData| match read {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         };
         match self.disk_read(fh, offset) {
             // On a worker, so a cold read of the disk holds up no other request (or here, if all are busy).
-            Some(Ok(read)) => self.disk.submit(move |_| answer(read.run(size), reply)),
+            Some(Ok(read)) => {
+                let files = Arc::clone(&self.open_files);
+                self.disk.submit(move |_| {
+                    let read = read.run(size);
+                    if let Ok(data) = &read {
+                        ControlFs::read_up_to(&files, fh.0, offset.saturating_add(data.len() as u64));
+                    }
+                    answer(read, reply)
+                })
+            }
             Some(Err(e)) => reply.error(e),
             None => answer(self.read_file(fh, offset, size), reply),
         }
@@ -362,6 +375,23 @@ impl Filesystem for ControlFs {
 
     fn fsync(&self, _req: &FuseRequest, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         reply.ok();
+    }
+
+    /// `poll()`, `select()`, epoll: ready when a read would give something new ([`super::waits`]).
+    fn poll(
+        &self,
+        _req: &FuseRequest,
+        _ino: INodeNo,
+        fh: FileHandle,
+        notifier: PollNotifier,
+        _events: PollEvents,
+        flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        match self.poll_file(fh, notifier, flags) {
+            Ok(events) => reply.poll(events),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn release(

@@ -127,7 +127,20 @@ pub fn content(engine: &Engine, node: &Node) -> Result<Vec<u8>, Errno> {
         Node::ContainerFile(_, ContainerFile::Ctl) => Ok(readme::CTL_HELP.as_bytes().to_vec()),
         Node::ContainerFile(name, ContainerFile::Field(f)) => container_field(engine, name, *f).ok_or(Errno::ENOENT),
         Node::ExecFile(name, n, ExecFile::Field(f)) => exec_field(engine, name, *n, *f).ok_or(Errno::ENOENT),
+        // What a read would give at once: the code once it is not running, nothing while it runs (a read then
+        // waits: see `waits`), so its size is 0 then and a preview reads nothing.
+        Node::ContainerFile(name, ContainerFile::Wait) => {
+            Ok(wait_bytes(engine.container_wait(name).ok_or(Errno::ENOENT)?))
+        }
+        Node::ExecFile(name, n, ExecFile::Wait) => Ok(wait_bytes(engine.exec_wait(name, *n).ok_or(Errno::ENOENT)?)),
         _ => Ok(Vec::new()),
+    }
+}
+
+fn wait_bytes(wait: crate::engine::Wait) -> Vec<u8> {
+    match wait {
+        crate::engine::Wait::Ended { code, .. } => line(code),
+        crate::engine::Wait::Running(_) => Vec::new(),
     }
 }
 

@@ -11,6 +11,9 @@ pub enum Node {
     Root,
     Readme,
     Errors,
+    /// `events` at the root: the daemon's event stream, read from its segments as a log is (see
+    /// [`crate::engine::EventType`]).
+    Events,
     Images,
     Import,
     Pull,
@@ -56,9 +59,11 @@ pub enum ExecFile {
     Log(LogView),
     /// A symlink to the exec's attach socket.
     Attach,
+    /// A read waits until it has exited, then gives its exit code (see [`super::waits`]).
+    Wait,
 }
 
-const EXEC_FILES: [(&str, ExecFile); 11] = [
+const EXEC_FILES: [(&str, ExecFile); 12] = [
     ("cmd", ExecFile::Field(ExecField::Cmd)),
     ("status", ExecFile::Field(ExecField::Status)),
     ("exit_code", ExecFile::Field(ExecField::ExitCode)),
@@ -70,6 +75,7 @@ const EXEC_FILES: [(&str, ExecFile); 11] = [
     ("stderr", ExecFile::Log(LogView::Stderr)),
     ("log_index", ExecFile::Log(LogView::Index)),
     ("attach", ExecFile::Attach),
+    ("wait", ExecFile::Wait),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,6 +93,8 @@ pub enum ContainerFile {
     Attach,
     /// Write bytes for the command's stdin (when `interactive`).
     Stdin,
+    /// A read waits until it is not running, then gives its exit code (see [`super::waits`]).
+    Wait,
 }
 
 /// How a node is read and written.
@@ -113,7 +121,7 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 50] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 51] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -164,6 +172,7 @@ const CONTAINER_FILES: [(&str, ContainerFile); 50] = [
     ("rootfs", ContainerFile::Rootfs),
     ("attach", ContainerFile::Attach),
     ("stdin", ContainerFile::Stdin),
+    ("wait", ContainerFile::Wait),
 ];
 
 impl Node {
@@ -172,6 +181,7 @@ impl Node {
         Some(match (self, name) {
             (Node::Root, "README") => Node::Readme,
             (Node::Root, "errors") => Node::Errors,
+            (Node::Root, "events") => Node::Events,
             (Node::Root, "images") => Node::Images,
             (Node::Root, "containers") => Node::Containers,
             (Node::Root, "volumes") => Node::Volumes,
@@ -219,7 +229,7 @@ impl Node {
     pub fn fixed_children(&self) -> Vec<(&'static str, Node)> {
         let named = |names: &[&'static str]| names.iter().filter_map(|n| Some((*n, self.child(n)?))).collect();
         match self {
-            Node::Root => named(&["README", "errors", "images", "containers", "volumes"]),
+            Node::Root => named(&["README", "errors", "events", "images", "containers", "volumes"]),
             Node::Volume(_) => named(&["data"]),
             Node::Images => named(&["import", "pull", "push", "pulls", "tag", "untag", "by-name"]),
             Node::Containers => named(&["run"]),
@@ -252,7 +262,9 @@ impl Node {
             | Node::ExecFile(_, _, ExecFile::Attach)
             | Node::VolumeData(_)
             | Node::NameLink(_) => Kind::Symlink,
-            Node::Readme | Node::Errors | Node::Pulls | Node::ImageFile(..) | Node::ExecFile(..) => file(false, true),
+            Node::Readme | Node::Errors | Node::Events | Node::Pulls | Node::ImageFile(..) | Node::ExecFile(..) => {
+                file(false, true)
+            }
             Node::Import | Node::Pull | Node::Push | Node::Tag | Node::Untag | Node::Run | Node::Scratch(_) => {
                 file(true, true)
             }
@@ -298,10 +310,11 @@ impl Node {
     }
 
     /// Which view of a log this file is, for a container's or an exec's `logs`, `stdout`, `stderr` and
-    /// `log_index`.
+    /// `log_index`; `events`, kept in segments as a log is, reads as a `logs`.
     pub fn log_view(&self) -> Option<LogView> {
         match self {
             Node::ContainerFile(_, ContainerFile::Log(v)) | Node::ExecFile(_, _, ExecFile::Log(v)) => Some(*v),
+            Node::Events => Some(LogView::Logs),
             _ => None,
         }
     }
@@ -364,6 +377,7 @@ impl Node {
             Node::Root => String::new(),
             Node::Readme => "README".into(),
             Node::Errors => "errors".into(),
+            Node::Events => "events".into(),
             Node::Images => "images".into(),
             Node::Import => "images/import".into(),
             Node::Pull => "images/pull".into(),

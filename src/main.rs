@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bockerfs::cgroups::{Limit, Limits};
-use bockerfs::cli::{Cli, DetachKeys, ExecOptions, LogsOptions, RunOptions};
+use bockerfs::cli::{Cli, DetachKeys, EventsOptions, ExecOptions, LogsOptions, RunOptions};
 use bockerfs::daemon::{self, DaemonOptions};
 
 #[derive(Parser)]
@@ -142,6 +142,24 @@ enum Command {
         detach_keys: Option<DetachKeys>,
         /// The running container's name.
         container: String,
+    },
+    /// Wait until each container is not running, then print its exit code (a line each, in the order
+    /// given; 0 for one never started), as docker wait. Reads containers/NAME/wait, which blocks until then.
+    /// Exits 1 if one does not exist (the others are still waited for).
+    Wait {
+        #[arg(required = true, value_name = "NAME")]
+        containers: Vec<String>,
+    },
+    /// Print the daemon's events, a line each (TIME TYPE NAME ACTION [KEY=VALUE...]), and follow them as
+    /// they come, until interrupted.
+    ///
+    /// Reads the events file at the mount's root: what it keeps (the daemon's --events-max-size x
+    /// --events-max-files), then what is added, woken by poll() on the open file. Types and actions:
+    /// container create start die (exit=CODE) oom kill (signal=N) stop restart (restart_count=N) remove;
+    /// image import pull push commit tag untag remove; volume create remove.
+    Events {
+        #[command(flatten)]
+        options: EventsOptions,
     },
     /// Make an image of a container's filesystem: replace IMAGE if it exists, else a new image named IMAGE.
     Commit { container: String, image: String },
@@ -289,6 +307,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,
         Command::Tag { image, name } => cli(args.mount)?.tag(&image, &name)?,
         Command::Inspect { what } => cli(args.mount)?.inspect(&what)?,
+        Command::Wait { containers } => cli(args.mount)?.wait(&containers)?,
+        Command::Events { options } => cli(args.mount)?.events(&options)?,
         Command::Monitor { state_dir } => bockerfs::runtime::monitor::main(&state_dir),
         Command::ExecHelper { dir } => bockerfs::runtime::exec::main(&dir),
     };

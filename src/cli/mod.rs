@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::registry::{familiar, normalize};
 pub use attach::{AttachFlags, ExecOptions};
 use bars::{Bars, Out};
+pub use events::EventsOptions;
 pub use keys::DetachKeys;
 pub use logs::{LogsOptions, Tail};
 pub use run::RunOptions;
@@ -42,6 +43,7 @@ macro_rules! say {
 
 mod attach;
 mod bars;
+mod events;
 mod keys;
 mod logs;
 mod run;

@@ -183,6 +183,8 @@ fn whole_tree(b: &Bocker) -> Vec<(String, String)> {
         "memory.peak",
         "cpu.usage_usec",
         "pids.current",
+        // A read waits for the running container's end.
+        "wait",
     ];
     let mut out = Vec::new();
     let mut dirs = vec![String::new()];

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Make an image of a directory, configure a container by hand, start it, wait, read its output.
+# Make an image of a directory, configure a container by hand, start it, wait for its end, read its output.
 # Usage: 01-import-and-run.sh ROOTFS_DIR   (BOCKER_MOUNT: the mount, default /mnt/bocker)
 set -eu
 M=${BOCKER_MOUNT:-/mnt/bocker}
@@ -16,9 +16,10 @@ mkdir "$M/containers/hello"
 echo "$IMG" > "$M/containers/hello/image"
 echo "sh -c 'echo hello from \$(hostname); exit 7'" > "$M/containers/hello/cmd"
 echo start > "$M/containers/hello/ctl"
-while [ "$(cat "$M/containers/hello/status")" = running ]; do sleep 0.05; done
+# A read of wait blocks until the container is not running, then gives its exit code.
+CODE=$(cat "$M/containers/hello/wait")
 
 echo "status: $(cat "$M/containers/hello/status")"
-echo "exit_code: $(cat "$M/containers/hello/exit_code")"
+echo "exit_code: $CODE"
 echo "logs:"
 cat "$M/containers/hello/logs"

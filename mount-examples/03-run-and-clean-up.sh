@@ -9,7 +9,7 @@ exec 3<>"$M/containers/run"
 echo "$IMG sh -c 'echo one shot'" >&3
 ID=$(cat <&3)
 exec 3>&-
-while [ "$(cat "$M/containers/$ID/status")" = running ]; do sleep 0.05; done
+cat "$M/containers/$ID/wait" > /dev/null       # blocks until it has exited
 echo "$ID said: $(cat "$M/containers/$ID/logs")"
 
 mkdir "$M/containers/service"

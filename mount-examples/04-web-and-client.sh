@@ -22,7 +22,7 @@ mkdir "$M/containers/client"
 echo "$IMG" > "$M/containers/client/image"
 echo "sh -c 'sleep 0.3; wget -q -O- http://$WEB/; wget -q -O- http://$GATEWAY:$PORT/'" > "$M/containers/client/cmd"
 echo start > "$M/containers/client/ctl"
-while [ "$(cat "$M/containers/client/status")" = running ]; do sleep 0.05; done
+cat "$M/containers/client/wait" > /dev/null    # blocks until the client has exited
 cat "$M/containers/client/logs"
 
 echo "stop 1" > "$M/containers/web/ctl"

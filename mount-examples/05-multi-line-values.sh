@@ -23,7 +23,7 @@ echo "sh -c 'echo \$GREETING \$TARGET \$MODE \$LEVEL; touch /a/x && ls /a; touch
     > "$C/cmd"
 echo "env: $(grep -c = "$C/env") lines, volumes: $(wc -l < "$C/volumes") lines"
 echo start > "$C/ctl"
-while [ "$(cat "$C/status")" = running ]; do sleep 0.05; done
+cat "$C/wait" > /dev/null                        # blocks until it has exited
 cat "$C/logs"
 
 rmdir "$C" "$M/volumes/conf-a" "$M/volumes/conf-b"

@@ -55,8 +55,10 @@ impl AttachFlags {
         Ok(())
     }
 
-    fn plan(&self, nudge: bool) -> Plan {
-        Plan { stdin: self.interactive, tty: self.tty, keys: self.detach_keys.clone().unwrap_or_default(), nudge }
+    /// A session's plan: `attach` (a re-attach) nudges the window and leaves stdin open at its end.
+    fn plan(&self, attach: bool) -> Plan {
+        let keys = self.detach_keys.clone().unwrap_or_default();
+        Plan { stdin: self.interactive, tty: self.tty, keys, nudge: attach, close_at_eof: !attach }
     }
 
     /// The options as the `exec` line takes them before the command's words.

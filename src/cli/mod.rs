@@ -42,6 +42,7 @@ macro_rules! say {
 mod attach;
 mod bars;
 mod keys;
+mod lifecycle;
 mod run;
 mod session;
 mod terminal;

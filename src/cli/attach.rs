@@ -126,8 +126,12 @@ impl Cli {
         };
         flags.check_terminal()?;
         let stopped = || CliError::Failed("You cannot attach to a stopped container, start it first".into());
-        if self.read(&format!("{dir}/status")) != "running" {
-            return Err(stopped());
+        match self.read(&format!("{dir}/status")).as_str() {
+            "running" => {}
+            "paused" => {
+                return Err(CliError::Failed("You cannot attach to a paused container, unpause it first".into()))
+            }
+            _ => return Err(stopped()),
         }
         let Some(conn) = self.connect(&dir, WANT_OUTPUT)? else { return Err(stopped()) };
         let out = session::run(&conn, &flags.plan(true)).map_err(session_err)?;

@@ -43,6 +43,7 @@ macro_rules! say {
 mod attach;
 mod bars;
 mod keys;
+mod lifecycle;
 mod logs;
 mod run;
 mod session;

@@ -8,8 +8,8 @@
 use std::fs::File;
 use std::io;
 
-use super::index::{read_full, Record, SegIndex, Stream, LEGACY_PIECE};
-use super::{extent, read_at, segments, Extent, LogError, Segment, RETRIES};
+use super::index::{Record, SegIndex, Stream, LEGACY_PIECE, LOOK_BACK};
+use super::{extent, read_at, read_full, segments, Extent, LogError, Segment, RETRIES};
 
 /// What a log file of the tree shows of a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,8 +26,6 @@ pub enum LogView {
 /// the newline.
 pub const INDEX_LINE: u64 = 80;
 
-/// How many records back from a segment's end a reader looks for its last readable one.
-const LOOK_BACK: u64 = 4096;
 /// The widest span of a segment read in one go to pick a stream's pieces out of it.
 const SPAN: u64 = 1 << 20;
 

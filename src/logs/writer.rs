@@ -14,12 +14,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::index::{index_path, legacy, mtime_ns, read_full, Record, SegIndex, Stream, LEGACY_PIECE, RECORD};
+use super::index::{index_path, legacy, mtime_ns, Record, SegIndex, Stream, LEGACY_PIECE, LOOK_BACK, RECORD};
 use super::views::legacy_seq;
-use super::{segment_name, segments, LogError, LogLimits, Segment};
-
-/// How many records back from its end a reopened segment's index is searched for its last good one.
-const LOOK_BACK: u64 = 4096;
+use super::{read_full, segment_name, segments, LogError, LogLimits, Segment};
 
 /// The newest segment of a log, open for appending.
 pub struct Writer {

@@ -20,6 +20,9 @@ pub enum Error {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    /// EOPNOTSUPP (no freezer), ETIMEDOUT (not frozen in time), EIO: a pause or an unpause.
+    #[error(transparent)]
+    Freeze(#[from] crate::cgroups::FreezeError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
     /// ENOENT: no container of that name.
@@ -83,6 +86,7 @@ impl Error {
             Error::Parse(ParseError::TimeoutRange(_)) => libc::ERANGE,
             Error::Parse(_) | Error::Invalid(_) => libc::EINVAL,
             Error::Cgroup(e) => e.errno(),
+            Error::Freeze(e) => e.errno(),
             Error::Network(e) => e.errno(),
             Error::Store(e) => e.errno(),
             Error::Runtime(e) => e.errno(),

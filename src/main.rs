@@ -164,7 +164,23 @@ enum Command {
     /// Make an image of a container's filesystem: replace IMAGE if it exists, else a new image named IMAGE.
     Commit { container: String, image: String },
     /// Remove a container or an image (by id).
-    Rm { id: String },
+    Rm {
+        /// Kill a running or paused container first (docker rm -f).
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Stop a container (SIGTERM, SIGKILL after the grace period) if it runs, then start it.
+    Restart {
+        /// Seconds to wait for it to stop before killing it.
+        #[arg(short = 't', long = "time", value_name = "SECONDS", default_value_t = 10)]
+        time: u64,
+        container: String,
+    },
+    /// Freeze every process of a running container (the cgroup freezer): no CPU until unpaused.
+    Pause { container: String },
+    /// Thaw a paused container.
+    Unpause { container: String },
     /// Remove an image's name (alpine, alpine:3.20, REGISTRY/REPO:TAG), and the image with its last name;
     /// an image id (or a unique prefix of one) removes the image.
     Rmi { image: String },
@@ -303,7 +319,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Logs { options, container } => cli(args.mount)?.logs(&container, &options)?,
         Command::Exec { options, container, command } => cli(args.mount)?.exec(&container, &command, &options)?,
         Command::Attach { detach_keys, container } => cli(args.mount)?.attach(&container, detach_keys)?,
-        Command::Rm { id } => cli(args.mount)?.rm(&id)?,
+        Command::Rm { force: false, id } => cli(args.mount)?.rm(&id)?,
+        Command::Rm { force: true, id } => cli(args.mount)?.rm_force(&id)?,
+        Command::Restart { time, container } => cli(args.mount)?.restart(&container, time)?,
+        Command::Pause { container } => cli(args.mount)?.pause(&container)?,
+        Command::Unpause { container } => cli(args.mount)?.unpause(&container)?,
         Command::Rmi { image } => cli(args.mount)?.rmi(&image)?,
         Command::Tag { image, name } => cli(args.mount)?.tag(&image, &name)?,
         Command::Inspect { what } => cli(args.mount)?.inspect(&what)?,

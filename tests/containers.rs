@@ -157,7 +157,10 @@ fn stop_and_kill_end_a_running_container() {
     b.wait_status("sleeper", "exited");
     // A death by signal reads as 128 + the signal, as in a shell.
     assert_eq!(b.read("containers/sleeper/exit_code"), "137\n");
-    assert_eq!(b.read("containers/sleeper/ctl"), "start\nstop [SECONDS]\nkill [SIGNAL]\nclose-stdin\n");
+    assert_eq!(
+        b.read("containers/sleeper/ctl"),
+        "start\nstop [SECONDS]\nrestart [SECONDS]\nkill [SIGNAL]\npause\nunpause\nremove\nclose-stdin\n"
+    );
 }
 
 #[test]

@@ -61,8 +61,8 @@ fn container_writes_fail_with_the_right_errno_and_change_nothing() {
     refused(&b, "c", "ctl", "stop now", libc::EINVAL, "bad timeout 'now'");
     refused(&b, "c", "ctl", "kill SIGNOPE", libc::EINVAL, "unknown signal 'SIGNOPE'");
     refused(&b, "c", "ctl", "st\0art", libc::EINVAL, "NUL byte");
-    refused(&b, "c", "ctl", "stop", libc::ESRCH, "is not running");
     refused(&b, "c", "ctl", "kill", libc::ESRCH, "is not running");
+    refused(&b, "c", "ctl", "pause", libc::ESRCH, "is not running");
     refused(&b, "c", "cmd", "echo 'unterminated", libc::EINVAL, "bad command line");
     refused(&b, "c", "cmd", "[1, 2]", libc::EINVAL, "not a JSON array of strings");
     refused(&b, "c", "env", "NOEQUALS", libc::EINVAL, "expected KEY=VALUE");
@@ -81,7 +81,7 @@ fn container_writes_fail_with_the_right_errno_and_change_nothing() {
     b.write("containers/c/ctl", "kill").unwrap();
     b.wait_status("c", "exited");
     refused(&b, "c", "image", &img, libc::EBUSY, "can't change once it has started");
-    refused(&b, "c", "ctl", "stop", libc::ESRCH, "is not running");
+    refused(&b, "c", "ctl", "kill", libc::ESRCH, "is not running");
 }
 
 #[test]
@@ -264,6 +264,8 @@ fn a_catalogue_of_bad_input_to_every_writable_file_is_refused_and_changes_nothin
             let errno = Bocker::errno(&e);
             let expected: &[i32] = match what {
                 "huge" => &[libc::EFBIG],
+                // stdin takes any bytes: refused here because these containers' stdin is not open.
+                _ if file.ends_with("/stdin") => &[libc::EBADF, libc::EPIPE],
                 "NUL bytes" | "not UTF-8" => &[libc::EINVAL],
                 _ => &[libc::EINVAL, libc::ENOENT, libc::EBUSY, libc::ECONNREFUSED, libc::EPERM, libc::ESRCH],
             };
@@ -283,7 +285,7 @@ fn a_catalogue_of_bad_input_to_every_writable_file_is_refused_and_changes_nothin
         }
     }
 
-    // Wrong state: configuration of a running container, start of a running one, stop of a stopped one.
+    // Wrong state: configuration of a running container, start of a running one, kill of a stopped one.
     for (file, value, errno) in [
         ("containers/busy/image", img.as_str(), libc::EBUSY),
         ("containers/busy/cmd", "true", libc::EBUSY),
@@ -292,7 +294,9 @@ fn a_catalogue_of_bad_input_to_every_writable_file_is_refused_and_changes_nothin
         ("containers/busy/volumes-from", "idle", libc::EBUSY),
         ("containers/busy/privileged", "true", libc::EBUSY),
         ("containers/busy/ctl", "start", libc::EBUSY),
-        ("containers/idle/ctl", "stop", libc::ESRCH),
+        ("containers/idle/ctl", "kill", libc::ESRCH),
+        ("containers/idle/ctl", "unpause", libc::ESRCH),
+        ("containers/busy/ctl", "unpause", libc::EBUSY),
         ("containers/idle/exec", "true", libc::ESRCH),
     ] {
         let before = whole_tree(&b);

@@ -227,3 +227,47 @@ fn bocker_events_prints_follows_and_filters() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a filter"));
 }
+
+#[test]
+fn pause_unpause_restart_and_remove_are_told_and_a_paused_container_is_waited_for() {
+    let b = Bocker::start("eventsverbs");
+    let img = b.import("");
+    b.configure("p", &img, "sleep 1000");
+    b.write("containers/p/ctl", "start").unwrap();
+    b.write("containers/p/ctl", "pause").unwrap();
+    // Paused is running still, for wait as for docker wait.
+    let eagain = r#"
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+try:
+    print(os.read(fd, 100))
+except BlockingIOError:
+    print("EAGAIN")
+"#;
+    let out = Command::new("python3").args(["-c", eagain]).arg(b.path("containers/p/wait")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "EAGAIN\n");
+    b.write("containers/p/ctl", "unpause").unwrap();
+    b.write("containers/p/ctl", "restart 0").unwrap();
+    b.write("containers/p/ctl", "remove").unwrap();
+    let text = b.read("events");
+    well_formed(&text);
+    assert_eq!(
+        about(&text, "p"),
+        [
+            "container p create",
+            "container p start",
+            "container p pause",
+            "container p unpause",
+            "container p kill signal=15",
+            "container p kill signal=9",
+            "container p die exit=137",
+            "container p stop",
+            "container p start",
+            "container p restart",
+            "container p kill signal=9",
+            "container p die exit=137",
+            "container p remove"
+        ],
+        "{text}"
+    );
+}

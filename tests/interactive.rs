@@ -88,6 +88,8 @@ fn run_it_a_prompt_that_answers_on_a_pts_following_the_window_and_ctrl_c() {
     t.line("exit 3");
     t.wait_line("code=3", 1);
     assert_sane(&t);
+    // The monitor gives the code to its clients before the daemon records it.
+    b.wait_status("box", "exited");
     assert_eq!(b.read("containers/box/exit_code"), "3\n");
 }
 
@@ -214,6 +216,7 @@ fn exec_it_a_shell_in_the_running_container() {
     t.line("exit 3");
     t.wait_line("code=3", 1);
     assert_sane(&t);
+    b.wait_exec("box", "1");
     assert_eq!(b.read("containers/box/execs/1/exit_code"), "3\n");
 
     // A second one, left with the detach keys: docker exec's message and 1; it runs on.

@@ -5,13 +5,15 @@
 //! keeps a container named `cgroup.procs`, `tasks` or `memory.max` from meaning one of cgroupfs's own files.
 //! Limits use cgroup v2's names and units (`cpu.weight`, `cpu.max`, `memory.max`, `pids.max`); on v1 they
 //! are translated (`cpu.shares`, `cpu.cfs_quota_us`/`cpu.cfs_period_us`, `memory.limit_in_bytes`,
-//! `pids.max`). Stats come back in v2's terms too.
+//! `pids.max`). Stats come back in v2's terms too. The freezer (`pause`) is in `freezer`.
 
+mod freezer;
 mod limits;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use freezer::FreezeError;
 pub use limits::{parse_limit, shares_to_weight, weight_to_shares, CpuMax, Limit, LimitError, Limits, Max};
 
 /// Why a cgroup operation failed; one variant per step.
@@ -54,6 +56,7 @@ pub enum Layout {
         cpuacct: Option<PathBuf>,
         memory: Option<PathBuf>,
         pids: Option<PathBuf>,
+        freezer: Option<PathBuf>,
         unified: Option<PathBuf>,
     },
 }
@@ -62,7 +65,7 @@ impl Layout {
     /// Reads the layout from a mountinfo text.
     pub fn from_mountinfo(mountinfo: &str) -> Option<Layout> {
         let mut v2: Option<PathBuf> = None;
-        let (mut cpu, mut cpuacct, mut memory, mut pids) = (None, None, None, None);
+        let (mut cpu, mut cpuacct, mut memory, mut pids, mut freezer) = (None, None, None, None, None);
         for line in mountinfo.lines() {
             // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
             let Some((left, right)) = line.split_once(" - ") else { continue };
@@ -79,6 +82,7 @@ impl Layout {
                             "cpuacct" => &mut cpuacct,
                             "memory" => &mut memory,
                             "pids" => &mut pids,
+                            "freezer" => &mut freezer,
                             _ => continue,
                         };
                         slot.get_or_insert_with(|| PathBuf::from(mountpoint));
@@ -90,7 +94,7 @@ impl Layout {
         if cpu.is_none() && memory.is_none() && pids.is_none() {
             return v2.map(|root| Layout::V2 { root });
         }
-        Some(Layout::V1 { cpu, cpuacct, memory, pids, unified: v2 })
+        Some(Layout::V1 { cpu, cpuacct, memory, pids, freezer, unified: v2 })
     }
 
     /// This host's layout.
@@ -158,10 +162,14 @@ impl Cgroups {
     fn roots(&self) -> Vec<&Path> {
         match &self.layout {
             Layout::V2 { root } => vec![root],
-            Layout::V1 { cpu, cpuacct, memory, pids, unified } => {
-                let mut v: Vec<&Path> =
-                    [cpu, cpuacct, memory, pids, unified].into_iter().flatten().map(PathBuf::as_path).collect();
-                v.dedup();
+            Layout::V1 { cpu, cpuacct, memory, pids, freezer, unified } => {
+                // Controllers mounted together (cpu,cpuacct) share one hierarchy: each once.
+                let mut v: Vec<&Path> = Vec::new();
+                for root in [cpu, cpuacct, memory, pids, freezer, unified].into_iter().flatten() {
+                    if !v.contains(&root.as_path()) {
+                        v.push(root);
+                    }
+                }
                 v
             }
         }

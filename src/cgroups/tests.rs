@@ -50,11 +50,13 @@ fn layouts_from_mountinfo() {
 30 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
 31 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
 32 25 0:29 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+33 25 0:30 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer
 ";
     let layout = Layout::from_mountinfo(hybrid).unwrap();
     assert_eq!(layout.name(), "hybrid");
-    let Layout::V1 { cpu, cpuacct, memory, .. } = &layout else { panic!("{layout:?}") };
+    let Layout::V1 { cpu, cpuacct, memory, freezer, .. } = &layout else { panic!("{layout:?}") };
     assert_eq!(cpu, cpuacct, "a combined cpu,cpuacct hierarchy");
+    assert_eq!(freezer.as_deref(), Some(Path::new("/sys/fs/cgroup/freezer")));
     assert_eq!(memory.as_deref(), Some(Path::new("/sys/fs/cgroup/memory")));
     let v1 = hybrid.replace("cgroup2 cgroup2", "tmpfs tmpfs");
     assert_eq!(Layout::from_mountinfo(&v1).unwrap().name(), "v1");
@@ -151,4 +153,126 @@ fn limits_of_max_survive_the_record() {
     assert_eq!(old, Limits { memory_max: Some(Max(Some(1 << 20))), ..Limits::default() });
     assert!(serde_json::from_str::<Limits>(r#"{"memory_max":"lots"}"#).is_err());
     assert!(serde_json::from_str::<Limits>(r#"{"memory_max":-1}"#).is_err());
+}
+
+/// A temporary directory of a test's own, removed when dropped.
+struct FakeRoot(PathBuf);
+
+impl FakeRoot {
+    fn new(tag: &str) -> FakeRoot {
+        let root = std::env::temp_dir().join(format!("bocker-fake-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        FakeRoot(root)
+    }
+}
+
+impl Drop for FakeRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A v2 group of container `web` below `bocker`, with the freezer's files as the kernel makes them.
+fn fake_v2_group(root: &Path) -> (Cgroups, PathBuf) {
+    let g = root.join("bocker/ctr-web");
+    std::fs::create_dir_all(&g).unwrap();
+    std::fs::write(g.join("cgroup.freeze"), "0\n").unwrap();
+    std::fs::write(g.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+    (Cgroups::new(Layout::V2 { root: root.to_path_buf() }, "bocker"), g)
+}
+
+#[test]
+fn a_v2_freeze_waits_for_the_kernel_to_say_frozen() {
+    let root = FakeRoot::new("freeze-v2");
+    let (cg, g) = fake_v2_group(&root.0);
+    assert_eq!(cg.freeze_requested("web"), Some(false));
+    // The kernel's part: `frozen 1` in cgroup.events a while after cgroup.freeze says 1.
+    let events = g.clone();
+    let kernel = std::thread::spawn(move || {
+        while std::fs::read_to_string(events.join("cgroup.freeze")).unwrap().trim() != "1" {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::write(events.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+        std::time::Instant::now()
+    });
+    cg.freeze("web", std::time::Duration::from_secs(10)).unwrap();
+    let returned = std::time::Instant::now();
+    let frozen_at = kernel.join().unwrap();
+    assert!(returned >= frozen_at, "the freeze returned before the kernel said frozen");
+    assert_eq!(std::fs::read_to_string(g.join("cgroup.freeze")).unwrap(), "1");
+    assert_eq!(cg.freeze_requested("web"), Some(true));
+    cg.thaw("web").unwrap();
+    assert_eq!(std::fs::read_to_string(g.join("cgroup.freeze")).unwrap(), "0");
+    assert_eq!(cg.freeze_requested("web"), Some(false));
+}
+
+#[test]
+fn a_v2_freeze_the_kernel_never_finishes_is_thawed_and_fails() {
+    let root = FakeRoot::new("freeze-v2-stuck");
+    let (cg, g) = fake_v2_group(&root.0);
+    let e = cg.freeze("web", std::time::Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(e, FreezeError::NotFrozen { .. }), "{e}");
+    assert_eq!(e.errno(), libc::ETIMEDOUT);
+    assert!(e.to_string().contains("cgroup.events"), "{e}");
+    assert_eq!(std::fs::read_to_string(g.join("cgroup.freeze")).unwrap(), "0", "thawed again");
+}
+
+#[test]
+fn a_freeze_without_a_group_or_a_freezer_says_why() {
+    let root = FakeRoot::new("freeze-none");
+    let cg = Cgroups::new(Layout::V2 { root: root.0.clone() }, "bocker");
+    let e = cg.freeze("old", std::time::Duration::from_millis(10)).unwrap_err();
+    assert!(matches!(e, FreezeError::NoGroup { .. }) && e.errno() == libc::EOPNOTSUPP, "{e}");
+    assert!(e.to_string().contains("restart it"), "{e}");
+    assert_eq!(cg.freeze_requested("old"), None);
+    let bare =
+        Layout::V1 { cpu: Some(root.0.clone()), cpuacct: None, memory: None, pids: None, freezer: None, unified: None };
+    let e = Cgroups::new(bare, "bocker").thaw("old").unwrap_err();
+    assert!(matches!(e, FreezeError::NoFreezer) && e.errno() == libc::EOPNOTSUPP, "{e}");
+}
+
+#[test]
+fn a_hybrid_host_freezes_with_its_v1_freezer_and_makes_the_group_there() {
+    let root = FakeRoot::new("freeze-v1");
+    let (freezer, unified, memory) = (root.0.join("freezer"), root.0.join("unified"), root.0.join("memory"));
+    let layout = Layout::V1 {
+        cpu: None,
+        cpuacct: None,
+        memory: Some(memory.clone()),
+        pids: None,
+        freezer: Some(freezer.clone()),
+        unified: Some(unified.clone()),
+    };
+    let cg = Cgroups::new(layout, "bocker");
+    cg.create("web", &Limits::default()).unwrap();
+    let g = freezer.join("bocker/ctr-web");
+    assert!(g.is_dir() && unified.join("bocker/ctr-web").is_dir() && memory.join("bocker/ctr-web").is_dir());
+    assert!(cg.procs_files("web").contains(&g.join("cgroup.procs")), "the process joins the freezer's group");
+    // The kernel reads back FROZEN once every task is; the fake file says so at once.
+    std::fs::write(g.join("freezer.state"), "THAWED\n").unwrap();
+    cg.freeze("web", std::time::Duration::from_secs(1)).unwrap();
+    assert_eq!(std::fs::read_to_string(g.join("freezer.state")).unwrap(), "FROZEN");
+    assert_eq!(cg.freeze_requested("web"), Some(true));
+    assert!(!unified.join("bocker/ctr-web/cgroup.freeze").exists(), "v1's freezer, not cgroup2's");
+    // FREEZING (a task not frozen yet) is a freeze asked for, not done.
+    std::fs::write(g.join("freezer.state"), "FREEZING\n").unwrap();
+    assert_eq!(cg.freeze_requested("web"), Some(true));
+    cg.thaw("web").unwrap();
+    assert_eq!(std::fs::read_to_string(g.join("freezer.state")).unwrap(), "THAWED");
+    assert_eq!(cg.freeze_requested("web"), Some(false));
+    // Without a v1 freezer, a hybrid host's cgroup2 group freezes.
+    let no_v1 = Layout::V1 {
+        cpu: None,
+        cpuacct: None,
+        memory: Some(memory),
+        pids: None,
+        freezer: None,
+        unified: Some(unified.clone()),
+    };
+    let ug = unified.join("bocker/ctr-web");
+    std::fs::write(ug.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+    Cgroups::new(no_v1, "bocker").freeze("web", std::time::Duration::from_secs(1)).unwrap();
+    assert_eq!(std::fs::read_to_string(ug.join("cgroup.freeze")).unwrap(), "1");
 }

@@ -55,8 +55,10 @@ impl AttachFlags {
         Ok(())
     }
 
-    fn plan(&self, nudge: bool) -> Plan {
-        Plan { stdin: self.interactive, tty: self.tty, keys: self.detach_keys.clone().unwrap_or_default(), nudge }
+    /// A session's plan: `attach` (a re-attach) nudges the window and leaves stdin open at its end.
+    fn plan(&self, attach: bool) -> Plan {
+        let keys = self.detach_keys.clone().unwrap_or_default();
+        Plan { stdin: self.interactive, tty: self.tty, keys, nudge: attach, close_at_eof: !attach }
     }
 
     /// The options as the `exec` line takes them before the command's words.
@@ -124,8 +126,12 @@ impl Cli {
         };
         flags.check_terminal()?;
         let stopped = || CliError::Failed("You cannot attach to a stopped container, start it first".into());
-        if self.read(&format!("{dir}/status")) != "running" {
-            return Err(stopped());
+        match self.read(&format!("{dir}/status")).as_str() {
+            "running" => {}
+            "paused" => {
+                return Err(CliError::Failed("You cannot attach to a paused container, unpause it first".into()))
+            }
+            _ => return Err(stopped()),
         }
         let Some(conn) = self.connect(&dir, WANT_OUTPUT)? else { return Err(stopped()) };
         let out = session::run(&conn, &flags.plan(true)).map_err(session_err)?;

@@ -83,6 +83,12 @@ impl Matcher {
         Matcher { keys: keys.0.clone(), held: Vec::new() }
     }
 
+    /// The start of the sequence typed last and held, given back (the input has ended: it was no
+    /// detach).
+    pub fn take_held(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
+
     /// Takes the bytes of one read.
     pub fn feed(&mut self, input: &[u8]) -> Fed {
         let mut forward = Vec::with_capacity(input.len() + self.held.len());

@@ -129,15 +129,7 @@ impl Reader {
     /// `log_index` lines `from..from + n` (fewer at its end), parsed.
     fn records(&mut self, from: u64, n: u64) -> Result<Vec<Rec>, CliError> {
         let mut buf = vec![0u8; (n * INDEX_LINE) as usize];
-        let mut got = 0;
-        while got < buf.len() {
-            match self.index.read_at(&mut buf[got..], from * INDEX_LINE + got as u64) {
-                Ok(0) => break,
-                Ok(k) => got += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(gone(e)),
-            }
-        }
+        let got = crate::logs::read_full(&self.index, &mut buf, from * INDEX_LINE).map_err(gone)?;
         // A line that does not parse stands for nothing (length 0), so lines and records stay one to one.
         let nothing = Rec { time_ns: 0, stream: Stream::Stdout, offset: 0, len: 0 };
         let recs: Vec<Rec> = buf[..got - got % INDEX_LINE as usize]
@@ -167,15 +159,7 @@ impl Reader {
         let at = |r: &Rec| r.offset.saturating_sub(base);
         let read = |at: u64, len: u64| -> Result<Vec<u8>, CliError> {
             let mut b = vec![0u8; len.min(SPAN) as usize];
-            let mut got = 0;
-            while got < b.len() {
-                match self.logs.read_at(&mut b[got..], at + got as u64) {
-                    Ok(0) => break,
-                    Ok(k) => got += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(gone(e)),
-                }
-            }
+            let got = crate::logs::read_full(&self.logs, &mut b, at).map_err(gone)?;
             b.truncate(got);
             Ok(b)
         };
@@ -473,9 +457,7 @@ impl Cli {
         sink: &mut Sink,
         since: u64,
     ) -> Result<(), CliError> {
-        let started = std::time::Instant::now();
-        loop {
-            let exited = matches!(self.read(&format!("{dir}/status")).as_str(), "exited" | "");
+        self.until_ended(dir, || {
             loop {
                 let recs = r.records(at, BLOCK)?;
                 if recs.is_empty() {
@@ -484,13 +466,9 @@ impl Cli {
                 r.for_bytes(&recs, |i, b| lines.feed(&recs[i], b, &mut |l| sink.put_since(&l, since)))?;
                 at += recs.len() as u64;
             }
-            if exited {
-                break;
-            }
-            let pause = if started.elapsed() < std::time::Duration::from_millis(100) { 1 } else { 20 };
-            std::thread::sleep(std::time::Duration::from_millis(pause));
             sink.flush();
-        }
+            Ok(())
+        })?;
         lines.finish(&mut |l| sink.put_since(&l, since));
         sink.flush();
         Ok(())

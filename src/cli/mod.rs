@@ -45,6 +45,7 @@ mod attach;
 mod bars;
 mod events;
 mod keys;
+mod lifecycle;
 mod logs;
 mod run;
 mod session;
@@ -364,21 +365,28 @@ impl Cli {
     /// when it was opened, so a rotation while it is read moves nothing under it.
     fn copy_logs(&self, dir: &str, mut logs: File) -> Result<(), CliError> {
         let mut out = io::stdout().lock();
+        self.until_ended(dir, || {
+            io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(copy_err("cannot read the logs"))
+        })?;
+        let _ = out.flush();
+        Ok(())
+    }
+
+    /// Runs `step` until `DIR/status` says its process has ended, once more after that (so what it
+    /// wrote last is taken): `stopping` and `committing` may still have a process writing; `exited` (or
+    /// no status: the container was removed) has none.
+    fn until_ended(&self, dir: &str, mut step: impl FnMut() -> Result<(), CliError>) -> Result<(), CliError> {
         let started = std::time::Instant::now();
         loop {
-            // `stopping` and `committing` may still have a process writing; `exited` (or no status: the
-            // container was removed) has none.
             let exited = matches!(self.read(&format!("{dir}/status")).as_str(), "exited" | "");
-            io::copy(&mut logs, &mut out).and_then(|_| out.flush()).map_err(copy_err("cannot read the logs"))?;
+            step()?;
             if exited {
-                break;
+                return Ok(());
             }
             // Short commands end within milliseconds: poll finely at first, then ease off.
             let pause = if started.elapsed() < Duration::from_millis(100) { 1 } else { 20 };
             std::thread::sleep(Duration::from_millis(pause));
         }
-        let _ = out.flush();
-        Ok(())
     }
 
     /// `bocker exec [-i] [-t] [-d] ID CMD...`: runs in the running container, prints the output, returns

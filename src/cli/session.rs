@@ -28,6 +28,9 @@ pub struct Plan {
     /// A re-attach: the size is first sent one row and column larger, so the command redraws (Docker's
     /// trick for a prompt that was printed before this client came).
     pub nudge: bool,
+    /// The end of this client's stdin closes the command's (`run -i`, `exec -i`: Docker's StdinOnce); an
+    /// attach's leaves it open for the next client.
+    pub close_at_eof: bool,
 }
 
 /// How a session ended.
@@ -89,6 +92,7 @@ struct Session<'a> {
     outbox: VecDeque<Message>,
     /// Some while stdin is read.
     stdin: Option<Option<Matcher>>,
+    close_at_eof: bool,
     /// The window's size is sent (a terminal with a size at both ends).
     resize: bool,
     /// The monitor is gone for writes: nothing more is sent.
@@ -106,6 +110,7 @@ impl<'a> Session<'a> {
             conn,
             outbox: VecDeque::new(),
             stdin: plan.stdin.then_some(matcher),
+            close_at_eof: plan.close_at_eof,
             resize: plan.tty && terminal::size().is_some(),
             peer_gone: false,
             saw_output: false,
@@ -235,8 +240,21 @@ impl<'a> Session<'a> {
             Err(_) => 0,
         };
         if n == 0 {
+            // A Ctrl-P held as the start of the detach keys was typed: it goes on.
+            let held = matcher.as_mut().map(Matcher::take_held).unwrap_or_default();
+            if !held.is_empty() {
+                self.outbox.push_back(Message::Stdin(held));
+            }
+            // A raw terminal (the matcher watches only those) reads 0 or fails only once it has hung up
+            // (ssh dropped): the client ends as on SIGHUP, and the command's input is left open.
+            if matcher.is_some() {
+                self.stdin = None;
+                return Ok(Some(Ended::Signalled(nix::sys::signal::Signal::SIGHUP)));
+            }
             self.stdin = None;
-            self.outbox.push_back(Message::CloseStdin);
+            if self.close_at_eof {
+                self.outbox.push_back(Message::CloseStdin);
+            }
             return Ok(None);
         }
         let (forward, detach) = match matcher {

@@ -113,7 +113,7 @@ impl Engine {
             let st = self.lock();
             let c = st.container(name)?;
             c.gate(Op::Tune)?;
-            c.record.status == ContainerStatus::Running
+            c.record.status.has_process()
         };
         if running {
             self.cgroups.apply_one(name, &limit)?;

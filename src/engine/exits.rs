@@ -221,14 +221,16 @@ impl Engine {
     }
 
     /// Removes `name` as `rmdir` would, if it is still the exited `auto_remove` container `writer` locks
-    /// (not started again, not removed and made anew, `auto_remove` not cleared since) and no reader holds
-    /// its `logs` (the last to close calls this again). A commit under way is waited for.
+    /// (not started again, not removed and made anew, `auto_remove` not cleared since), no reader holds
+    /// its `logs` (the last to close calls this again) and no restart is under way (its end calls this
+    /// again). A commit under way is waited for.
     fn auto_remove(&self, name: &str, writer: &Arc<RecordLock>) {
         let ours = |c: &Container| {
             Arc::ptr_eq(&c.writer, writer)
                 && c.record.auto_remove
                 && c.record.status == ContainerStatus::Exited
                 && c.log_readers.load(Ordering::SeqCst) == 0
+                && c.restarts == 0
         };
         loop {
             match self.remove_container_if(name, ours) {
@@ -249,7 +251,7 @@ impl Engine {
         let Some(mut rec) = self.view().containers.get(name).map(|c| c.record.clone()) else {
             return AfterExit::default();
         };
-        if rec.status != ContainerStatus::Running || rec.monitor_pid != monitor_pid {
+        if !rec.status.has_process() || rec.monitor_pid != monitor_pid {
             return AfterExit::default();
         }
         match json::read_json::<ExitRecord>(&self.container_dir(name).join("exit.json")) {

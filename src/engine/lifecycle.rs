@@ -1,5 +1,6 @@
 //! A container's life cycle: creating (and `run`), starting (planned under the lock, launched outside
-//! it), signalling, stopping and removing, each as reserve, perform, commit (see the engine's comment).
+//! it), signalling, stopping, restarting and removing (`rmdir`, and `ctl` remove, which kills first), each
+//! as reserve, perform, commit (see the engine's comment). Pausing is in `pause`.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -197,24 +198,97 @@ impl Engine {
         Ok(())
     }
 
-    /// A verb of `ctl`: a start answers the slot its run's exit code will fill.
+    /// A verb of `ctl`: a start (and a restart) answers the slot its run's exit code will fill.
     pub(super) fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<Response, Error> {
         // A user's start and stop say whether its restart policy may bring it back (see `restart`).
+        // A restart's own stop is a user's too (no policy restart races it), and its start clears that.
         match verb {
             Ctl::Start => self.view().container(name).map(|_| self.note_user(name, false))?,
-            Ctl::Stop(_) => self.view().container(name).map(|_| self.note_user(name, true))?,
+            Ctl::Stop(_) | Ctl::Restart(_) | Ctl::Remove => {
+                self.view().container(name).map(|_| self.note_user(name, true))?
+            }
             Ctl::Kill(signal) if ends_it(signal) => self.view().container(name).map(|_| self.note_user(name, true))?,
             _ => {}
         }
         match verb {
             Ctl::Start => self.start(name).map(Response::Started),
             Ctl::Stop(grace) => self.stop(name, grace).map(|()| Response::Done),
-            Ctl::Kill(signal) => {
-                self.running_process(name, Op::Kill)?.signal(signal).map_err(Error::from)?;
-                self.container_event(name, "kill", &[("signal", &(signal as i32).to_string())]);
-                Ok(Response::Done)
+            Ctl::Restart(grace) => {
+                let slot = self.restart(name, grace);
+                self.note_user(name, false);
+                slot.map(Response::Started)
             }
+            Ctl::Kill(signal) => self.kill(name, signal).map(|()| Response::Done),
+            Ctl::Pause => self.pause(name).map(|()| Response::Done),
+            Ctl::Unpause => self.unpause(name).map(|()| Response::Done),
+            Ctl::Remove => self.force_remove(name).map(|()| Response::Done),
             Ctl::CloseStdin => self.close_stdin(name).map(|()| Response::Done),
+        }
+    }
+
+    /// `ctl` kill: one signal to its process (ESRCH if none runs); a paused one is thawed after it, so
+    /// that it takes the signal (Docker's kill): it is running then.
+    fn kill(&self, name: &str, signal: Signal) -> Result<(), Error> {
+        self.running_process(name, Op::Kill)?.signal(signal)?;
+        self.container_event(name, "kill", &[("signal", &(signal as i32).to_string())]);
+        self.thaw_if_paused(name)
+    }
+
+    /// `ctl` restart: a stop with `grace` if it runs (paused too), then a start; a container that doesn't
+    /// run is just started. The slot answered is the new run's. An `auto_remove` container is not removed
+    /// by the exit between them (Docker's restart); if the start fails, it is then.
+    fn restart(self: &Arc<Self>, name: &str, grace: Duration) -> Result<ExitSlot, Error> {
+        let writer = {
+            let mut st = self.lock();
+            let c = st.container_mut(name)?;
+            c.restarts += 1;
+            Arc::clone(&c.writer)
+        };
+        let restarted = self.stop(name, grace).and_then(|()| self.start(name));
+        let mut st = self.lock();
+        let remove = match st.container_mut(name) {
+            Ok(c) if Arc::ptr_eq(&c.writer, &writer) => {
+                c.restarts = c.restarts.saturating_sub(1);
+                c.record.auto_remove && c.record.status == ContainerStatus::Exited
+            }
+            _ => false,
+        };
+        drop(st);
+        if restarted.is_ok() {
+            // After its stop's and its start's, as Docker tells a restart.
+            self.container_event(name, "restart", &[]);
+        }
+        if remove {
+            self.remove_exited(name, writer);
+        }
+        restarted
+    }
+
+    /// `ctl` remove (`docker rm -f`): SIGKILL to its process if one runs (paused too), its exit waited for,
+    /// then removed as `rmdir` removes it. A container that doesn't run is just removed; one that an
+    /// `auto_remove` removes meanwhile is gone as asked.
+    fn force_remove(&self, name: &str) -> Result<(), Error> {
+        match self.kill(name, Signal::SIGKILL) {
+            Ok(()) => {}
+            Err(e) if e.errno() == libc::ESRCH => {}
+            Err(e) => return Err(e),
+        }
+        // SIGKILL ends it unless it is stuck in the kernel; the watcher records the exit.
+        self.wait_stopped(name, Duration::from_secs(10));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.remove_container(name) {
+                // Found by the kill, gone since: removed by another request (an auto_remove), as asked.
+                Err(Error::NoSuchContainer(_)) => return Ok(()),
+                // An auto_remove of its exit under way: its end is waited for.
+                Err(e @ Error::WrongState { status: ContainerStatus::Removing, .. }) => {
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                done => return done,
+            }
         }
     }
 
@@ -401,7 +475,7 @@ impl Engine {
     fn record_launching(&self, name: &str, monitor_pid: Option<i32>) -> Result<(), Error> {
         let monitor_start = monitor_pid.and_then(runtime::start_time);
         self.update_record(name, |_, r| {
-            if r.status != ContainerStatus::Running {
+            if !r.status.has_process() {
                 r.monitor_pid = monitor_pid;
                 r.monitor_start = monitor_start;
             }
@@ -410,16 +484,25 @@ impl Engine {
     }
 
     /// Its stop signal (SIGTERM unless it or its image says otherwise), the grace period, then SIGKILL;
-    /// `stopping` meanwhile. Returns once it has exited (or, if
-    /// even SIGKILL doesn't end it within 10 s, with it still running).
+    /// `stopping` meanwhile; a paused one is thawed after each signal, so that it takes it. Returns once it
+    /// has exited (or, if even SIGKILL doesn't end it within 10 s, with it still running). A container
+    /// that doesn't run is left as it is, and that is a success (`docker stop`).
     pub(super) fn stop(&self, name: &str, grace: Duration) -> Result<(), Error> {
-        let process = self.running_process(name, Op::Stop)?;
+        let process = match self.running_process(name, Op::Stop) {
+            Ok(process) => process,
+            Err(e) if e.errno() == libc::ESRCH => {
+                // Nothing to stop; a process gone whose exit the watcher is recording yet is waited for.
+                self.wait_stopped(name, Duration::from_secs(10));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         // The run this stop marks (its monitor's pid), so it clears only its own mark.
         let marked = {
             let mut st = self.lock();
             let c = st.container_mut(name)?;
             // Its exit may have been recorded since, or another stop marked it: nothing to mark then.
-            let mark = c.status() == ContainerStatus::Running;
+            let mark = matches!(c.status(), ContainerStatus::Running | ContainerStatus::Paused);
             if mark {
                 c.transition = Some(ContainerStatus::Stopping);
                 st.notify(Changed::Container(name.to_string()));
@@ -434,6 +517,7 @@ impl Engine {
             if process.signal(signal).is_ok() {
                 self.container_event(name, "kill", &[("signal", &(signal as i32).to_string())]);
             }
+            self.thaw_after_signal(name);
         };
         kill(signal);
         if !self.wait_stopped(name, grace) {
@@ -452,6 +536,13 @@ impl Engine {
         Ok(())
     }
 
+    /// A stop's thaw of a paused container after a signal: a failure is logged, and the stop goes on.
+    fn thaw_after_signal(&self, name: &str) {
+        if let Err(e) = self.thaw_if_paused(name) {
+            warn!(container = %name, error = %e, "cannot thaw the paused container being stopped");
+        }
+    }
+
     /// Waits until `name` is no longer running; false on timeout.
     pub(super) fn wait_stopped(&self, name: &str, timeout: Duration) -> bool {
         // A grace period is at most a year (parse_ctl), but an Instant must never overflow.
@@ -459,7 +550,7 @@ impl Engine {
             Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30));
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let running = st.containers.get(name).is_some_and(|c| c.record.status == ContainerStatus::Running);
+            let running = st.containers.get(name).is_some_and(|c| c.record.status.has_process());
             let now = Instant::now();
             if !running {
                 return true;

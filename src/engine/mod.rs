@@ -27,7 +27,7 @@
 //! concern has a file of its own: `state` (what is in memory, its gate and lookups), `records` (the JSON
 //! records), `plan` (a start planned from the state), `recovery` (opening a root), `exits` (the watcher
 //! and exit bookkeeping), `lifecycle` (create,
-//! start, stop, remove), `exec`, `images` (import, pull, push, commit, removal), `names` (resolving what names an image, its
+//! start, stop, restart, kill, remove), `pause` (the freezer), `exec`, `images` (import, pull, push, commit, removal), `names` (resolving what names an image, its
 //! names moved, tag and untag), `oci_config`,
 //! `configure`, `volumes`, `ports` (forwards and the firewall), `journal` (the error journal), `notify`
 //! (change notices), `events` (the `events` file), `views` (what the FUSE side reads and renders) and
@@ -44,6 +44,7 @@ mod lifecycle;
 mod names;
 mod notify;
 mod oci_config;
+mod pause;
 mod plan;
 mod ports;
 mod records;

@@ -7,7 +7,7 @@ use std::sync::MutexGuard;
 use super::records::always;
 use super::Engine;
 use crate::error::Error;
-use crate::model::{ContainerStatus, Op};
+use crate::model::Op;
 use crate::network::{self, Forwards, NetworkError, NetworkMode, PortMap};
 use crate::runtime::spec::{BindMount, LaunchSpec};
 
@@ -39,7 +39,7 @@ impl Engine {
             if c.record.network != NetworkMode::Bridge && !ports.is_empty() {
                 return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
             }
-            let running = c.record.status == ContainerStatus::Running;
+            let running = c.record.status.has_process();
             if running {
                 st.check_port_claims(name, &ports)?;
             }

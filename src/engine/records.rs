@@ -76,6 +76,8 @@ pub struct ContainerRecord {
     /// `KEY=VALUE` entries laid over the image's Env.
     pub env: Vec<String>,
     pub status: ContainerStatus,
+    /// RFC 3339 time of its `mkdir` (or `run`). Empty in a record without one: see `recovery`.
+    #[serde(default)]
     pub created: String,
     pub pid: Option<i32>,
     /// The start time of `pid` (clock ticks since boot): signals go through a pidfd opened against it.

@@ -68,6 +68,11 @@ impl Engine {
                         warn!(container = %name, status = record.status.as_str(), "a stored transition: exited");
                         record.status = ContainerStatus::Exited;
                     }
+                    if record.created.is_empty() {
+                        // A record without its creation time: its start's is the best left (the last
+                        // start's: a record keeps no earlier one), else none.
+                        record.created = record.started_at.clone().unwrap_or_default();
+                    }
                     if record.image_config.is_none() {
                         // A record older than kept configs: its image's, once, so it no longer needs the image.
                         let image = record.image.as_deref().and_then(|id| state.images.get(id));
@@ -170,7 +175,7 @@ impl Engine {
             .view()
             .containers
             .values()
-            .filter(|c| c.record.status != ContainerStatus::Running)
+            .filter(|c| !c.record.status.has_process())
             .filter_map(|c| Some((c.record.name.clone(), c.record.monitor_pid?, c.record.monitor_start)))
             .collect();
         for (name, pid, start) in cut {
@@ -207,13 +212,14 @@ impl Engine {
         }
     }
 
-    /// Watches containers recorded as running: alive ones are re-adopted, dead ones marked exited.
+    /// Watches containers recorded as running or paused: alive ones are re-adopted (running or paused as
+    /// their freezer says), dead ones marked exited.
     pub(super) fn adopt(self: &Arc<Self>) {
         let running: Vec<(String, Option<i32>, Option<u64>)> = self
             .view()
             .containers
             .values()
-            .filter(|c| c.record.status == ContainerStatus::Running)
+            .filter(|c| c.record.status.has_process())
             .map(|c| (c.record.name.clone(), c.record.monitor_pid, c.record.monitor_start))
             .collect();
         for (name, pid, start) in running {
@@ -221,6 +227,7 @@ impl Engine {
             match pid.zip(start).and_then(|(pid, start)| ProcessHandle::open(pid, start)) {
                 Some(handle) => {
                     info!(container = %name, monitor = pid, "re-adopting running container");
+                    self.reconcile_freezer(&name);
                     self.watch_handle(&name, pid, handle);
                 }
                 None => self.monitor_exited(&name, pid),

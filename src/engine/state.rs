@@ -46,6 +46,9 @@ pub(super) struct Container {
     /// When [`Container::status`] last changed (set as each change is published, see [`StateGuard`]); at
     /// load, the time of its record's settled status (the mtime of its directory and its `status`).
     pub(super) status_since: SystemTime,
+    /// Restarts under way: its exit between their stop and their start doesn't remove it (`auto_remove`),
+    /// as Docker's restart doesn't.
+    pub(super) restarts: u32,
 }
 
 impl Container {
@@ -57,6 +60,7 @@ impl Container {
             writer: Arc::new(RecordLock::default()),
             exit: Default::default(),
             log_readers: Default::default(),
+            restarts: 0,
             status_since: settled_since(&record),
             record,
         }
@@ -68,15 +72,16 @@ impl Container {
     }
 
     /// The one gate: `op` may run now, or the refusal that says why not. An operation on its process
-    /// (stop, kill, exec) is refused with "not running" whenever none runs, whatever is under way; a commit
-    /// of a running container leaves its process to stop, kill, exec and limits as if it weren't there.
+    /// (stop, kill, exec, pause, unpause) is refused with "not running" whenever none runs, whatever is under
+    /// way; a commit of a running or paused container leaves its process to stop, kill, exec, limits and
+    /// unpause as if it weren't there (a pause would need a transition of its own: refused meanwhile).
     pub(super) fn gate(&self, op: Op) -> Result<(), Error> {
         let refuse = |status| Err(Error::WrongState { name: self.record.name.clone(), status, op });
         let settled = self.record.status;
         if op.needs_process() && !settled.has_process() && self.transition != Some(ContainerStatus::Starting) {
             return refuse(settled);
         }
-        let on_process = matches!(op, Op::Stop | Op::Kill | Op::Exec | Op::Tune);
+        let on_process = matches!(op, Op::Stop | Op::Kill | Op::Exec | Op::Tune | Op::Unpause);
         let status = match self.transition {
             Some(ContainerStatus::Committing) if on_process => settled,
             _ => self.status(),
@@ -94,7 +99,7 @@ impl Container {
 fn settled_since(record: &ContainerRecord) -> SystemTime {
     let time = match record.status {
         ContainerStatus::Exited => record.finished_at.as_deref(),
-        ContainerStatus::Running => record.started_at.as_deref(),
+        ContainerStatus::Running | ContainerStatus::Paused => record.started_at.as_deref(),
         _ => None,
     };
     time.or(Some(record.created.as_str()))
@@ -158,7 +163,7 @@ impl State {
         self.containers
             .values()
             .filter(|c| Some(c.record.name.as_str()) != except)
-            .filter(|c| c.record.status == ContainerStatus::Running || c.status() == ContainerStatus::Starting)
+            .filter(|c| c.record.status.has_process() || c.status() == ContainerStatus::Starting)
             .filter(|c| c.record.network == NetworkMode::Bridge && !c.record.ports.is_empty())
             .filter_map(|c| {
                 let ip = c.record.ip?;
@@ -339,6 +344,47 @@ mod tests {
         let c = container(ContainerStatus::Created, Some(ContainerStatus::Starting));
         assert_eq!(errno(&c, Op::Stop), Some(libc::EBUSY));
         assert!(c.gate(Op::Stop).unwrap_err().to_string().contains("is starting"));
+    }
+
+    #[test]
+    fn a_paused_container_takes_signals_limits_commits_and_unpause_but_no_exec() {
+        let paused = container(ContainerStatus::Paused, None);
+        for op in [Op::Stop, Op::Kill, Op::Tune, Op::Commit, Op::Unpause] {
+            assert_eq!(errno(&paused, op), None, "{op:?}");
+        }
+        for (op, says) in [
+            (Op::Exec, "unpause it before exec"),
+            (Op::Pause, "already paused"),
+            (Op::Start, "unpause it instead"),
+            (Op::Remove, "is paused"),
+            (Op::Configure, "is paused"),
+        ] {
+            assert_eq!(errno(&paused, op), Some(libc::EBUSY), "{op:?}");
+            assert!(paused.gate(op).unwrap_err().to_string().contains(says), "{op:?}");
+        }
+        // Committed while paused: its process is still its own to signal, tune and thaw, but not to freeze.
+        let committing = container(ContainerStatus::Paused, Some(ContainerStatus::Committing));
+        for op in [Op::Stop, Op::Kill, Op::Tune, Op::Unpause] {
+            assert_eq!(errno(&committing, op), None, "{op:?}");
+        }
+        assert_eq!(errno(&committing, Op::Exec), Some(libc::EBUSY));
+        assert_eq!(
+            errno(&container(ContainerStatus::Running, Some(ContainerStatus::Committing)), Op::Pause),
+            Some(libc::EBUSY)
+        );
+        // A pause under way refuses what would race it.
+        let pausing = container(ContainerStatus::Running, Some(ContainerStatus::Pausing));
+        for op in [Op::Stop, Op::Kill, Op::Exec, Op::Pause, Op::Unpause, Op::Remove, Op::Commit] {
+            assert_eq!(errno(&pausing, op), Some(libc::EBUSY), "{op:?}");
+        }
+        assert!(pausing.gate(Op::Stop).unwrap_err().to_string().contains("is pausing"));
+        // Neither is anything to a container that doesn't run, nor unpause to a running one.
+        let exited = container(ContainerStatus::Exited, None);
+        assert_eq!(errno(&exited, Op::Pause), Some(libc::ESRCH));
+        assert_eq!(errno(&exited, Op::Unpause), Some(libc::ESRCH));
+        let running = container(ContainerStatus::Running, None);
+        assert_eq!(errno(&running, Op::Unpause), Some(libc::EBUSY));
+        assert!(running.gate(Op::Unpause).unwrap_err().to_string().contains("is not paused"));
     }
 
     #[test]

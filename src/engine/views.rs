@@ -30,7 +30,7 @@ impl Engine {
     }
 
     pub fn any_running(&self) -> bool {
-        self.view().containers.values().any(|c| c.record.status == ContainerStatus::Running)
+        self.view().containers.values().any(|c| c.record.status.has_process())
     }
 
     /// The read-only subvolume of an image, for browsing.
@@ -145,8 +145,7 @@ impl ContainerView<'_> {
 
     /// The kernel's value of the limit of `key`'s kind while it runs; `None` when it does not.
     pub fn live_limit(&self, key: &Limit) -> Option<String> {
-        let running = self.record.status == ContainerStatus::Running;
-        if running {
+        if self.record.status.has_process() {
             self.cgroups.read_limit(&self.record.name, key)
         } else {
             None

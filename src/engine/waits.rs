@@ -25,12 +25,13 @@ const NEVER_RAN: i32 = 0;
 
 impl Engine {
     /// What a read of container `name`'s `wait` answers now; `None` if there is no such container. It waits
-    /// while its process runs, while it is being started and while it is stopping; otherwise it gives its
+    /// while its process runs (paused too), while it is being started and while it is stopping; otherwise it gives its
     /// last exit code (0 if it never ran, as `docker wait` does).
     pub fn container_wait(&self, name: &str) -> Option<Wait> {
         let st = self.view();
         let c = st.containers.get(name)?;
-        if c.record.status == ContainerStatus::Running {
+        // Paused is running still, as for docker wait.
+        if matches!(c.record.status, ContainerStatus::Running | ContainerStatus::Paused) {
             return Some(Wait::Running(Some(c.exit.clone())));
         }
         if c.status() == ContainerStatus::Starting {

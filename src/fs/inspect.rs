@@ -52,6 +52,7 @@ fn docker_status(c: &ContainerView<'_>) -> &'static str {
     }
     match c.record.status {
         ContainerStatus::Running => "running",
+        ContainerStatus::Paused => "paused",
         ContainerStatus::Exited => "exited",
         _ => "created",
     }
@@ -61,7 +62,8 @@ fn docker_status(c: &ContainerView<'_>) -> &'static str {
 pub fn container(c: &ContainerView<'_>) -> Value {
     let r = c.record;
     let argv = r.argv();
-    let running = r.status == ContainerStatus::Running;
+    // Docker's: a paused container is running, and paused.
+    let running = r.status.has_process();
     let time = |t: &Option<String>| t.clone().unwrap_or_else(|| ZERO_TIME.to_string());
     let image = r.image.clone().unwrap_or_default();
     json!({
@@ -73,7 +75,7 @@ pub fn container(c: &ContainerView<'_>) -> Value {
         "State": {
             "Status": docker_status(c),
             "Running": running,
-            "Paused": false,
+            "Paused": r.status == ContainerStatus::Paused,
             "Restarting": false,
             "OOMKilled": r.oom_killed,
             "Dead": false,

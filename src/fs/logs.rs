@@ -6,7 +6,6 @@
 //! to the disk, so they are done on workers of their own ([`DiskRead`]), never on the thread that answers
 //! the kernel.
 
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use fuser::{Errno, FileHandle};
@@ -90,15 +89,7 @@ pub(super) fn read_at(path: &Path, offset: u64, size: u32) -> Result<Vec<u8>, Er
         Err(e) => return Err(e.into()),
     };
     let mut buf = vec![0u8; size as usize];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let filled = crate::logs::read_full(&file, &mut buf, offset)?;
     buf.truncate(filled);
     Ok(buf)
 }

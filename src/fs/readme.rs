@@ -18,7 +18,7 @@ bockerfs: containers driven with echo and cat.
                          directory it was imported from
   containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id);
                          a reference not here is pulled first, as docker run does (never a path or img_ id)
-  containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running)
+  containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running or paused)
     image cmd env        rw: configure before start (cmd: the arguments after the entrypoint, shell words or a
                          JSON array, blank = the image's Cmd; env: KEY=VALUE lines)
     entrypoint user workdir hostname stop_signal labels
@@ -26,8 +26,12 @@ bockerfs: containers driven with echo and cat.
                          (NAME UID NAME:GROUP UID:GID, from the container's /etc/passwd), workdir (absolute),
                          hostname, stop_signal (what stop sends first), labels (KEY=VALUE lines)
     exposed_ports healthcheck  r: the image's
-    ctl                  echo start | stop [SECONDS] | kill [SIGNAL] | close-stdin > ctl; a read on the open
-                         file that wrote start gives that run's exit code once it has ended, also once the container is gone
+    ctl                  echo start | stop [SECONDS] | restart [SECONDS] | kill [SIGNAL] | pause | unpause |
+                         remove | close-stdin > ctl; stop of one not running: done, nothing changed; kill: ESRCH;
+                         pause/unpause: the cgroup freezer (no CPU while paused; exec EBUSY); stop, kill and
+                         remove of a paused one signal, then thaw; remove: kill, wait, rmdir (docker rm -f);
+                         a read on the open file that wrote start or restart gives that run's exit code once
+                         it has ended, also once the container is gone
     volumes              rw: SOURCE:TARGET[:ro] lines, nosuid,nodev (:ro all the way down); EPERM: a target in
                          /proc /sys /dev unless privileged, a source in the daemon's root or mount
     volumes-from         rw: another container's name: its volumes too, at the same targets
@@ -48,8 +52,9 @@ bockerfs: containers driven with echo and cat.
                          the id back)
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
     memory.current memory.peak cpu.usage_usec pids.current events   r: stats (events: oom_kill N)
-    status exit_code pid started_at finished_at logs error   r (status: created running exited, or
-                         creating starting stopping removing committing while a request is under way)
+    status exit_code pid created started_at finished_at logs error   r (status: created running paused
+                         exited, or creating starting pausing stopping removing committing while a request is
+                         under way; created: RFC 3339 time of the mkdir)
     logs                 stdout and stderr, the last --log-max-size x --log-max-files bytes; tail -f follows it
     stdout stderr        r: each stream alone, of what logs keeps (a terminal's output is stdout); read as logs
     log_index            r: a fixed 80-byte line per chunk: TIME STREAM OFFSET LENGTH (RFC 3339 UTC to the ns;
@@ -82,4 +87,5 @@ docs/security.md in the bockerfs sources.
 ";
 
 /// What a read of `ctl` shows.
-pub const CTL_HELP: &str = "start\nstop [SECONDS]\nkill [SIGNAL]\nclose-stdin\n";
+pub const CTL_HELP: &str =
+    "start\nstop [SECONDS]\nrestart [SECONDS]\nkill [SIGNAL]\npause\nunpause\nremove\nclose-stdin\n";

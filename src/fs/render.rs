@@ -96,6 +96,8 @@ pub enum ContainerField {
     Status,
     ExitCode,
     Pid,
+    /// RFC 3339 time of its mkdir (empty for a record that never had one).
+    Created,
     StartedAt,
     FinishedAt,
     Error,
@@ -219,6 +221,7 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
         ContainerField::Status => line(c.status.as_str()),
         ContainerField::ExitCode => opt(r.exit_code.map(|c| c.to_string())),
         ContainerField::Pid => opt(r.pid.map(|p| p.to_string())),
+        ContainerField::Created => opt(Some(r.created.clone()).filter(|t| !t.is_empty())),
         ContainerField::StartedAt => opt(r.started_at.clone()),
         ContainerField::FinishedAt => opt(r.finished_at.clone()),
         ContainerField::Inspect => inspect::bytes(&inspect::container(c)),
@@ -376,7 +379,10 @@ mod tests {
 
     #[test]
     fn ctl_reads_back_its_verbs() {
-        assert_eq!(readme::CTL_HELP, "start\nstop [SECONDS]\nkill [SIGNAL]\nclose-stdin\n");
+        assert_eq!(
+            readme::CTL_HELP,
+            "start\nstop [SECONDS]\nrestart [SECONDS]\nkill [SIGNAL]\npause\nunpause\nremove\nclose-stdin\n"
+        );
         for verb in readme::CTL_HELP.lines().map(|l| l.split_whitespace().next().unwrap()) {
             assert!(crate::request::parse_ctl(verb).is_ok(), "ctl lists '{verb}', which it refuses");
         }

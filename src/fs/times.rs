@@ -1,9 +1,10 @@
 //! The times `stat` shows, so `ls -lt`, `find -newer` and a file manager's Modified column mean something:
-//! a container's directory, `status` and `wait` the last change of its status; a view of a log (`logs`,
-//! `stdout`, ...), `events` and `errors` their last write; an exec's directory, `status` and `wait` its
-//! exit, else its start; an image's directory and files its creation. Everything else shows the instant
-//! the tree was mounted. The times that change with the engine's notices are in attributes the kernel
-//! keeps only until the notice drops them ([`super::cache`]); the others are never kept.
+//! a container's directory, `status` and `wait` the last change of its status, its `created` its creation;
+//! a view of a log (`logs`, `stdout`, ...), `events` and `errors` their last write; an exec's directory,
+//! `status` and `wait` its exit, else its start; an image's directory and files its creation. Everything
+//! else shows the instant the tree was mounted. The times that change with the engine's notices are in
+//! attributes the kernel keeps only until the notice drops them ([`super::cache`]); the others are never
+//! kept.
 
 use std::time::SystemTime;
 
@@ -20,6 +21,9 @@ impl ControlFs {
         let time = match node {
             Node::Container(name) => self.engine.container_changed_at(name),
             Node::ContainerFile(name, f) if status(f) => self.engine.container_changed_at(name),
+            Node::ContainerFile(name, ContainerFile::Field(ContainerField::Created)) => {
+                self.engine.container_created_at(name)
+            }
             Node::Exec(name, n) => self.engine.exec_changed_at(name, *n),
             Node::ExecFile(name, n, f) if exec_status(f) => self.engine.exec_changed_at(name, *n),
             Node::Image(id) | Node::ImageFile(id, _) => self.engine.image_created_at(id),

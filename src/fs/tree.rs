@@ -121,7 +121,7 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 51] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 52] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -161,6 +161,7 @@ const CONTAINER_FILES: [(&str, ContainerFile); 51] = [
     ("status", ContainerFile::Field(ContainerField::Status)),
     ("exit_code", ContainerFile::Field(ContainerField::ExitCode)),
     ("pid", ContainerFile::Field(ContainerField::Pid)),
+    ("created", ContainerFile::Field(ContainerField::Created)),
     ("started_at", ContainerFile::Field(ContainerField::StartedAt)),
     ("finished_at", ContainerFile::Field(ContainerField::FinishedAt)),
     ("logs", ContainerFile::Log(LogView::Logs)),

@@ -22,14 +22,17 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use super::{LogError, Segment};
+use super::{read_full, LogError, Segment};
 
 /// The size of one record.
 pub const RECORD: usize = 40;
+
+/// How many records back from a segment's end its last readable one is looked for (by a reader, and by
+/// a writer that reopens the segment).
+pub(super) const LOOK_BACK: u64 = 4096;
 const VERSION: u8 = 1;
 
 /// The most bytes a record of a legacy segment stands for.
@@ -267,17 +270,4 @@ fn read_record(f: &File, i: u64) -> io::Result<Option<Record>> {
     let mut b = [0u8; RECORD];
     let got = read_full(f, &mut b, i * RECORD as u64)?;
     Ok(if got == RECORD { Record::decode(&b) } else { None })
-}
-
-pub(super) fn read_full(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], at + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

@@ -201,7 +201,9 @@ pub fn read_at(dir: &Path, offset: u64, size: usize) -> Result<Vec<u8>, LogError
     Err(LogError::List { path: dir.to_path_buf(), source: io::Error::from_raw_os_error(libc::EAGAIN) })
 }
 
-fn read_full(file: &std::fs::File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+/// Reads into `buf` from `at` until it is full or the file ends (`read_at` may return less than asked
+/// for); how much was read. The one such loop of the crate's readers of logs, indexes and `errors`.
+pub fn read_full(file: &std::fs::File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read_at(&mut buf[filled..], at + filled as u64) {

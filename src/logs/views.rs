@@ -8,8 +8,8 @@
 use std::fs::File;
 use std::io;
 
-use super::index::{read_full, Record, SegIndex, Stream, LEGACY_PIECE};
-use super::{extent, read_at, segments, Extent, LogError, Segment, RETRIES};
+use super::index::{Record, SegIndex, Stream, LEGACY_PIECE, LOOK_BACK};
+use super::{extent, read_at, read_full, segments, Extent, LogError, Segment, RETRIES};
 
 /// What a log file of the tree shows of a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,8 +26,6 @@ pub enum LogView {
 /// the newline.
 pub const INDEX_LINE: u64 = 80;
 
-/// How many records back from a segment's end a reader looks for its last readable one.
-const LOOK_BACK: u64 = 4096;
 /// The widest span of a segment read in one go to pick a stream's pieces out of it.
 const SPAN: u64 = 1 << 20;
 
@@ -205,9 +203,21 @@ fn stream_bytes(ix: &SegIndex, view: LogView, pos: &mut u64, size: usize, out: &
         // Where in the segment file each piece is, and how long.
         let mut pieces: Vec<(u64, usize)> = Vec::new();
         let mut want = size - out.len();
+        let mut gap = false;
         for r in batch.iter().flatten() {
             if view.len_of(r) == 0 || view.after(r) <= *pos {
                 continue;
+            }
+            // Bytes of this stream no record names (a damaged one): what came before goes alone, so no
+            // byte is served at two offsets; at the gap itself, it reads as NUL bytes, as long as it is.
+            if view.before(r) > *pos {
+                if pieces.is_empty() && out.is_empty() {
+                    let fill = (view.before(r) - *pos).min(want as u64) as usize;
+                    out.resize(out.len() + fill, 0);
+                    *pos += fill as u64;
+                }
+                gap = true;
+                break;
             }
             let skip = pos.saturating_sub(view.before(r));
             let take = (view.len_of(r) - skip).min(want as u64) as usize;
@@ -220,6 +230,9 @@ fn stream_bytes(ix: &SegIndex, view: LogView, pos: &mut u64, size: usize, out: &
             }
         }
         if !read_pieces(&ix.log, &pieces, out).map_err(|source| LogError::Read { path: ix.seg.path.clone(), source })? {
+            return Ok(true);
+        }
+        if gap {
             return Ok(true);
         }
     }

@@ -14,12 +14,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::index::{index_path, legacy, mtime_ns, read_full, Record, SegIndex, Stream, LEGACY_PIECE, RECORD};
+use super::index::{index_path, legacy, mtime_ns, Record, SegIndex, Stream, LEGACY_PIECE, LOOK_BACK, RECORD};
 use super::views::legacy_seq;
-use super::{segment_name, segments, LogError, LogLimits, Segment};
-
-/// How many records back from its end a reopened segment's index is searched for its last good one.
-const LOOK_BACK: u64 = 4096;
+use super::{read_full, segment_name, segments, LogError, LogLimits, Segment};
 
 /// The newest segment of a log, open for appending.
 pub struct Writer {
@@ -113,11 +110,16 @@ impl Writer {
         Ok(())
     }
 
+    /// Appends one chunk and its record, all or nothing: a write that fails (a full disk) is taken back
+    /// from both files, so every later record still names its own bytes.
     fn append(&mut self, stream: Stream, data: &[u8], time_ns: u64) -> Result<(), LogError> {
         if data.is_empty() {
             return Ok(());
         }
-        self.file.write_all(data).map_err(|source| LogError::Write { path: self.path.clone(), source })?;
+        if let Err(source) = self.file.write_all(data) {
+            let _ = self.file.set_len(self.len);
+            return Err(LogError::Write { path: self.path.clone(), source });
+        }
         let len = data.len() as u32;
         let record = Record {
             time_ns,
@@ -127,12 +129,16 @@ impl Writer {
             len,
             stream: Some(stream),
         };
+        if let Err(e) = self.append_record(&record) {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
         self.len += u64::from(len);
         self.next_seq += 1;
         if stream == Stream::Stderr {
             self.err_total += u64::from(len);
         }
-        self.append_record(&record)
+        Ok(())
     }
 
     /// Appends `record` to the index; one that fails is taken back whole, so the next stays aligned.

@@ -1,10 +1,11 @@
 //! The life cycle of a container and of an exec, and the one gate every operation passes: an operation
 //! ([`Op`]) may run on a container only in the statuses [`ContainerStatus::allows`] names.
 //!
-//! Three statuses are settled and stored in a container's record: `created`, `running`, `exited`. The
-//! others are transitions, held in memory only while an operation is under way (as youki's `Creating`):
-//! `creating` (its rootfs is being made from a new image), `starting`, `stopping` (signalled, within its
-//! grace period), `removing` and `committing`. A transition refuses every operation that would race it.
+//! Four statuses are settled and stored in a container's record: `created`, `running`, `paused` (its
+//! cgroup frozen) and `exited`. The others are transitions, held in memory only while an operation is under
+//! way (as youki's `Creating`): `creating` (its rootfs is being made from a new image), `starting`,
+//! `stopping` (signalled, within its grace period), `pausing` (its cgroup being frozen), `removing` and
+//! `committing`. A transition refuses every operation that would race it.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,10 @@ pub enum ContainerStatus {
     /// Its launch is under way.
     Starting,
     Running,
+    /// Its cgroup is frozen (`pause`): its processes live but get no CPU until `unpause`.
+    Paused,
+    /// Its cgroup is being frozen, until the kernel says every process in it is.
+    Pausing,
     /// Signalled by `stop`, within its grace period.
     Stopping,
     /// Its process has ended; it can start again.
@@ -44,6 +49,10 @@ pub enum Op {
     /// Its limits and ports: live while it runs.
     Tune,
     Commit,
+    /// Freeze its cgroup.
+    Pause,
+    /// Thaw its frozen cgroup.
+    Unpause,
 }
 
 impl Op {
@@ -58,12 +67,14 @@ impl Op {
             Op::ChangeImage => "change the image of",
             Op::Tune => "change the limits or ports of",
             Op::Commit => "commit",
+            Op::Pause => "pause",
+            Op::Unpause => "unpause",
         }
     }
 
     /// Ops that need a running process: refused with ESRCH (not EBUSY) when there is none.
     pub fn needs_process(self) -> bool {
-        matches!(self, Op::Stop | Op::Kill | Op::Exec)
+        matches!(self, Op::Stop | Op::Kill | Op::Exec | Op::Pause | Op::Unpause)
     }
 }
 
@@ -74,6 +85,8 @@ impl ContainerStatus {
             ContainerStatus::Creating => "creating",
             ContainerStatus::Starting => "starting",
             ContainerStatus::Running => "running",
+            ContainerStatus::Paused => "paused",
+            ContainerStatus::Pausing => "pausing",
             ContainerStatus::Stopping => "stopping",
             ContainerStatus::Exited => "exited",
             ContainerStatus::Removing => "removing",
@@ -86,24 +99,31 @@ impl ContainerStatus {
         use ContainerStatus::*;
         match op {
             Op::Start => matches!(self, Created | Exited),
-            // A second `stop` during a first one waits for the same end.
-            Op::Stop | Op::Kill => matches!(self, Running | Stopping),
+            // A second `stop` during a first one waits for the same end; a paused one is signalled, then
+            // thawed so that it takes the signal (as Docker does).
+            Op::Stop | Op::Kill => matches!(self, Running | Stopping | Paused),
+            // As Docker's: a paused container runs no new command until it is unpaused.
             Op::Exec => self == Running,
             Op::Remove | Op::Configure => matches!(self, Created | Exited),
             Op::ChangeImage => self == Created,
-            Op::Tune => matches!(self, Created | Running | Exited),
-            Op::Commit => matches!(self, Created | Running | Exited),
+            // Limits go to the frozen cgroup as to a running one (docker update), and a commit of a paused
+            // one snapshots a rootfs nothing writes to.
+            Op::Tune | Op::Commit => matches!(self, Created | Running | Paused | Exited),
+            Op::Pause => self == Running,
+            Op::Unpause => self == Paused,
         }
     }
 
     /// A settled status, as stored in records (never a transition).
     pub fn is_settled(self) -> bool {
-        matches!(self, ContainerStatus::Created | ContainerStatus::Running | ContainerStatus::Exited)
+        use ContainerStatus::*;
+        matches!(self, Created | Running | Paused | Exited)
     }
 
-    /// Whether a process of the container may be alive (running, or on its way in or out).
+    /// Whether a process of the container may be alive (running or paused, or on its way in or out).
     pub fn has_process(self) -> bool {
-        matches!(self, ContainerStatus::Running | ContainerStatus::Stopping)
+        use ContainerStatus::*;
+        matches!(self, Running | Paused | Pausing | Stopping)
     }
 
     /// The human words of a refusal of `op` on container `name` in this status.
@@ -111,15 +131,24 @@ impl ContainerStatus {
         use ContainerStatus::*;
         match (op, self) {
             (Op::Start, Running | Stopping) => format!("container '{name}' is already running"),
-            (Op::Stop | Op::Kill | Op::Exec, Created | Exited) => format!("container '{name}' is not running"),
-            (Op::Remove, Running) => format!("container '{name}' is running: stop it first"),
-            (Op::Configure, Running) => {
-                format!("container '{name}' is running: its configuration is fixed until it stops")
+            (Op::Start, Paused) => format!("container '{name}' is paused: unpause it instead"),
+            (Op::Stop | Op::Kill | Op::Exec | Op::Pause | Op::Unpause, Created | Exited) => {
+                format!("container '{name}' is not running")
             }
-            (Op::ChangeImage, Running | Stopping | Exited) => {
+            (Op::Exec, Paused) => format!("container '{name}' is paused: unpause it before exec"),
+            (Op::Pause, Paused) => format!("container '{name}' is already paused"),
+            (Op::Unpause, Running) => format!("container '{name}' is not paused"),
+            (Op::Remove, Running) => format!("container '{name}' is running: stop it first"),
+            (Op::Remove, Paused) => {
+                format!("container '{name}' is paused: unpause and stop it first (or write remove to ctl)")
+            }
+            (Op::Configure, Running | Paused) => {
+                format!("container '{name}' is {}: its configuration is fixed until it stops", self.as_str())
+            }
+            (Op::ChangeImage, Running | Paused | Stopping | Exited) => {
                 format!("the image of '{name}' can't change once it has started")
             }
-            (_, Creating | Starting | Stopping | Removing | Committing) => {
+            (_, Creating | Starting | Stopping | Pausing | Removing | Committing) => {
                 format!("container '{name}' is {}: it can't be {} until that ends", self.as_str(), op.past())
             }
             _ => format!("container '{name}' is {}: it can't be {}", self.as_str(), op.past()),
@@ -139,6 +168,8 @@ impl Op {
             Op::ChangeImage => "given another image",
             Op::Tune => "tuned",
             Op::Commit => "committed",
+            Op::Pause => "paused",
+            Op::Unpause => "unpaused",
         }
     }
 }
@@ -169,7 +200,8 @@ mod tests {
     use super::ContainerStatus::{self, *};
     use super::{ExecStatus, Op};
 
-    const ALL: [ContainerStatus; 8] = [Created, Creating, Starting, Running, Stopping, Exited, Removing, Committing];
+    const ALL: [ContainerStatus; 10] =
+        [Created, Creating, Starting, Running, Paused, Pausing, Stopping, Exited, Removing, Committing];
 
     fn allowed(op: Op) -> Vec<ContainerStatus> {
         ALL.into_iter().filter(|s| s.allows(op)).collect()
@@ -178,21 +210,33 @@ mod tests {
     #[test]
     fn each_operation_runs_only_from_its_statuses() {
         assert_eq!(allowed(Op::Start), [Created, Exited]);
-        assert_eq!(allowed(Op::Stop), [Running, Stopping]);
-        assert_eq!(allowed(Op::Kill), [Running, Stopping]);
+        assert_eq!(allowed(Op::Stop), [Running, Paused, Stopping]);
+        assert_eq!(allowed(Op::Kill), [Running, Paused, Stopping]);
         assert_eq!(allowed(Op::Exec), [Running]);
         assert_eq!(allowed(Op::Remove), [Created, Exited]);
         assert_eq!(allowed(Op::Configure), [Created, Exited]);
         assert_eq!(allowed(Op::ChangeImage), [Created]);
-        assert_eq!(allowed(Op::Tune), [Created, Running, Exited]);
-        assert_eq!(allowed(Op::Commit), [Created, Running, Exited]);
+        assert_eq!(allowed(Op::Tune), [Created, Running, Paused, Exited]);
+        assert_eq!(allowed(Op::Commit), [Created, Running, Paused, Exited]);
+        assert_eq!(allowed(Op::Pause), [Running]);
+        assert_eq!(allowed(Op::Unpause), [Paused]);
     }
 
     #[test]
     fn a_transition_refuses_everything_that_would_race_it() {
-        for t in [Creating, Starting, Removing, Committing] {
-            for op in [Op::Start, Op::Stop, Op::Exec, Op::Remove, Op::Configure, Op::ChangeImage, Op::Tune, Op::Commit]
-            {
+        for t in [Creating, Starting, Pausing, Removing, Committing] {
+            for op in [
+                Op::Start,
+                Op::Stop,
+                Op::Exec,
+                Op::Remove,
+                Op::Configure,
+                Op::ChangeImage,
+                Op::Tune,
+                Op::Commit,
+                Op::Pause,
+                Op::Unpause,
+            ] {
                 assert!(!t.allows(op), "{t:?} allows {op:?}");
             }
         }
@@ -203,7 +247,7 @@ mod tests {
     #[test]
     fn only_settled_statuses_are_stored() {
         let stored: Vec<_> = ALL.into_iter().filter(|s| s.is_settled()).collect();
-        assert_eq!(stored, [Created, Running, Exited]);
+        assert_eq!(stored, [Created, Running, Paused, Exited]);
         for s in ALL {
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(json, format!("\"{}\"", s.as_str()));
@@ -219,6 +263,13 @@ mod tests {
         assert!(Stopping.refusal(Op::Remove, "c").starts_with("container 'c' is stopping"));
         assert!(Running.refusal(Op::ChangeImage, "c").contains("can't change once it has started"));
         assert!(Running.refusal(Op::Configure, "c").contains("is running"));
+        assert_eq!(Paused.refusal(Op::Pause, "c"), "container 'c' is already paused");
+        assert_eq!(Running.refusal(Op::Unpause, "c"), "container 'c' is not paused");
+        assert_eq!(Exited.refusal(Op::Pause, "c"), "container 'c' is not running");
+        assert!(Paused.refusal(Op::Exec, "c").contains("unpause it before exec"));
+        assert!(Paused.refusal(Op::Remove, "c").contains("is paused"));
+        assert!(Paused.refusal(Op::Start, "c").contains("unpause it instead"));
+        assert!(Pausing.refusal(Op::Stop, "c").starts_with("container 'c' is pausing"));
     }
 
     #[test]

@@ -3,20 +3,19 @@
 //! raw input.
 
 use std::path::PathBuf;
-use std::time::Duration;
-
-use nix::sys::signal::Signal;
 
 use crate::caller::Caller;
 pub use crate::model::{VolumeSource, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::registry::{normalize, PullSpec, PushSpec};
 pub use changes::{parse_change, ConfigChange};
+pub use ctl::{parse_ctl, parse_signal, Ctl, DEFAULT_STOP_TIMEOUT, MAX_STOP_TIMEOUT_SECS};
 pub use settings::{parse_setting, ContainerSetting, SettingKind};
 pub use stdio::{parse_exec, ExecOptions};
 pub use target::{all_write_targets, WriteKind, WriteTarget};
 
 mod changes;
+mod ctl;
 mod settings;
 mod stdio;
 mod target;
@@ -30,7 +29,7 @@ pub enum ParseError {
     Nul,
     #[error("the value is empty")]
     Empty,
-    #[error("unknown verb '{}' (verbs: start, stop [SECONDS], kill [SIGNAL], close-stdin)", quote(.0))]
+    #[error("unknown verb '{}' (verbs: {})", quote(.0), ctl::VERBS)]
     UnknownVerb(String),
     #[error("'{}' takes at most one argument", quote(.0))]
     TooManyArgs(String),
@@ -98,9 +97,6 @@ pub fn prefix(s: &str, max: usize) -> &str {
     &s[..cut]
 }
 
-/// The longest grace period `stop` takes.
-pub const MAX_STOP_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
-
 /// The text of a `volumes` file: a `SOURCE:TARGET[:ro]` line each; blank text means none.
 pub fn parse_volumes(text: &str) -> Result<Vec<VolumeSpec>, ParseError> {
     let mut specs: Vec<VolumeSpec> = Vec::new();
@@ -131,20 +127,6 @@ pub fn parse_volumes(text: &str) -> Result<Vec<VolumeSpec>, ParseError> {
     }
     Ok(specs)
 }
-
-/// A verb written to `containers/<name>/ctl`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ctl {
-    Start,
-    /// SIGTERM, then SIGKILL after the grace period.
-    Stop(Duration),
-    Kill(Signal),
-    /// The end of the command's input (see docs/attach.md).
-    CloseStdin,
-}
-
-/// The default grace period of `stop`, as Docker's.
-pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One operation on the engine.
 #[derive(Debug, Clone)]
@@ -398,43 +380,6 @@ pub fn validate_name(name: &str) -> Result<(), ParseError> {
         return Err(bad());
     }
     Ok(())
-}
-
-/// A verb line of `ctl`.
-pub fn parse_ctl(text: &str) -> Result<Ctl, ParseError> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let (verb, args) = words.split_first().ok_or(ParseError::Empty)?;
-    if args.len() > 1 {
-        return Err(ParseError::TooManyArgs((*verb).to_string()));
-    }
-    let arg = args.first().copied();
-    match (*verb, arg) {
-        ("start", None) => Ok(Ctl::Start),
-        ("start", Some(_)) => Err(ParseError::TooManyArgs("start".into())),
-        ("stop", None) => Ok(Ctl::Stop(DEFAULT_STOP_TIMEOUT)),
-        ("stop", Some(s)) => {
-            let secs: u64 = s.parse().map_err(|_| ParseError::BadTimeout(s.into()))?;
-            if secs > MAX_STOP_TIMEOUT_SECS {
-                return Err(ParseError::TimeoutRange(secs));
-            }
-            Ok(Ctl::Stop(Duration::from_secs(secs)))
-        }
-        ("kill", None) => Ok(Ctl::Kill(Signal::SIGKILL)),
-        ("kill", Some(s)) => Ok(Ctl::Kill(parse_signal(s)?)),
-        ("close-stdin", None) => Ok(Ctl::CloseStdin),
-        (v, _) => Err(ParseError::UnknownVerb(v.chars().take(40).collect())),
-    }
-}
-
-/// `9`, `KILL` or `SIGKILL` (any case).
-pub fn parse_signal(s: &str) -> Result<Signal, ParseError> {
-    let bad = || ParseError::BadSignal(s.chars().take(40).collect());
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| bad());
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<Signal>().map_err(|_| bad())
 }
 
 /// An argv: a JSON array of strings, or shell words. Blank text means "the default" (`None`).

@@ -1,5 +1,7 @@
 //! The parsers of every write, against good and hostile bytes.
 use super::*;
+use nix::sys::signal::Signal;
+use std::time::Duration;
 
 #[test]
 fn quotes_are_bounded_at_a_character_boundary() {
@@ -29,6 +31,18 @@ fn ctl_verbs() {
     assert!(matches!(parse_ctl("kill 99"), Err(ParseError::BadSignal(_))));
     assert!(matches!(parse_ctl("stop 1 2"), Err(ParseError::TooManyArgs(_))));
     assert!(matches!(parse_ctl("start now"), Err(ParseError::TooManyArgs(_))));
+    assert_eq!(parse_ctl("restart"), Ok(Ctl::Restart(DEFAULT_STOP_TIMEOUT)));
+    assert_eq!(parse_ctl("restart 0\n"), Ok(Ctl::Restart(Duration::ZERO)));
+    assert!(matches!(parse_ctl("restart soon"), Err(ParseError::BadTimeout(_))));
+    assert!(matches!(parse_ctl("restart 99999999999"), Err(ParseError::TimeoutRange(_))));
+    assert_eq!(parse_ctl("pause"), Ok(Ctl::Pause));
+    assert_eq!(parse_ctl("unpause\n"), Ok(Ctl::Unpause));
+    assert_eq!(parse_ctl("remove"), Ok(Ctl::Remove));
+    for verb in ["pause", "unpause", "remove", "close-stdin"] {
+        assert_eq!(parse_ctl(&format!("{verb} now")), Err(ParseError::TooManyArgs(verb.into())), "{verb}");
+    }
+    let unknown = parse_ctl("frobnicate").unwrap_err().to_string();
+    assert!(unknown.contains("restart [SECONDS]") && unknown.contains("unpause"), "{unknown}");
 }
 
 #[test]

@@ -284,6 +284,10 @@ impl Bocker {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
                 }
             }
+            // A paused one takes its SIGKILL once thawed (on cgroup v1).
+            if let Some(name) = rec["name"].as_str() {
+                thaw(&self.cgroup_parent, name);
+            }
             let deadline = Instant::now() + Duration::from_secs(5);
             while bockerfs::runtime::start_time(monitor as i32) == Some(start) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -358,7 +362,8 @@ fn remove_network(bridge: &str) {
     let _ = bockerfs::network::firewall::delete(bridge);
 }
 
-/// The cgroup hierarchies of this machine (a v1 controller each, the cgroup2 mount, or both).
+/// The cgroup hierarchies of this machine the daemon makes groups in (a v1 controller each, the freezer's
+/// among them, the cgroup2 mount, or both).
 pub fn cgroup_roots() -> Vec<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut roots: Vec<PathBuf> = mountinfo
@@ -368,12 +373,22 @@ pub fn cgroup_roots() -> Vec<PathBuf> {
             let fstype = right.split(' ').next()?;
             let opts = right.split(' ').nth(2).unwrap_or("");
             let wanted = fstype == "cgroup2"
-                || (fstype == "cgroup" && opts.split(',').any(|o| ["cpu", "cpuacct", "memory", "pids"].contains(&o)));
+                || (fstype == "cgroup"
+                    && opts.split(',').any(|o| ["cpu", "cpuacct", "memory", "pids", "freezer"].contains(&o)));
             left.split(" ").nth(4).filter(|_| wanted).map(PathBuf::from)
         })
         .collect();
     roots.dedup();
     roots
+}
+
+/// Thaws container `name`'s group below `parent`, in the v1 freezer and in cgroup2 (where there is either).
+pub fn thaw(parent: &str, name: &str) {
+    for root in cgroup_roots() {
+        let group = root.join(parent).join(format!("ctr-{name}"));
+        let _ = fs::write(group.join("freezer.state"), "THAWED");
+        let _ = fs::write(group.join("cgroup.freeze"), "0");
+    }
 }
 
 /// Removes a test daemon's cgroup parent (and any group left in it) from every hierarchy, then the

@@ -91,6 +91,18 @@ impl Tmux {
     pub fn resize(&self, cols: u16, rows: u16) {
         let out = self.tmux(&["resize-window", "-t", "main", "-x", &cols.to_string(), "-y", &rows.to_string()]);
         assert!(out.status.success(), "resize-window: {}", String::from_utf8_lossy(&out.stderr));
+        // Until the pane has its new size, and a moment more for the client to take its SIGWINCH
+        // before the next keys come (it reads its signals and its stdin in one poll).
+        let want = format!("{cols}x{rows}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let size = self.tmux(&["display-message", "-p", "-t", "main", "#{pane_width}x#{pane_height}"]);
+            if String::from_utf8_lossy(&size.stdout).trim() == want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 
     /// Waits (up to 20 s: a liveness bound) until the screen satisfies `check`; returns that screen.

@@ -133,7 +133,7 @@ except InterruptedError:
 
     // The daemon answers as before, and a reader still gets the code at the exit.
     assert_eq!(b.status("c"), "running");
-    let mut reader = Command::new("cat").arg(&wait).stdout(Stdio::piped()).spawn().unwrap();
+    let reader = Command::new("cat").arg(&wait).stdout(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     b.write("containers/c/ctl", "kill").unwrap();
     let out = reader.wait_with_output().unwrap();

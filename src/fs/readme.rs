@@ -41,7 +41,7 @@ bockerfs: containers driven with echo and cat.
                          logs (stdout, stderr, log_index) keeps it until closed
     exec execs/N/        w: a command line run in the running container, after -i -t as docker exec's (read N
                          back); N/: cmd status exit_code pid started_at finished_at logs stdout stderr
-                         log_index attach
+                         log_index attach wait
     tty interactive      rw: true | false, before start: a terminal the monitor holds; stdin kept open (-t -i)
     restart              rw: no | on-failure[:MAX] | always | unless-stopped (docker run --restart: back-off
                          from 100 ms doubling; a user's stop ends it); restart_count r: restarts since a start
@@ -52,6 +52,9 @@ bockerfs: containers driven with echo and cat.
                          the id back)
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
     memory.current memory.peak cpu.usage_usec pids.current events   r: stats (events: oom_kill N)
+    wait                 r: a read blocks until it is not running (paused is), then gives its exit code (0 if it
+                         never ran, as docker wait); O_NONBLOCK: EAGAIN while it runs; size 0 then, so stat
+                         and previews never hang. A reader killed meanwhile is answered at once (EINTR)
     status exit_code pid created started_at finished_at logs error   r (status: created running paused
                          exited, or creating starting pausing stopping removing committing while a request is
                          under way; created: RFC 3339 time of the mkdir)
@@ -68,6 +71,15 @@ bockerfs: containers driven with echo and cat.
                          anon_<hex>: made for an image's VOLUME at a container's first start, filled from the image,
                          removed with the container
   errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
+  events                 a line per event: TIME TYPE NAME ACTION [KEY=VALUE...] (RFC 3339 UTC to the ns;
+                         container create start die exit= oom kill signal= stop restart pause unpause remove,
+                         image import pull push commit tag untag remove, volume create remove); append-only,
+                         --events-max-size x --events-max-files kept; tail -f follows it (bocker events)
+
+poll(), select() and epoll on an open status (or another read-only value), wait or events say readable
+(POLLIN, POLLPRI) when a read at offset 0 would give something else than what that open file last read
+(sysfs's way: then lseek to 0 and read); other files are always readable. mtimes: a container's directory,
+status and wait its last status change; logs, events and errors their last write; an image's its creation.
 
 Value files (image cmd entrypoint env user workdir hostname stop_signal labels tty interactive restart init volumes
 volumes-from network ports privileged cap_add auto_remove, the

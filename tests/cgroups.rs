@@ -127,6 +127,11 @@ fn a_memory_hog_is_oom_killed_and_that_is_recorded() {
     assert_eq!(b.read("containers/hog/exit_code"), "137\n");
     assert_eq!(b.read("containers/hog/events"), "oom_kill 1\n");
     assert!(b.read("containers/hog/error").contains("OOM killer"), "{}", b.read("containers/hog/error"));
+    // The root's events tell it: oom, then die.
+    let events = b.read("events");
+    let tail: Vec<&str> =
+        events.lines().filter(|l| l.contains(" container hog ")).map(|l| l.split_once(' ').unwrap().1).collect();
+    assert_eq!(tail[tail.len() - 2..], ["container hog oom", "container hog die exit=137"], "{events}");
 }
 
 #[test]

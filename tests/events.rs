@@ -62,6 +62,8 @@ fn tail_f_follows_a_containers_life_and_the_images_and_volumes() {
     b.write("images/untag", "team/app:v1").unwrap();
     std::fs::create_dir(b.path("volumes/data")).unwrap();
     std::fs::remove_dir(b.path("volumes/data")).unwrap();
+    let snap = b.submit("containers/svc/commit", "snap").unwrap();
+    std::fs::remove_dir(b.path(&format!("images/{snap}"))).unwrap();
     // A restart by its policy is told between the exit and the start it makes.
     b.configure("flaky", &img, "sh -c 'exit 1'");
     b.write("containers/flaky/restart", "on-failure:1").unwrap();
@@ -112,6 +114,7 @@ fn tail_f_follows_a_containers_life_and_the_images_and_volumes() {
         "{text}"
     );
     assert_eq!(about(&text, "data"), ["volume data create", "volume data remove"]);
+    assert_eq!(about(&text, &snap), [format!("image {snap} commit container=svc"), format!("image {snap} remove")]);
     assert_eq!(
         about(&text, "flaky")[1..],
         [

@@ -266,6 +266,13 @@ fn a_local_image_pushed_and_pulled_back_runs_the_same() {
     let second = b.run_to_exit(&pulled);
     assert_eq!(b.read(&format!("containers/{second}/logs")), expected);
     assert_eq!(errno(b.submit("images/push", &format!("img_nope {}", reg.reference("x:v1")))), libc::ENOENT);
+    // The root's events tell the push (its digest) and the pull (the name it gave), and nothing of the
+    // failed push.
+    let events = b.read("events");
+    let reference = reg.reference("roundtrip:v1");
+    assert!(events.contains(&format!(" image {img} push ref={reference} digest={digest}\n")), "{events}");
+    assert!(events.contains(&format!(" image {pulled} pull ref={reference}\n")), "{events}");
+    assert_eq!(events.matches(" push ").count(), 1, "{events}");
 }
 
 /// Bytes gzip can't shrink, so a layer takes a while to move.

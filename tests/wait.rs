@@ -247,6 +247,34 @@ print(p.poll(300))
     // Files whose content moves without the engine's notices are always ready, as a regular file.
     let always = python(unchanged, &[b.path("containers/c/logs").to_str().unwrap()]);
     assert_ne!(always.trim(), "[]");
+
+    // A poll of a file whose container goes away ends, with POLLHUP (after `removing`, read).
+    let hangup = r#"
+import os, select, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.read(fd, 100)
+p = select.poll(); p.register(fd, select.POLLIN)
+open(sys.argv[2], "w").close()
+while True:
+    ev = p.poll(20000)
+    if not ev or ev[0][1] & select.POLLHUP:
+        break
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.read(fd, 100)  # removing: read it, then wait on
+print(bool(ev))
+"#;
+    let mark = b.dir.join("polling-hangup");
+    let child = Command::new("python3")
+        .args(["-c", hangup])
+        .arg(b.path("containers/c/status"))
+        .arg(&mark)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(20), || "the poller".into(), || mark.exists());
+    std::fs::remove_dir(b.path("containers/c")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "True\n");
 }
 
 fn mtime(b: &Bocker, rel: &str) -> SystemTime {

@@ -23,7 +23,8 @@
 //! with), `wait` an exit it hasn't read, `events` lines past its last read. The
 //! kernel's notify handle is kept with the open file and used when a notice of its object makes it ready.
 //! Files whose content moves without notices (`logs`, the cgroup counters) and those that take writes are
-//! always ready, as a regular file is.
+//! always ready, as a regular file is. A watched file whose object is gone is ready with POLLERR and
+//! POLLHUP, so a poll loop on it ends.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -241,7 +242,7 @@ impl Waits {
             .map(|(fh, _)| *fh)
             .collect();
         for fh in polled {
-            if ready(engine, &self.files, fh) {
+            if !ready(engine, &self.files, fh).is_empty() {
                 let notifier = lock(&self.files).get_mut(&fh).and_then(|f| f.watch.poll.take());
                 if let Some(Err(e)) = notifier.map(PollNotifier::notify) {
                     debug!(fh, error = %e, "poll notification");
@@ -307,26 +308,36 @@ fn watched(node: &Node) -> bool {
     }
 }
 
-/// Whether open file `fh` would read something else at offset 0 than it last read.
-fn ready(engine: &Engine, files: &Mutex<HashMap<u64, OpenFile>>, fh: u64) -> bool {
+/// What a poll of an open file answers now: whether a read at offset 0 would give something else than it
+/// last read; for a file whose object is gone, POLLERR and POLLHUP too, so a poll loop ends.
+fn ready(engine: &Engine, files: &Mutex<HashMap<u64, OpenFile>>, fh: u64) -> PollEvents {
+    let gone = READY | PollEvents::POLLERR | PollEvents::POLLHUP;
     let Some((node, snapshot, run, base, read_end)) = lock(files)
         .get(&fh)
         .map(|f| (f.node.clone(), Arc::clone(&f.snapshot), f.watch.run.clone(), f.log_base, f.watch.read_end))
     else {
-        return true;
+        return gone;
     };
-    if let Some(target) = Target::of(&node) {
-        return match target.state(engine) {
+    let changed = if let Some(target) = Target::of(&node) {
+        match target.state(engine) {
             Some(Wait::Ended { run: now, .. }) => run.as_ref() != Some(&now),
             Some(Wait::Running(_)) => false,
-            None => true,
-        };
-    }
-    if node == Node::Events {
+            None => return gone,
+        }
+    } else if node == Node::Events {
         let end = crate::logs::extent(&engine.events_path()).map_or(0, |e| e.end);
-        return end.saturating_sub(base) > read_end;
+        end.saturating_sub(base) > read_end
+    } else {
+        match render::content(engine, &node) {
+            Ok(now) => now != *snapshot,
+            Err(_) => return gone,
+        }
+    };
+    if changed {
+        READY
+    } else {
+        PollEvents::empty()
     }
-    render::content(engine, &node).map_or(true, |now| now != *snapshot)
 }
 
 impl ControlFs {
@@ -395,7 +406,7 @@ impl ControlFs {
                 file.watch.poll = Some(notifier);
             }
         }
-        Ok(if ready(&self.engine, &self.open_files, fh.0) { READY } else { PollEvents::empty() })
+        Ok(ready(&self.engine, &self.open_files, fh.0))
     }
 
     /// A read at offset 0 of a watched file that was polled renders it afresh (sysfs's convention: after a

@@ -316,3 +316,25 @@ fn a_containers_times_move_with_its_status_and_its_output() {
     let ls = Command::new("ls").arg("-t").arg(b.path("containers")).output().unwrap();
     assert!(String::from_utf8_lossy(&ls.stdout).starts_with("c\n"), "ls -t: the container changed last");
 }
+
+#[test]
+fn a_stopping_daemon_answers_its_waiting_readers_and_stops() {
+    let mut b = Bocker::start("waitstop");
+    let img = b.import("");
+    b.configure("c", &img, "sleep 1000");
+    b.write("containers/c/ctl", "start").unwrap();
+    let reader = Command::new("cat").arg(b.path("containers/c/wait")).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let stopped = b.stop_daemon().expect("it ran");
+    assert!(stopped.success(), "{stopped:?}");
+    assert!(t.elapsed() < Duration::from_secs(10), "the waiting reader kept it: {:?}", t.elapsed());
+    let out = reader.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not connected"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The container runs on, and the next daemon waits for it again.
+    b.spawn_daemon();
+    assert_eq!(b.status("c"), "running");
+    let (got, _) = nonblocking_read(&b, "containers/c/wait");
+    assert_eq!(got, "'EAGAIN'");
+}

@@ -155,7 +155,8 @@ enum Command {
     ///
     /// Reads the events file at the mount's root: what it keeps (the daemon's --events-max-size x
     /// --events-max-files), then what is added, woken by poll() on the open file. Types and actions:
-    /// container create start die (exit=CODE) oom kill (signal=N) stop restart (restart_count=N) remove;
+    /// container create start die (exit=CODE) oom kill (signal=N) stop restart (restart_count=N) pause
+    /// unpause remove;
     /// image import pull push commit tag untag remove; volume create remove.
     Events {
         #[command(flatten)]

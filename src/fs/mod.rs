@@ -1,12 +1,13 @@
 //! The FUSE adapter: translates kernel requests on the mount into engine queries and [`Request`]s, and
 //! engine results into replies. No container logic lives here.
 //!
-//! Reads never block and have no side effects: a file's content is taken once at open and served from that
-//! snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` (and `stdout`, `stderr`,
-//! `log_index`) is read from its segments at the offset asked, so `tail -f` follows it across rotations
-//! ([`logs`]). The kernel keeps names and
-//! attributes, dropped on the engine's change notices ([`cache`]). Writes, mkdir and rmdir run on a thread of
-//! their own, so a slow request never stalls `ls`.
+//! Reads have no side effects and hold no thread: a file's content is taken once at open and served from
+//! that snapshot with direct I/O, so `cat` never sees stale or cut content; `logs` (and `stdout`, `stderr`,
+//! `log_index`, the root's `events`) is read from its segments at the offset asked, so `tail -f` follows it
+//! across rotations ([`logs`]); a read of a running container's `wait` is parked and answered at its exit,
+//! and polls are woken by the engine's notices ([`waits`]). The kernel keeps names and attributes, dropped
+//! on the engine's change notices ([`cache`]); [`times`] says what `stat`'s times are. Writes, mkdir and
+//! rmdir run on a thread of their own, so a slow request never stalls `ls`.
 
 pub mod access;
 mod cache;
@@ -52,7 +53,8 @@ const TTL: Duration = Duration::ZERO;
 /// One open file.
 struct OpenFile {
     node: Node,
-    /// The content at open time, for files other than `logs`, `errors` and scratch files.
+    /// The content at open time, for files other than `logs`, `errors` and scratch files (for `wait`, its
+    /// last answer; once polled, a read at offset 0 takes it afresh: see [`waits`]).
     snapshot: Arc<Vec<u8>>,
     /// The id a write to `run` or `import` produced, served to reads on the same open file.
     answer: Option<Vec<u8>>,

@@ -1,5 +1,6 @@
 //! The kernel's requests on the mount, each answered by one of [`ControlFs`]'s helpers: lookups,
-//! attributes, directory listings, opens, reads, writes, mkdir and rmdir (these three on the pool), the
+//! attributes, directory listings, opens, reads (a `wait`'s parked until its exit: see [`super::waits`]),
+//! polls, writes, mkdir and rmdir (these three on the pool), the
 //! scratch files' create, rename (onto a value file: on the pool) and unlink, a close's refusal of a value
 //! still held (see [`super::values`]), and the refusals of what the tree doesn't offer. Methods only reply;
 //! every reply that shows the engine's state waits for the invalidations the changes it shows call for

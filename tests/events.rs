@@ -1,6 +1,6 @@
 //! The root's `events`: a line per event (`TIME TYPE NAME ACTION [KEY=VALUE...]`) for containers, images
 //! and volumes, appended as they happen, so `tail -f events` follows it; bounded and rotated, and an open
-//! reader reads on across rotations; a poll on it wakes at a new line; the exits a restarted daemon finds
+//! reader reads on across rotations; an epoll on it wakes at a new line; the exits a restarted daemon finds
 //! are told then; `bocker events` prints and follows it.
 
 mod common;
@@ -157,17 +157,17 @@ fn an_open_reader_reads_on_across_rotations_and_a_new_one_sees_what_is_kept() {
 }
 
 #[test]
-fn a_poll_wakes_at_a_new_line_and_a_restarted_daemon_tells_the_exits_it_finds() {
+fn epoll_wakes_at_a_new_line_and_a_restarted_daemon_tells_the_exits_it_finds() {
     let mut b = Bocker::start("eventspoll");
     let script = r#"
 import os, select, sys, time
 fd = os.open(sys.argv[1], os.O_RDONLY)
 while os.read(fd, 65536):
     pass
-p = select.poll(); p.register(fd, select.POLLIN)
-early = p.poll(300)
+p = select.epoll(); p.register(fd, select.EPOLLIN)
+early = p.poll(0.3)
 open(sys.argv[2], "w").close()
-woken = p.poll(20000)
+woken = p.poll(20)
 print(early, bool(woken), os.read(fd, 65536).decode().split(" ")[1:4])
 "#;
     let mark = b.dir.join("polling");

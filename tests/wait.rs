@@ -286,9 +286,10 @@ fn a_containers_times_move_with_its_status_and_its_output() {
     let b = Bocker::start("waittimes");
     let img = b.import("");
     let image_time = mtime(&b, &format!("images/{img}"));
-    b.configure("c", &img, "sh -c 'echo one; read x; echo two'");
-    b.write("containers/c/interactive", "true").unwrap();
+    b.configure("c", &img, "sh -c 'echo one; sleep 0.5; echo two'");
     let made = mtime(&b, "containers/c");
+    b.write("containers/c/labels", "a=b").unwrap();
+    assert_eq!(mtime(&b, "containers/c"), made, "a setting is no change of its status");
     assert!(made >= image_time, "made after its image");
     assert_eq!(mtime(&b, "containers/c/status"), made);
     std::thread::sleep(Duration::from_millis(50));
@@ -306,9 +307,8 @@ fn a_containers_times_move_with_its_status_and_its_output() {
 
     eventually(Duration::from_secs(10), || b.read("containers/c/logs"), || b.read("containers/c/logs") == "one\n");
     let first = mtime(&b, "containers/c/logs");
-    std::thread::sleep(Duration::from_millis(50));
-    b.write("containers/c/stdin", "go\n").unwrap();
     b.wait_status("c", "exited");
+    assert_eq!(b.read("containers/c/logs"), "one\ntwo\n");
     assert!(mtime(&b, "containers/c/logs") > first, "logs moves with its output");
     assert!(mtime(&b, "containers/c") > started, "and the directory with the exit");
     // An image's time is its creation, whatever happens since.

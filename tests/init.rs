@@ -40,11 +40,16 @@ fn a_plain_sleep_stops_at_once_on_sigterm_with_init_and_not_without() {
     assert_eq!(b.read("containers/without/exit_code"), "137\n");
 
     // Every other signal reaches the command too, and its exit code is the container's.
-    start(&b, "hup", &img, "sh -c 'trap \"echo got-hup; exit 7\" HUP; while true; do sleep 0.1; done'", true, false);
-    std::thread::sleep(Duration::from_millis(300));
+    let trap = "sh -c 'trap \"echo got-hup; exit 7\" HUP; echo ready; while true; do sleep 0.1; done'";
+    start(&b, "hup", &img, trap, true, false);
+    eventually(
+        Duration::from_secs(10),
+        || b.read("containers/hup/logs"),
+        || b.read("containers/hup/logs") == "ready\n",
+    );
     b.write("containers/hup/ctl", "kill HUP").expect("kill");
     b.wait_status("hup", "exited");
-    assert_eq!(b.read("containers/hup/logs"), "got-hup\n");
+    assert_eq!(b.read("containers/hup/logs"), "ready\ngot-hup\n");
     assert_eq!(b.read("containers/hup/exit_code"), "7\n");
 }
 
@@ -74,6 +79,17 @@ fn orphans_are_reaped_and_proc_1_exe_is_a_sealed_copy() {
     let out = exec_out(&b, "with", probe);
     assert!(out.contains("read") && out.contains("wrote-copy"), "{out:?}");
     assert!(!out.contains("wrote-exe"), "{out:?}");
+    // From the host: pid 1's binary is sealed against writes (what stops a writer once nothing runs it);
+    // the same probe on the container without init finds no seals (it is a plain file).
+    let seals = |name: &str| {
+        let pid = b.read(&format!("containers/{name}/pid"));
+        let exe = std::fs::File::open(format!("/proc/{}/exe", pid.trim())).expect("open pid 1's exe");
+        // SAFETY: F_GET_SEALS takes no argument and returns the seals or -1.
+        unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&exe), libc::F_GET_SEALS) }
+    };
+    let sealed = seals("with");
+    assert!(sealed >= 0 && sealed & libc::F_SEAL_WRITE != 0 && sealed & libc::F_SEAL_SEAL != 0, "seals {sealed:#x}");
+    assert_eq!(seals("without"), -1, "a file of the rootfs has no seals");
     // Without init, pid 1 is the image's own sleep: nothing of bocker's either.
     assert!(exec_out(&b, "without", "readlink /proc/1/exe").contains("busybox"));
     for name in ["with", "without"] {

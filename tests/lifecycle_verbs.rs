@@ -237,15 +237,16 @@ fn a_paused_container_stops_within_its_grace_and_takes_its_signals() {
     let b = Bocker::start("stop-paused");
     let img = b.import("");
     // It takes TERM: once thawed it ends at once with its own code.
-    b.configure("polite", &img, "sh -c 'trap \"exit 7\" TERM; while :; do sleep 0.1; done'");
+    b.configure("polite", &img, "sh -c 'trap \"exit 7\" TERM; echo ready; while :; do sleep 0.1; done'");
     // It ignores TERM: the grace runs out, then SIGKILL.
-    b.configure("deaf", &img, BUSY);
+    b.configure("deaf", &img, "sh -c 'echo ready; while :; do :; done'");
     // It prints what it got.
-    b.configure("ears", &img, "sh -c 'trap \"echo got USR1\" USR1; while :; do sleep 0.1; done'");
+    b.configure("ears", &img, "sh -c 'trap \"echo got USR1\" USR1; echo ready; while :; do sleep 0.1; done'");
     for name in ["polite", "deaf", "ears"] {
         b.write(&format!("containers/{name}/ctl"), "start").unwrap();
         // Its trap set before it is frozen.
-        std::thread::sleep(Duration::from_millis(300));
+        let logs = format!("containers/{name}/logs");
+        eventually(Duration::from_secs(10), || b.read(&logs), || b.read(&logs).starts_with("ready\n"));
         b.write(&format!("containers/{name}/ctl"), "pause").unwrap();
         assert_eq!(b.status(name), "paused");
     }

@@ -76,10 +76,11 @@ fn always_restarts_a_clean_exit_with_a_back_off_until_a_user_stops_it() {
     let img = b.import("");
     make(&b, "loop", &img, "sh -c 'echo run; exit 0'", "always");
     b.write("containers/loop/ctl", "start").expect("start");
-    // Waits of 100, 200, 400, 800, 1600 ms...: a handful in 3 s, not one per run's few ms.
+    // Waits of 100, 200, 400, 800, 1600 ms...: a handful in 3 s, not one per run's few ms (fewer on a
+    // loaded machine, whose starts are slower).
     std::thread::sleep(Duration::from_secs(3));
     let n = count(&b, "loop");
-    assert!((3..=7).contains(&n), "{n} restarts in 3 s");
+    assert!((2..=7).contains(&n), "{n} restarts in 3 s");
     // A user's stop (of a container between runs, too) ends it for good.
     let _ = b.write("containers/loop/ctl", "stop 1");
     settled(&b, "loop", Duration::from_secs(3));
@@ -116,8 +117,22 @@ fn a_restarted_daemon_brings_back_the_ones_their_policy_says() {
     assert_eq!(b.status("stopped"), "exited");
     assert_eq!(b.status("plain"), "exited");
     assert_eq!(runs(&b, "plain"), 1);
-    assert_eq!(b.read("containers/ends/restart_count"), "1\n");
+    assert!(count(&b, "ends") >= 1);
     for name in ["always", "ends"] {
         b.write(&format!("containers/{name}/ctl"), "kill").expect("kill");
     }
+}
+
+#[test]
+fn a_policy_changed_during_a_back_off_is_heeded() {
+    let b = Bocker::start("policy-change");
+    let img = b.import("");
+    make(&b, "flap", &img, "sh -c 'echo run; exit 0'", "always");
+    b.write("containers/flap/ctl", "start").expect("start");
+    // Once the waits are long (800 ms and more), between two runs: the policy is cleared while one waits.
+    eventually(Duration::from_secs(20), || count(&b, "flap").to_string(), || count(&b, "flap") >= 4);
+    eventually(Duration::from_secs(10), || b.status("flap"), || b.write("containers/flap/restart", "no").is_ok());
+    let after = count(&b, "flap");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!((b.status("flap"), count(&b, "flap")), ("exited".to_string(), after), "the waiting restart was dropped");
 }

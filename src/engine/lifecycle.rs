@@ -13,6 +13,7 @@ use super::exits::ExitSlot;
 use super::plan::Planned;
 use super::ports::check_host_ports;
 use super::records::{new_record, ContainerRecord};
+use super::restart::StartBy;
 use super::state::{Container, State};
 use super::volumes::PlannedVolume;
 use super::{Changed, Engine, Response};
@@ -181,6 +182,7 @@ impl Engine {
         if removed.is_ok() {
             self.container_event(name, "remove", &[]);
             self.remove_anonymous_volumes(&record);
+            self.forget_restarts(name);
         }
         removed.map(|()| true)
     }
@@ -201,23 +203,19 @@ impl Engine {
     /// A verb of `ctl`: a start (and a restart) answers the slot its run's exit code will fill.
     pub(super) fn ctl(self: &Arc<Self>, name: &str, verb: Ctl) -> Result<Response, Error> {
         // A user's start and stop say whether its restart policy may bring it back (see `restart`).
-        // A restart's own stop is a user's too (no policy restart races it), and its start clears that.
+        // A user's stop ends its restart policy's restarts; a restart's own stop is a user's too (no policy
+        // restart races it); a user's start (a restart's too) clears that as it marks the run (`StartBy`).
         match verb {
-            Ctl::Start => self.view().container(name).map(|_| self.note_user(name, false))?,
             Ctl::Stop(_) | Ctl::Restart(_) | Ctl::Remove => {
-                self.view().container(name).map(|_| self.note_user(name, true))?
+                self.view().container(name).map(|_| self.note_user_stop(name))?
             }
-            Ctl::Kill(signal) if ends_it(signal) => self.view().container(name).map(|_| self.note_user(name, true))?,
+            Ctl::Kill(signal) if ends_it(signal) => self.view().container(name).map(|_| self.note_user_stop(name))?,
             _ => {}
         }
         match verb {
             Ctl::Start => self.start(name).map(Response::Started),
             Ctl::Stop(grace) => self.stop(name, grace).map(|()| Response::Done),
-            Ctl::Restart(grace) => {
-                let slot = self.restart(name, grace);
-                self.note_user(name, false);
-                slot.map(Response::Started)
-            }
+            Ctl::Restart(grace) => self.restart(name, grace).map(Response::Started),
             Ctl::Kill(signal) => self.kill(name, signal).map(|()| Response::Done),
             Ctl::Pause => self.pause(name).map(|()| Response::Done),
             Ctl::Unpause => self.unpause(name).map(|()| Response::Done),
@@ -314,12 +312,25 @@ impl Engine {
 
     /// Starts `name`; the slot answered is filled with this run's exit code when it ends.
     pub(super) fn start(self: &Arc<Self>, name: &str) -> Result<ExitSlot, Error> {
+        self.start_by(name, StartBy::User)?.ok_or_else(|| Error::Invalid(format!("'{name}' was not started")))
+    }
+
+    /// A start of `name` for `by`; `None` when `by` is a policy's or the daemon's and it is no longer due
+    /// (checked again under the record lock, so a user's stop, start, removal or change of policy since
+    /// always wins).
+    pub(super) fn start_by(self: &Arc<Self>, name: &str, by: StartBy) -> Result<Option<ExitSlot>, Error> {
+        if !self.view().container(name).is_ok_and(|c| by.due(c)) {
+            return Ok(None);
+        }
         // Refused here as the plan below would refuse it, before any volume is made for it.
         self.view().container(name)?.gate(Op::Start)?;
         self.ensure_anonymous_volumes(name)?;
         let (plan, had_ip) = {
             let _held = self.writing(name)?;
             let mut st = self.lock();
+            if !by.due(st.container(name)?) {
+                return Ok(None);
+            }
             let plan = self.plan_start(&st, name)?;
             let c = st.container_mut(name)?;
             // Held in memory from here, so a concurrent start never picks it too; on disk with the start,
@@ -345,6 +356,7 @@ impl Engine {
                 rec.started_at = Some(times::now_rfc3339());
                 rec.exit_code = None;
                 rec.finished_at = None;
+                by.mark(rec);
                 Ok(())
             };
             let slot = ExitSlot::default();
@@ -382,10 +394,14 @@ impl Engine {
             let image = self.view().containers.get(name).and_then(|c| c.record.image.clone());
             self.created_event(name, image.as_deref());
         }
+        if let StartBy::Policy(_) = by {
+            let count = self.view().containers.get(name).map_or(0, |c| c.record.restart_count);
+            self.container_event(name, "restart", &[("restart_count", &count.to_string())]);
+        }
         self.container_event(name, "start", &[]);
         self.changed.notify_all();
         self.watch(name, launched.monitor_pid, launched.monitor_start);
-        Ok(slot)
+        Ok(Some(slot))
     }
 
     /// What a start of `name` needs, decided from the state alone: refused if it may not start now.

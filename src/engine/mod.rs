@@ -252,6 +252,7 @@ impl Engine {
 
     /// Leaves the store mounted while containers still run in it, so a new daemon can re-adopt them.
     pub fn shutdown(&self) {
+        self.stop_restarts();
         self.drain_exit_saves();
         self.cgroups.remove_parent();
         self.store.close(!self.any_running());

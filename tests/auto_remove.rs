@@ -137,3 +137,24 @@ fn containers_run_pulls_an_image_not_here() {
         assert!(b.read("errors").lines().last().unwrap().contains("no image"), "{}", b.read("errors"));
     }
 }
+
+#[test]
+fn containers_run_with_rm_first_removes_the_container_once_it_has_exited() {
+    let b = Bocker::start("autorm-run");
+    let img = b.import("");
+    let id = b.submit("containers/run", &format!("--rm {img} sh -c 'sleep 0.5; exit 2'")).expect("run --rm");
+    assert_eq!(b.read(&format!("containers/{id}/auto_remove")), "true\n");
+    eventually(
+        Duration::from_secs(15),
+        || format!("{id} still there"),
+        || !b.path(&format!("containers/{id}")).exists(),
+    );
+    // Without it (the control), the exited container stays.
+    let kept = b.run_to_exit(&format!("{img} sh -c 'exit 2'"));
+    assert_eq!(b.read(&format!("containers/{kept}/auto_remove")), "false\n");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(b.path(&format!("containers/{kept}")).exists());
+    // `--rm` alone names no image.
+    let e = b.submit("containers/run", "--rm").unwrap_err();
+    assert_eq!(Bocker::errno(&e), libc::EINVAL);
+}

@@ -58,6 +58,27 @@ fn assert_sane(t: &Tmux) {
     }
 }
 
+/// What a user checks of a shell on a terminal in tmux: it answers, `tty` names a pts, `stty size`
+/// follows a resize of the window to `size` (columns, rows), and Ctrl-C reaches the command through the
+/// container's terminal (sleep ends, the shell stays).
+fn a_shell_answers_on_its_terminal(t: &Tmux, size: (u16, u16)) {
+    t.line("echo $((6*7))");
+    t.wait_line("42", 1);
+    t.line("tty");
+    t.wait_for("a pts", names_a_pts);
+    t.line("stty size");
+    t.wait_line("24 80", 1);
+    t.resize(size.0, size.1);
+    t.line("stty size");
+    t.wait_line(&format!("{} {}", size.1, size.0), 1);
+    t.line("echo sleeping; sleep 100");
+    t.wait_line("sleeping", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    t.keys(&["C-c"]);
+    t.line("echo after-$((1+1))");
+    t.wait_line("after-2", 1);
+}
+
 #[test]
 fn run_it_a_prompt_that_answers_on_a_pts_following_the_window_and_ctrl_c() {
     let b = Bocker::start("it-run");
@@ -68,22 +89,7 @@ fn run_it_a_prompt_that_answers_on_a_pts_following_the_window_and_ctrl_c() {
     t.wait_for("the container's prompt", container_prompt);
     assert_eq!(b.read("containers/box/tty"), "true\n");
     assert_eq!(b.read("containers/box/interactive"), "true\n");
-    t.line("echo $((6*7))");
-    t.wait_line("42", 1);
-    t.line("tty");
-    t.wait_for("a pts", names_a_pts);
-    t.line("stty size");
-    t.wait_line("24 80", 1);
-    t.resize(100, 30);
-    t.line("stty size");
-    t.wait_line("30 100", 1);
-    // Ctrl-C reaches the command through the container's terminal: sleep ends, the shell stays.
-    t.line("echo sleeping; sleep 100");
-    t.wait_line("sleeping", 1);
-    std::thread::sleep(Duration::from_millis(300));
-    t.keys(&["C-c"]);
-    t.line("echo after-$((1+1))");
-    t.wait_line("after-2", 1);
+    a_shell_answers_on_its_terminal(&t, (100, 30));
     assert_eq!(b.status("box"), "running");
     t.line("exit 3");
     t.wait_line("code=3", 1);
@@ -198,21 +204,7 @@ fn exec_it_a_shell_in_the_running_container() {
     let t = Tmux::start("it-exec", &b.mount);
     t.line(&format!("{BIN} exec -it box sh; echo code=$?"));
     t.wait_for("the exec's prompt", container_prompt);
-    t.line("echo $((6*7))");
-    t.wait_line("42", 1);
-    t.line("tty");
-    t.wait_for("a pts", names_a_pts);
-    t.line("stty size");
-    t.wait_line("24 80", 1);
-    t.resize(90, 20);
-    t.line("stty size");
-    t.wait_line("20 90", 1);
-    t.line("echo sleeping; sleep 100");
-    t.wait_line("sleeping", 1);
-    std::thread::sleep(Duration::from_millis(300));
-    t.keys(&["C-c"]);
-    t.line("echo after-$((1+1))");
-    t.wait_line("after-2", 1);
+    a_shell_answers_on_its_terminal(&t, (90, 20));
     t.line("exit 3");
     t.wait_line("code=3", 1);
     assert_sane(&t);

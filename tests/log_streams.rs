@@ -5,13 +5,12 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use common::{eventually, Bocker, BIN};
+use common::{eventually, Bocker, TailFollower, BIN};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -232,50 +231,10 @@ fn rotation_keeps_the_index_and_the_views_consistent_and_tail_f_follows_a_stream
         ),
     );
     // tail -f on stderr from before the start, polling, across rotations.
-    let path = b.path("containers/talker/stderr");
-    let mut tail = Command::new("tail")
-        .args(["-n", "+1", "-f", "-s", "0.1"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = tail.id();
-    struct Kill(u32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0 as i32), nix::sys::signal::SIGKILL);
-        }
-    }
-    let _kill = Kill(pid);
-    eventually(
-        Duration::from_secs(10),
-        || "tail did not open stderr".into(),
-        || {
-            fs::read_dir(format!("/proc/{pid}/fd"))
-                .map(|fds| fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t == path)))
-                .unwrap_or(false)
-        },
-    );
-    let stdout = tail.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let done = line == format!("err {last}");
-            seen.push(line);
-            if done {
-                break;
-            }
-        }
-        seen
-    });
+    let mut tail = TailFollower::start(&b.path("containers/talker/stderr"), &format!("err {last}"));
     b.write("containers/talker/ctl", "start").unwrap();
     b.wait_status("talker", "exited");
-    eventually(Duration::from_secs(30), || "tail did not reach the last line".into(), || reader.is_finished());
-    let seen = reader.join().unwrap();
-    let _ = tail.kill();
-    let _ = tail.wait();
+    let (seen, _) = tail.lines();
     let want: Vec<String> = (1..=last).map(|i| format!("err {i}")).collect();
     assert!(
         seen == want,

@@ -6,13 +6,12 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, Bocker};
+use common::{eventually, Bocker, TailFollower};
 
 const KIB: u64 = 1024;
 
@@ -42,7 +41,8 @@ fn segments(dir: &Path) -> Vec<(u64, u64, u32)> {
     let mut v: Vec<(u64, u64, u32)> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().ends_with(".idx"))
+        // The segments only: not their indexes, nor an index being made (renamed into place as a whole).
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
         .map(|e| {
             let name = e.file_name().into_string().unwrap();
             let start = name.strip_suffix(".log").and_then(|d| d.parse().ok()).unwrap_or_else(|| panic!("{name}"));
@@ -209,15 +209,6 @@ fn an_execs_output_is_bounded_the_same_way() {
 }
 
 /// Kills the process this test started, by pid, when dropped (also on failure).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn tail_f_follows_logs_across_rotations() {
     let (max_size, max_files) = (16 * KIB, 4u32);
@@ -232,48 +223,11 @@ fn tail_f_follows_logs_across_rotations() {
              [ $((i % 200)) = 0 ] && sleep 0.05; done; true'"
         ),
     );
-    let logs = b.path("containers/talker/logs");
-    // GNU tail, started before there is any output, polling (FUSE is a remote file system to it).
-    let mut tail = KillOnDrop(
-        Command::new("tail")
-            .args(["-n", "+1", "-f", "-s", "0.1"])
-            .arg(&logs)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tail"),
-    );
-    let pid = tail.0.id();
-    eventually(
-        Duration::from_secs(10),
-        || "tail did not open logs".into(),
-        || {
-            fs::read_dir(format!("/proc/{pid}/fd"))
-                .map(|fds| fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t == logs)))
-                .unwrap_or(false)
-        },
-    );
-    let stdout = tail.0.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let done = line == format!("line {last}");
-            seen.push(line);
-            if done {
-                break;
-            }
-        }
-        seen
-    });
+    // GNU tail, started before there is any output.
+    let mut tail = TailFollower::start(&b.path("containers/talker/logs"), &format!("line {last}"));
     b.write("containers/talker/ctl", "start").unwrap();
     b.wait_status("talker", "exited");
-    eventually(Duration::from_secs(30), || "tail did not reach the last line".into(), || reader.is_finished());
-    let seen = reader.join().unwrap();
-    let _ = tail.0.kill();
-    let _ = tail.0.wait();
-    let mut stderr = String::new();
-    let _ = std::io::Read::read_to_string(&mut tail.0.stderr.take().unwrap(), &mut stderr);
+    let (seen, stderr) = tail.lines();
 
     let want: Vec<String> = (1..=last).map(|i| format!("line {i}")).collect();
     assert!(

@@ -42,7 +42,12 @@ impl Engine {
     /// named by a registry reference is pulled first, as `docker run` does (the same pull as
     /// `images/pull`, shown in `images/pulls`); a pull that fails fails the run with its errno, and nothing
     /// is left.
-    pub(super) fn run(self: &Arc<Self>, image: &str, argv: Option<Vec<String>>) -> Result<String, Error> {
+    pub(super) fn run(
+        self: &Arc<Self>,
+        image: &str,
+        argv: Option<Vec<String>>,
+        auto_remove: bool,
+    ) -> Result<String, Error> {
         let name = ids::new_id("ps_");
         let reserve = |image: &str| -> Result<(String, ImageConfig), Error> {
             let mut st = self.lock();
@@ -62,7 +67,7 @@ impl Engine {
         // A fresh name is nobody else's: snapshot straight into place, then one record, then start. Its events
         // come once it has started: a run that fails leaves nothing, in `events` neither.
         self.mute_events(&name);
-        let ran = self.run_named(&name, image_id, image_config, argv);
+        let ran = self.run_named(&name, image_id, image_config, argv, auto_remove);
         self.unmute_events(&name);
         ran.map(|()| name)
     }
@@ -74,12 +79,14 @@ impl Engine {
         image_id: String,
         image_config: ImageConfig,
         argv: Option<Vec<String>>,
+        auto_remove: bool,
     ) -> Result<(), Error> {
         let t0 = Instant::now();
         let record = ContainerRecord {
             image: Some(image_id.clone()),
             image_config: Some(image_config),
             cmd: argv,
+            auto_remove,
             ..new_record(name)
         };
         let made = self.store.snapshot_image(&image_id, name).map_err(Error::from).and_then(|()| {

@@ -203,7 +203,7 @@ impl Engine {
             Request::Import { dir, changes, caller } => self.import(&dir, &changes, &caller).map(Response::Created),
             Request::Pull { spec } => self.pull(&spec).map(Response::Created),
             Request::Push { spec } => self.push(&spec).map(Response::Created),
-            Request::Run { image, argv } => self.run(&image, argv).map(Response::Created),
+            Request::Run { image, argv, auto_remove } => self.run(&image, argv, auto_remove).map(Response::Created),
             Request::CreateContainer { name } => self.insert_container(new_record(&name)).map(|()| Response::Done),
             Request::RemoveContainer { name } => self.remove_container(&name).map(|()| Response::Done),
             Request::RemoveImage { id } => self.remove_image(&id).map(|()| Response::Done),

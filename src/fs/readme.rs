@@ -17,7 +17,8 @@ bockerfs: containers driven with echo and cat.
                          An image is named by id, unique id prefix (img_3f), any form of a name, or the
                          directory it was imported from
   containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id);
-                         a reference not here is pulled first, as docker run does (never a path or img_ id)
+                         a reference not here is pulled first, as docker run does (never a path or img_ id);
+                         '--rm IMAGE CMD...': removed once it has exited (auto_remove)
   containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running or paused)
     image cmd env        rw: configure before start (cmd: the arguments after the entrypoint, shell words or a
                          JSON array, blank = the image's Cmd; env: KEY=VALUE lines)

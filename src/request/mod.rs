@@ -146,6 +146,8 @@ pub enum Request {
     Run {
         image: String,
         argv: Option<Vec<String>>,
+        /// `--rm`: removed once it has exited.
+        auto_remove: bool,
     },
     CreateContainer {
         name: String,
@@ -280,8 +282,16 @@ impl Request {
             }
             WriteTarget::Run => {
                 let mut words = split_argv(text)?.ok_or(ParseError::Empty)?;
+                // `--rm` first: removed once it has exited (its auto_remove), as `docker run --rm`.
+                let auto_remove = words.first().is_some_and(|w| w == "--rm");
+                if auto_remove {
+                    words.remove(0);
+                }
+                if words.is_empty() {
+                    return Err(ParseError::Empty);
+                }
                 let image = words.remove(0);
-                Request::Run { image, argv: (!words.is_empty()).then_some(words) }
+                Request::Run { image, argv: (!words.is_empty()).then_some(words), auto_remove }
             }
             WriteTarget::Image(name) => Request::SetImage { name, image: one_word(text)? },
             WriteTarget::Cmd(name) => Request::SetCmd { name, argv: split_argv(text)? },

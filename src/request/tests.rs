@@ -95,11 +95,11 @@ impl PartialEq for Request {
 fn writes_become_requests() {
     assert_eq!(
         Request::from_write(WriteTarget::Run, b"img_1 echo 'a b'\n").unwrap(),
-        Request::Run { image: "img_1".into(), argv: Some(vec!["echo".into(), "a b".into()]) }
+        Request::Run { image: "img_1".into(), argv: Some(vec!["echo".into(), "a b".into()]), auto_remove: false }
     );
     assert_eq!(
         Request::from_write(WriteTarget::Run, b"img_1").unwrap(),
-        Request::Run { image: "img_1".into(), argv: None }
+        Request::Run { image: "img_1".into(), argv: None, auto_remove: false }
     );
     assert_eq!(Request::from_write(WriteTarget::Run, b""), Err(ParseError::Empty));
     assert_eq!(

@@ -425,3 +425,71 @@ pub fn make_busybox_rootfs(rootfs: &Path) {
     fs::write(rootfs.join("etc/hostname"), "image\n").expect("hostname");
     fs::write(rootfs.join(".dotfile"), "dot\n").expect("dotfile");
 }
+
+/// GNU `tail -n +1 -f -s 0.1 PATH` (polling: FUSE is a remote file system to it), holding PATH open
+/// before [`TailFollower::start`] returns, with a thread collecting its lines up to the one that is
+/// `last`. Killed on drop, also when a test fails.
+pub struct TailFollower {
+    child: std::process::Child,
+    reader: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl TailFollower {
+    pub fn start(path: &Path, last: &str) -> TailFollower {
+        use std::io::BufRead;
+        let mut child = Command::new("tail")
+            .args(["-n", "+1", "-f", "-s", "0.1"])
+            .arg(path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tail");
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("tail's stdout");
+        let mut follower = TailFollower { child, reader: None };
+        eventually(
+            Duration::from_secs(10),
+            || format!("tail did not open {}", path.display()),
+            || {
+                fs::read_dir(format!("/proc/{pid}/fd"))
+                    .map(|fds| fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t == path)))
+                    .unwrap_or(false)
+            },
+        );
+        let last = last.to_string();
+        follower.reader = Some(std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let done = line == last;
+                seen.push(line);
+                if done {
+                    break;
+                }
+            }
+            seen
+        }));
+        follower
+    }
+
+    /// The lines it saw, once it has seen the last (within 30 s), and what it said on stderr; tail ends.
+    pub fn lines(&mut self) -> (Vec<String>, String) {
+        let reader = self.reader.take().expect("lines taken once");
+        eventually(Duration::from_secs(30), || "tail did not reach the last line".into(), || reader.is_finished());
+        let seen = reader.join().expect("the reader thread");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+        }
+        (seen, stderr)
+    }
+}
+
+impl Drop for TailFollower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,8 +11,9 @@
 #   util-linux      setpriv, for the tests that drive the tree as an unprivileged host user
 #   vim python3 sed the editors and savers the value-file tests save with (vim's :w, tempfile + os.replace, sed -i)
 #   tini            tini-static, the init a container with `init` true runs as its pid 1 (docker run --init)
+#   tmux            the real terminals the interactive tests drive bocker run -it, exec -it and attach in
 set -eu
-PACKAGES="btrfs-progs fuse3 busybox-static docker-registry apache2-utils nftables iproute2 gcc libc6-dev util-linux vim python3 sed tini"
+PACKAGES="btrfs-progs fuse3 busybox-static docker-registry apache2-utils nftables iproute2 gcc libc6-dev util-linux vim python3 sed tini tmux"
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (apt-get install $PACKAGES)" >&2
     exit 1

@@ -130,11 +130,7 @@ fn tail_f_follows_a_containers_life_and_the_images_and_volumes() {
 
 #[test]
 fn an_open_reader_reads_on_across_rotations_and_a_new_one_sees_what_is_kept() {
-    let mut b = Bocker::start("eventsrot");
-    b.stop_daemon();
-    b.env.push(("BOCKER_EVENTS_MAX_SIZE".into(), "4K".into()));
-    b.env.push(("BOCKER_EVENTS_MAX_FILES".into(), "2".into()));
-    b.spawn_daemon();
+    let b = Bocker::start_with_env("eventsrot", &[("BOCKER_EVENTS_MAX_SIZE", "4K"), ("BOCKER_EVENTS_MAX_FILES", "2")]);
     let mut open = std::fs::File::open(b.path("events")).unwrap();
     let mut read = String::new();
     for n in 0..60 {

@@ -316,10 +316,7 @@ fn as_member(script: &str) -> (bool, String) {
 #[test]
 fn a_group_member_imports_only_what_they_can_read() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let mut b = Bocker::start("import-member");
-    b.stop_daemon();
-    b.env.push(("BOCKER_GROUP".into(), "users".into()));
-    b.spawn_daemon();
+    let b = Bocker::start_with_env("import-member", &[("BOCKER_GROUP", "users")]);
     let tree = |name: &str, dir_mode: u32, file_mode: u32, gid: u32| {
         let d = b.dir.join(name);
         fs::create_dir_all(&d).unwrap();

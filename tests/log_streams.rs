@@ -44,12 +44,8 @@ fn merged(b: &Bocker, args: &str) -> String {
 
 /// A daemon whose logs rotate at `max_size` bytes and keep `max_files` segments.
 fn start_with_log_limits(tag: &str, max_size: u64, max_files: u32) -> Bocker {
-    let mut b = Bocker::start(tag);
-    b.env.push(("BOCKER_LOG_MAX_SIZE".into(), max_size.to_string()));
-    b.env.push(("BOCKER_LOG_MAX_FILES".into(), max_files.to_string()));
-    assert!(b.stop_daemon().is_some_and(|s| s.success()));
-    b.spawn_daemon();
-    b
+    let (size, files) = (max_size.to_string(), max_files.to_string());
+    Bocker::start_with_env(tag, &[("BOCKER_LOG_MAX_SIZE", &size), ("BOCKER_LOG_MAX_FILES", &files)])
 }
 
 const ALTERNATE: &str = "for i in 1 2 3 4 5; do echo out $i; sleep 0.1; echo err $i >&2; sleep 0.1; done";

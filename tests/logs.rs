@@ -18,12 +18,8 @@ const KIB: u64 = 1024;
 /// A daemon whose logs rotate at `max_size` bytes and keep `max_files` segments (the options' env forms,
 /// given to a restarted daemon, as the harness starts one with its defaults).
 fn start_with_log_limits(tag: &str, max_size: u64, max_files: u32) -> Bocker {
-    let mut b = Bocker::start(tag);
-    b.env.push(("BOCKER_LOG_MAX_SIZE".into(), max_size.to_string()));
-    b.env.push(("BOCKER_LOG_MAX_FILES".into(), max_files.to_string()));
-    assert!(b.stop_daemon().is_some_and(|s| s.success()));
-    b.spawn_daemon();
-    b
+    let (size, files) = (max_size.to_string(), max_files.to_string());
+    Bocker::start_with_env(tag, &[("BOCKER_LOG_MAX_SIZE", &size), ("BOCKER_LOG_MAX_FILES", &files)])
 }
 
 /// The directory of segments behind `containers/NAME/logs` (or an exec's, with `exec`).

@@ -122,10 +122,7 @@ fn by_default_only_root_may_use_the_tree() {
 
 #[test]
 fn with_group_its_members_drive_the_tree_and_no_one_else_does() {
-    let mut b = Bocker::start("trust-group");
-    b.stop_daemon();
-    b.env.push(("BOCKER_GROUP".into(), "users".into()));
-    b.spawn_daemon();
+    let b = Bocker::start_with_env("trust-group", &[("BOCKER_GROUP", "users")]);
     let img = b.import("");
     b.configure("c", &img, "true");
 

@@ -456,10 +456,7 @@ fn ftruncate_to_zero_with_no_write_after_it_empties_the_value() {
 
 #[test]
 fn with_group_a_descriptor_handed_to_a_non_member_neither_writes_nor_truncates() {
-    let mut b = Bocker::start("values-access");
-    b.stop_daemon();
-    b.env.push(("BOCKER_GROUP".into(), "users".into()));
-    b.spawn_daemon();
+    let b = Bocker::start_with_env("values-access", &[("BOCKER_GROUP", "users")]);
     fs::create_dir(b.path("containers/ed")).unwrap();
     b.write("containers/ed/env", "A=1\n").unwrap();
     // A scratch file reads 0660 with --group (0600 without), owned by its maker.

@@ -59,7 +59,17 @@ impl Bocker {
         Self::start_sized(tag, "1G")
     }
 
+    /// A daemon started with `env` in its environment (its options' variables: BOCKER_LOG_MAX_SIZE,
+    /// BOCKER_GROUP, ...), kept for every restart of it.
+    pub fn start_with_env(tag: &str, env: &[(&str, &str)]) -> Bocker {
+        Self::start_sized_with(tag, "1G", env)
+    }
+
     pub fn start_sized(tag: &str, store_size: &str) -> Bocker {
+        Self::start_sized_with(tag, store_size, &[])
+    }
+
+    fn start_sized_with(tag: &str, store_size: &str, env: &[(&str, &str)]) -> Bocker {
         let dir = unique_dir(tag);
         fs::create_dir_all(&dir).expect("test dir");
         let leaf = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -75,7 +85,7 @@ impl Bocker {
             mount: dir.join("mnt"),
             dir,
             store_size: store_size.to_string(),
-            env: Vec::new(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             daemon: None,
         };
         b.spawn_daemon();

@@ -11,6 +11,7 @@
 set -euo pipefail
 KEYS=${KEYS:-2000}
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/bench/common.sh"
 bocker=$here/target/release/bocker
 [ -x "$bocker" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 for tool in busybox script python3; do command -v $tool >/dev/null || { echo "missing: $tool" >&2; exit 1; }; done
@@ -21,20 +22,14 @@ cleanup() {
     echo kill > "$work/mnt/containers/keys/ctl" 2>/dev/null || true
     for _ in $(seq 50); do grep -q exited "$work/mnt/containers/keys/status" 2>/dev/null && break; sleep 0.1; done
     rmdir "$work/mnt/containers/keys" 2>/dev/null || true
-    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
-    umount -l "$work/mnt" 2>/dev/null || true
-    umount -l "$work/root/store" 2>/dev/null || true
-    ip link del bkattach 2>/dev/null || true
-    nft delete table ip bocker_bkattach 2>/dev/null || true
-    nft delete table bridge bocker_bkattach 2>/dev/null || true
+    stop_bench_daemon "$work" bkattach
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 rootfs=$work/rootfs
-mkdir -p "$rootfs/bin" "$work/mnt"
-cp "$(command -v busybox)" "$rootfs/bin/busybox"
-for a in $(busybox --list | grep -v '^busybox$'); do ln -s busybox "$rootfs/bin/$a"; done
+mkdir -p "$work/mnt"
+busybox_rootfs "$rootfs"
 
 "$bocker" daemon --root "$work/root" --mount "$work/mnt" --store-size 1G \
     --bridge bkattach --subnet 10.215.0.0/24 2>"$work/daemon.log" &

@@ -24,6 +24,7 @@ CONTAINERS=${CONTAINERS:-1000}
 LS_RUNS=${LS_RUNS:-30}
 LS_DIRS_RUNS=${LS_DIRS_RUNS:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/bench/common.sh"
 bocker=${BOCKER:-$here/target/release/bocker}
 [ -x "$bocker" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 command -v gcc >/dev/null || { echo "missing: gcc" >&2; exit 1; }
@@ -32,14 +33,9 @@ command -v bindfs >/dev/null || { echo "missing: bindfs (apt install bindfs)" >&
 work=$(mktemp -d /tmp/bocker-fslat.XXXXXX)
 daemon_pid=""
 cleanup() {
-    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
-    umount -l "$work/mnt" 2>/dev/null || true
-    umount -l "$work/root/store" 2>/dev/null || true
+    stop_bench_daemon "$work" bkfslat
     umount -l "$work/bindfs" 2>/dev/null || true
     umount "$work/tmpfs" 2>/dev/null || true
-    ip link del bkfslat 2>/dev/null || true
-    nft delete table ip bocker_bkfslat 2>/dev/null || true
-    nft delete table bridge bocker_bkfslat 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT

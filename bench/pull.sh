@@ -11,6 +11,7 @@ set -euo pipefail
 RUNS=${RUNS:-10}
 LAYER_MB=${LAYER_MB:-32}
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/bench/common.sh"
 bocker=$here/target/release/bocker
 [ -x "$bocker" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 for tool in docker-registry skopeo umoci hyperfine busybox python3; do
@@ -20,10 +21,8 @@ done
 work=$(mktemp -d /tmp/bocker-bench-pull.XXXXXX)
 registry_pid="" daemon_pid=""
 cleanup() {
-    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
+    stop_bench_daemon "$work"
     [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null || true
-    umount -l "$work/mnt" 2>/dev/null || true
-    umount -l "$work/root/store" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,9 +44,7 @@ umoci new --image "$work/oci:bench"
 for layer in base 1 2 3; do
     umoci unpack --image "$work/oci:bench" "$work/b" >/dev/null
     if [ $layer = base ]; then
-        mkdir -p "$work/b/rootfs/bin"
-        cp "$(command -v busybox)" "$work/b/rootfs/bin/busybox"
-        for a in $(busybox --list | grep -v '^busybox$'); do ln -s busybox "$work/b/rootfs/bin/$a"; done
+        busybox_rootfs "$work/b/rootfs"
     else
         mkdir -p "$work/b/rootfs/data"
         head -c "${LAYER_MB}M" /dev/urandom > "$work/b/rootfs/data/layer$layer"

@@ -23,6 +23,7 @@ set -euo pipefail
 RUNS=${RUNS:-50}
 GAP=${GAP:-0}
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/bench/common.sh"
 bocker=$here/target/release/bocker
 [ -x "$bocker" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 for tool in crun hyperfine busybox; do command -v $tool >/dev/null || { echo "missing: $tool" >&2; exit 1; }; done
@@ -32,20 +33,14 @@ daemon_pid=""
 cleanup() {
     # Removing the containers through the mount removes their cgroups too.
     for c in "$work"/mnt/containers/ps_*; do [ -d "$c" ] && rmdir "$c"; done 2>/dev/null || true
-    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
-    umount -l "$work/mnt" 2>/dev/null || true
-    umount -l "$work/root/store" 2>/dev/null || true
-    ip link del bkbench 2>/dev/null || true
-    nft delete table ip bocker_bkbench 2>/dev/null || true
-    nft delete table bridge bocker_bkbench 2>/dev/null || true
+    stop_bench_daemon "$work" bkbench
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 rootfs=$work/bundle/rootfs
-mkdir -p "$rootfs/bin" "$work/mnt"
-cp "$(command -v busybox)" "$rootfs/bin/busybox"
-for a in $(busybox --list | grep -v '^busybox$'); do ln -s busybox "$rootfs/bin/$a"; done
+mkdir -p "$work/mnt"
+busybox_rootfs "$rootfs"
 (cd "$work/bundle" && crun spec && python3 - <<'PY'
 import json
 c = json.load(open("config.json"))

@@ -6,6 +6,7 @@
 //! and execs the command) and [`network`] (the bridge, veth pairs, NAT and port forwards). [`cli`] is bocker's command line, over the mounted files only.
 
 pub mod attach;
+pub mod build;
 pub mod caller;
 pub mod cgroups;
 pub mod cli;

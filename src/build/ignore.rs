@@ -389,10 +389,8 @@ impl<'a> Nfa<'a> {
                 Tok::One if ch != '/' => next.set_at(i + 1),
                 Tok::Star if ch != '/' => next.set_at(i),
                 Tok::Rest => next.set_at(i),
-                Tok::Class { negated, ranges } => {
-                    if ranges.iter().any(|&(lo, hi)| lo <= ch && ch <= hi) != *negated {
-                        next.set_at(i + 1);
-                    }
+                Tok::Class { negated, ranges } if ranges.iter().any(|&(lo, hi)| lo <= ch && ch <= hi) != *negated => {
+                    next.set_at(i + 1)
                 }
                 _ => {}
             }

@@ -86,13 +86,36 @@ pub struct Source {
     pub forbidden: Vec<(u64, u64)>,
 }
 
+/// Whether an entry of the source is copied (see [`copy_tree_filtered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Copy,
+    Skip,
+    /// A directory left out, but walked for what is taken beneath it: kept only if something is.
+    Descend,
+}
+
+/// Says, for an entry's path relative to the source (`/`-separated) and whether it is a directory, if it is
+/// copied.
+pub type Filter<'a> = &'a (dyn Fn(&[u8], bool) -> Pass + Sync);
+
 /// Copies the contents of `src` into the existing, empty directory `dst`, and `src`'s own mode, owner
 /// and times onto `dst`, reading as `caller`.
 pub fn copy_tree(src: &Source, dst: &Path, caller: &Caller) -> Result<CopyStats, CopyError> {
+    copy_tree_filtered(src, dst, caller, None)
+}
+
+/// [`copy_tree`] of only what `filter` passes (a build context without what `.dockerignore` leaves out).
+pub fn copy_tree_filtered(
+    src: &Source,
+    dst: &Path,
+    caller: &Caller,
+    filter: Option<Filter<'_>>,
+) -> Result<CopyStats, CopyError> {
     let write_err = |source: Errno| CopyError::Write { path: dst.to_path_buf(), source: source.into() };
     let dst_fd = rustix::fs::open(dst, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(write_err)?;
-    let mut c = Copier { caller, src, links: HashMap::new(), stats: CopyStats::default(), dst_root: dst_fd };
+    let mut c = Copier { caller, src, links: HashMap::new(), stats: CopyStats::default(), dst_root: dst_fd, filter };
     let dst_root = rustix::io::fcntl_dupfd_cloexec(&c.dst_root, 0).map_err(write_err)?;
     c.copy_dir(&src.fd, &src.path, &dst_root, Vec::new(), 0)?;
     let st = rustix::fs::fstat(&src.fd).map_err(|e| c.read_err(&src.path, e))?;
@@ -107,6 +130,7 @@ struct Copier<'a> {
     links: HashMap<(u64, u64), Vec<u8>>,
     stats: CopyStats,
     dst_root: OwnedFd,
+    filter: Option<Filter<'a>>,
 }
 
 impl Copier<'_> {
@@ -159,6 +183,10 @@ impl Copier<'_> {
             Err(e) => return Err(self.read_err(from, e)),
         };
         let kind = FileType::from_raw_mode(st.st_mode);
+        let pass = self.filter.map_or(Pass::Copy, |f| f(&rel, kind == FileType::Directory));
+        if pass == Pass::Skip || (pass == Pass::Descend && kind != FileType::Directory) {
+            return Ok(());
+        }
         let changed = |what: &str| {
             warn!(path = %from.display(), what, "changed while it was imported: skipped");
             Ok(())
@@ -183,6 +211,12 @@ impl Copier<'_> {
                 // Another mount inside the source: its mount point stays, empty, as with `cp -ax`.
                 if mount_id(&sub).map_err(|e| self.read_err(from, e))? == self.src.mnt_id {
                     self.copy_dir(&sub, from, &dsub, rel, depth + 1)?;
+                }
+                if pass == Pass::Descend
+                    && rustix::io::fcntl_dupfd_cloexec(&dsub, 0).and_then(list).map_err(write_err)?.is_empty()
+                {
+                    // Left out, and nothing beneath it was taken.
+                    return rustix::fs::unlinkat(dst, name_os, AtFlags::REMOVEDIR).map_err(write_err);
                 }
                 apply_meta_fd(&dsub, &sst).map_err(write_err)
             }

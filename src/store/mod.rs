@@ -6,6 +6,7 @@
 //! daemon makes and loop-mounts itself.
 
 mod btrfs;
+mod buildcache;
 mod copy;
 mod import;
 mod loopdev;
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
 use crate::caller::Caller;
-pub use copy::CopyError;
+pub use buildcache::Base;
+pub use copy::{tree_size, CopyError, Pass};
 
 /// Why a store operation failed; one variant per step.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +125,7 @@ impl Store {
         // Only the daemon looks inside: images and rootfs hold other people's files (a 0600 file of an image
         // is 0600 only while its directory can't be walked).
         private(&dir).map_err(|e| prep(&dir, e))?;
-        for sub in ["images", "containers", "layers", "blobs", "volumes"] {
+        for sub in ["images", "containers", "layers", "blobs", "volumes", "builds", "buildcache"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| prep(&p, e))?;
         }
@@ -133,7 +135,9 @@ impl Store {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Ok(Store { dir, loop_mounted, warm: Arc::default(), background: Mutex::default() })
+        let store = Store { dir, loop_mounted, warm: Arc::default(), background: Mutex::default() };
+        store.sweep_builds();
+        Ok(store)
     }
 
     /// Where the store's subvolumes live.

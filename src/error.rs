@@ -25,6 +25,15 @@ pub enum Error {
     Freeze(#[from] crate::cgroups::FreezeError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    /// A build that failed (see [`crate::build::error::BuildError::errno`]).
+    #[error(transparent)]
+    Build(#[from] crate::build::error::BuildError),
+    /// ENOENT: no build of that number.
+    #[error("no build {0}")]
+    NoSuchBuild(u32),
+    /// EBUSY: a build that runs still.
+    #[error("build {0} is running")]
+    BuildRunning(u32),
     /// ENOENT: no container of that name.
     #[error("no container named '{0}'")]
     NoSuchContainer(String),
@@ -88,6 +97,9 @@ impl Error {
             Error::Cgroup(e) => e.errno(),
             Error::Freeze(e) => e.errno(),
             Error::Network(e) => e.errno(),
+            Error::Build(e) => e.errno(),
+            Error::NoSuchBuild(_) => libc::ENOENT,
+            Error::BuildRunning(_) => libc::EBUSY,
             Error::Store(e) => e.errno(),
             Error::Runtime(e) => e.errno(),
             Error::Registry(e) => e.errno(),

@@ -6,7 +6,10 @@
 //! and digests what they take for the step cache. The engine (`engine::build`) owns the order, the
 //! cache and the `RUN` steps.
 
+pub mod config;
 pub mod copy;
 pub mod dockerfile;
+pub mod error;
 pub mod ignore;
+pub mod values;
 pub mod words;

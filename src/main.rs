@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bockerfs::cgroups::{Limit, Limits};
-use bockerfs::cli::{Cli, DetachKeys, EventsOptions, ExecOptions, LogsOptions, RunOptions};
+use bockerfs::cli::{BuildOptions, Cli, DetachKeys, EventsOptions, ExecOptions, LogsOptions, RunOptions};
 use bockerfs::daemon::{self, DaemonOptions};
 
 #[derive(Parser)]
@@ -81,6 +81,13 @@ enum Command {
     },
     /// Make an image of a directory.
     Init { directory: PathBuf },
+    /// Build an image from a Dockerfile in CONTEXT (docker build): prints each step as it runs (cached
+    /// ones marked) and `Created: img_...`; exits 1 if the build fails. The steps are images/build's.
+    Build {
+        #[command(flatten)]
+        options: BuildOptions,
+        context: PathBuf,
+    },
     /// Pull an image from a registry: NAME [TAG], or a full reference, and optionally platform=OS/ARCH.
     Pull {
         #[arg(required = true, num_args = 1..=3)]
@@ -311,6 +318,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             0
         }
         Command::Init { directory } => cli(args.mount)?.init(&directory)?,
+        Command::Build { options, context } => cli(args.mount)?.build(&context, &options)?,
         Command::Pull { reference } => cli(args.mount)?.pull(&reference)?,
         Command::Push { image, reference } => cli(args.mount)?.push(&image, &reference)?,
         Command::Images { names } => cli(args.mount)?.images(names)?,

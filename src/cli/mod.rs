@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::registry::{familiar, normalize};
 pub use attach::{AttachFlags, ExecOptions};
 use bars::{Bars, Out};
+pub use build::BuildOptions;
 pub use events::EventsOptions;
 pub use keys::DetachKeys;
 pub use logs::{LogsOptions, Tail};
@@ -43,6 +44,7 @@ macro_rules! say {
 
 mod attach;
 mod bars;
+mod build;
 mod events;
 mod keys;
 mod lifecycle;

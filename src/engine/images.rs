@@ -32,6 +32,7 @@ impl Engine {
             digest: None,
             layers: Vec::new(),
             chain: Vec::new(),
+            steps: Vec::new(),
         };
         let config_raw = import_config(&record.created, changes);
         self.add_image(record, config_raw)?;
@@ -100,6 +101,7 @@ impl Engine {
                     digest: Some(p.digest.clone()),
                     layers: p.layers.clone(),
                     chain: p.chain.clone(),
+                    steps: Vec::new(),
                 };
                 self.add_image(record, p.config_raw).map(|()| {
                     info!(image = %p.id, reference = %spec.source, digest = %p.digest, "pulled image");
@@ -258,6 +260,7 @@ impl Engine {
             digest: None,
             layers: Vec::new(),
             chain: Vec::new(),
+            steps: Vec::new(),
         };
         let dir = self.image_dir(&id);
         let old_config = std::fs::read(dir.join("config.json")).ok();
@@ -318,6 +321,7 @@ impl Engine {
         info!(image = %id, "removed image");
         self.event(EventType::Image, id, "remove", &[]);
         self.collect_layers();
+        self.collect_steps();
         Ok(())
     }
 }

@@ -34,6 +34,10 @@
 //! `waits` (what a `wait` waits for, and when objects changed).
 
 mod anonymous;
+mod build;
+mod build_cache;
+mod build_run;
+mod build_steps;
 mod configure;
 mod events;
 mod exec;
@@ -62,6 +66,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use tracing::info;
 
 pub use crate::model::ContainerStatus;
+pub use build::{BuildRecord, BuildStatus};
 pub use events::EventType;
 pub use exits::{ExitSlot, LogHold};
 pub use notify::{Changed, Listener};
@@ -237,6 +242,8 @@ impl Engine {
             Request::CreateVolume { name } => self.create_volume(&name).map(|()| Response::Done),
             Request::RemoveVolume { name } => self.remove_volume(&name).map(|()| Response::Done),
             Request::Ctl { name, verb } => self.ctl(&name, verb),
+            Request::Build { spec, caller } => self.build(&spec, &caller).map(Response::Created),
+            Request::RemoveBuild { n } => self.remove_build(n).map(|()| Response::Done),
         };
         match &result {
             Ok(_) => {

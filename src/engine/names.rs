@@ -256,6 +256,7 @@ mod tests {
             digest: None,
             layers: Vec::new(),
             chain: Vec::new(),
+            steps: Vec::new(),
         };
         let config = oci_spec::image::ImageConfiguration::from_reader(config_raw.as_slice()).unwrap();
         Arc::new(Image { record, config, config_raw })

@@ -20,6 +20,8 @@ pub enum Changed {
     Volume(String),
     /// The `events` file grew by a line (see `events`).
     Events,
+    /// A build: begun, its log grew, ended, removed.
+    Build(u32),
 }
 
 /// Where change notices go.

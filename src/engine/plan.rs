@@ -84,6 +84,7 @@ mod tests {
             digest: None,
             layers: Vec::new(),
             chain: Vec::new(),
+            steps: Vec::new(),
         };
         let config_raw = config.into_bytes();
         Arc::new(Image { record, config: ImageConfiguration::from_reader(config_raw.as_slice()).unwrap(), config_raw })

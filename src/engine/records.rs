@@ -42,6 +42,9 @@ pub struct ImageRecord {
     /// The chain ids of the layer subvolumes a pulled image stands on.
     #[serde(default)]
     pub chain: Vec<String>,
+    /// The cached build steps a built image was made of (see `engine::build`): kept while it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 /// A container, as stored in `<state>/containers/<name>/record.json`.

@@ -151,6 +151,12 @@ impl Engine {
             init_path: std::sync::OnceLock::new(),
         });
         engine.start_watcher()?;
+        {
+            let builds = engine.load_builds();
+            let mut st = engine.lock();
+            st.next_build = builds.iter().map(|b| b.n + 1).max().unwrap_or(1);
+            st.builds = builds.into_iter().map(|b| (b.n, Arc::new(b))).collect();
+        }
         engine.undo_cut_starts();
         // Those not running now, for their restart policies (once the daemon is ready: `start_by_policies`);
         // the ones found dead below go through their policy as any exit does.

@@ -119,6 +119,12 @@ pub(super) struct State {
     pub(super) changing_images: BTreeMap<String, &'static str>,
     /// Volumes being made or removed, and which.
     pub(super) changing_volumes: BTreeMap<String, &'static str>,
+    /// Builds, running and finished, by number (see `build`).
+    pub(super) builds: BTreeMap<u32, Arc<super::build::BuildRecord>>,
+    /// The number the next build gets.
+    pub(super) next_build: u32,
+    /// Bridge addresses held by the `RUN` steps of builds under way, by build number.
+    pub(super) build_addresses: BTreeMap<u32, Ipv4Addr>,
 }
 
 impl State {
@@ -194,7 +200,13 @@ impl State {
         }
         let used: Vec<Ipv4Addr> =
             self.containers.values().filter(|o| o.record.name != name).filter_map(|o| o.record.ip).collect();
-        crate::network::allocate(subnet, &used).map(Some).ok_or_else(|| NetworkError::Exhausted(subnet.cidr()).into())
+        self.allocate(subnet, used).map(Some)
+    }
+
+    /// The lowest address of `subnet` that neither `used` nor a build's step holds.
+    pub(super) fn allocate(&self, subnet: &Subnet, mut used: Vec<Ipv4Addr>) -> Result<Ipv4Addr, Error> {
+        used.extend(self.build_addresses.values().copied());
+        crate::network::allocate(subnet, &used).ok_or_else(|| NetworkError::Exhausted(subnet.cidr()).into())
     }
 }
 

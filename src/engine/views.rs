@@ -3,6 +3,7 @@
 //! the state as last published and never wait for a request in flight (see `state::StateGuard`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::records::{ContainerRecord, ExecRecord, ImageRecord};
 use super::Engine;
@@ -92,6 +93,21 @@ impl Engine {
     /// The directory of a container's log segments (see [`crate::logs`]).
     pub fn logs_path(&self, name: &str) -> Option<PathBuf> {
         self.has_container(name).then(|| self.container_dir(name).join("log"))
+    }
+
+    /// Build `n`'s record.
+    pub fn build_record(&self, n: u32) -> Option<Arc<super::BuildRecord>> {
+        self.view().builds.get(&n).cloned()
+    }
+
+    /// The numbers of the builds kept.
+    pub fn build_numbers(&self) -> Vec<u32> {
+        self.view().builds.keys().copied().collect()
+    }
+
+    /// The log of build `n` (a directory of segments, as a container's).
+    pub fn build_logs_path(&self, n: u32) -> Option<PathBuf> {
+        self.view().builds.contains_key(&n).then(|| self.build_dir(n).join("log"))
     }
 
     /// The `images/pulls` file: a line per layer of each pull under way.

@@ -20,6 +20,7 @@ enum Object {
     Exec(String, u32),
     Image(String),
     Volume(String),
+    Build(u32),
 }
 
 impl Object {
@@ -30,6 +31,7 @@ impl Object {
             Changed::Exec(c, n) => Object::Exec(c.clone(), *n),
             Changed::Image(id) => Object::Image(id.clone()),
             Changed::Volume(v) => Object::Volume(v.clone()),
+            Changed::Build(n) => Object::Build(*n),
             Changed::Events => return None,
         })
     }
@@ -45,6 +47,7 @@ impl Object {
             }
             Node::Image(id) | Node::ImageFile(id, _) => [Some(Object::Image(id.clone())), None],
             Node::Volume(v) | Node::VolumeData(v) => [Some(Object::Volume(v.clone())), None],
+            Node::BuildDir(n) | Node::BuildFile(n, _) => [Some(Object::Build(*n)), None],
             _ => [None, None],
         }
     }

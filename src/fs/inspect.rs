@@ -345,6 +345,7 @@ mod tests {
             digest: Some("sha256:abcd".into()),
             layers: vec!["sha256:1111".into()],
             chain: Vec::new(),
+            steps: Vec::new(),
             names: vec![
                 "docker.io/library/alpine:3.20".into(),
                 "localhost:5000/team/app:v1".into(),

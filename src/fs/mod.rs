@@ -163,6 +163,7 @@ impl ControlFs {
             Node::ContainerFile(name, ContainerFile::Rootfs) => self.engine.container_rootfs(name).is_some(),
             Node::Container(name) | Node::ContainerFile(name, _) => self.engine.has_container(name),
             Node::Volume(name) | Node::VolumeData(name) => self.engine.has_volume(name),
+            Node::BuildDir(n) | Node::BuildFile(n, _) => self.engine.build_record(*n).is_some(),
             Node::Execs(name) => self.engine.has_container(name),
             Node::Exec(name, n) | Node::ExecFile(name, n, _) => self.engine.has_exec(name, *n),
             Node::Scratch(id) => self.values.has_scratch(*id),
@@ -219,6 +220,7 @@ impl ControlFs {
             Node::Events => Some(self.engine.events_path()),
             Node::ContainerFile(name, ContainerFile::Log(_)) => self.engine.logs_path(name),
             Node::ExecFile(name, n, ExecFile::Log(_)) => self.engine.exec_logs_path(name, *n),
+            Node::BuildFile(n, tree::BuildFile::Logs) => self.engine.build_logs_path(*n),
             _ => None,
         }
     }

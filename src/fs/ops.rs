@@ -135,6 +135,10 @@ impl Filesystem for ControlFs {
             Ok(Node::Containers) => (format!("containers/{name}"), Request::RemoveContainer { name }),
             Ok(Node::Images) => (format!("images/{name}"), Request::RemoveImage { id: name }),
             Ok(Node::Volumes) => (format!("volumes/{name}"), Request::RemoveVolume { name }),
+            Ok(Node::Builds) => match Node::Builds.child(&name) {
+                Some(Node::BuildDir(n)) => (format!("builds/{n}"), Request::RemoveBuild { n }),
+                _ => return reply.error(Errno::ENOENT),
+            },
             Ok(_) => return reply.error(Errno::EPERM),
             Err(e) => return reply.error(e),
         };

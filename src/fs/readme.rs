@@ -8,6 +8,12 @@ bockerfs: containers driven with echo and cat.
   images/push            echo 'IMAGE REGISTRY/REPO:TAG' > images/push
   images/import          echo /path/to/rootfs > images/import   (a read on the same open file gives the id)
                          read as the writer (EACCES), one filesystem; procfs, sysfs, FUSE, the daemon's root: EPERM
+  images/build           echo '/src/app -t app:1' > images/build   (CONTEXT [-f FILE] [-t NAME]... [--build-arg K=V]...
+                         [--target STAGE] [--no-cache] [--network none|bridge]; returns when the build ends, a
+                         read on the same open file gives the id; EINVAL a bad Dockerfile (line and column
+                         named), ENOENT no Dockerfile or base image, ECANCELED a RUN that exited non-zero)
+  builds/<N>/            status (running done failed) logs (steps and output; tail -f follows) image dockerfile
+                         context tags started_at finished_at error; the last 64 kept; rmdir removes a finished one
   images/tag             echo 'IMAGE NAME' > images/tag          (the name moves from the image that had it)
   images/untag           echo NAME > images/untag                (the image stays; rmdir removes it)
   images/by-name/        every name: a directory per '/' part, REPO:TAG a symlink to its image (ls -lR)
@@ -74,7 +80,7 @@ bockerfs: containers driven with echo and cat.
   errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
   events                 a line per event: TIME TYPE NAME ACTION [KEY=VALUE...] (RFC 3339 UTC to the ns;
                          container create start die exit= oom kill signal= stop restart pause unpause remove,
-                         image import pull push commit tag untag remove, volume create remove); append-only,
+                         image import build pull push commit tag untag remove, volume create remove); append-only,
                          --events-max-size x --events-max-files kept; tail -f follows it (bocker events)
 
 poll(), select() and epoll on an open status (or another read-only value), wait or events say readable
@@ -90,7 +96,7 @@ that is written on one open file, applied at each write: `{ echo A=1; echo B=2; 
 work (a file made in a container's directory is a scratch file in the daemon's memory, never listed, gone
 30 s after its last close unless renamed onto a value file: one with bytes is then recorded in errors, so a
 misspelt name, memory_max for memory.max, says where its bytes went). At most 64 KiB a value. Command
-files (ctl exec commit stdin run import pull push tag untag) take one command per write.
+files (ctl exec commit stdin run import build pull push tag untag) take one command per write.
 
 A failed write returns an errno (echo prints it) and changes nothing; the reason is in the object's
 error file and in errors. Names and sizes are kept by the kernel (up to 10 s) and dropped on every change:

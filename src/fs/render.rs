@@ -57,6 +57,36 @@ pub enum ImageField {
     Inspect,
 }
 
+/// The files of a build (see `engine::BuildRecord`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BuildField {
+    Status,
+    Image,
+    Dockerfile,
+    Context,
+    Tags,
+    StartedAt,
+    FinishedAt,
+    Error,
+}
+
+/// The content of a build's file; `None` for an unknown build.
+pub fn build_field(engine: &Engine, n: u32, field: BuildField) -> Option<Vec<u8>> {
+    let b = engine.build_record(n)?;
+    let opt = |v: &Option<String>| v.as_ref().map(line).unwrap_or_default();
+    Some(match field {
+        BuildField::Status => line(b.status.as_str()),
+        BuildField::Image => opt(&b.image),
+        BuildField::Dockerfile => line(&b.dockerfile),
+        BuildField::Context => line(&b.context),
+        BuildField::Tags => b.tags.iter().flat_map(line).collect(),
+        BuildField::StartedAt => line(&b.started_at),
+        BuildField::FinishedAt => opt(&b.finished_at),
+        BuildField::Error if b.error.is_empty() => Vec::new(),
+        BuildField::Error => line(&b.error),
+    })
+}
+
 /// The readable properties of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContainerField {
@@ -126,6 +156,7 @@ pub fn content(engine: &Engine, node: &Node) -> Result<Vec<u8>, Errno> {
         Node::Readme => Ok(readme::README.as_bytes().to_vec()),
         Node::Pulls => Ok(engine.pull_progress()),
         Node::ImageFile(id, ImageFile::Field(f)) => image_field(engine, id, *f).ok_or(Errno::ENOENT),
+        Node::BuildFile(n, crate::fs::tree::BuildFile::Field(f)) => build_field(engine, *n, *f).ok_or(Errno::ENOENT),
         Node::ContainerFile(_, ContainerFile::Ctl) => Ok(readme::CTL_HELP.as_bytes().to_vec()),
         Node::ContainerFile(name, ContainerFile::Field(f)) => container_field(engine, name, *f).ok_or(Errno::ENOENT),
         Node::ExecFile(name, n, ExecFile::Field(f)) => exec_field(engine, name, *n, *f).ok_or(Errno::ENOENT),
@@ -280,6 +311,7 @@ mod tests {
             digest: None,
             layers: Vec::new(),
             chain: Vec::new(),
+            steps: Vec::new(),
             names: Vec::new(),
         }
     }

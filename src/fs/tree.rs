@@ -1,7 +1,7 @@
 //! The shape of the control filesystem: which names exist where, what kind of file each is, and its mode.
 //! Pure naming: whether an image or container exists is the engine's to say.
 
-use super::render::{ContainerField, ExecField, ImageField, LimitKind};
+use super::render::{BuildField, ContainerField, ExecField, ImageField, LimitKind};
 use crate::logs::LogView;
 use crate::request::{SettingKind, WriteTarget};
 
@@ -28,6 +28,12 @@ pub enum Node {
     NameLink(String),
     Image(String),
     ImageFile(String, ImageFile),
+    /// `images/build`: write a build line, read back the image id on the same open file.
+    Build,
+    /// `builds/`, each build in it by number, and its files.
+    Builds,
+    BuildDir(u32),
+    BuildFile(u32, BuildFile),
     Containers,
     Run,
     Container(String),
@@ -51,6 +57,25 @@ pub enum ImageFile {
     Field(ImageField),
     Rootfs,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BuildFile {
+    Field(BuildField),
+    /// `logs`: every step's header and output, read as a container's `logs` is.
+    Logs,
+}
+
+const BUILD_FILES: [(&str, BuildFile); 9] = [
+    ("status", BuildFile::Field(BuildField::Status)),
+    ("logs", BuildFile::Logs),
+    ("image", BuildFile::Field(BuildField::Image)),
+    ("dockerfile", BuildFile::Field(BuildField::Dockerfile)),
+    ("context", BuildFile::Field(BuildField::Context)),
+    ("tags", BuildFile::Field(BuildField::Tags)),
+    ("started_at", BuildFile::Field(BuildField::StartedAt)),
+    ("finished_at", BuildFile::Field(BuildField::FinishedAt)),
+    ("error", BuildFile::Field(BuildField::Error)),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExecFile {
@@ -186,6 +211,10 @@ impl Node {
             (Node::Root, "images") => Node::Images,
             (Node::Root, "containers") => Node::Containers,
             (Node::Root, "volumes") => Node::Volumes,
+            (Node::Root, "builds") => Node::Builds,
+            (Node::Builds, n) => Node::BuildDir(n.parse().ok().filter(|id: &u32| id.to_string() == n)?),
+            (Node::BuildDir(n), f) => Node::BuildFile(*n, BUILD_FILES.iter().find(|(name, _)| *name == f)?.1),
+            (Node::Images, "build") => Node::Build,
             (Node::Volumes, n) => Node::Volume(n.to_string()),
             (Node::Volume(v), "data") => Node::VolumeData(v.clone()),
             (Node::Images, "import") => Node::Import,
@@ -230,9 +259,10 @@ impl Node {
     pub fn fixed_children(&self) -> Vec<(&'static str, Node)> {
         let named = |names: &[&'static str]| names.iter().filter_map(|n| Some((*n, self.child(n)?))).collect();
         match self {
-            Node::Root => named(&["README", "errors", "events", "images", "containers", "volumes"]),
+            Node::Root => named(&["README", "errors", "events", "images", "containers", "volumes", "builds"]),
+            Node::BuildDir(_) => named(&BUILD_FILES.map(|(n, _)| n)),
             Node::Volume(_) => named(&["data"]),
-            Node::Images => named(&["import", "pull", "push", "pulls", "tag", "untag", "by-name"]),
+            Node::Images => named(&["import", "build", "pull", "push", "pulls", "tag", "untag", "by-name"]),
             Node::Containers => named(&["run"]),
             Node::Image(_) => named(&IMAGE_FILES.map(|(n, _)| n)),
             Node::Container(_) => {
@@ -257,18 +287,29 @@ impl Node {
             | Node::Volumes
             | Node::Volume(_)
             | Node::Execs(_)
+            | Node::Builds
+            | Node::BuildDir(_)
             | Node::Exec(..) => Kind::Dir,
             Node::ImageFile(_, ImageFile::Rootfs)
             | Node::ContainerFile(_, ContainerFile::Rootfs | ContainerFile::Attach)
             | Node::ExecFile(_, _, ExecFile::Attach)
             | Node::VolumeData(_)
             | Node::NameLink(_) => Kind::Symlink,
-            Node::Readme | Node::Errors | Node::Events | Node::Pulls | Node::ImageFile(..) | Node::ExecFile(..) => {
-                file(false, true)
-            }
-            Node::Import | Node::Pull | Node::Push | Node::Tag | Node::Untag | Node::Run | Node::Scratch(_) => {
-                file(true, true)
-            }
+            Node::Readme
+            | Node::Errors
+            | Node::Events
+            | Node::Pulls
+            | Node::ImageFile(..)
+            | Node::ExecFile(..)
+            | Node::BuildFile(..) => file(false, true),
+            Node::Import
+            | Node::Build
+            | Node::Pull
+            | Node::Push
+            | Node::Tag
+            | Node::Untag
+            | Node::Run
+            | Node::Scratch(_) => file(true, true),
             Node::ContainerFile(_, f) => match f {
                 ContainerFile::Field(
                     ContainerField::Image
@@ -302,9 +343,17 @@ impl Node {
             // A scratch file is 0600 whatever it was made or chmod-ed with: vim, seeing that its test file
             // (`4913`) can't take the original's mode, saves by copy and in place instead of renaming the
             // original away (which the tree refuses).
-            (Node::Import | Node::Pull | Node::Push | Node::Tag | Node::Untag | Node::Run | Node::Scratch(_), _) => {
-                0o600
-            }
+            (
+                Node::Import
+                | Node::Build
+                | Node::Pull
+                | Node::Push
+                | Node::Tag
+                | Node::Untag
+                | Node::Run
+                | Node::Scratch(_),
+                _,
+            ) => 0o600,
             (_, Kind::File { writable: true, .. }) => 0o644,
             _ => 0o444,
         }
@@ -315,7 +364,7 @@ impl Node {
     pub fn log_view(&self) -> Option<LogView> {
         match self {
             Node::ContainerFile(_, ContainerFile::Log(v)) | Node::ExecFile(_, _, ExecFile::Log(v)) => Some(*v),
-            Node::Events => Some(LogView::Logs),
+            Node::Events | Node::BuildFile(_, BuildFile::Logs) => Some(LogView::Logs),
             _ => None,
         }
     }
@@ -337,6 +386,7 @@ impl Node {
     pub fn write_target(&self) -> Option<WriteTarget> {
         Some(match self {
             Node::Import => WriteTarget::Import,
+            Node::Build => WriteTarget::Build,
             Node::Pull => WriteTarget::Pull,
             Node::Push => WriteTarget::Push,
             Node::Tag => WriteTarget::Tag,
@@ -381,6 +431,10 @@ impl Node {
             Node::Events => "events".into(),
             Node::Images => "images".into(),
             Node::Import => "images/import".into(),
+            Node::Build => "images/build".into(),
+            Node::Builds => "builds".into(),
+            Node::BuildDir(n) => format!("builds/{n}"),
+            Node::BuildFile(n, f) => format!("builds/{n}/{}", name(&BUILD_FILES, *f)),
             Node::Pull => "images/pull".into(),
             Node::Push => "images/push".into(),
             Node::Pulls => "images/pulls".into(),

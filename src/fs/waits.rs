@@ -173,6 +173,7 @@ impl Waits {
             Changed::Exec(name, n) => matches!(node, Node::ExecFile(c, x, _) if c == name && x == n),
             Changed::Image(id) => matches!(node, Node::ImageFile(i, _) if i == id),
             Changed::Events => *node == Node::Events,
+            Changed::Build(n) => matches!(node, Node::BuildFile(x, _) if x == n),
             Changed::Volume(_) => false,
         });
     }

@@ -8,12 +8,14 @@ use crate::caller::Caller;
 pub use crate::model::{VolumeSource, VolumeSpec};
 use crate::network::{NetworkMode, PortMap};
 use crate::registry::{normalize, PullSpec, PushSpec};
+pub use build::{parse_build, valid_arg_name, BuildSpec};
 pub use changes::{parse_change, ConfigChange};
 pub use ctl::{parse_ctl, parse_signal, Ctl, DEFAULT_STOP_TIMEOUT, MAX_STOP_TIMEOUT_SECS};
 pub use settings::{parse_setting, ContainerSetting, SettingKind};
 pub use stdio::{parse_exec, ExecOptions};
 pub use target::{all_write_targets, WriteKind, WriteTarget};
 
+mod build;
 mod changes;
 mod ctl;
 mod settings;
@@ -71,6 +73,8 @@ pub enum ParseError {
     BadSetting(&'static str, String, String),
     #[error("'{}' is not true or false", quote(.0))]
     BadBool(String),
+    #[error("bad build: {0}")]
+    BadBuild(String),
     #[error("unknown capability '{}' (names as in capabilities(7): NET_ADMIN or CAP_NET_ADMIN)", quote(.0))]
     BadCapability(String),
 }
@@ -245,6 +249,15 @@ pub enum Request {
         name: String,
         verb: Ctl,
     },
+    /// `images/build`; `caller` is who wrote it: the context and the Dockerfile are read as them.
+    Build {
+        spec: BuildSpec,
+        caller: Caller,
+    },
+    /// `rmdir builds/N`.
+    RemoveBuild {
+        n: u32,
+    },
 }
 
 /// The most bytes one command may hold, and one value: all that is written on one open file of a value file,
@@ -274,6 +287,7 @@ impl Request {
                 let dir = parse_abs_path(lines.next().unwrap_or(""))?;
                 Request::Import { dir, changes: lines.map(parse_change).collect::<Result<_, _>>()?, caller }
             }
+            WriteTarget::Build => Request::Build { spec: parse_build(text)?, caller },
             WriteTarget::Pull => {
                 Request::Pull { spec: PullSpec::parse(text).map_err(|e| ParseError::BadReference(e.to_string()))? }
             }

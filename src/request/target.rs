@@ -6,6 +6,8 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteTarget {
     Import,
+    /// `images/build`: a build line (see [`super::BuildSpec`]).
+    Build,
     Pull,
     Push,
     /// `images/tag`: `IMAGE NAME`.
@@ -51,6 +53,7 @@ impl WriteTarget {
     pub fn kind(&self) -> WriteKind {
         match self {
             WriteTarget::Import
+            | WriteTarget::Build
             | WriteTarget::Pull
             | WriteTarget::Push
             | WriteTarget::Tag
@@ -82,6 +85,7 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
     let n = || name.to_string();
     let mut all = vec![
         WriteTarget::Import,
+        WriteTarget::Build,
         WriteTarget::Pull,
         WriteTarget::Push,
         WriteTarget::Tag,
@@ -117,7 +121,7 @@ mod tests {
             all_write_targets("c").into_iter().map(|t| (t.clone(), t.kind())).collect();
         let commands: Vec<&WriteTarget> =
             kinds.iter().filter(|(_, k)| *k == WriteKind::Command).map(|(t, _)| t).collect();
-        assert_eq!(commands.len(), 10, "{commands:?}");
+        assert_eq!(commands.len(), 11, "{commands:?}");
         assert_eq!(WriteTarget::Ctl("c".into()).kind(), WriteKind::Command);
         assert_eq!(WriteTarget::Env("c".into()).kind(), WriteKind::Value);
         assert_eq!(WriteTarget::Limit("c".into(), "pids.max").kind(), WriteKind::Value);

@@ -21,6 +21,8 @@ pub struct DaemonOptions {
     pub root: PathBuf,
     /// The init binary of containers with `init` (statically linked: tini-static).
     pub init_path: PathBuf,
+    /// How many cached build steps no image stands on are kept.
+    pub build_cache_steps: usize,
     pub mount: PathBuf,
     /// Size of the embedded btrfs image, when the root is not on btrfs.
     pub store_size: u64,
@@ -112,6 +114,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     )?;
     engine.protect(&opts.root, &opts.mount);
     engine.set_init_path(opts.init_path.clone());
+    engine.set_build_cache_steps(opts.build_cache_steps);
     engine.start_by_policies();
 
     let config = {

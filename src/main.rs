@@ -64,6 +64,10 @@ enum Command {
         /// Docker's docker-init); copied into a sealed memfd at each start.
         #[arg(long, env = "BOCKER_INIT_PATH", default_value = bockerfs::runtime::pid1::DEFAULT_INIT_PATH)]
         init_path: PathBuf,
+        /// How many cached build steps that no image stands on are kept (the most recently made); those an
+        /// image was built from are kept while it is.
+        #[arg(long, env = "BOCKER_BUILD_CACHE_STEPS", default_value = "256")]
+        build_cache_steps: usize,
         /// The bridge containers are attached to; made if missing.
         #[arg(long, env = "BOCKER_BRIDGE", default_value = "bocker0", value_parser = bridge_name)]
         bridge: String,
@@ -291,6 +295,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             events_max_size,
             events_max_files,
             init_path,
+            build_cache_steps,
             bridge,
             subnet,
             dns,
@@ -304,6 +309,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             let opts = DaemonOptions {
                 root,
                 init_path,
+                build_cache_steps,
                 mount: args.mount,
                 store_size,
                 insecure_registries,

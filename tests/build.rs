@@ -369,3 +369,43 @@ fn bocker_build_prints_the_steps_and_the_image() {
     assert!(lines.iter().any(|l| l.starts_with("Step 2/2 : RUN false")), "{lines:?}");
     let _ = Path::new("/");
 }
+
+#[test]
+fn a_base_is_pulled_when_missing_onbuild_triggers_run_and_unused_steps_are_collected() {
+    use common::registry::{config as image_config, tar_of_dir, Compression, Layer, TestRegistry};
+    // No loose steps kept: a step stays cached only while an image built from it exists.
+    let b = Bocker::start_with_env("build-pull", &[("BOCKER_BUILD_CACHE_STEPS", "0")]);
+    let reg = TestRegistry::start(&b.dir);
+    let layer = Layer::new(tar_of_dir(&b.rootfs()), Compression::Gzip);
+    reg.push_image("base/busybox:1", &[layer], image_config(&["PATH=/bin"], &["sh"], "/"));
+    let from = reg.reference("base/busybox:1");
+    let parent_ctx = context(
+        &b,
+        "parent",
+        &[("Dockerfile", &format!("FROM {from}\nONBUILD RUN echo triggered > /onbuild\nRUN echo one > /one\n"))],
+    );
+    let images = image_count(&b);
+    let parent = build(&b, &format!("{} -t parent", parent_ctx.display())).expect("build FROM a registry");
+    assert_eq!(image_count(&b), images + 2, "the base was pulled, and the image made");
+    assert!(build_file(&b, last_build(&b), "logs").contains(&format!("Pulling {from}")));
+    assert_eq!(config(&b, &parent)["config"]["OnBuild"], serde_json::json!(["RUN echo triggered > /onbuild"]));
+    assert!(!b.path(&format!("images/{parent}/rootfs")).join("onbuild").exists(), "not in the image it is in");
+    let child_ctx = context(&b, "child", &[("Dockerfile", "FROM parent\nRUN cat /onbuild /one > /both\n")]);
+    let child = build(&b, &child_ctx.display().to_string()).unwrap();
+    assert_eq!(image_file(&b, &child, "both"), "triggered\none\n", "the trigger ran right after FROM");
+    assert!(config(&b, &child)["config"].get("OnBuild").is_none(), "triggers are not passed on");
+
+    // The parent's step is kept while the parent is: a rebuild runs nothing, even with no loose steps kept.
+    assert_eq!(build(&b, &format!("{} -t parent", parent_ctx.display())).unwrap(), parent);
+    assert!(ran_steps(&build_file(&b, last_build(&b), "logs")).is_empty());
+    let cached = fs::read_dir(b.root.join("store/buildcache")).unwrap().count();
+    assert!(cached >= 1, "{cached} steps cached");
+    // Both images removed: nothing stands on their steps, which go.
+    fs::remove_dir(b.path(&format!("images/{child}"))).unwrap();
+    fs::remove_dir(b.path(&format!("images/{parent}"))).unwrap();
+    let left: Vec<_> =
+        fs::read_dir(b.root.join("store/buildcache")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "collected: {left:?}");
+    build(&b, &parent_ctx.display().to_string()).unwrap();
+    assert_eq!(ran_steps(&build_file(&b, last_build(&b), "logs")), ["RUN echo one > /one"]);
+}

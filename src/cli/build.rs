@@ -76,18 +76,23 @@ impl Cli {
         let line = shell_words::join(&words);
         let before = self.build_numbers().into_iter().max().unwrap_or(0);
         let file = self.path("images/build");
-        let worker = std::thread::spawn(move || -> io::Result<String> {
-            let mut f = OpenOptions::new().read(true).write(true).open(file)?;
-            f.write_all(line.as_bytes())?;
-            let mut id = String::new();
-            f.read_to_string(&mut id)?;
-            Ok(id.trim().to_string())
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let written = (|| -> io::Result<String> {
+                let mut f = OpenOptions::new().read(true).write(true).open(file)?;
+                f.write_all(line.as_bytes())?;
+                let mut id = String::new();
+                f.read_to_string(&mut id)?;
+                Ok(id.trim().to_string())
+            })();
+            let _ = done_tx.send(written);
         });
         let ours = context.display().to_string();
         let mut build = None;
         let mut printed = 0u64;
-        loop {
-            let finished = worker.is_finished();
+        let result = loop {
+            // Woken by the build's end at once, else every 50 ms to print what its log gained.
+            let finished = done.recv_timeout(Duration::from_millis(50));
             if build.is_none() {
                 // Ours: the first one after those before it that builds this context.
                 build = self
@@ -99,12 +104,14 @@ impl Cli {
             if let (Some(n), false) = (build, opts.quiet) {
                 printed = self.print_from(&format!("builds/{n}/logs"), printed);
             }
-            if finished {
-                break;
+            match finished {
+                Ok(result) => break result,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Err(io::Error::other("the build's writer ended without an answer"))
+                }
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let result = worker.join().unwrap_or_else(|_| Err(io::Error::other("the build's writer panicked")));
+        };
         match result {
             Ok(id) => {
                 if opts.quiet {

@@ -23,7 +23,8 @@ use crate::{json, times};
 pub const MAX_BUILDS: usize = 64;
 
 /// How many cached steps no image stands on are kept for the next build (a failed build's steps, a
-/// `--target` stage's, a removed image's); past it the least recently made go.
+/// `--target` stage's, a removed image's) unless the daemon says (`--build-cache-steps`); past it the least
+/// recently made go.
 pub const LOOSE_STEPS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,7 +192,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes the cached steps no image stands on past [`LOOSE_STEPS`], the least recently made first;
+    /// How many cached steps no image stands on are kept.
+    pub fn set_build_cache_steps(&self, n: usize) {
+        let _ = self.loose_steps.set(n);
+    }
+
+    /// Deletes the cached steps no image stands on past the bound (see [`LOOSE_STEPS`]), the least recently made first;
     /// never one a build under way may use (nothing is collected while one runs).
     pub(super) fn collect_steps(&self) {
         let st = self.view();
@@ -211,7 +217,8 @@ impl Engine {
             .collect();
         // Newest first: those are kept.
         loose.sort_by(|a, b| b.1.cmp(&a.1));
-        for (key, _) in loose.into_iter().skip(LOOSE_STEPS) {
+        let keep = self.loose_steps.get().copied().unwrap_or(LOOSE_STEPS);
+        for (key, _) in loose.into_iter().skip(keep) {
             match self.store.delete_step(&key) {
                 Ok(()) => {
                     let _ = std::fs::remove_file(self.step_record_path(&key));

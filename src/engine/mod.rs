@@ -133,6 +133,8 @@ pub struct Engine {
     exited_at_open: Mutex<Vec<String>>,
     /// The init binary of containers with `init` (see `runtime::pid1`); its default unless set.
     init_path: std::sync::OnceLock<PathBuf>,
+    /// How many cached build steps no image stands on are kept (see `build`).
+    loose_steps: std::sync::OnceLock<usize>,
 }
 
 impl Engine {

@@ -149,6 +149,7 @@ impl Engine {
             restarts: Default::default(),
             exited_at_open: Mutex::new(Vec::new()),
             init_path: std::sync::OnceLock::new(),
+            loose_steps: std::sync::OnceLock::new(),
         });
         engine.start_watcher()?;
         {

@@ -271,6 +271,10 @@ fn a_failed_build_adds_nothing_and_says_where_it_failed() {
     let e = build(&b, &nobase.display().to_string()).unwrap_err();
     assert_eq!(Bocker::errno(&e), libc::ENOENT, "{e}");
     assert!(build_file(&b, last_build(&b), "error").contains("127.0.0.1:9/nothing:1"));
+    // A Dockerfile that is a FIFO: refused at once (EINVAL), never waited on.
+    let fifo = context(&b, "fifo", &[("README", "\n")]);
+    nix::unistd::mkfifo(&fifo.join("Dockerfile"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    assert_eq!(Bocker::errno(&build(&b, &fifo.display().to_string()).unwrap_err()), libc::EINVAL);
     // No Dockerfile: ENOENT; a target that is no stage, a bad line: EINVAL.
     let empty = context(&b, "empty", &[("README", "no Dockerfile here\n")]);
     assert_eq!(Bocker::errno(&build(&b, &empty.display().to_string()).unwrap_err()), libc::ENOENT);
@@ -321,7 +325,7 @@ fn run_steps_run_as_the_user_on_the_network_asked_for() {
         "user",
         &[(
             "Dockerfile",
-            "FROM busybox\n\
+            "FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\nRUN echo \"$TARGETARCH\" > /arch\n\
              RUN echo 'app:x:1234:1234:app:/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1234:' >> /etc/group \
              && mkdir -p /home/app && chown app:app /home/app\n\
              USER app\nWORKDIR /home/app\nRUN id -u > uid.txt && touch mine && cat /proc/net/dev > net.txt\n",
@@ -329,6 +333,8 @@ fn run_steps_run_as_the_user_on_the_network_asked_for() {
     );
     let id = build(&b, &ctx.display().to_string()).unwrap();
     assert_eq!(image_file(&b, &id, "home/app/uid.txt"), "1234\n");
+    let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
+    assert_eq!(image_file(&b, &id, "arch"), format!("{arch}\n"), "BuildKit's platform arguments");
     use std::os::unix::fs::MetadataExt;
     let mine = fs::metadata(b.path(&format!("images/{id}/rootfs")).join("home/app/mine")).unwrap();
     assert_eq!((mine.uid(), mine.gid()), (1234, 1234));
@@ -408,4 +414,45 @@ fn a_base_is_pulled_when_missing_onbuild_triggers_run_and_unused_steps_are_colle
     assert!(left.is_empty(), "collected: {left:?}");
     build(&b, &parent_ctx.display().to_string()).unwrap();
     assert_eq!(ran_steps(&build_file(&b, last_build(&b), "logs")), ["RUN echo one > /one"]);
+}
+
+#[test]
+fn a_daemon_that_dies_mid_build_leaves_nothing_running_and_the_build_failed() {
+    let mut b = daemon("build-crash");
+    let ctx = context(&b, "slow", &[("Dockerfile", "FROM busybox\nRUN echo started; sleep 60\n")]);
+    let line = ctx.display().to_string();
+    let mount = b.path("images/build");
+    let writer = std::thread::spawn(move || {
+        let mut f = fs::OpenOptions::new().write(true).open(mount).unwrap();
+        let _ = f.write_all(line.as_bytes());
+    });
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        || "the step to start".into(),
+        || fs::read_to_string(b.path("builds/1/logs")).is_ok_and(|l| l.contains("started")),
+    );
+    let step: Value =
+        serde_json::from_str(&fs::read_to_string(b.root.join("state/builds/1/run/step.json")).unwrap()).unwrap();
+    let monitor = step["monitor_pid"].as_i64().unwrap();
+    assert!(Path::new(&format!("/proc/{monitor}")).exists(), "the step's monitor runs");
+    b.crash_daemon();
+    let _ = writer.join();
+    b.spawn_daemon();
+    assert_eq!(build_file(&b, 1, "status"), "failed\n");
+    assert!(build_file(&b, 1, "error").contains("daemon stopped"));
+    let gone = |pid: i64| {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+    };
+    assert!(gone(monitor), "the step's monitor was ended");
+    for root in common::cgroup_roots() {
+        let group = root.join(&b.cgroup_parent).join("ctr-.build-1");
+        assert!(!group.exists(), "{} is left", group.display());
+    }
+    let left: Vec<_> =
+        fs::read_dir(b.root.join("store/buildcache")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "no step left half done: {left:?}");
+    // And a build runs again.
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo again\n").unwrap();
+    build(&b, &ctx.display().to_string()).expect("a build after the restart");
 }

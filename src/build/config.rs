@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
+/// The `created` of what has no time of its own.
+pub const EPOCH: &str = "1970-01-01T00:00:00Z";
+
 /// The shell of shell-form commands unless `SHELL` says otherwise.
 pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
@@ -44,12 +47,13 @@ pub struct BuildConfig {
 }
 
 impl BuildConfig {
-    /// The config of `FROM scratch`: this host's platform, nothing else.
+    /// The config of `FROM scratch`: this host's platform, made at the epoch (so an image of config steps
+    /// alone is the same image at every build), nothing else.
     pub fn scratch() -> BuildConfig {
         let mut rest = Map::new();
         rest.insert("architecture".into(), host_arch().into());
         rest.insert("os".into(), "linux".into());
-        BuildConfig { rest, ..BuildConfig::default() }
+        BuildConfig { rest, created: EPOCH.into(), ..BuildConfig::default() }
     }
 
     /// The config of a stage `FROM` an image whose raw config is `raw`. A field of the wrong shape is taken
@@ -85,7 +89,7 @@ impl BuildConfig {
         out.healthcheck = config.get("Healthcheck").filter(|v| v.is_object()).cloned();
         out.on_build = strings(config.get("OnBuild")).unwrap_or_default();
         out.shell = strings(config.get("Shell")).filter(|s| !s.is_empty());
-        out.created = string(top.get("created"));
+        out.created = Some(string(top.get("created"))).filter(|c| !c.is_empty()).unwrap_or_else(|| EPOCH.into());
         if let Some(Value::Array(items)) = top.get("history") {
             out.history = items
                 .iter()

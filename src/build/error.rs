@@ -44,7 +44,10 @@ pub enum BuildError {
 impl BuildError {
     pub fn errno(&self) -> i32 {
         match self {
-            BuildError::ReadDockerfile { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            BuildError::ReadDockerfile { source, .. } => source.raw_os_error().unwrap_or(match source.kind() {
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => libc::EINVAL,
+                _ => libc::EIO,
+            }),
             BuildError::Dockerfile { .. } | BuildError::Ignore(_) | BuildError::NoTarget(_) => libc::EINVAL,
             BuildError::Step { .. } => libc::EINVAL,
             BuildError::Base { errno, .. }

@@ -4,7 +4,7 @@
 //! `Created: img_...`, or the build's error and exit 1.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -89,7 +89,8 @@ impl Cli {
         });
         let ours = context.display().to_string();
         let mut build = None;
-        let mut printed = 0u64;
+        // One open file of its logs, read as it grows: its offsets hold across rotations.
+        let mut log: Option<fs::File> = None;
         let result = loop {
             // Woken by the build's end at once, else every 50 ms to print what its log gained.
             let finished = done.recv_timeout(Duration::from_millis(50));
@@ -101,8 +102,11 @@ impl Cli {
                     .filter(|&n| n > before)
                     .find(|n| self.read(&format!("builds/{n}/context")) == ours);
             }
-            if let (Some(n), false) = (build, opts.quiet) {
-                printed = self.print_from(&format!("builds/{n}/logs"), printed);
+            if let (Some(n), false, None) = (build, opts.quiet, &log) {
+                log = fs::File::open(self.path(&format!("builds/{n}/logs"))).ok();
+            }
+            if let Some(f) = log.as_mut() {
+                print_more(f);
             }
             match finished {
                 Ok(result) => break result,
@@ -136,18 +140,16 @@ impl Cli {
             .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
             .unwrap_or_default()
     }
+}
 
-    /// Prints what `rel` holds from `offset` on; returns the offset after it.
-    fn print_from(&self, rel: &str, offset: u64) -> u64 {
-        let Ok(mut f) = fs::File::open(self.path(rel)) else { return offset };
-        let mut buf = Vec::new();
-        if f.seek(SeekFrom::Start(offset)).is_err() || f.read_to_end(&mut buf).is_err() {
-            return offset;
-        }
-        let mut out = io::stdout().lock();
-        if let Err(e) = out.write_all(&buf).and_then(|()| out.flush()) {
-            super::stdout_failed(&e);
-        }
-        offset + buf.len() as u64
+/// Prints what open file `f` gained since the last read.
+fn print_more(f: &mut fs::File) {
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() || buf.is_empty() {
+        return;
+    }
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_all(&buf).and_then(|()| out.flush()) {
+        super::stdout_failed(&e);
     }
 }

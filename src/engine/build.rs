@@ -6,7 +6,7 @@
 //! the Dockerfile's own included; a failed build adds no image and leaves only that record.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,32 @@ pub(super) struct StepRecord {
     pub(super) created: String,
     /// Bytes of file content in it.
     pub(super) size: u64,
+}
+
+/// Where a build's `RUN` under way records its monitor, `builds/<N>/run/step.json`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) struct StepProcess {
+    pub(super) monitor_pid: i32,
+    pub(super) monitor_start: u64,
+}
+
+/// Ends the `RUN` steps of builds a dead daemon left running (their monitor killed, with its container)
+/// and removes their cgroups: their snapshots are swept next, and their addresses are free again.
+pub(super) fn end_cut_steps(state_dir: &Path, cgroups: &crate::cgroups::Cgroups) {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("builds")) else { return };
+    for entry in entries.flatten() {
+        let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let step = entry.path().join("run/step.json");
+        if let Ok(Some(p)) = json::read_json::<StepProcess>(&step) {
+            if let Some(monitor) = crate::runtime::ProcessHandle::open(p.monitor_pid, p.monitor_start) {
+                warn!(build = n, pid = p.monitor_pid, "ending the step of a build the last daemon left running");
+                let _ = monitor.signal(nix::sys::signal::Signal::SIGKILL);
+                monitor.wait_for_exit();
+            }
+            let _ = std::fs::remove_file(&step);
+        }
+        let _ = cgroups.remove(&format!(".build-{n}"));
+    }
 }
 
 impl Engine {
@@ -152,6 +178,7 @@ impl Engine {
             .and_then(|()| json::write_json(&dir.join("record.json"), &record))
             .map_err(Error::record(format!("the record of build {n}")))?;
         let old: Vec<u32> = {
+            let _gate = self.build_gate.lock().unwrap_or_else(|e| e.into_inner());
             let mut st = self.lock();
             st.builds.insert(n, Arc::new(record));
             st.notify(Changed::Build(n));
@@ -200,6 +227,7 @@ impl Engine {
     /// Deletes the cached steps no image stands on past the bound (see [`LOOSE_STEPS`]), the least recently made first;
     /// never one a build under way may use (nothing is collected while one runs).
     pub(super) fn collect_steps(&self) {
+        let _gate = self.build_gate.lock().unwrap_or_else(|e| e.into_inner());
         let st = self.view();
         if st.builds.values().any(|b| b.status == BuildStatus::Running) {
             return;

@@ -45,7 +45,7 @@ impl BuildRun<'_> {
         if !self.spec.no_cache && store.has_step(&key) {
             self.log(" ---> Using cache\n");
             let record = json::read_json::<StepRecord>(&record_path).ok().flatten();
-            state.created = record.map_or_else(times::now_rfc3339, |r| r.created);
+            state.created = record.map_or_else(|| sealed_at(&store.step_path(&key)), |r| r.created);
         } else {
             let internal = |e: &dyn std::fmt::Display, errno: i32| BuildError::Internal {
                 step: step.text.clone(),
@@ -59,20 +59,22 @@ impl BuildRun<'_> {
                 return Err(e);
             }
             let record = StepRecord { created: times::now_rfc3339(), size: crate::store::tree_size(&tmp) };
-            let saved = record_path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| json::write_json(&record_path, &record));
-            if let Err(e) = saved {
-                store.abort_step(&tmp);
-                return Err(internal(&e, e.raw_os_error().unwrap_or(libc::EIO)).into());
+            // With --no-cache, run anew: this result replaces the one cached.
+            let won = store.seal_step(&tmp, &key, self.spec.no_cache).map_err(|e| internal(&e, e.errno()))?;
+            if won {
+                let saved = record_path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| json::write_json(&record_path, &record));
+                if let Err(e) = saved {
+                    tracing::warn!(step = %key, error = %e, "cannot write the record of a cached step");
+                }
+                state.created = record.created;
+            } else {
+                // Another build sealed it first: its time is the step's.
+                let theirs = json::read_json::<StepRecord>(&record_path).ok().flatten();
+                state.created = theirs.map_or_else(|| sealed_at(&store.step_path(&key)), |r| r.created);
             }
-            if self.spec.no_cache {
-                // Run anew: this result replaces the one cached (images have snapshots of their own).
-                let _ = store.delete_step(&key);
-            }
-            store.seal_step(&tmp, &key).map_err(|e| internal(&e, e.errno()))?;
-            state.created = record.created;
         }
         self.used.push(key.clone());
         state.base = Base::Step(key);
@@ -168,6 +170,8 @@ impl BuildRun<'_> {
     /// The image of the target stage: a read-only snapshot of its last step with the config the steps
     /// made. Its id is a digest of both, so the same build gives the same image, whose names move to it.
     pub(super) fn make_image(&mut self, built: Built) -> Result<String, Error> {
+        // One at a time: two builds of one image make it once.
+        let _making = self.engine.making_images.lock().unwrap_or_else(|e| e.into_inner());
         let Built { base, mut config } = built;
         if config.created.is_empty() {
             config.created = times::now_rfc3339();
@@ -244,6 +248,13 @@ fn expand_body(body: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
 
 fn is_name(s: &str) -> bool {
     crate::request::valid_arg_name(s)
+}
+
+/// When a cached step whose record is lost was sealed: its root's mtime, which nothing changes after.
+fn sealed_at(path: &Path) -> String {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified());
+    modified
+        .map_or_else(|_| crate::build::config::EPOCH.to_string(), |t| humantime::format_rfc3339_seconds(t).to_string())
 }
 
 /// Whether a source is remote: a URL or a git address.

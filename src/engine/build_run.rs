@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::build::StepProcess;
 use super::Engine;
 use crate::attach;
 use crate::build::error::BuildError;
@@ -115,9 +116,16 @@ impl Engine {
             None => Ok(()),
         })?;
         info!(build = n, pid = launched.pid, "build step started");
+        // So a daemon that dies meanwhile has the next one end it (see `build::end_cut_steps`).
+        let step = dir.join("step.json");
+        let process = StepProcess { monitor_pid: launched.monitor_pid, monitor_start: launched.monitor_start };
+        if let Err(e) = json::write_json(&step, &process) {
+            warn!(build = n, error = %e, "cannot record the build step's monitor");
+        }
         if let Some(monitor) = ProcessHandle::open(launched.monitor_pid, launched.monitor_start) {
             monitor.wait_for_exit();
         }
+        let _ = std::fs::remove_file(&step);
         let exit = json::read_json::<ExitRecord>(&dir.join("exit.json")).ok().flatten();
         Ok(exit.map_or(-1, |e| e.exit_code))
     }

@@ -135,7 +135,11 @@ impl Engine {
         for path in candidates {
             match read_as(caller, &path)? {
                 Ok(text) => return Ok((path, text)),
-                Err(e) => last = Some((path, e)),
+                // Only a missing Dockerfile lets a Containerfile stand in; one that can't be read fails.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = Some((path, e)),
+                Err(source) => {
+                    return Err(BuildError::ReadDockerfile { path: path.display().to_string(), source }.into())
+                }
             }
         }
         let (path, source) =
@@ -161,11 +165,18 @@ impl Engine {
 }
 
 /// Reads a text file of at most [`MAX_DOCKERFILE`] bytes as `caller`: the outer error is the identity's,
-/// the inner the read's.
+/// the inner the read's. A regular file only, opened without blocking (a FIFO would hold the build for
+/// ever) and through no magic link (`/proc/self/...` is the daemon's).
 fn read_as(caller: &Caller, path: &Path) -> Result<std::io::Result<String>, Error> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
     use std::io::Read;
     let read = || -> std::io::Result<String> {
-        let file = std::fs::File::open(path)?;
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat2(rustix::fs::CWD, path, flags, Mode::empty(), ResolveFlags::NO_MAGICLINKS)?;
+        let file = std::fs::File::from(fd);
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+        }
         let mut text = String::new();
         file.take(MAX_DOCKERFILE + 1).read_to_string(&mut text)?;
         if text.len() as u64 > MAX_DOCKERFILE {
@@ -184,6 +195,20 @@ impl BuildRun<'_> {
     }
 
     fn all(&mut self, df: &Dockerfile) -> Result<String, Error> {
+        // BuildKit's automatic platform arguments: this host's, for FROM lines and for a stage that declares one.
+        let arch = crate::build::config::host_arch();
+        for (k, v) in [
+            ("TARGETPLATFORM", format!("linux/{arch}")),
+            ("TARGETOS", "linux".into()),
+            ("TARGETARCH", arch.into()),
+            ("TARGETVARIANT", String::new()),
+            ("BUILDPLATFORM", format!("linux/{arch}")),
+            ("BUILDOS", "linux".into()),
+            ("BUILDARCH", arch.into()),
+            ("BUILDVARIANT", String::new()),
+        ] {
+            self.global_args.insert(k.into(), Some(v));
+        }
         for decl in &df.global_args {
             let value = match self.spec.build_args.iter().rev().find(|(k, _)| *k == decl.name) {
                 Some((_, v)) => {
@@ -290,7 +315,7 @@ impl BuildRun<'_> {
         if let Some(p) = &stage.platform {
             let p = self.expand_global(p, stage.line, &stage.text)?;
             let host = format!("linux/{}", crate::build::config::host_arch());
-            if p != host && p != "$BUILDPLATFORM" && p != "$TARGETPLATFORM" {
+            if p != host {
                 return Err(BuildError::Step {
                     step: stage.text.clone(),
                     line: stage.line,
@@ -321,7 +346,16 @@ impl BuildRun<'_> {
                         line: stage.line,
                         message: format!("ONBUILD trigger '{trigger}' of the base image: {e}"),
                     })?;
-                for mut step in parsed.stages.into_iter().flat_map(|s| s.steps) {
+                let steps: Vec<Step> = parsed.stages.into_iter().flat_map(|s| s.steps).collect();
+                if steps.len() != 1 {
+                    return Err(BuildError::Step {
+                        step: stage.text.clone(),
+                        line: stage.line,
+                        message: format!("ONBUILD trigger '{trigger}' of the base image is not one instruction"),
+                    }
+                    .into());
+                }
+                for mut step in steps {
                     step.line = stage.line;
                     self.log(&format!(" ---> Running ONBUILD trigger {}\n", step.text));
                     self.step(&mut state, &step, df, i)?;

@@ -135,6 +135,11 @@ pub struct Engine {
     init_path: std::sync::OnceLock<PathBuf>,
     /// How many cached build steps no image stands on are kept (see `build`).
     loose_steps: std::sync::OnceLock<usize>,
+    /// Held while a build is begun and while cached steps are collected: no build starts on a step being
+    /// deleted (see `build`).
+    build_gate: Mutex<()>,
+    /// Held while a build makes its image (see `build_cache`).
+    making_images: Mutex<()>,
 }
 
 impl Engine {

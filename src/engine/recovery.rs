@@ -41,6 +41,9 @@ impl Engine {
                 .map_err(Error::record(format!("the state directory {sub}")))?;
         }
         crate::store::private(state_dir).map_err(Error::record("the state directory's mode"))?;
+        // A build's RUN a dead daemon left running is ended before its snapshot is swept away.
+        super::build::end_cut_steps(state_dir, &cgroups);
+        store.sweep_builds();
         // Resolved: the files it bind-mounts into containers are opened following no symlink.
         let state_dir = &std::fs::canonicalize(state_dir).map_err(Error::record("the state directory"))?;
         let mut state = State::default();
@@ -150,6 +153,8 @@ impl Engine {
             exited_at_open: Mutex::new(Vec::new()),
             init_path: std::sync::OnceLock::new(),
             loose_steps: std::sync::OnceLock::new(),
+            build_gate: Mutex::new(()),
+            making_images: Mutex::new(()),
         });
         engine.start_watcher()?;
         {

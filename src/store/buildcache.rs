@@ -3,6 +3,7 @@
 //! with the step applied. A step under way is a writable snapshot at `buildcache/.tmp-<key>-<rand>`,
 //! sealed under its key when it succeeds and deleted when it fails; nothing half done is ever at a key.
 
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::copy::{self, Filter};
@@ -56,17 +57,25 @@ impl Store {
     }
 
     /// Seals a step begun with [`Store::begin_step`] under its key; one another build sealed meanwhile is
-    /// kept and this one dropped.
-    pub fn seal_step(&self, tmp: &Path, key: &str) -> Result<(), StoreError> {
-        if self.has_step(key) {
+    /// kept and this one dropped (false). With `replace`, this one takes the key's place in one rename
+    /// (`RENAME_EXCHANGE`), so a build standing on the old one finds a step there at every moment.
+    pub fn seal_step(&self, tmp: &Path, key: &str, replace: bool) -> Result<bool, StoreError> {
+        let dest = self.step_path(key);
+        if self.has_step(key) && !replace {
             self.remove_subvolume(tmp);
-            return Ok(());
+            return Ok(false);
         }
-        let sealed = self.seal(tmp, &self.step_path(key));
-        if sealed.is_err() {
-            self.remove_subvolume(tmp);
-        }
-        sealed
+        let seal = |e: io::Error| StoreError::Seal { path: dest.clone(), source: e };
+        let sealed = btrfs::set_read_only(tmp, true).map_err(seal).and_then(|()| {
+            if !self.has_step(key) {
+                return std::fs::rename(tmp, &dest).map_err(seal);
+            }
+            let flags = rustix::fs::RenameFlags::EXCHANGE;
+            rustix::fs::renameat_with(rustix::fs::CWD, tmp, rustix::fs::CWD, &dest, flags).map_err(|e| seal(e.into()))
+        });
+        // Failed, or exchanged: what is at `tmp` now is not wanted.
+        self.remove_subvolume(tmp);
+        sealed.map(|()| true)
     }
 
     /// Drops a step that failed, and gives its space back.
@@ -96,7 +105,7 @@ impl Store {
 
     /// Makes image `id` a read-only snapshot of `base` (an empty image for scratch).
     pub fn image_from_base(&self, base: &Base, id: &str) -> Result<(), StoreError> {
-        let tmp = self.staging_path("images", id);
+        let tmp = self.staging_path("images", &crate::ids::new_id(&format!("{id}-")));
         match self.base_path(base) {
             Some(from) => btrfs::snapshot(&from, &tmp, true).map_err(|source| StoreError::Snapshot {
                 from,
@@ -136,8 +145,9 @@ impl Store {
         self.remove_subvolume(path);
     }
 
-    /// Removes what builds cut short left: contexts and steps under way.
-    pub(super) fn sweep_builds(&self) {
+    /// Removes what builds cut short left: contexts and steps under way (their processes ended first: see
+    /// `engine::build::end_cut_steps`).
+    pub fn sweep_builds(&self) {
         for (kind, all) in [("builds", true), ("buildcache", false)] {
             let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else { continue };
             for entry in entries.flatten() {

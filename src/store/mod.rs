@@ -135,9 +135,7 @@ impl Store {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        let store = Store { dir, loop_mounted, warm: Arc::default(), background: Mutex::default() };
-        store.sweep_builds();
-        Ok(store)
+        Ok(Store { dir, loop_mounted, warm: Arc::default(), background: Mutex::default() })
     }
 
     /// Where the store's subvolumes live.

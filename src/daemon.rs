@@ -21,8 +21,9 @@ pub struct DaemonOptions {
     pub root: PathBuf,
     /// The init binary of containers with `init` (statically linked: tini-static).
     pub init_path: PathBuf,
-    /// How many cached build steps no image stands on are kept.
+    /// How many cached build steps no image stands on are kept, and how many bytes of them.
     pub build_cache_steps: usize,
+    pub build_cache_size: u64,
     pub mount: PathBuf,
     /// Size of the embedded btrfs image, when the root is not on btrfs.
     pub store_size: u64,
@@ -114,7 +115,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     )?;
     engine.protect(&opts.root, &opts.mount);
     engine.set_init_path(opts.init_path.clone());
-    engine.set_build_cache_steps(opts.build_cache_steps);
+    engine.set_build_cache_bounds(opts.build_cache_steps, opts.build_cache_size);
     engine.start_by_policies();
 
     let config = {

@@ -68,6 +68,9 @@ enum Command {
         /// image was built from are kept while it is.
         #[arg(long, env = "BOCKER_BUILD_CACHE_STEPS", default_value = "256")]
         build_cache_steps: usize,
+        /// And how many bytes of them at most (K, M, G, T), each counted at its whole tree's size.
+        #[arg(long, env = "BOCKER_BUILD_CACHE_SIZE", default_value = "10G", value_parser = parse_size)]
+        build_cache_size: u64,
         /// The bridge containers are attached to; made if missing.
         #[arg(long, env = "BOCKER_BRIDGE", default_value = "bocker0", value_parser = bridge_name)]
         bridge: String,
@@ -296,6 +299,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             events_max_files,
             init_path,
             build_cache_steps,
+            build_cache_size,
             bridge,
             subnet,
             dns,
@@ -310,6 +314,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
                 root,
                 init_path,
                 build_cache_steps,
+                build_cache_size,
                 mount: args.mount,
                 store_size,
                 insecure_registries,

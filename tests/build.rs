@@ -100,7 +100,7 @@ fn a_multi_stage_build_with_args_gives_the_image_docker_would() {
             (
                 "Dockerfile",
                 r#"# syntax=docker/dockerfile:1
-ARG BASE=busybox
+ARG BASE=127.0.0.1:9/no-such-base
 FROM ${BASE} AS builder
 ARG GREETING=hello
 WORKDIR /src
@@ -124,7 +124,9 @@ CMD ["/app/out.txt"]
             ),
         ],
     );
-    let id = build(&b, &format!("{} -t app:1 --build-arg GREETING=bonjour", ctx.display())).expect("build");
+    // The ARG before FROM names a base that isn't here: --build-arg gives the one that is.
+    let id = build(&b, &format!("{} -t app:1 --build-arg GREETING=bonjour --build-arg BASE=busybox", ctx.display()))
+        .expect("build");
     assert!(id.starts_with("img_"), "{id}");
     assert_eq!(output_of(&b, "app:1"), "bonjour from the builder\n");
     let c = config(&b, &id);
@@ -164,7 +166,9 @@ CMD ["/app/out.txt"]
     assert!(log.contains("Step 1/17 : FROM ${BASE} AS builder"), "{log}");
     assert!(log.contains("Step 17/17 : CMD [\"/app/out.txt\"]"), "{log}");
     // `--target` builds the builder alone: its last step's files, and the later stage's steps not at all.
-    let first = build(&b, &format!("{} --target builder --build-arg GREETING=bonjour", ctx.display())).unwrap();
+    let first =
+        build(&b, &format!("{} --target builder --build-arg GREETING=bonjour --build-arg BASE=busybox", ctx.display()))
+            .unwrap();
     assert_eq!(image_file(&b, &first, "src/out.txt"), "bonjour from the builder\n");
     assert_ne!(first, id);
     let log = build_file(&b, last_build(&b), "logs");
@@ -328,20 +332,20 @@ fn run_steps_run_as_the_user_on_the_network_asked_for() {
             "FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\nRUN echo \"$TARGETARCH\" > /arch\n\
              RUN echo 'app:x:1234:1234:app:/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1234:' >> /etc/group \
              && mkdir -p /home/app && chown app:app /home/app\n\
-             USER app\nWORKDIR /home/app\nRUN id -u > uid.txt && touch mine && cat /proc/net/dev > net.txt\n",
+             USER app\nWORKDIR /home/app/work\nRUN id -u > uid.txt && touch mine && cat /proc/net/dev > net.txt\n",
         )],
     );
     let id = build(&b, &ctx.display().to_string()).unwrap();
-    assert_eq!(image_file(&b, &id, "home/app/uid.txt"), "1234\n");
+    assert_eq!(image_file(&b, &id, "home/app/work/uid.txt"), "1234\n");
     let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
     assert_eq!(image_file(&b, &id, "arch"), format!("{arch}\n"), "BuildKit's platform arguments");
     use std::os::unix::fs::MetadataExt;
-    let mine = fs::metadata(b.path(&format!("images/{id}/rootfs")).join("home/app/mine")).unwrap();
+    let mine = fs::metadata(b.path(&format!("images/{id}/rootfs")).join("home/app/work/mine")).unwrap();
     assert_eq!((mine.uid(), mine.gid()), (1234, 1234));
     // The bridge by default: an eth0 beside lo; with --network none, lo alone.
-    assert!(image_file(&b, &id, "home/app/net.txt").contains("eth0"), "on the bridge");
+    assert!(image_file(&b, &id, "home/app/work/net.txt").contains("eth0"), "on the bridge");
     let none = build(&b, &format!("{} --network none", ctx.display())).unwrap();
-    let net = image_file(&b, &none, "home/app/net.txt");
+    let net = image_file(&b, &none, "home/app/work/net.txt");
     assert!(net.contains("lo:") && !net.contains("eth0"), "{net}");
 }
 

@@ -146,7 +146,7 @@ fn a_full_store_is_enospc_and_leaves_nothing() {
     let got = errno_of(b.submit("images/import", &big.display().to_string()));
     assert_eq!(got, libc::ENOSPC);
     assert!(b.read("errors").contains("images/import ENOSPC"), "{}", b.read("errors"));
-    assert_eq!(listing(&b, "images"), format!("by-name {img} import pull pulls push tag untag"));
+    assert_eq!(listing(&b, "images"), format!("build by-name {img} import pull pulls push tag untag"));
     let store: Vec<_> = fs::read_dir(b.root.join("store/images")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(store, vec![std::ffi::OsString::from(&img)], "no half-made subvolume is left");
     assert_eq!(fs::read_dir(b.root.join("state/images")).unwrap().count(), 1);

@@ -17,7 +17,7 @@ fn names(b: &Bocker, dir: &str) -> Vec<String> {
     let mut v: Vec<String> =
         fs::read_dir(b.path(dir)).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     v.sort();
-    v.retain(|n| !["run", "import", "pull", "push", "pulls", "tag", "untag", "by-name"].contains(&n.as_str()));
+    v.retain(|n| !["run", "import", "build", "pull", "push", "pulls", "tag", "untag", "by-name"].contains(&n.as_str()));
     v
 }
 

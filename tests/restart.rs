@@ -182,6 +182,7 @@ fn leftovers_of_interrupted_requests_are_swept_at_start() {
     assert_eq!(
         listing(&b, "images"),
         vec![
+            "build".into(),
             "by-name".into(),
             img.clone(),
             "import".into(),

@@ -30,7 +30,7 @@ use std::path::Path;
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
-use sha2::{Digest as _, Sha256};
+use sha2::Digest as _;
 
 use crate::runtime::user;
 use crate::store::unpack::UnpackError;
@@ -208,7 +208,7 @@ pub fn write_file(
 pub fn digest(from: &Path, sources: &[String], opts: &CopyOptions) -> Result<String, CopyError> {
     let excludes = Excludes::new(&opts.exclude)?;
     let matched = resolve_sources(from, sources, &excludes)?;
-    let mut hasher = Hasher(Sha256::new());
+    let mut hasher = Hasher::new();
     for m in &matched {
         hasher.top(&m.rel, &m.st);
         match FileType::from_raw_mode(m.st.st_mode) {
@@ -317,10 +317,9 @@ fn resolve_sources(from: &Path, sources: &[String], excludes: &Excludes) -> Resu
     for source in sources {
         let parts = clean_source(source)?;
         let globbed = parts.iter().any(|p| pattern::has_meta(p));
+        // A glob that matches nothing is no error while another source matches (`COPY package.json
+        // yarn.lock* ./`, as Docker takes it); all of them matching nothing is.
         let paths = if globbed { expand(&from_fd, source, &parts)? } else { vec![parts.join(&b'/')] };
-        if paths.is_empty() {
-            return Err(CopyError::NoMatch(source.clone()));
-        }
         for rel in paths {
             let shown = if rel.is_empty() { ".".to_string() } else { String::from_utf8_lossy(&rel).into_owned() };
             let fd = match open_in(&from_fd, &rel, OFlags::PATH) {
@@ -335,6 +334,9 @@ fn resolve_sources(from: &Path, sources: &[String], excludes: &Excludes) -> Resu
             }
             matched.push(Matched { rel, name, shown, fd, st });
         }
+    }
+    if matched.is_empty() && sources.iter().any(|s| s.bytes().any(|b| pattern::has_meta(&[b]))) {
+        return Err(CopyError::NoMatch(sources.join(" ")));
     }
     Ok(matched)
 }
@@ -386,6 +388,12 @@ fn parse_chmod(chmod: Option<&str>) -> Result<Option<u32>, CopyError> {
     }
 }
 
+/// The uid and gid `user[:group]` names in the rootfs at `rootfs` (its own `/etc/passwd` and `/etc/group`,
+/// read inside it); numeric ids need neither. For what a `WORKDIR` makes.
+pub fn resolve_owner(rootfs: &Path, user: &str) -> Result<(u32, u32), CopyError> {
+    owner(&open_root(rootfs)?, Some(user))
+}
+
 /// The uid and gid everything copied is given: root's without `--chown`.
 fn owner(root: &OwnedFd, chown: Option<&str>) -> Result<(u32, u32), CopyError> {
     let Some(spec) = chown else { return Ok((0, 0)) };
@@ -407,9 +415,11 @@ fn owner(root: &OwnedFd, chown: Option<&str>) -> Result<(u32, u32), CopyError> {
     Ok((ids.uid, ids.gid))
 }
 
-/// A file of the rootfs (resolved inside it), empty if it is missing; only a regular file is read.
+/// A file of the rootfs (resolved inside it), empty if it is missing; only a regular file is read, and
+/// only a regular file is ever opened for reading (an image's `/etc/passwd` may be a device node: its
+/// driver's open must never run in the daemon).
 fn read_id_file(root: &OwnedFd, path: &[u8]) -> io::Result<String> {
-    let fd = match open_in(root, path, OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK) {
+    let fd = match open_in(root, path, OFlags::PATH) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(String::new()),
         Err(e) => return Err(e.into()),
@@ -417,6 +427,11 @@ fn read_id_file(root: &OwnedFd, path: &[u8]) -> io::Result<String> {
     if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
         return Err(io::Error::other("not a regular file"));
     }
+    let shown = String::from_utf8_lossy(path).into_owned();
+    let fd = reopen_file(&fd, &shown, OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK).map_err(|e| match e {
+        CopyError::Source { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    })?;
     let mut bytes = Vec::new();
     File::from(fd).take(MAX_ID_FILE).read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())

@@ -16,7 +16,13 @@ pub enum IgnoreError {
     /// A pattern Go's `filepath.Match` would reject (an unclosed `[`, a trailing `\`...).
     #[error(".dockerignore line {line}: bad pattern {pattern:?}: {reason}")]
     BadPattern { line: usize, pattern: String, reason: String },
+    /// More than [`MAX_PATTERNS`] patterns: each path of the context is matched against them all.
+    #[error(".dockerignore has more than {MAX_PATTERNS} patterns")]
+    TooMany,
 }
+
+/// The most patterns a `.dockerignore` may hold.
+pub const MAX_PATTERNS: usize = 4096;
 
 /// The patterns of one `.dockerignore`, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +95,9 @@ impl Ignore {
                 pattern: cleaned.clone(),
                 reason,
             })?;
+            if patterns.len() == MAX_PATTERNS {
+                return Err(IgnoreError::TooMany);
+            }
             patterns.push(Pattern { exclusion, kind: compile(&cleaned) });
         }
         Ok(Ignore { patterns })

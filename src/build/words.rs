@@ -29,6 +29,12 @@ pub enum WordsError {
     /// `${VAR?message}` with VAR unset, or `${VAR:?message}` with VAR unset or empty.
     #[error("{name}: {message}")]
     Required { name: String, message: String },
+    /// More than [`MAX_NESTING`] substitutions inside one another.
+    #[error("substitutions nested more than {MAX_NESTING} deep")]
+    TooDeep,
+    /// A value longer than [`MAX_VALUE`] bytes (or than [`MAX_PATTERN_VALUE`] for a pattern to work on).
+    #[error("a substituted value of more than {0} bytes")]
+    TooLong(usize),
     /// A `#`, `%` or `/` pattern with a bad escape.
     #[error("invalid pattern ({pattern}) in substitution: {reason}")]
     InvalidPattern { pattern: String, reason: String },
@@ -93,16 +99,24 @@ impl Words {
     }
 }
 
+/// How deep substitutions may nest (`${A:-${B:-...}}`): the lexer recurses once per level.
+pub const MAX_NESTING: usize = 64;
+/// The most bytes one expanded word may hold (so `ENV A=$A$A` forty times can't take the memory).
+pub const MAX_VALUE: usize = 1 << 20;
+/// The most bytes of a value a `#`, `%` or `/` pattern works on (its matching is quadratic).
+pub const MAX_PATTERN_VALUE: usize = 64 << 10;
+
 struct Lexer<'a> {
     chars: Vec<char>,
     pos: usize,
+    depth: usize,
     vars: &'a dyn Fn(&str) -> Option<String>,
     escape: char,
 }
 
 impl<'a> Lexer<'a> {
     fn new(text: &str, vars: &'a dyn Fn(&str) -> Option<String>, escape: char) -> Self {
-        Lexer { chars: text.chars().collect(), pos: 0, vars, escape }
+        Lexer { chars: text.chars().collect(), pos: 0, depth: 0, vars, escape }
     }
 
     fn peek(&self) -> Option<char> {
@@ -136,6 +150,9 @@ impl<'a> Lexer<'a> {
                     let value = self.dollar()?;
                     words.add_split(&value);
                     result.push_str(&value);
+                    if result.len() > MAX_VALUE {
+                        return Err(WordsError::TooLong(MAX_VALUE));
+                    }
                 }
                 '<' => {
                     let text = self.heredoc_marker();
@@ -214,7 +231,12 @@ impl<'a> Lexer<'a> {
                     self.pos += 1;
                     return Ok(text);
                 }
-                Some('$') => text.push_str(&self.dollar()?),
+                Some('$') => {
+                    text.push_str(&self.dollar()?);
+                    if text.len() > MAX_VALUE {
+                        return Err(WordsError::TooLong(MAX_VALUE));
+                    }
+                }
                 Some(mut ch) => {
                     self.pos += 1;
                     if ch == self.escape {
@@ -264,7 +286,18 @@ impl<'a> Lexer<'a> {
         name
     }
 
+    /// A `$` substitution, at most [`MAX_NESTING`] inside one another.
     fn dollar(&mut self) -> Result<String, WordsError> {
+        if self.depth >= MAX_NESTING {
+            return Err(WordsError::TooDeep);
+        }
+        self.depth += 1;
+        let value = self.dollar_at();
+        self.depth -= 1;
+        value
+    }
+
+    fn dollar_at(&mut self) -> Result<String, WordsError> {
         self.pos += 1;
         if self.peek() != Some('{') {
             let name = self.name();
@@ -335,6 +368,9 @@ impl<'a> Lexer<'a> {
                 };
                 let pattern = Pattern::parse(pattern)?;
                 let value = value.unwrap_or_default();
+                if value.len() > MAX_PATTERN_VALUE {
+                    return Err(WordsError::TooLong(MAX_PATTERN_VALUE));
+                }
                 Ok(if op == '#' { pattern.trim_prefix(&value, greedy) } else { pattern.trim_suffix(&value, greedy) })
             }
             _ => Err(WordsError::UnsupportedModifier(label)),
@@ -354,6 +390,9 @@ impl<'a> Lexer<'a> {
         };
         let replacement = self.word_to_brace(true)?;
         let value = self.var(name).unwrap_or_default();
+        if value.len() > MAX_PATTERN_VALUE {
+            return Err(WordsError::TooLong(MAX_PATTERN_VALUE));
+        }
         Ok(Pattern::parse(&pattern)?.replace(&value, &replacement, all))
     }
 }

@@ -27,6 +27,11 @@ pub const MAX_BUILDS: usize = 64;
 /// recently made go.
 pub const LOOSE_STEPS: usize = 256;
 
+/// And how many bytes of them (each counted at its whole tree's size, what it would take alone: an
+/// overestimate, as snapshots share what they did not change) unless the daemon says
+/// (`--build-cache-size`).
+pub const LOOSE_BYTES: u64 = 10 << 30;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BuildStatus {
@@ -219,12 +224,13 @@ impl Engine {
         Ok(())
     }
 
-    /// How many cached steps no image stands on are kept.
-    pub fn set_build_cache_steps(&self, n: usize) {
-        let _ = self.loose_steps.set(n);
+    /// How many cached steps no image stands on are kept, and how many bytes of them.
+    pub fn set_build_cache_bounds(&self, steps: usize, bytes: u64) {
+        let _ = self.loose_steps.set((steps, bytes));
     }
 
-    /// Deletes the cached steps no image stands on past the bound (see [`LOOSE_STEPS`]), the least recently made first;
+    /// Deletes the cached steps no image stands on past the bounds (see [`LOOSE_STEPS`], [`LOOSE_BYTES`]),
+    /// the least recently made first;
     /// never one a build under way may use (nothing is collected while one runs).
     pub(super) fn collect_steps(&self) {
         let _gate = self.build_gate.lock().unwrap_or_else(|e| e.into_inner());
@@ -233,20 +239,26 @@ impl Engine {
             return;
         }
         let kept: HashSet<&str> = st.images.values().flat_map(|i| i.record.steps.iter().map(String::as_str)).collect();
-        let mut loose: Vec<(String, String)> = self
+        let mut loose: Vec<(String, String, u64)> = self
             .store
             .steps()
             .into_iter()
             .filter(|k| !kept.contains(k.as_str()))
             .map(|k| {
                 let record = json::read_json::<StepRecord>(&self.step_record_path(&k)).ok().flatten();
-                (k, record.map(|r| r.created).unwrap_or_default())
+                let (created, size) = record.map_or((String::new(), u64::MAX), |r| (r.created, r.size));
+                (k, created, size)
             })
             .collect();
-        // Newest first: those are kept.
+        // Newest first: those are kept while both bounds hold.
         loose.sort_by(|a, b| b.1.cmp(&a.1));
-        let keep = self.loose_steps.get().copied().unwrap_or(LOOSE_STEPS);
-        for (key, _) in loose.into_iter().skip(keep) {
+        let (max_steps, max_bytes) = self.loose_steps.get().copied().unwrap_or((LOOSE_STEPS, LOOSE_BYTES));
+        let mut bytes = 0u64;
+        let over = loose.into_iter().enumerate().filter(|(i, (_, _, size))| {
+            bytes = bytes.saturating_add(*size);
+            *i >= max_steps || bytes > max_bytes
+        });
+        for (_, (key, _, _)) in over {
             match self.store.delete_step(&key) {
                 Ok(()) => {
                     let _ = std::fs::remove_file(self.step_record_path(&key));

@@ -275,9 +275,10 @@ fn is_dir_in(root: &Path, dir: &str) -> bool {
     in_root(root, dir, OFlags::PATH | OFlags::DIRECTORY).is_ok()
 }
 
-/// Makes directory `dir` (absolute in the rootfs at `root`) and what is missing above it, mode 0755,
-/// every component resolved inside the rootfs: a symlink there leads nowhere outside it.
-pub(super) fn make_dir(root: &Path, dir: &str) -> std::io::Result<()> {
+/// Makes directory `dir` (absolute in the rootfs at `root`) and what is missing above it, mode 0755 (owned
+/// by `owner` if given, else root), every component resolved inside the rootfs: a symlink there leads
+/// nowhere outside it.
+pub(super) fn make_dir(root: &Path, dir: &str, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     let parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
     let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
     for i in 0..parts.len() {
@@ -286,7 +287,14 @@ pub(super) fn make_dir(root: &Path, dir: &str) -> std::io::Result<()> {
             Err(Errno::NOENT) => {
                 let parent = in_root(root, &parts[..i].join("/"), dir_flags)?;
                 match rustix::fs::mkdirat(&parent, parts[i], Mode::from_bits_truncate(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
+                    Ok(()) => {
+                        if let Some((uid, gid)) = owner {
+                            let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+                            let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+                            rustix::fs::chownat(&parent, parts[i], Some(uid), Some(gid), flags)?;
+                        }
+                    }
+                    Err(Errno::EXIST) => {}
                     Err(e) => return Err(e.into()),
                 }
             }

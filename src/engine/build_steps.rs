@@ -335,6 +335,11 @@ impl BuildRun<'_> {
                 (Base::Image(id), BuildConfig::from_image(&raw), true)
             }
         };
+        let mut config = config;
+        if config.env_value("PATH").is_none() {
+            // As BuildKit: every stage has a PATH (`ENV PATH=$PATH:/app` on scratch means something).
+            config.set_env("PATH", crate::runtime::init::DEFAULT_PATH);
+        }
         let created = config.created.clone();
         let mut state = StageState { base, config, args: BTreeMap::new(), cmd_set: false, created };
         if from_image && !state.config.on_build.is_empty() {
@@ -490,11 +495,19 @@ impl BuildRun<'_> {
                 let w = expand(w)?;
                 let dir = join_dir(&state.config.working_dir, &w);
                 state.config.working_dir = dir.clone();
+                // Made as BuildKit makes it: owned by the USER of the moment.
+                let user = state.config.user.clone();
                 empty_layer = !self.fs_step(
                     state,
                     step,
-                    &["WORKDIR", &dir],
-                    |_, root| make_dir(root, &dir).map_err(|e| bad(format!("cannot make {dir}: {e}")).into()),
+                    &["WORKDIR", &dir, &user],
+                    |_, root| {
+                        let owner = match user.as_str() {
+                            "" => None,
+                            u => Some(crate::build::copy::resolve_owner(root, u).map_err(|e| bad(e.to_string()))?),
+                        };
+                        make_dir(root, &dir, owner).map_err(|e| bad(format!("cannot make {dir}: {e}")).into())
+                    },
                     Some(&dir),
                 )?;
             }
@@ -540,7 +553,7 @@ impl BuildRun<'_> {
                     step,
                     &parts,
                     |engine, root| {
-                        make_dir(root, &workdir).map_err(|e| bad(format!("cannot make {workdir}: {e}")))?;
+                        make_dir(root, &workdir, None).map_err(|e| bad(format!("cannot make {workdir}: {e}")))?;
                         engine.run_step(n, root, argv, env, &user, &workdir, network, line, &text)
                     },
                     None,

@@ -134,7 +134,7 @@ pub struct Engine {
     /// The init binary of containers with `init` (see `runtime::pid1`); its default unless set.
     init_path: std::sync::OnceLock<PathBuf>,
     /// How many cached build steps no image stands on are kept (see `build`).
-    loose_steps: std::sync::OnceLock<usize>,
+    loose_steps: std::sync::OnceLock<(usize, u64)>,
     /// Held while a build is begun and while cached steps are collected: no build starts on a step being
     /// deleted (see `build`).
     build_gate: Mutex<()>,

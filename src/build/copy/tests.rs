@@ -133,6 +133,9 @@ fn globs_and_several_sources_need_a_directory() {
     }
     let e = run(&s, &["*.none"], "/g/", &opts).unwrap_err();
     assert!(matches!(e, CopyError::NoMatch(_)) && e.errno() == libc::ENOENT, "{e}");
+    // A glob matching nothing beside a source that is there: Docker's `COPY package.json yarn.lock* ./`.
+    run(&s, &["a.txt", "*.none"], "/g2/", &opts).unwrap();
+    assert_eq!(read(s.root().join("g2/a.txt")), "a.txt");
     assert_eq!(run(&s, &["a[.txt"], "/g/", &opts).unwrap_err().errno(), libc::EINVAL);
     // --exclude: `*` stays within one component, `**` crosses them.
     let ex = |p: &str| CopyOptions { exclude: vec![p.into()], ..Default::default() };
@@ -396,4 +399,11 @@ fn the_digest_follows_names_modes_and_content_not_times() {
     assert_ne!(first, digest(&a.from(), &sources, &ex).unwrap());
     assert_ne!(first, digest(&a.from(), &strings(&["src/*"]), &opts).unwrap());
     assert_eq!(digest(&a.from(), &strings(&["nope*"]), &opts).unwrap_err().errno(), libc::ENOENT);
+    // A hard link and a copy of the same bytes are copied differently, so they differ here too.
+    let (l, c) = (Scratch::new("digest-link"), Scratch::new("digest-copy"));
+    l.put("src/a", "same");
+    fs::hard_link(l.from().join("src/a"), l.from().join("src/b")).unwrap();
+    c.put("src/a", "same");
+    c.put("src/b", "same");
+    assert_ne!(d(&l), d(&c));
 }

@@ -3,6 +3,7 @@
 //! and handed to a [`Sink`]: the writer that copies it, or the [`Hasher`] that digests it. `--exclude`
 //! patterns leave entries (and whole directories) out before either sees them.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
@@ -174,9 +175,14 @@ pub(super) fn list(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
 
 /// The digest's sink: each entry's path (relative to its source), type and mode, size and content or
 /// target, length-prefixed so that no two trees read alike. Times and owners are left out.
-pub(super) struct Hasher(pub(super) Sha256);
+pub(super) struct Hasher(pub(super) Sha256, pub(super) HashMap<(u64, u64), Vec<u8>>);
 
 impl Hasher {
+    /// A digest of nothing yet; the map is where each multiply-linked file was first met.
+    pub(super) fn new() -> Hasher {
+        Hasher(Sha256::new(), HashMap::new())
+    }
+
     fn bytes(&mut self, b: &[u8]) {
         self.0.update((b.len() as u64).to_le_bytes());
         self.0.update(b);
@@ -210,7 +216,18 @@ impl Sink for Hasher {
     }
 
     fn file(&mut self, parent: &Vec<u8>, name: &[u8], shown: &str, st: &Stat, mut file: File) -> Result<(), CopyError> {
-        self.entry(b'F', &join(parent, name), st);
+        let path = join(parent, name);
+        if st.st_nlink > 1 {
+            // The copy keeps hard links: a tree of links and one of copies must differ.
+            if let Some(first) = self.1.get(&(st.st_dev, st.st_ino)) {
+                let first = first.clone();
+                self.entry(b'L', &path, st);
+                self.bytes(&first);
+                return Ok(());
+            }
+            self.1.insert((st.st_dev, st.st_ino), path.clone());
+        }
+        self.entry(b'F', &path, st);
         self.0.update((st.st_size as u64).to_le_bytes());
         let mut buf = vec![0u8; 64 << 10];
         let mut total = 0u64;

@@ -245,7 +245,7 @@ fn odd_inputs_do_not_panic() {
         let _ = expand_words(word, &vars, '\\');
         let _ = expand(word, &vars, '`');
     }
-    let long = "${A:-".repeat(200) + &"}".repeat(200);
+    let long = "${A:-".repeat(60) + &"}".repeat(60);
     assert_eq!(x(&long), "alpha");
     let mut seed = 7u32;
     let alphabet: Vec<char> = "$${}:-+?#%/\\'\"` aA*".chars().collect();
@@ -259,4 +259,21 @@ fn odd_inputs_do_not_panic() {
         let _ = expand(&word, &vars, '\\');
         let _ = expand_words(&word, &vars, '`');
     }
+}
+
+#[test]
+fn nesting_and_growth_are_bounded() {
+    // Deeper than the bound: an error, not a stack overflow that would end the daemon.
+    let deep = format!("{}x{}", "${A:-".repeat(50_000), "}".repeat(50_000));
+    assert_eq!(expand(&deep, &|_| None, '\\'), Err(WordsError::TooDeep));
+    let fine = format!("{}x{}", "${A:-".repeat(MAX_NESTING - 1), "}".repeat(MAX_NESTING - 1));
+    assert_eq!(expand(&fine, &|_| None, '\\').unwrap(), "x");
+    // A value doubled past the bound.
+    let big = "a".repeat(MAX_VALUE / 2 + 1);
+    let vars = |n: &str| (n == "A").then(|| big.clone());
+    assert_eq!(expand("$A$A", &vars, '\\'), Err(WordsError::TooLong(MAX_VALUE)));
+    assert_eq!(expand("\"$A$A\"", &vars, '\\'), Err(WordsError::TooLong(MAX_VALUE)));
+    // Patterns work on short values only.
+    assert_eq!(expand("${A//a*b/c}", &vars, '\\'), Err(WordsError::TooLong(MAX_PATTERN_VALUE)));
+    assert_eq!(expand("${A#a}", &vars, '\\'), Err(WordsError::TooLong(MAX_PATTERN_VALUE)));
 }

@@ -205,11 +205,21 @@ fn input_larger_than_the_buffers_all_arrives_on_a_pipe_and_on_a_terminal() {
     let b = Bocker::start("attach-bulk");
     let img = b.import("");
     // A pipe: 3 MiB through the tree's stdin in 64 KiB writes, past the monitor's 1 MiB queue and the
-    // pipe's buffer; each write returns once the monitor has it.
+    // pipe's buffer; each write returns once the monitor has it, or EAGAIN (none of it taken) while the
+    // queue is full because the command reads slower than it is fed: then it is written again.
     start_with(&b, "wc", &img, "wc -c", &[("interactive", "true")]);
     let chunk = "y".repeat(64 * 1024);
     for _ in 0..48 {
-        b.write("containers/wc/stdin", &chunk).expect("stdin");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match b.write("containers/wc/stdin", &chunk) {
+                Ok(()) => break,
+                Err(e) if Bocker::errno(&e) == libc::EAGAIN && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("stdin: {e}"),
+            }
+        }
     }
     b.write("containers/wc/ctl", "close-stdin").expect("close");
     b.wait_status("wc", "exited");

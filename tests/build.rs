@@ -430,10 +430,12 @@ fn a_daemon_that_dies_mid_build_leaves_nothing_running_and_the_build_failed() {
         let mut f = fs::OpenOptions::new().write(true).open(mount).unwrap();
         let _ = f.write_all(line.as_bytes());
     });
+    // Its output shows, and the daemon has recorded its monitor (right after the launch returns).
+    let step_file = b.root.join("state/builds/1/run/step.json");
     common::eventually(
         std::time::Duration::from_secs(20),
         || "the step to start".into(),
-        || fs::read_to_string(b.path("builds/1/logs")).is_ok_and(|l| l.contains("started")),
+        || fs::read_to_string(b.path("builds/1/logs")).is_ok_and(|l| l.contains("started")) && step_file.exists(),
     );
     let step: Value =
         serde_json::from_str(&fs::read_to_string(b.root.join("state/builds/1/run/step.json")).unwrap()).unwrap();

@@ -23,6 +23,9 @@
 //!    with ports), and `pulling` (one pull per reference);
 //! 3. `state`, pure work only; `published` and `errors` are leaves taken alone.
 //!
+//! Builds take `build_gate` (a build begun, steps collected) and `making_images` (a build's image
+//! made), each alone or before `state`, never held across a step.
+//!
 //! This file holds the `Engine` itself, its locks and directories, and the dispatch of requests; each
 //! concern has a file of its own: `state` (what is in memory, its gate and lookups), `records` (the JSON
 //! records), `plan` (a start planned from the state), `recovery` (opening a root), `exits` (the watcher
@@ -30,7 +33,9 @@
 //! start, stop, restart, kill, remove), `pause` (the freezer), `exec`, `images` (import, pull, push, commit, removal), `names` (resolving what names an image, its
 //! names moved, tag and untag), `oci_config`,
 //! `configure`, `volumes`, `ports` (forwards and the firewall), `journal` (the error journal), `notify`
-//! (change notices), `events` (the `events` file), `views` (what the FUSE side reads and renders) and
+//! (change notices), `events` (the `events` file), `build` (Dockerfile builds: their records and the
+//! cache's collection), `build_steps` (the steps in order), `build_cache` (a step from the cache or made
+//! and sealed, COPY/ADD, the image), `build_run` (a `RUN` through the monitor), `views` (what the FUSE side reads and renders) and
 //! `waits` (what a `wait` waits for, and when objects changed).
 
 mod anonymous;

@@ -9,6 +9,7 @@ use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::Op;
 use crate::network::{NetworkError, NetworkMode, Subnet};
+use crate::runtime::spec::ProcessRef;
 
 /// What a start of a container will run with, decided under the state lock.
 pub(super) struct Planned {
@@ -17,6 +18,8 @@ pub(super) struct Planned {
     /// Its entrypoint and arguments over its image's.
     pub(super) argv: Vec<String>,
     pub(super) ip: Option<Ipv4Addr>,
+    /// `network container:NAME`: that container's pid 1, whose network namespace it joins.
+    pub(super) netns: Option<ProcessRef>,
     /// Its limits, the daemon's `defaults` for what it sets none of.
     pub(super) limits: Limits,
 }
@@ -42,10 +45,22 @@ impl State {
             return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
         }
         self.check_port_claims(name, &c.record.ports)?;
+        let netns = c.record.network.joined().map(|target| self.joined_process(name, target)).transpose()?;
         let ip = self.address_for(name, subnet)?;
         let mut record = c.record.clone();
         record.ip = ip;
-        Ok(Planned { limits: record.limits.or(defaults), record, argv, ip })
+        Ok(Planned { limits: record.limits.or(defaults), record, argv, ip, netns })
+    }
+
+    /// The pid 1 of `target`, whose network namespace `name` joins: it must be running (or paused), else
+    /// ESRCH (ENOENT if there is no such container).
+    fn joined_process(&self, name: &str, target: &str) -> Result<ProcessRef, Error> {
+        let t = &self.container(target)?.record;
+        let not_running = || NetworkError::JoinedNotRunning { name: name.to_string(), target: target.to_string() };
+        match (t.status.has_process(), t.pid, t.pid_start) {
+            (true, Some(pid), Some(start)) => Ok(ProcessRef { pid, start }),
+            _ => Err(not_running().into()),
+        }
     }
 }
 

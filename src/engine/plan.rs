@@ -248,6 +248,31 @@ mod tests {
     }
 
     #[test]
+    fn a_joiner_starts_only_beside_its_running_target_with_no_address() {
+        let mut st = state(&[
+            ("web", |r| {
+                r.status = ContainerStatus::Running;
+                (r.pid, r.pid_start) = (Some(4242), Some(77));
+            }),
+            ("side", |r| r.network = NetworkMode::Container("web".into())),
+            ("late", |r| r.network = NetworkMode::Container("idle".into())),
+            ("idle", |_| {}),
+            ("lost", |r| r.network = NetworkMode::Container("nobody".into())),
+        ]);
+        let side = plan(&st, "side").unwrap();
+        assert_eq!((side.netns, side.ip), (Some(ProcessRef { pid: 4242, start: 77 }), None));
+        let e = refused(plan(&st, "late"));
+        assert_eq!(e.errno(), libc::ESRCH);
+        assert!(e.to_string().contains("'idle', which is not running"), "{e}");
+        assert_eq!(refused(plan(&st, "lost")).errno(), libc::ENOENT);
+        // A paused target's namespace is there to join; an exited one's is not.
+        st.container_mut("web").unwrap().record.status = ContainerStatus::Paused;
+        assert!(plan(&st, "side").is_ok());
+        st.container_mut("web").unwrap().record.status = ContainerStatus::Exited;
+        assert_eq!(refused(plan(&st, "side")).errno(), libc::ESRCH);
+    }
+
+    #[test]
     fn limits_it_sets_win_over_the_daemons_defaults() {
         let st = state(&[("c", |r| r.limits.put(Limit::PidsMax(Max(Some(50)))))]);
         let mut defaults = Limits::default();

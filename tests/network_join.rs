@@ -184,3 +184,37 @@ fn bocker_run_takes_add_host_dns_and_network_container() {
     let run = b.cli(&["run", "--network", "container:web", "-p", "8083:80", &img, "true"]);
     assert!(!run.status.success(), "ports on a joiner: {run:?}");
 }
+
+#[test]
+fn a_joiner_outlives_its_targets_restart_which_gets_a_fresh_namespace() {
+    let b = Bocker::start("net-join-restart");
+    let img = b.import("");
+    web(&b, &img);
+    let web_ip = ip_of(&b, "web");
+    b.configure("side", &img, "sleep 100");
+    b.write("containers/side/network", "container:web").expect("network");
+    b.write("containers/side/ctl", "start").expect("start side");
+    b.wait_status("side", "running");
+    let links = |b: &Bocker| {
+        let n = b.submit("containers/side/exec", "ip -o link show").expect("exec");
+        b.wait_exec("side", &n);
+        b.read(&format!("containers/side/execs/{n}/logs"))
+    };
+    assert!(links(&b).contains(" eth0@"), "web's eth0 from the joiner: {}", links(&b));
+
+    // web stops and starts again: it is reachable on its address, in a namespace of its own; the joiner
+    // keeps running with the old namespace, whose pair went to web's new one.
+    b.write("containers/web/ctl", "stop 1").expect("stop web");
+    b.wait_status("web", "exited");
+    assert_eq!(b.status("side"), "running");
+    b.write("containers/web/ctl", "start").expect("start web again");
+    b.wait_status("web", "running");
+    assert_eq!(ip_of(&b, "web"), web_ip);
+    let out = b.run_to_exit(&format!(
+        "{img} sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O- http://{web_ip}/ && break; sleep 0.3; done'"
+    ));
+    assert_eq!(b.read(&format!("containers/{out}/logs")), "on-eth0\n");
+    let left = links(&b);
+    assert!(!left.contains(" eth0@"), "the joiner has loopback only now: {left}");
+    b.write("containers/side/ctl", "kill").expect("kill side");
+}

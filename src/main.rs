@@ -116,7 +116,7 @@ enum Command {
     #[command(disable_help_flag = true)]
     Run {
         #[command(flatten)]
-        options: RunOptions,
+        options: Box<RunOptions>,
         /// Print help (-h is --hostname, as in Docker).
         #[arg(long, action = clap::ArgAction::Help)]
         help: Option<bool>,

@@ -44,9 +44,17 @@ pub struct RunOptions {
     /// A volume, SOURCE:TARGET[:ro]: a host path or a volume name (made if missing). Repeatable.
     #[arg(short = 'v', long = "volume", value_name = "VOLUME")]
     pub volumes: Vec<String>,
-    /// bridge (default), none or host (overrides BOCKER_NETWORK).
+    /// bridge (default), none, host or container:NAME (join that running container's network namespace:
+    /// its address, ports and localhost, and its /etc/hosts and resolv.conf; no -p, --add-host or --dns
+    /// then). Overrides BOCKER_NETWORK.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// A line NAME:IP (IPv4 or IPv6) added to the container's /etc/hosts (its extra_hosts file). Repeatable.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// A nameserver for the container's /etc/resolv.conf instead of the host's (its dns file). Repeatable.
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
     /// Remove the container once it has exited (its auto_remove file).
     #[arg(long)]
     pub rm: bool,
@@ -263,6 +271,12 @@ fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
     if let Some(network) = &o.network {
         s.set("network", network, format!("--network {network}"));
     }
+    if !o.add_host.is_empty() {
+        s.set("extra_hosts", o.add_host.join("\n"), format!("--add-host {}", o.add_host.join(",")));
+    }
+    if !o.dns.is_empty() {
+        s.set("dns", o.dns.join("\n"), format!("--dns {}", o.dns.join(",")));
+    }
     if o.privileged {
         s.set("privileged", "true", "--privileged");
     }
@@ -328,14 +342,16 @@ fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
         s.set("interactive", "true", "--interactive");
     }
     // A line each: a newline in one would be a second line, or a second value.
-    let lists = [&o.labels, &o.volumes, &o.publish, &o.cap_add];
+    let lists = [&o.labels, &o.volumes, &o.publish, &o.cap_add, &o.add_host, &o.dns];
     let one_line = ["network", "workdir", "user", "hostname", "memory.max", "pids.max", "restart"];
     let many = lists.iter().flat_map(|l| l.iter()).any(|v| v.contains('\n'));
     if let Some(v) = s.0.iter().find(|v| one_line.contains(&v.file) && v.value.contains('\n')) {
         return Err(CliError::Failed(format!("{}: a value of one line", v.from.trim_end())));
     }
     if many {
-        return Err(CliError::Failed("a --label, --volume, --publish or --cap-add holds a newline".into()));
+        return Err(CliError::Failed(
+            "a --label, --volume, --publish, --cap-add, --add-host or --dns holds a newline".into(),
+        ));
     }
     Ok(s)
 }

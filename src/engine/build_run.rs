@@ -83,7 +83,8 @@ impl Engine {
         hostname: &str,
     ) -> Result<i32, Error> {
         let mut binds = Vec::new();
-        for (file, text) in [("hosts", network::etc::hosts(hostname, ip)), ("resolv.conf", self.network.resolv_conf())]
+        for (file, text) in
+            [("hosts", network::etc::hosts(hostname, ip)), ("resolv.conf", self.network.resolv_conf(&[]))]
         {
             let source = dir.join(file);
             std::fs::write(&source, text).map_err(Error::record(format!("/etc/{file} of build {n}")))?;
@@ -102,6 +103,7 @@ impl Engine {
             exit_file: dir.join("exit.json"),
             cgroup_procs: self.cgroups.procs_files(cgroup),
             network,
+            netns: None,
             binds,
             security: Security::default(),
             stdio: Stdio { tty: false, interactive: false, socket: dir.join(attach::SOCKET_NAME) },

@@ -522,7 +522,7 @@ impl BuildRun<'_> {
                     }
                 };
                 let network = match r.network.as_deref() {
-                    None | Some("default") => self.spec.network,
+                    None | Some("default") => self.spec.network.clone(),
                     Some("none") => NetworkMode::None,
                     Some(other) => {
                         return Err(bad(format!("RUN --network={other} is not supported (none or default)")).into())

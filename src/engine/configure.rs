@@ -23,6 +23,8 @@ pub(super) fn apply_setting(r: &mut ContainerRecord, setting: ContainerSetting) 
         ContainerSetting::Interactive(interactive) => r.interactive = interactive,
         ContainerSetting::Restart(policy) => r.restart = policy,
         ContainerSetting::Init(init) => r.init = init,
+        ContainerSetting::ExtraHosts(hosts) => r.extra_hosts = hosts,
+        ContainerSetting::Dns(servers) => r.dns = servers,
     }
 }
 
@@ -94,6 +96,7 @@ impl Engine {
         self.update_record(name, |c, rec| {
             c.gate(Op::Configure)?;
             change(rec);
+            check_joined(name, rec)?;
             // As Docker's `--rm` and `--restart`: a container removed at its exit can't come back.
             if rec.auto_remove && rec.restart != RestartPolicy::No {
                 return Err(Error::Invalid(format!(
@@ -128,11 +131,27 @@ impl Engine {
             if mode != NetworkMode::Bridge && !r.ports.is_empty() {
                 return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
             }
-            r.network = mode;
+            if mode.joined() == Some(name) {
+                return Err(Error::Invalid(format!("'{name}' can't join its own network namespace")));
+            }
             if mode != NetworkMode::Bridge {
                 r.ip = None;
             }
-            Ok(())
+            r.network = mode;
+            check_joined(name, r)
         })
+    }
+}
+
+/// A container that joins another's network namespace takes its `/etc/hosts` and `/etc/resolv.conf`
+/// too: `extra_hosts` and `dns` of its own are refused, as Docker's `--add-host` and `--dns` are with
+/// `--network container:NAME`.
+fn check_joined(name: &str, r: &ContainerRecord) -> Result<(), Error> {
+    match r.network.joined() {
+        Some(other) if !r.extra_hosts.is_empty() || !r.dns.is_empty() => Err(Error::Invalid(format!(
+            "'{name}' joins the network of '{other}' and uses its /etc/hosts and resolv.conf: \
+             clear extra_hosts and dns first, or write another network"
+        ))),
+        _ => Ok(()),
     }
 }

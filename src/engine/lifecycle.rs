@@ -2,7 +2,7 @@
 //! it), signalling, stopping, restarting and removing (`rmdir`, and `ctl` remove, which kills first), each
 //! as reserve, perform, commit (see the engine's comment). Pausing is in `pause`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use super::{Changed, Engine, Response};
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::{ContainerStatus, ImageConfig, Op};
+use crate::network::etc::ExtraHost;
 use crate::network::{Forwards, PortMap};
 use crate::registry::PullSpec;
 use crate::request::{merge_env, Ctl};
@@ -35,6 +36,9 @@ pub(super) struct StartPlan {
     pub(super) privileged: bool,
     pub(super) ports: Vec<PortMap>,
     pub(super) limits: Limits,
+    /// Its `extra_hosts` and `dns`, for its `/etc` files.
+    pub(super) extra_hosts: Vec<ExtraHost>,
+    pub(super) dns: Vec<IpAddr>,
 }
 
 impl Engine {
@@ -413,25 +417,27 @@ impl Engine {
 
     /// What a start of `name` needs, decided from the state alone: refused if it may not start now.
     pub(super) fn plan_start(&self, st: &State, name: &str) -> Result<StartPlan, Error> {
-        let Planned { record, argv, ip, limits } = st.plan_start(name, self.network.subnet(), &self.defaults)?;
+        let Planned { record, argv, ip, limits, netns } = st.plan_start(name, self.network.subnet(), &self.defaults)?;
         Ok(StartPlan {
-            spec: self.launch_spec(&record, argv),
+            spec: LaunchSpec { netns, ..self.launch_spec(&record, argv) },
             ip,
             volumes: self.volume_plan(st, &record)?,
             privileged: record.security.privileged,
             ports: record.ports,
             limits,
+            extra_hosts: record.extra_hosts,
+            dns: record.dns,
         })
     }
 
     /// The steps of a start outside the state lock: bind mounts resolved, host ports checked, `/etc` files
     /// written, its cgroup made afresh, the launch, and its forwards into the firewall.
     fn launch_planned(&self, name: &str, plan: StartPlan) -> Result<Launched, Error> {
-        let StartPlan { mut spec, ip, volumes, privileged, ports, limits } = plan;
+        let StartPlan { mut spec, ip, volumes, privileged, ports, limits, extra_hosts, dns } = plan;
         spec.binds = self.resolve_binds(volumes, privileged)?;
         spec.cgroup_procs = self.cgroups.procs_files(name);
         check_host_ports(&ports)?;
-        self.write_etc(name, &mut spec, ip)?;
+        self.write_etc(name, &mut spec, ip, &extra_hosts, &dns)?;
         self.cgroups.remove(name)?;
         self.cgroups.create(name, &limits)?;
         let launched = self.launch(name, &spec, ip).and_then(|launched| {
@@ -467,7 +473,8 @@ impl Engine {
             exit_file: dir.join("exit.json"),
             // Found on cgroupfs outside the state lock (`launch_planned`).
             cgroup_procs: Vec::new(),
-            network: record.network,
+            network: record.network.clone(),
+            netns: None,
             binds: Vec::new(),
             security: record.security.clone(),
             stdio: Stdio { tty: record.tty, interactive: record.interactive, socket: dir.join(attach::SOCKET_NAME) },

@@ -9,6 +9,7 @@ use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::Op;
 use crate::network::{NetworkError, NetworkMode, Subnet};
+use crate::runtime::spec::ProcessRef;
 
 /// What a start of a container will run with, decided under the state lock.
 pub(super) struct Planned {
@@ -17,6 +18,8 @@ pub(super) struct Planned {
     /// Its entrypoint and arguments over its image's.
     pub(super) argv: Vec<String>,
     pub(super) ip: Option<Ipv4Addr>,
+    /// `network container:NAME`: that container's pid 1, whose network namespace it joins.
+    pub(super) netns: Option<ProcessRef>,
     /// Its limits, the daemon's `defaults` for what it sets none of.
     pub(super) limits: Limits,
 }
@@ -42,10 +45,22 @@ impl State {
             return Err(NetworkError::PortsNeedBridge(name.to_string()).into());
         }
         self.check_port_claims(name, &c.record.ports)?;
+        let netns = c.record.network.joined().map(|target| self.joined_process(name, target)).transpose()?;
         let ip = self.address_for(name, subnet)?;
         let mut record = c.record.clone();
         record.ip = ip;
-        Ok(Planned { limits: record.limits.or(defaults), record, argv, ip })
+        Ok(Planned { limits: record.limits.or(defaults), record, argv, ip, netns })
+    }
+
+    /// The pid 1 of `target`, whose network namespace `name` joins: it must be running (or paused), else
+    /// ESRCH (ENOENT if there is no such container).
+    fn joined_process(&self, name: &str, target: &str) -> Result<ProcessRef, Error> {
+        let t = &self.container(target)?.record;
+        let not_running = || NetworkError::JoinedNotRunning { name: name.to_string(), target: target.to_string() };
+        match (t.status.has_process(), t.pid, t.pid_start) {
+            (true, Some(pid), Some(start)) => Ok(ProcessRef { pid, start }),
+            _ => Err(not_running().into()),
+        }
     }
 }
 
@@ -230,6 +245,31 @@ mod tests {
             r.ports = ports("8080:80");
         })]);
         assert_eq!(refused(plan(&st, "n")).errno(), libc::EINVAL);
+    }
+
+    #[test]
+    fn a_joiner_starts_only_beside_its_running_target_with_no_address() {
+        let mut st = state(&[
+            ("web", |r| {
+                r.status = ContainerStatus::Running;
+                (r.pid, r.pid_start) = (Some(4242), Some(77));
+            }),
+            ("side", |r| r.network = NetworkMode::Container("web".into())),
+            ("late", |r| r.network = NetworkMode::Container("idle".into())),
+            ("idle", |_| {}),
+            ("lost", |r| r.network = NetworkMode::Container("nobody".into())),
+        ]);
+        let side = plan(&st, "side").unwrap();
+        assert_eq!((side.netns, side.ip), (Some(ProcessRef { pid: 4242, start: 77 }), None));
+        let e = refused(plan(&st, "late"));
+        assert_eq!(e.errno(), libc::ESRCH);
+        assert!(e.to_string().contains("'idle', which is not running"), "{e}");
+        assert_eq!(refused(plan(&st, "lost")).errno(), libc::ENOENT);
+        // A paused target's namespace is there to join; an exited one's is not.
+        st.container_mut("web").unwrap().record.status = ContainerStatus::Paused;
+        assert!(plan(&st, "side").is_ok());
+        st.container_mut("web").unwrap().record.status = ContainerStatus::Exited;
+        assert_eq!(refused(plan(&st, "side")).errno(), libc::ESRCH);
     }
 
     #[test]

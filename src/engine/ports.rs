@@ -1,13 +1,14 @@
 //! A container's network side: its port forwards and the firewall that holds them, and the `/etc/hosts`
 //! and `/etc/resolv.conf` a start writes (its address is planned with the state: `State::address_for`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::MutexGuard;
 
 use super::records::always;
 use super::Engine;
 use crate::error::Error;
 use crate::model::Op;
+use crate::network::etc::ExtraHost;
 use crate::network::{self, Forwards, NetworkError, NetworkMode, PortMap};
 use crate::runtime::spec::{BindMount, LaunchSpec};
 
@@ -60,17 +61,36 @@ impl Engine {
         saved
     }
 
-    /// What a start needs from the network before the launch: `/etc/hosts` and `/etc/resolv.conf` written
-    /// into the container's state directory and added to its bind mounts.
-    pub(super) fn write_etc(&self, name: &str, spec: &mut LaunchSpec, ip: Option<Ipv4Addr>) -> Result<(), Error> {
+    /// What a start needs from the network before the launch: `/etc/hosts` (with its `extra_hosts`) and
+    /// `/etc/resolv.conf` (its `dns` servers, if any) written into the container's state directory and
+    /// added to its bind mounts. A container that joins another's network namespace gets a copy of that
+    /// one's files as they are now (Docker shares them).
+    pub(super) fn write_etc(
+        &self,
+        name: &str,
+        spec: &mut LaunchSpec,
+        ip: Option<Ipv4Addr>,
+        extra_hosts: &[ExtraHost],
+        dns: &[IpAddr],
+    ) -> Result<(), Error> {
         let dir = self.container_dir(name);
-        let (hosts, resolv) = match spec.network {
+        let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let (hosts, resolv) = match &spec.network {
             NetworkMode::Host => (
                 std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| network::etc::hosts(name, None)),
-                std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                // The host's resolvers are reachable from its namespace, loopback ones too.
+                if dns.is_empty() { host_resolv() } else { network::etc::resolv_conf(&host_resolv(), dns) },
             ),
-            _ => (network::etc::hosts(name, ip), self.network.resolv_conf()),
+            NetworkMode::Container(target) => {
+                let theirs = |file: &str| std::fs::read_to_string(self.container_dir(target).join(file));
+                (
+                    theirs("hosts").unwrap_or_else(|_| network::etc::hosts(name, None)),
+                    theirs("resolv.conf").unwrap_or_else(|_| self.network.resolv_conf(&[])),
+                )
+            }
+            _ => (network::etc::hosts(name, ip), self.network.resolv_conf(dns)),
         };
+        let hosts = network::etc::with_extra_hosts(hosts, extra_hosts);
         for (file, text) in [("hosts", hosts), ("resolv.conf", resolv)] {
             let source = dir.join(file);
             std::fs::write(&source, text).map_err(Error::record(format!("/etc/{file} of '{name}'")))?;

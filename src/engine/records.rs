@@ -5,7 +5,7 @@
 //! outside it, then installed, all under that container's record lock ([`Engine::update_record`]).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,7 @@ use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::json;
 use crate::model::{ContainerStatus, ExecStatus, ImageConfig, RestartPolicy, VolumeSource, VolumeSpec};
+use crate::network::etc::ExtraHost;
 use crate::network::{NetworkMode, PortMap};
 use crate::runtime::spec::Security;
 use crate::times;
@@ -110,6 +111,12 @@ pub struct ContainerRecord {
     /// Its address on the bridge: given at its first start in bridge mode, kept until `rm`.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// `NAME:IP` lines added to its `/etc/hosts` (`--add-host`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<ExtraHost>,
+    /// The servers of its `/etc/resolv.conf`; empty means the daemon's (`--dns`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<IpAddr>,
     /// Bind mounts of host paths and named volumes.
     #[serde(default)]
     pub volumes: Vec<VolumeSpec>,
@@ -260,6 +267,8 @@ pub(super) fn new_record(name: &str) -> ContainerRecord {
         network: NetworkMode::default(),
         ports: Vec::new(),
         ip: None,
+        extra_hosts: Vec::new(),
+        dns: Vec::new(),
         volumes: Vec::new(),
         anonymous_volumes: Vec::new(),
         volumes_from: None,

@@ -190,7 +190,9 @@ fn host_config(c: &ContainerView<'_>) -> Value {
     };
     json!({
         "Binds": list(r.volumes.iter().map(|v| v.to_string()).collect()),
-        "NetworkMode": r.network.as_str(),
+        "NetworkMode": r.network.to_string(),
+        "ExtraHosts": list(r.extra_hosts.iter().map(|h| h.to_string()).collect()),
+        "Dns": list(r.dns.iter().map(|d| d.to_string()).collect()),
         "PortBindings": bindings(&r.ports, ""),
         "RestartPolicy": restart_policy(r.restart),
         "AutoRemove": r.auto_remove,
@@ -223,7 +225,7 @@ fn network_settings(c: &ContainerView<'_>) -> Value {
         "IPPrefixLen": prefix,
         "Ports": ports,
         "Networks": {
-            r.network.as_str(): {"IPAddress": address, "Gateway": gateway, "IPPrefixLen": prefix},
+            r.network.to_string(): {"IPAddress": address, "Gateway": gateway, "IPPrefixLen": prefix},
         },
     })
 }

@@ -42,7 +42,10 @@ bockerfs: containers driven with echo and cat.
     volumes              rw: SOURCE:TARGET[:ro] lines, nosuid,nodev (:ro all the way down); EPERM: a target in
                          /proc /sys /dev unless privileged, a source in the daemon's root or mount
     volumes-from         rw: another container's name: its volumes too, at the same targets
-    network ports ip     rw: bridge | none | host; [HOSTADDR:]HOSTPORT:CTRPORT[/udp] lines (live too); r: the address
+    network ports ip     rw: bridge | none | host | container:NAME (NAME's network namespace, which must run:
+                         else ESRCH; no ports there); [HOSTADDR:]HOSTPORT:CTRPORT[/udp] lines (live too); r: the address
+    extra_hosts dns      rw, before start: NAME:IP lines added to /etc/hosts (--add-host); nameserver IPs for
+                         /etc/resolv.conf (--dns); EINVAL names the bad line
     privileged cap_add   rw: true | false; capabilities added to Docker's 14, a line each (EBUSY while running)
     auto_remove          rw: true | false: removed by the daemon once it has exited (docker run --rm); an open
                          logs (stdout, stderr, log_index) keeps it until closed
@@ -89,7 +92,7 @@ poll(), select() and epoll on an open status (or another read-only value), wait 
 status and wait its last status change; logs, events and errors their last write; an image's its creation.
 
 Value files (image cmd entrypoint env user workdir hostname stop_signal labels tty interactive restart init volumes
-volumes-from network ports privileged cap_add auto_remove, the
+volumes-from network ports extra_hosts dns privileged cap_add auto_remove, the
 limits) take all
 that is written on one open file, applied at each write: `{ echo A=1; echo B=2; } > env` sets both,
 `echo C=3 >> env` adds a line; sed -i, vim and editors that save through a temporary file and a rename

@@ -106,7 +106,7 @@ pub enum ContainerField {
     CpuUsage,
     PidsCurrent,
     Events,
-    /// The network mode: `bridge`, `none` or `host`.
+    /// The network mode: `bridge`, `none`, `host` or `container:NAME`.
     Network,
     /// The port forwards, a line each.
     Ports,
@@ -220,6 +220,8 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
             SettingKind::Interactive => line(r.interactive),
             SettingKind::Restart => line(r.restart),
             SettingKind::Init => line(r.init),
+            SettingKind::ExtraHosts => r.extra_hosts.iter().flat_map(line).collect(),
+            SettingKind::Dns => r.dns.iter().flat_map(line).collect(),
         },
         ContainerField::ExposedPorts => r.image_defaults().exposed_ports.iter().flat_map(line).collect(),
         ContainerField::Healthcheck => r.image_defaults().healthcheck.map(|h| line(h.to_string())).unwrap_or_default(),
@@ -240,7 +242,7 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
             let n = c.stats().oom_kill.unwrap_or(u64::from(r.oom_killed));
             line(format!("oom_kill {n}"))
         }
-        ContainerField::Network => line(r.network.as_str()),
+        ContainerField::Network => line(&r.network),
         ContainerField::Ports => r.ports.iter().flat_map(line).collect(),
         ContainerField::Ip => opt(r.ip.filter(|_| r.network == NetworkMode::Bridge).map(|ip| ip.to_string())),
         ContainerField::Volumes => r.volumes.iter().flat_map(line).collect(),

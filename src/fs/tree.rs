@@ -146,7 +146,7 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 52] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 54] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -159,6 +159,8 @@ const CONTAINER_FILES: [(&str, ContainerFile); 52] = [
     ("network", ContainerFile::Field(ContainerField::Network)),
     ("ports", ContainerFile::Field(ContainerField::Ports)),
     ("ip", ContainerFile::Field(ContainerField::Ip)),
+    ("extra_hosts", ContainerFile::Field(ContainerField::Setting(SettingKind::ExtraHosts))),
+    ("dns", ContainerFile::Field(ContainerField::Setting(SettingKind::Dns))),
     ("volumes", ContainerFile::Field(ContainerField::Volumes)),
     ("volumes-from", ContainerFile::Field(ContainerField::VolumesFrom)),
     ("privileged", ContainerFile::Field(ContainerField::Privileged)),

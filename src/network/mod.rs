@@ -30,7 +30,7 @@ pub use firewall::Forwards;
 pub use ports::{parse_ports, PortMap, PortsError};
 
 /// How a container is networked: the `network` file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     /// Its own namespace, a veth on the bridge, an address, NAT and port forwards.
@@ -40,14 +40,28 @@ pub enum NetworkMode {
     None,
     /// The host's namespace.
     Host,
+    /// The network namespace of the running container of this name (Docker's `--network container:NAME`):
+    /// its interfaces, address, ports and loopback, and its `/etc/hosts` and `/etc/resolv.conf`.
+    Container(String),
 }
 
 impl NetworkMode {
-    pub fn as_str(self) -> &'static str {
+    /// The container whose namespace this mode joins.
+    pub fn joined(&self) -> Option<&str> {
         match self {
-            NetworkMode::Bridge => "bridge",
-            NetworkMode::None => "none",
-            NetworkMode::Host => "host",
+            NetworkMode::Container(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetworkMode::Bridge => f.write_str("bridge"),
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Host => f.write_str("host"),
+            NetworkMode::Container(name) => write!(f, "container:{name}"),
         }
     }
 }
@@ -55,15 +69,20 @@ impl NetworkMode {
 impl FromStr for NetworkMode {
     type Err = String;
 
+    /// `bridge`, `none`, `host` or `container:NAME` (the name is checked as a container's by the request's
+    /// parser, and its container at start).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "bridge" => Ok(NetworkMode::Bridge),
             "none" => Ok(NetworkMode::None),
             "host" => Ok(NetworkMode::Host),
-            other => Err(format!(
-                "unknown network '{}': use bridge, none or host",
-                other.chars().take(40).collect::<String>()
-            )),
+            other => match other.strip_prefix("container:") {
+                Some(name) if !name.is_empty() => Ok(NetworkMode::Container(name.into())),
+                _ => Err(format!(
+                    "unknown network '{}': use bridge, none, host or container:NAME",
+                    other.chars().take(80).collect::<String>()
+                )),
+            },
         }
     }
 }
@@ -195,6 +214,9 @@ pub enum NetworkError {
     PortClaimed { map: String, other: String },
     #[error("port forwards need the bridge network; container '{0}' has another")]
     PortsNeedBridge(String),
+    /// ESRCH: `network container:NAME` names a container that doesn't run (or ended as the start began).
+    #[error("container '{name}' joins the network of '{target}', which is not running: start it first")]
+    JoinedNotRunning { name: String, target: String },
 }
 
 impl NetworkError {
@@ -205,6 +227,7 @@ impl NetworkError {
             NetworkError::PortClaimed { .. } => libc::EADDRINUSE,
             NetworkError::Exhausted(_) => libc::ENOSPC,
             NetworkError::PortsNeedBridge(_) => libc::EINVAL,
+            NetworkError::JoinedNotRunning { .. } => libc::ESRCH,
             _ => libc::EIO,
         }
     }
@@ -313,10 +336,12 @@ impl Network {
         })
     }
 
-    /// The `/etc/resolv.conf` of a container with a namespace of its own.
-    pub fn resolv_conf(&self) -> String {
+    /// The `/etc/resolv.conf` of a container with a namespace of its own: its own `dns` servers, else the
+    /// daemon's `--dns`, else the host's.
+    pub fn resolv_conf(&self, dns: &[std::net::IpAddr]) -> String {
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        etc::resolv_conf(&host, &self.opts.dns)
+        let daemon: Vec<std::net::IpAddr> = self.opts.dns.iter().copied().map(Into::into).collect();
+        etc::resolv_conf(&host, if dns.is_empty() { &daemon } else { dns })
     }
 }
 
@@ -502,7 +527,11 @@ mod tests {
     fn modes() {
         assert_eq!("none".parse::<NetworkMode>(), Ok(NetworkMode::None));
         assert!("bridged".parse::<NetworkMode>().is_err());
-        assert_eq!(NetworkMode::default().as_str(), "bridge");
+        assert_eq!(NetworkMode::default().to_string(), "bridge");
+        let joined: NetworkMode = "container:web".parse().unwrap();
+        assert_eq!((joined.joined(), joined.to_string().as_str()), (Some("web"), "container:web"));
+        assert!("container:".parse::<NetworkMode>().is_err());
+        assert!("containers:web".parse::<NetworkMode>().is_err());
         assert_eq!(veth_name(Ipv4Addr::new(10, 0, 0, 2)), "vb0a000002");
     }
 }

@@ -315,7 +315,11 @@ impl Request {
                 Request::SetLimit { name, limit: crate::cgroups::parse_limit(file, text)? }
             }
             WriteTarget::Network(name) => {
-                Request::SetNetwork { name, mode: one_word(text)?.parse().map_err(ParseError::BadNetwork)? }
+                let mode: NetworkMode = one_word(text)?.parse().map_err(ParseError::BadNetwork)?;
+                if let Some(joined) = mode.joined() {
+                    validate_name(joined)?;
+                }
+                Request::SetNetwork { name, mode }
             }
             WriteTarget::Ports(name) => Request::SetPorts { name, ports: crate::network::parse_ports(text)? },
             WriteTarget::Volumes(name) => Request::SetVolumes { name, volumes: parse_volumes(text)? },

@@ -1,11 +1,14 @@
 //! The container settings that say how its command runs, each a value file (before start): `entrypoint`,
-//! `user`, `workdir`, `hostname`, `stop_signal`, `labels`, `tty`, `interactive`, `restart` and `init`. Parsed once into a validated
-//! [`ContainerSetting`]; blank text means "the image's" (or the default) for all but `labels`.
+//! `user`, `workdir`, `hostname`, `stop_signal`, `labels`, `tty`, `interactive`, `restart`, `init`,
+//! `extra_hosts` and `dns`. Parsed once into a validated [`ContainerSetting`]; blank text means "the
+//! image's" (or the default) for all but `labels`, `extra_hosts` and `dns` (blank: none).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use super::{quote, split_argv, ParseError};
 use crate::model::RestartPolicy;
+use crate::network::etc::{parse_dns, parse_extra_hosts, ExtraHost};
 
 /// Which setting a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,10 +27,14 @@ pub enum SettingKind {
     Restart,
     /// Whether pid 1 is a small init that runs the command (`docker run --init`).
     Init,
+    /// `NAME:IP` lines for its `/etc/hosts` (`docker run --add-host`).
+    ExtraHosts,
+    /// The servers of its `/etc/resolv.conf` (`docker run --dns`).
+    Dns,
 }
 
 impl SettingKind {
-    pub const ALL: [SettingKind; 10] = [
+    pub const ALL: [SettingKind; 12] = [
         SettingKind::Entrypoint,
         SettingKind::User,
         SettingKind::Workdir,
@@ -38,6 +45,8 @@ impl SettingKind {
         SettingKind::Interactive,
         SettingKind::Restart,
         SettingKind::Init,
+        SettingKind::ExtraHosts,
+        SettingKind::Dns,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -52,6 +61,8 @@ impl SettingKind {
             SettingKind::Interactive => "interactive",
             SettingKind::Restart => "restart",
             SettingKind::Init => "init",
+            SettingKind::ExtraHosts => "extra_hosts",
+            SettingKind::Dns => "dns",
         }
     }
 }
@@ -70,6 +81,8 @@ pub enum ContainerSetting {
     Interactive(bool),
     Restart(RestartPolicy),
     Init(bool),
+    ExtraHosts(Vec<ExtraHost>),
+    Dns(Vec<IpAddr>),
 }
 
 /// The longest user, working directory or label line taken.
@@ -80,7 +93,8 @@ pub fn parse_setting(kind: SettingKind, text: &str) -> Result<ContainerSetting, 
     let one = text.trim();
     let blank = one.is_empty();
     let bad = |what: &str| ParseError::BadSetting(kind.file_name(), what.to_string(), quote(one));
-    if kind != SettingKind::Labels && (one.contains('\n') || one.len() > MAX_LINE) {
+    let lines = matches!(kind, SettingKind::Labels | SettingKind::ExtraHosts | SettingKind::Dns);
+    if !lines && (one.contains('\n') || one.len() > MAX_LINE) {
         return Err(bad("one line"));
     }
     Ok(match kind {
@@ -130,6 +144,13 @@ pub fn parse_setting(kind: SettingKind, text: &str) -> Result<ContainerSetting, 
             ContainerSetting::StopSignal(signal)
         }
         SettingKind::Labels => ContainerSetting::Labels(parse_labels(text)?),
+        SettingKind::ExtraHosts => ContainerSetting::ExtraHosts(parse_extra_hosts(text).map_err(|line| {
+            ParseError::BadSetting("extra_hosts line", "NAME:IP (IPv4 or IPv6)".into(), quote(&line))
+        })?),
+        SettingKind::Dns => ContainerSetting::Dns(
+            parse_dns(text)
+                .map_err(|line| ParseError::BadSetting("dns line", "a server's IP address".into(), quote(&line)))?,
+        ),
         SettingKind::Tty => ContainerSetting::Tty(super::parse_bool(text)?),
         SettingKind::Interactive => ContainerSetting::Interactive(super::parse_bool(text)?),
         SettingKind::Init => ContainerSetting::Init(super::parse_bool(text)?),
@@ -190,6 +211,15 @@ mod tests {
             S::Restart(RestartPolicy::OnFailure { max: Some(2) })
         );
         assert_eq!(parse(SettingKind::Restart, "\n").unwrap(), S::Restart(RestartPolicy::No));
+        let S::ExtraHosts(hosts) = parse(SettingKind::ExtraHosts, "db:10.1.2.3\nv6:fd00::1\n").unwrap() else {
+            panic!("not extra_hosts")
+        };
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(
+            parse(SettingKind::Dns, "10.0.0.53\n::1\n").unwrap(),
+            S::Dns(vec!["10.0.0.53".parse().unwrap(), "::1".parse().unwrap()])
+        );
+        assert_eq!(parse(SettingKind::Dns, "").unwrap(), S::Dns(Vec::new()));
     }
 
     #[test]
@@ -213,10 +243,14 @@ mod tests {
             (SettingKind::Tty, "yes"),
             (SettingKind::Interactive, ""),
             (SettingKind::Restart, "sometimes"),
+            (SettingKind::ExtraHosts, "db:10.1.2.3\ndb 10.1.2.4"),
+            (SettingKind::Dns, "10.0.0.53\nresolver"),
         ] {
             assert!(parse(kind, text).is_err(), "{kind:?} took {text:?}");
         }
         let e = parse(SettingKind::User, "root;rm").unwrap_err().to_string();
         assert!(e.contains("user") && e.contains("NAME:GROUP"), "{e}");
+        let e = parse(SettingKind::ExtraHosts, "db:10.1.2.3\nweb:10.1.2\n").unwrap_err().to_string();
+        assert!(e.contains("'web:10.1.2'") && !e.contains("db:"), "names the bad line: {e}");
     }
 }

@@ -213,6 +213,12 @@ impl ProcessHandle {
         }
     }
 
+    /// Moves the calling thread into the process's network namespace (setns(2) on the pidfd): that
+    /// process's, or ESRCH once it has exited.
+    pub fn enter_netns(&self) -> Result<(), nix::Error> {
+        nix::sched::setns(&self.fd, nix::sched::CloneFlags::CLONE_NEWNET)
+    }
+
     /// Blocks until the process has exited: for one the [`watcher`]'s set refused.
     pub fn wait_for_exit(&self) {
         loop {

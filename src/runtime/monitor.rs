@@ -60,6 +60,16 @@ fn run(state_dir: &Path) -> Result<(), String> {
     // The network namespace (bridge mode) is made here, so the daemon can attach it before the command
     // runs; in every mode the daemon records this monitor before it says go, so a daemon that dies in
     // between leaves a start it can find and undo.
+    if let Some(target) = spec.netns {
+        // `container:NAME`: that container's pid 1, checked against its start time, so a pid reused since
+        // is never joined; this monitor and all it forks are in that namespace from here on.
+        let joined = super::ProcessHandle::open(target.pid, target.start).ok_or(nix::Error::ESRCH);
+        if let Err(e) = joined.and_then(|p| p.enter_netns()) {
+            let name = spec.network.joined().unwrap_or("");
+            report(&format!("err {} cannot join the network of '{name}': {}", e as i32, e.desc()));
+            return Ok(());
+        }
+    }
     let flags = match spec.network {
         NetworkMode::Bridge => CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNET,
         _ => CloneFlags::CLONE_NEWPID,

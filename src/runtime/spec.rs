@@ -40,9 +40,14 @@ pub struct LaunchSpec {
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
     /// `bridge`: the monitor makes the network namespace and waits for the daemon to attach it before
-    /// the command runs. `none`: the container makes its own. `host`: none is made.
+    /// the command runs. `none`: the container makes its own. `host`: none is made. `container:NAME`:
+    /// the monitor joins [`LaunchSpec::netns`]'s.
     #[serde(default)]
     pub network: NetworkMode,
+    /// `container:NAME`: the process (that container's pid 1) whose network namespace the monitor joins
+    /// before anything runs, through a pidfd opened against its start time.
+    #[serde(default)]
+    pub netns: Option<ProcessRef>,
     /// Files and directories bind-mounted into the rootfs before `pivot_root`.
     #[serde(default)]
     pub binds: Vec<BindMount>,
@@ -53,6 +58,14 @@ pub struct LaunchSpec {
     /// Pid 1 is the init binary at this path, which runs the command (see [`super::pid1`]).
     #[serde(default)]
     pub init: Option<PathBuf>,
+}
+
+/// A process named so that a reused pid is never taken for it: its pid and start time (clock ticks since
+/// boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: i32,
+    pub start: u64,
 }
 
 /// How a process's stdio is made and served: on the attach socket at `socket` (see [`crate::attach`]).

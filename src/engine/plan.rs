@@ -55,6 +55,17 @@ impl State {
     /// The pid 1 of `target`, whose network namespace `name` joins: it must be running (or paused), else
     /// ESRCH (ENOENT if there is no such container).
     fn joined_process(&self, name: &str, target: &str) -> Result<ProcessRef, Error> {
+        // The namespace at the end of the chain (web joins db joins ...) must not be the host's.
+        let mut end = target;
+        for _ in 0..self.containers.len() {
+            match &self.container(end)?.record.network {
+                NetworkMode::Host => {
+                    return Err(NetworkError::JoinedHost { name: name.to_string(), target: target.to_string() }.into())
+                }
+                NetworkMode::Container(next) => end = next,
+                _ => break,
+            }
+        }
         let t = &self.container(target)?.record;
         let not_running = || NetworkError::JoinedNotRunning { name: name.to_string(), target: target.to_string() };
         match (t.status.has_process(), t.pid, t.pid_start) {
@@ -270,6 +281,29 @@ mod tests {
         assert!(plan(&st, "side").is_ok());
         st.container_mut("web").unwrap().record.status = ContainerStatus::Exited;
         assert_eq!(refused(plan(&st, "side")).errno(), libc::ESRCH);
+        // A target on the host's network, or joined to one, is the host's namespace: refused.
+        let mut st = state(&[
+            ("hostnet", |r| {
+                r.network = NetworkMode::Host;
+                r.status = ContainerStatus::Running;
+                (r.pid, r.pid_start) = (Some(4243), Some(78));
+            }),
+            ("mid", |r| {
+                r.network = NetworkMode::Container("hostnet".into());
+                r.status = ContainerStatus::Running;
+                (r.pid, r.pid_start) = (Some(4244), Some(79));
+            }),
+            ("a", |r| r.network = NetworkMode::Container("hostnet".into())),
+            ("b", |r| r.network = NetworkMode::Container("mid".into())),
+        ]);
+        for joiner in ["a", "b"] {
+            let e = refused(plan(&st, joiner));
+            assert_eq!(e.errno(), libc::EINVAL, "{joiner}");
+            assert!(e.to_string().contains("host's network"), "{e}");
+        }
+        // A cycle of joins (records can say so) ends the walk: bounded by the containers there are.
+        st.container_mut("hostnet").unwrap().record.network = NetworkMode::Container("b".into());
+        assert!(plan(&st, "a").is_ok(), "hostnet runs, in whatever namespace it joined at its start");
     }
 
     #[test]

@@ -82,7 +82,15 @@ impl Engine {
                 if dns.is_empty() { host_resolv() } else { network::etc::resolv_conf(&host_resolv(), dns) },
             ),
             NetworkMode::Container(target) => {
-                let theirs = |file: &str| std::fs::read_to_string(self.container_dir(target).join(file));
+                // The target's own files, which its processes may write: at most 1 MiB is taken.
+                let theirs = |file: &str| -> std::io::Result<String> {
+                    use std::io::Read;
+                    let mut text = String::new();
+                    std::fs::File::open(self.container_dir(target).join(file))?
+                        .take(1 << 20)
+                        .read_to_string(&mut text)?;
+                    Ok(text)
+                };
                 (
                     theirs("hosts").unwrap_or_else(|_| network::etc::hosts(name, None)),
                     theirs("resolv.conf").unwrap_or_else(|_| self.network.resolv_conf(&[])),

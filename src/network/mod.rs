@@ -217,6 +217,10 @@ pub enum NetworkError {
     /// ESRCH: `network container:NAME` names a container that doesn't run (or ended as the start began).
     #[error("container '{name}' joins the network of '{target}', which is not running: start it first")]
     JoinedNotRunning { name: String, target: String },
+    /// EINVAL: `network container:NAME` where NAME (or the one it joins, and so on) uses the host's
+    /// network: joining it would be host networking under another name.
+    #[error("container '{name}' can't join the network of '{target}': that is the host's network (use network host)")]
+    JoinedHost { name: String, target: String },
 }
 
 impl NetworkError {
@@ -228,6 +232,7 @@ impl NetworkError {
             NetworkError::Exhausted(_) => libc::ENOSPC,
             NetworkError::PortsNeedBridge(_) => libc::EINVAL,
             NetworkError::JoinedNotRunning { .. } => libc::ESRCH,
+            NetworkError::JoinedHost { .. } => libc::EINVAL,
             _ => libc::EIO,
         }
     }

@@ -291,8 +291,8 @@ impl Layer {
     }
 }
 
-/// The names in directory `dir`, without `.` and `..`.
-fn list(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+/// The names in directory `dir`, without `.` and `..` (through `dir` itself: no look-up by path).
+pub fn list(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     let mut names = Vec::new();
     for entry in rustix::fs::Dir::read_from(dir.as_fd())? {
         let name = entry?.file_name().to_bytes().to_vec();

@@ -276,8 +276,32 @@ impl Bocker {
         e.raw_os_error().unwrap_or(0)
     }
 
+    /// Kills the monitor of every build step this test's daemon has running (its container dies with it:
+    /// its pid 1 has the monitor's death signal), by the pid and start time the daemon recorded, and waits
+    /// for it to be gone, so the step's cgroup can be removed.
+    fn kill_build_steps(&self) {
+        let Ok(dirs) = fs::read_dir(self.root.join("state/builds")) else { return };
+        for dir in dirs.flatten() {
+            let Ok(text) = fs::read_to_string(dir.path().join("run/step.json")) else { continue };
+            let Ok(step) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let (Some(pid), Some(start)) = (step["monitor_pid"].as_i64(), step["monitor_start"].as_u64()) else {
+                continue;
+            };
+            let pid = pid as i32;
+            if bockerfs::runtime::start_time(pid) != Some(start) {
+                continue;
+            }
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while bockerfs::runtime::start_time(pid) == Some(start) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
     /// Kills every container process this test's daemon started, by the pids in its records.
     fn kill_containers(&self) {
+        self.kill_build_steps();
         let Ok(dirs) = fs::read_dir(self.root.join("state/containers")) else { return };
         for dir in dirs.flatten() {
             let Ok(text) = fs::read_to_string(dir.path().join("record.json")) else { continue };

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -161,17 +161,7 @@ pub(super) fn walk_dir<S: Sink>(
     Ok(())
 }
 
-/// The names in directory `dir`, without `.` and `..`.
-pub(super) fn list(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
-    let mut names = Vec::new();
-    for entry in rustix::fs::Dir::read_from(dir.as_fd())? {
-        let name = entry?.file_name().to_bytes().to_vec();
-        if name != b"." && name != b".." {
-            names.push(name);
-        }
-    }
-    Ok(names)
-}
+pub(super) use crate::store::unpack::list;
 
 /// The digest's sink: each entry's path (relative to its source), type and mode, size and content or
 /// target, length-prefixed so that no two trees read alike. Times and owners are left out.

@@ -89,10 +89,12 @@ enum Command {
     /// Make an image of a directory.
     Init { directory: PathBuf },
     /// Build an image from a Dockerfile in CONTEXT (docker build): prints each step as it runs (cached
-    /// ones marked) and `Created: img_...`; exits 1 if the build fails. The steps are images/build's.
+    /// ones marked) and `Created: img_...`; exits 1 if the build fails. Through images/build and
+    /// builds/N/ (docs/build.md: what a Dockerfile may hold, the step cache).
     Build {
         #[command(flatten)]
         options: BuildOptions,
+        /// The build context: a directory, read with your identity, less what its .dockerignore leaves out.
         context: PathBuf,
     },
     /// Pull an image from a registry: NAME [TAG], or a full reference, and optionally platform=OS/ARCH.

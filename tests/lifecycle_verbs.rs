@@ -147,7 +147,12 @@ fn restart_makes_a_new_run_and_starts_one_that_does_not_run() {
     b.wait_status("svc", "exited");
     b.write("containers/svc/ctl", "restart").unwrap();
     assert_eq!(b.status("svc"), "running");
-    assert_eq!(b.read("containers/svc/logs"), "up\nup\nup\n");
+    // Running is its process started; its first line comes when the shell gets to it.
+    eventually(
+        Duration::from_secs(10),
+        || b.read("containers/svc/logs"),
+        || b.read("containers/svc/logs") == "up\nup\nup\n",
+    );
     b.configure("fresh", &img, "sh -c 'exit 5'");
     b.write("containers/fresh/ctl", "restart").unwrap();
     b.wait_status("fresh", "exited");

@@ -101,13 +101,15 @@ fn a_restarted_daemon_brings_back_the_ones_their_policy_says() {
         b.write(&format!("containers/{name}/ctl"), "stop 1").expect("stop");
     }
     // Ending while no daemon runs: `unless-stopped` is restarted when the next daemon finds it; with no
-    // policy (the control) it stays exited.
+    // policy (the control) it stays exited. It runs long enough to outlive the daemon's stop even on a
+    // loaded machine (one that ended before would be started by the next daemon, which is no restart
+    // by its policy: its restart_count stays 0), and ends well before the next daemon comes.
     for (name, policy) in [("ends", "unless-stopped"), ("plain", "no")] {
-        make(&b, name, &img, "sh -c 'echo run; sleep 2'", policy);
+        make(&b, name, &img, "sh -c 'echo run; sleep 4'", policy);
         b.write(&format!("containers/{name}/ctl"), "start").expect("start");
     }
     assert!(b.stop_daemon().is_some_and(|s| s.success()));
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(6));
     b.spawn_daemon();
     eventually(
         Duration::from_secs(20),

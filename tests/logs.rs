@@ -350,7 +350,12 @@ fn a_reader_opened_before_a_rotation_keeps_its_offsets_and_a_new_one_sees_what_i
     let out = Command::new("tail").args(["-n", "2"]).arg(&path).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n39999\nn40000\n", "{}", String::from_utf8_lossy(&out.stderr));
     drop(old);
-    assert_eq!(fs::metadata(&path).unwrap().len(), kept, "with no reader open, the size is what is kept");
+    // The kernel sends the close's release to the daemon after close(2) returns: wait for it.
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        || format!("with no reader open, the size is what is kept: {}", fs::metadata(&path).unwrap().len()),
+        || fs::metadata(&path).unwrap().len() == kept,
+    );
     let out = Command::new("tail").args(["-n", "2"]).arg(&path).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n39999\nn40000\n");
 }

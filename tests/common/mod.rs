@@ -432,7 +432,11 @@ fn remove_cgroups(parent: &str) {
         let dir = root.join(parent);
         if let Ok(children) = fs::read_dir(&dir) {
             for c in children.flatten().filter(|c| c.file_type().is_ok_and(|t| t.is_dir())) {
-                let _ = fs::remove_dir(c.path());
+                // A container killed just now may still be leaving its group (EBUSY): a moment more.
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while fs::remove_dir(c.path()).is_err() && c.path().exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
         }
         let _ = fs::remove_dir(&dir);

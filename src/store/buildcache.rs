@@ -86,21 +86,12 @@ impl Store {
 
     /// Deletes cached step `key`.
     pub fn delete_step(&self, key: &str) -> Result<(), StoreError> {
-        let path = self.step_path(key);
-        if !path.exists() {
-            return Ok(());
-        }
-        self.delete(path)
+        self.delete_if_there(self.step_path(key))
     }
 
     /// The keys of the cached steps.
     pub fn steps(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("buildcache")) else { return Vec::new() };
-        entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect()
+        self.names_in("buildcache")
     }
 
     /// Makes image `id` a read-only snapshot of `base` (an empty image for scratch).

@@ -224,22 +224,30 @@ impl Store {
 
     /// Deletes layer `chain`, if stored.
     pub fn delete_layer(&self, chain: &str) -> Result<(), StoreError> {
-        let path = self.layer_path(chain);
-        if !path.exists() {
-            return Ok(());
-        }
-        self.delete(path)
+        self.delete_if_there(self.layer_path(chain))
     }
 
     /// The chain ids of the layers stored.
     pub fn layers(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("layers")) else { return Vec::new() };
+        self.names_in("layers").into_iter().map(|n| format!("sha256:{n}")).collect()
+    }
+
+    /// The names under `<store>/<kind>`, less staging entries (`.tmp-...`, `.warm-...`).
+    fn names_in(&self, kind: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(kind)) else { return Vec::new() };
         entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| !n.starts_with('.'))
-            .map(|n| format!("sha256:{n}"))
             .collect()
+    }
+
+    /// Deletes the subvolume at `path` if there is one there.
+    fn delete_if_there(&self, path: PathBuf) -> Result<(), StoreError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        self.delete(path)
     }
 
     /// Makes image `id` from a copy of `src`, read as `caller` (see [`copy`] and [`import`]); returns the
@@ -269,12 +277,7 @@ impl Store {
 
     /// The named volumes, by name.
     pub fn volumes(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("volumes")) else { return Vec::new() };
-        entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect()
+        self.names_in("volumes")
     }
 
     /// Makes named volume `name`, an empty subvolume (one ioctl: there or not, never half made).

@@ -10,6 +10,7 @@
 //! lives as long as the namespace: when the container's last process ends, the kernel removes both ends.
 
 pub mod antispoof;
+pub mod dns;
 pub mod etc;
 pub mod firewall;
 mod link;
@@ -110,6 +111,11 @@ impl Subnet {
 
     fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) | !self.mask())
+    }
+
+    /// Whether `ip` is inside the subnet (its network and broadcast addresses included).
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.network)
     }
 
     /// Whether `ip` can be a container's address here: inside, and neither network, gateway nor broadcast.

@@ -156,7 +156,7 @@ fn reply(
     // Each A record is a compressed owner name (2 bytes), type, class, TTL, length (10) and the address (4).
     let fit = max.saturating_sub(bare.len()) / 16;
     let kept = addrs.len().min(fit);
-    for ip in &addrs[..kept] {
+    for ip in addrs.iter().take(kept) {
         message.add_answer(Record::from_rdata(q.name().clone(), 0, RData::A(A(*ip))));
     }
     if kept < addrs.len() {

@@ -6,7 +6,15 @@
 //!
 //! [`DnsServers::serve`] binds UDP and TCP on an address and answers only clients inside the network's
 //! subnet (it is not an open resolver for the LAN); [`DnsServers::stop`] closes them. The message rules are
-//! in [`message`], pure functions on bytes.
+//! in `message`, pure functions on bytes.
+//!
+//! For the daemon: the runtime handed to [`DnsServers::new`] needs both its IO and its time drivers (the
+//! netlink runtime of [`super::Network::setup`] enables IO only); serve a network's gateway once its bridge
+//! has that address (else the bind fails, EADDRNOTAVAIL); call [`DnsServers::stop`] from a thread that is
+//! not one of that runtime's workers. Upstreams are reached from the host's namespace, so the host's own
+//! resolver (127.0.0.53, say) is a valid upstream. Not done: IPv6 (AAAA of our names is an empty answer),
+//! reverse (PTR) names of our own (the engine may forward them), EDNS (our answers stay within 512 bytes
+//! over UDP, TC set beyond; over TCP all fit).
 
 mod message;
 #[cfg(test)]

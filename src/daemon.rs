@@ -116,6 +116,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     engine.protect(&opts.root, &opts.mount);
     engine.set_init_path(opts.init_path.clone());
     engine.set_build_cache_bounds(opts.build_cache_steps, opts.build_cache_size);
+    engine.start_dns();
     engine.start_by_policies();
 
     let config = {

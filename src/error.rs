@@ -46,6 +46,9 @@ pub enum Error {
     /// ENOENT: no named volume of that name.
     #[error("no volume named '{0}' (make it with mkdir volumes/{0})")]
     NoSuchVolume(String),
+    /// ENOENT: no network of that name.
+    #[error("no network named '{0}' (make it with mkdir networks/{0})")]
+    NoSuchNetwork(String),
     /// ENOENT: a path (a volume's host source) that isn't there.
     #[error("{0}")]
     NotFound(String),
@@ -103,9 +106,11 @@ impl Error {
             Error::Store(e) => e.errno(),
             Error::Runtime(e) => e.errno(),
             Error::Registry(e) => e.errno(),
-            Error::NoSuchContainer(_) | Error::NoSuchImage(_) | Error::NoSuchVolume(_) | Error::NotFound(_) => {
-                libc::ENOENT
-            }
+            Error::NoSuchContainer(_)
+            | Error::NoSuchImage(_)
+            | Error::NoSuchVolume(_)
+            | Error::NoSuchNetwork(_)
+            | Error::NotFound(_) => libc::ENOENT,
             Error::NameTaken { .. } => libc::EEXIST,
             Error::WrongState { status, op, .. }
                 if op.needs_process() && !status.has_process() && status.is_settled() =>

@@ -80,6 +80,17 @@ enum Command {
         /// A resolver for containers' /etc/resolv.conf (default: the host's, less loopback ones). Repeatable.
         #[arg(long = "dns", value_delimiter = ',')]
         dns: Vec<std::net::Ipv4Addr>,
+        /// Where the subnets of networks made by `mkdir networks/NAME` are taken from, lowest free first
+        /// (never one the host routes or another network has).
+        #[arg(long, env = "BOCKER_NETWORK_POOL", default_value = "10.89.0.0/16")]
+        network_pool: bockerfs::network::Subnet,
+        /// The prefix length of each of those subnets (a /24 holds 253 containers).
+        #[arg(long, env = "BOCKER_NETWORK_PREFIX", default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=30))]
+        network_prefix: u8,
+        /// A server (IP or IP:PORT) the networks' DNS forwards the names it doesn't own to (default: --dns,
+        /// else the host's resolvers). Repeatable.
+        #[arg(long = "dns-upstream", env = "BOCKER_DNS_UPSTREAM", value_delimiter = ',', value_parser = upstream)]
+        dns_upstream: Vec<std::net::SocketAddr>,
         /// A group whose members may use the tree besides root (default: root only). Whoever can write the
         /// tree is root on the host, as with Docker's `docker` group, and pulls and pushes with the daemon's
         /// registry credentials.
@@ -173,10 +184,15 @@ enum Command {
     /// --events-max-files), then what is added, woken by poll() on the open file. Types and actions:
     /// container create start die (exit=CODE) oom kill (signal=N) stop restart (restart_count=N) pause
     /// unpause remove;
-    /// image import pull push commit tag untag remove; volume create remove.
+    /// image import pull push commit tag untag remove; volume create remove; network create remove.
     Events {
         #[command(flatten)]
         options: EventsOptions,
+    },
+    /// Make, remove, list and inspect networks (networks/: docs/networks.md).
+    Network {
+        #[command(subcommand)]
+        command: bockerfs::cli::NetworkCommand,
     },
     /// Make an image of a container's filesystem: replace IMAGE if it exists, else a new image named IMAGE.
     Commit { container: String, image: String },
@@ -224,6 +240,13 @@ fn bridge_name(s: &str) -> Result<String, String> {
     } else {
         Err(format!("'{s}' is not an interface name (1-15 characters, no '/', ':' or spaces)"))
     }
+}
+
+/// A DNS server: `IP` (port 53) or `IP:PORT`, IPv4 or `[IPv6]:PORT`.
+fn upstream(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse::<std::net::SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::from((ip, 53))))
+        .map_err(|_| format!("'{s}' is not a DNS server (IP or IP:PORT)"))
 }
 
 /// A group by name (or gid), as /etc/group has it.
@@ -305,6 +328,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
             bridge,
             subnet,
             dns,
+            network_pool,
+            network_prefix,
+            dns_upstream,
             group,
         } => {
             init_logging();
@@ -324,7 +350,14 @@ fn run(args: Args) -> anyhow::Result<i32> {
                 default_limits,
                 log_limits: bockerfs::logs::LogLimits { max_size: log_max_size, max_files: log_max_files },
                 event_limits: bockerfs::logs::LogLimits { max_size: events_max_size, max_files: events_max_files },
-                network: bockerfs::network::NetworkOptions { bridge, subnet, dns },
+                network: bockerfs::network::NetworkOptions {
+                    bridge,
+                    subnet,
+                    dns,
+                    pool: network_pool,
+                    pool_prefix: network_prefix,
+                    upstreams: dns_upstream,
+                },
                 group,
             };
             daemon::run(&opts).context("bocker daemon")?;
@@ -351,6 +384,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Inspect { what } => cli(args.mount)?.inspect(&what)?,
         Command::Wait { containers } => cli(args.mount)?.wait(&containers)?,
         Command::Events { options } => cli(args.mount)?.events(&options)?,
+        Command::Network { command } => cli(args.mount)?.network(&command)?,
         Command::Monitor { state_dir } => bockerfs::runtime::monitor::main(&state_dir),
         Command::ExecHelper { dir } => bockerfs::runtime::exec::main(&dir),
     };

@@ -25,7 +25,8 @@ pub struct EventsOptions {
     /// Only events before T, and stop following at T (at once for a T already past).
     #[arg(long, value_name = "T", value_parser = since_arg)]
     pub until: Option<u64>,
-    /// KEY=VALUE: type=container|image|volume, event=ACTION, container=NAME, image=ID, volume=NAME.
+    /// KEY=VALUE: type=container|image|volume|network, event=ACTION, container=NAME, image=ID, volume=NAME,
+    /// network=NAME.
     /// Repeatable: values of one key are alternatives, different keys must all match (as Docker's).
     #[arg(long = "filter", short = 'f', value_name = "KEY=VALUE", value_parser = parse_filter)]
     pub filters: Vec<(String, String)>,
@@ -52,7 +53,7 @@ impl EventsOptions {
         if self.since.is_some_and(|t| at < i128::from(t)) || self.until.is_some_and(|t| at >= i128::from(t)) {
             return false;
         }
-        let keys = ["type", "event", "container", "image", "volume"];
+        let keys = ["type", "event", "container", "image", "volume", "network"];
         keys.iter().all(|key| {
             let mut values = self.filters.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).peekable();
             if values.peek().is_none() {

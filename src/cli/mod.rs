@@ -13,6 +13,7 @@ pub use build::BuildOptions;
 pub use events::EventsOptions;
 pub use keys::DetachKeys;
 pub use logs::{LogsOptions, Tail};
+pub use network::NetworkCommand;
 pub use run::RunOptions;
 
 /// Why a verb failed, in bocker's words where bocker had them. The process exits 1.
@@ -49,6 +50,7 @@ mod events;
 mod keys;
 mod lifecycle;
 mod logs;
+mod network;
 mod run;
 mod session;
 mod since;

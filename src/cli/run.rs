@@ -44,11 +44,15 @@ pub struct RunOptions {
     /// A volume, SOURCE:TARGET[:ro]: a host path or a volume name (made if missing). Repeatable.
     #[arg(short = 'v', long = "volume", value_name = "VOLUME")]
     pub volumes: Vec<String>,
-    /// bridge (default), none, host or container:NAME (join that running container's network namespace:
+    /// bridge (default), none, host, container:NAME (join that running container's network namespace:
     /// its address, ports and localhost, and its /etc/hosts and resolv.conf; no -p, --add-host or --dns
-    /// then). Overrides BOCKER_NETWORK.
-    #[arg(long, value_name = "MODE")]
-    pub network: Option<String>,
+    /// then), or a network of networks/ (its containers resolve this one by name). Repeatable for
+    /// networks: an interface on each, eth0 first. Overrides BOCKER_NETWORK.
+    #[arg(long, value_name = "NETWORK")]
+    pub network: Vec<String>,
+    /// Another name this container answers to on its networks (its aliases file). Repeatable.
+    #[arg(long = "network-alias", value_name = "NAME")]
+    pub network_alias: Vec<String>,
     /// A line NAME:IP (IPv4 or IPv6) added to the container's /etc/hosts (its extra_hosts file). Repeatable.
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_host: Vec<String>,
@@ -268,8 +272,23 @@ pub(super) fn code_on(mut ctl: fs::File) -> Option<i32> {
 fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
     let mut s = Settings::default();
     bocker_variables(&mut s)?;
-    if let Some(network) = &o.network {
-        s.set("network", network, format!("--network {network}"));
+    let modes = ["none", "host"];
+    match o.network.as_slice() {
+        [] => {}
+        [mode] if modes.contains(&mode.as_str()) || mode.starts_with("container:") || mode == "bridge" => {
+            s.set("network", mode, format!("--network {mode}"));
+        }
+        names => {
+            if let Some(mode) = names.iter().find(|n| modes.contains(&n.as_str()) || n.starts_with("container:")) {
+                return Err(CliError::Failed(format!("--network {mode} can't be given with other networks")));
+            }
+            s.set("network", "bridge", format!("--network {}", names.join(",")));
+            s.set("networks", names.join("\n"), format!("--network {}", names.join(",")));
+        }
+    }
+    if !o.network_alias.is_empty() {
+        let aliases = o.network_alias.join("\n");
+        s.set("aliases", aliases, format!("--network-alias {}", o.network_alias.join(",")));
     }
     if !o.add_host.is_empty() {
         s.set("extra_hosts", o.add_host.join("\n"), format!("--add-host {}", o.add_host.join(",")));
@@ -342,7 +361,7 @@ fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
         s.set("interactive", "true", "--interactive");
     }
     // A line each: a newline in one would be a second line, or a second value.
-    let lists = [&o.labels, &o.volumes, &o.publish, &o.cap_add, &o.add_host, &o.dns];
+    let lists = [&o.labels, &o.volumes, &o.publish, &o.cap_add, &o.add_host, &o.dns, &o.network, &o.network_alias];
     let one_line = ["network", "workdir", "user", "hostname", "memory.max", "pids.max", "restart"];
     let many = lists.iter().flat_map(|l| l.iter()).any(|v| v.contains('\n'));
     if let Some(v) = s.0.iter().find(|v| one_line.contains(&v.file) && v.value.contains('\n')) {
@@ -350,7 +369,8 @@ fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
     }
     if many {
         return Err(CliError::Failed(
-            "a --label, --volume, --publish, --cap-add, --add-host or --dns holds a newline".into(),
+            "a --label, --volume, --publish, --cap-add, --add-host, --dns, --network or --network-alias holds a newline"
+                .into(),
         ));
     }
     Ok(s)

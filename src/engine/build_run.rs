@@ -114,7 +114,10 @@ impl Engine {
         let bytes = serde_json::to_vec(&spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
         json::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
         let launched = runtime::launch(dir, |monitor_pid| match ip {
-            Some(ip) => self.network.attach(monitor_pid, ip).map_err(Error::from),
+            Some(ip) => {
+                let link = crate::network::Link { bridge: self.network.default_bridge(), ip };
+                self.network.attach(monitor_pid, &[link]).map_err(Error::from)
+            }
             None => Ok(()),
         })?;
         info!(build = n, pid = launched.pid, "build step started");

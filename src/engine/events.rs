@@ -27,6 +27,7 @@ pub enum EventType {
     Container,
     Image,
     Volume,
+    Network,
 }
 
 impl EventType {
@@ -35,6 +36,7 @@ impl EventType {
             EventType::Container => "container",
             EventType::Image => "image",
             EventType::Volume => "volume",
+            EventType::Network => "network",
         }
     }
 }

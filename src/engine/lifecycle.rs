@@ -2,7 +2,6 @@
 //! it), signalling, stopping, restarting and removing (`rmdir`, and `ctl` remove, which kills first), each
 //! as reserve, perform, commit (see the engine's comment). Pausing is in `pause`.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,36 +9,20 @@ use nix::sys::signal::Signal;
 use tracing::{debug, info, warn};
 
 use super::exits::ExitSlot;
-use super::plan::Planned;
+use super::plan::StartPlan;
 use super::ports::check_host_ports;
 use super::records::{new_record, ContainerRecord};
 use super::restart::StartBy;
-use super::state::{Container, State};
-use super::volumes::PlannedVolume;
+use super::state::Container;
 use super::{Changed, Engine, Response};
-use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::{ContainerStatus, ImageConfig, Op};
-use crate::network::etc::ExtraHost;
-use crate::network::{Forwards, PortMap};
+use crate::network::{Forwards, Link};
 use crate::registry::PullSpec;
 use crate::request::{merge_env, Ctl};
 use crate::runtime::spec::{LaunchSpec, Stdio};
 use crate::runtime::{self, Launched, ProcessHandle};
 use crate::{attach, ids, json, times};
-
-/// What a start decided under the state lock, for the steps outside it.
-pub(super) struct StartPlan {
-    pub(super) spec: LaunchSpec,
-    pub(super) ip: Option<Ipv4Addr>,
-    pub(super) volumes: Vec<PlannedVolume>,
-    pub(super) privileged: bool,
-    pub(super) ports: Vec<PortMap>,
-    pub(super) limits: Limits,
-    /// Its `extra_hosts` and `dns`, for its `/etc` files.
-    pub(super) extra_hosts: Vec<ExtraHost>,
-    pub(super) dns: Vec<IpAddr>,
-}
 
 impl Engine {
     /// `containers/run`: a new container of `image` started with `argv`. An image that is not here but is
@@ -347,9 +330,10 @@ impl Engine {
             // Held in memory from here, so a concurrent start never picks it too; on disk with the start,
             // given back if it fails.
             let had_ip = std::mem::replace(&mut c.record.ip, plan.ip);
+            let had_addresses = std::mem::replace(&mut c.record.net_addresses, plan.net_addresses.clone());
             c.transition = Some(ContainerStatus::Starting);
             st.notify(Changed::Container(name.to_string()));
-            (plan, had_ip)
+            (plan.plan, (had_ip, had_addresses))
         };
         let has_ports = !plan.ports.is_empty();
         let t0 = Instant::now();
@@ -386,7 +370,7 @@ impl Engine {
                 if let Ok(c) = st.container_mut(name) {
                     c.transition = None;
                     if held.is_ok() {
-                        c.record.ip = had_ip;
+                        (c.record.ip, c.record.net_addresses) = had_ip;
                     }
                 }
                 st.notify(Changed::Container(name.to_string()));
@@ -415,32 +399,18 @@ impl Engine {
         Ok(Some(slot))
     }
 
-    /// What a start of `name` needs, decided from the state alone: refused if it may not start now.
-    pub(super) fn plan_start(&self, st: &State, name: &str) -> Result<StartPlan, Error> {
-        let Planned { record, argv, ip, limits, netns } = st.plan_start(name, self.network.subnet(), &self.defaults)?;
-        Ok(StartPlan {
-            spec: LaunchSpec { netns, ..self.launch_spec(&record, argv) },
-            ip,
-            volumes: self.volume_plan(st, &record)?,
-            privileged: record.security.privileged,
-            ports: record.ports,
-            limits,
-            extra_hosts: record.extra_hosts,
-            dns: record.dns,
-        })
-    }
-
     /// The steps of a start outside the state lock: bind mounts resolved, host ports checked, `/etc` files
     /// written, its cgroup made afresh, the launch, and its forwards into the firewall.
     fn launch_planned(&self, name: &str, plan: StartPlan) -> Result<Launched, Error> {
-        let StartPlan { mut spec, ip, volumes, privileged, ports, limits, extra_hosts, dns } = plan;
+        let StartPlan { mut spec, links, nameserver, volumes, privileged, ports, limits, extra_hosts, dns } = plan;
         spec.binds = self.resolve_binds(volumes, privileged)?;
         spec.cgroup_procs = self.cgroups.procs_files(name);
         check_host_ports(&ports)?;
-        self.write_etc(name, &mut spec, ip, &extra_hosts, &dns)?;
+        let ip = links.first().map(|l| l.ip);
+        self.write_etc(name, &mut spec, ip, nameserver, &extra_hosts, &dns)?;
         self.cgroups.remove(name)?;
         self.cgroups.create(name, &limits)?;
-        let launched = self.launch(name, &spec, ip).and_then(|launched| {
+        let launched = self.launch(name, &spec, &links).and_then(|launched| {
             if let (false, Some(ip)) = (ports.is_empty(), ip) {
                 // Claimed again under the forwards lock: a running container may have taken one since.
                 let ours = Forwards { name: name.to_string(), ip, ports: ports.clone() };
@@ -482,7 +452,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn launch(&self, name: &str, spec: &LaunchSpec, ip: Option<Ipv4Addr>) -> Result<Launched, Error> {
+    pub(super) fn launch(&self, name: &str, spec: &LaunchSpec, links: &[Link]) -> Result<Launched, Error> {
         let dir = self.container_dir(name);
         let _ = std::fs::remove_file(dir.join("exit.json"));
         // Read by the monitor at once and worthless after a crash: no fsync.
@@ -491,9 +461,9 @@ impl Engine {
         runtime::launch(&dir, |monitor_pid| {
             // On disk before the go: a daemon that dies from here on finds this start and undoes it.
             self.record_launching(name, Some(monitor_pid))?;
-            match ip {
-                Some(ip) => self.network.attach(monitor_pid, ip).map_err(Error::from),
-                None => Ok(()),
+            match links.is_empty() {
+                false => self.network.attach(monitor_pid, links).map_err(Error::from),
+                true => Ok(()),
             }
         })
         .inspect_err(|_| {

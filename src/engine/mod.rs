@@ -32,7 +32,8 @@
 //! and exit bookkeeping), `lifecycle` (create,
 //! start, stop, restart, kill, remove), `pause` (the freezer), `exec`, `images` (import, pull, push, commit, removal), `names` (resolving what names an image, its
 //! names moved, tag and untag), `oci_config`,
-//! `configure`, `volumes`, `ports` (forwards and the firewall), `journal` (the error journal), `notify`
+//! `configure`, `volumes`, `networks` (the networks' records, bridges and subnets), `dns_names` (what their DNS
+//! servers answer), `ports` (forwards and the firewall), `journal` (the error journal), `notify`
 //! (change notices), `events` (the `events` file), `build` (Dockerfile builds: their records and the
 //! cache's collection), `build_steps` (the steps in order), `build_cache` (a step from the cache or made
 //! and sealed, COPY/ADD, the image), `build_run` (a `RUN` through the monitor), `views` (what the FUSE side reads and renders) and
@@ -44,6 +45,7 @@ mod build_cache;
 mod build_run;
 mod build_steps;
 mod configure;
+mod dns_names;
 mod events;
 mod exec;
 mod exits;
@@ -51,6 +53,7 @@ mod images;
 mod journal;
 mod lifecycle;
 mod names;
+mod networks;
 mod notify;
 mod oci_config;
 mod pause;
@@ -74,9 +77,10 @@ pub use crate::model::ContainerStatus;
 pub use build::{BuildRecord, BuildStatus};
 pub use events::EventType;
 pub use exits::{ExitSlot, LogHold};
+pub use networks::NetworkRecord;
 pub use notify::{Changed, Listener};
-pub use records::{ContainerRecord, ExecRecord, ImageRecord};
-pub use views::{ContainerView, ImageView};
+pub use records::{ContainerRecord, ExecRecord, ImageRecord, DEFAULT_NETWORK};
+pub use views::{ContainerView, ImageView, NetworkView};
 pub use waits::Wait;
 
 use crate::cgroups::{Cgroups, Limits};
@@ -145,6 +149,10 @@ pub struct Engine {
     build_gate: Mutex<()>,
     /// Held while a build makes its image (see `build_cache`).
     making_images: Mutex<()>,
+    /// Held across a network's making, removal or change of subnet (see `networks`): one at a time.
+    network_changes: Mutex<()>,
+    /// The networks' DNS servers, once `start_dns` ran (see `dns_names`).
+    dns: std::sync::OnceLock<crate::network::dns::DnsServers>,
 }
 
 impl Engine {
@@ -203,6 +211,8 @@ impl Engine {
             | Request::SetEnv { name, .. }
             | Request::SetLimit { name, .. }
             | Request::SetNetwork { name, .. }
+            | Request::SetNetworks { name, .. }
+            | Request::SetAliases { name, .. }
             | Request::SetPorts { name, .. }
             | Request::Commit { name, .. }
             | Request::Exec { name, .. }
@@ -232,6 +242,13 @@ impl Engine {
             Request::SetLimit { name, limit } => self.set_limit(&name, limit).map(|()| Response::Done),
             Request::SetNetwork { name, mode } => self.set_network(&name, mode).map(|()| Response::Done),
             Request::SetPorts { name, ports } => self.set_ports(&name, ports).map(|()| Response::Done),
+            Request::SetNetworks { name, networks } => self.set_networks(&name, networks).map(|()| Response::Done),
+            Request::SetAliases { name, aliases } => {
+                self.configure(&name, |r| r.aliases = aliases).map(|()| Response::Done)
+            }
+            Request::CreateNetwork { name } => self.create_network(&name).map(|()| Response::Done),
+            Request::RemoveNetwork { name } => self.remove_network(&name).map(|()| Response::Done),
+            Request::SetSubnet { network, subnet } => self.set_subnet(&network, subnet).map(|()| Response::Done),
             Request::Commit { name, image } => self.commit(&name, &image).map(Response::Created),
             Request::SetPrivileged { name, privileged } => {
                 self.configure(&name, |r| r.security.privileged = privileged).map(|()| Response::Done)

@@ -18,6 +18,8 @@ pub enum Changed {
     Image(String),
     /// A named volume: made or removed.
     Volume(String),
+    /// A network: made, given a new subnet, or removed.
+    Network(String),
     /// The `events` file grew by a line (see `events`).
     Events,
     /// A build: begun, its log grew, ended, removed.

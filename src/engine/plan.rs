@@ -1,23 +1,35 @@
-//! Planning a start from the state alone: the gate, the image, the command, the address on the bridge,
-//! the port claims and the limits. Pure, so it runs under the state lock, and is tested without root.
+//! Planning a start from the state alone (the gate, the image, the command, an address on each of its
+//! networks, the port claims and the limits): pure, so it runs under the state lock, and is tested without
+//! root; then the [`StartPlan`] the launch outside the lock follows.
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 
-use super::records::ContainerRecord;
+use super::records::{ContainerRecord, DEFAULT_NETWORK};
 use super::state::State;
+use super::volumes::PlannedVolume;
+use super::Engine;
 use crate::cgroups::Limits;
 use crate::error::Error;
 use crate::model::Op;
-use crate::network::{NetworkError, NetworkMode, Subnet};
+use crate::network::etc::ExtraHost;
+use crate::network::PortMap;
+use crate::network::{Bridge, Link, NetworkError, NetworkMode, MAX_LINKS};
+use crate::runtime::spec::LaunchSpec;
 use crate::runtime::spec::ProcessRef;
 
 /// What a start of a container will run with, decided under the state lock.
 pub(super) struct Planned {
-    /// Its record, with the address it starts with.
+    /// Its record, with the addresses it starts with.
     pub(super) record: ContainerRecord,
     /// Its entrypoint and arguments over its image's.
     pub(super) argv: Vec<String>,
+    /// Its address on the default network, if it joins it.
     pub(super) ip: Option<Ipv4Addr>,
+    /// Its addresses on its other networks.
+    pub(super) net_addresses: BTreeMap<String, Ipv4Addr>,
+    /// Its interfaces, in the order of its networks (`eth0` first).
+    pub(super) links: Vec<Link>,
     /// `network container:NAME`: that container's pid 1, whose network namespace it joins.
     pub(super) netns: Option<ProcessRef>,
     /// Its limits, the daemon's `defaults` for what it sets none of.
@@ -25,10 +37,11 @@ pub(super) struct Planned {
 }
 
 impl State {
-    /// Plans a start of `name` on a bridge of `subnet`: refused (and nothing changed) if it may not start
-    /// now, has no image or command, forwards ports off the bridge or claims a host port another container
-    /// that runs or starts holds, or if the subnet has no address left.
-    pub(super) fn plan_start(&self, name: &str, subnet: &Subnet, defaults: &Limits) -> Result<Planned, Error> {
+    /// Plans a start of `name` (`default` is the default network's bridge): refused (and nothing changed)
+    /// if it may not start now, has no image or command, forwards ports off the bridge or claims a host port
+    /// another container that runs or starts holds, names a network that is gone or changing, or if a
+    /// network has no address left.
+    pub(super) fn plan_start(&self, name: &str, default: &Bridge, defaults: &Limits) -> Result<Planned, Error> {
         let c = self.container(name)?;
         c.gate(Op::Start)?;
         if c.record.image.is_none() {
@@ -46,10 +59,29 @@ impl State {
         }
         self.check_port_claims(name, &c.record.ports)?;
         let netns = c.record.network.joined().map(|target| self.joined_process(name, target)).transpose()?;
-        let ip = self.address_for(name, subnet)?;
         let mut record = c.record.clone();
-        record.ip = ip;
-        Ok(Planned { limits: record.limits.or(defaults), record, argv, ip, netns })
+        let (mut ip, mut net_addresses, mut links) = (None, BTreeMap::new(), Vec::new());
+        for network in c.record.joined_networks().into_iter().take(MAX_LINKS) {
+            let bridge = match network {
+                DEFAULT_NETWORK => default.clone(),
+                other => {
+                    if let Some(doing) = self.changing_networks.get(other) {
+                        return Err(Error::Changing { what: format!("network '{other}'"), doing });
+                    }
+                    self.network(other)?.bridge()
+                }
+            };
+            let address = self.address_on(name, network, &bridge.subnet)?;
+            match network {
+                DEFAULT_NETWORK => ip = Some(address),
+                other => {
+                    net_addresses.insert(other.to_string(), address);
+                }
+            }
+            links.push(Link { bridge, ip: address });
+        }
+        (record.ip, record.net_addresses) = (ip, net_addresses.clone());
+        Ok(Planned { limits: record.limits.or(defaults), record, argv, ip, net_addresses, links, netns })
     }
 
     /// The pid 1 of `target`, whose network namespace `name` joins: it must be running (or paused), else
@@ -75,6 +107,51 @@ impl State {
     }
 }
 
+/// What a start decided under the state lock, for the steps outside it.
+pub(super) struct StartPlan {
+    pub(super) spec: LaunchSpec,
+    /// Its interfaces, `eth0` first.
+    pub(super) links: Vec<Link>,
+    /// The nameserver of its `/etc/resolv.conf`: the gateway of its first network with a DNS server.
+    pub(super) nameserver: Option<Ipv4Addr>,
+    pub(super) volumes: Vec<PlannedVolume>,
+    pub(super) privileged: bool,
+    pub(super) ports: Vec<PortMap>,
+    pub(super) limits: Limits,
+    /// Its `extra_hosts` and `dns`, for its `/etc` files.
+    pub(super) extra_hosts: Vec<ExtraHost>,
+    pub(super) dns: Vec<IpAddr>,
+}
+
+/// A start's plan and the addresses it holds from its reserve on (given back if it fails).
+pub(super) struct Addressed {
+    pub(super) plan: StartPlan,
+    pub(super) ip: Option<Ipv4Addr>,
+    pub(super) net_addresses: std::collections::BTreeMap<String, Ipv4Addr>,
+}
+
+impl Engine {
+    /// What a start of `name` needs, decided from the state alone: refused if it may not start now.
+    pub(super) fn plan_start(&self, st: &State, name: &str) -> Result<Addressed, Error> {
+        let default = self.network.default_bridge();
+        let Planned { record, argv, ip, net_addresses, links, limits, netns } =
+            st.plan_start(name, &default, &self.defaults)?;
+        let nameserver = links.iter().find(|l| l.bridge.name != default.name).map(|l| l.bridge.subnet.gateway());
+        let plan = StartPlan {
+            spec: LaunchSpec { netns, ..self.launch_spec(&record, argv) },
+            links,
+            nameserver,
+            volumes: self.volume_plan(st, &record)?,
+            privileged: record.security.privileged,
+            ports: record.ports,
+            limits,
+            extra_hosts: record.extra_hosts,
+            dns: record.dns,
+        };
+        Ok(Addressed { plan, ip, net_addresses })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
@@ -90,7 +167,7 @@ mod tests {
     use crate::engine::state::Image;
     use crate::model::ContainerStatus;
     use crate::model::ImageConfig;
-    use crate::network::{parse_ports, PortMap};
+    use crate::network::{parse_ports, PortMap, Subnet};
 
     fn ports(text: &str) -> Vec<PortMap> {
         parse_ports(text).unwrap()
@@ -116,8 +193,8 @@ mod tests {
         Arc::new(Image { record, config: ImageConfiguration::from_reader(config_raw.as_slice()).unwrap(), config_raw })
     }
 
-    fn subnet() -> Subnet {
-        Subnet::from_str("10.9.0.0/24").unwrap()
+    fn bridge() -> Bridge {
+        Bridge { name: "bk9".into(), subnet: Subnet::from_str("10.9.0.0/24").unwrap() }
     }
 
     /// A state with image `img_a` (Cmd `sh`) and containers made of it by `make`.
@@ -148,7 +225,7 @@ mod tests {
     }
 
     fn plan(st: &State, name: &str) -> Result<Planned, Error> {
-        st.plan_start(name, &subnet(), &Limits::default())
+        st.plan_start(name, &bridge(), &Limits::default())
     }
 
     #[test]
@@ -214,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_full_subnet_refuses_a_start_with_enospc() {
-        let small = Subnet::from_str("10.9.0.0/30").unwrap();
+        let small = Bridge { name: "bk9".into(), subnet: Subnet::from_str("10.9.0.0/30").unwrap() };
         let st = state(&[("a", |r| r.ip = Some("10.9.0.2".parse().unwrap())), ("b", |_| {})]);
         assert_eq!(st.plan_start("a", &small, &Limits::default()).unwrap().ip, Some("10.9.0.2".parse().unwrap()));
         let e = refused(st.plan_start("b", &small, &Limits::default()));
@@ -312,7 +389,7 @@ mod tests {
         let mut defaults = Limits::default();
         defaults.put(Limit::PidsMax(Max(Some(10))));
         defaults.put(Limit::MemoryMax(Max(Some(1 << 20))));
-        let limits = st.plan_start("c", &subnet(), &defaults).unwrap().limits;
+        let limits = st.plan_start("c", &bridge(), &defaults).unwrap().limits;
         assert_eq!(limits.get(&Limit::PidsMax(Max(None))), Some(Limit::PidsMax(Max(Some(50)))));
         assert_eq!(limits.get(&Limit::MemoryMax(Max(None))), Some(Limit::MemoryMax(Max(Some(1 << 20)))));
     }

@@ -1,5 +1,5 @@
 //! A container's network side: its port forwards and the firewall that holds them, and the `/etc/hosts`
-//! and `/etc/resolv.conf` a start writes (its address is planned with the state: `State::address_for`).
+//! and `/etc/resolv.conf` a start writes (its addresses are planned with the state: `State::address_on`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::MutexGuard;
@@ -45,7 +45,7 @@ impl Engine {
                 st.check_port_claims(name, &ports)?;
             }
             let fresh: Vec<PortMap> = ports.iter().filter(|p| !c.record.ports.contains(p)).copied().collect();
-            (running.then_some(c.record.ip).flatten(), fresh)
+            (running.then(|| c.record.first_address()).flatten(), fresh)
         };
         let Some(ip) = running else {
             return self.commit_record(&writing, name, always(|r| r.ports = ports), |_| {});
@@ -64,12 +64,14 @@ impl Engine {
     /// What a start needs from the network before the launch: `/etc/hosts` (with its `extra_hosts`) and
     /// `/etc/resolv.conf` (its `dns` servers, if any) written into the container's state directory and
     /// added to its bind mounts. A container that joins another's network namespace gets a copy of that
-    /// one's files as they are now (Docker shares them).
+    /// one's files as they are now (Docker shares them). One on a network with a DNS server (`nameserver`,
+    /// its first such network's gateway) asks that, which forwards what it doesn't own to its `dns`.
     pub(super) fn write_etc(
         &self,
         name: &str,
         spec: &mut LaunchSpec,
         ip: Option<Ipv4Addr>,
+        nameserver: Option<Ipv4Addr>,
         extra_hosts: &[ExtraHost],
         dns: &[IpAddr],
     ) -> Result<(), Error> {
@@ -96,7 +98,13 @@ impl Engine {
                     theirs("resolv.conf").unwrap_or_else(|_| self.network.resolv_conf(&[])),
                 )
             }
-            _ => (network::etc::hosts(name, ip), self.network.resolv_conf(dns)),
+            _ => {
+                let resolv = match nameserver {
+                    Some(server) => network::etc::resolv_conf(&host_resolv(), &[server.into()]),
+                    None => self.network.resolv_conf(dns),
+                };
+                (network::etc::hosts(name, ip), resolv)
+            }
         };
         let hosts = network::etc::with_extra_hosts(hosts, extra_hosts);
         for (file, text) in [("hosts", hosts), ("resolv.conf", resolv)] {

@@ -20,6 +20,9 @@ use crate::network::{NetworkMode, PortMap};
 use crate::runtime::spec::Security;
 use crate::times;
 
+/// The name of the default network, the daemon's own bridge (`--bridge`, `--subnet`).
+pub const DEFAULT_NETWORK: &str = "bridge";
+
 /// An image, as stored in `<state>/images/<id>/record.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -108,9 +111,20 @@ pub struct ContainerRecord {
     /// Host ports forwarded to the container while it runs.
     #[serde(default)]
     pub ports: Vec<PortMap>,
-    /// Its address on the bridge: given at its first start in bridge mode, kept until `rm`.
+    /// Its address on the default network (`bridge`): given at its first start on it, kept until `rm` or
+    /// until it leaves that network.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// The networks it joins in `bridge` mode, in order (`eth0` first); empty: the default, `bridge`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
+    /// Names it has on its networks besides its own (`--network-alias`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Its addresses on the networks other than `bridge`, by network: given at its first start on each,
+    /// kept until `rm` or until it leaves that network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub net_addresses: BTreeMap<String, Ipv4Addr>,
     /// `NAME:IP` lines added to its `/etc/hosts` (`--add-host`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<ExtraHost>,
@@ -193,6 +207,29 @@ impl ContainerRecord {
         }
     }
 
+    /// The networks it is on when it runs, in order: its `networks` (the default `bridge` if it names
+    /// none) in `bridge` mode, none in the others.
+    pub fn joined_networks(&self) -> Vec<&str> {
+        match (&self.network, self.networks.is_empty()) {
+            (NetworkMode::Bridge, true) => vec![DEFAULT_NETWORK],
+            (NetworkMode::Bridge, false) => self.networks.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Its address on network `network`, if it has one.
+    pub fn address_on(&self, network: &str) -> Option<Ipv4Addr> {
+        match network {
+            DEFAULT_NETWORK => self.ip,
+            other => self.net_addresses.get(other).copied(),
+        }
+    }
+
+    /// Its address on its first network: where its ports are forwarded and what its `/etc/hosts` names.
+    pub fn first_address(&self) -> Option<Ipv4Addr> {
+        self.joined_networks().first().and_then(|n| self.address_on(n))
+    }
+
     /// Its hostname: its own, else its name.
     pub fn run_hostname(&self) -> String {
         self.hostname.clone().unwrap_or_else(|| self.name.clone())
@@ -267,6 +304,9 @@ pub(super) fn new_record(name: &str) -> ContainerRecord {
         network: NetworkMode::default(),
         ports: Vec::new(),
         ip: None,
+        networks: Vec::new(),
+        aliases: Vec::new(),
+        net_addresses: BTreeMap::new(),
         extra_hosts: Vec::new(),
         dns: Vec::new(),
         volumes: Vec::new(),

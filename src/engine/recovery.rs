@@ -122,6 +122,7 @@ impl Engine {
             _ => state.containers.contains_key(name),
         });
         state.volumes = store.volumes().into_iter().collect();
+        state.networks = super::networks::load(state_dir, &network);
         info!(
             images = state.images.len(),
             containers = state.containers.len(),
@@ -155,6 +156,8 @@ impl Engine {
             loose_steps: std::sync::OnceLock::new(),
             build_gate: Mutex::new(()),
             making_images: Mutex::new(()),
+            network_changes: Mutex::new(()),
+            dns: std::sync::OnceLock::new(),
         });
         engine.start_watcher()?;
         {

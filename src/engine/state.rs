@@ -125,6 +125,10 @@ pub(super) struct State {
     pub(super) next_build: u32,
     /// Bridge addresses held by the `RUN` steps of builds under way, by build number.
     pub(super) build_addresses: BTreeMap<u32, Ipv4Addr>,
+    /// The networks made by `mkdir networks/NAME` (the default `bridge` is the daemon's own, not here).
+    pub(super) networks: BTreeMap<String, super::networks::NetworkRecord>,
+    /// Networks being made, removed or given a new subnet, and which.
+    pub(super) changing_networks: BTreeMap<String, &'static str>,
 }
 
 impl State {
@@ -172,7 +176,7 @@ impl State {
             .filter(|c| c.record.status.has_process() || c.status() == ContainerStatus::Starting)
             .filter(|c| c.record.network == NetworkMode::Bridge && !c.record.ports.is_empty())
             .filter_map(|c| {
-                let ip = c.record.ip?;
+                let ip = c.record.first_address()?;
                 Some(Forwards { name: c.record.name.clone(), ip, ports: c.record.ports.clone() })
             })
             .collect()
@@ -188,19 +192,24 @@ impl State {
         Ok(())
     }
 
-    /// The bridge address `name` starts with: the one it has, or the lowest no other container holds.
-    pub(super) fn address_for(&self, name: &str, subnet: &Subnet) -> Result<Option<Ipv4Addr>, Error> {
+    /// The address `name` starts with on `network` (of `subnet`): the one it has, or the lowest no other
+    /// container holds there.
+    pub(super) fn address_on(&self, name: &str, network: &str, subnet: &Subnet) -> Result<Ipv4Addr, Error> {
         let c = self.container(name)?;
-        if c.record.network != NetworkMode::Bridge {
-            return Ok(None);
-        }
         // Only an address the anti-spoofing table binds (an older daemon may have handed out others).
-        if let Some(ip) = c.record.ip.filter(|ip| subnet.is_container_address(*ip)) {
-            return Ok(Some(ip));
+        if let Some(ip) = c.record.address_on(network).filter(|ip| subnet.is_container_address(*ip)) {
+            return Ok(ip);
         }
-        let used: Vec<Ipv4Addr> =
-            self.containers.values().filter(|o| o.record.name != name).filter_map(|o| o.record.ip).collect();
-        self.allocate(subnet, used).map(Some)
+        let used: Vec<Ipv4Addr> = self
+            .containers
+            .values()
+            .filter(|o| o.record.name != name)
+            .filter_map(|o| o.record.address_on(network))
+            .collect();
+        match network {
+            super::records::DEFAULT_NETWORK => self.allocate(subnet, used),
+            _ => crate::network::allocate(subnet, &used).ok_or_else(|| NetworkError::Exhausted(subnet.cidr()).into()),
+        }
     }
 
     /// The lowest address of `subnet` that neither `used` nor a build's step holds.

@@ -77,6 +77,35 @@ impl Engine {
         self.has_exec(name, n).then(|| self.exec_dir(name, n).join("log"))
     }
 
+    /// The networks' names: the default `bridge` and those made by `mkdir networks/NAME`.
+    pub fn network_names(&self) -> Vec<String> {
+        let mut names = vec![super::records::DEFAULT_NETWORK.to_string()];
+        names.extend(self.view().networks.keys().cloned());
+        names
+    }
+
+    pub fn has_network(&self, name: &str) -> bool {
+        name == super::records::DEFAULT_NETWORK || self.view().networks.contains_key(name)
+    }
+
+    /// A network's record (the default's made of the daemon's options) and the containers that list it.
+    pub fn network_view(&self, name: &str) -> Option<NetworkView> {
+        let st = self.view();
+        let record = match name {
+            super::records::DEFAULT_NETWORK => {
+                let b = self.network.default_bridge();
+                super::NetworkRecord {
+                    name: name.to_string(),
+                    subnet: b.subnet,
+                    bridge: b.name,
+                    created: String::new(),
+                }
+            }
+            other => st.networks.get(other)?.clone(),
+        };
+        Some(NetworkView { record, containers: st.network_users(name) })
+    }
+
     pub fn volume_names(&self) -> Vec<String> {
         self.view().volumes.iter().cloned().collect()
     }
@@ -121,6 +150,12 @@ impl Engine {
     }
 }
 
+/// A network, as its files show it.
+pub struct NetworkView {
+    pub record: super::NetworkRecord,
+    pub containers: Vec<String>,
+}
+
 /// An image as its files show it.
 pub struct ImageView<'a> {
     pub record: &'a ImageRecord,
@@ -133,8 +168,9 @@ pub struct ContainerView<'a> {
     pub record: &'a ContainerRecord,
     /// What it is doing now: its settled status, or the transition under way.
     pub status: ContainerStatus,
-    /// The bridge's subnet (its first address is the gateway of containers on it).
-    pub subnet: Subnet,
+    /// The networks it joins, in order, each with its subnet (whose first address is the gateway there)
+    /// and its address there, if it has one yet.
+    pub networks: Vec<(String, Subnet, Option<std::net::Ipv4Addr>)>,
     /// The record of its `volumes-from` container, if that exists.
     from: Option<&'a ContainerRecord>,
     store: &'a Store,
@@ -215,7 +251,17 @@ impl Engine {
         Some(f(ContainerView {
             record,
             status: c.status(),
-            subnet: *self.network.subnet(),
+            networks: record
+                .joined_networks()
+                .into_iter()
+                .filter_map(|n| {
+                    let subnet = match n {
+                        super::records::DEFAULT_NETWORK => *self.network.subnet(),
+                        other => st.networks.get(other)?.subnet,
+                    };
+                    Some((n.to_string(), subnet, record.address_on(n)))
+                })
+                .collect(),
             from,
             store: &self.store,
             cgroups: &self.cgroups,

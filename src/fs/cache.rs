@@ -78,6 +78,7 @@ pub(super) fn attrs_cached(node: &Node) -> bool {
             | Node::ContainerFile(_, ContainerFile::Log(_))
             | Node::ExecFile(_, _, ExecFile::Log(_))
             | Node::BuildFile(..)
+            | Node::NetworkFile(..)
             | Node::ContainerFile(
                 _,
                 ContainerFile::Field(
@@ -88,6 +89,7 @@ pub(super) fn attrs_cached(node: &Node) -> bool {
                         | ContainerField::Events
                         | ContainerField::Limit(_)
                         | ContainerField::Ip
+                        | ContainerField::Networks
                         | ContainerField::Inspect
                 )
             )
@@ -108,7 +110,14 @@ pub(super) fn attr_ttl(node: &Node) -> Duration {
 /// `images/by-name/` (a tag or untag moves them); the fixed names of an object's files exist while it does.
 pub(super) fn entry_ttl(node: &Node, names_cached: bool) -> Duration {
     match node {
-        Node::Container(_) | Node::Image(_) | Node::Volume(_) | Node::Exec(..) | Node::BuildDir(_) if !names_cached => {
+        Node::Container(_)
+        | Node::Image(_)
+        | Node::Volume(_)
+        | Node::Network(_)
+        | Node::Exec(..)
+        | Node::BuildDir(_)
+            if !names_cached =>
+        {
             Duration::ZERO
         }
         Node::ByName(_) | Node::NameLink(_) => Duration::ZERO,
@@ -325,6 +334,7 @@ fn gone(engine: &Engine, what: &Changed) -> Option<(Node, Node, String)> {
         }
         Changed::Image(id) if !engine.has_image(id) => Some((Node::Images, Node::Image(id.clone()), id.clone())),
         Changed::Volume(v) if !engine.has_volume(v) => Some((Node::Volumes, Node::Volume(v.clone()), v.clone())),
+        Changed::Network(n) if !engine.has_network(n) => Some((Node::Networks, Node::Network(n.clone()), n.clone())),
         Changed::Build(n) if engine.build_record(*n).is_none() => {
             Some((Node::Builds, Node::BuildDir(*n), n.to_string()))
         }

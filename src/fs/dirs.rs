@@ -86,6 +86,9 @@ impl ControlFs {
                 names.extend(self.engine.container_names().into_iter().map(|n| (n.clone(), Node::Container(n))))
             }
             Node::Volumes => names.extend(self.engine.volume_names().into_iter().map(|n| (n.clone(), Node::Volume(n)))),
+            Node::Networks => {
+                names.extend(self.engine.network_names().into_iter().map(|n| (n.clone(), Node::Network(n))))
+            }
             Node::Builds => {
                 names.extend(self.engine.build_numbers().into_iter().map(|n| (n.to_string(), Node::BuildDir(n))))
             }

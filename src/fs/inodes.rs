@@ -20,6 +20,7 @@ enum Object {
     Exec(String, u32),
     Image(String),
     Volume(String),
+    Network(String),
     Build(u32),
 }
 
@@ -31,6 +32,7 @@ impl Object {
             Changed::Exec(c, n) => Object::Exec(c.clone(), *n),
             Changed::Image(id) => Object::Image(id.clone()),
             Changed::Volume(v) => Object::Volume(v.clone()),
+            Changed::Network(n) => Object::Network(n.clone()),
             Changed::Build(n) => Object::Build(*n),
             Changed::Events => return None,
         })
@@ -47,6 +49,7 @@ impl Object {
             }
             Node::Image(id) | Node::ImageFile(id, _) => [Some(Object::Image(id.clone())), None],
             Node::Volume(v) | Node::VolumeData(v) => [Some(Object::Volume(v.clone())), None],
+            Node::Network(n) | Node::NetworkFile(n, _) => [Some(Object::Network(n.clone())), None],
             Node::BuildDir(n) | Node::BuildFile(n, _) => [Some(Object::Build(*n)), None],
             _ => [None, None],
         }

@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use crate::cgroups::{weight_to_shares, Max};
 use crate::engine::{ContainerView, ImageView};
 use crate::model::{ContainerStatus, VolumeSource};
-use crate::network::{NetworkMode, PortMap};
+use crate::network::PortMap;
 use crate::registry::familiar;
 
 /// Docker's time for "never": what `StartedAt` and `FinishedAt` show before the first start and exit.
@@ -211,22 +211,37 @@ fn host_config(c: &ContainerView<'_>) -> Value {
 
 fn network_settings(c: &ContainerView<'_>) -> Value {
     let r = c.record;
-    let ip = r.ip.filter(|_| r.network == NetworkMode::Bridge);
-    let address = ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let gateway = ip.map(|_| c.subnet.gateway().to_string()).unwrap_or_default();
-    let prefix = ip.map_or(0, |_| c.subnet.prefix());
+    let one = |subnet: &crate::network::Subnet, ip: Option<std::net::Ipv4Addr>| {
+        let address = ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let gateway = ip.map(|_| subnet.gateway().to_string()).unwrap_or_default();
+        (address, gateway, ip.map_or(0, |_| subnet.prefix()))
+    };
+    let (address, gateway, prefix) = match c.networks.first() {
+        Some((_, subnet, ip)) => one(subnet, *ip),
+        None => (String::new(), String::new(), 0),
+    };
     let mut ports = bindings(&r.ports, "0.0.0.0");
     for exposed in r.image_defaults().exposed_ports {
         ports.entry(exposed).or_insert(Value::Null);
+    }
+    let mut networks = serde_json::Map::new();
+    for (name, subnet, ip) in &c.networks {
+        let (address, gateway, prefix) = one(subnet, *ip);
+        let aliases = if name == crate::engine::DEFAULT_NETWORK { Vec::new() } else { r.aliases.clone() };
+        networks.insert(
+            name.clone(),
+            json!({"IPAddress": address, "Gateway": gateway, "IPPrefixLen": prefix, "Aliases": aliases}),
+        );
+    }
+    if c.networks.is_empty() {
+        networks.insert(r.network.to_string(), json!({"IPAddress": "", "Gateway": "", "IPPrefixLen": 0}));
     }
     json!({
         "IPAddress": address,
         "Gateway": gateway,
         "IPPrefixLen": prefix,
         "Ports": ports,
-        "Networks": {
-            r.network.to_string(): {"IPAddress": address, "Gateway": gateway, "IPPrefixLen": prefix},
-        },
+        "Networks": networks,
     })
 }
 

@@ -163,6 +163,7 @@ impl ControlFs {
             Node::ContainerFile(name, ContainerFile::Rootfs) => self.engine.container_rootfs(name).is_some(),
             Node::Container(name) | Node::ContainerFile(name, _) => self.engine.has_container(name),
             Node::Volume(name) | Node::VolumeData(name) => self.engine.has_volume(name),
+            Node::Network(name) | Node::NetworkFile(name, _) => self.engine.has_network(name),
             Node::BuildDir(n) | Node::BuildFile(n, _) => self.engine.build_record(*n).is_some(),
             Node::Execs(name) => self.engine.has_container(name),
             Node::Exec(name, n) | Node::ExecFile(name, n, _) => self.engine.has_exec(name, *n),
@@ -269,7 +270,10 @@ impl ControlFs {
                 node.perm(),
                 kind == FileType::Directory,
                 // A container's directory and the root take scratch files (see [`values`]).
-                matches!(node, Node::Images | Node::Containers | Node::Volumes | Node::Container(_) | Node::Root),
+                matches!(
+                    node,
+                    Node::Images | Node::Containers | Node::Volumes | Node::Networks | Node::Container(_) | Node::Root
+                ),
             ),
             nlink: if kind == FileType::Directory { 2 } else { 1 },
             uid: if let Node::Scratch(id) = node { self.values.scratch_owner(*id) } else { 0 },

@@ -100,6 +100,7 @@ impl Filesystem for ControlFs {
         let (path, request, node) = match parent_node {
             Node::Containers => (format!("containers/{name}"), Request::create_container(&name), Node::Container(name)),
             Node::Volumes => (format!("volumes/{name}"), Request::create_volume(&name), Node::Volume(name)),
+            Node::Networks => (format!("networks/{name}"), Request::create_network(&name), Node::Network(name)),
             _ => return reply.error(Errno::EPERM),
         };
         if let Err(e) = self.allowed(req, &path) {
@@ -135,6 +136,7 @@ impl Filesystem for ControlFs {
             Ok(Node::Containers) => (format!("containers/{name}"), Request::RemoveContainer { name }),
             Ok(Node::Images) => (format!("images/{name}"), Request::RemoveImage { id: name }),
             Ok(Node::Volumes) => (format!("volumes/{name}"), Request::RemoveVolume { name }),
+            Ok(Node::Networks) => (format!("networks/{name}"), Request::RemoveNetwork { name }),
             Ok(Node::Builds) => match Node::Builds.child(&name) {
                 Some(Node::BuildDir(n)) => (format!("builds/{n}"), Request::RemoveBuild { n }),
                 _ => return reply.error(Errno::ENOENT),

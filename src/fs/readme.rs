@@ -43,7 +43,10 @@ bockerfs: containers driven with echo and cat.
                          /proc /sys /dev unless privileged, a source in the daemon's root or mount
     volumes-from         rw: another container's name: its volumes too, at the same targets
     network ports ip     rw: bridge | none | host | container:NAME (NAME's network namespace, which must run:
-                         else ESRCH; no ports there); [HOSTADDR:]HOSTPORT:CTRPORT[/udp] lines (live too); r: the address
+                         else ESRCH; no ports there); [HOSTADDR:]HOSTPORT:CTRPORT[/udp] lines (live too), to its
+                         first network's address; r: its address on each network, in their order
+    networks aliases     rw, before start: network names, a line each (eth0, eth1, ... up to 8; default bridge;
+                         ENOENT an unknown one); more names it answers to on its networks (--network-alias)
     extra_hosts dns      rw, before start: NAME:IP lines added to /etc/hosts (--add-host); nameserver IPs for
                          /etc/resolv.conf (--dns); EINVAL names the bad line
     privileged cap_add   rw: true | false; capabilities added to Docker's 14, a line each (EBUSY while running)
@@ -80,10 +83,17 @@ bockerfs: containers driven with echo and cat.
   volumes/<name>/        mkdir makes a named volume, rmdir removes it (EBUSY while a container lists it); data: its content;
                          anon_<hex>: made for an image's VOLUME at a container's first start, filled from the image,
                          removed with the container
+  networks/<name>/       bridge: the default (--bridge, --subnet; no names resolve on it, as Docker's). mkdir
+                         makes one: its own bridge, a subnet from --network-pool, and a DNS server on its gateway
+                         where its running containers' names and aliases resolve for the containers on it, and
+                         nowhere else (other names go to the host's resolvers); networks don't reach each other.
+                         subnet (rw while no container lists it: EINVAL, EADDRINUSE an overlap, EBUSY listed)
+                         gateway bridge containers; rmdir removes it (EBUSY while a container lists it)
   errors                 every failed write: time, path, errno, message (bounded: starts afresh past 1 MiB)
   events                 a line per event: TIME TYPE NAME ACTION [KEY=VALUE...] (RFC 3339 UTC to the ns;
                          container create start die exit= oom kill signal= stop restart pause unpause remove,
-                         image import build pull push commit tag untag remove, volume create remove); append-only,
+                         image import build pull push commit tag untag remove, volume create remove, network create
+                         remove); append-only,
                          --events-max-size x --events-max-files kept; tail -f follows it (bocker events)
 
 poll(), select() and epoll on an open status (or another read-only value), wait or events say readable
@@ -92,8 +102,8 @@ poll(), select() and epoll on an open status (or another read-only value), wait 
 status and wait its last status change; logs, events and errors their last write; an image's its creation.
 
 Value files (image cmd entrypoint env user workdir hostname stop_signal labels tty interactive restart init volumes
-volumes-from network ports extra_hosts dns privileged cap_add auto_remove, the
-limits) take all
+volumes-from network networks aliases ports extra_hosts dns privileged cap_add auto_remove, a network's
+subnet, the limits) take all
 that is written on one open file, applied at each write: `{ echo A=1; echo B=2; } > env` sets both,
 `echo C=3 >> env` adds a line; sed -i, vim and editors that save through a temporary file and a rename
 work (a file made in a container's directory is a scratch file in the daemon's memory, never listed, gone

@@ -9,7 +9,6 @@ use super::tree::{ContainerFile, ExecFile, ImageFile, Node};
 use super::{inspect, readme};
 use crate::cgroups::Limit;
 use crate::engine::{ContainerView, Engine, ExecRecord, ImageView};
-use crate::network::NetworkMode;
 use crate::request::SettingKind;
 
 /// Which limit a file holds.
@@ -87,6 +86,30 @@ pub fn build_field(engine: &Engine, n: u32, field: BuildField) -> Option<Vec<u8>
     })
 }
 
+/// The files of a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetworkField {
+    /// Its subnet's CIDR (writable while no container lists the network).
+    Subnet,
+    /// Its bridge's address, the containers' gateway (and DNS server).
+    Gateway,
+    /// Its bridge's interface name.
+    Bridge,
+    /// The containers that list it, a name per line.
+    Containers,
+}
+
+/// The content of a network's file; `None` for an unknown network.
+pub fn network_field(engine: &Engine, name: &str, field: NetworkField) -> Option<Vec<u8>> {
+    let n = engine.network_view(name)?;
+    Some(match field {
+        NetworkField::Subnet => line(n.record.subnet),
+        NetworkField::Gateway => line(n.record.subnet.gateway()),
+        NetworkField::Bridge => line(&n.record.bridge),
+        NetworkField::Containers => n.containers.iter().flat_map(line).collect(),
+    })
+}
+
 /// The readable properties of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContainerField {
@@ -110,8 +133,12 @@ pub enum ContainerField {
     Network,
     /// The port forwards, a line each.
     Ports,
-    /// The address on the bridge, once given.
+    /// Its address on each of its networks, in their order, once given.
     Ip,
+    /// The networks it joins in `bridge` mode, a name per line (`bridge` when it names none).
+    Networks,
+    /// More names it has on its networks, a line each.
+    Aliases,
     /// Volume lines, `SOURCE:TARGET[:ro]`.
     Volumes,
     /// The container whose volumes this one mounts too.
@@ -160,6 +187,7 @@ pub fn content(engine: &Engine, node: &Node) -> Result<Vec<u8>, Errno> {
         Node::ContainerFile(_, ContainerFile::Ctl) => Ok(readme::CTL_HELP.as_bytes().to_vec()),
         Node::ContainerFile(name, ContainerFile::Field(f)) => container_field(engine, name, *f).ok_or(Errno::ENOENT),
         Node::ExecFile(name, n, ExecFile::Field(f)) => exec_field(engine, name, *n, *f).ok_or(Errno::ENOENT),
+        Node::NetworkFile(name, f) => network_field(engine, name, *f).ok_or(Errno::ENOENT),
         // What a read would give at once: the code once it is not running, nothing while it runs (a read then
         // waits: see `waits`), so its size is 0 then and a preview reads nothing.
         Node::ContainerFile(name, ContainerFile::Wait) => {
@@ -244,7 +272,10 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
         }
         ContainerField::Network => line(&r.network),
         ContainerField::Ports => r.ports.iter().flat_map(line).collect(),
-        ContainerField::Ip => opt(r.ip.filter(|_| r.network == NetworkMode::Bridge).map(|ip| ip.to_string())),
+        ContainerField::Networks if r.networks.is_empty() => line(crate::engine::DEFAULT_NETWORK),
+        ContainerField::Networks => r.networks.iter().flat_map(line).collect(),
+        ContainerField::Aliases => r.aliases.iter().flat_map(line).collect(),
+        ContainerField::Ip => c.networks.iter().filter_map(|(_, _, ip)| *ip).flat_map(line).collect(),
         ContainerField::Volumes => r.volumes.iter().flat_map(line).collect(),
         ContainerField::VolumesFrom => opt(r.volumes_from.clone()),
         ContainerField::Privileged => line(r.security.privileged),

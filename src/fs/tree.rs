@@ -1,7 +1,7 @@
 //! The shape of the control filesystem: which names exist where, what kind of file each is, and its mode.
 //! Pure naming: whether an image or container exists is the engine's to say.
 
-use super::render::{BuildField, ContainerField, ExecField, ImageField, LimitKind};
+use super::render::{BuildField, ContainerField, ExecField, ImageField, LimitKind, NetworkField};
 use crate::logs::LogView;
 use crate::request::{SettingKind, WriteTarget};
 
@@ -46,6 +46,10 @@ pub enum Node {
     Volume(String),
     /// `volumes/NAME/data`: a symlink to the volume's content.
     VolumeData(String),
+    /// `networks/`, each network in it by name, and its files.
+    Networks,
+    Network(String),
+    NetworkFile(String, NetworkField),
     /// A scratch file made by `open(O_CREAT)` in a container's directory or the root, by its number: it lives
     /// in the daemon's memory until renamed onto a value file or closed for the last time (see
     /// [`super::values`]). Never listed.
@@ -75,6 +79,13 @@ const BUILD_FILES: [(&str, BuildFile); 9] = [
     ("started_at", BuildFile::Field(BuildField::StartedAt)),
     ("finished_at", BuildFile::Field(BuildField::FinishedAt)),
     ("error", BuildFile::Field(BuildField::Error)),
+];
+
+const NETWORK_FILES: [(&str, NetworkField); 4] = [
+    ("subnet", NetworkField::Subnet),
+    ("gateway", NetworkField::Gateway),
+    ("bridge", NetworkField::Bridge),
+    ("containers", NetworkField::Containers),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,7 +157,7 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 54] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 56] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
@@ -159,6 +170,8 @@ const CONTAINER_FILES: [(&str, ContainerFile); 54] = [
     ("network", ContainerFile::Field(ContainerField::Network)),
     ("ports", ContainerFile::Field(ContainerField::Ports)),
     ("ip", ContainerFile::Field(ContainerField::Ip)),
+    ("networks", ContainerFile::Field(ContainerField::Networks)),
+    ("aliases", ContainerFile::Field(ContainerField::Aliases)),
     ("extra_hosts", ContainerFile::Field(ContainerField::Setting(SettingKind::ExtraHosts))),
     ("dns", ContainerFile::Field(ContainerField::Setting(SettingKind::Dns))),
     ("volumes", ContainerFile::Field(ContainerField::Volumes)),
@@ -214,6 +227,9 @@ impl Node {
             (Node::Root, "containers") => Node::Containers,
             (Node::Root, "volumes") => Node::Volumes,
             (Node::Root, "builds") => Node::Builds,
+            (Node::Root, "networks") => Node::Networks,
+            (Node::Networks, n) => Node::Network(n.to_string()),
+            (Node::Network(n), f) => Node::NetworkFile(n.clone(), NETWORK_FILES.iter().find(|(name, _)| *name == f)?.1),
             (Node::Builds, n) => Node::BuildDir(n.parse().ok().filter(|id: &u32| id.to_string() == n)?),
             (Node::BuildDir(n), f) => Node::BuildFile(*n, BUILD_FILES.iter().find(|(name, _)| *name == f)?.1),
             (Node::Images, "build") => Node::Build,
@@ -261,7 +277,10 @@ impl Node {
     pub fn fixed_children(&self) -> Vec<(&'static str, Node)> {
         let named = |names: &[&'static str]| names.iter().filter_map(|n| Some((*n, self.child(n)?))).collect();
         match self {
-            Node::Root => named(&["README", "errors", "events", "images", "containers", "volumes", "builds"]),
+            Node::Root => {
+                named(&["README", "errors", "events", "images", "containers", "volumes", "networks", "builds"])
+            }
+            Node::Network(_) => named(&NETWORK_FILES.map(|(n, _)| n)),
             Node::BuildDir(_) => named(&BUILD_FILES.map(|(n, _)| n)),
             Node::Volume(_) => named(&["data"]),
             Node::Images => named(&["import", "build", "pull", "push", "pulls", "tag", "untag", "by-name"]),
@@ -288,6 +307,8 @@ impl Node {
             | Node::Container(_)
             | Node::Volumes
             | Node::Volume(_)
+            | Node::Networks
+            | Node::Network(_)
             | Node::Execs(_)
             | Node::Builds
             | Node::BuildDir(_)
@@ -297,12 +318,14 @@ impl Node {
             | Node::ExecFile(_, _, ExecFile::Attach)
             | Node::VolumeData(_)
             | Node::NameLink(_) => Kind::Symlink,
+            Node::NetworkFile(_, NetworkField::Subnet) => file(true, true),
             Node::Readme
             | Node::Errors
             | Node::Events
             | Node::Pulls
             | Node::ImageFile(..)
             | Node::ExecFile(..)
+            | Node::NetworkFile(..)
             | Node::BuildFile(..) => file(false, true),
             Node::Import
             | Node::Build
@@ -319,6 +342,8 @@ impl Node {
                     | ContainerField::Env
                     | ContainerField::Limit(_)
                     | ContainerField::Network
+                    | ContainerField::Networks
+                    | ContainerField::Aliases
                     | ContainerField::Ports
                     | ContainerField::Volumes
                     | ContainerField::VolumesFrom
@@ -416,6 +441,9 @@ impl Node {
                 WriteTarget::VolumesFrom(n.clone())
             }
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Network)) => WriteTarget::Network(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Networks)) => WriteTarget::Networks(n.clone()),
+            Node::ContainerFile(n, ContainerFile::Field(ContainerField::Aliases)) => WriteTarget::Aliases(n.clone()),
+            Node::NetworkFile(n, NetworkField::Subnet) => WriteTarget::Subnet(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Ports)) => WriteTarget::Ports(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Limit(kind))) => {
                 WriteTarget::Limit(n.clone(), kind.file_name())
@@ -457,6 +485,9 @@ impl Node {
             Node::Volumes => "volumes".into(),
             Node::Volume(v) => format!("volumes/{v}"),
             Node::VolumeData(v) => format!("volumes/{v}/data"),
+            Node::Networks => "networks".into(),
+            Node::Network(n) => format!("networks/{n}"),
+            Node::NetworkFile(n, f) => format!("networks/{n}/{}", name(&NETWORK_FILES, *f)),
             Node::Scratch(n) => format!("(scratch file {n})"),
         }
     }

@@ -174,7 +174,7 @@ impl Waits {
             Changed::Image(id) => matches!(node, Node::ImageFile(i, _) if i == id),
             Changed::Events => *node == Node::Events,
             Changed::Build(n) => matches!(node, Node::BuildFile(x, _) if x == n),
-            Changed::Volume(_) => false,
+            Changed::Volume(_) | Changed::Network(_) => false,
         });
     }
 

@@ -108,6 +108,16 @@ pub fn resolv_conf(host: &str, dns: &[IpAddr]) -> String {
     out
 }
 
+/// Every `nameserver` of resolv.conf text that is an address (loopback ones too).
+pub fn nameservers(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next()?.parse().ok())?
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +130,8 @@ mod tests {
         assert_eq!(resolv_conf(host, &given), "nameserver 198.51.100.1\nsearch example.org\noptions edns0\n");
         assert_eq!(resolv_conf("nameserver 127.0.0.53\n", &[]), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
         assert_eq!(resolv_conf("nameserver ::1\nnameserver\n", &[]), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        let all: Vec<String> = nameservers(host).iter().map(|a| a.to_string()).collect();
+        assert_eq!(all, ["127.0.0.53", "192.0.2.53"]);
     }
 
     #[test]

@@ -52,20 +52,28 @@ pub async fn ensure_bridge(h: &Handle, name: &str, mac: [u8; 6], gateway: Ipv4Ad
     }
 }
 
-/// The index `eth0` gets in a container's fresh namespace, where only `lo` (1) exists.
-const ETH0_INDEX: u32 = 2;
+/// The index `eth0` gets in a container's fresh namespace, where only `lo` (1) exists; `eth1` gets the next.
+pub const FIRST_INDEX: u32 = 2;
 
-/// A veth pair: `host_if` up on the bridge, its peer `eth0` (with `mac`, index 2) made straight inside the
-/// network namespace `netns_fd`. (The peer can't be made up here: it has no peer yet while it is made.)
-pub async fn add_veth(h: &Handle, host_if: &str, bridge: u32, netns_fd: RawFd, mac: [u8; 6]) -> io::Result<()> {
-    let peer = LinkMessageBuilder::<LinkUnspec>::new()
-        .index(ETH0_INDEX)
-        .name("eth0")
-        .address(mac.to_vec())
-        .setns_by_fd(netns_fd)
+/// The container's end of a veth pair: its name, index and MAC, made straight in the namespace `netns`.
+pub struct Peer<'a> {
+    pub name: &'a str,
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub netns: RawFd,
+}
+
+/// A veth pair: `host_if` up on the bridge, its peer made straight inside the container's network
+/// namespace. (The peer can't be made up here: it has no peer yet while it is made.)
+pub async fn add_veth(h: &Handle, host_if: &str, bridge: u32, peer: &Peer<'_>) -> io::Result<()> {
+    let inner = LinkMessageBuilder::<LinkUnspec>::new()
+        .index(peer.index)
+        .name(peer.name.to_string())
+        .address(peer.mac.to_vec())
+        .setns_by_fd(peer.netns)
         .build();
-    let pair = LinkVeth::new(host_if, "eth0")
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+    let pair = LinkVeth::new(host_if, peer.name)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(inner)))
         .controller(bridge)
         .up()
         .build();
@@ -80,15 +88,26 @@ pub async fn delete(h: &Handle, name: &str) -> io::Result<()> {
     }
 }
 
-/// Inside the container's namespace: loopback and `eth0` up and `eth0`'s address (all at once), then the
-/// default route.
-pub async fn configure_inside(h: &Handle, ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> io::Result<()> {
+/// Inside the container's namespace: loopback and the interface `index` up and its address (all at once),
+/// then the default route through `gateway`, if it is given (the first interface's).
+pub async fn configure_inside(
+    h: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    prefix: u8,
+    gateway: Option<Ipv4Addr>,
+) -> io::Result<()> {
     // Loopback is always index 1 in a network namespace (LOOPBACK_IFINDEX).
     let lo_up = h.link().set(LinkUnspec::new_with_index(1).up().build()).execute();
-    let eth0_up = h.link().set(LinkUnspec::new_with_index(ETH0_INDEX).up().build()).execute();
-    let address = h.address().add(ETH0_INDEX, ip.into(), prefix).execute();
-    let (lo_up, eth0_up, address) = futures_util::join!(lo_up, eth0_up, address);
-    lo_up.and(eth0_up).and(address).map_err(to_io)?;
-    let default = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
-    h.route().add(default).execute().await.map_err(to_io)
+    let link_up = h.link().set(LinkUnspec::new_with_index(index).up().build()).execute();
+    let address = h.address().add(index, ip.into(), prefix).execute();
+    let (lo_up, link_up, address) = futures_util::join!(lo_up, link_up, address);
+    lo_up.and(link_up).and(address).map_err(to_io)?;
+    match gateway {
+        Some(gateway) => {
+            let default = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+            h.route().add(default).execute().await.map_err(to_io)
+        }
+        None => Ok(()),
+    }
 }

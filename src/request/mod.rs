@@ -11,6 +11,7 @@ use crate::registry::{normalize, PullSpec, PushSpec};
 pub use build::{parse_build, valid_arg_name, BuildSpec};
 pub use changes::{parse_change, ConfigChange};
 pub use ctl::{parse_ctl, parse_signal, Ctl, DEFAULT_STOP_TIMEOUT, MAX_STOP_TIMEOUT_SECS};
+pub use network::{parse_aliases, parse_networks, MAX_ALIASES};
 pub use settings::{parse_setting, ContainerSetting, SettingKind};
 pub use stdio::{parse_exec, ExecOptions};
 pub use target::{all_write_targets, WriteKind, WriteTarget};
@@ -18,6 +19,7 @@ pub use target::{all_write_targets, WriteKind, WriteTarget};
 mod build;
 mod changes;
 mod ctl;
+mod network;
 mod settings;
 mod stdio;
 mod target;
@@ -195,6 +197,28 @@ pub enum Request {
         name: String,
         ports: Vec<PortMap>,
     },
+    /// A container's `networks`, in order; empty: the default, `bridge`.
+    SetNetworks {
+        name: String,
+        networks: Vec<String>,
+    },
+    SetAliases {
+        name: String,
+        aliases: Vec<String>,
+    },
+    /// `mkdir networks/NAME`.
+    CreateNetwork {
+        name: String,
+    },
+    /// `rmdir networks/NAME`.
+    RemoveNetwork {
+        name: String,
+    },
+    /// A write of `networks/NAME/subnet`.
+    SetSubnet {
+        network: String,
+        subnet: crate::network::Subnet,
+    },
     /// Snapshot a container's rootfs into image `image`: an existing image id (replaced) or a new name.
     Commit {
         name: String,
@@ -322,6 +346,11 @@ impl Request {
                 Request::SetNetwork { name, mode }
             }
             WriteTarget::Ports(name) => Request::SetPorts { name, ports: crate::network::parse_ports(text)? },
+            WriteTarget::Networks(name) => Request::SetNetworks { name, networks: parse_networks(text)? },
+            WriteTarget::Aliases(name) => Request::SetAliases { name, aliases: parse_aliases(text)? },
+            WriteTarget::Subnet(network) => {
+                Request::SetSubnet { network, subnet: one_word(text)?.parse().map_err(ParseError::BadNetwork)? }
+            }
             WriteTarget::Volumes(name) => Request::SetVolumes { name, volumes: parse_volumes(text)? },
             WriteTarget::Privileged(name) => Request::SetPrivileged { name, privileged: parse_bool(text)? },
             WriteTarget::AutoRemove(name) => Request::SetAutoRemove { name, auto_remove: parse_bool(text)? },
@@ -371,6 +400,12 @@ impl Request {
     pub fn create_volume(name: &str) -> Result<Request, ParseError> {
         validate_name(name)?;
         Ok(Request::CreateVolume { name: name.to_string() })
+    }
+
+    /// The request of `mkdir networks/NAME`.
+    pub fn create_network(name: &str) -> Result<Request, ParseError> {
+        network::validate_network_name(name)?;
+        Ok(Request::CreateNetwork { name: name.to_string() })
     }
 
     /// The request of `mkdir containers/NAME`.

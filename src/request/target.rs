@@ -22,6 +22,12 @@ pub enum WriteTarget {
     /// A limit file (`cpu.weight`, `cpu.max`, `memory.max`, `pids.max`) of a container.
     Limit(String, &'static str),
     Network(String),
+    /// A container's `networks`: network names, one per line.
+    Networks(String),
+    /// A container's `aliases`: names, one per line.
+    Aliases(String),
+    /// `networks/NAME/subnet`: a CIDR.
+    Subnet(String),
     Ports(String),
     Commit(String),
     Volumes(String),
@@ -68,6 +74,9 @@ impl WriteTarget {
             | WriteTarget::Env(_)
             | WriteTarget::Limit(..)
             | WriteTarget::Network(_)
+            | WriteTarget::Networks(_)
+            | WriteTarget::Aliases(_)
+            | WriteTarget::Subnet(_)
             | WriteTarget::Ports(_)
             | WriteTarget::Volumes(_)
             | WriteTarget::VolumesFrom(_)
@@ -96,6 +105,9 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
         WriteTarget::Env(n()),
         WriteTarget::Ctl(n()),
         WriteTarget::Network(n()),
+        WriteTarget::Networks(n()),
+        WriteTarget::Aliases(n()),
+        WriteTarget::Subnet(n()),
         WriteTarget::Ports(n()),
         WriteTarget::Commit(n()),
         WriteTarget::Volumes(n()),

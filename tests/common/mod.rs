@@ -113,6 +113,12 @@ impl Bocker {
             // pulls it) fails at once with ECONNREFUSED, on a machine with Docker Hub in reach or without.
             .env("HTTPS_PROXY", "http://127.0.0.1:9")
             .env("NO_PROXY", "localhost,127.0.0.1")
+            // This test's networks take their subnets from 10.214.N.0/24 (eight /27s), apart from every other
+            // test's; names their DNS servers don't own go to loopback's discard port (refused at once), never
+            // to the host's resolvers. A test's own env may say otherwise.
+            .env("BOCKER_NETWORK_POOL", format!("{}.0/24", self.subnet_prefix.replace("10.213.", "10.214.")))
+            .env("BOCKER_NETWORK_PREFIX", "27")
+            .env("BOCKER_DNS_UPSTREAM", "127.0.0.1:9")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
@@ -388,12 +394,24 @@ fn monitor_logs(root: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Deletes a test daemon's bridge and its nftables table (the daemon keeps both across restarts). The
-/// containers' veth pairs went with their network namespaces.
+/// Deletes a test daemon's bridge and its nftables tables, and those of the networks it made
+/// (`<bridge>-0` to `<bridge>-7`, the most its /27s of the pool allow): the daemon keeps them across
+/// restarts. The containers' veth pairs went with their network namespaces.
 fn remove_network(bridge: &str) {
     let quiet = |cmd: &mut Command| cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
-    let _ = quiet(Command::new("ip").args(["link", "del", bridge]));
-    let _ = bockerfs::network::firewall::delete(bridge);
+    let links = fs::read_dir("/sys/class/net").into_iter().flatten().flatten();
+    let ours: Vec<String> = links
+        .map(|l| l.file_name().to_string_lossy().into_owned())
+        .filter(|l| l.strip_prefix(bridge).and_then(|k| k.strip_prefix('-')).is_some_and(|k| k.parse::<u8>().is_ok()))
+        .collect();
+    for b in ours.iter().map(String::as_str).chain([bridge]) {
+        let _ = quiet(Command::new("ip").args(["link", "del", b]));
+        let _ = bockerfs::network::firewall::delete(b);
+    }
+    // Tables of a network whose bridge is gone already.
+    for k in 0..8 {
+        let _ = bockerfs::network::firewall::delete(&format!("{bridge}-{k}"));
+    }
 }
 
 /// The cgroup hierarchies of this machine the daemon makes groups in (a v1 controller each, the freezer's

@@ -13,6 +13,9 @@
 #    then on one, two and three user networks (each adds an interface, an address and a DNS entry).
 #    `srv` keeps running on network 1 on both sides, so each network's DNS server is up (aardvark-dns
 #    runs while a container is on one of Podman's networks; bockerfs's servers run with the network).
+#    Every bocker row gives --network (`bridge` for the default), so all four take the CLI's mkdir / write
+#    files / start path (a plain `bocker run` takes the one-write containers/run path, faster by the
+#    record's writes: docs/benchmarks.md, run-to-exit).
 #
 # Needs root, a release build (cargo build --release) and: apt-get install podman crun hyperfine
 # busybox-static gcc libc6-dev (podman brings netavark and aardvark-dns: Debian 12's 1.4.0).
@@ -99,7 +102,7 @@ inner() {
         -n "podman run, 1 network" "$p --network pn1 bench-busybox /bin/true" \
         -n "podman run, 2 networks" "$p --network pn1 --network pn2 bench-busybox /bin/true" \
         -n "podman run, 3 networks" "$p --network pn1 --network pn2 --network pn3 bench-busybox /bin/true" \
-        -n "bocker run, default network" "$bocker run $img /bin/true" \
+        -n "bocker run, default network" "$bocker run --network bridge $img /bin/true" \
         -n "bocker run, 1 network" "$bocker run --network bn1 $img /bin/true" \
         -n "bocker run, 2 networks" "$bocker run --network bn1 --network bn2 $img /bin/true" \
         -n "bocker run, 3 networks" "$bocker run --network bn1 --network bn2 --network bn3 $img /bin/true" >&2

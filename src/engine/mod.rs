@@ -17,6 +17,8 @@
 //! drops, publishes an immutable snapshot of the state (`state::StateGuard`), and `views` reads that.
 //!
 //! Lock order, outermost first; none is held across a launch, a grace period or an ioctl:
+//! 0. `network_changes`, held across a network's making, removal or change of subnet (bridge, tables,
+//!    DNS server) and across a write of a container's `networks` (see `networks`);
 //! 1. a container's `writer` lock (state::Container), held by whoever plans from or writes that
 //!    container's record, for one record fsync at most;
 //! 2. `forwards`, held while the firewall's forwards are computed and written (only for a container
@@ -288,6 +290,7 @@ impl Engine {
 
     /// Leaves the store mounted while containers still run in it, so a new daemon can re-adopt them.
     pub fn shutdown(&self) {
+        self.stop_all_dns();
         self.stop_restarts();
         self.drain_exit_saves();
         self.cgroups.remove_parent();

@@ -49,9 +49,13 @@ fn networks_dir(state_dir: &Path) -> PathBuf {
 }
 
 /// The records below `state_dir`, each network's bridge and tables brought up. A network whose bridge
-/// can't be made is kept (its containers' starts fail with the reason), and logged.
+/// can't be made is kept (its containers' starts fail with the reason), and logged. A record whose subnet
+/// overlaps the default bridge's (a daemon started with another `--subnet`) or an earlier record's, or
+/// whose bridge is another's, is left out and logged: two networks handing out one address would give two
+/// containers one veth.
 pub(super) fn load(state_dir: &Path, network: &Network) -> BTreeMap<String, NetworkRecord> {
-    let mut found = BTreeMap::new();
+    let mut found: BTreeMap<String, NetworkRecord> = BTreeMap::new();
+    let default = network.default_bridge();
     let entries = std::fs::read_dir(networks_dir(state_dir)).into_iter().flatten().flatten();
     for entry in entries {
         let path = entry.path();
@@ -62,6 +66,16 @@ pub(super) fn load(state_dir: &Path, network: &Network) -> BTreeMap<String, Netw
             }
             continue;
         };
+        let clash = found
+            .values()
+            .map(NetworkRecord::bridge)
+            .chain([default.clone()])
+            .find(|b| b.subnet.overlaps(&record.subnet) || b.name == record.bridge);
+        if let Some(other) = clash {
+            warn!(network = %record.name, subnet = %record.subnet, bridge = %record.bridge, other = %other.name,
+                "leaving out a network whose subnet or bridge another has");
+            continue;
+        }
         if let Err(e) = network.bring_up(&record.bridge()) {
             warn!(network = %record.name, error = %e, "cannot bring the network up");
         }
@@ -76,12 +90,17 @@ impl State {
         self.networks.get(name).ok_or_else(|| Error::NoSuchNetwork(name.to_string()))
     }
 
-    /// The containers (in any state) that list `network` among their networks.
+    /// The containers (in any state, and in any mode: one in `host` mode may go back to `bridge`) that
+    /// list `network` in their `networks`; for the default, those in `bridge` mode that list none.
     pub(super) fn network_users(&self, network: &str) -> Vec<String> {
         self.containers
             .values()
-            .filter(|c| c.record.joined_networks().contains(&network))
-            .map(|c| c.record.name.clone())
+            .map(|c| &c.record)
+            .filter(|r| match network {
+                DEFAULT_NETWORK => r.joined_networks().contains(&network) || r.networks.iter().any(|n| n == network),
+                _ => r.networks.iter().any(|n| n == network),
+            })
+            .map(|r| r.name.clone())
             .collect()
     }
 
@@ -114,10 +133,12 @@ impl Engine {
 
     /// `mkdir networks/NAME`: its record, then its bridge, tables and DNS server; on any failure none of them.
     pub(super) fn create_network(&self, name: &str) -> Result<(), Error> {
-        if RESERVED.contains(&name) {
-            return Err(match name {
-                DEFAULT_NETWORK => Error::NameTaken { kind: "network", name: name.to_string() },
-                _ => Error::Invalid(format!("'{name}' is a network mode, not a name a network can have")),
+        if let Some(reserved) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(name)) {
+            return Err(match *reserved {
+                DEFAULT_NETWORK if name == DEFAULT_NETWORK => {
+                    Error::NameTaken { kind: "network", name: name.to_string() }
+                }
+                _ => Error::Invalid(format!("'{name}' is reserved (bridge, default, none, host): pick another name")),
             });
         }
         let _one_change = self.lock_network_changes();
@@ -135,10 +156,15 @@ impl Engine {
             let opts = self.network.options();
             let subnet = subnet::pick(&opts.pool, opts.pool_prefix, &used)
                 .ok_or_else(|| NetworkError::PoolExhausted { pool: opts.pool.cidr(), prefix: opts.pool_prefix })?;
-            let bridge = (0..)
+            // Never a link the host has (another root's, another daemon's), nor the default bridge.
+            let bridge = (0..MAX_NETWORKS as u32 * 4)
                 .map(|k| bridge_name(&opts.bridge, k))
-                .find(|b| !st.networks.values().any(|n| n.bridge == *b))
-                .unwrap_or_default();
+                .find(|b| {
+                    *b != opts.bridge
+                        && !st.networks.values().any(|n| n.bridge == *b)
+                        && !Path::new("/sys/class/net").join(b).exists()
+                })
+                .ok_or_else(|| Error::Invalid(format!("no free bridge name like {}", bridge_name(&opts.bridge, 0))))?;
             st.changing_networks.insert(name.to_string(), "being made");
             NetworkRecord { name: name.to_string(), subnet, bridge, created: times::now_rfc3339() }
         };
@@ -149,6 +175,7 @@ impl Engine {
         st.networks.insert(name.to_string(), record.clone());
         st.notify(Changed::Network(name.to_string()));
         drop(st);
+        self.sync_dns_exemption();
         info!(network = %name, subnet = %record.subnet, bridge = %record.bridge, "created network");
         self.event(EventType::Network, name, "create", &[("subnet", &record.subnet.cidr())]);
         Ok(())
@@ -208,6 +235,7 @@ impl Engine {
         st.networks.remove(name);
         st.notify(Changed::Network(name.to_string()));
         drop(st);
+        self.sync_dns_exemption();
         info!(network = %name, "removed network");
         self.event(EventType::Network, name, "remove", &[]);
         Ok(())
@@ -220,6 +248,9 @@ impl Engine {
             return Err(Error::NotPermitted(
                 "the default network's subnet is the daemon's --subnet: restart the daemon to change it".into(),
             ));
+        }
+        if let Some(why) = subnet.unusable() {
+            return Err(Error::Invalid(format!("subnet {subnet} is {why}: use a private range like 10.89.7.0/24")));
         }
         let _one_change = self.lock_network_changes();
         let old = self.view().network(name)?.clone();
@@ -253,13 +284,31 @@ impl Engine {
         st.networks.insert(name.to_string(), new);
         st.notify(Changed::Network(name.to_string()));
         drop(st);
+        self.sync_dns_exemption();
         info!(network = %name, subnet = %subnet, "changed the network's subnet");
         Ok(())
+    }
+
+    /// The default bridge's firewall table again, with the networks' DNS addresses as they are now (port 53
+    /// there is never forwarded); a failure is logged (the table keeps the last set).
+    fn sync_dns_exemption(&self) {
+        if let Err(e) = self.sync_forwards(&self.lock_forwards(), None) {
+            warn!(error = %e, "cannot rewrite the firewall table with the networks' DNS addresses");
+        }
+    }
+
+    /// Stops the networks' DNS servers (at the daemon's stop).
+    pub(super) fn stop_all_dns(&self) {
+        for record in self.view().networks.values() {
+            self.stop_dns(record);
+        }
     }
 
     /// What a container's `networks` file takes: networks that exist (and aren't changing), each once, at
     /// most `MAX_LINKS`. Leaving a network gives its address there back.
     pub(super) fn set_networks(&self, container: &str, networks: Vec<String>) -> Result<(), Error> {
+        // No network is made, removed or given a new subnet until the record is on disk and installed.
+        let _no_change = self.lock_network_changes();
         self.update_record(container, |c, r| {
             c.gate(crate::model::Op::Configure)?;
             // Under the state lock: the published state is the current one.

@@ -18,15 +18,16 @@ impl Engine {
     /// `extra`'s host ports are checked against the others' here, under the forwards lock, so two writers
     /// never both put one port in (a claim checked at reserve may have been taken since).
     pub(super) fn sync_forwards(&self, _held: &MutexGuard<'_, ()>, extra: Option<Forwards>) -> Result<(), Error> {
-        let mut forwards = {
+        let (mut forwards, dns) = {
             let st = self.lock();
             if let Some(extra) = &extra {
                 st.check_port_claims(&extra.name, &extra.ports)?;
             }
-            st.forwards(extra.as_ref().map(|f| f.name.as_str()))
+            let dns: Vec<Ipv4Addr> = st.networks.values().map(|n| n.subnet.gateway()).collect();
+            (st.forwards(extra.as_ref().map(|f| f.name.as_str())), dns)
         };
         forwards.extend(extra);
-        self.network.apply_forwards(&forwards).map_err(Error::from)
+        self.network.apply_forwards(&forwards, &dns).map_err(Error::from)
     }
 
     /// Records a container's forwards; while it runs, the firewall changes at once. A host port that a host

@@ -108,6 +108,11 @@ pub fn resolv_conf(host: &str, dns: &[IpAddr]) -> String {
     out
 }
 
+/// Docker's fallback resolvers, for a host that has none a container can use.
+pub fn fallback_dns() -> Vec<IpAddr> {
+    FALLBACK_DNS.iter().filter_map(|s| s.parse().ok()).collect()
+}
+
 /// Every `nameserver` of resolv.conf text that is an address (loopback ones too).
 pub fn nameservers(text: &str) -> Vec<IpAddr> {
     text.lines()

@@ -39,10 +39,18 @@ pub fn table_name(bridge: &str) -> String {
     format!("bocker_{clean}")
 }
 
-/// The whole nft script that replaces the table.
-pub fn ruleset(bridge: &str, subnet: &Subnet, forwards: &[Forwards]) -> String {
+/// The whole nft script that replaces the table. `dns` are the addresses the networks' DNS servers listen
+/// on: port 53 there is never forwarded, so a container publishing host port 53 doesn't take their queries.
+pub fn ruleset(bridge: &str, subnet: &Subnet, forwards: &[Forwards], dns: &[Ipv4Addr]) -> String {
     let table = table_name(bridge);
     let net = subnet.cidr();
+    let keep_dns = match dns {
+        [] => String::new(),
+        servers => {
+            let list = servers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+            format!("\t\tip daddr {{ {list} }} meta l4proto {{ tcp, udp }} th dport 53 return\n")
+        }
+    };
     let mut rules = String::new();
     for f in forwards {
         for p in &f.ports {
@@ -66,10 +74,12 @@ pub fn ruleset(bridge: &str, subnet: &Subnet, forwards: &[Forwards]) -> String {
          table ip {table} {{\n\
          \tchain prerouting {{\n\
          \t\ttype nat hook prerouting priority dstnat; policy accept;\n\
+         {keep_dns}\
          \t\tfib daddr type local jump ports\n\
          \t}}\n\
          \tchain output {{\n\
          \t\ttype nat hook output priority -100; policy accept;\n\
+         {keep_dns}\
          \t\tfib daddr type local jump ports\n\
          \t}}\n\
          \tchain postrouting {{\n\
@@ -137,7 +147,16 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 0, 2),
             ports: parse_ports("8080:80\n127.0.0.1:5353:53/udp").unwrap(),
         };
-        let text = ruleset("bocker0", &subnet, &[fw]);
+        let text = ruleset("bocker0", &subnet, &[fw], &[]);
+        assert!(!text.contains("dport 53 return"));
+        let with_dns = ruleset("bocker0", &subnet, &[], &[Ipv4Addr::new(10, 89, 0, 1), Ipv4Addr::new(10, 89, 1, 1)]);
+        assert_eq!(
+            with_dns
+                .matches("\t\tip daddr { 10.89.0.1, 10.89.1.1 } meta l4proto { tcp, udp } th dport 53 return\n")
+                .count(),
+            2,
+            "{with_dns}"
+        );
         assert!(text.starts_with("table ip bocker_bocker0 {}\ndelete table ip bocker_bocker0\n"));
         assert!(text.contains("\t\ttcp dport 8080 dnat to 10.0.0.2:80 comment \"web\"\n"));
         assert!(text.contains("\t\tip daddr 127.0.0.1 udp dport 5353 dnat to 10.0.0.2:53 comment \"web\"\n"));

@@ -258,7 +258,8 @@ impl Network {
         antispoof::apply(&bridge.name, &bridge.subnet).map_err(NetworkError::AntiSpoof)?;
         if bridge.name != self.opts.bridge {
             let _one_at_a_time = self.firewall.lock().unwrap_or_else(|e| e.into_inner());
-            firewall::apply(&firewall::ruleset(&bridge.name, &bridge.subnet, &[])).map_err(NetworkError::Firewall)?;
+            let rules = firewall::ruleset(&bridge.name, &bridge.subnet, &[], &[]);
+            firewall::apply(&rules).map_err(NetworkError::Firewall)?;
         }
         Ok(())
     }
@@ -272,10 +273,10 @@ impl Network {
     }
 
     /// Writes the default bridge's firewall table with these forwards (those of every running container,
-    /// whichever network their address is on).
-    pub fn apply_forwards(&self, forwards: &[Forwards]) -> Result<(), NetworkError> {
+    /// whichever network their address is on), none of them taking port 53 of the `dns` servers' addresses.
+    pub fn apply_forwards(&self, forwards: &[Forwards], dns: &[Ipv4Addr]) -> Result<(), NetworkError> {
         let _one_at_a_time = self.firewall.lock().unwrap_or_else(|e| e.into_inner());
-        firewall::apply(&firewall::ruleset(&self.opts.bridge, &self.opts.subnet, forwards))
+        firewall::apply(&firewall::ruleset(&self.opts.bridge, &self.opts.subnet, forwards, dns))
             .map_err(NetworkError::Firewall)
     }
 
@@ -353,10 +354,10 @@ impl Network {
         if !self.opts.dns.is_empty() {
             return self.opts.dns.iter().map(|ip| std::net::SocketAddr::from((*ip, 53))).collect();
         }
-        etc::nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
-            .into_iter()
-            .map(|ip| std::net::SocketAddr::from((ip, 53)))
-            .collect()
+        let host = etc::nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        // None: Docker's fallback, as a container on the default bridge gets.
+        let servers = if host.is_empty() { etc::fallback_dns() } else { host };
+        servers.into_iter().map(|ip| std::net::SocketAddr::from((ip, 53))).collect()
     }
 }
 

@@ -60,6 +60,22 @@ impl Subnet {
         u32::from(ip) & self.mask() == u32::from(self.network)
     }
 
+    /// Why no bridge may have this subnet, if none may: it overlaps 0/8, loopback, link-local, multicast
+    /// or the reserved 240/4.
+    pub fn unusable(&self) -> Option<&'static str> {
+        let special = [
+            ([0, 0, 0, 0], 8, "\"this network\" (0.0.0.0/8)"),
+            ([127, 0, 0, 0], 8, "loopback"),
+            ([169, 254, 0, 0], 16, "link-local"),
+            ([224, 0, 0, 0], 4, "multicast"),
+            ([240, 0, 0, 0], 4, "reserved"),
+        ];
+        special
+            .into_iter()
+            .find(|(network, prefix, _)| Subnet { network: Ipv4Addr::from(*network), prefix: *prefix }.overlaps(self))
+            .map(|(_, _, why)| why)
+    }
+
     /// Whether the two share an address.
     pub fn overlaps(&self, other: &Subnet) -> bool {
         let wider = if self.prefix <= other.prefix { self } else { other };
@@ -317,6 +333,10 @@ mod tests {
         assert_eq!(pick(&pool, 24, &[s("10.0.0.0/8")]), None, "all of the pool routed");
         assert_eq!(pick(&s("10.214.7.0/24"), 27, &[s("10.214.7.0/27")]), Some(s("10.214.7.32/27")));
         assert_eq!(pick(&pool, 8, &[]), None, "wider than the pool");
+        for bad in ["127.0.0.0/8", "127.1.0.0/24", "224.0.0.0/24", "169.254.3.0/24", "0.0.0.0/8", "250.0.0.0/24"] {
+            assert!(s(bad).unusable().is_some(), "{bad}");
+        }
+        assert!(s("120.0.0.0/8").unusable().is_none() && s("10.89.0.0/24").unusable().is_none());
     }
 
     #[test]

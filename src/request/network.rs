@@ -13,14 +13,15 @@ pub fn validate_network_name(name: &str) -> Result<(), ParseError> {
     validate_name(name)
 }
 
-/// The non-blank lines of `text`, trimmed, `#` comments skipped; each once (a repeat is refused).
-fn name_lines(text: &str, what: &'static str, max: usize) -> Result<Vec<String>, ParseError> {
+/// The non-blank lines of `text`, trimmed, `#` comments skipped; each once (a repeat is refused; for
+/// `fold`, in any case too: DNS names).
+fn name_lines(text: &str, what: &'static str, max: usize, fold: bool) -> Result<Vec<String>, ParseError> {
     let mut names: Vec<String> = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         validate_name(line).map_err(|_| {
             ParseError::BadSetting(what, "names [A-Za-z0-9][A-Za-z0-9_.-]{0,63}, one per line".into(), quote(line))
         })?;
-        if names.iter().any(|n| n.eq_ignore_ascii_case(line)) {
+        if names.iter().any(|n| n == line || (fold && n.eq_ignore_ascii_case(line))) {
             return Err(ParseError::BadSetting(what, "each name once".into(), quote(line)));
         }
         names.push(line.to_string());
@@ -33,7 +34,7 @@ fn name_lines(text: &str, what: &'static str, max: usize) -> Result<Vec<String>,
 
 /// A container's `networks`: blank is the default (`bridge`).
 pub fn parse_networks(text: &str) -> Result<Vec<String>, ParseError> {
-    let names = name_lines(text, "networks", MAX_LINKS)?;
+    let names = name_lines(text, "networks", MAX_LINKS, false)?;
     if let Some(mode) = names.iter().find(|n| ["none", "host"].contains(&n.as_str())) {
         return Err(ParseError::BadSetting(
             "networks",
@@ -46,7 +47,7 @@ pub fn parse_networks(text: &str) -> Result<Vec<String>, ParseError> {
 
 /// A container's `aliases`: blank is none.
 pub fn parse_aliases(text: &str) -> Result<Vec<String>, ParseError> {
-    name_lines(text, "aliases", MAX_ALIASES)
+    name_lines(text, "aliases", MAX_ALIASES, true)
 }
 
 #[cfg(test)]
@@ -58,7 +59,8 @@ mod tests {
         assert_eq!(parse_networks("front\n\nback\n").unwrap(), ["front", "back"]);
         assert_eq!(parse_networks("").unwrap(), Vec::<String>::new());
         assert_eq!(parse_networks("bridge\n# the default\n").unwrap(), ["bridge"]);
-        for bad in ["front\nfront\n", "Front\nfront", "a b", "-x", "none", "host", "../x", "x/y"] {
+        assert_eq!(parse_networks("Front\nfront").unwrap(), ["Front", "front"], "two networks");
+        for bad in ["front\nfront\n", "a b", "-x", "none", "host", "../x", "x/y"] {
             assert!(parse_networks(bad).is_err(), "{bad:?}");
         }
         let nine: String = (0..9).map(|i| format!("n{i}\n")).collect();

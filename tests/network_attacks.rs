@@ -7,6 +7,8 @@
 //! own names from N: network namespaces `bkn<N>` and `bkc<N>`, the neighbour's veth `bkh<N>` on the host
 //! and the neighbour's subnet 10.214.N.0/24. A [`Netns`] guard deletes them, also on failure. Traffic
 //! goes only to loopback, the bridge's and the containers' addresses, and into namespaces a test made.
+//! The attacks from a container are made on the default bridge and again on a network of `networks/`
+//! (its own bridge and tables: every bridge has the same defences).
 
 mod common;
 
@@ -58,6 +60,37 @@ fn gateway(b: &Bocker) -> Ipv4Addr {
     format!("{}.1", b.subnet_prefix).parse().unwrap()
 }
 
+/// Where an attack runs: the default bridge, or a network of `networks/` made for it (each has its own
+/// bridge and tables, and the same defences).
+struct Net {
+    bridge: String,
+    gateway: Ipv4Addr,
+    /// What the containers' `networks` file says (none: the default).
+    networks: Option<&'static str>,
+}
+
+impl Net {
+    fn default_of(b: &Bocker) -> Net {
+        Net { bridge: b.bridge.clone(), gateway: gateway(b), networks: None }
+    }
+
+    /// `mkdir networks/attacked`.
+    fn own(b: &Bocker) -> Net {
+        std::fs::create_dir(b.path("networks/attacked")).expect("mkdir networks/attacked");
+        let bridge = b.read("networks/attacked/bridge").trim().to_string();
+        let gateway = b.read("networks/attacked/gateway").trim().parse().expect("gateway");
+        Net { bridge, gateway, networks: Some("attacked") }
+    }
+
+    /// `mkdir containers/NAME` with its image and command, on this network.
+    fn configure(&self, b: &Bocker, name: &str, img: &str, cmd: &str) {
+        b.configure(name, img, cmd);
+        if let Some(n) = self.networks {
+            b.write(&format!("containers/{name}/networks"), n).expect("networks");
+        }
+    }
+}
+
 /// The MAC of a link of the host.
 fn mac_of_link(name: &str) -> String {
     std::fs::read_to_string(format!("/sys/class/net/{name}/address")).expect("link address").trim().to_string()
@@ -79,10 +112,10 @@ fn attacker_image(b: &Bocker) -> String {
     b.import("")
 }
 
-/// Runs the probe as container `name` (with CAP_NET_RAW, whatever the defaults become) and gives its
+/// Runs the probe as container `name` on `net` (with CAP_NET_RAW, whatever the defaults become) and gives its
 /// output once it is done; the container stays running (its veth, and what the bridge learnt on it, too).
-fn attack(b: &Bocker, img: &str, name: &str, args: &str) -> String {
-    b.configure(name, img, &format!("sh -c 'rawframe eth0 {args}; echo probe-exit $?; exec sleep 1000'"));
+fn attack_on(b: &Bocker, net: &Net, img: &str, name: &str, args: &str) -> String {
+    net.configure(b, name, img, &format!("sh -c 'rawframe eth0 {args}; echo probe-exit $?; exec sleep 1000'"));
     b.write(&format!("containers/{name}/cap_add"), "NET_RAW").expect("cap_add");
     b.write(&format!("containers/{name}/ctl"), "start").expect("start");
     let logs = || b.read(&format!("containers/{name}/logs"));
@@ -203,16 +236,30 @@ fn probe_in(ns: &str, probe: &std::path::Path, actions: &str) -> String {
 #[test]
 fn raw_frames_from_a_container_to_127_0_0_1_reach_nothing_on_the_hosts_loopback() {
     let b = Bocker::start("netatk-localnet");
-    let img = attacker_image(&b);
-    let gw = gateway(&b);
-    let gw_mac = mac_of_link(&b.bridge);
+    localnet_attack(&b, &Net::default_of(&b));
+}
+
+#[test]
+fn raw_frames_to_127_0_0_1_reach_nothing_from_a_network_of_its_own_either() {
+    let b = Bocker::start("netatk-localnet-own");
+    localnet_attack(&b, &Net::own(&b));
+}
+
+fn localnet_attack(b: &Bocker, net: &Net) {
+    let img = attacker_image(b);
+    let gw = net.gateway;
+    let gw_mac = mac_of_link(&net.bridge);
     // The host's loopback services, and the same port on the gateway's address for the control.
     let (port, udp, tcp) = listeners(&[Ipv4Addr::LOCALHOST, gw]);
-    assert_eq!(std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", b.bridge)).unwrap(), "1\n");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge)).unwrap(),
+        "1\n"
+    );
 
     // The attack first, then the same frames to the gateway's address, then the replies.
-    let out = attack(
-        &b,
+    let out = attack_on(
+        b,
+        net,
         &img,
         "attacker",
         &format!(
@@ -221,7 +268,7 @@ fn raw_frames_from_a_container_to_127_0_0_1_reach_nothing_on_the_hosts_loopback(
         ),
     );
     assert_eq!(out.matches("sent ").count(), 4, "{out}");
-    let me = ip_of(&b, "attacker");
+    let me = ip_of(b, "attacker");
 
     // Control: the gateway's address got the datagram and answered the SYN.
     assert_eq!(received_eventually(&udp[1]), [SocketAddr::from((me, 40000))]);
@@ -309,8 +356,18 @@ fn a_neighbour_reaches_published_ports_only_and_never_a_loopback_forward() {
 #[test]
 fn a_router_advertisement_from_a_container_gives_the_host_no_address() {
     let b = Bocker::start("netatk-ra");
-    let img = attacker_image(&b);
-    let n = n_of(&b);
+    ra_attack(&b, &Net::default_of(&b));
+}
+
+#[test]
+fn a_router_advertisement_from_a_network_of_its_own_gives_the_host_no_address_either() {
+    let b = Bocker::start("netatk-ra-own");
+    ra_attack(&b, &Net::own(&b));
+}
+
+fn ra_attack(b: &Bocker, net: &Net) {
+    let img = attacker_image(b);
+    let n = n_of(b);
     // 2001:db8:1NN::/64 (never written shorter): its addresses and routes begin with 2001:db8:1NN:.
     let prefix = format!("2001:db8:1{n:02x}::");
     let shown = format!("2001:db8:1{n:02x}:");
@@ -324,7 +381,7 @@ fn a_router_advertisement_from_a_container_gives_the_host_no_address() {
     };
 
     // The attack: an RA of the prefix from a container, onto the daemon's bridge.
-    let out = attack(&b, &img, "attacker", &format!("ra own {prefix}"));
+    let out = attack_on(b, net, &img, "attacker", &format!("ra own {prefix}"));
     assert_eq!(out, "sent ra\n");
 
     // Control: the same probe gives an address to a plain bridge behind a veth, with a namespace's default
@@ -336,7 +393,7 @@ fn a_router_advertisement_from_a_container_gives_the_host_no_address() {
     run(&["ip", "-n", &bridge_ns, "link", "set", "port0", "master", "br0", "up"]);
     run(&["ip", "-n", &bridge_ns, "link", "set", "br0", "up"]);
     run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-    let probe = host_probe(&b);
+    let probe = host_probe(b);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !global(Some(&bridge_ns), "br0").contains(&shown) {
         assert!(
@@ -348,23 +405,33 @@ fn a_router_advertisement_from_a_container_gives_the_host_no_address() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    assert_eq!(global(None, &b.bridge), "", "a container's RA configured the host's bridge");
-    let routes = run(&["ip", "-6", "route", "show", "dev", &b.bridge]);
+    assert_eq!(global(None, &net.bridge), "", "a container's RA configured the host's bridge");
+    let routes = run(&["ip", "-6", "route", "show", "dev", &net.bridge]);
     assert!(!routes.contains(&shown), "{routes}");
     // Both defences are there: the bridge accepts no RA, and its ports drop containers' IPv6 (the
     // anti-spoofing test's table).
-    assert_eq!(std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{}/accept_ra", b.bridge)).unwrap(), "0\n");
+    assert_eq!(std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{}/accept_ra", net.bridge)).unwrap(), "0\n");
 }
 
 #[test]
 fn a_container_cannot_pass_for_another_container_or_the_gateway() {
     let b = Bocker::start("netatk-spoof");
-    let img = attacker_image(&b);
-    let gw = gateway(&b);
-    let gw_mac = mac_of_link(&b.bridge);
-    b.configure("victim", &img, "sleep 100");
+    spoof_attack(&b, &Net::default_of(&b));
+}
+
+#[test]
+fn a_container_cannot_pass_for_another_on_a_network_of_its_own_either() {
+    let b = Bocker::start("netatk-spoof-own");
+    spoof_attack(&b, &Net::own(&b));
+}
+
+fn spoof_attack(b: &Bocker, net: &Net) {
+    let img = attacker_image(b);
+    let gw = net.gateway;
+    let gw_mac = mac_of_link(&net.bridge);
+    net.configure(b, "victim", &img, "sleep 100");
     b.write("containers/victim/ctl", "start").expect("start");
-    let victim = ip_of(&b, "victim");
+    let victim = ip_of(b, "victim");
     let victim_mac = ctr_mac(victim);
     // The host and the victim know each other: neighbour entries an ARP claim would overwrite.
     let poke = UdpSocket::bind((gw, 0)).unwrap();
@@ -380,15 +447,15 @@ fn a_container_cannot_pass_for_another_container_or_the_gateway() {
         arp.lines().find(|l| l.starts_with(&format!("{gw} "))).map(|l| l.to_string()).unwrap_or_default()
     };
     assert!(victims_gateway().contains(&gw_mac), "{}", victims_gateway());
-    let host_neigh = |ip: Ipv4Addr| run(&["ip", "neigh", "show", &ip.to_string(), "dev", &b.bridge]);
+    let host_neigh = |ip: Ipv4Addr| run(&["ip", "neigh", "show", &ip.to_string(), "dev", &net.bridge]);
     common::eventually(Duration::from_secs(10), || host_neigh(victim), || host_neigh(victim).contains(&victim_mac));
 
     // An ARP from its own Ethernet source whose sender says "my address is at the victim's MAC": the
     // other half of the ARP rule (the sender's MAC, not only the frame's). The control is below: the same
     // attacker's honest ARP is answered and learnt.
-    let out = attack(&b, &img, "liar", &format!("arp2 own {victim_mac} own {gw} listen 500"));
+    let out = attack_on(b, net, &img, "liar", &format!("arp2 own {victim_mac} own {gw} listen 500"));
     assert!(out.contains("sent arp2"), "{out}");
-    let liar = ip_of(&b, "liar");
+    let liar = ip_of(b, "liar");
     assert!(!host_neigh(liar).contains(&victim_mac), "the host learnt the victim's MAC: {}", host_neigh(liar));
 
     // Datagrams to the gateway: with the victim's MAC, with the victim's address, and the control with
@@ -396,8 +463,9 @@ fn a_container_cannot_pass_for_another_container_or_the_gateway() {
     let (p_mac, udp_mac, _t1) = listeners(&[gw]);
     let (p_ip, udp_ip, _t2) = listeners(&[gw]);
     let (p_own, udp_own, _t3) = listeners(&[gw]);
-    let out = attack(
-        &b,
+    let out = attack_on(
+        b,
+        net,
         &img,
         "attacker",
         &format!(
@@ -408,7 +476,7 @@ fn a_container_cannot_pass_for_another_container_or_the_gateway() {
              arp own own {gw} udp own own {gw_mac} {gw} {p_own} listen 1000"
         ),
     );
-    let me = ip_of(&b, "attacker");
+    let me = ip_of(b, "attacker");
     let my_mac = ctr_mac(me);
 
     // Control: its own ARP is answered and lands in the host's table, its own datagram arrives.
@@ -424,7 +492,7 @@ fn a_container_cannot_pass_for_another_container_or_the_gateway() {
     assert_eq!(received(&udp_mac[0]), [], "a datagram with the victim's MAC arrived");
     assert_eq!(received(&udp_ip[0]), [], "a datagram with the victim's address arrived");
     // The bridge learnt no one else's MAC on the attacker's port.
-    let fdb = run(&["bridge", "fdb", "show", "br", &b.bridge]);
+    let fdb = run(&["bridge", "fdb", "show", "br", &net.bridge]);
     let port = bockerfs::network::veth_name(me);
     for line in fdb.lines().filter(|l| l.contains(&format!("dev {port} "))) {
         assert!(!line.contains(&victim_mac) && !line.contains(&gw_mac), "{fdb}");

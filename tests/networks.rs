@@ -239,12 +239,21 @@ fn a_network_goes_with_its_bridge_and_rules_and_bad_writes_change_nothing() {
     let bridge = b.read("networks/apps/bridge").trim().to_string();
     let table = bockerfs::network::firewall::table_name(&bridge);
     assert!(link_exists(&bridge) && nft_table_exists("ip", &table) && nft_table_exists("bridge", &table));
+    // Port 53 of the networks' gateways is never forwarded, whatever a container publishes.
+    let gateways = [b.read("networks/apps/gateway"), b.read("networks/other/gateway")];
+    let default_table = bockerfs::network::firewall::table_name(&b.bridge);
+    let rules = Command::new("nft").args(["list", "table", "ip", &default_table]).output().unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
+    let kept = rules.lines().find(|l| l.contains("th dport 53 return")).unwrap_or_else(|| panic!("{rules}"));
+    assert!(gateways.iter().all(|g| kept.contains(g.trim())), "{kept}");
 
     // Refused, each with its errno, and nothing changed.
     let errno = |r: std::io::Result<()>| Bocker::errno(&r.unwrap_err());
     assert_eq!(errno(std::fs::create_dir(b.path("networks/apps"))), libc::EEXIST);
     assert_eq!(errno(std::fs::create_dir(b.path("networks/bridge"))), libc::EEXIST);
     assert_eq!(errno(std::fs::create_dir(b.path("networks/none"))), libc::EINVAL);
+    assert_eq!(errno(std::fs::create_dir(b.path("networks/Bridge"))), libc::EINVAL);
+    assert_eq!(errno(std::fs::create_dir(b.path("networks/default"))), libc::EINVAL);
     assert_eq!(errno(std::fs::create_dir(b.path("networks/-x"))), libc::EINVAL);
     assert_eq!(errno(std::fs::remove_dir(b.path("networks/bridge"))), libc::EPERM);
     assert_eq!(errno(std::fs::remove_dir(b.path("networks/nope"))), libc::ENOENT);
@@ -254,6 +263,9 @@ fn a_network_goes_with_its_bridge_and_rules_and_bad_writes_change_nothing() {
     let default = format!("{}.0/24", b.subnet_prefix);
     assert_eq!(errno(b.write("networks/apps/subnet", &default)), libc::EADDRINUSE);
     assert_eq!(errno(b.write("networks/apps/subnet", "10.0.0.0/31")), libc::EINVAL);
+    for special in ["127.0.0.0/24", "224.0.0.0/24", "169.254.0.0/16"] {
+        assert_eq!(errno(b.write("networks/apps/subnet", special)), libc::EINVAL, "{special}");
+    }
     assert_eq!(errno(b.write("networks/bridge/subnet", "10.77.0.0/24")), libc::EPERM);
     b.configure("c", &img, "true");
     assert_eq!(errno(b.write("containers/c/networks", "apps\nnope\n")), libc::ENOENT);
@@ -275,6 +287,10 @@ fn a_network_goes_with_its_bridge_and_rules_and_bad_writes_change_nothing() {
     assert_eq!(errno(b.write("networks/apps/subnet", &other)), libc::EBUSY);
     assert_eq!(errno(std::fs::remove_dir(b.path("networks/apps"))), libc::EBUSY);
     assert_eq!(b.read("networks/apps/containers"), "c\n");
+    // In another mode it still lists it (it may go back to bridge): still in use.
+    b.write("containers/c/network", "host").expect("network host");
+    assert_eq!(errno(std::fs::remove_dir(b.path("networks/apps"))), libc::EBUSY);
+    b.write("containers/c/network", "bridge").expect("network bridge");
 
     // Once it lists another: gone, with its bridge and both tables.
     b.write("containers/c/networks", "other\n").expect("networks");

@@ -280,12 +280,14 @@ fn a_daemon_sigkill_while_a_container_writes_loses_no_byte() {
 
 #[test]
 fn bocker_run_prints_every_line_across_rotations() {
-    let (max_size, max_files) = (16 * KIB, 4u32);
+    // 120 KB at some 20 KB/s into 6 segments of 16 KiB: the oldest go while it runs, and the CLI may fall
+    // up to 80 KB (some 4 s on a loaded machine) behind before a line it has not printed is gone.
+    let (max_size, max_files) = (16 * KIB, 6u32);
     let b = start_with_log_limits("logs-run", max_size, max_files);
     let img = b.import("");
     let last = 12000;
     let cmd = format!(
-        "i=0; while [ $i -lt {last} ]; do i=$((i+1)); echo line $i; [ $((i % 200)) = 0 ] && sleep 0.05; done; exit 3"
+        "i=0; while [ $i -lt {last} ]; do i=$((i+1)); echo line $i; [ $((i % 100)) = 0 ] && sleep 0.05; done; exit 3"
     );
     let out = b.cli(&["run", &img, &cmd]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));

@@ -1,0 +1,61 @@
+#!/bin/sh
+# Runs inside the guest (tests/vm/run.sh puts it in the run's 9p share, the image's
+# bockerfs-vm-boot runs it from bockerfs-vm.service, Delegate=yes, as root).
+#
+# The share ($J) holds what the host wrote: mounts ("TAG PATH": 9p shares to mount at the same
+# absolute path as on the host), tests ("NAME<TAB>CWD<TAB>EXE"), env (sourced: the environment the
+# host passes on, and ARGS for every test binary). Writes back: progress (one line per event),
+# results ("NAME RC SECONDS"), logs/NAME.log (each binary's output), system (what the guest is) and
+# exit (0 when every binary passed), then the unit powers the machine off.
+J=/run/bockerfs-vm
+set -u
+say() { echo "$*" >>"$J/progress"; echo "bockerfs-vm: $*" >/dev/console 2>/dev/null || true; }
+say "up $(cut -d' ' -f1 /proc/uptime)s after boot"
+
+while read -r tag path; do
+    [ -n "$tag" ] || continue
+    mkdir -p "$path"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=loose "$tag" "$path" ||
+        { say "cannot mount $tag at $path"; echo 1 >"$J/exit"; exit 1; }
+done <"$J/mounts"
+
+ARGS=""
+# shellcheck disable=SC1091
+. "$J/env"
+export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+{
+    echo "kernel: $(uname -r)"
+    echo "cgroup mounts: $(grep cgroup /proc/mounts | tr '\n' ';')"
+    echo "root controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+    echo "our cgroup: $(cat /proc/self/cgroup)"
+    echo "our controllers: $(cat "/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/cgroup.controllers")"
+    echo "cpus: $(nproc), memory: $(grep MemTotal /proc/meminfo)"
+    echo "disk: $(df -h / /tmp | tail -n +2 | tr '\n' ';')"
+} >"$J/system" 2>&1
+say "$(grep 'our controllers' "$J/system")"
+
+mkdir -p "$J/logs"
+: >"$J/results"
+failed=0
+TAB="$(printf '\t')"
+while IFS="$TAB" read -r name cwd exe; do
+    [ -n "$name" ] || continue
+    say "run $name"
+    start=$(date +%s)
+    # As cargo test runs a test binary: from the package root, with cargo's runtime variables.
+    # shellcheck disable=SC2086
+    (cd "$cwd" && CARGO_MANIFEST_DIR="$cwd" exec timeout -k 10 "${TEST_TIMEOUT:-1800}" "$exe" $ARGS) \
+        >"$J/logs/$name.log" 2>&1 </dev/null
+    rc=$?
+    secs=$(($(date +%s) - start))
+    echo "$name $rc $secs" >>"$J/results"
+    [ "$rc" -eq 0 ] || failed=1
+    say "$name rc=$rc ${secs}s $(grep '^test result:' "$J/logs/$name.log" | tail -n 1)"
+done <"$J/tests"
+
+df -h / >>"$J/system" 2>&1
+echo "$failed" >"$J/exit"
+sync
+say "done"
+exit 0

@@ -86,7 +86,6 @@ NBIN=$(grep -c . "$J/tests" || true)
 # The shares: the checkout, and every directory a test binary or its package lives in that is not
 # under it (a CARGO_TARGET_DIR elsewhere: its root, three levels above target/debug/deps/X).
 {
-    echo "$CHECKOUT"
     cut -f2 "$J/tests"
     cut -f3 "$J/tests" | while read -r exe; do dirname "$(dirname "$(dirname "$exe")")"; done
 } | sort -u | awk 'NR == 1 || index($0, last "/") != 1 { print; last = $0 }' >"$RUN/paths"
@@ -116,18 +115,22 @@ IMG="$("$HERE/build-image.sh")"
 probe_kvm() {
     [ -w /dev/kvm ] || return 1
     local out="$RUN/kvm-probe.log"
-    timeout 30 qemu-system-x86_64 -accel kvm -cpu max -m 512M -nodefaults -nic none -display none \
+    (timeout 15 qemu-system-x86_64 -accel kvm -cpu host -m 512M -nodefaults -nic none -display none \
         -no-reboot -serial "file:$out" -kernel "$IMG/vmlinuz" -append "console=ttyS0 panic=-1" \
-        </dev/null >/dev/null 2>&1 || true
+        </dev/null >/dev/null 2>&1) 2>/dev/null || true
     grep -q "Kernel panic" "$out" 2>/dev/null
 }
 case "${BOCKERFS_VM_ACCEL:-}" in
-    kvm) ACCEL=(-accel kvm -cpu max) ;;
+    kvm) ACCEL=(-accel kvm -cpu host) ;;
     tcg) ACCEL=(-accel tcg,thread=multi -cpu max) ;;
-    "") if probe_kvm; then ACCEL=(-accel kvm -cpu max); else ACCEL=(-accel tcg,thread=multi -cpu max); fi ;;
+    "") if probe_kvm; then ACCEL=(-accel kvm -cpu host); else ACCEL=(-accel tcg,thread=multi -cpu max); fi ;;
     *) log "BOCKERFS_VM_ACCEL: kvm or tcg"; exit 1 ;;
 esac
 log "accelerator: ${ACCEL[1]}; $NBIN test binaries; shares: $(tr '\n' ' ' <"$RUN/paths")"
+
+# BOCKERFS_VM_DEBUG=1: the kernel's and systemd's messages on the console, printed after.
+KQUIET="quiet systemd.show_status=0"
+[ -z "${BOCKERFS_VM_DEBUG:-}" ] || KQUIET="systemd.show_status=1 systemd.log_level=info"
 
 # The root disk: a qcow2 overlay of the cached image, removed after.
 qemu-img create -q -f qcow2 -F qcow2 -b "$IMG/root.qcow2" "$RUN/overlay.qcow2"
@@ -137,7 +140,7 @@ TB=$(date +%s)
 qemu-system-x86_64 "${ACCEL[@]}" -machine q35 -m "${BOCKERFS_VM_MEM:-8G}" -smp "${BOCKERFS_VM_CPUS:-2}" \
     -nodefaults -nic none -display none -no-reboot -serial "file:$RUN/console.log" \
     -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 quiet panic=-1 systemd.show_status=0 bockerfs.run" \
+    -append "root=/dev/vda rw console=ttyS0 panic=-1 bockerfs.run $KQUIET" \
     -drive "file=$RUN/overlay.qcow2,format=qcow2,if=virtio,discard=unmap,cache=unsafe" \
     -device virtio-rng-pci \
     -virtfs "local,path=$J,mount_tag=job,security_model=passthrough" "${VIRTFS[@]}" \
@@ -190,6 +193,7 @@ done
 TE=$(date +%s)
 echo
 echo "== guest suite: $pass of $NBIN binaries passed, $fail failed; tests: $tests_passed passed, $tests_failed failed, $tests_ignored ignored; guest $((TE - TB))s, all $((TE - T0))s"
+[ -z "${BOCKERFS_VM_DEBUG:-}" ] || { echo "== console"; cat "$RUN/console.log"; }
 if [ "$ran" -lt "$NBIN" ] || [ ! -s "$J/exit" ]; then
     echo "== the guest did not finish ($ran of $NBIN binaries ran); its console:"
     tail -n 60 "$RUN/console.log" 2>/dev/null || true

@@ -20,7 +20,8 @@
 # under it, else TCG), BOCKERFS_VM_MEM (8G), BOCKERFS_VM_CPUS (2), BOCKERFS_VM_TIMEOUT (seconds for
 # the whole guest run, 3600), BOCKERFS_VM_TEST_TIMEOUT (per binary, 1800), BOCKERFS_VM_TESTS (a
 # file of "NAME<TAB>CWD<TAB>EXE" lines to run instead of building: binaries built already),
-# RUST_TEST_THREADS and RUST_BACKTRACE are passed on. Needs root (QEMU shares the tree as root).
+# BOCKERFS_VM_LOGS (a directory to keep the failing binaries' whole output in), RUST_TEST_THREADS
+# and RUST_BACKTRACE are passed on. Needs root (QEMU shares the tree as root).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CHECKOUT="$(cd "$HERE/../.." && pwd)"
@@ -117,7 +118,7 @@ probe_kvm() {
     local out="$RUN/kvm-probe.log"
     (timeout 15 qemu-system-x86_64 -accel kvm -cpu host -m 512M -nodefaults -nic none -display none \
         -no-reboot -serial "file:$out" -kernel "$IMG/vmlinuz" -append "console=ttyS0 panic=-1" \
-        </dev/null >/dev/null 2>&1) 2>/dev/null || true
+        </dev/null >/dev/null 2>&1; true) 2>/dev/null
     grep -q "Kernel panic" "$out" 2>/dev/null
 }
 case "${BOCKERFS_VM_ACCEL:-}" in
@@ -185,9 +186,16 @@ for name in "${FAILED[@]}"; do
     echo
     echo "== $name: output (from its failures)"
     if grep -q '^failures:' "$J/logs/$name.log"; then
-        sed -n '/^failures:/,$p' "$J/logs/$name.log" | tail -n 400
+        # Each failed test's first lines (its panic, the start of its backtrace and of the logs the
+        # test prints), then libtest's list of the failures.
+        sed -n '/^failures:/,$p' "$J/logs/$name.log" |
+            awk '/^---- / { n = 0 } /^failures:$/ { list++ } list > 1 || n++ < 60 { print }' | cut -c1-400
     else
-        tail -n 200 "$J/logs/$name.log"
+        tail -n 200 "$J/logs/$name.log" | cut -c1-400
+    fi
+    if [ -n "${BOCKERFS_VM_LOGS:-}" ]; then
+        mkdir -p "$BOCKERFS_VM_LOGS" && cp "$J/logs/$name.log" "$BOCKERFS_VM_LOGS/"
+        echo "(all of it: $BOCKERFS_VM_LOGS/$name.log)"
     fi
 done
 TE=$(date +%s)

@@ -59,6 +59,9 @@ pub enum RegistryError {
     Push { reference: String, source: OciDistributionError },
     #[error("cannot read the image to push: {0}")]
     PushSource(io::Error),
+    /// The HTTP client can't be made: no CA certificate on the system (install ca-certificates), say.
+    #[error("cannot make the registry client: {0}")]
+    Client(OciDistributionError),
 }
 
 impl RegistryError {
@@ -82,6 +85,7 @@ impl RegistryError {
             },
             RegistryError::Store(e) => e.errno(),
             RegistryError::PushSource(e) => io_errno(e),
+            RegistryError::Client(_) => libc::EIO,
         }
     }
 }
@@ -248,12 +252,14 @@ impl Registry {
         Ok(Registry { runtime, insecure, progress: Progress::default() })
     }
 
-    fn client(&self, registry: &str) -> oci_client::Client {
+    /// A client for `registry`; an error rather than reqwest's panic where TLS can't be set up (a
+    /// system without CA certificates).
+    fn client(&self, registry: &str) -> Result<oci_client::Client, RegistryError> {
         let mut config = oci_client::client::ClientConfig::default();
         if reference::is_loopback(registry) || self.insecure.iter().any(|r| r == registry) {
             config.protocol = oci_client::client::ClientProtocol::HttpsExcept(vec![registry.to_string()]);
         }
-        oci_client::Client::new(config)
+        oci_client::Client::try_from(config).map_err(RegistryError::Client)
     }
 
     /// Pulls `spec` into `store`; `known` says whether an image id exists already (then nothing is
@@ -265,7 +271,7 @@ impl Registry {
         known: &dyn Fn(&str) -> bool,
     ) -> Result<Pulled, RegistryError> {
         let registry = spec.reference.resolve_registry().to_string();
-        let client = self.client(&registry);
+        let client = self.client(&registry)?;
         let auth = auth::lookup(&registry);
         let id = self.progress.begin(&spec.source);
         let result = self.runtime.block_on(pull::pull(&client, &auth, spec, store, &self.progress, id, known));
@@ -276,7 +282,7 @@ impl Registry {
     /// Pushes a local image to `spec.reference`; returns the manifest digest.
     pub fn push(&self, spec: &PushSpec, source: &PushSource) -> Result<String, RegistryError> {
         let registry = spec.reference.resolve_registry().to_string();
-        let client = self.client(&registry);
+        let client = self.client(&registry)?;
         let auth = auth::lookup(&registry);
         self.runtime.block_on(push::push(&client, &auth, spec, source))
     }

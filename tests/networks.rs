@@ -149,10 +149,28 @@ fn two_networks_resolve_and_reach_only_their_own() {
     }
 
     web(&b, &img, "web", "front", "front-web", "www\n");
-    web(&b, &img, "db", "back", "back-db", "");
+    // db publishes a port: reached from the host and, through its own gateway, from another network.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    b.configure("db", &img, "sh -c 'mkdir -p /pub && echo back-db > /pub/index.html && exec httpd -f -p 80 -h /pub'");
+    b.write("containers/db/networks", "back").expect("networks");
+    b.write("containers/db/ports", &format!("{port}:80")).expect("ports");
+    b.write("containers/db/ctl", "start").expect("start");
+    b.wait_status("db", "running");
     let (web_ip, db_ip) = (ips_of(&b, "web")[0], ips_of(&b, "db")[0]);
     let gateway = b.read("networks/front/gateway");
     assert!(gateway.trim().parse::<Ipv4Addr>().is_ok(), "{gateway}");
+    // The host reaches every network: a container's own address, and a published port on loopback.
+    let get = |addr: String| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5)).expect(&addr);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
+    };
+    assert!(get(format!("{web_ip}:80")).ends_with("front-web\n"));
+    assert!(get(format!("127.0.0.1:{port}")).ends_with("back-db\n"));
 
     // On front: web by name, address and alias; db neither by name nor by address; a name the networks
     // don't own through the upstream.
@@ -163,7 +181,9 @@ fn two_networks_resolve_and_reach_only_their_own() {
         "front",
         &format!(
             "{FETCH}; {RESOLVE}; cat /etc/resolv.conf; resolve web; resolve db; resolve upstream.test; \
-             fetch http://web/; fetch http://{web_ip}/; fetch http://db/; fetch http://{db_ip}/"
+             fetch http://web/; fetch http://{web_ip}/; fetch http://db/; fetch http://{db_ip}/; \
+             fetch http://{gw}:{port}/",
+            gw = gateway.trim()
         ),
     );
     assert!(out.contains(&format!("nameserver {}", gateway.trim())), "{out}");
@@ -174,7 +194,7 @@ fn two_networks_resolve_and_reach_only_their_own() {
     assert!(out.contains("failed http://db/\n"), "{out}");
     assert!(out.contains(&format!("failed http://{db_ip}/\n")), "no forward between networks: {out}");
     assert!(upstream.seen().iter().any(|n| n == "upstream.test"), "{:?}", upstream.seen());
-    assert!(!out.contains("back-db"), "{out}");
+    assert_eq!(out.matches("back-db\n").count(), 1, "only through db's published port on front's gateway: {out}");
 
     // On both: an interface on each, in order, and both servers by name (the alias too).
     let out = client(

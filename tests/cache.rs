@@ -279,7 +279,8 @@ fn an_open_file_keeps_the_value_it_opened_with_and_the_next_open_sees_the_change
 
 #[test]
 fn object_names_are_cached_where_the_kernel_can_be_told_to_forget_them() {
-    let b = Bocker::start("cache-names");
+    // fuser's debug lines: a line per request.
+    let b = Bocker::start_with_env("cache-names", &[("RUST_LOG", "debug")]);
     let img = b.import("");
     b.configure("named-once", &img, "true");
     b.write("images/tag", &format!("{img} cached/probe:1")).unwrap();

@@ -107,7 +107,9 @@ impl Bocker {
             .arg(&self.bridge)
             .arg("--subnet")
             .arg(format!("{}.0/24", self.subnet_prefix))
-            .env("RUST_LOG", "debug")
+            // The daemon's own debug lines; fuser's (a line per FUSE request) only where a test counts
+            // requests: formatting them cost the suite minutes under emulation (the VM guest).
+            .env("RUST_LOG", "debug,fuser=info")
             // Registries other than the tests' own on loopback (plain HTTP) are reached over HTTPS: through a
             // proxy that refuses at once, so a run of a name no test pushed (`containers/run nope`, which
             // pulls it) fails at once with ECONNREFUSED, on a machine with Docker Hub in reach or without.
@@ -414,8 +416,8 @@ fn remove_network(bridge: &str) {
     }
 }
 
-/// The cgroup hierarchies of this machine the daemon makes groups in (a v1 controller each, the freezer's
-/// among them, the cgroup2 mount, or both).
+/// The cgroup hierarchies of this machine the daemon makes groups in (a v1 controller each, the freezer's,
+/// blkio's and cpuset's among them, the cgroup2 mount, or both).
 pub fn cgroup_roots() -> Vec<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut roots: Vec<PathBuf> = mountinfo
@@ -426,7 +428,9 @@ pub fn cgroup_roots() -> Vec<PathBuf> {
             let opts = right.split(' ').nth(2).unwrap_or("");
             let wanted = fstype == "cgroup2"
                 || (fstype == "cgroup"
-                    && opts.split(',').any(|o| ["cpu", "cpuacct", "memory", "pids", "freezer"].contains(&o)));
+                    && opts
+                        .split(',')
+                        .any(|o| ["cpu", "cpuacct", "memory", "pids", "freezer", "blkio", "cpuset"].contains(&o)));
             left.split(" ").nth(4).filter(|_| wanted).map(PathBuf::from)
         })
         .collect();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use bockerfs::cgroups::{Limit, Limits};
+use bockerfs::cgroups::{Limit, LimitKind, Limits, Max};
 use bockerfs::cli::{BuildOptions, Cli, DetachKeys, EventsOptions, ExecOptions, LogsOptions, RunOptions};
 use bockerfs::daemon::{self, DaemonOptions};
 
@@ -38,14 +38,23 @@ enum Command {
         #[arg(long, env = "BOCKER_CGROUP_PARENT", default_value = "bocker")]
         cgroup_parent: String,
         /// Default cpu.weight of a container (bocker's cpu share 512 is weight 50).
-        #[arg(long, default_value = "50", value_parser = |s: &str| limit("cpu.weight", s))]
-        default_cpu_weight: Limit,
+        #[arg(long, default_value = "50", value_parser = |s: &str| match limit(LimitKind::CpuWeight, s)? {
+            Limit::CpuWeight(w) => Ok::<u64, String>(w),
+            _ => Err("a weight".to_string()),
+        })]
+        default_cpu_weight: u64,
         /// Default memory.max of a container (bocker's 512 MB).
-        #[arg(long, default_value = "512M", value_parser = |s: &str| limit("memory.max", s))]
-        default_memory_max: Limit,
+        #[arg(long, default_value = "512M", value_parser = |s: &str| match limit(LimitKind::MemoryMax, s)? {
+            Limit::MemoryMax(m) => Ok::<Max, String>(m),
+            _ => Err("bytes".to_string()),
+        })]
+        default_memory_max: Max,
         /// Default pids.max of a container (Podman's 2048), so a fork bomb can't take the host.
-        #[arg(long, default_value = "2048", value_parser = |s: &str| limit("pids.max", s))]
-        default_pids_max: Limit,
+        #[arg(long, default_value = "2048", value_parser = |s: &str| match limit(LimitKind::PidsMax, s)? {
+            Limit::PidsMax(m) => Ok::<Max, String>(m),
+            _ => Err("a number".to_string()),
+        })]
+        default_pids_max: Max,
         /// Size at which a container's (or an exec's) log begins a new segment (K, M, G; at least 4K), as
         /// Docker's `local` driver's max-size.
         #[arg(long, env = "BOCKER_LOG_MAX_SIZE", default_value = "20M", value_parser = parse_log_size)]
@@ -262,8 +271,8 @@ fn group(s: &str) -> Result<daemon::Group, String> {
     }
 }
 
-fn limit(file: &'static str, s: &str) -> Result<Limit, String> {
-    bockerfs::cgroups::parse_limit(file, s).map_err(|e| e.to_string())
+fn limit(kind: LimitKind, s: &str) -> Result<Limit, String> {
+    bockerfs::cgroups::parse_limit(kind, s).map_err(|e| e.to_string())
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -335,7 +344,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
         } => {
             init_logging();
             let mut default_limits = Limits::default();
-            for l in [default_cpu_weight, default_memory_max, default_pids_max] {
+            for l in [
+                Limit::CpuWeight(default_cpu_weight),
+                Limit::MemoryMax(default_memory_max),
+                Limit::PidsMax(default_pids_max),
+            ] {
                 default_limits.put(l);
             }
             let opts = DaemonOptions {

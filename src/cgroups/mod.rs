@@ -3,18 +3,26 @@
 //!
 //! Each container gets a group `ctr-NAME` under the daemon's parent (`bocker`) in each hierarchy: the prefix
 //! keeps a container named `cgroup.procs`, `tasks` or `memory.max` from meaning one of cgroupfs's own files.
-//! Limits use cgroup v2's names and units (`cpu.weight`, `cpu.max`, `memory.max`, `pids.max`); on v1 they
-//! are translated (`cpu.shares`, `cpu.cfs_quota_us`/`cpu.cfs_period_us`, `memory.limit_in_bytes`,
-//! `pids.max`). Stats come back in v2's terms too. The freezer (`pause`) is in `freezer`.
+//! Limits use cgroup v2's names and units (`cpu.weight`, `memory.max`, `io.max`, ...) and are written in
+//! `apply`, translated for v1 where v1 has a file for them; stats (`stats`) come back in v2's terms too. The
+//! freezer (`pause`) is in `freezer`.
 
+mod apply;
 mod freezer;
 mod limits;
+mod stats;
+mod values;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 pub use freezer::FreezeError;
-pub use limits::{parse_limit, shares_to_weight, weight_to_shares, CpuMax, Limit, LimitError, Limits, Max};
+pub use limits::{
+    blkio_weight_to_io_weight, io_weight_to_blkio_weight, parse_limit, shares_to_weight, weight_to_shares, CpuMax,
+    Limit, LimitError, LimitKind, Limits, Max,
+};
+pub use stats::{StatFile, Stats};
+pub use values::{CpuList, IoDevice, IoMax};
 
 /// Why a cgroup operation failed; one variant per step.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +35,15 @@ pub enum CgroupError {
     Write { file: PathBuf, source: io::Error },
     #[error("cannot remove cgroup {path}: {source}")]
     Remove { path: PathBuf, source: io::Error },
+    /// The host's cgroups have no file for it (ENOTSUP).
+    #[error("{file}: {why}")]
+    Unsupported { file: &'static str, why: String },
+    /// A device `io.max` names is not a whole disk of this host (ENODEV).
+    #[error("io.max: {why}")]
+    NoDevice { why: String },
+    /// A CPU or memory node the host doesn't have (EINVAL).
+    #[error("{file}: {why}")]
+    Outside { file: &'static str, why: String },
 }
 
 impl CgroupError {
@@ -36,6 +53,9 @@ impl CgroupError {
             | CgroupError::Enable { source, .. }
             | CgroupError::Write { source, .. }
             | CgroupError::Remove { source, .. } => source,
+            CgroupError::Unsupported { .. } => return libc::ENOTSUP,
+            CgroupError::NoDevice { .. } => return libc::ENODEV,
+            CgroupError::Outside { .. } => return libc::EINVAL,
         };
         match source.raw_os_error() {
             // The kernel refuses a limit below current use (memory.max on v1) with EBUSY; out of range EINVAL.
@@ -57,6 +77,8 @@ pub enum Layout {
         memory: Option<PathBuf>,
         pids: Option<PathBuf>,
         freezer: Option<PathBuf>,
+        blkio: Option<PathBuf>,
+        cpuset: Option<PathBuf>,
         unified: Option<PathBuf>,
     },
 }
@@ -66,6 +88,7 @@ impl Layout {
     pub fn from_mountinfo(mountinfo: &str) -> Option<Layout> {
         let mut v2: Option<PathBuf> = None;
         let (mut cpu, mut cpuacct, mut memory, mut pids, mut freezer) = (None, None, None, None, None);
+        let (mut blkio, mut cpuset) = (None, None);
         for line in mountinfo.lines() {
             // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
             let Some((left, right)) = line.split_once(" - ") else { continue };
@@ -83,6 +106,8 @@ impl Layout {
                             "memory" => &mut memory,
                             "pids" => &mut pids,
                             "freezer" => &mut freezer,
+                            "blkio" => &mut blkio,
+                            "cpuset" => &mut cpuset,
                             _ => continue,
                         };
                         slot.get_or_insert_with(|| PathBuf::from(mountpoint));
@@ -94,7 +119,7 @@ impl Layout {
         if cpu.is_none() && memory.is_none() && pids.is_none() {
             return v2.map(|root| Layout::V2 { root });
         }
-        Some(Layout::V1 { cpu, cpuacct, memory, pids, freezer, unified: v2 })
+        Some(Layout::V1 { cpu, cpuacct, memory, pids, freezer, blkio, cpuset, unified: v2 })
     }
 
     /// This host's layout.
@@ -119,16 +144,6 @@ pub struct Cgroups {
     parent: PathBuf,
 }
 
-/// The live numbers of a container's group, in cgroup v2's terms.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Stats {
-    pub memory_current: Option<u64>,
-    pub memory_peak: Option<u64>,
-    pub cpu_usage_usec: Option<u64>,
-    pub pids_current: Option<u64>,
-    pub oom_kill: Option<u64>,
-}
-
 /// The group of container `name`: never the name of a cgroupfs interface file, whatever the container's name.
 pub fn group_name(name: &str) -> String {
     format!("ctr-{name}")
@@ -148,6 +163,16 @@ fn write(file: PathBuf, value: &str) -> Result<(), CgroupError> {
     std::fs::write(&file, value).map_err(|source| CgroupError::Write { file, source })
 }
 
+/// Gives the v1 cpuset group `dir` its parent's `file` (`cpuset.cpus`, `cpuset.mems`) if it has none.
+fn inherit_cpuset(dir: &Path, file: &str) -> Result<(), CgroupError> {
+    let own = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+    if !own.trim().is_empty() {
+        return Ok(());
+    }
+    let parent = dir.parent().map(|p| std::fs::read_to_string(p.join(file)).unwrap_or_default()).unwrap_or_default();
+    write(dir.join(file), parent.trim())
+}
+
 impl Cgroups {
     /// `parent` is relative to each hierarchy's root (`bocker`, or `bocker/something`).
     pub fn new(layout: Layout, parent: &str) -> Cgroups {
@@ -162,10 +187,10 @@ impl Cgroups {
     fn roots(&self) -> Vec<&Path> {
         match &self.layout {
             Layout::V2 { root } => vec![root],
-            Layout::V1 { cpu, cpuacct, memory, pids, freezer, unified } => {
+            Layout::V1 { cpu, cpuacct, memory, pids, freezer, blkio, cpuset, unified } => {
                 // Controllers mounted together (cpu,cpuacct) share one hierarchy: each once.
                 let mut v: Vec<&Path> = Vec::new();
-                for root in [cpu, cpuacct, memory, pids, freezer, unified].into_iter().flatten() {
+                for root in [cpu, cpuacct, memory, pids, freezer, blkio, cpuset, unified].into_iter().flatten() {
                     if !v.contains(&root.as_path()) {
                         v.push(root);
                     }
@@ -197,8 +222,34 @@ impl Cgroups {
 
     /// Makes the group of container `name` in every hierarchy (idempotent) and applies `limits`.
     pub fn create(&self, name: &str, limits: &Limits) -> Result<(), CgroupError> {
+        self.make_parents()?;
+        for root in self.roots() {
+            let group = self.group(root, name);
+            std::fs::create_dir_all(&group).map_err(|source| CgroupError::Create { path: group.clone(), source })?;
+        }
+        if let Layout::V1 { cpuset: Some(root), .. } = &self.layout {
+            // A v1 cpuset group starts with no CPUs and no memory nodes, and takes no process until it has
+            // some: each level down to the container's takes its parent's.
+            let mut dirs = Vec::new();
+            let mut dir = root.clone();
+            for part in self.parent.components() {
+                dir.push(part);
+                dirs.push(dir.clone());
+            }
+            dirs.push(self.group(root, name));
+            for dir in dirs {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    inherit_cpuset(&dir, file)?;
+                }
+            }
+        }
+        self.apply(name, limits)
+    }
+
+    /// Makes the daemon's parent groups (idempotent); on v2, each level down to the parent hands the
+    /// controllers to its children.
+    fn make_parents(&self) -> Result<(), CgroupError> {
         if let Layout::V2 { root } = &self.layout {
-            // Each level down to the parent must hand the controllers to its children.
             let mut dir = root.clone();
             enable_controllers(&dir)?;
             for part in self.parent.components() {
@@ -206,98 +257,20 @@ impl Cgroups {
                 mkdir(&dir)?;
                 enable_controllers(&dir)?;
             }
+            return Ok(());
         }
         for root in self.roots() {
-            let group = self.group(root, name);
-            std::fs::create_dir_all(&group).map_err(|source| CgroupError::Create { path: group.clone(), source })?;
-        }
-        self.apply(name, limits)
-    }
-
-    /// Writes each limit that is set to the kernel.
-    pub fn apply(&self, name: &str, limits: &Limits) -> Result<(), CgroupError> {
-        for limit in limits.set() {
-            self.apply_one(name, &limit)?;
+            let dir = root.join(&self.parent);
+            std::fs::create_dir_all(&dir).map_err(|source| CgroupError::Create { path: dir.clone(), source })?;
         }
         Ok(())
     }
 
-    /// Writes one limit to the kernel, translated for v1.
-    pub fn apply_one(&self, name: &str, limit: &Limit) -> Result<(), CgroupError> {
-        match (&self.layout, limit) {
-            (Layout::V2 { root }, l) => write(self.group(root, name).join(l.file_name()), &l.v2_value()),
-            (Layout::V1 { cpu: Some(cpu), .. }, Limit::CpuWeight(w)) => {
-                write(self.group(cpu, name).join("cpu.shares"), &limits::weight_to_shares(*w).to_string())
-            }
-            (Layout::V1 { cpu: Some(cpu), .. }, Limit::CpuMax(m)) => {
-                let g = self.group(cpu, name);
-                write(g.join("cpu.cfs_period_us"), &m.period.to_string())?;
-                write(g.join("cpu.cfs_quota_us"), &m.quota.map_or("-1".to_string(), |q| q.to_string()))
-            }
-            (Layout::V1 { memory: Some(mem), .. }, Limit::MemoryMax(m)) => write(
-                self.group(mem, name).join("memory.limit_in_bytes"),
-                &m.0.map_or("-1".to_string(), |b| b.to_string()),
-            ),
-            (Layout::V1 { pids: Some(pids), .. }, Limit::PidsMax(m)) => {
-                write(self.group(pids, name).join("pids.max"), &m.0.map_or("max".to_string(), |n| n.to_string()))
-            }
-            // The host lacks that controller: nothing to write it to.
-            (Layout::V1 { .. }, _) => Ok(()),
-        }
-    }
-
-    /// What the kernel has for `limit`'s kind in the group of `name`, in v2's syntax.
-    pub fn read_limit(&self, name: &str, kind: &Limit) -> Option<String> {
-        match (&self.layout, kind) {
-            (Layout::V2 { root }, l) => {
-                std::fs::read_to_string(self.group(root, name).join(l.file_name())).ok().map(|s| s.trim().to_string())
-            }
-            (Layout::V1 { cpu: Some(cpu), .. }, Limit::CpuWeight(_)) => {
-                read_u64(&self.group(cpu, name).join("cpu.shares")).map(|s| limits::shares_to_weight(s).to_string())
-            }
-            (Layout::V1 { cpu: Some(cpu), .. }, Limit::CpuMax(_)) => {
-                let g = self.group(cpu, name);
-                let period = read_u64(&g.join("cpu.cfs_period_us"))?;
-                let quota = std::fs::read_to_string(g.join("cpu.cfs_quota_us")).ok()?;
-                let quota = quota.trim();
-                Some(if quota.starts_with('-') { format!("max {period}") } else { format!("{quota} {period}") })
-            }
-            (Layout::V1 { memory: Some(mem), .. }, Limit::MemoryMax(_)) => {
-                let bytes = read_u64(&self.group(mem, name).join("memory.limit_in_bytes"))?;
-                // v1 reports "no limit" as the largest page-aligned value.
-                Some(if bytes >= 1 << 62 { "max".into() } else { bytes.to_string() })
-            }
-            (Layout::V1 { pids: Some(pids), .. }, Limit::PidsMax(_)) => {
-                std::fs::read_to_string(self.group(pids, name).join("pids.max")).ok().map(|s| s.trim().to_string())
-            }
-            (Layout::V1 { .. }, _) => None,
-        }
-    }
-
-    /// The live numbers of the group of `name`.
-    pub fn stats(&self, name: &str) -> Stats {
-        match &self.layout {
-            Layout::V2 { root } => {
-                let g = self.group(root, name);
-                Stats {
-                    memory_current: read_u64(&g.join("memory.current")),
-                    memory_peak: read_u64(&g.join("memory.peak")),
-                    cpu_usage_usec: keyed(&g.join("cpu.stat"), "usage_usec"),
-                    pids_current: read_u64(&g.join("pids.current")),
-                    oom_kill: keyed(&g.join("memory.events"), "oom_kill"),
-                }
-            }
-            Layout::V1 { cpuacct, memory, pids, .. } => {
-                let at = |root: &Option<PathBuf>, file: &str| root.as_ref().map(|r| self.group(r, name).join(file));
-                Stats {
-                    memory_current: at(memory, "memory.usage_in_bytes").and_then(|p| read_u64(&p)),
-                    memory_peak: at(memory, "memory.max_usage_in_bytes").and_then(|p| read_u64(&p)),
-                    cpu_usage_usec: at(cpuacct, "cpuacct.usage").and_then(|p| read_u64(&p)).map(|ns| ns / 1000),
-                    pids_current: at(pids, "pids.current").and_then(|p| read_u64(&p)),
-                    oom_kill: at(memory, "memory.oom_control").and_then(|p| keyed(&p, "oom_kill")),
-                }
-            }
-        }
+    /// The daemon's parent group in the hierarchy at `root`, made if it is not there: a non-root group,
+    /// with the files a container's group will have.
+    fn parent_group(&self, root: &Path) -> Result<PathBuf, CgroupError> {
+        self.make_parents()?;
+        Ok(root.join(&self.parent))
     }
 
     /// Removes the group of `name` from every hierarchy; its processes must have ended.
@@ -340,11 +313,14 @@ fn mkdir(dir: &Path) -> Result<(), CgroupError> {
     }
 }
 
-/// Lets the children of the v2 group `dir` use the cpu, memory and pids controllers it has.
+/// The v2 controllers a container's group gets, where the host has them.
+const CONTROLLERS: [&str; 5] = ["cpuset", "cpu", "io", "memory", "pids"];
+
+/// Lets the children of the v2 group `dir` use the controllers of [`CONTROLLERS`] it has.
 fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
-    let wanted: Vec<String> = ["cpu", "memory", "pids"]
+    let wanted: Vec<String> = CONTROLLERS
         .iter()
         .filter(|c| available.split_whitespace().any(|a| a == **c) && !enabled.split_whitespace().any(|e| e == **c))
         .map(|c| format!("+{c}"))

@@ -3,31 +3,32 @@
 
 use super::*;
 
+fn parse_file(file: &str, text: &str) -> Result<Limit, LimitError> {
+    parse_limit(LimitKind::from_file(file).unwrap(), text)
+}
+
 #[test]
 fn limit_values() {
-    assert_eq!(parse_limit("cpu.weight", "100\n"), Ok(Limit::CpuWeight(100)));
-    assert!(matches!(parse_limit("cpu.weight", "0"), Err(LimitError::Range { .. })));
-    assert!(matches!(parse_limit("cpu.weight", "10001"), Err(LimitError::Range { .. })));
-    assert!(matches!(parse_limit("cpu.weight", "max"), Err(LimitError::Syntax { .. })));
-    assert_eq!(
-        parse_limit("cpu.max", "50000 100000"),
-        Ok(Limit::CpuMax(CpuMax { quota: Some(50000), period: 100000 }))
-    );
-    assert_eq!(parse_limit("cpu.max", "max"), Ok(Limit::CpuMax(CpuMax { quota: None, period: 100000 })));
-    assert_eq!(parse_limit("cpu.max", "20000"), Ok(Limit::CpuMax(CpuMax { quota: Some(20000), period: 100000 })));
-    assert!(matches!(parse_limit("cpu.max", "5 100000"), Err(LimitError::Range { .. })));
-    assert!(matches!(parse_limit("cpu.max", "1000 10"), Err(LimitError::Range { .. })));
-    assert!(matches!(parse_limit("cpu.max", "half"), Err(LimitError::Syntax { .. })));
-    assert_eq!(parse_limit("memory.max", "512M"), Ok(Limit::MemoryMax(Max(Some(512 << 20)))));
-    assert_eq!(parse_limit("memory.max", "1G"), Ok(Limit::MemoryMax(Max(Some(1 << 30)))));
-    assert_eq!(parse_limit("memory.max", "max"), Ok(Limit::MemoryMax(Max(None))));
-    assert!(matches!(parse_limit("memory.max", "10K"), Err(LimitError::Range { .. })));
-    assert!(matches!(parse_limit("memory.max", "-1"), Err(LimitError::Syntax { .. })));
-    assert!(matches!(parse_limit("memory.max", "12Q"), Err(LimitError::Syntax { .. })));
-    assert!(matches!(parse_limit("memory.max", "99999999999999G"), Err(LimitError::Syntax { .. })));
-    assert_eq!(parse_limit("pids.max", "64"), Ok(Limit::PidsMax(Max(Some(64)))));
-    assert_eq!(parse_limit("pids.max", "max"), Ok(Limit::PidsMax(Max(None))));
-    assert!(matches!(parse_limit("pids.max", "0"), Err(LimitError::Range { .. })));
+    assert_eq!(parse_file("cpu.weight", "100\n"), Ok(Limit::CpuWeight(100)));
+    assert!(matches!(parse_file("cpu.weight", "0"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_file("cpu.weight", "10001"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_file("cpu.weight", "max"), Err(LimitError::Syntax { .. })));
+    assert_eq!(parse_file("cpu.max", "50000 100000"), Ok(Limit::CpuMax(CpuMax { quota: Some(50000), period: 100000 })));
+    assert_eq!(parse_file("cpu.max", "max"), Ok(Limit::CpuMax(CpuMax { quota: None, period: 100000 })));
+    assert_eq!(parse_file("cpu.max", "20000"), Ok(Limit::CpuMax(CpuMax { quota: Some(20000), period: 100000 })));
+    assert!(matches!(parse_file("cpu.max", "5 100000"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_file("cpu.max", "1000 10"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_file("cpu.max", "half"), Err(LimitError::Syntax { .. })));
+    assert_eq!(parse_file("memory.max", "512M"), Ok(Limit::MemoryMax(Max(Some(512 << 20)))));
+    assert_eq!(parse_file("memory.max", "1G"), Ok(Limit::MemoryMax(Max(Some(1 << 30)))));
+    assert_eq!(parse_file("memory.max", "max"), Ok(Limit::MemoryMax(Max(None))));
+    assert!(matches!(parse_file("memory.max", "10K"), Err(LimitError::Range { .. })));
+    assert!(matches!(parse_file("memory.max", "-1"), Err(LimitError::Syntax { .. })));
+    assert!(matches!(parse_file("memory.max", "12Q"), Err(LimitError::Syntax { .. })));
+    assert!(matches!(parse_file("memory.max", "99999999999999G"), Err(LimitError::Syntax { .. })));
+    assert_eq!(parse_file("pids.max", "64"), Ok(Limit::PidsMax(Max(Some(64)))));
+    assert_eq!(parse_file("pids.max", "max"), Ok(Limit::PidsMax(Max(None))));
+    assert!(matches!(parse_file("pids.max", "0"), Err(LimitError::Range { .. })));
 }
 
 #[test]
@@ -82,6 +83,7 @@ fn the_v2_layout_on_a_fake_tree() {
         cpu_max: Some(CpuMax { quota: Some(20000), period: 100000 }),
         memory_max: Some(Max(Some(512 << 20))),
         pids_max: Some(Max(None)),
+        ..Limits::default()
     };
     // The kernel gives each new group its controllers file; stand in for it once the parents exist.
     std::fs::create_dir_all(root.join("bocker/daemon1")).unwrap();
@@ -89,7 +91,7 @@ fn the_v2_layout_on_a_fake_tree() {
     std::fs::write(root.join("bocker/daemon1/cgroup.controllers"), "cpu memory pids\n").unwrap();
     cg.create("web", &limits).unwrap();
     // Controllers enabled at every level down to the parent, only those not yet enabled at the root.
-    assert_eq!(std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(), "+cpu +pids");
+    assert_eq!(std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(), "+cpuset +cpu +io +pids");
     assert_eq!(std::fs::read_to_string(root.join("bocker/cgroup.subtree_control")).unwrap(), "+cpu +memory +pids");
     assert_eq!(
         std::fs::read_to_string(root.join("bocker/daemon1/cgroup.subtree_control")).unwrap(),
@@ -101,7 +103,7 @@ fn the_v2_layout_on_a_fake_tree() {
     assert_eq!(std::fs::read_to_string(g.join("memory.max")).unwrap(), (512u64 << 20).to_string());
     assert_eq!(std::fs::read_to_string(g.join("pids.max")).unwrap(), "max");
     assert_eq!(cg.procs_files("web"), vec![g.join("cgroup.procs")]);
-    assert_eq!(cg.read_limit("web", &Limit::CpuWeight(0)).as_deref(), Some("50"));
+    assert_eq!(cg.read_limit("web", LimitKind::CpuWeight).as_deref(), Some("50"));
     // Stats in v2's files.
     std::fs::write(g.join("memory.current"), "4096\n").unwrap();
     std::fs::write(g.join("memory.peak"), "8192\n").unwrap();
@@ -137,6 +139,7 @@ fn limits_of_max_survive_the_record() {
         cpu_max: Some(CpuMax { quota: None, period: 100000 }),
         memory_max: Some(Max(None)),
         pids_max: Some(Max(None)),
+        ..Limits::default()
     };
     let json = serde_json::to_string(&written).unwrap();
     assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), written, "{json}");
@@ -227,8 +230,16 @@ fn a_freeze_without_a_group_or_a_freezer_says_why() {
     assert!(matches!(e, FreezeError::NoGroup { .. }) && e.errno() == libc::EOPNOTSUPP, "{e}");
     assert!(e.to_string().contains("restart it"), "{e}");
     assert_eq!(cg.freeze_requested("old"), None);
-    let bare =
-        Layout::V1 { cpu: Some(root.0.clone()), cpuacct: None, memory: None, pids: None, freezer: None, unified: None };
+    let bare = Layout::V1 {
+        cpu: Some(root.0.clone()),
+        cpuacct: None,
+        memory: None,
+        pids: None,
+        freezer: None,
+        blkio: None,
+        cpuset: None,
+        unified: None,
+    };
     let e = Cgroups::new(bare, "bocker").thaw("old").unwrap_err();
     assert!(matches!(e, FreezeError::NoFreezer) && e.errno() == libc::EOPNOTSUPP, "{e}");
 }
@@ -243,6 +254,8 @@ fn a_hybrid_host_freezes_with_its_v1_freezer_and_makes_the_group_there() {
         memory: Some(memory.clone()),
         pids: None,
         freezer: Some(freezer.clone()),
+        blkio: None,
+        cpuset: None,
         unified: Some(unified.clone()),
     };
     let cg = Cgroups::new(layout, "bocker");
@@ -269,10 +282,123 @@ fn a_hybrid_host_freezes_with_its_v1_freezer_and_makes_the_group_there() {
         memory: Some(memory),
         pids: None,
         freezer: None,
+        blkio: None,
+        cpuset: None,
         unified: Some(unified.clone()),
     };
     let ug = unified.join("bocker/ctr-web");
     std::fs::write(ug.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
     Cgroups::new(no_v1, "bocker").freeze("web", std::time::Duration::from_secs(1)).unwrap();
     assert_eq!(std::fs::read_to_string(ug.join("cgroup.freeze")).unwrap(), "1");
+}
+
+#[test]
+fn the_v2_files_of_the_newer_limits_on_a_fake_tree() {
+    let root = FakeRoot::new("v2-more");
+    fake_v2(&root.0);
+    let cg = Cgroups::new(Layout::V2 { root: root.0.clone() }, "bocker");
+    std::fs::create_dir_all(root.0.join("bocker")).unwrap();
+    std::fs::write(root.0.join("bocker/cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+    // The kernel's files of a group with swap accounting and iocost.
+    let g = root.0.join("bocker/ctr-web");
+    std::fs::create_dir_all(&g).unwrap();
+    for f in ["memory.swap.max", "io.weight", "io.max"] {
+        std::fs::write(g.join(f), "").unwrap();
+    }
+    let limits = Limits {
+        memory_max: Some(Max(Some(64 << 20))),
+        memory_high: Some(Max(Some(48 << 20))),
+        io_weight: Some(300),
+        cpuset_cpus: Some(CpuList::parse("0").unwrap()),
+        ..Limits::default()
+    };
+    cg.create("web", &limits).unwrap();
+    let read = |f: &str| std::fs::read_to_string(g.join(f)).unwrap();
+    assert_eq!(read("memory.swap.max"), (64u64 << 20).to_string(), "Docker's default: as much swap as memory");
+    assert_eq!(read("memory.high"), (48u64 << 20).to_string());
+    assert_eq!(read("io.weight"), "default 300");
+    assert_eq!(read("cpuset.cpus"), "0\n");
+    std::fs::write(g.join("io.weight"), "default 300\n8:0 50\n").unwrap();
+    assert_eq!(cg.read_limit("web", LimitKind::IoWeight).as_deref(), Some("300"));
+    // A swap limit written stays when memory.max changes; one not written follows it.
+    let mut all = limits.clone();
+    all.put(Limit::MemoryMax(Max(Some(128 << 20))));
+    cg.apply_one("web", &Limit::MemoryMax(Max(Some(128 << 20))), &all).unwrap();
+    assert_eq!(read("memory.swap.max"), (128u64 << 20).to_string());
+    all.put(Limit::MemorySwapMax(Max(Some(0))));
+    cg.apply_one("web", &Limit::MemorySwapMax(Max(Some(0))), &all).unwrap();
+    cg.apply_one("web", &Limit::MemoryMax(Max(Some(256 << 20))), &all).unwrap();
+    assert_eq!(read("memory.swap.max"), "0");
+    // io.max: a device the new value leaves out is set to max first (each write is a line).
+    std::fs::write(g.join("io.max"), "7:1 rbps=10 wbps=max riops=max wiops=max\n").unwrap();
+    let m = values::parse_io_max("8:0 wbps=1M").unwrap();
+    cg.apply_one("web", &Limit::IoMax(m), &all).unwrap();
+    assert_eq!(read("io.max"), "8:0 rbps=max wbps=1048576 riops=max wiops=max", "the last line written");
+    // Stat files: the kernel's text; pressure missing is ENOTSUP; no group, nothing.
+    std::fs::write(g.join("cpu.stat"), "usage_usec 5\n").unwrap();
+    assert_eq!(cg.stat_file("web", StatFile::CpuStat).unwrap().as_deref(), Some("usage_usec 5\n"));
+    let e = cg.stat_file("web", StatFile::CpuPressure).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOTSUP, "{e}");
+    assert_eq!(cg.stat_file("nobody", StatFile::CpuPressure).unwrap(), None);
+    // A controller the host's root lacks is refused before anything is recorded.
+    std::fs::write(root.0.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+    let e = cg.check(&Limit::IoWeight(100)).unwrap_err();
+    assert!(e.errno() == libc::ENOTSUP && e.to_string().contains("no io controller"), "{e}");
+    assert!(cg.check(&Limit::MemoryHigh(Max(None))).is_ok());
+}
+
+#[test]
+fn a_v1_host_translates_swap_io_and_cpusets_and_refuses_memory_high() {
+    let root = FakeRoot::new("v1-more");
+    let (memory, blkio, cpuset) = (root.0.join("memory"), root.0.join("blkio"), root.0.join("cpuset"));
+    for d in [&memory, &blkio, &cpuset] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(memory.join("memory.memsw.limit_in_bytes"), "9223372036854771712\n").unwrap();
+    std::fs::write(cpuset.join("cpuset.cpus"), "0-1\n").unwrap();
+    std::fs::write(cpuset.join("cpuset.mems"), "0\n").unwrap();
+    let layout = Layout::V1 {
+        cpu: None,
+        cpuacct: None,
+        memory: Some(memory.clone()),
+        pids: None,
+        freezer: None,
+        blkio: Some(blkio.clone()),
+        cpuset: Some(cpuset.clone()),
+        unified: None,
+    };
+    let cg = Cgroups::new(layout, "bocker");
+    let g = memory.join("bocker/ctr-web");
+    std::fs::create_dir_all(&g).unwrap();
+    std::fs::write(g.join("memory.memsw.limit_in_bytes"), "9223372036854771712\n").unwrap();
+    let limits = Limits { memory_max: Some(Max(Some(64 << 20))), ..Limits::default() };
+    cg.create("web", &limits).unwrap();
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+    assert_eq!(read(g.join("memory.limit_in_bytes")), (64u64 << 20).to_string());
+    assert_eq!(read(g.join("memory.memsw.limit_in_bytes")), (128u64 << 20).to_string(), "memory + as much swap");
+    assert_eq!(cg.read_limit("web", LimitKind::MemorySwapMax).as_deref(), Some(&*(64u64 << 20).to_string()));
+    // Each cpuset level takes its parent's lists, as v1 needs before it takes a process.
+    assert_eq!(read(cpuset.join("bocker/cpuset.cpus")), "0-1");
+    assert_eq!(read(cpuset.join("bocker/ctr-web/cpuset.mems")), "0");
+    assert!(cg.procs_files("web").contains(&cpuset.join("bocker/ctr-web/cgroup.procs")));
+    // io.max in the four throttle files; 0 removes a device.
+    let m = values::parse_io_max("8:0 rbps=1M wiops=7").unwrap();
+    cg.apply_one("web", &Limit::IoMax(m), &limits).unwrap();
+    let b = blkio.join("bocker/ctr-web");
+    assert_eq!(read(b.join("blkio.throttle.read_bps_device")), "8:0 1048576");
+    assert_eq!(read(b.join("blkio.throttle.write_iops_device")), "8:0 7");
+    assert_eq!(read(b.join("blkio.throttle.write_bps_device")), "8:0 0");
+    // What v1 has no file for is refused; memsw where the host has it is not.
+    let e = cg.check(&Limit::MemoryHigh(Max(Some(1 << 30)))).unwrap_err();
+    assert!(e.errno() == libc::ENOTSUP && e.to_string().contains("cgroup v1 has no memory.high"), "{e}");
+    let e = cg.check(&Limit::IoWeight(100)).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOTSUP, "{e}");
+    assert!(cg.check(&Limit::MemorySwapMax(Max(None))).is_ok());
+    let e = cg.check(&Limit::CpusetCpus(CpuList::parse("8000").unwrap())).unwrap_err();
+    assert!(e.errno() == libc::EINVAL && e.to_string().contains("online"), "{e}");
+    let e = cg.stat_file("web", StatFile::MemoryPressure).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOTSUP);
+    std::fs::write(g.join("memory.failcnt"), "3\n").unwrap();
+    std::fs::write(g.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n").unwrap();
+    assert_eq!(cg.stat_file("web", StatFile::MemoryEvents).unwrap().as_deref(), Some("max 3\noom_kill 1\n"));
 }

@@ -52,6 +52,7 @@ mod lifecycle;
 mod logs;
 mod network;
 mod run;
+mod run_limits;
 mod session;
 mod since;
 mod terminal;

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use super::attach::AttachFlags;
+use super::run_limits::LimitFlags;
 use super::{Cli, CliError, Out};
 use crate::registry::PullSpec;
 
@@ -73,15 +74,8 @@ pub struct RunOptions {
     pub detach: bool,
     #[command(flatten)]
     pub attach: AttachFlags,
-    /// Memory limit: bytes with b, k, m or g (powers of 1024), as Docker's (overrides BOCKER_MEM_LIMIT).
-    #[arg(short = 'm', long, value_name = "BYTES")]
-    pub memory: Option<String>,
-    /// CPUs it may use, a decimal number: cpu.max of N x 100000 per 100000 microseconds.
-    #[arg(long, value_name = "N")]
-    pub cpus: Option<String>,
-    /// Most processes and threads: pids.max (0 or -1: "max", no limit, not even the daemon's default).
-    #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
-    pub pids_limit: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitFlags,
     /// Add a capability to Docker's default 14 (NET_ADMIN or CAP_NET_ADMIN). Repeatable.
     #[arg(long = "cap-add", value_name = "CAP")]
     pub cap_add: Vec<String>,
@@ -332,18 +326,8 @@ fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
     if !o.publish.is_empty() {
         s.set("ports", o.publish.join("\n"), "--publish");
     }
-    if let Some(memory) = &o.memory {
-        s.set("memory.max", docker_bytes(memory), format!("--memory {memory}"));
-    }
-    if let Some(cpus) = &o.cpus {
-        s.set("cpu.max", cpu_max(cpus)?, format!("--cpus {cpus}"));
-    }
-    if let Some(pids) = &o.pids_limit {
-        let value = match pids.trim().parse::<i64>() {
-            Ok(n) if n <= 0 => "max".to_string(),
-            _ => pids.clone(),
-        };
-        s.set("pids.max", value, format!("--pids-limit {pids}"));
+    for (file, value, flag) in o.limits.files()? {
+        s.set(file, value, flag);
     }
     if o.rm {
         s.set("auto_remove", "true", "--rm");
@@ -362,7 +346,18 @@ fn settings(o: &RunOptions, argv: &[String]) -> Result<Settings, CliError> {
     }
     // A line each: a newline in one would be a second line, or a second value.
     let lists = [&o.labels, &o.volumes, &o.publish, &o.cap_add, &o.add_host, &o.dns, &o.network, &o.network_alias];
-    let one_line = ["network", "workdir", "user", "hostname", "memory.max", "pids.max", "restart"];
+    let one_line = [
+        "network",
+        "workdir",
+        "user",
+        "hostname",
+        "memory.max",
+        "memory.swap.max",
+        "pids.max",
+        "cpuset.cpus",
+        "cpuset.mems",
+        "restart",
+    ];
     let many = lists.iter().flat_map(|l| l.iter()).any(|v| v.contains('\n'));
     if let Some(v) = s.0.iter().find(|v| one_line.contains(&v.file) && v.value.contains('\n')) {
         return Err(CliError::Failed(format!("{}: a value of one line", v.from.trim_end())));
@@ -433,43 +428,9 @@ fn env_lines(o: &RunOptions) -> Result<Vec<String>, CliError> {
     Ok(lines)
 }
 
-/// Docker's byte counts (`512m`, `1g`, `512mb`, `1024b`) in `memory.max`'s terms (`512m`, `1024`); any
-/// other text goes as it is, for the file to judge.
-fn docker_bytes(text: &str) -> String {
-    let t = text.trim().to_ascii_lowercase();
-    match t.strip_suffix('b') {
-        Some(rest) if rest.ends_with(|c: char| c.is_ascii_digit() || matches!(c, 'k' | 'm' | 'g')) => rest.to_string(),
-        _ => t,
-    }
-}
-
-/// `--cpus N` as Docker means it: a quota of N periods of 100 ms, per 100 ms.
-fn cpu_max(text: &str) -> Result<String, CliError> {
-    let bad = || CliError::Failed(format!("--cpus: '{text}' is not a number of CPUs above 0 (like 1.5)"));
-    let cpus: f64 = text.trim().parse().map_err(|_| bad())?;
-    if !cpus.is_finite() || cpus <= 0.0 || cpus > 1e9 {
-        return Err(bad());
-    }
-    Ok(format!("{} 100000", (cpus * 100_000.0).round() as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn docker_sizes_and_cpus() {
-        assert_eq!(docker_bytes("512m"), "512m");
-        assert_eq!(docker_bytes("512MB"), "512m");
-        assert_eq!(docker_bytes("1024b"), "1024");
-        assert_eq!(docker_bytes("1g"), "1g");
-        assert_eq!(docker_bytes("b"), "b", "left for the file to refuse");
-        assert_eq!(cpu_max("1.5").unwrap(), "150000 100000");
-        assert_eq!(cpu_max("0.5").unwrap(), "50000 100000");
-        for bad in ["0", "-1", "x", "NaN", "inf", ""] {
-            assert!(cpu_max(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn env_files_and_flags_as_docker_reads_them() {

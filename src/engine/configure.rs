@@ -110,16 +110,20 @@ impl Engine {
     }
 
     /// Records a limit, and applies it at once to a running container.
+    /// A limit the host can't hold (no such controller or v1 file, a device or CPU it lacks) is refused.
     pub(super) fn set_limit(&self, name: &str, limit: Limit) -> Result<(), Error> {
+        self.cgroups.check(&limit)?;
         let writing = self.writing(name)?;
         let running = {
             let st = self.lock();
             let c = st.container(name)?;
             c.gate(Op::Tune)?;
-            c.record.status.has_process()
+            let mut after = c.record.limits.clone();
+            after.put(limit.clone());
+            c.record.status.has_process().then(|| after.or(&self.defaults))
         };
-        if running {
-            self.cgroups.apply_one(name, &limit)?;
+        if let Some(all) = running {
+            self.cgroups.apply_one(name, &limit, &all)?;
         }
         self.commit_record(&writing, name, always(|r| r.limits.put(limit)), |_| {})
     }

@@ -161,7 +161,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::cgroups::{Limit, Max};
+    use crate::cgroups::{Limit, LimitKind, Max};
     use crate::engine::records::{new_record, ImageRecord};
     use crate::engine::state::Container;
     use crate::engine::state::Image;
@@ -390,7 +390,7 @@ mod tests {
         defaults.put(Limit::PidsMax(Max(Some(10))));
         defaults.put(Limit::MemoryMax(Max(Some(1 << 20))));
         let limits = st.plan_start("c", &bridge(), &defaults).unwrap().limits;
-        assert_eq!(limits.get(&Limit::PidsMax(Max(None))), Some(Limit::PidsMax(Max(Some(50)))));
-        assert_eq!(limits.get(&Limit::MemoryMax(Max(None))), Some(Limit::MemoryMax(Max(Some(1 << 20)))));
+        assert_eq!(limits.get(LimitKind::PidsMax), Some(Limit::PidsMax(Max(Some(50)))));
+        assert_eq!(limits.get(LimitKind::MemoryMax), Some(Limit::MemoryMax(Max(Some(1 << 20)))));
     }
 }

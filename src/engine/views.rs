@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::records::{ContainerRecord, ExecRecord, ImageRecord};
 use super::Engine;
-use crate::cgroups::{Cgroups, Limit, Limits, Stats};
+use crate::cgroups::{Cgroups, LimitKind, Limits, StatFile, Stats};
 use crate::model::{ContainerStatus, ExecStatus, VolumeSource, VolumeSpec};
 use crate::network::Subnet;
 use crate::request::merge_env;
@@ -195,18 +195,21 @@ impl ContainerView<'_> {
         merge_env(&self.record.image_defaults().env, &self.record.env)
     }
 
-    /// The kernel's value of the limit of `key`'s kind while it runs; `None` when it does not.
-    pub fn live_limit(&self, key: &Limit) -> Option<String> {
-        if self.record.status.has_process() {
-            self.cgroups.read_limit(&self.record.name, key)
+    /// The kernel's value of the limit of `kind` while it runs; `None` when it does not.
+    pub fn live_limit(&self, kind: LimitKind) -> Option<String> {
+        // The kernel's default weight is none of ours (v1's BFQ and CFQ scales differ from v2's): io.weight
+        // shows a weight once one is set, as Docker's BlkioWeight is 0 until then.
+        let unset_weight = kind == LimitKind::IoWeight && self.configured_limits().io_weight.is_none();
+        if self.record.status.has_process() && !unset_weight {
+            self.cgroups.read_limit(&self.record.name, kind)
         } else {
             None
         }
     }
 
-    /// The limit of `key`'s kind as configured, or the daemon's default, in cgroup v2 terms.
-    pub fn configured_limit(&self, key: &Limit) -> Option<String> {
-        self.configured_limits().get(key).map(|l| l.v2_value())
+    /// The limit of `kind` as configured, or the daemon's default, in cgroup v2 terms.
+    pub fn configured_limit(&self, kind: LimitKind) -> Option<String> {
+        self.configured_limits().get(kind).map(|l| l.v2_value())
     }
 
     /// Its limits as configured, the daemon's defaults where it set none.
@@ -217,6 +220,11 @@ impl ContainerView<'_> {
     /// Its cgroup's counters, read now.
     pub fn stats(&self) -> Stats {
         self.cgroups.stats(&self.record.name)
+    }
+
+    /// A stat file of its cgroup, read now: `None` while it has none.
+    pub fn stat_file(&self, file: StatFile) -> Result<Option<String>, crate::cgroups::CgroupError> {
+        self.cgroups.stat_file(&self.record.name, file)
     }
 
     /// The volumes a start mounts: its own, then those of its `volumes-from` container at targets it

@@ -87,6 +87,7 @@ pub(super) fn attrs_cached(node: &Node) -> bool {
                         | ContainerField::CpuUsage
                         | ContainerField::PidsCurrent
                         | ContainerField::Events
+                        | ContainerField::Stat(_)
                         | ContainerField::Limit(_)
                         | ContainerField::Ip
                         | ContainerField::Networks
@@ -345,7 +346,8 @@ fn gone(engine: &Engine, what: &Changed) -> Option<(Node, Node, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::render::{ImageField, LimitKind};
+    use crate::cgroups::{LimitKind, StatFile};
+    use crate::fs::render::ImageField;
 
     #[test]
     fn live_values_are_never_cached_and_the_rest_is() {
@@ -354,6 +356,7 @@ mod tests {
             file(ContainerField::MemoryCurrent),
             file(ContainerField::CpuUsage),
             file(ContainerField::Events),
+            file(ContainerField::Stat(StatFile::CpuPressure)),
             file(ContainerField::Limit(LimitKind::MemoryMax)),
             file(ContainerField::Ip),
             file(ContainerField::Inspect),

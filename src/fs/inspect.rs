@@ -19,7 +19,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::cgroups::{weight_to_shares, Max};
+use crate::cgroups::{io_weight_to_blkio_weight, weight_to_shares, Max};
 use crate::engine::{ContainerView, ImageView};
 use crate::model::{ContainerStatus, VolumeSource};
 use crate::network::PortMap;
@@ -206,7 +206,38 @@ fn host_config(c: &ContainerView<'_>) -> Value {
         "CpuPeriod": period,
         "CpuQuota": quota,
         "PidsLimit": max(limits.pids_max, -1),
+        // Docker's MemorySwap is memory plus swap, -1 for no swap limit.
+        "MemorySwap": match (limits.memory_max, limits.swap_max()) {
+            (Some(Max(Some(m))), Some(Max(Some(s)))) => i64::try_from(m.saturating_add(s)).unwrap_or(i64::MAX),
+            (Some(Max(Some(_))), _) => -1,
+            _ => 0,
+        },
+        "CpusetCpus": limits.cpuset_cpus.as_ref().map(|l| l.to_string()).unwrap_or_default(),
+        "CpusetMems": limits.cpuset_mems.as_ref().map(|l| l.to_string()).unwrap_or_default(),
+        "BlkioWeight": limits.io_weight.map_or(0, io_weight_to_blkio_weight),
+        "BlkioDeviceReadBps": throttle(&limits, 0),
+        "BlkioDeviceWriteBps": throttle(&limits, 1),
+        "BlkioDeviceReadIOps": throttle(&limits, 2),
+        "BlkioDeviceWriteIOps": throttle(&limits, 3),
     })
+}
+
+/// Docker's `BlkioDevice*` list for key `i` of `io.max` (rbps, wbps, riops, wiops): `null` when none.
+fn throttle(limits: &crate::cgroups::Limits, i: usize) -> Value {
+    let devices: Vec<Value> = limits
+        .io_max
+        .iter()
+        .flat_map(|m| m.0.iter())
+        .filter_map(|d| {
+            let rate = d.keys()[i].1 .0?;
+            Some(json!({"Path": format!("/dev/block/{}:{}", d.major, d.minor), "Rate": rate}))
+        })
+        .collect();
+    if devices.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(devices)
+    }
 }
 
 fn network_settings(c: &ContainerView<'_>) -> Value {

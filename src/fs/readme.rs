@@ -64,7 +64,18 @@ bockerfs: containers driven with echo and cat.
     commit               w: IMAGE: an image of the rootfs (an id is replaced, a name makes a new image; read
                          the id back)
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
+    memory.high          rw: bytes or max (ENOTSUP on cgroup v1: it has none)
+    memory.swap.max      rw: swap bytes or max; unset: as much as memory.max (Docker's); ENOTSUP without
+                         swap accounting (v1: memory.memsw.limit_in_bytes, memory + swap)
+    io.weight            rw: 1-10000 (v1: blkio.weight or blkio.bfq.weight, ENOTSUP without)
+    io.max               rw: a line per whole disk: MAJ:MIN rbps= wbps= riops= wiops= (max: none; ENODEV
+                         no such disk, or a partition); v1: blkio.throttle.*
+    cpuset.cpus cpuset.mems   rw: lists (0-3,8; empty: all); EINVAL a CPU or node not online here
     memory.current memory.peak cpu.usage_usec pids.current events   r: stats (events: oom_kill N)
+    memory.stat memory.events io.stat cpu.stat   r: the cgroup's own files, v2's form (v1: composed; its
+                         memory.stat is v1's), empty while it has no cgroup
+    cpu.pressure memory.pressure io.pressure   r: PSI (some/full avg10 avg60 avg300 total); ENOTSUP on a
+                         read on v1 or a kernel without PSI (0 bytes in a listing)
     wait                 r: a read blocks until it is not running (paused is), then gives its exit code (0 if it
                          never ran, as docker wait); O_NONBLOCK: EAGAIN while it runs; size 0 then, so stat
                          and previews never hang. A reader killed meanwhile is answered at once (EINTR)

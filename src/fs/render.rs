@@ -7,39 +7,9 @@ use fuser::Errno;
 
 use super::tree::{ContainerFile, ExecFile, ImageFile, Node};
 use super::{inspect, readme};
-use crate::cgroups::Limit;
+use crate::cgroups::{LimitKind, StatFile};
 use crate::engine::{ContainerView, Engine, ExecRecord, ImageView};
 use crate::request::SettingKind;
-
-/// Which limit a file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LimitKind {
-    CpuWeight,
-    CpuMax,
-    MemoryMax,
-    PidsMax,
-}
-
-impl LimitKind {
-    pub fn file_name(self) -> &'static str {
-        match self {
-            LimitKind::CpuWeight => "cpu.weight",
-            LimitKind::CpuMax => "cpu.max",
-            LimitKind::MemoryMax => "memory.max",
-            LimitKind::PidsMax => "pids.max",
-        }
-    }
-
-    /// A limit of this kind, whatever its value: the key for lookups.
-    pub fn key(self) -> Limit {
-        match self {
-            LimitKind::CpuWeight => Limit::CpuWeight(0),
-            LimitKind::CpuMax => Limit::CpuMax(crate::cgroups::CpuMax { quota: None, period: 0 }),
-            LimitKind::MemoryMax => Limit::MemoryMax(crate::cgroups::Max(None)),
-            LimitKind::PidsMax => Limit::PidsMax(crate::cgroups::Max(None)),
-        }
-    }
-}
 
 /// The readable properties of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,6 +94,8 @@ pub enum ContainerField {
     Healthcheck,
     /// A limit, shown as the kernel has it while running, else as configured (or the default).
     Limit(LimitKind),
+    /// A stat file of the container's cgroup (`memory.stat`, `cpu.pressure`, ...).
+    Stat(StatFile),
     MemoryCurrent,
     MemoryPeak,
     CpuUsage,
@@ -185,6 +157,11 @@ pub fn content(engine: &Engine, node: &Node) -> Result<Vec<u8>, Errno> {
         Node::ImageFile(id, ImageFile::Field(f)) => image_field(engine, id, *f).ok_or(Errno::ENOENT),
         Node::BuildFile(n, crate::fs::tree::BuildFile::Field(f)) => build_field(engine, *n, *f).ok_or(Errno::ENOENT),
         Node::ContainerFile(_, ContainerFile::Ctl) => Ok(readme::CTL_HELP.as_bytes().to_vec()),
+        Node::ContainerFile(name, ContainerFile::Field(ContainerField::Stat(f))) => {
+            let text = engine.with_container(name, |c| c.stat_file(*f)).ok_or(Errno::ENOENT)?;
+            // A file the host has no numbers for: ENOTSUP (its size is 0, so `ls -l` still lists it).
+            Ok(text.map_err(|e| Errno::from_i32(e.errno()))?.unwrap_or_default().into_bytes())
+        }
         Node::ContainerFile(name, ContainerFile::Field(f)) => container_field(engine, name, *f).ok_or(Errno::ENOENT),
         Node::ExecFile(name, n, ExecFile::Field(f)) => exec_field(engine, name, *n, *f).ok_or(Errno::ENOENT),
         Node::NetworkFile(name, f) => network_field(engine, name, *f).ok_or(Errno::ENOENT),
@@ -258,14 +235,17 @@ fn container_bytes(c: &ContainerView<'_>, field: ContainerField) -> Vec<u8> {
             env.iter().flat_map(line).collect()
         }
         ContainerField::Limit(kind) => {
-            let live = c.live_limit(&kind.key());
-            let configured = c.configured_limit(&kind.key());
-            opt(live.or(configured))
+            let live = c.live_limit(kind);
+            let configured = c.configured_limit(kind);
+            // An empty io.max or cpuset list shows nothing, as any empty value.
+            opt(live.or(configured).filter(|v| !v.is_empty()))
         }
         ContainerField::MemoryCurrent => opt(c.stats().memory_current.map(|v| v.to_string())),
         ContainerField::MemoryPeak => opt(c.stats().memory_peak.map(|v| v.to_string())),
         ContainerField::CpuUsage => opt(c.stats().cpu_usage_usec.map(|v| v.to_string())),
         ContainerField::PidsCurrent => opt(c.stats().pids_current.map(|v| v.to_string())),
+        // Served by `content` (it can fail).
+        ContainerField::Stat(_) => Vec::new(),
         ContainerField::Events => {
             let n = c.stats().oom_kill.unwrap_or(u64::from(r.oom_killed));
             line(format!("oom_kill {n}"))
@@ -426,20 +406,38 @@ mod tests {
 
     #[test]
     fn limit_files_are_named_as_cgroup_v2_names_them() {
-        let kinds = [LimitKind::CpuWeight, LimitKind::CpuMax, LimitKind::MemoryMax, LimitKind::PidsMax];
-        let names: Vec<&str> = kinds.iter().map(|k| k.file_name()).collect();
-        assert_eq!(names, ["cpu.weight", "cpu.max", "memory.max", "pids.max"]);
-        // Each kind's key finds that kind's limit in a container's limits, and no other.
+        use crate::cgroups::{Limit, Max};
+        let names: Vec<&str> = LimitKind::ALL.iter().map(|k| k.file_name()).collect();
+        assert_eq!(
+            names,
+            [
+                "cpu.weight",
+                "cpu.max",
+                "memory.max",
+                "memory.high",
+                "memory.swap.max",
+                "pids.max",
+                "io.weight",
+                "io.max",
+                "cpuset.cpus",
+                "cpuset.mems"
+            ]
+        );
+        for k in LimitKind::ALL {
+            assert_eq!(LimitKind::from_file(k.file_name()), Some(k));
+        }
+        // Each kind finds that kind's limit in a container's limits, and no other; swap follows memory.
         let limits = crate::cgroups::Limits {
             cpu_weight: Some(100),
-            cpu_max: None,
-            memory_max: Some(crate::cgroups::Max(Some(1 << 20))),
-            pids_max: None,
+            memory_max: Some(Max(Some(1 << 20))),
+            ..Default::default()
         };
-        assert_eq!(limits.get(&LimitKind::CpuWeight.key()), Some(Limit::CpuWeight(100)));
-        assert_eq!(limits.get(&LimitKind::MemoryMax.key()), Some(Limit::MemoryMax(crate::cgroups::Max(Some(1 << 20)))));
-        assert_eq!(limits.get(&LimitKind::CpuMax.key()), None);
-        assert_eq!(limits.get(&LimitKind::PidsMax.key()), None);
+        assert_eq!(limits.get(LimitKind::CpuWeight), Some(Limit::CpuWeight(100)));
+        assert_eq!(limits.get(LimitKind::MemoryMax), Some(Limit::MemoryMax(Max(Some(1 << 20)))));
+        assert_eq!(limits.get(LimitKind::MemorySwapMax), Some(Limit::MemorySwapMax(Max(Some(1 << 20)))));
+        assert_eq!(limits.get(LimitKind::CpuMax), None);
+        assert_eq!(limits.get(LimitKind::PidsMax), None);
+        assert_eq!(limits.get(LimitKind::IoMax), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The shape of the control filesystem: which names exist where, what kind of file each is, and its mode.
 //! Pure naming: whether an image or container exists is the engine's to say.
 
-use super::render::{BuildField, ContainerField, ExecField, ImageField, LimitKind, NetworkField};
+use super::render::{BuildField, ContainerField, ExecField, ImageField, NetworkField};
+use crate::cgroups::{LimitKind, StatFile};
 use crate::logs::LogView;
 use crate::request::{SettingKind, WriteTarget};
 
@@ -157,11 +158,24 @@ const IMAGE_FILES: [(&str, ImageFile); 9] = [
     ("rootfs", ImageFile::Rootfs),
 ];
 
-const CONTAINER_FILES: [(&str, ContainerFile); 56] = [
+const CONTAINER_FILES: [(&str, ContainerFile); 69] = [
     ("cpu.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuWeight))),
     ("cpu.max", ContainerFile::Field(ContainerField::Limit(LimitKind::CpuMax))),
     ("memory.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryMax))),
     ("pids.max", ContainerFile::Field(ContainerField::Limit(LimitKind::PidsMax))),
+    ("memory.high", ContainerFile::Field(ContainerField::Limit(LimitKind::MemoryHigh))),
+    ("memory.swap.max", ContainerFile::Field(ContainerField::Limit(LimitKind::MemorySwapMax))),
+    ("io.weight", ContainerFile::Field(ContainerField::Limit(LimitKind::IoWeight))),
+    ("io.max", ContainerFile::Field(ContainerField::Limit(LimitKind::IoMax))),
+    ("cpuset.cpus", ContainerFile::Field(ContainerField::Limit(LimitKind::CpusetCpus))),
+    ("cpuset.mems", ContainerFile::Field(ContainerField::Limit(LimitKind::CpusetMems))),
+    ("memory.stat", ContainerFile::Field(ContainerField::Stat(StatFile::MemoryStat))),
+    ("memory.events", ContainerFile::Field(ContainerField::Stat(StatFile::MemoryEvents))),
+    ("io.stat", ContainerFile::Field(ContainerField::Stat(StatFile::IoStat))),
+    ("cpu.stat", ContainerFile::Field(ContainerField::Stat(StatFile::CpuStat))),
+    ("cpu.pressure", ContainerFile::Field(ContainerField::Stat(StatFile::CpuPressure))),
+    ("memory.pressure", ContainerFile::Field(ContainerField::Stat(StatFile::MemoryPressure))),
+    ("io.pressure", ContainerFile::Field(ContainerField::Stat(StatFile::IoPressure))),
     ("memory.current", ContainerFile::Field(ContainerField::MemoryCurrent)),
     ("memory.peak", ContainerFile::Field(ContainerField::MemoryPeak)),
     ("cpu.usage_usec", ContainerFile::Field(ContainerField::CpuUsage)),
@@ -446,7 +460,7 @@ impl Node {
             Node::NetworkFile(n, NetworkField::Subnet) => WriteTarget::Subnet(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Ports)) => WriteTarget::Ports(n.clone()),
             Node::ContainerFile(n, ContainerFile::Field(ContainerField::Limit(kind))) => {
-                WriteTarget::Limit(n.clone(), kind.file_name())
+                WriteTarget::Limit(n.clone(), *kind)
             }
             _ => return None,
         })

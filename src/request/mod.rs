@@ -335,8 +335,8 @@ impl Request {
             WriteTarget::Cmd(name) => Request::SetCmd { name, argv: split_argv(text)? },
             WriteTarget::Env(name) => Request::SetEnv { name, env: parse_env(text)? },
             WriteTarget::Ctl(name) => Request::Ctl { name, verb: parse_ctl(text)? },
-            WriteTarget::Limit(name, file) => {
-                Request::SetLimit { name, limit: crate::cgroups::parse_limit(file, text)? }
+            WriteTarget::Limit(name, kind) => {
+                Request::SetLimit { name, limit: crate::cgroups::parse_limit(kind, text)? }
             }
             WriteTarget::Network(name) => {
                 let mode: NetworkMode = one_word(text)?.parse().map_err(ParseError::BadNetwork)?;

@@ -19,8 +19,8 @@ pub enum WriteTarget {
     Cmd(String),
     Env(String),
     Ctl(String),
-    /// A limit file (`cpu.weight`, `cpu.max`, `memory.max`, `pids.max`) of a container.
-    Limit(String, &'static str),
+    /// A limit file (`cpu.weight`, `memory.max`, `io.max`, ...) of a container.
+    Limit(String, crate::cgroups::LimitKind),
     Network(String),
     /// A container's `networks`: network names, one per line.
     Networks(String),
@@ -118,7 +118,7 @@ pub fn all_write_targets(name: &str) -> Vec<WriteTarget> {
         WriteTarget::AutoRemove(n()),
         WriteTarget::Stdin(n()),
     ];
-    all.extend(["cpu.weight", "cpu.max", "memory.max", "pids.max"].into_iter().map(|f| WriteTarget::Limit(n(), f)));
+    all.extend(crate::cgroups::LimitKind::ALL.into_iter().map(|k| WriteTarget::Limit(n(), k)));
     all.extend(super::SettingKind::ALL.into_iter().map(|k| WriteTarget::Setting(n(), k)));
     all
 }
@@ -136,6 +136,6 @@ mod tests {
         assert_eq!(commands.len(), 11, "{commands:?}");
         assert_eq!(WriteTarget::Ctl("c".into()).kind(), WriteKind::Command);
         assert_eq!(WriteTarget::Env("c".into()).kind(), WriteKind::Value);
-        assert_eq!(WriteTarget::Limit("c".into(), "pids.max").kind(), WriteKind::Value);
+        assert_eq!(WriteTarget::Limit("c".into(), crate::cgroups::LimitKind::PidsMax).kind(), WriteKind::Value);
     }
 }

@@ -214,10 +214,27 @@ impl Cgroups {
         group
     }
 
+    /// The group of container `name` in the cgroup2 hierarchy (pure v2's, or a hybrid host's unified
+    /// one): its process is born there (`clone3` with `CLONE_INTO_CGROUP`, see [`crate::runtime`]).
+    pub fn birth_group(&self, name: &str) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V2 { root } | Layout::V1 { unified: Some(root), .. } => Some(self.group(root, name)),
+            Layout::V1 { .. } => None,
+        }
+    }
+
     /// The `cgroup.procs` files a container's process writes itself into before it unshares its cgroup
-    /// namespace, one per hierarchy.
+    /// namespace: one per v1 hierarchy (the cgroup2 one is [`Cgroups::birth_group`]'s).
     pub fn procs_files(&self, name: &str) -> Vec<PathBuf> {
-        self.roots().into_iter().map(|r| self.group(r, name).join("cgroup.procs")).collect()
+        let unified = match &self.layout {
+            Layout::V2 { root } | Layout::V1 { unified: Some(root), .. } => Some(root.as_path()),
+            Layout::V1 { .. } => None,
+        };
+        self.roots()
+            .into_iter()
+            .filter(|r| Some(*r) != unified)
+            .map(|r| self.group(r, name).join("cgroup.procs"))
+            .collect()
     }
 
     /// Makes the group of container `name` in every hierarchy (idempotent) and applies `limits`.

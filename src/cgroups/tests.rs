@@ -102,7 +102,9 @@ fn the_v2_layout_on_a_fake_tree() {
     assert_eq!(std::fs::read_to_string(g.join("cpu.max")).unwrap(), "20000 100000");
     assert_eq!(std::fs::read_to_string(g.join("memory.max")).unwrap(), (512u64 << 20).to_string());
     assert_eq!(std::fs::read_to_string(g.join("pids.max")).unwrap(), "max");
-    assert_eq!(cg.procs_files("web"), vec![g.join("cgroup.procs")]);
+    // Born in its group (clone3), so nothing to write itself into.
+    assert_eq!(cg.birth_group("web"), Some(g.clone()));
+    assert_eq!(cg.procs_files("web"), Vec::<PathBuf>::new());
     assert_eq!(cg.read_limit("web", LimitKind::CpuWeight).as_deref(), Some("50"));
     // Stats in v2's files.
     std::fs::write(g.join("memory.current"), "4096\n").unwrap();
@@ -381,6 +383,7 @@ fn a_v1_host_translates_swap_io_and_cpusets_and_refuses_memory_high() {
     assert_eq!(read(cpuset.join("bocker/cpuset.cpus")), "0-1");
     assert_eq!(read(cpuset.join("bocker/ctr-web/cpuset.mems")), "0");
     assert!(cg.procs_files("web").contains(&cpuset.join("bocker/ctr-web/cgroup.procs")));
+    assert_eq!(cg.birth_group("web"), None, "no cgroup2 here");
     // io.max in the four throttle files; 0 removes a device.
     let m = values::parse_io_max("8:0 rbps=1M wiops=7").unwrap();
     cg.apply_one("web", &Limit::IoMax(m), &limits).unwrap();

@@ -101,6 +101,7 @@ impl Engine {
             log: self.build_dir(n).join("log"),
             log_limits: self.log_limits,
             exit_file: dir.join("exit.json"),
+            cgroup: self.cgroups.birth_group(cgroup),
             cgroup_procs: self.cgroups.procs_files(cgroup),
             network,
             netns: None,

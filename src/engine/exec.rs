@@ -39,6 +39,7 @@ impl Engine {
                 log: dir.join("log"),
                 log_limits: self.log_limits,
                 exit_file: dir.join("exit.json"),
+                cgroup: None,
                 cgroup_procs: Vec::new(),
                 security: c.record.security.clone(),
                 stdio: Stdio {
@@ -72,6 +73,7 @@ impl Engine {
         };
         let gone = || Error::WrongState { name: name.to_string(), status: ContainerStatus::Exited, op: Op::Exec };
         spec.target_start = runtime::start_time(spec.target_pid).ok_or_else(|| undo(gone()))?;
+        spec.cgroup = self.cgroups.birth_group(name);
         spec.cgroup_procs = self.cgroups.procs_files(name);
         // Not create_dir_all: a container removed meanwhile must not get its directory back.
         let execs = self.container_dir(name).join("execs");

@@ -404,6 +404,7 @@ impl Engine {
     fn launch_planned(&self, name: &str, plan: StartPlan) -> Result<Launched, Error> {
         let StartPlan { mut spec, links, nameserver, volumes, privileged, ports, limits, extra_hosts, dns } = plan;
         spec.binds = self.resolve_binds(volumes, privileged)?;
+        spec.cgroup = self.cgroups.birth_group(name);
         spec.cgroup_procs = self.cgroups.procs_files(name);
         check_host_ports(&ports)?;
         let ip = links.first().map(|l| l.ip);
@@ -442,6 +443,7 @@ impl Engine {
             log_limits: self.log_limits,
             exit_file: dir.join("exit.json"),
             // Found on cgroupfs outside the state lock (`launch_planned`).
+            cgroup: None,
             cgroup_procs: Vec::new(),
             network: record.network.clone(),
             netns: None,

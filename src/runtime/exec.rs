@@ -74,11 +74,14 @@ fn run(dir: &Path) -> Result<(), (i32, String)> {
         .map_err(|e| (e as i32, format!("enter pid namespace: {e}")))?;
     let (err_r, err_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| (e as i32, format!("pipe: {e}")))?;
-    // SAFETY: single-threaded process; the child joins the container and execs or _exits.
-    let child = match unsafe { fork() }.map_err(|e| (e as i32, format!("fork: {e}")))? {
+    // Single-threaded process; the child, born in the container's cgroup, joins the rest of the container
+    // and execs or _exits.
+    let (forked, born) =
+        super::spawn::fork_into(spec.cgroup.as_deref()).map_err(|e| (e as i32, format!("fork: {e}")))?;
+    let child = match forked {
         ForkResult::Child => {
             drop(err_r);
-            super::init::enter_exec(&spec, &others, ends.raw(), ends.console(), err_w)
+            super::init::enter_exec(&spec, born, &others, ends.raw(), ends.console(), err_w)
         }
         ForkResult::Parent { child } => child,
     };

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
+use super::spawn::Born;
 use super::spec::{BindMount, ExecSpec, LaunchSpec};
 use super::user::Ids;
 use crate::network::NetworkMode;
@@ -41,12 +42,13 @@ fn io_step(what: &str) -> impl Fn(std::io::Error) -> SetupError + '_ {
 /// Sets up the container and execs its command; never returns.
 pub fn enter(
     spec: &LaunchSpec,
+    born: Born,
     stdio: [RawFd; 3],
     console: Option<RawFd>,
     init: Option<RawFd>,
     err_pipe: OwnedFd,
 ) -> ! {
-    let err = match setup_and_exec(spec, stdio, console, init) {
+    let err = match setup_and_exec(spec, born, stdio, console, init) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -58,12 +60,13 @@ pub fn enter(
 /// and runs the command as the container's own is run. Never returns.
 pub fn enter_exec(
     spec: &ExecSpec,
+    born: Born,
     namespaces: &[(OwnedFd, CloneFlags)],
     stdio: [RawFd; 3],
     console: Option<RawFd>,
     err_pipe: OwnedFd,
 ) -> ! {
-    let err = match join_and_exec(spec, namespaces, stdio, console) {
+    let err = match join_and_exec(spec, born, namespaces, stdio, console) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -72,13 +75,12 @@ pub fn enter_exec(
 
 fn join_and_exec(
     spec: &ExecSpec,
+    born: Born,
     namespaces: &[(OwnedFd, CloneFlags)],
     stdio: [RawFd; 3],
     console: Option<RawFd>,
 ) -> Result<Never, SetupError> {
-    for procs in &spec.cgroup_procs {
-        std::fs::write(procs, "0").map_err(io_step("join the container's cgroup"))?;
-    }
+    join_groups(spec.cgroup.as_deref(), born, &spec.cgroup_procs)?;
     for (fd, flag) in namespaces {
         nix::sched::setns(fd, *flag).map_err(step("enter the container's namespaces"))?;
     }
@@ -166,19 +168,31 @@ fn terminal(console: Option<RawFd>, ids: &Ids) -> Result<(), SetupError> {
         .map_err(|(errno, message)| SetupError { errno, message })
 }
 
+/// Joins the container's groups the process was not born in: the cgroup2 group after a plain fork
+/// ([`Born::MustJoin`]), and v1's hierarchies'.
+fn join_groups(group: Option<&Path>, born: Born, v1_procs: &[PathBuf]) -> Result<(), SetupError> {
+    let failed = |what: &Path, e: std::io::Error| SetupError {
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+        message: format!("join cgroup {}: {e}", what.display()),
+    };
+    if let (Some(group), Born::MustJoin) = (group, born) {
+        super::spawn::join(group).map_err(|e| failed(group, e))?;
+    }
+    for procs in v1_procs {
+        std::fs::write(procs, "0").map_err(|e| failed(procs, e))?;
+    }
+    Ok(())
+}
+
 fn setup_and_exec(
     spec: &LaunchSpec,
+    born: Born,
     stdio: [RawFd; 3],
     console: Option<RawFd>,
     init: Option<RawFd>,
 ) -> Result<Never, SetupError> {
     // Join the container's groups first: the cgroup namespace made below is rooted where we stand then.
-    for procs in &spec.cgroup_procs {
-        std::fs::write(procs, "0").map_err(|e| SetupError {
-            errno: e.raw_os_error().unwrap_or(libc::EIO),
-            message: format!("join cgroup {}: {e}", procs.display()),
-        })?;
-    }
+    join_groups(spec.cgroup.as_deref(), born, &spec.cgroup_procs)?;
     let mut namespaces =
         CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWCGROUP;
     // In bridge mode the monitor made (and the daemon connected) the network namespace we are in already.

@@ -18,6 +18,7 @@ pub mod pid1;
 pub mod seccomp;
 pub mod security;
 mod server;
+pub mod spawn;
 pub mod spec;
 mod terminal;
 pub mod user;

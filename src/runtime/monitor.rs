@@ -85,8 +85,10 @@ fn run(state_dir: &Path) -> Result<(), String> {
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // Held open by this monitor alone: the child sees it hang up if the monitor is gone.
     let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    // SAFETY: single-threaded process; the child sets up the container and execs or _exits.
-    let child = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+    // Single-threaded process; the child, born in the container's cgroup, sets up the container and
+    // execs or _exits.
+    let (forked, born) = super::spawn::fork_into(spec.cgroup.as_deref()).map_err(|e| format!("fork: {e}"))?;
+    let child = match forked {
         ForkResult::Child => {
             drop(err_r);
             // The container ends with its monitor: nobody else could follow or stop it. (Its parent is
@@ -98,7 +100,7 @@ fn run(state_dir: &Path) -> Result<(), String> {
                 std::process::exit(1);
             }
             let init = init.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-            super::init::enter(&spec, ends.raw(), ends.console(), init, err_w)
+            super::init::enter(&spec, born, ends.raw(), ends.console(), init, err_w)
         }
         ForkResult::Parent { child } => child,
     };

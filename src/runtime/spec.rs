@@ -36,7 +36,11 @@ pub struct LaunchSpec {
     #[serde(default)]
     pub log_limits: LogLimits,
     pub exit_file: PathBuf,
-    /// The `cgroup.procs` files the container's process joins before it unshares its cgroup namespace.
+    /// The container's cgroup2 group: its process is born in it (see [`super::spawn`]).
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
+    /// The `cgroup.procs` files (v1's) the container's process joins before it unshares its cgroup
+    /// namespace.
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
     /// `bridge`: the monitor makes the network namespace and waits for the daemon to attach it before
@@ -100,7 +104,10 @@ pub struct ExecSpec {
     #[serde(default)]
     pub log_limits: LogLimits,
     pub exit_file: PathBuf,
-    /// The container's `cgroup.procs` files, joined before its cgroup namespace is entered.
+    /// The container's cgroup2 group: the command is born in it (see [`super::spawn`]).
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
+    /// The container's v1 `cgroup.procs` files, joined before its cgroup namespace is entered.
     pub cgroup_procs: Vec<PathBuf>,
     /// The container's, applied to the command as to the container's own.
     #[serde(default)]

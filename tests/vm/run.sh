@@ -81,6 +81,13 @@ for _, name, cwd, exe in sorted(rows):
     print(f"{name}\t{cwd}\t{exe}")
 EOF
 fi
+# The slowest first (as the last run here timed them), so the JOBS at once end together.
+DURATIONS="${BOCKERFS_VM_CACHE:-/var/cache/bockerfs-vm}/durations"
+if [ -s "$DURATIONS" ]; then
+    awk -F'\t' 'NR == FNR { split($0, d, " "); secs[d[1]] = d[2]; next } { print (($1 in secs) ? secs[$1] : 100000) "\t" $0 }' \
+        "$DURATIONS" "$J/tests" | sort -t"$(printf '\t')" -k1,1nr | cut -f2- >"$J/tests.sorted"
+    mv "$J/tests.sorted" "$J/tests"
+fi
 NBIN=$(grep -c . "$J/tests" || true)
 [ "$NBIN" -gt 0 ] || { log "no test binaries"; exit 1; }
 
@@ -103,6 +110,7 @@ done <"$RUN/paths"
     [ -n "${RUST_TEST_THREADS:-}" ] && printf 'export RUST_TEST_THREADS=%q\n' "$RUST_TEST_THREADS"
     [ -n "${RUST_BACKTRACE:-}" ] && printf 'export RUST_BACKTRACE=%q\n' "$RUST_BACKTRACE"
     printf 'TEST_TIMEOUT=%q\n' "${BOCKERFS_VM_TEST_TIMEOUT:-1800}"
+    printf 'JOBS=%q\n' "${BOCKERFS_VM_JOBS:-2}"
     printf 'ARGS=%q\n' "${TEST_ARGS[*]:-}"
 } >"$J/env"
 cp "$HERE/guest.sh" "$J/guest.sh"
@@ -182,6 +190,9 @@ while read -r name rc secs; do
     fi
 done <"$J/results"
 ran=$(grep -c . "$J/results" || true)
+if [ "$ran" -eq "$NBIN" ]; then
+    mkdir -p "$(dirname "$DURATIONS")" && awk '{ print $1, $3 }' "$J/results" >"$DURATIONS" || true
+fi
 for name in "${FAILED[@]}"; do
     echo
     echo "== $name: output (from its failures)"

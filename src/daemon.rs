@@ -102,6 +102,10 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     let layout = crate::cgroups::Layout::detect().map_err(DaemonError::Cgroups)?;
     info!(layout = layout.name(), parent = %opts.cgroup_parent, "cgroups");
     let cgroups = crate::cgroups::Cgroups::new(layout, &opts.cgroup_parent);
+    if let Err(e) = cgroups.prepare() {
+        // Each start makes them again, and says why it can't.
+        tracing::warn!(error = %e, "cannot make the daemon's parent cgroups yet");
+    }
     let network = crate::network::Network::setup(opts.network.clone())?;
     let engine = Engine::open(
         &opts.root.join("state"),

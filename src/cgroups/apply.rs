@@ -32,80 +32,117 @@ fn online(file: &str) -> CpuList {
 }
 
 impl Cgroups {
-    /// Whether this host can hold `limit`: its controller (or v1 file) exists, the devices of `io.max` are
-    /// whole disks here, the CPUs and nodes of a cpuset are online. Called before a limit is recorded, so
-    /// a limit the host can't keep is refused at the write that sets it.
+    /// Whether this host can hold `limit`: its controller and file (or v1 file) exist, the devices of
+    /// `io.max` are whole disks here, the CPUs and nodes of a cpuset are online (on v1: in the parent's
+    /// lists). Called before a limit is recorded, so a limit the host can't keep is refused at the write
+    /// that sets it. Reads only: the daemon's parent groups are made at its start ([`Cgroups::prepare`]).
     pub fn check(&self, limit: &Limit) -> Result<(), CgroupError> {
         let kind = limit.kind();
-        match &self.layout {
-            Layout::V2 { root } => {
-                let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-                if !controllers.split_whitespace().any(|c| c == kind.controller()) {
-                    return Err(unsupported(
-                        kind,
-                        format!("this host's cgroup v2 has no {} controller", kind.controller()),
-                    ));
-                }
-                if kind == LimitKind::IoWeight {
-                    // io.weight is iocost's, io.bfq.weight BFQ's: files of non-root groups, as the parent.
-                    let parent = self.parent_group(root)?;
-                    if !parent.join("io.weight").exists() && !parent.join("io.bfq.weight").exists() {
-                        return Err(unsupported(kind, "this kernel has neither io.weight (iocost) nor io.bfq.weight"));
-                    }
-                }
-            }
-            Layout::V1 { cpu, memory, pids, blkio, cpuset, .. } => {
-                let has = |root: &Option<PathBuf>, file: &str| root.as_ref().is_some_and(|r| r.join(file).exists());
-                // Weights are files of non-root groups only (BFQ's, or CFQ's): the daemon's parent has them.
-                let weighted = match (kind, blkio) {
-                    (LimitKind::IoWeight, Some(root)) => {
-                        let parent = self.parent_group(root)?;
-                        parent.join("blkio.weight").exists() || parent.join("blkio.bfq.weight").exists()
-                    }
-                    _ => false,
-                };
-                let refused = match kind {
-                    LimitKind::CpuWeight | LimitKind::CpuMax if cpu.is_none() => Some("no v1 cpu controller"),
-                    LimitKind::MemoryMax if memory.is_none() => Some("no v1 memory controller"),
-                    LimitKind::PidsMax if pids.is_none() => Some("no v1 pids controller"),
-                    LimitKind::MemoryHigh => Some(
-                        "cgroup v1 has no memory.high (its soft limit only steers reclaim): use memory.max, or a \
-                         cgroup v2 host",
-                    ),
-                    LimitKind::MemorySwapMax if !has(memory, "memory.memsw.limit_in_bytes") => {
-                        Some("no swap accounting here (cgroup v1 without memory.memsw.*: boot with swapaccount=1)")
-                    }
-                    LimitKind::IoWeight if !weighted => Some(
-                        "this host's v1 blkio has no weight file (blkio.weight or blkio.bfq.weight: the BFQ \
-                         scheduler's)",
-                    ),
-                    LimitKind::IoMax if blkio.is_none() => Some("no v1 blkio controller"),
-                    LimitKind::CpusetCpus | LimitKind::CpusetMems if cpuset.is_none() => {
-                        Some("no v1 cpuset controller")
-                    }
-                    _ => None,
-                };
-                if let Some(why) = refused {
-                    return Err(unsupported(kind, why));
-                }
-            }
+        if let Some(why) = self.unsupported(kind) {
+            return Err(unsupported(kind, why));
         }
         match limit {
             Limit::IoMax(m) => m.0.iter().try_for_each(check_device),
-            Limit::CpusetCpus(l) => check_online(kind, l, "/sys/devices/system/cpu/online", "CPU"),
-            Limit::CpusetMems(l) => check_online(kind, l, "/sys/devices/system/node/online", "memory node"),
+            Limit::CpusetCpus(l) => self.check_cpuset(kind, l, "/sys/devices/system/cpu/online", "CPU"),
+            Limit::CpusetMems(l) => self.check_cpuset(kind, l, "/sys/devices/system/node/online", "memory node"),
             _ => Ok(()),
         }
     }
 
+    /// Why this host can't hold a limit of `kind`, if it can't: no controller, or no file for it (probed
+    /// in the daemon's parent group, a non-root group with the files a container's will have).
+    pub fn unsupported(&self, kind: LimitKind) -> Option<String> {
+        let in_parent = |root: &Path, files: &[&str]| {
+            let parent = root.join(&self.parent);
+            !parent.is_dir() || files.iter().any(|f| parent.join(f).exists())
+        };
+        match &self.layout {
+            Layout::V2 { root } => {
+                let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+                if !controllers.split_whitespace().any(|c| c == kind.controller()) {
+                    return Some(format!("this host's cgroup v2 has no {} controller", kind.controller()));
+                }
+                let files: &[&str] = match kind {
+                    LimitKind::IoWeight => &["io.bfq.weight", "io.weight"],
+                    k => &[k.file_name()],
+                };
+                (!in_parent(root, files)).then(|| match kind {
+                    LimitKind::MemorySwapMax => "no swap accounting here (no memory.swap.max)".to_string(),
+                    LimitKind::IoWeight => "this kernel has neither io.weight (iocost) nor io.bfq.weight".into(),
+                    k => format!("this kernel's cgroup v2 has no {}", k.file_name()),
+                })
+            }
+            Layout::V1 { cpu, memory, pids, blkio, cpuset, .. } => {
+                let has = |root: &Option<PathBuf>, files: &[&str]| root.as_ref().is_some_and(|r| in_parent(r, files));
+                let why = match kind {
+                    LimitKind::CpuWeight | LimitKind::CpuMax if cpu.is_none() => "no v1 cpu controller",
+                    LimitKind::MemoryMax if memory.is_none() => "no v1 memory controller",
+                    LimitKind::PidsMax if pids.is_none() => "no v1 pids controller",
+                    LimitKind::MemoryHigh => {
+                        "cgroup v1 has no memory.high (its soft limit only steers reclaim): use memory.max, or a \
+                         cgroup v2 host"
+                    }
+                    LimitKind::MemorySwapMax if !has(memory, &["memory.memsw.limit_in_bytes"]) => {
+                        "no swap accounting here (cgroup v1 without memory.memsw.*: boot with swapaccount=1)"
+                    }
+                    // Weights are files of non-root groups only (BFQ's, or CFQ's).
+                    LimitKind::IoWeight if blkio.is_none() || !has(blkio, &["blkio.bfq.weight", "blkio.weight"]) => {
+                        "this host's v1 blkio has no weight file (blkio.weight or blkio.bfq.weight: the BFQ \
+                         scheduler's)"
+                    }
+                    LimitKind::IoMax if blkio.is_none() => "no v1 blkio controller",
+                    LimitKind::CpusetCpus | LimitKind::CpusetMems if cpuset.is_none() => "no v1 cpuset controller",
+                    _ => return None,
+                };
+                Some(why.to_string())
+            }
+        }
+    }
+
+    /// Whether the host accounts swap per group: else a container's swap is not limited, whatever is set.
+    pub fn swap_accounting(&self) -> bool {
+        self.unsupported(LimitKind::MemorySwapMax).is_none()
+    }
+
+    /// A cpuset list must name online CPUs (nodes); on v1 also only those of the parent's list, which the
+    /// kernel holds a child's to.
+    fn check_cpuset(&self, kind: LimitKind, list: &CpuList, online_file: &str, what: &str) -> Result<(), CgroupError> {
+        let mut allowed = online(online_file);
+        let mut whose = "online";
+        if let Layout::V1 { cpuset: Some(root), .. } = &self.layout {
+            let parent = std::fs::read_to_string(root.join(&self.parent).join(kind.file_name())).unwrap_or_default();
+            if let Some(p) = CpuList::parse(&parent).ok().filter(|p| !p.is_empty()) {
+                allowed = p;
+                whose = "the daemon's cpuset";
+            }
+        }
+        let missing = list.missing_from(&allowed);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = missing.iter().take(8).map(|n| n.to_string()).collect();
+        Err(CgroupError::Outside {
+            file: kind.file_name(),
+            why: format!("{what} {} not online here ({whose}: {allowed})", shown.join(",")),
+        })
+    }
+
     /// Writes each limit that is set to the kernel (`memory.swap.max`: derived from `memory.max` if not
     /// set, and left out where the host has no swap accounting).
+    ///
+    /// A limit the host can't hold (recorded on another host, or before a kernel change) is left out with a
+    /// warning, as Docker starts without a swap limit where there is no swap accounting: the start goes on.
     pub fn apply(&self, name: &str, limits: &Limits) -> Result<(), CgroupError> {
         for limit in limits.set() {
             if limit.kind() == LimitKind::MemorySwapMax && limits.memory_swap_max.is_none() {
                 continue; // Written with memory.max below.
             }
-            self.apply_one(name, &limit, limits)?;
+            match self.apply_one(name, &limit, limits) {
+                Err(CgroupError::Unsupported { file, why }) => {
+                    tracing::warn!(container = name, file, why, "limit left out: this host can't hold it")
+                }
+                r => r?,
+            }
         }
         Ok(())
     }
@@ -120,8 +157,10 @@ impl Cgroups {
     }
 
     fn apply_v2(&self, g: &Path, limit: &Limit, all: &Limits) -> Result<(), CgroupError> {
+        // cgroupfs makes no file: a write to one the kernel lacks fails (EACCES for the create), so a
+        // failure where the file is not there is "unsupported".
         let missing = |e: CgroupError| match e {
-            CgroupError::Write { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            CgroupError::Write { file, .. } if !file.exists() => {
                 unsupported(limit.kind(), "this host's cgroup v2 has no such file")
             }
             e => e,
@@ -135,16 +174,19 @@ impl Cgroups {
                 }
                 Ok(())
             }
-            Limit::IoWeight(w) if !g.join("io.weight").exists() && g.join("io.bfq.weight").exists() => {
+            // BFQ's weight where the disk's scheduler is BFQ (it ignores io.weight), as runc does.
+            Limit::IoWeight(w) if g.join("io.bfq.weight").exists() => {
                 write(g.join("io.bfq.weight"), &limits::io_weight_to_blkio_weight(*w).to_string())
             }
             Limit::IoWeight(w) => write(g.join("io.weight"), &format!("default {w}")).map_err(missing),
             Limit::IoMax(m) => {
+                // The new lines first, the devices it leaves out last: a refused line leaves the old limits.
                 let now = std::fs::read_to_string(g.join("io.max")).unwrap_or_default();
+                m.0.iter().try_for_each(|d| write(g.join("io.max"), &d.to_string()).map_err(missing))?;
                 for gone in devices_not_in(&now, m) {
                     write(g.join("io.max"), &IoDevice::unlimited(gone.0, gone.1).to_string())?;
                 }
-                m.0.iter().try_for_each(|d| write(g.join("io.max"), &d.to_string()))
+                Ok(())
             }
             // An empty list is "the parent's": the kernel takes a newline for it.
             Limit::CpusetCpus(l) | Limit::CpusetMems(l) => {
@@ -178,14 +220,17 @@ impl Cgroups {
                 write(g.join(file), &limits::io_weight_to_blkio_weight(*w).to_string())
             }
             (Limit::IoMax(m), .., Some(g), _) => {
-                for (i, file) in THROTTLE_FILES.iter().enumerate() {
-                    let now = std::fs::read_to_string(g.join(file)).unwrap_or_default();
-                    for gone in devices_not_in(&now, m) {
-                        write(g.join(file), &format!("{}:{} 0", gone.0, gone.1))?;
-                    }
-                    for d in &m.0 {
-                        // 0 removes a device's line.
+                let now: Vec<String> =
+                    THROTTLE_FILES.iter().map(|f| std::fs::read_to_string(g.join(f)).unwrap_or_default()).collect();
+                // The new values first, the devices it leaves out last; 0 removes a device's line.
+                for d in &m.0 {
+                    for (i, file) in THROTTLE_FILES.iter().enumerate() {
                         write(g.join(file), &format!("{}:{} {}", d.major, d.minor, d.keys()[i].1 .0.unwrap_or(0)))?;
+                    }
+                }
+                for (file, now) in THROTTLE_FILES.iter().zip(&now) {
+                    for gone in devices_not_in(now, m) {
+                        write(g.join(file), &format!("{}:{} 0", gone.0, gone.1))?;
                     }
                 }
                 Ok(())
@@ -212,6 +257,11 @@ impl Cgroups {
         match &self.layout {
             Layout::V2 { root } => {
                 let g = self.group(root, name);
+                if kind == LimitKind::IoWeight && g.join("io.bfq.weight").exists() {
+                    let text = read(g.join("io.bfq.weight"))?;
+                    let w: u64 = text.lines().find_map(|l| l.strip_prefix("default "))?.trim().parse().ok()?;
+                    return Some(limits::blkio_weight_to_io_weight(w).to_string());
+                }
                 let text = read(g.join(kind.file_name()))?;
                 match kind {
                     // `default N` then a line per device with its own weight.
@@ -349,19 +399,6 @@ fn check_device(d: &IoDevice) -> Result<(), CgroupError> {
         });
     }
     Ok(())
-}
-
-fn check_online(kind: LimitKind, list: &CpuList, file: &str, what: &str) -> Result<(), CgroupError> {
-    let online = online(file);
-    let missing = list.missing_from(&online);
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let shown: Vec<String> = missing.iter().take(8).map(|n| n.to_string()).collect();
-    Err(CgroupError::Outside {
-        file: kind.file_name(),
-        why: format!("{what} {} not online here (online: {online})", shown.join(",")),
-    })
 }
 
 #[cfg(test)]

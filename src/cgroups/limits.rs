@@ -202,6 +202,23 @@ impl Limits {
 }
 
 impl Limit {
+    /// The kernel's value for a group that sets none of `kind`: what undoing a first limit writes.
+    pub fn unset(kind: LimitKind) -> Limit {
+        let none = Max(None);
+        match kind {
+            LimitKind::CpuWeight => Limit::CpuWeight(100),
+            LimitKind::CpuMax => Limit::CpuMax(CpuMax { quota: None, period: 100_000 }),
+            LimitKind::MemoryMax => Limit::MemoryMax(none),
+            LimitKind::MemoryHigh => Limit::MemoryHigh(none),
+            LimitKind::MemorySwapMax => Limit::MemorySwapMax(none),
+            LimitKind::PidsMax => Limit::PidsMax(none),
+            LimitKind::IoWeight => Limit::IoWeight(100),
+            LimitKind::IoMax => Limit::IoMax(IoMax::default()),
+            LimitKind::CpusetCpus => Limit::CpusetCpus(CpuList::default()),
+            LimitKind::CpusetMems => Limit::CpusetMems(CpuList::default()),
+        }
+    }
+
     pub fn kind(&self) -> LimitKind {
         match self {
             Limit::CpuWeight(_) => LimitKind::CpuWeight,

@@ -283,11 +283,10 @@ impl Cgroups {
         Ok(())
     }
 
-    /// The daemon's parent group in the hierarchy at `root`, made if it is not there: a non-root group,
-    /// with the files a container's group will have.
-    fn parent_group(&self, root: &Path) -> Result<PathBuf, CgroupError> {
-        self.make_parents()?;
-        Ok(root.join(&self.parent))
+    /// Makes the daemon's parent groups at its start: [`Cgroups::check`] probes the files a container's
+    /// group will have in them.
+    pub fn prepare(&self) -> Result<(), CgroupError> {
+        self.make_parents()
     }
 
     /// Removes the group of `name` from every hierarchy; its processes must have ended.

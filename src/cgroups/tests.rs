@@ -331,11 +331,12 @@ fn the_v2_files_of_the_newer_limits_on_a_fake_tree() {
     cg.apply_one("web", &Limit::MemorySwapMax(Max(Some(0))), &all).unwrap();
     cg.apply_one("web", &Limit::MemoryMax(Max(Some(256 << 20))), &all).unwrap();
     assert_eq!(read("memory.swap.max"), "0");
-    // io.max: a device the new value leaves out is set to max first (each write is a line).
+    // io.max: the new lines first, then a device the new value leaves out set to max (each write is a
+    // line; the fake file keeps the last).
     std::fs::write(g.join("io.max"), "7:1 rbps=10 wbps=max riops=max wiops=max\n").unwrap();
     let m = values::parse_io_max("8:0 wbps=1M").unwrap();
     cg.apply_one("web", &Limit::IoMax(m), &all).unwrap();
-    assert_eq!(read("io.max"), "8:0 rbps=max wbps=1048576 riops=max wiops=max", "the last line written");
+    assert_eq!(read("io.max"), "7:1 rbps=max wbps=max riops=max wiops=max", "the dropped device, last");
     // Stat files: the kernel's text; pressure missing is ENOTSUP; no group, nothing.
     std::fs::write(g.join("cpu.stat"), "usage_usec 5\n").unwrap();
     assert_eq!(cg.stat_file("web", StatFile::CpuStat).unwrap().as_deref(), Some("usage_usec 5\n"));
@@ -346,7 +347,11 @@ fn the_v2_files_of_the_newer_limits_on_a_fake_tree() {
     std::fs::write(root.0.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
     let e = cg.check(&Limit::IoWeight(100)).unwrap_err();
     assert!(e.errno() == libc::ENOTSUP && e.to_string().contains("no io controller"), "{e}");
-    assert!(cg.check(&Limit::MemoryHigh(Max(None))).is_ok());
+    std::fs::write(root.0.join("bocker/memory.high"), "max\n").unwrap();
+    assert!(cg.check(&Limit::MemoryHigh(Max(None))).is_ok(), "the parent has the file");
+    let e = cg.check(&Limit::MemorySwapMax(Max(None))).unwrap_err();
+    assert!(e.errno() == libc::ENOTSUP && e.to_string().contains("swap accounting"), "{e}");
+    assert!(!cg.swap_accounting());
 }
 
 #[test]
@@ -396,7 +401,8 @@ fn a_v1_host_translates_swap_io_and_cpusets_and_refuses_memory_high() {
     assert!(e.errno() == libc::ENOTSUP && e.to_string().contains("cgroup v1 has no memory.high"), "{e}");
     let e = cg.check(&Limit::IoWeight(100)).unwrap_err();
     assert_eq!(e.errno(), libc::ENOTSUP, "{e}");
-    assert!(cg.check(&Limit::MemorySwapMax(Max(None))).is_ok());
+    std::fs::write(memory.join("bocker/memory.memsw.limit_in_bytes"), "9223372036854771712\n").unwrap();
+    assert!(cg.check(&Limit::MemorySwapMax(Max(None))).is_ok(), "the parent has memsw");
     let e = cg.check(&Limit::CpusetCpus(CpuList::parse("8000").unwrap())).unwrap_err();
     assert!(e.errno() == libc::EINVAL && e.to_string().contains("online"), "{e}");
     let e = cg.stat_file("web", StatFile::MemoryPressure).unwrap_err();

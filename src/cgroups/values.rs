@@ -79,13 +79,13 @@ pub fn parse_io_max(text: &str) -> Result<IoMax, String> {
         let mut any = false;
         for word in words {
             let (key, value) = word.split_once('=').ok_or_else(|| format!("'{}' is not KEY=VALUE", clip(word)))?;
+            // v1 keeps iops in 32 bits (and v2 clamps them there): more is refused, not cut.
+            let top = if key.ends_with("iops") { u64::from(u32::MAX) } else { i64::MAX as u64 };
             let value = match value {
                 "max" => Max(None),
-                v => Max(Some(
-                    number(v)
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| format!("{key}={}: a number above 0 (K, M or G allowed), or max", clip(v)))?,
-                )),
+                v => Max(Some(number(v).filter(|n| (1..=top).contains(n)).ok_or_else(|| {
+                    format!("{key}={}: a number from 1 to {top} (K, M or G allowed), or max", clip(v))
+                })?)),
             };
             let slot = match key {
                 "rbps" => &mut d.rbps,
@@ -120,6 +120,9 @@ pub struct CpuList(BTreeSet<u32>);
 /// The highest CPU or node number a list may name (the kernel's largest NR_CPUS).
 pub const MAX_CPU: u32 = 8191;
 
+/// At most this many comma-separated parts in one list.
+const MAX_PARTS: usize = 1024;
+
 impl CpuList {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -148,6 +151,9 @@ impl CpuList {
             }
             Ok(v)
         };
+        if text.split(',').count() > MAX_PARTS {
+            return Err(format!("at most {MAX_PARTS} numbers and ranges"));
+        }
         for part in text.split(',') {
             match part.split_once('-') {
                 Some((a, b)) => {
@@ -221,6 +227,7 @@ mod tests {
             "8:0 rbps=0",
             "8:0 speed=1",
             "8:0 rbps=1\n8:0 wbps=2",
+            "8:0 riops=4294967296",
             "99999999999:0 rbps=1",
         ] {
             assert!(parse_io_max(bad).is_err(), "{bad:?}");
@@ -235,7 +242,8 @@ mod tests {
         assert_eq!(l.to_string(), "0-3,7");
         assert!(CpuList::parse("").unwrap().is_empty());
         assert_eq!(CpuList::parse("5").unwrap().to_string(), "5");
-        for bad in ["a", "1-", "3-1", "1,,2", "8192", "-1", "0-99999"] {
+        let many = vec!["0-8191"; 1025].join(",");
+        for bad in ["a", "1-", "3-1", "1,,2", "8192", "-1", "0-99999", many.as_str()] {
             assert!(CpuList::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(l.missing_from(&CpuList::parse("0-1").unwrap()), vec![2, 3, 7]);

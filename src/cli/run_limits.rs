@@ -14,7 +14,7 @@ pub struct LimitFlags {
     #[arg(short = 'm', long, value_name = "BYTES")]
     pub memory: Option<String>,
     /// Memory plus swap, as Docker's: -1 for unlimited swap, equal to --memory for none; needs --memory.
-    /// Without it a container gets as much swap as memory (memory.swap.max).
+    /// Without it (or 0) a container gets as much swap as memory (memory.swap.max).
     #[arg(long = "memory-swap", value_name = "BYTES", allow_negative_numbers = true)]
     pub memory_swap: Option<String>,
     /// CPUs it may use, a decimal number: cpu.max of N x 100000 per 100000 microseconds.
@@ -57,7 +57,8 @@ impl LimitFlags {
         if let Some(memory) = &self.memory {
             out.push(("memory.max", docker_bytes(memory), format!("--memory {memory}")));
         }
-        if let Some(swap) = &self.memory_swap {
+        // 0, as Docker reads it: not set (as much swap as memory).
+        if let Some(swap) = self.memory_swap.as_ref().filter(|s| s.trim() != "0") {
             out.push(("memory.swap.max", swap_max(self.memory.as_deref(), swap)?, format!("--memory-swap {swap}")));
         }
         if let Some(cpus) = &self.cpus {

@@ -90,7 +90,7 @@ impl Engine {
             std::fs::write(&source, text).map_err(Error::record(format!("/etc/{file} of build {n}")))?;
             binds.push(BindMount { source, target: format!("/etc/{file}"), readonly: false });
         }
-        let spec = LaunchSpec {
+        let mut spec = LaunchSpec {
             name: cgroup.to_string(),
             rootfs: rootfs.to_path_buf(),
             argv,
@@ -101,8 +101,8 @@ impl Engine {
             log: self.build_dir(n).join("log"),
             log_limits: self.log_limits,
             exit_file: dir.join("exit.json"),
-            cgroup: self.cgroups.birth_group(cgroup),
-            cgroup_procs: self.cgroups.procs_files(cgroup),
+            cgroup: None,
+            cgroup_procs: Vec::new(),
             network,
             netns: None,
             binds,
@@ -112,6 +112,8 @@ impl Engine {
         };
         self.cgroups.remove(cgroup)?;
         self.cgroups.create(cgroup, &self.defaults)?;
+        spec.cgroup = self.cgroups.birth_group(cgroup);
+        spec.cgroup_procs = self.cgroups.procs_files(cgroup);
         let bytes = serde_json::to_vec(&spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
         json::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
         let launched = runtime::launch(dir, |monitor_pid| match ip {

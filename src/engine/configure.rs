@@ -109,23 +109,33 @@ impl Engine {
         })
     }
 
-    /// Records a limit, and applies it at once to a running container.
-    /// A limit the host can't hold (no such controller or v1 file, a device or CPU it lacks) is refused.
+    /// Records a limit, and applies it at once to a running container. A limit the host can't hold (no
+    /// such controller or file, a device or CPU it lacks) is refused; one the kernel refuses halfway (a
+    /// memory limit below what is in use, say), or whose record can't be written, is undone in the kernel.
     pub(super) fn set_limit(&self, name: &str, limit: Limit) -> Result<(), Error> {
-        self.cgroups.check(&limit)?;
         let writing = self.writing(name)?;
-        let running = {
+        let (before, running) = {
             let st = self.lock();
             let c = st.container(name)?;
             c.gate(Op::Tune)?;
-            let mut after = c.record.limits.clone();
-            after.put(limit.clone());
-            c.record.status.has_process().then(|| after.or(&self.defaults))
+            (c.record.limits.or(&self.defaults), c.record.status.has_process())
         };
-        if let Some(all) = running {
-            self.cgroups.apply_one(name, &limit, &all)?;
+        self.cgroups.check(&limit)?;
+        let mut after = before.clone();
+        after.put(limit.clone());
+        let undo = |e: Error| {
+            if running {
+                let old = before.get(limit.kind()).unwrap_or_else(|| Limit::unset(limit.kind()));
+                if let Err(undo) = self.cgroups.apply_one(name, &old, &before) {
+                    tracing::warn!(container = name, error = %undo, "cannot put the old limit back");
+                }
+            }
+            e
+        };
+        if running {
+            self.cgroups.apply_one(name, &limit, &after).map_err(|e| undo(e.into()))?;
         }
-        self.commit_record(&writing, name, always(|r| r.limits.put(limit)), |_| {})
+        self.commit_record(&writing, name, always(|r| r.limits.put(limit.clone())), |_| {}).map_err(undo)
     }
 
     /// Changes the network mode of a container that is not running. Leaving `bridge` gives its address back.

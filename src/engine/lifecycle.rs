@@ -404,13 +404,14 @@ impl Engine {
     fn launch_planned(&self, name: &str, plan: StartPlan) -> Result<Launched, Error> {
         let StartPlan { mut spec, links, nameserver, volumes, privileged, ports, limits, extra_hosts, dns } = plan;
         spec.binds = self.resolve_binds(volumes, privileged)?;
-        spec.cgroup = self.cgroups.birth_group(name);
-        spec.cgroup_procs = self.cgroups.procs_files(name);
         check_host_ports(&ports)?;
         let ip = links.first().map(|l| l.ip);
         self.write_etc(name, &mut spec, ip, nameserver, &extra_hosts, &dns)?;
         self.cgroups.remove(name)?;
         self.cgroups.create(name, &limits)?;
+        // Named once the groups are made afresh (an old group of another name scheme is gone by then).
+        spec.cgroup = self.cgroups.birth_group(name);
+        spec.cgroup_procs = self.cgroups.procs_files(name);
         let launched = self.launch(name, &spec, &links).and_then(|launched| {
             if let (false, Some(ip)) = (ports.is_empty(), ip) {
                 // Claimed again under the forwards lock: a running container may have taken one since.

@@ -212,9 +212,14 @@ impl ContainerView<'_> {
         self.configured_limits().get(kind).map(|l| l.v2_value())
     }
 
-    /// Its limits as configured, the daemon's defaults where it set none.
+    /// Its limits as configured, the daemon's defaults where it set none; its swap unlimited (`max`)
+    /// where the host has no swap accounting, whatever was set.
     pub fn configured_limits(&self) -> Limits {
-        self.record.limits.or(self.defaults)
+        let mut limits = self.record.limits.or(self.defaults);
+        if !self.cgroups.swap_accounting() {
+            limits.memory_swap_max = Some(crate::cgroups::Max(None));
+        }
+        limits
     }
 
     /// Its cgroup's counters, read now.

@@ -65,9 +65,10 @@ bockerfs: containers driven with echo and cat.
                          the id back)
     cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
     memory.high          rw: bytes or max (ENOTSUP on cgroup v1: it has none)
-    memory.swap.max      rw: swap bytes or max; unset: as much as memory.max (Docker's); ENOTSUP without
-                         swap accounting (v1: memory.memsw.limit_in_bytes, memory + swap)
-    io.weight            rw: 1-10000 (v1: blkio.weight or blkio.bfq.weight, ENOTSUP without)
+    memory.swap.max      rw: swap bytes or max; unset: as much as memory.max (Docker's); without swap
+                         accounting: max, a write ENOTSUP (v1: memory.memsw.limit_in_bytes, memory + swap)
+    io.weight            rw: 1-10000, empty until set (BFQ's weight where there is one; v1: blkio.weight
+                         or blkio.bfq.weight; ENOTSUP without)
     io.max               rw: a line per whole disk: MAJ:MIN rbps= wbps= riops= wiops= (max: none; ENODEV
                          no such disk, or a partition); v1: blkio.throttle.*
     cpuset.cpus cpuset.mems   rw: lists (0-3,8; empty: all); EINVAL a CPU or node not online here

@@ -106,7 +106,8 @@ mod tests {
         use crate::cgroups::Layout;
         let root = match Layout::detect() {
             Ok(Layout::V2 { root }) | Ok(Layout::V1 { unified: Some(root), .. }) => root,
-            other => panic!("no cgroup2 hierarchy on this machine: {other:?}"),
+            // A pure v1 host (no cgroup2 mount): nothing to be born in; this machine and the guest have one.
+            other => return eprintln!("skipped: no cgroup2 hierarchy here ({other:?})"),
         };
         let group = TestGroup(root.join("bocker").join(format!("test-spawn-{}", std::process::id())));
         std::fs::create_dir_all(&group.0).unwrap();

@@ -21,10 +21,11 @@ const STUBBORN: &str = r#"sh -c 'trap "" TERM; while :; do sleep 1; done'"#;
 /// The grace period of the stops, in seconds.
 const GRACE: u64 = 3;
 
-/// How long a process outlives its container in the container's cgroup, so `rmdir` must wait for the group
-/// (what the cgroup removal's retries are for: an exiting process can hold its group for a moment). Below
-/// the second the daemon retries for.
-const LINGER: Duration = Duration::from_millis(800);
+/// How long a process outlives its container in the container's cgroup, counted from the writes' start, so
+/// `rmdir` must wait for the group (what the cgroup removal's retries are for: an exiting process can hold
+/// its group for a moment). Well below the second the daemon retries for: the kill and the exit take their
+/// time too under emulation.
+const LINGER: Duration = Duration::from_millis(500);
 
 /// The longest a read of the other container's files may take while the writes run: far below the grace
 /// period and below [`LINGER`], so a read that waits for a removal or a stop fails it, yet generous for a loaded 2-core machine (a read
@@ -38,10 +39,29 @@ fn listing(b: &Bocker, dir: &str) -> Vec<String> {
     v
 }
 
-/// Puts a fresh `sleep` of `secs` into every hierarchy's group of container `name`; a thread reaps it.
-fn linger_in_group(b: &Bocker, name: &str, secs: f64) -> std::thread::JoinHandle<()> {
-    let mut child: Child =
-        Command::new("sleep").arg(format!("{secs}")).stdout(Stdio::null()).spawn().expect("spawn sleep");
+/// `sleep`s held in containers' groups until let go, or until dropped (a failed test leaves none).
+struct Lingering(Vec<Child>);
+
+impl Lingering {
+    fn let_go(&self) {
+        for c in &self.0 {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Puts a fresh `sleep` into every hierarchy's group of container `name`, held until let go.
+fn linger_in_group(b: &Bocker, name: &str) -> Child {
+    let child: Child = Command::new("sleep").arg("1000").stdout(Stdio::null()).spawn().expect("spawn sleep");
     let mut joined = 0;
     for root in common::cgroup_roots() {
         let group = root.join(&b.cgroup_parent).join(format!("ctr-{name}"));
@@ -51,9 +71,7 @@ fn linger_in_group(b: &Bocker, name: &str, secs: f64) -> std::thread::JoinHandle
         }
     }
     assert!(joined > 0, "container {name} has no cgroup to linger in");
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    })
+    child
 }
 
 /// How one of the writes went.
@@ -106,10 +124,12 @@ fn reads_answer_while_twenty_containers_stop_and_twenty_are_removed() {
     assert!(expected[2].1.contains("WATCHED=yes\nA=1\n"), "{}", expected[2].1);
 
     // Each removed container's group is held by a process for a moment, so each removal takes that long.
-    let lingering: Vec<_> = removing.iter().map(|n| linger_in_group(&b, n, LINGER.as_secs_f64())).collect();
+    // They are let go LINGER after the writes are issued (counted from then, not from their start: under
+    // emulation the set-up between takes longer than LINGER).
+    let lingering = Lingering(removing.iter().map(|n| linger_in_group(&b, n)).collect());
 
     let writes = stopping.len() + removing.len();
-    let barrier = Barrier::new(writes + 1);
+    let barrier = Barrier::new(writes + 2);
     let issued = AtomicUsize::new(0);
     let writing = AtomicBool::new(true);
     let ends: Mutex<Vec<Ended>> = Mutex::new(Vec::new());
@@ -134,6 +154,12 @@ fn reads_answer_while_twenty_containers_stop_and_twenty_are_removed() {
                 lock(ends).push(Ended { what: format!("rmdir {n}"), at: Instant::now(), took: t.elapsed(), result });
             }));
         }
+        let lingering = &lingering;
+        s.spawn(move || {
+            barrier.wait();
+            std::thread::sleep(LINGER);
+            lingering.let_go();
+        });
         let reader = s.spawn(|| {
             barrier.wait();
             while issued.load(Ordering::SeqCst) < writes {
@@ -164,9 +190,6 @@ fn reads_answer_while_twenty_containers_stop_and_twenty_are_removed() {
         writing.store(false, Ordering::SeqCst);
         reader.join().unwrap()
     });
-    for l in lingering {
-        l.join().unwrap();
-    }
 
     let ends = ends.into_inner().unwrap();
     let failed: Vec<String> =

@@ -152,7 +152,7 @@ fn swap_io_and_cpusets_reach_the_kernel_before_start_and_live() {
         // Empty: all its parent has again.
         b.write("containers/c/cpuset.cpus", "\n").unwrap();
         let cpus =
-            if v1 { kernel(&b, "cpuset", "c", "cpuset.cpus") } else { kernel(&b, "", "c", "cpuset.effective_cpus") };
+            if v1 { kernel(&b, "cpuset", "c", "cpuset.cpus") } else { kernel(&b, "", "c", "cpuset.cpus.effective") };
         assert_eq!(cpus, online.trim());
     }
 

@@ -188,9 +188,16 @@ impl Cgroups {
                 }
                 Ok(())
             }
-            // An empty list is "the parent's": the kernel takes a newline for it.
+            // An empty list is "the parent's". The kernel refuses to empty a group that has processes
+            // (ENOSPC): it gets the parent's effective list instead.
             Limit::CpusetCpus(l) | Limit::CpusetMems(l) => {
-                write(g.join(limit.file_name()), &format!("{l}\n")).map_err(missing)
+                let value = if l.is_empty() {
+                    let effective = format!("{}.effective", limit.file_name());
+                    std::fs::read_to_string(g.parent().unwrap_or(g).join(effective)).unwrap_or_default()
+                } else {
+                    l.to_string()
+                };
+                write(g.join(limit.file_name()), &format!("{}\n", value.trim())).map_err(missing)
             }
             l => write(g.join(l.file_name()), &l.v2_value()).map_err(missing),
         }

@@ -141,37 +141,58 @@ log "accelerator: ${ACCEL[1]}; $NBIN test binaries; shares: $(tr '\n' ' ' <"$RUN
 KQUIET="quiet systemd.show_status=0"
 [ -z "${BOCKERFS_VM_DEBUG:-}" ] || KQUIET="systemd.show_status=1 systemd.log_level=info"
 
-# The root disk: a qcow2 overlay of the cached image, removed after.
-qemu-img create -q -f qcow2 -F qcow2 -b "$IMG/root.qcow2" "$RUN/overlay.qcow2"
-
-: >"$J/progress"
 TB=$(date +%s)
-qemu-system-x86_64 "${ACCEL[@]}" -machine q35 -m "${BOCKERFS_VM_MEM:-8G}" -smp "${BOCKERFS_VM_CPUS:-2}" \
-    -nodefaults -nic none -display none -no-reboot -serial "file:$RUN/console.log" \
-    -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 panic=-1 bockerfs.run $KQUIET" \
-    -drive "file=$RUN/overlay.qcow2,format=qcow2,if=virtio,discard=unmap,cache=unsafe" \
-    -device virtio-rng-pci \
-    -virtfs "local,path=$J,mount_tag=job,security_model=passthrough" "${VIRTFS[@]}" \
-    </dev/null >"$RUN/qemu.log" 2>&1 &
-QEMU_PID=$!
-tail -n +1 -f --pid="$QEMU_PID" "$J/progress" | sed -u 's/^/vm: /' >&2 &
-TAIL_PID=$!
-
 DEADLINE=$((TB + ${BOCKERFS_VM_TIMEOUT:-3600}))
-while kill -0 "$QEMU_PID" 2>/dev/null; do
-    if [ "$(date +%s)" -ge "$DEADLINE" ]; then
-        log "the guest run took more than ${BOCKERFS_VM_TIMEOUT:-3600}s: stopping it"
-        kill "$QEMU_PID" 2>/dev/null || true
-        break
-    fi
-    sleep 2
+# One boot: a fresh overlay of the cached root disk (removed after), the run's progress followed. Waits
+# until the guest powers off, the deadline passes, or (returns 2) it never said "up" within BOOT_WAIT
+# seconds: under TCG a guest kernel now and then wedges early (RCU stalls, a timer that never fires).
+BOOT_WAIT=${BOCKERFS_VM_BOOT_WAIT:-240}
+boot() {
+    rm -f "$RUN/overlay.qcow2"
+    qemu-img create -q -f qcow2 -F qcow2 -b "$IMG/root.qcow2" "$RUN/overlay.qcow2"
+    : >"$J/progress"
+    : >"$RUN/console.log"
+    local started up=""
+    started=$(date +%s)
+    qemu-system-x86_64 "${ACCEL[@]}" -machine q35 -m "${BOCKERFS_VM_MEM:-8G}" -smp "${BOCKERFS_VM_CPUS:-2}" \
+        -nodefaults -nic none -display none -no-reboot -serial "file:$RUN/console.log" \
+        -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
+        -append "root=/dev/vda rw console=ttyS0 panic=-1 bockerfs.run $KQUIET" \
+        -drive "file=$RUN/overlay.qcow2,format=qcow2,if=virtio,discard=unmap,cache=unsafe" \
+        -device virtio-rng-pci \
+        -virtfs "local,path=$J,mount_tag=job,security_model=passthrough" "${VIRTFS[@]}" \
+        </dev/null >"$RUN/qemu.log" 2>&1 &
+    QEMU_PID=$!
+    tail -n +1 -f --pid="$QEMU_PID" "$J/progress" | sed -u 's/^/vm: /' >&2 &
+    TAIL_PID=$!
+    local rc=0
+    while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if [ "$(date +%s)" -ge "$DEADLINE" ]; then
+            log "the guest run took more than ${BOCKERFS_VM_TIMEOUT:-3600}s: stopping it"
+            kill "$QEMU_PID" 2>/dev/null || true
+            break
+        fi
+        if [ -z "$up" ] && grep -q '^up ' "$J/progress" 2>/dev/null; then up=1; fi
+        if [ -z "$up" ] && [ $(($(date +%s) - started)) -ge "$BOOT_WAIT" ]; then
+            log "the guest did not come up within ${BOOT_WAIT}s; its console's last lines:"
+            tail -n 5 "$RUN/console.log" >&2 || true
+            kill "$QEMU_PID" 2>/dev/null || true
+            rc=2
+            break
+        fi
+        sleep 2
+    done
+    wait "$QEMU_PID" 2>/dev/null || true
+    QEMU_PID=""
+    sleep 0.5
+    kill "$TAIL_PID" 2>/dev/null || true
+    TAIL_PID=""
+    return "$rc"
+}
+for attempt in 1 2 3; do
+    if boot; then break; fi
+    if [ "$attempt" -lt 3 ]; then log "booting again (attempt $((attempt + 1)) of 3)"; fi
 done
-wait "$QEMU_PID" 2>/dev/null || true
-QEMU_PID=""
-sleep 0.5
-kill "$TAIL_PID" 2>/dev/null || true
-TAIL_PID=""
 
 # 4. The results.
 echo
@@ -190,8 +211,10 @@ while read -r name rc secs; do
     fi
 done <"$J/results"
 ran=$(grep -c . "$J/results" || true)
-if [ "$ran" -eq "$NBIN" ]; then
-    mkdir -p "$(dirname "$DURATIONS")" && awk '{ print $1, $3 }' "$J/results" >"$DURATIONS" || true
+# This run's durations, over the last ones' (those of binaries it did not run are kept).
+if [ "$ran" -gt 0 ] && mkdir -p "$(dirname "$DURATIONS")"; then
+    { awk '{ print $1, $3 }' "$J/results"; cat "$DURATIONS" 2>/dev/null; } | awk '!seen[$1]++' >"$DURATIONS.new" &&
+        mv "$DURATIONS.new" "$DURATIONS" || true
 fi
 for name in "${FAILED[@]}"; do
     echo

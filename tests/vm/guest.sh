@@ -63,7 +63,7 @@ while IFS="$TAB" read -r name cwd exe; do
         wait -n
         running=$((running - 1))
     fi
-    run_one "$name" "$cwd" "$exe" &
+    run_one "$name" "$cwd" "$exe" </dev/null &
     running=$((running + 1))
 done <"$J/tests"
 wait

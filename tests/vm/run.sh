@@ -12,16 +12,20 @@
 #    overlay of the cached root disk; the checkout (and the target directory, if elsewhere) is
 #    shared read-write by 9p at the same absolute path as on the host, so the paths compiled into
 #    the test binaries (CARGO_BIN_EXE_*, CARGO_MANIFEST_DIR) hold. A unit with Delegate=yes runs
-#    each test binary as root, as cargo test would (cwd the package root), then powers off.
+#    the test binaries as root, BOCKERFS_VM_JOBS at a time, as cargo test would run each (cwd the
+#    package root), then powers off.
 # 4. Prints each binary's result and the totals, the failing binaries' output, and exits non-zero
 #    if any binary failed (or the guest did not finish).
 #
 # Environment: BOCKERFS_VM_ACCEL=kvm|tcg (default: KVM if a probe shows a guest kernel really boots
-# under it, else TCG), BOCKERFS_VM_MEM (8G), BOCKERFS_VM_CPUS (2), BOCKERFS_VM_TIMEOUT (seconds for
-# the whole guest run, 3600), BOCKERFS_VM_TEST_TIMEOUT (per binary, 1800), BOCKERFS_VM_TESTS (a
-# file of "NAME<TAB>CWD<TAB>EXE" lines to run instead of building: binaries built already),
-# BOCKERFS_VM_LOGS (a directory to keep the failing binaries' whole output in), RUST_TEST_THREADS
-# and RUST_BACKTRACE are passed on. Needs root (QEMU shares the tree as root).
+# under it, else TCG), BOCKERFS_VM_MEM (8G), BOCKERFS_VM_CPUS (2), BOCKERFS_VM_TIMEOUT (seconds from
+# this script's start to the end of the guest run, 3600), BOCKERFS_VM_TEST_TIMEOUT (per binary,
+# 1800), BOCKERFS_VM_JOBS (test binaries at once in the guest, 2; the slowest of the last whole run
+# first), BOCKERFS_VM_BOOT_WAIT (seconds for the guest to say it is up before it is booted again, at
+# most 3 boots; 240), BOCKERFS_VM_TESTS (a file of "NAME<TAB>CWD<TAB>EXE" lines to run instead of
+# building: binaries built already), BOCKERFS_VM_LOGS (a directory to keep the failing binaries' whole
+# output in), RUST_TEST_THREADS and RUST_BACKTRACE are passed on. Needs root (QEMU shares the tree as
+# root).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CHECKOUT="$(cd "$HERE/../.." && pwd)"
@@ -142,14 +146,17 @@ KQUIET="quiet systemd.show_status=0"
 [ -z "${BOCKERFS_VM_DEBUG:-}" ] || KQUIET="systemd.show_status=1 systemd.log_level=info"
 
 TB=$(date +%s)
-DEADLINE=$((TB + ${BOCKERFS_VM_TIMEOUT:-3600}))
+# Counted from this script's start: the build, the image and the probe are inside it.
+DEADLINE=$((T0 + ${BOCKERFS_VM_TIMEOUT:-3600}))
 # One boot: a fresh overlay of the cached root disk (removed after), the run's progress followed. Waits
 # until the guest powers off, the deadline passes, or (returns 2) it never said "up" within BOOT_WAIT
 # seconds: under TCG a guest kernel now and then wedges early (RCU stalls, a timer that never fires).
 BOOT_WAIT=${BOCKERFS_VM_BOOT_WAIT:-240}
 boot() {
-    rm -f "$RUN/overlay.qcow2"
-    qemu-img create -q -f qcow2 -F qcow2 -b "$IMG/root.qcow2" "$RUN/overlay.qcow2"
+    rm -f "$RUN/overlay.qcow2" "$J/exit" "$J/system"
+    rm -rf "$J/logs"
+    : >"$J/results"
+    qemu-img create -q -f qcow2 -F qcow2 -b "$IMG/root.qcow2" "$RUN/overlay.qcow2" || return 1
     : >"$J/progress"
     : >"$RUN/console.log"
     local started up=""
@@ -163,7 +170,7 @@ boot() {
         -virtfs "local,path=$J,mount_tag=job,security_model=passthrough" "${VIRTFS[@]}" \
         </dev/null >"$RUN/qemu.log" 2>&1 &
     QEMU_PID=$!
-    tail -n +1 -f --pid="$QEMU_PID" "$J/progress" | sed -u 's/^/vm: /' >&2 &
+    tail -n +1 -f --pid="$QEMU_PID" "$J/progress" > >(sed -u 's/^/vm: /' >&2) &
     TAIL_PID=$!
     local rc=0
     while kill -0 "$QEMU_PID" 2>/dev/null; do
@@ -184,15 +191,18 @@ boot() {
     done
     wait "$QEMU_PID" 2>/dev/null || true
     QEMU_PID=""
-    sleep 0.5
-    kill "$TAIL_PID" 2>/dev/null || true
+    # tail ends by itself within a second of QEMU (--pid), after the last line.
+    wait "$TAIL_PID" 2>/dev/null || true
     TAIL_PID=""
     return "$rc"
 }
+booted=""
 for attempt in 1 2 3; do
-    if boot; then break; fi
+    if boot; then booted=1; break; fi
     if [ "$attempt" -lt 3 ]; then log "booting again (attempt $((attempt + 1)) of 3)"; fi
 done
+[ -n "$booted" ] || log "the guest never came up in 3 boots"
+touch "$J/results"
 
 # 4. The results.
 echo
@@ -212,7 +222,7 @@ while read -r name rc secs; do
 done <"$J/results"
 ran=$(grep -c . "$J/results" || true)
 # This run's durations, over the last ones' (those of binaries it did not run are kept).
-if [ "$ran" -gt 0 ] && mkdir -p "$(dirname "$DURATIONS")"; then
+if [ "$ran" -eq "$NBIN" ] && [ ${#TEST_ARGS[@]} -eq 0 ] && mkdir -p "$(dirname "$DURATIONS")"; then
     { awk '{ print $1, $3 }' "$J/results"; cat "$DURATIONS" 2>/dev/null; } | awk '!seen[$1]++' >"$DURATIONS.new" &&
         mv "$DURATIONS.new" "$DURATIONS" || true
 fi

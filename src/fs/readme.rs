@@ -75,8 +75,8 @@ bockerfs: containers driven with echo and cat.
     memory.current memory.peak cpu.usage_usec pids.current events   r: stats (events: oom_kill N)
     memory.stat memory.events io.stat cpu.stat   r: the cgroup's own files, v2's form (v1: composed; its
                          memory.stat is v1's), empty while it has no cgroup
-    cpu.pressure memory.pressure io.pressure   r: PSI (some/full avg10 avg60 avg300 total); ENOTSUP on a
-                         read on v1 or a kernel without PSI (0 bytes in a listing)
+    cpu.pressure memory.pressure io.pressure   r: PSI (some/full avg10 avg60 avg300 total); empty on v1 or
+                         a kernel without PSI
     wait                 r: a read blocks until it is not running (paused is), then gives its exit code (0 if it
                          never ran, as docker wait); O_NONBLOCK: EAGAIN while it runs; size 0 then, so stat
                          and previews never hang. A reader killed meanwhile is answered at once (EINTR)

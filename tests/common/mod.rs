@@ -135,7 +135,8 @@ impl Bocker {
             .spawn()
             .expect("spawn daemon");
         self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous (it fails at once if the daemon exits): under emulation a start takes its time.
+        let deadline = Instant::now() + Duration::from_secs(90);
         // Read, not stat'ed: a crashed daemon's mount still answers stat from the kernel's cache.
         while fs::read(self.mount.join("README")).is_err() {
             if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

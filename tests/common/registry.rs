@@ -133,8 +133,16 @@ impl TestRegistry {
             .stderr(log)
             .spawn()
             .expect("docker-registry (apt-get install docker-registry)");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: under emulation (the VM guest), beside another test binary, a Go server takes its time.
+        let mut child = child;
+        let deadline = Instant::now() + Duration::from_secs(120);
         while std::net::TcpStream::connect(&addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "registry exited with {status}: {}",
+                    std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+                );
+            }
             assert!(Instant::now() < deadline, "registry did not start");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -27,10 +27,17 @@ const GRACE: u64 = 3;
 /// time too under emulation.
 const LINGER: Duration = Duration::from_millis(500);
 
-/// The longest a read of the other container's files may take while the writes run: far below the grace
-/// period and below [`LINGER`], so a read that waits for a removal or a stop fails it, yet generous for a loaded 2-core machine (a read
-/// of a small file takes well under a millisecond on an idle one).
-const READ_BOUND: Duration = Duration::from_millis(300);
+/// The longest a read of the other container's files (or a listing) may take while the writes run: half
+/// the grace period, so a read that waited for a stop fails it. A read that waited for a held group is
+/// caught by the first round's check (it would end after the first write did); a fixed bound tighter than
+/// this measured the machine, not the daemon: under emulation (the VM guest) with 40 writes on two cores a
+/// read now and then takes a third of a second with nothing to wait for.
+const READ_BOUND: Duration = Duration::from_millis(GRACE * 1000 / 2);
+
+/// The median read's bound: reads that routinely waited for a write (a lock over a removal's or a stop's
+/// work) would pull it up to a removal's length. Far above the milliseconds a read takes even under
+/// emulation.
+const MEDIAN_BOUND: Duration = Duration::from_millis(100);
 
 fn listing(b: &Bocker, dir: &str) -> Vec<String> {
     let mut v: Vec<String> =
@@ -229,7 +236,10 @@ fn reads_answer_while_twenty_containers_stop_and_twenty_are_removed() {
         "the first reads ended {:?} after the first write did: they waited for it",
         first_round_end - first_end
     );
-    // No read of the container's files waited for a write: each took far less than a removal or a stop.
+    // No read of the container's files waited for a write: the typical one took far less than a removal,
+    // the slowest far less than a stop.
+    let median = took[took.len() / 2];
+    assert!(median < MEDIAN_BOUND, "the median read took {median:?} while containers were stopped and removed");
     let (took, what) = slowest(&files);
     assert!(took < READ_BOUND, "a read of {what} took {took:?} while containers were stopped and removed");
     // A listing of containers/ waits for no stop and no exit. It does wait for the rmdirs in it: the kernel

@@ -37,7 +37,11 @@ pub async fn ensure_bridge(h: &Handle, name: &str, mac: [u8; 6], gateway: Ipv4Ad
     let index = match index_of(h, name).await? {
         Some(i) => i,
         None => {
-            match h.link().add(LinkBridge::new(name).up().build()).execute().await.map_err(to_io) {
+            // The MAC in the message that makes it: a bridge made without one has a random one until the
+            // set below, and udev (systemd's MACAddressPolicy=persistent) may give it one of its own in
+            // between, over ours. Given at creation, the kernel marks it set, and udev leaves it alone.
+            let bridge = LinkBridge::new(name).address(mac.to_vec()).up().build();
+            match h.link().add(bridge).execute().await.map_err(to_io) {
                 Err(e) if !is(&e, libc::EEXIST) => return Err(e),
                 _ => {}
             }

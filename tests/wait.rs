@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::fs;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -286,7 +287,8 @@ fn a_containers_times_move_with_its_status_and_its_output() {
     let b = Bocker::start("waittimes");
     let img = b.import("");
     let image_time = mtime(&b, &format!("images/{img}"));
-    b.configure("c", &img, "sh -c 'echo one; sleep 0.5; echo two'");
+    // `two` waits for the test to put /go in its rootfs: the test sees `one` alone however slow it is.
+    b.configure("c", &img, "sh -c 'echo one; until [ -e /go ]; do sleep 0.05; done; echo two'");
     let made = mtime(&b, "containers/c");
     b.write("containers/c/labels", "a=b").unwrap();
     assert_eq!(mtime(&b, "containers/c"), made, "a setting is no change of its status");
@@ -307,6 +309,8 @@ fn a_containers_times_move_with_its_status_and_its_output() {
 
     eventually(Duration::from_secs(10), || b.read("containers/c/logs"), || b.read("containers/c/logs") == "one\n");
     let first = mtime(&b, "containers/c/logs");
+    std::thread::sleep(Duration::from_millis(20));
+    fs::write(b.path("containers/c/rootfs/go"), "").unwrap();
     b.wait_status("c", "exited");
     assert_eq!(b.read("containers/c/logs"), "one\ntwo\n");
     assert!(mtime(&b, "containers/c/logs") > first, "logs moves with its output");

@@ -1,5 +1,6 @@
 //! Atomic JSON files: records written whole (temp file, fsync, rename) so a crash leaves the old or the
-//! new one, private files for what is read once, and reading a record that may not exist.
+//! new one, or whole and unsynced where a log holds their durable copy; private files for what is read
+//! once, and reading a record that may not exist.
 
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,6 +16,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// Writes `bytes` to `path` whole (temp file, rename), unsynced: for a record whose durable copy is a log's
+/// entry (see [`crate::wal`]), synced with its filesystem when the log starts afresh.
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
     drop(f);
     std::fs::rename(&tmp, path)
 }

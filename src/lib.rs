@@ -24,3 +24,4 @@ pub mod request;
 pub mod runtime;
 pub mod store;
 pub mod times;
+pub mod wal;

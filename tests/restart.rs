@@ -203,6 +203,41 @@ fn leftovers_of_interrupted_requests_are_swept_at_start() {
     assert_eq!(b.read(&format!("containers/{id}/exit_code")), "0\n", "after {:?}", t.elapsed());
 }
 
+/// A container's record file is written unsynced; its durable copy is the records' log. What a power cut
+/// can leave of such files (a new record empty, a removed one back) is put right from the log at start.
+#[test]
+fn records_a_power_cut_lost_come_back_from_the_log() {
+    let mut b = Bocker::start("wal");
+    let img = b.import("");
+    b.configure("kept", &img, "echo kept");
+    b.write("containers/kept/env", "A=1").unwrap();
+    fs::create_dir(b.path("containers/gone")).unwrap();
+    fs::remove_dir(b.path("containers/gone")).unwrap();
+    let state = b.root.join("state/containers");
+    let record = fs::read_to_string(state.join("kept/record.json")).unwrap();
+    b.crash_daemon();
+    // As the disk may hold them: kept's record never written back (delayed allocation leaves it empty),
+    // gone's unlink and rmdir never reached the disk.
+    fs::write(state.join("kept/record.json"), "").unwrap();
+    fs::create_dir(state.join("gone")).unwrap();
+    fs::write(state.join("gone/record.json"), record.replace("\"kept\"", "\"gone\"")).unwrap();
+    b.spawn_daemon();
+    assert_eq!(listing(&b, "containers"), vec!["kept".to_string(), "run".to_string()]);
+    assert!(!state.join("gone").exists(), "gone's directory is back");
+    assert_eq!(fs::read_to_string(state.join("kept/record.json")).unwrap(), record);
+    assert!(b.read("containers/kept/env").contains("A=1\n"), "{}", b.read("containers/kept/env"));
+    b.write("containers/kept/ctl", "start").unwrap();
+    b.wait_status("kept", "exited");
+    assert_eq!(b.read("containers/kept/exit_code"), "0\n");
+    assert_eq!(b.read("containers/kept/logs"), "kept\n");
+    // Replayed once, and made durable: the log starts afresh, and a second start finds the same.
+    assert!(b.daemon_log().contains("replaying the container records' log"), "{}", b.daemon_log());
+    b.stop_daemon();
+    b.spawn_daemon();
+    assert_eq!(listing(&b, "containers"), vec!["kept".to_string(), "run".to_string()]);
+    assert_eq!(b.status("kept"), "exited");
+}
+
 #[test]
 fn a_container_whose_monitor_died_too_is_marked_exited_on_restart() {
     let mut b = Bocker::start("monitordead");

@@ -126,6 +126,8 @@ impl Engine {
         let dir = self.container_dir(&name);
         std::fs::create_dir_all(&dir).map_err(Error::record(format!("the directory of container '{name}'")))?;
         if let Err(e) = self.save(&record) {
+            // Its entry may have reached the log before the failure: a restart must not show it.
+            let _ = self.forget(&name);
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
@@ -185,7 +187,7 @@ impl Engine {
     fn remove_files(&self, name: &str, record: &ContainerRecord) -> Result<(), Error> {
         self.cgroups.remove(name)?;
         let dir = self.container_dir(name);
-        std::fs::remove_file(dir.join("record.json")).map_err(Error::record(format!("the record of '{name}'")))?;
+        self.forget(name)?;
         if let Err(e) = self.store.delete_container(name) {
             let _ = self.save(record);
             return Err(e.into());

@@ -109,6 +109,8 @@ pub enum Response {
 /// The owner of all images and containers of one daemon root.
 pub struct Engine {
     state_dir: PathBuf,
+    /// The durable copy of each container record's last change (see `records::save` and `crate::wal`).
+    records_log: crate::wal::Wal,
     store: Store,
     registry: Registry,
     cgroups: Cgroups,

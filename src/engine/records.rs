@@ -1,6 +1,8 @@
 //! The engine's on-disk JSON records: an image's (`<state>/images/<id>/record.json`), a container's
 //! (`<state>/containers/<name>/record.json`) and an exec's (`<container>/execs/<n>/record.json`), each
-//! written atomically ([`crate::json`]), so a crash leaves the old or the new one; and the one path by
+//! written whole ([`crate::json`]), so a crash leaves the old or the new one; a container's is made
+//! durable by an entry of the records' log (`<state>/containers.wal`, [`crate::wal`]), replayed onto the
+//! files when a daemon opens the root, the others by an fsync each; and the one path by
 //! which a container's record changes: planned from the current record under the state lock, saved
 //! outside it, then installed, all under that container's record lock ([`Engine::update_record`]).
 
@@ -13,7 +15,6 @@ use super::state::{Container, Writing};
 use super::{Changed, Engine};
 use crate::cgroups::Limits;
 use crate::error::Error;
-use crate::json;
 use crate::model::{ContainerStatus, ExecStatus, ImageConfig, RestartPolicy, VolumeSource, VolumeSpec};
 use crate::network::etc::ExtraHost;
 use crate::network::{NetworkMode, PortMap};
@@ -367,9 +368,21 @@ impl Engine {
         Ok(out)
     }
 
+    /// Saves a container's record, durably: an entry of the records' log (one `fdatasync` of a
+    /// preallocated file, no filesystem journal commit), its file renamed into place after it.
     pub(super) fn save(&self, record: &ContainerRecord) -> Result<(), Error> {
-        json::write_json(&self.container_dir(&record.name).join("record.json"), record)
+        let file = self.container_dir(&record.name).join("record.json");
+        serde_json::to_vec(record)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| self.records_log.put(&record.name, &bytes, &file))
             .map_err(Error::record(format!("the record of container '{}'", record.name)))
+    }
+
+    /// Deletes a container's record, durably: its removal logged, then its file unlinked.
+    pub(super) fn forget(&self, name: &str) -> Result<(), Error> {
+        self.records_log
+            .remove(name, &self.container_dir(name).join("record.json"))
+            .map_err(Error::record(format!("the record of '{name}'")))
     }
 }
 

@@ -21,6 +21,7 @@ use crate::registry::Registry;
 use crate::runtime::watcher::Watcher;
 use crate::runtime::ProcessHandle;
 use crate::store::Store;
+use crate::wal::{Entry, Wal};
 
 impl Engine {
     /// Loads every record under `state_dir`, drops what an interrupted request left half-done, and
@@ -46,6 +47,9 @@ impl Engine {
         store.sweep_builds();
         // Resolved: the files it bind-mounts into containers are opened following no symlink.
         let state_dir = &std::fs::canonicalize(state_dir).map_err(Error::record("the state directory"))?;
+        let containers = state_dir.join("containers");
+        let records_log = Wal::open(&state_dir.join("containers.wal"), |entries| replay(&containers, entries))
+            .map_err(Error::record("the container records' log"))?;
         let mut state = State::default();
         let mut legacy = Vec::new();
         for (id, dir) in record_dirs(&state_dir.join("images")) {
@@ -132,6 +136,7 @@ impl Engine {
         let watcher = Watcher::new()?;
         let engine = Arc::new(Engine {
             state_dir: state_dir.to_path_buf(),
+            records_log,
             store,
             registry,
             cgroups,
@@ -307,4 +312,33 @@ pub(super) fn load_image(dir: &Path) -> Option<(Image, bool)> {
     let config_raw = std::fs::read(dir.join("config.json")).ok()?;
     let config = ImageConfiguration::from_reader(config_raw.as_slice()).ok()?;
     Some((Image { record, config, config_raw }, named))
+}
+
+/// Writes what the records' log held onto the container records under `containers`: each one's last
+/// change (a daemon that ended may not have had its files reach the disk). A record removed is removed;
+/// its directory and subvolume are swept as any record-less leftover is.
+fn replay(containers: &Path, entries: Vec<Entry>) -> std::io::Result<()> {
+    let mut last = std::collections::BTreeMap::new();
+    for entry in entries {
+        last.insert(entry.name().to_string(), entry);
+    }
+    info!(records = last.len(), "replaying the container records' log");
+    for (name, entry) in last {
+        if crate::request::validate_name(&name).is_err() {
+            warn!(container = %name, "the records' log names no container: skipped");
+            continue;
+        }
+        let dir = containers.join(&name);
+        match entry {
+            Entry::Put { bytes, .. } => {
+                std::fs::create_dir_all(&dir)?;
+                json::write_unsynced(&dir.join("record.json"), &bytes)?;
+            }
+            Entry::Remove { .. } => match std::fs::remove_file(dir.join("record.json")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            },
+        }
+    }
+    Ok(())
 }

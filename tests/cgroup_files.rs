@@ -8,33 +8,9 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 
-use common::{cgroup_roots, eventually, Bocker};
-
-/// The container's group in the v1 hierarchy of `controller`, or the cgroup2 one on a v2 host.
-fn group(b: &Bocker, controller: &str, name: &str) -> PathBuf {
-    let roots = cgroup_roots();
-    let root = roots
-        .iter()
-        .find(|r| r.file_name().is_some_and(|f| f.to_string_lossy().split(',').any(|c| c == controller)))
-        .or_else(|| roots.iter().find(|r| is_cgroup2(r)))
-        .unwrap()
-        .clone();
-    root.join(&b.cgroup_parent).join(format!("ctr-{name}"))
-}
-
-fn is_cgroup2(path: &std::path::Path) -> bool {
-    path.join("cgroup.controllers").exists()
-}
-
-fn kernel(b: &Bocker, controller: &str, name: &str, file: &str) -> String {
-    fs::read_to_string(group(b, controller, name).join(file)).unwrap_or_else(|e| panic!("{file}: {e}")).trim().into()
-}
-
-fn is_v1() -> bool {
-    cgroup_roots().iter().any(|r| r.ends_with("memory"))
-}
+use common::cgroup::{group, is_v1, kernel};
+use common::{eventually, Bocker};
 
 /// The store's loop device (`/dev/loopN`) and its `MAJ:MIN`: a whole disk of this host the daemon made.
 fn store_device(b: &Bocker) -> (String, String) {
@@ -141,6 +117,14 @@ fn swap_io_and_cpusets_reach_the_kernel_before_start_and_live() {
     assert_eq!(b.read("containers/c/memory.swap.max"), format!("{}\n", 32u64 << 20), "set: it stays");
     if v1 {
         assert_eq!(kernel(&b, "memory", "c", "memory.memsw.limit_in_bytes"), (160u64 << 20).to_string());
+    }
+    // Blank: back to the default, as much swap as memory again, in the kernel too.
+    b.write("containers/c/memory.swap.max", "\n").unwrap();
+    assert_eq!(b.read("containers/c/memory.swap.max"), format!("{}\n", 128u64 << 20), "cleared: it follows");
+    if v1 {
+        assert_eq!(kernel(&b, "memory", "c", "memory.memsw.limit_in_bytes"), (256u64 << 20).to_string());
+    } else {
+        assert_eq!(kernel(&b, "", "c", "memory.swap.max"), (128u64 << 20).to_string());
     }
     b.write("containers/c/io.max", "\n").unwrap();
     assert_eq!(b.read("containers/c/io.max"), "");
@@ -266,4 +250,40 @@ fn run_flags_set_the_files_as_docker_means_them() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--memory-swap"));
         assert!(!b.path("containers/no").exists());
     }
+}
+
+/// A live limit whose record can't be written is undone in the kernel: the file and the kernel keep the
+/// old values (the memory limit and the swap limit derived from it). The record is kept from being
+/// written by a directory where its temp file goes; with that gone, the same write goes through.
+#[test]
+fn a_live_limit_whose_record_cant_be_saved_is_undone_in_the_kernel() {
+    let b = Bocker::start("cg-undo");
+    let img = b.import("");
+    b.configure("c", &img, "sleep 1000");
+    b.write("containers/c/memory.max", "64M").unwrap();
+    b.write("containers/c/ctl", "start").unwrap();
+    b.wait_status("c", "running");
+    let files: Vec<&str> = if is_v1() {
+        vec!["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+    } else {
+        vec!["memory.max", "memory.swap.max"]
+    };
+    let files: Vec<&str> = files.into_iter().filter(|f| group(&b, "memory", "c").join(f).exists()).collect();
+    let in_kernel = || files.iter().map(|f| kernel(&b, "memory", "c", f)).collect::<Vec<_>>();
+    let before = in_kernel();
+    assert_eq!(before[0], (64u64 << 20).to_string());
+    let shown = b.read("containers/c/memory.max");
+
+    let blocker = b.root.join("state/containers/c/record.json.tmp");
+    fs::create_dir(&blocker).unwrap();
+    let e = b.write("containers/c/memory.max", "128M").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert_eq!(in_kernel(), before, "the kernel kept the refused limit");
+    assert_eq!(b.read("containers/c/memory.max"), shown);
+    assert!(b.read("containers/c/error").contains("record"), "{}", b.read("containers/c/error"));
+
+    fs::remove_dir(&blocker).unwrap();
+    b.write("containers/c/memory.max", "128M").unwrap();
+    assert_eq!(in_kernel()[0], (128u64 << 20).to_string());
+    assert_ne!(b.read("containers/c/memory.max"), shown);
 }

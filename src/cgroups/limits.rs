@@ -162,6 +162,22 @@ impl Limits {
         }
     }
 
+    /// Forgets the limit of `kind`: a default fills it again (see [`Limits::or`]).
+    pub fn clear(&mut self, kind: LimitKind) {
+        match kind {
+            LimitKind::CpuWeight => self.cpu_weight = None,
+            LimitKind::CpuMax => self.cpu_max = None,
+            LimitKind::MemoryMax => self.memory_max = None,
+            LimitKind::MemoryHigh => self.memory_high = None,
+            LimitKind::MemorySwapMax => self.memory_swap_max = None,
+            LimitKind::PidsMax => self.pids_max = None,
+            LimitKind::IoWeight => self.io_weight = None,
+            LimitKind::IoMax => self.io_max = None,
+            LimitKind::CpusetCpus => self.cpuset_cpus = None,
+            LimitKind::CpusetMems => self.cpuset_mems = None,
+        }
+    }
+
     /// These limits, with `defaults` filling what is not set.
     pub fn or(&self, defaults: &Limits) -> Limits {
         Limits {

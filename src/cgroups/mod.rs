@@ -58,8 +58,19 @@ impl CgroupError {
             CgroupError::Outside { .. } => return libc::EINVAL,
         };
         match source.raw_os_error() {
-            // The kernel refuses a limit below current use (memory.max on v1) with EBUSY; out of range EINVAL.
-            Some(e @ (libc::EBUSY | libc::EINVAL | libc::ERANGE)) => e,
+            // The kernel's own reasons, passed on: a limit below current use (memory.max on v1) is EBUSY,
+            // out of range EINVAL or ERANGE, a cpuset without CPUs or a hierarchy out of ids ENOSPC, a
+            // controller the group can't have ENODEV or EOPNOTSUPP, a fork limit EAGAIN.
+            Some(
+                e @ (libc::EBUSY
+                | libc::EINVAL
+                | libc::ERANGE
+                | libc::ENOSPC
+                | libc::ENODEV
+                | libc::EOPNOTSUPP
+                | libc::EAGAIN
+                | libc::ENOMEM),
+            ) => e,
             _ => libc::EIO,
         }
     }

@@ -411,3 +411,13 @@ fn a_v1_host_translates_swap_io_and_cpusets_and_refuses_memory_high() {
     std::fs::write(g.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n").unwrap();
     assert_eq!(cg.stat_file("web", StatFile::MemoryEvents).unwrap().as_deref(), Some("max 3\noom_kill 1\n"));
 }
+
+#[test]
+fn the_kernels_reasons_reach_the_writer_and_the_rest_is_eio() {
+    let write = |errno| CgroupError::Write { file: "f".into(), source: io::Error::from_raw_os_error(errno) };
+    for errno in [libc::EBUSY, libc::EINVAL, libc::ENOSPC, libc::ENODEV, libc::EOPNOTSUPP, libc::EAGAIN] {
+        assert_eq!(write(errno).errno(), errno);
+    }
+    assert_eq!(write(libc::EXDEV).errno(), libc::EIO);
+    assert_eq!(CgroupError::Remove { path: "p".into(), source: io::Error::other("odd") }.errno(), libc::EIO);
+}

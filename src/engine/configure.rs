@@ -4,7 +4,7 @@
 use super::records::{always, ContainerRecord};
 
 use super::{Changed, Engine};
-use crate::cgroups::Limit;
+use crate::cgroups::{Limit, LimitKind, Limits};
 use crate::error::Error;
 use crate::model::{ContainerStatus, ImageConfig, Op, RestartPolicy};
 use crate::network::{NetworkError, NetworkMode};
@@ -109,33 +109,47 @@ impl Engine {
         })
     }
 
-    /// Records a limit, and applies it at once to a running container. A limit the host can't hold (no
-    /// such controller or file, a device or CPU it lacks) is refused; one the kernel refuses halfway (a
-    /// memory limit below what is in use, say), or whose record can't be written, is undone in the kernel.
-    pub(super) fn set_limit(&self, name: &str, limit: Limit) -> Result<(), Error> {
+    /// Records a limit (`None`: back to its default, the daemon's or Docker's derived swap), and applies
+    /// it at once to a running container. A limit the host can't hold (no such controller or file, a
+    /// device or CPU it lacks) is refused; one the kernel refuses halfway (a memory limit below what is in
+    /// use, say), or whose record can't be written, is undone in the kernel.
+    pub(super) fn set_limit(&self, name: &str, kind: LimitKind, limit: Option<Limit>) -> Result<(), Error> {
         let writing = self.writing(name)?;
-        let (before, running) = {
+        let (own, running) = {
             let st = self.lock();
             let c = st.container(name)?;
             c.gate(Op::Tune)?;
-            (c.record.limits.or(&self.defaults), c.record.status.has_process())
+            (c.record.limits.clone(), c.record.status.has_process())
         };
-        self.cgroups.check(&limit)?;
-        let mut after = before.clone();
-        after.put(limit.clone());
+        if let Some(limit) = &limit {
+            self.cgroups.check(limit)?;
+        }
+        let change = |limits: &mut Limits| match &limit {
+            Some(limit) => limits.put(limit.clone()),
+            None => limits.clear(kind),
+        };
+        let before = own.or(&self.defaults);
+        let mut after = own;
+        change(&mut after);
+        let after = after.or(&self.defaults);
+        // Nothing to write where neither names one (memory.high cleared where v1 has none, say), nor for
+        // a clear the host can't hold (the derived swap limit without swap accounting).
+        let holds = limit.is_some() || self.cgroups.unsupported(kind).is_none();
+        let live = running && holds && (before.get(kind).is_some() || after.get(kind).is_some());
         let undo = |e: Error| {
-            if running {
-                let old = before.get(limit.kind()).unwrap_or_else(|| Limit::unset(limit.kind()));
+            if live {
+                let old = before.get(kind).unwrap_or_else(|| Limit::unset(kind));
                 if let Err(undo) = self.cgroups.apply_one(name, &old, &before) {
                     tracing::warn!(container = name, error = %undo, "cannot put the old limit back");
                 }
             }
             e
         };
-        if running {
-            self.cgroups.apply_one(name, &limit, &after).map_err(|e| undo(e.into()))?;
+        if live {
+            let new = after.get(kind).unwrap_or_else(|| Limit::unset(kind));
+            self.cgroups.apply_one(name, &new, &after).map_err(|e| undo(e.into()))?;
         }
-        self.commit_record(&writing, name, always(|r| r.limits.put(limit.clone())), |_| {}).map_err(undo)
+        self.commit_record(&writing, name, always(|r| change(&mut r.limits)), |_| {}).map_err(undo)
     }
 
     /// Changes the network mode of a container that is not running. Leaving `bridge` gives its address back.

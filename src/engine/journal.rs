@@ -62,7 +62,7 @@ impl Engine {
             return;
         }
         let Ok(held) = self.writing(name) else { return };
-        let _ = self.commit_record(
+        let saved = self.commit_record(
             &held,
             name,
             |c, r| {
@@ -74,5 +74,14 @@ impl Engine {
             },
             |_| {},
         );
+        // A record that can't be written (the very failure reported, often) still shows why: in memory
+        // only, until its next save.
+        if let Err(Error::Record { .. }) = saved {
+            let mut st = self.lock();
+            if let Ok(c) = st.container_mut(name) {
+                c.record.error = message.to_string();
+                st.notify(super::Changed::Container(name.to_string()));
+            }
+        }
     }
 }

@@ -243,7 +243,7 @@ impl Engine {
             Request::SetImage { name, image } => self.set_image(&name, &image).map(|()| Response::Done),
             Request::SetCmd { name, argv } => self.configure(&name, |r| r.cmd = argv).map(|()| Response::Done),
             Request::SetEnv { name, env } => self.configure(&name, |r| r.env = env).map(|()| Response::Done),
-            Request::SetLimit { name, limit } => self.set_limit(&name, limit).map(|()| Response::Done),
+            Request::SetLimit { name, kind, limit } => self.set_limit(&name, kind, limit).map(|()| Response::Done),
             Request::SetNetwork { name, mode } => self.set_network(&name, mode).map(|()| Response::Done),
             Request::SetPorts { name, ports } => self.set_ports(&name, ports).map(|()| Response::Done),
             Request::SetNetworks { name, networks } => self.set_networks(&name, networks).map(|()| Response::Done),

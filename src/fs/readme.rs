@@ -63,7 +63,8 @@ bockerfs: containers driven with echo and cat.
     stdin                w: bytes for its stdin (EBADF not interactive, EPIPE closed); ctl close-stdin ends it
     commit               w: IMAGE: an image of the rootfs (an id is replaced, a name makes a new image; read
                          the id back)
-    cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live
+    cpu.weight cpu.max memory.max pids.max                   rw: limits, cgroup v2's names, before start or live;
+                         a blank write to any limit: back to its default (the daemon's, else none)
     memory.high          rw: bytes or max (ENOTSUP on cgroup v1: it has none)
     memory.swap.max      rw: swap bytes or max; unset: as much as memory.max (Docker's); without swap
                          accounting: max, a write ENOTSUP (v1: memory.memsw.limit_in_bytes, memory + swap)

@@ -185,9 +185,11 @@ pub enum Request {
         name: String,
         env: Vec<String>,
     },
+    /// A limit file's write: its value, or (blank) back to its default.
     SetLimit {
         name: String,
-        limit: crate::cgroups::Limit,
+        kind: crate::cgroups::LimitKind,
+        limit: Option<crate::cgroups::Limit>,
     },
     SetNetwork {
         name: String,
@@ -336,7 +338,11 @@ impl Request {
             WriteTarget::Env(name) => Request::SetEnv { name, env: parse_env(text)? },
             WriteTarget::Ctl(name) => Request::Ctl { name, verb: parse_ctl(text)? },
             WriteTarget::Limit(name, kind) => {
-                Request::SetLimit { name, limit: crate::cgroups::parse_limit(kind, text)? }
+                let limit = match text.trim() {
+                    "" => None,
+                    value => Some(crate::cgroups::parse_limit(kind, value)?),
+                };
+                Request::SetLimit { name, kind, limit }
             }
             WriteTarget::Network(name) => {
                 let mode: NetworkMode = one_word(text)?.parse().map_err(ParseError::BadNetwork)?;

@@ -6,33 +6,10 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::cgroup::{group, is_v1, kernel};
 use common::{cgroup_roots, Bocker};
-
-/// The container's group in the v1 hierarchy of `controller`, or the cgroup2 one on a v2 host.
-fn group(b: &Bocker, controller: &str, name: &str) -> PathBuf {
-    let roots = cgroup_roots();
-    let root = roots
-        .iter()
-        .find(|r| r.file_name().is_some_and(|f| f.to_string_lossy().split(',').any(|c| c == controller)))
-        .or(roots.first())
-        .unwrap()
-        .clone();
-    root.join(&b.cgroup_parent).join(format!("ctr-{name}"))
-}
-
-fn kernel(b: &Bocker, controller: &str, name: &str, file: &str) -> String {
-    fs::read_to_string(group(b, controller, name).join(file))
-        .unwrap_or_else(|e| panic!("{file}: {e}"))
-        .trim()
-        .to_string()
-}
-
-fn is_v1() -> bool {
-    cgroup_roots().iter().any(|r| r.ends_with("memory"))
-}
 
 /// What the kernel holds for a limit: the v1 file of its controller, or the v2 file of the same name.
 fn kernel_limit(b: &Bocker, name: &str, v2_file: &str) -> String {

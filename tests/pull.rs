@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use common::registry::{config, tar_of, tar_of_dir, Compression, Layer, TestRegistry};
+use common::registry::{config, noise, tar_of, tar_of_dir, Compression, Layer, TestRegistry};
 use common::Bocker;
 
 fn pull(b: &Bocker, reference: &str) -> std::io::Result<String> {
@@ -273,25 +273,6 @@ fn a_local_image_pushed_and_pulled_back_runs_the_same() {
     assert!(events.contains(&format!(" image {img} push ref={reference} digest={digest}\n")), "{events}");
     assert!(events.contains(&format!(" image {pulled} pull ref={reference}\n")), "{events}");
     assert_eq!(events.matches(" push ").count(), 1, "{events}");
-}
-
-/// Bytes gzip can't shrink, so a layer takes a while to move.
-fn noise(len: usize) -> String {
-    // A 1 MiB block of xorshift noise, repeated: gzip's 32 KiB window sees no repeat, so it compresses no
-    // better than noise throughout, and it is made in a blink even unoptimised under emulation (the VM
-    // guest), where a byte-at-a-time loop over 300 MB took minutes.
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let block: String = (0..len.min(1 << 20))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (b'!' + (x % 90) as u8) as char
-        })
-        .collect();
-    let mut s = block.repeat(len.div_ceil(block.len().max(1)));
-    s.truncate(len);
-    s
 }
 
 #[test]

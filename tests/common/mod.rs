@@ -3,8 +3,11 @@
 //! unmounts what is left and removes the directory, also when the test fails.
 #![allow(dead_code)]
 
+pub mod cgroup;
 pub mod probe;
 pub mod registry;
+
+pub use cgroup::cgroup_roots;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -415,28 +418,6 @@ fn remove_network(bridge: &str) {
     for k in 0..8 {
         let _ = bockerfs::network::firewall::delete(&format!("{bridge}-{k}"));
     }
-}
-
-/// The cgroup hierarchies of this machine the daemon makes groups in (a v1 controller each, the freezer's,
-/// blkio's and cpuset's among them, the cgroup2 mount, or both).
-pub fn cgroup_roots() -> Vec<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut roots: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let fstype = right.split(' ').next()?;
-            let opts = right.split(' ').nth(2).unwrap_or("");
-            let wanted = fstype == "cgroup2"
-                || (fstype == "cgroup"
-                    && opts
-                        .split(',')
-                        .any(|o| ["cpu", "cpuacct", "memory", "pids", "freezer", "blkio", "cpuset"].contains(&o)));
-            left.split(" ").nth(4).filter(|_| wanted).map(PathBuf::from)
-        })
-        .collect();
-    roots.dedup();
-    roots
 }
 
 /// Thaws container `name`'s group below `parent`, in the v1 freezer and in cgroup2 (where there is either).

@@ -352,3 +352,22 @@ pub fn config(env: &[&str], cmd: &[&str], workdir: &str) -> serde_json::Value {
         "config": { "Env": env, "Cmd": cmd, "WorkingDir": workdir },
     })
 }
+
+/// Bytes gzip can't shrink, so a layer takes a while to move.
+pub fn noise(len: usize) -> String {
+    // A 1 MiB block of xorshift noise, repeated: gzip's 32 KiB window sees no repeat, so it compresses no
+    // better than noise throughout, and it is made in a blink even unoptimised under emulation (the VM
+    // guest), where a byte-at-a-time loop over 300 MB took minutes.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let block: String = (0..len.min(1 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (b'!' + (x % 90) as u8) as char
+        })
+        .collect();
+    let mut s = block.repeat(len.div_ceil(block.len().max(1)));
+    s.truncate(len);
+    s
+}

@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Benchmark: pull and unpack a multi-layer image of about 100 MB from a registry on loopback, bocker beside
-# `skopeo copy` + `umoci unpack` of the same image, in one hyperfine run. Prints hyperfine's markdown
-# table; figures go to docs/benchmarks.md.
+# `skopeo copy` + `umoci unpack` of the same image and `podman pull` into vfs storage (if podman is
+# installed), interleaved (bench/interleave.py). Prints a markdown table; figures go to docs/benchmarks.md.
 #
 # Needs root, a release build (cargo build --release), and:
-#   apt-get install docker-registry skopeo umoci hyperfine busybox-static
+#   apt-get install docker-registry skopeo umoci busybox-static python3 [podman]
 # Before each bocker run the image is removed (and with it its layers), so every run downloads and
-# unpacks everything; before each skopeo run its OCI layout and bundle are removed.
+# unpacks everything; before each skopeo run its OCI layout and bundle are removed, before each podman
+# run its storage.
 set -euo pipefail
-RUNS=${RUNS:-10}
+ROUNDS=${ROUNDS:-5}
 LAYER_MB=${LAYER_MB:-32}
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/bench/common.sh"
 bocker=$here/target/release/bocker
 [ -x "$bocker" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-for tool in docker-registry skopeo umoci hyperfine busybox python3; do
+for tool in docker-registry skopeo umoci busybox python3; do
     command -v $tool >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done
 
@@ -61,12 +62,19 @@ daemon_pid=$!
 for _ in $(seq 100); do [ -e "$work/mnt/README" ] && break; sleep 0.05; done
 export BOCKER_MOUNT=$work/mnt
 
-echo "image: 4 layers, ${size} MB in the registry" >&2
-hyperfine --runs "$RUNS" --export-markdown "$work/table.md" \
-    --prepare "rm -rf $work/skopeo $work/bundle" \
-    -n "skopeo copy + umoci unpack" \
-    "skopeo copy -q --src-tls-verify=false docker://127.0.0.1:$port/bench:v1 oci:$work/skopeo:bench && umoci unpack --image $work/skopeo:bench $work/bundle" \
+peers=()
+prepares=()
+if command -v podman >/dev/null; then
+    podman="podman --root $work/podman --runroot $work/podman-run --storage-driver vfs"
+    peers+=("podman pull (vfs)" "$podman pull -q --tls-verify=false 127.0.0.1:$port/bench:v1")
+    prepares+=(--prepare "rm -rf $work/podman $work/podman-run")
+fi
+python3 "$here/bench/interleave.py" --rounds "$ROUNDS" --warmup 1 \
+    --title "pull of 4 layers, ${size} MB in the registry" \
     --prepare "for d in $work/mnt/images/img_*; do [ -d \$d ] && rmdir \$d; done; true" \
-    -n "bocker pull" \
-    "$bocker pull 127.0.0.1:$port/bench:v1" >&2
-cat "$work/table.md"
+    --prepare "rm -rf $work/skopeo $work/bundle" \
+    "${prepares[@]}" \
+    "bocker pull" "$bocker pull 127.0.0.1:$port/bench:v1" \
+    "skopeo copy + umoci unpack" \
+    "skopeo copy -q --src-tls-verify=false docker://127.0.0.1:$port/bench:v1 oci:$work/skopeo:bench && umoci unpack --image $work/skopeo:bench $work/bundle" \
+    "${peers[@]}"

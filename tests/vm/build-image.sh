@@ -16,10 +16,12 @@ MIRROR="${BOCKERFS_VM_MIRROR:-http://deb.debian.org/debian}"
 
 # What the guest needs: the kernel and an init (systemd, udev, kmod), and what the tests run
 # (scripts/install-deps.sh's list) plus the few tools they call that a minimal system lacks, and
-# ca-certificates: without any CA certificate the daemon's registry client does not even start.
+# ca-certificates: without any CA certificate the daemon's registry client does not even start; and the
+# benchmarks' peers (crun, skopeo, umoci, podman), for bench/in-guest.sh.
 PACKAGES="linux-image-amd64 systemd systemd-sysv udev kmod e2fsprogs procps
   btrfs-progs fuse3 busybox-static docker-registry apache2-utils nftables iproute2 gcc libc6-dev
-  util-linux vim python3 sed tini tmux bsdextrautils findutils coreutils bash ca-certificates"
+  util-linux vim python3 sed tini tmux bsdextrautils findutils coreutils bash ca-certificates
+  crun skopeo umoci podman"
 
 log() { echo "build-image: $*" >&2; }
 

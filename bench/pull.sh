@@ -22,7 +22,7 @@ done
 work=$(mktemp -d /tmp/bocker-bench-pull.XXXXXX)
 registry_pid="" daemon_pid=""
 cleanup() {
-    stop_bench_daemon "$work"
+    stop_bench_daemon "$work" bkbench
     [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null || true
     rm -rf "$work"
 }
@@ -57,7 +57,8 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break;
 skopeo copy -q --dest-tls-verify=false "oci:$work/oci:bench" "docker://127.0.0.1:$port/bench:v1"
 size=$(du -sm "$work/registry" | cut -f1)
 
-"$bocker" daemon --root "$work/root" --mount "$work/mnt" --store-size 4G 2>"$work/daemon.log" &
+"$bocker" daemon --root "$work/root" --mount "$work/mnt" --store-size 4G \
+    --bridge bkbench --subnet 10.214.0.0/24 2>"$work/daemon.log" &
 daemon_pid=$!
 for _ in $(seq 100); do [ -e "$work/mnt/README" ] && break; sleep 0.05; done
 export BOCKER_MOUNT=$work/mnt

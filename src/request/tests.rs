@@ -132,3 +132,54 @@ fn writes_become_requests() {
     assert!(matches!(Request::from_write(WriteTarget::Image("c".into()), b"a b"), Err(ParseError::NotOneWord(_))));
     assert!(Request::create_container("../x").is_err());
 }
+
+/// A small deterministic generator (xorshift), so the test is the same on every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Random bytes, and random mixes of the characters the parsers care about, to every control file:
+/// a request or a ParseError each time, never a panic. (The fuzz targets in fuzz/ go further.)
+#[test]
+fn random_writes_never_panic() {
+    let alphabet: &[u8] = b" \t\n:/.-_=[]\"'\\0123456789abcxyzKMGmaxtcpudprofalse\x00\xff";
+    let targets = all_write_targets("c");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for i in 0..40_000 {
+        let len = (rng.next() % 64) as usize;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                let r = rng.next();
+                if i % 2 == 0 {
+                    r as u8
+                } else {
+                    alphabet[(r % alphabet.len() as u64) as usize]
+                }
+            })
+            .collect();
+        let target = targets[(rng.next() % targets.len() as u64) as usize].clone();
+        let _ = Request::from_write(target, &bytes);
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = Request::create_container(&text);
+        let _ = parse_volumes(&text);
+    }
+}
+
+#[test]
+fn volume_lines() {
+    let v = parse_volumes("/srv/data:/data\nnamed:/var/lib/x/:ro\n\n/etc/hosts:/h:rw").unwrap();
+    let shown: Vec<String> = v.iter().map(|v| v.to_string()).collect();
+    assert_eq!(shown, ["/srv/data:/data", "named:/var/lib/x:ro", "/etc/hosts:/h"]);
+    assert_eq!(v[1].source, VolumeSource::Named("named".into()));
+    assert!(parse_volumes(" \n").unwrap().is_empty());
+    for bad in ["x", "/a:data", "/a:/", "/a:/b:rx", "a b:/c", "/a:/../etc", "/a:/b/./c", "../x:/y", "/a:/b:ro:x"] {
+        assert!(matches!(parse_volumes(bad), Err(ParseError::BadVolume(_))), "{bad}");
+    }
+    assert_eq!(parse_volumes("a:/x\nb:/x/"), Err(ParseError::TargetTwice("/x".into())));
+}

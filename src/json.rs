@@ -8,35 +8,38 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// `path` with `.tmp` appended: where a whole write of it is staged before its rename.
+pub fn temp_path(path: &Path) -> PathBuf {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
+    PathBuf::from(tmp)
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    create_private(&tmp, bytes)?.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
 /// Writes `bytes` to `path` whole (temp file, rename), unsynced: for a record whose durable copy is a log's
-/// entry (see [`crate::wal`]), synced with its filesystem when the log starts afresh.
+/// entry (see src/wal.rs), synced with its filesystem when the log starts afresh.
 pub fn write_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    drop(f);
+    let tmp = temp_path(path);
+    create_private(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
 
 /// Writes `bytes` to `path` as a file only its owner (the daemon, root) can read: for what is read once and
 /// worthless after a crash (launch and exec specs), so neither atomic nor synced.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    create_private(path, bytes).map(drop)
+}
+
+fn create_private(path: &Path, bytes: &[u8]) -> io::Result<std::fs::File> {
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    f.write_all(bytes)
+    f.write_all(bytes)?;
+    Ok(f)
 }
 
 /// Serialises `value` as JSON and writes it atomically to `path`.

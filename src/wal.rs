@@ -15,14 +15,17 @@
 //! kind byte (a record, or the record's removal), the name's length and the name, then the record's bytes.
 //! Replay reads entries in order and stops at the first that is torn or out of sequence: an append that
 //! returned was synced after every earlier one was written (appends are written under one lock), so no
-//! entry a caller was told is durable lies after a gap. A write or sync that fails leaves the log's tail
-//! in doubt, so the next save begins a fresh log first.
+//! entry a caller was told is durable lies after a gap. Syncs are taken in turn, as the kernel reports a
+//! failed writeback to one sync of a file only: after a failed one, every save of that log fails, and
+//! the next begins a fresh log first.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+
+use crate::json;
 
 /// The size of a log: thousands of container records (a few hundred bytes each, compact JSON).
 pub const LOG_SIZE: u64 = 4 << 20;
@@ -54,7 +57,19 @@ pub struct Wal {
     size: u64,
     /// Held shared by each save from its entry to its file's rename, exclusively by a reset.
     saves: RwLock<()>,
+    /// Taken by one sync at a time (after `saves`, before `inner`): see [`Synced`].
+    synced: Mutex<Synced>,
     inner: Mutex<Log>,
+}
+
+/// How far the current log is durable. The kernel reports a failed writeback once per open file, to
+/// whichever sync asks first: syncs are taken in turn here, so a save whose entry an earlier sync
+/// covered skips its own, and one after a failed sync fails too (its entry may lie after a gap).
+#[derive(Default)]
+struct Synced {
+    /// The last sequence number a sync returned for.
+    seq: u64,
+    failed: bool,
 }
 
 struct Log {
@@ -69,8 +84,8 @@ struct Log {
 
 /// What an append under the log's lock came to.
 enum Appended {
-    /// Written at its place: to be synced.
-    Written(Arc<File>),
+    /// Written at its place, with this sequence number: to be synced.
+    Written(Arc<File>, u64),
     /// No room (or the log is broken): a reset of this generation first.
     Full(u64),
 }
@@ -97,15 +112,17 @@ impl Wal {
             sync_filesystem(path.parent().unwrap_or(Path::new("/")))?;
         }
         let log = Log { file: Arc::new(fresh(path, size)?), offset: 0, seq: 1, generation: 0, broken: false };
-        Ok(Wal { path: path.to_path_buf(), size, saves: RwLock::new(()), inner: Mutex::new(log) })
+        let (saves, synced, inner) = (RwLock::new(()), Mutex::default(), Mutex::new(log));
+        Ok(Wal { path: path.to_path_buf(), size, saves, synced, inner })
     }
 
-    /// Saves record `name` as `bytes` in `file`, durably: temp file, logged entry, rename.
+    /// Saves record `name` as `bytes` in `file`, durably: temp file, logged entry, rename. Saves and
+    /// removals of one name must not run at once (the engine's record lock sees to it): they share the
+    /// temp file, and their renames must come in their entries' order.
     pub fn put(&self, name: &str, bytes: &[u8], file: &Path) -> io::Result<()> {
-        let mut tmp = file.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        self.logged(PUT, name, bytes, || write_temp(&tmp, bytes), || std::fs::rename(&tmp, file))
+        let tmp = json::temp_path(file);
+        // Unsynced: its durable copy is the entry that follows.
+        self.logged(PUT, name, bytes, || json::write_private(&tmp, bytes), || std::fs::rename(&tmp, file))
     }
 
     /// Removes record `name` and its `file`, durably: logged, then unlinked.
@@ -131,10 +148,12 @@ impl Wal {
             return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
         }
         if (HEADER + 3 + name.len() + record.len()) as u64 > self.size {
+            // Durable by a sync of the filesystem; the log starts afresh after it, so that no older entry
+            // of the same name is replayed over it.
             let _all = write(&self.saves);
             before()?;
             after()?;
-            return sync_filesystem(self.dir());
+            return self.restart();
         }
         let mut before = Some(before);
         loop {
@@ -143,13 +162,8 @@ impl Wal {
                 before()?;
             }
             match self.append(kind, name, record)? {
-                Appended::Written(file) => {
-                    // Outside the log's lock: appends behind this one are written meanwhile, and one sync
-                    // covers them all.
-                    if let Err(e) = file.sync_data() {
-                        self.lock().broken = true;
-                        return Err(e);
-                    }
+                Appended::Written(file, seq) => {
+                    self.sync(&file, seq)?;
                     return after();
                 }
                 Appended::Full(generation) => {
@@ -172,20 +186,51 @@ impl Wal {
         }
         log.offset += bytes.len() as u64;
         log.seq += 1;
-        Ok(Appended::Written(Arc::clone(&log.file)))
+        Ok(Appended::Written(Arc::clone(&log.file), log.seq - 1))
+    }
+
+    /// Makes entry `seq` durable: by a sync that covers it, its own or one that ran meanwhile (appends
+    /// go on during a sync, so one sync covers every entry written before it began).
+    fn sync(&self, file: &File, seq: u64) -> io::Result<()> {
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if synced.failed {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        if synced.seq >= seq {
+            return Ok(());
+        }
+        let upto = self.lock().seq - 1;
+        match file.sync_data() {
+            Ok(()) => {
+                synced.seq = upto;
+                Ok(())
+            }
+            Err(e) => {
+                synced.failed = true;
+                self.lock().broken = true;
+                Err(e)
+            }
+        }
     }
 
     /// Once every save under way has its file, syncs the filesystem and begins a fresh log, unless
     /// another save did since the log of `generation` was found full.
     fn reset(&self, generation: u64) -> io::Result<()> {
         let _all = write(&self.saves);
-        let mut log = self.lock();
-        if log.generation != generation {
+        if self.lock().generation != generation {
             return Ok(());
         }
+        self.restart()
+    }
+
+    /// Syncs the filesystem and begins a fresh log; under the exclusive guard.
+    fn restart(&self) -> io::Result<()> {
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = self.lock();
         sync_filesystem(self.dir())?;
         let file = Arc::new(fresh(&self.path, self.size)?);
-        *log = Log { file, offset: 0, seq: 1, generation: generation + 1, broken: false };
+        *log = Log { file, offset: 0, seq: 1, generation: log.generation + 1, broken: false };
+        *synced = Synced::default();
         Ok(())
     }
 
@@ -206,18 +251,10 @@ fn write(l: &RwLock<()>) -> std::sync::RwLockWriteGuard<'_, ()> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A record's new bytes, beside its file, unsynced (their durable copy is the entry that follows).
-fn write_temp(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = File::options().write(true).create(true).truncate(true).mode(0o600).open(tmp)?;
-    f.write_all(bytes)
-}
-
 /// Makes a zero-filled log at `path` in place of any older one, durably: written beside it, synced,
 /// renamed over it, and its directory synced.
 fn fresh(path: &Path, size: u64) -> io::Result<File> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = json::temp_path(path);
     let mut f = File::options().read(true).write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     // Zeros written, not allocated: a block fallocate leaves unwritten would change metadata at each
     // first write into it, and its sync would then commit the filesystem's journal.

@@ -199,8 +199,11 @@ fn a_v2_freeze_waits_for_the_kernel_to_say_frozen() {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+        // The moment before it says so: a freeze that saw `frozen 1` returned after it, however late this
+        // thread runs again after its write (under emulation, long after).
+        let at = std::time::Instant::now();
         std::fs::write(events.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
-        std::time::Instant::now()
+        at
     });
     cg.freeze("web", std::time::Duration::from_secs(10)).unwrap();
     let returned = std::time::Instant::now();

@@ -20,3 +20,17 @@ busybox_rootfs() {
     cp "$(command -v busybox)" "$1/bin/busybox"
     for a in $(busybox --list | grep -v '^busybox$'); do ln -s busybox "$1/bin/$a"; done
 }
+
+# in_v1_view SCRIPT: runs bash SCRIPT in a private mount namespace whose /sys/fs/cgroup holds only the
+# v1 cpu, cpuacct, memory and pids hierarchies when the host is hybrid (crun refuses hybrid cgroups;
+# mounting a hierarchy again attaches to the host's, whose mounts stay untouched). On pure v2 it runs
+# SCRIPT in the private namespace as it is.
+in_v1_view() {
+    unshare -m --propagation private bash -c '
+        set -e
+        if ! grep -q "^cgroup2 /sys/fs/cgroup " /proc/mounts; then
+            mount -t tmpfs tmpfs /sys/fs/cgroup
+            for c in cpu cpuacct memory pids; do mkdir /sys/fs/cgroup/$c; mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done
+        fi
+        '"$1"
+}

@@ -54,11 +54,6 @@ for _ in $(seq 100); do [ -e "$work/mnt/README" ] && break; sleep 0.05; done
 export BOCKER_MOUNT=$work/mnt
 img=$("$bocker" init "$rootfs" | cut -d' ' -f2)
 
-unshare -m --propagation private bash -c '
-    set -e
-    if ! grep -q "^cgroup2 /sys/fs/cgroup " /proc/mounts; then
-        mount -t tmpfs tmpfs /sys/fs/cgroup
-        for c in cpu cpuacct memory pids; do mkdir /sys/fs/cgroup/$c; mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done
-    fi
+in_v1_view '
     python3 '"$here"'/bench/parallel.py '"$work/mnt $img $work/bundles $daemon_pid $N $ROUNDS"'
 '

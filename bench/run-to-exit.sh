@@ -61,12 +61,7 @@ img=$("$bocker" init "$rootfs" | cut -d' ' -f2)
 
 layout="v1 (the host is hybrid: both see its v1 hierarchies only)"
 grep -q "^cgroup2 /sys/fs/cgroup " /proc/mounts && layout="v2"
-unshare -m --propagation private bash -c '
-    set -e
-    if ! grep -q "^cgroup2 /sys/fs/cgroup " /proc/mounts; then
-        mount -t tmpfs tmpfs /sys/fs/cgroup
-        for c in cpu cpuacct memory pids; do mkdir /sys/fs/cgroup/$c; mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done
-    fi
+in_v1_view '
     for gap in 0 '"$GAP"'; do
         python3 '"$here"'/bench/interleave.py --rounds '"$ROUNDS"' --gap $gap --title "run-to-exit, gap ${gap} s, kernel $(uname -r), cgroups '"$layout"'" \
             "crun run /bin/true (cgroups)" "crun --cgroup-manager=cgroupfs run --bundle '"$work"'/bundle bench-'"$$"'" \

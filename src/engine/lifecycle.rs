@@ -189,7 +189,11 @@ impl Engine {
         let dir = self.container_dir(name);
         self.forget(name)?;
         if let Err(e) = self.store.delete_container(name) {
-            let _ = self.save(record);
+            // The snapshot stays, so the record goes back. If that write fails too, the container is in
+            // memory only until the daemon ends: said in its log, beside the delete's own error.
+            if let Err(save) = self.save(record) {
+                warn!(container = name, error = %save, "its snapshot stays but its record could not be written back: it is gone after a daemon restart");
+            }
             return Err(e.into());
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -468,21 +468,23 @@ impl Server {
         let exit = Message::Exit(exit_code).encode();
         let mut unseen = std::mem::take(&mut self.unseen);
         for (_, mut c) in self.clients.drain() {
-            // One that hasn't been read yet (a quick command can end before its client's hello is) is
-            // read now: its hello may ask for the output it came for.
+            // What each sent that wasn't read yet is read now, before its socket is closed: a socket closed
+            // with packets unread resets its peer's, whose next read fails (ECONNRESET) before it gets the
+            // packets queued for it. A hello may ask for the output it came for (a quick command can end
+            // before its client's hello is read); a sync is answered; input comes too late (EPIPE).
             let mut buf = vec![0u8; attach::MAX_PACKET];
-            while !c.greeted {
-                match socket::recv(c.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-                    Ok(n) if n > 0 => {
-                        if let Message::Hello { flags } = Message::decode(&buf[..n]) {
-                            (c.flags, c.greeted) = (flags, true);
-                            let replay = flags & attach::REPLAY != 0 && flags & attach::WANT_OUTPUT != 0;
-                            for (stderr, bytes) in std::mem::take(&mut unseen).into_iter().filter(|_| replay) {
-                                c.queued.push_back(output_packet(stderr, &bytes));
-                            }
+            while let Ok(n @ 1..) = socket::recv(c.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                match Message::decode(&buf[..n]) {
+                    Message::Hello { flags } if !c.greeted => {
+                        (c.flags, c.greeted) = (flags, true);
+                        let replay = flags & attach::REPLAY != 0 && flags & attach::WANT_OUTPUT != 0;
+                        for (stderr, bytes) in std::mem::take(&mut unseen).into_iter().filter(|_| replay) {
+                            c.queued.push_back(output_packet(stderr, &bytes));
                         }
                     }
-                    _ => break,
+                    Message::Stdin(_) if c.refused == 0 => c.refused = libc::EPIPE,
+                    Message::Sync(_) => c.queued.push_back(Message::Sync(std::mem::take(&mut c.refused)).encode()),
+                    _ => {}
                 }
             }
             c.queued.push_back(exit.clone());

@@ -187,15 +187,27 @@ fn lock_root(root: &Path) -> Result<File, DaemonError> {
         .truncate(false)
         .open(&path)
         .map_err(lock_err)?;
-    // SAFETY: flock on an fd we own; no memory is passed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            return Err(DaemonError::AlreadyServed { root: root.to_path_buf(), pid: pid.trim().to_string() });
+    // A daemon killed a moment ago may still have its lock held for it by a helper it was starting (the
+    // child of a spawn has a copy of the daemon's descriptors until its exec closes them): while the pid
+    // in the file is no live process, the lock is tried again for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        // SAFETY: flock on an fd we own; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            break;
         }
-        return Err(lock_err(err));
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(lock_err(err));
+        }
+        let mut pid = String::new();
+        let _ = file.rewind().and_then(|()| file.read_to_string(&mut pid));
+        let pid = pid.trim().to_string();
+        let alive = pid.parse::<u32>().is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if alive || std::time::Instant::now() >= deadline {
+            return Err(DaemonError::AlreadyServed { root: root.to_path_buf(), pid });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     file.set_len(0).and_then(|()| file.rewind()).map_err(lock_err)?;
     write!(file, "{}", std::process::id()).map_err(lock_err)?;

@@ -41,6 +41,8 @@ pub struct DaemonOptions {
     pub network: crate::network::NetworkOptions,
     /// The group (`--group`) whose members may use the tree besides root.
     pub group: Option<Group>,
+    /// How many monitors are kept started ahead of the containers that take them (`runtime::spare`).
+    pub spares: usize,
 }
 
 /// A group by name and gid.
@@ -122,6 +124,7 @@ pub fn run(opts: &DaemonOptions) -> Result<(), DaemonError> {
     engine.set_build_cache_bounds(opts.build_cache_steps, opts.build_cache_size);
     engine.start_dns();
     engine.start_by_policies();
+    engine.start_spares(opts.spares);
 
     let config = {
         let mut c = fuser::Config::default();

@@ -105,6 +105,10 @@ enum Command {
         /// registry credentials.
         #[arg(long, env = "BOCKER_GROUP", value_parser = group)]
         group: Option<daemon::Group>,
+        /// How many container monitors are kept started ahead, their pid and network namespaces made: a
+        /// start with bridge networking takes one instead of starting its own (0: none).
+        #[arg(long, env = "BOCKER_SPARES", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=64))]
+        spares: u8,
     },
     /// Make an image of a directory.
     Init { directory: PathBuf },
@@ -236,7 +240,18 @@ enum Command {
         what: Vec<String>,
     },
     #[command(name = "__monitor", hide = true)]
-    Monitor { state_dir: PathBuf },
+    Monitor {
+        /// A spare, started ahead of any container; the directory only names its daemon.
+        #[arg(long)]
+        spare: bool,
+        /// A spare's: the `cgroup.procs` of a group its container's process joins ahead (v1). Repeatable.
+        #[arg(long)]
+        join: Vec<PathBuf>,
+        /// A spare's: the nice value it runs at (the daemon's).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        nice: i32,
+        state_dir: PathBuf,
+    },
     #[command(name = "__exec", hide = true)]
     ExecHelper { dir: PathBuf },
 }
@@ -341,6 +356,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             network_prefix,
             dns_upstream,
             group,
+            spares,
         } => {
             init_logging();
             let mut default_limits = Limits::default();
@@ -372,6 +388,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
                     upstreams: dns_upstream,
                 },
                 group,
+                spares: spares.into(),
             };
             daemon::run(&opts).context("bocker daemon")?;
             0
@@ -398,7 +415,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Command::Wait { containers } => cli(args.mount)?.wait(&containers)?,
         Command::Events { options } => cli(args.mount)?.events(&options)?,
         Command::Network { command } => cli(args.mount)?.network(&command)?,
-        Command::Monitor { state_dir } => bockerfs::runtime::monitor::main(&state_dir),
+        Command::Monitor { spare: true, join, nice, .. } => bockerfs::runtime::monitor::spare_main(&join, nice),
+        Command::Monitor { state_dir, .. } => bockerfs::runtime::monitor::main(&state_dir),
         Command::ExecHelper { dir } => bockerfs::runtime::exec::main(&dir),
     };
     Ok(code)

@@ -242,19 +242,16 @@ fn input_larger_than_the_buffers_all_arrives_on_a_pipe_and_on_a_terminal() {
     assert_eq!(code, Some(0));
 }
 
-/// The CPU time (user + system, in clock ticks) of the monitor of container `name`.
+/// The CPU time (user + system, in clock ticks) of the monitor of container `name`: its process's parent.
 fn monitor_ticks(b: &Bocker, name: &str) -> u64 {
-    let dir = b.path("").parent().unwrap().join("root/state/containers").join(name);
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|c| *c == 0).collect();
-        if args.len() >= 3 && args[1] == b"__monitor" && Path::new(std::str::from_utf8(args[2]).unwrap_or("")) == dir {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().collect();
-            return fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        }
-    }
-    panic!("no monitor for {}", dir.display());
+    let pid = b.read(&format!("containers/{name}/pid"));
+    let fields = |pid: &str| -> Vec<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().map(String::from).collect()
+    };
+    let monitor = fields(&pid).get(1).cloned().unwrap_or_else(|| panic!("no process {pid} for {name}"));
+    let fields = fields(&monitor);
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]

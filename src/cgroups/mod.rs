@@ -10,6 +10,7 @@
 mod apply;
 mod freezer;
 mod limits;
+mod spares;
 mod stats;
 mod values;
 
@@ -35,6 +36,8 @@ pub enum CgroupError {
     Write { file: PathBuf, source: io::Error },
     #[error("cannot remove cgroup {path}: {source}")]
     Remove { path: PathBuf, source: io::Error },
+    #[error("cannot rename cgroup {from} to {to}: {source}")]
+    Rename { from: PathBuf, to: PathBuf, source: io::Error },
     /// The host's cgroups have no file for it (ENOTSUP).
     #[error("{file}: {why}")]
     Unsupported { file: &'static str, why: String },
@@ -52,7 +55,8 @@ impl CgroupError {
             CgroupError::Create { source, .. }
             | CgroupError::Enable { source, .. }
             | CgroupError::Write { source, .. }
-            | CgroupError::Remove { source, .. } => source,
+            | CgroupError::Remove { source, .. }
+            | CgroupError::Rename { source, .. } => source,
             CgroupError::Unsupported { .. } => return libc::ENOTSUP,
             CgroupError::NoDevice { .. } => return libc::ENODEV,
             CgroupError::Outside { .. } => return libc::EINVAL,
@@ -256,22 +260,27 @@ impl Cgroups {
             std::fs::create_dir_all(&group).map_err(|source| CgroupError::Create { path: group.clone(), source })?;
         }
         if let Layout::V1 { cpuset: Some(root), .. } = &self.layout {
-            // A v1 cpuset group starts with no CPUs and no memory nodes, and takes no process until it has
-            // some: each level down to the container's takes its parent's.
-            let mut dirs = Vec::new();
-            let mut dir = root.clone();
-            for part in self.parent.components() {
-                dir.push(part);
-                dirs.push(dir.clone());
-            }
-            dirs.push(self.group(root, name));
-            for dir in dirs {
-                for file in ["cpuset.cpus", "cpuset.mems"] {
-                    inherit_cpuset(&dir, file)?;
-                }
-            }
+            self.inherit_cpusets(root, &self.group(root, name))?;
         }
         self.apply(name, limits)
+    }
+
+    /// Gives the v1 cpuset group `group` below `root`, and each level above it down from the root, CPUs and
+    /// memory nodes: a v1 cpuset group starts with none, and takes no process until it has some.
+    fn inherit_cpusets(&self, root: &Path, group: &Path) -> Result<(), CgroupError> {
+        let mut dirs = Vec::new();
+        let mut dir = root.to_path_buf();
+        for part in self.parent.components() {
+            dir.push(part);
+            dirs.push(dir.clone());
+        }
+        dirs.push(group.to_path_buf());
+        for dir in dirs {
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                inherit_cpuset(&dir, file)?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes the daemon's parent groups (idempotent); on v2, each level down to the parent hands the
@@ -303,20 +312,7 @@ impl Cgroups {
     /// Removes the group of `name` from every hierarchy; its processes must have ended.
     pub fn remove(&self, name: &str) -> Result<(), CgroupError> {
         for root in self.roots() {
-            let group = self.group(root, name);
-            // An exiting process can hold its group for a moment after the container is reaped.
-            let mut tries = 0;
-            loop {
-                match std::fs::remove_dir(&group) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    Err(source) => return Err(CgroupError::Remove { path: group, source }),
-                }
-            }
+            remove_group(&self.group(root, name))?;
         }
         Ok(())
     }
@@ -328,6 +324,23 @@ impl Cgroups {
             while dir != root && std::fs::remove_dir(&dir).is_ok() {
                 dir.pop();
             }
+        }
+    }
+}
+
+/// Removes the group `group` if it is there; an exiting process can hold it for a moment after it was
+/// reaped, so EBUSY is tried again for a second.
+fn remove_group(group: &Path) -> Result<(), CgroupError> {
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(group) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(source) => return Err(CgroupError::Remove { path: group.to_path_buf(), source }),
         }
     }
 }

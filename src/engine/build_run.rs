@@ -110,13 +110,12 @@ impl Engine {
             stdio: Stdio { tty: false, interactive: false, socket: dir.join(attach::SOCKET_NAME) },
             init: None,
         };
-        self.cgroups.remove(cgroup)?;
-        self.cgroups.create(cgroup, &self.defaults)?;
+        let spare = self.groups_for_launch(cgroup, &self.defaults, &spec)?;
         spec.cgroup = self.cgroups.birth_group(cgroup);
         spec.cgroup_procs = self.cgroups.procs_files(cgroup);
         let bytes = serde_json::to_vec(&spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
         json::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
-        let launched = runtime::launch(dir, |monitor_pid| match ip {
+        let launched = runtime::launch(dir, spare, |monitor_pid| match ip {
             Some(ip) => {
                 let link = crate::network::Link { bridge: self.network.default_bridge(), ip };
                 self.network.attach(monitor_pid, &[link]).map_err(Error::from)

@@ -1,5 +1,5 @@
 //! A container's life cycle: creating (and `run`), starting (planned under the lock, launched outside
-//! it), signalling, stopping, restarting and removing (`rmdir`, and `ctl` remove, which kills first), each
+//! it: `launch`), signalling, stopping, restarting and removing (`rmdir`, and `ctl` remove, which kills first), each
 //! as reserve, perform, commit (see the engine's comment). Pausing is in `pause`.
 
 use std::sync::Arc;
@@ -9,20 +9,16 @@ use nix::sys::signal::Signal;
 use tracing::{debug, info, warn};
 
 use super::exits::ExitSlot;
-use super::plan::StartPlan;
-use super::ports::check_host_ports;
 use super::records::{new_record, ContainerRecord};
 use super::restart::StartBy;
 use super::state::Container;
 use super::{Changed, Engine, Response};
 use crate::error::Error;
 use crate::model::{ContainerStatus, ImageConfig, Op};
-use crate::network::{Forwards, Link};
 use crate::registry::PullSpec;
-use crate::request::{merge_env, Ctl};
-use crate::runtime::spec::{LaunchSpec, Stdio};
+use crate::request::Ctl;
 use crate::runtime::{self, Launched, ProcessHandle};
-use crate::{attach, ids, json, times};
+use crate::{ids, times};
 
 impl Engine {
     /// `containers/run`: a new container of `image` started with `argv`. An image that is not here but is
@@ -403,93 +399,6 @@ impl Engine {
         self.changed.notify_all();
         self.watch(name, launched.monitor_pid, launched.monitor_start);
         Ok(Some(slot))
-    }
-
-    /// The steps of a start outside the state lock: bind mounts resolved, host ports checked, `/etc` files
-    /// written, its cgroup made afresh, the launch, and its forwards into the firewall.
-    fn launch_planned(&self, name: &str, plan: StartPlan) -> Result<Launched, Error> {
-        let StartPlan { mut spec, links, nameserver, volumes, privileged, ports, limits, extra_hosts, dns } = plan;
-        spec.binds = self.resolve_binds(volumes, privileged)?;
-        check_host_ports(&ports)?;
-        let ip = links.first().map(|l| l.ip);
-        self.write_etc(name, &mut spec, ip, nameserver, &extra_hosts, &dns)?;
-        self.cgroups.remove(name)?;
-        self.cgroups.create(name, &limits)?;
-        // Named once the groups are made afresh (an old group of another name scheme is gone by then).
-        spec.cgroup = self.cgroups.birth_group(name);
-        spec.cgroup_procs = self.cgroups.procs_files(name);
-        let launched = self.launch(name, &spec, &links).and_then(|launched| {
-            if let (false, Some(ip)) = (ports.is_empty(), ip) {
-                // Claimed again under the forwards lock: a running container may have taken one since.
-                let ours = Forwards { name: name.to_string(), ip, ports: ports.clone() };
-                if let Err(e) = self.sync_forwards(&self.lock_forwards(), Some(ours)) {
-                    runtime::signal_launched(&launched, Signal::SIGKILL);
-                    return Err(e);
-                }
-            }
-            Ok(launched)
-        });
-        if launched.is_err() {
-            let _ = self.cgroups.remove(name);
-        }
-        launched
-    }
-
-    /// The launch spec of `record` running `argv`, with what it keeps of its image's config.
-    pub(super) fn launch_spec(&self, record: &ContainerRecord, argv: Vec<String>) -> LaunchSpec {
-        let dir = self.container_dir(&record.name);
-        LaunchSpec {
-            name: record.name.clone(),
-            rootfs: self.store.container_path(&record.name),
-            argv,
-            env: merge_env(&record.image_defaults().env, &record.env),
-            cwd: record.run_workdir(),
-            hostname: record.run_hostname(),
-            user: record.run_user(),
-            log: dir.join("log"),
-            log_limits: self.log_limits,
-            exit_file: dir.join("exit.json"),
-            // Found on cgroupfs outside the state lock (`launch_planned`).
-            cgroup: None,
-            cgroup_procs: Vec::new(),
-            network: record.network.clone(),
-            netns: None,
-            binds: Vec::new(),
-            security: record.security.clone(),
-            stdio: Stdio { tty: record.tty, interactive: record.interactive, socket: dir.join(attach::SOCKET_NAME) },
-            init: record.init.then(|| self.init_path()),
-        }
-    }
-
-    pub(super) fn launch(&self, name: &str, spec: &LaunchSpec, links: &[Link]) -> Result<Launched, Error> {
-        let dir = self.container_dir(name);
-        let _ = std::fs::remove_file(dir.join("exit.json"));
-        // Read by the monitor at once and worthless after a crash: no fsync.
-        let bytes = serde_json::to_vec(spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
-        json::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
-        runtime::launch(&dir, |monitor_pid| {
-            // On disk before the go: a daemon that dies from here on finds this start and undoes it.
-            self.record_launching(name, Some(monitor_pid))?;
-            match links.is_empty() {
-                false => self.network.attach(monitor_pid, links).map_err(Error::from),
-                true => Ok(()),
-            }
-        })
-        .inspect_err(|_| {
-            let _ = self.record_launching(name, None);
-        })
-    }
-
-    /// Records (or with `None` clears) the monitor of a start under way in a record that is not running yet.
-    fn record_launching(&self, name: &str, monitor_pid: Option<i32>) -> Result<(), Error> {
-        let monitor_start = monitor_pid.and_then(runtime::start_time);
-        self.update_record(name, |_, r| {
-            if !r.status.has_process() {
-                r.monitor_pid = monitor_pid;
-                r.monitor_start = monitor_start;
-            }
-            Ok(())
-        })
     }
 
     /// Its stop signal (SIGTERM unless it or its image says otherwise), the grace period, then SIGKILL;

@@ -53,6 +53,7 @@ mod exec;
 mod exits;
 mod images;
 mod journal;
+mod launch;
 mod lifecycle;
 mod names;
 mod networks;
@@ -64,6 +65,7 @@ mod ports;
 mod records;
 mod recovery;
 mod restart;
+mod spares;
 mod state;
 mod stdin;
 mod views;
@@ -157,12 +159,24 @@ pub struct Engine {
     network_changes: Mutex<()>,
     /// The networks' DNS servers, once `start_dns` ran (see `dns_names`).
     dns: std::sync::OnceLock<crate::network::dns::DnsServers>,
+    /// Monitors started ahead for starts with bridge networking (see `runtime::spare`).
+    spares: spares::Spares,
 }
 
 impl Engine {
     /// Names the daemon's root and mount point, so no volume source inside them is accepted.
     pub fn protect(&self, root: &Path, mount: &Path) {
         let _ = self.protected.set(volumes::Protected::new(root, mount));
+    }
+
+    /// Keeps `n` monitors started ahead from now on (see `runtime::spare`).
+    pub fn start_spares(&self, n: usize) {
+        self.spares.start(n, self.state_dir.clone(), self.cgroups.clone());
+    }
+
+    /// The pids of the monitors started ahead and not taken yet.
+    pub fn spare_pids(&self) -> Vec<i32> {
+        self.spares.pids()
     }
 
     fn protected(&self) -> volumes::Protected {
@@ -292,6 +306,7 @@ impl Engine {
 
     /// Leaves the store mounted while containers still run in it, so a new daemon can re-adopt them.
     pub fn shutdown(&self) {
+        self.spares.stop(&self.cgroups);
         self.stop_all_dns();
         self.stop_restarts();
         self.drain_exit_saves();

@@ -160,6 +160,7 @@ impl Engine {
             init_path: std::sync::OnceLock::new(),
             loose_steps: std::sync::OnceLock::new(),
             build_gate: Mutex::new(()),
+            spares: Default::default(),
             making_images: Mutex::new(()),
             network_changes: Mutex::new(()),
             dns: std::sync::OnceLock::new(),

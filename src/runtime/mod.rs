@@ -8,6 +8,9 @@
 //! ([`crate::logs`]) until the container has ended, and writes the exit record. It outlives the
 //! daemon, as Podman's conmon does, so no exit is lost while the daemon is down. The daemon learns of the
 //! monitor's end through a pidfd, which [`watcher`] follows with every other in one epoll set.
+//!
+//! A start with bridge networking may instead claim a monitor started ahead ([`spare`]), whose
+//! namespaces are made already and, on v1, whose container process waits in its groups ([`prefork`]).
 
 mod bind;
 pub mod exec;
@@ -15,9 +18,11 @@ pub mod init;
 pub mod monitor;
 mod output;
 pub mod pid1;
+mod prefork;
 pub mod seccomp;
 pub mod security;
 mod server;
+pub mod spare;
 pub mod spawn;
 pub mod spec;
 mod terminal;
@@ -74,16 +79,24 @@ pub struct Launched {
 }
 
 /// Starts the container whose `launch.json` is in `state_dir`; returns once it has exec'd its command or
-/// failed to. The monitor's own messages go to `state_dir/monitor.log`.
+/// failed to. The monitor's own messages go to `state_dir/monitor.log`. With a `spare` (bridge networking
+/// only), that monitor is claimed for it; one that is gone is passed over for a monitor of its own.
 ///
 /// With `network: bridge` the monitor makes the container's network namespace first and says `net PID`;
 /// `attach(PID)` then connects that namespace (`/proc/PID/ns/net`) and the command runs only after it
 /// succeeded. If it fails, the monitor is told nothing, ends, and the namespace goes with it.
 pub fn launch<E: From<RuntimeError>>(
     state_dir: &Path,
+    spare: Option<spare::Spare>,
     attach: impl FnOnce(i32) -> Result<(), E>,
 ) -> Result<Launched, E> {
-    run_helper("__monitor", state_dir, attach)
+    match spare.and_then(|s| s.claim(state_dir)) {
+        Some(spare::Spare { stdin, stdout, pid }) => {
+            tracing::debug!(spare = pid, dir = %state_dir.display(), "claimed a spare monitor");
+            converse(Some(stdin), stdout, attach)
+        }
+        None => run_helper("__monitor", state_dir, attach),
+    }
 }
 
 /// Starts the command whose `exec.json` is in `exec_dir` inside a running container (see [`exec`]);
@@ -114,9 +127,18 @@ fn run_helper<E: From<RuntimeError>>(
         .map_err(RuntimeError::SpawnMonitor)?;
     // Taken before the wait, which would close it. The first process exits as soon as it has forked the
     // real monitor.
-    let mut go = child.stdin.take();
+    let go = child.stdin.take();
     let _ = child.wait();
-    let mut out = BufReader::new(child.stdout.take().ok_or(RuntimeError::MonitorProtocol(String::new()))?);
+    let out = BufReader::new(child.stdout.take().ok_or(RuntimeError::MonitorProtocol(String::new()))?);
+    converse(go, out, attach)
+}
+
+/// Reads a helper's report on `out`: after `net PID`, `attach` and the go on `go`, then its outcome.
+fn converse<E: From<RuntimeError>>(
+    mut go: Option<std::process::ChildStdin>,
+    mut out: impl BufRead,
+    attach: impl FnOnce(i32) -> Result<(), E>,
+) -> Result<Launched, E> {
     let mut line = read_line(&mut out)?;
     if let Some(pid) = line.strip_prefix("net ") {
         let pid = pid.parse().map_err(|_| RuntimeError::MonitorProtocol(line.clone()))?;

@@ -81,10 +81,13 @@ pub struct Store {
     dir: PathBuf,
     /// Set when the daemon loop-mounted the store itself (and so may unmount it).
     loop_mounted: bool,
-    /// Images that have a spare snapshot ready at `containers/.warm-<id>`. A snapshot costs a btrfs
-    /// transaction commit (milliseconds); taking a ready one is a rename. The lock also orders refills
-    /// against image deletion, so no spare outlives its image.
-    warm: Arc<Mutex<HashSet<String>>>,
+    /// Images that have a spare snapshot ready at `containers/.warm-<id>`, and those one is being made
+    /// for. A snapshot costs a btrfs transaction commit (milliseconds); taking a ready one is a rename,
+    /// under this lock, which is never held across a snapshot.
+    warm: Arc<Mutex<Warm>>,
+    /// Held by a refill across its snapshot, and by an image's deletion or replacement across theirs: no
+    /// spare is made of an image going away, so none outlives its image. Taken before `warm`.
+    refills: Arc<Mutex<()>>,
     /// Refills and space reclaims running in the background; joined before the store is unmounted.
     background: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -135,7 +138,8 @@ impl Store {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Ok(Store { dir, loop_mounted, warm: Arc::default(), background: Mutex::default() })
+        let (warm, refills, background) = (Arc::default(), Arc::default(), Mutex::default());
+        Ok(Store { dir, loop_mounted, warm, refills, background })
     }
 
     /// Where the store's subvolumes live.
@@ -311,13 +315,13 @@ impl Store {
             return std::fs::rename(staged, &dest).map_err(exchange);
         }
         // Held across the swap, so no spare of the old version is made meanwhile.
-        let mut warm = lock(&self.warm);
+        let refills = lock(&self.refills);
         rustix::fs::renameat_with(rustix::fs::CWD, staged, rustix::fs::CWD, &dest, rustix::fs::RenameFlags::EXCHANGE)
             .map_err(|e| exchange(e.into()))?;
-        if warm.remove(id) {
+        if lock(&self.warm).ready.remove(id) {
             self.remove_subvolume(&self.warm_path(id));
         }
-        drop(warm);
+        drop(refills);
         self.delete(staged.to_path_buf())
     }
 
@@ -339,12 +343,20 @@ impl Store {
         let from = self.image_path(image_id);
         let to = self.container_path(name);
         let spare = self.warm_path(image_id);
-        let took = lock(&self.warm).remove(image_id) && std::fs::rename(&spare, &to).is_ok();
+        // Taken under the lock: the rename, so a refill never snapshots onto a spare still there.
+        let took = {
+            let mut warm = lock(&self.warm);
+            warm.ready.remove(image_id) && std::fs::rename(&spare, &to).is_ok()
+        };
         if !took {
             btrfs::snapshot(&from, &to, false).map_err(|e| StoreError::Snapshot { from, to, source: e })?;
         }
-        let (warm, image, dir) = (Arc::clone(&self.warm), image_id.to_string(), self.dir.clone());
-        self.in_background(move || refill(&warm, &dir, &image));
+        // One refill per image at a time: a burst of starts makes one spare after another, not a thread each.
+        if lock(&self.warm).refilling.insert(image_id.to_string()) {
+            let (warm, refills) = (Arc::clone(&self.warm), Arc::clone(&self.refills));
+            let (image, dir) = (image_id.to_string(), self.dir.clone());
+            self.in_background(move || refill(&refills, &warm, &dir, &image));
+        }
         Ok(())
     }
 
@@ -354,8 +366,8 @@ impl Store {
 
     /// Deletes image `id`'s subvolume, and its spare snapshot.
     pub fn delete_image(&self, id: &str) -> Result<(), StoreError> {
-        let mut warm = lock(&self.warm);
-        if warm.remove(id) {
+        let _refills = lock(&self.refills);
+        if lock(&self.warm).ready.remove(id) {
             self.remove_subvolume(&self.warm_path(id));
         }
         self.delete(self.image_path(id))
@@ -462,19 +474,35 @@ fn warm_path(dir: &Path, image_id: &str) -> PathBuf {
     dir.join("containers").join(format!(".warm-{image_id}"))
 }
 
-/// Makes a spare snapshot of `image` unless one is ready. Holding the lock across the snapshot keeps
-/// `delete_image` from running in between: a spare is made of an image that exists, and deleted with it.
-fn refill(warm: &Mutex<HashSet<String>>, dir: &Path, image: &str) {
-    let mut ready = lock(warm);
-    if ready.contains(image) {
-        return;
+/// Which images have a spare snapshot ready, and which have one being made.
+#[derive(Debug, Default)]
+struct Warm {
+    ready: HashSet<String>,
+    refilling: HashSet<String>,
+}
+
+/// Makes a spare snapshot of `image` unless one is ready. `refills` is held across the snapshot, so
+/// `delete_image` can't run in between: a spare is made of an image that exists, and deleted with it;
+/// `warm` only to look and to record it, so starts take spares meanwhile.
+fn refill(refills: &Mutex<()>, warm: &Mutex<Warm>, dir: &Path, image: &str) {
+    let _one = lock(refills);
+    let done = |made: bool| {
+        let mut warm = lock(warm);
+        warm.refilling.remove(image);
+        if made {
+            warm.ready.insert(image.to_string());
+        }
+    };
+    if lock(warm).ready.contains(image) || !dir.join("images").join(image).exists() {
+        return done(false);
     }
     let spare = warm_path(dir, image);
     match btrfs::snapshot(&dir.join("images").join(image), &spare, false) {
-        Ok(()) => {
-            ready.insert(image.to_string());
+        Ok(()) => done(true),
+        Err(e) => {
+            warn!(image, error = %e, "cannot make a spare snapshot");
+            done(false)
         }
-        Err(e) => warn!(image, error = %e, "cannot make a spare snapshot"),
     }
 }
 

@@ -208,6 +208,7 @@ impl ControlFs {
                 Ok(self.link_target(node)?.as_os_str().len() as u64)
             }
             n if n.kind() == Kind::Dir => Ok(0),
+            n if n.is_request() => Ok(tree::REQUEST_FILE_SIZE),
             n => match render::content(&self.engine, n) {
                 Ok(bytes) => Ok(bytes.len() as u64),
                 // A stat file the host has no numbers for is listed, 0 bytes; reading it says why not.
@@ -314,7 +315,7 @@ impl ControlFs {
         // A reader of a log's view counts in its size (see `logs`) until its release: its close waits for a
         // flush, so a stat after it no longer counts it.
         let growing = node.log_view().is_some();
-        let how = cache::open_flags(wants_write || growing);
+        let how = cache::open_flags(wants_write || growing, wants_write && node.is_request());
         let file = OpenFile {
             node,
             snapshot: Arc::new(snapshot),

@@ -24,7 +24,9 @@ bockerfs: containers driven with echo and cat.
                          directory it was imported from
   containers/run         echo 'IMAGE CMD ARG...' > containers/run (a read on the same open file gives the id);
                          a reference not here is pulled first, as docker run does (never a path or img_ id);
-                         '--rm IMAGE CMD...': removed once it has exited (auto_remove)
+                         '--rm IMAGE CMD...': removed once it has exited (auto_remove). run, import, build,
+                         pull, push, tag and untag take writes from many opens at once, each its own
+                         command, and report size 4096 (a read gives only that open's answer)
   containers/<name>/     mkdir creates (state created); rmdir removes (EBUSY while running or paused)
     image cmd env        rw: configure before start (cmd: the arguments after the entrypoint, shell words or a
                          JSON array, blank = the image's Cmd; env: KEY=VALUE lines)

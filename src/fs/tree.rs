@@ -70,6 +70,11 @@ pub enum BuildFile {
     Logs,
 }
 
+/// The size a request file reports (as sysfs's files report a page): what its open's read gives back is
+/// that open's own (see [`Node::is_request`]), and the kernel serves writes to it from many writers at once
+/// only within the size it knows.
+pub const REQUEST_FILE_SIZE: u64 = 4096;
+
 const BUILD_FILES: [(&str, BuildFile); 9] = [
     ("status", BuildFile::Field(BuildField::Status)),
     ("logs", BuildFile::Logs),
@@ -408,6 +413,16 @@ impl Node {
             Node::Events | Node::BuildFile(_, BuildFile::Logs) => Some(LogView::Logs),
             _ => None,
         }
+    }
+
+    /// Whether this is a request file: a command file at the top of the tree, whose write may take long
+    /// (a start that may pull first, a pull, a build) and whose read gives back what this open's write
+    /// answered (an id), nothing before it. Writes to one from many opens are served at once: the kernel
+    /// does that only within the size it knows (FOPEN_PARALLEL_DIRECT_WRITES, Linux 6.2), so such a file
+    /// reports [`REQUEST_FILE_SIZE`]. (A container's command files, `ctl`, `exec` and `commit`, keep the
+    /// kernel's one write at a time per file.)
+    pub fn is_request(&self) -> bool {
+        matches!(self, Node::Import | Node::Build | Node::Pull | Node::Push | Node::Tag | Node::Untag | Node::Run)
     }
 
     /// The container whose file this is: a write to it that fails is recorded in that container's `error`.

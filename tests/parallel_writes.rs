@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::fs;
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -20,8 +21,20 @@ fn within<T: Send + 'static>(within: Duration, write: impl FnOnce() -> T + Send 
     rx.recv_timeout(within).ok()
 }
 
+/// The running kernel's (major, minor) version.
+fn kernel_version() -> (u32, u32) {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
 #[test]
 fn a_run_is_served_while_another_waits_for_its_pull() {
+    if kernel_version() < (6, 2) {
+        // FOPEN_PARALLEL_DIRECT_WRITES came with Linux 6.2: before it the kernel serves one write to a file
+        // at a time, as docs/filesystem.md says (the pure-v2 guest runs Debian 12's 6.1).
+        return eprintln!("skipped: kernel {:?} serves writes to one file one at a time", kernel_version());
+    }
     let b = std::sync::Arc::new(Bocker::start("par-run"));
     let img = b.import("");
     // A registry that takes the connection and never answers: the first run's pull waits on it.

@@ -70,7 +70,7 @@ fn a_terminal_of_the_containers_own_answers_and_takes_its_size() {
     // A resize reaches the command (the terminal's size changes under it).
     conn.send(&Message::Resize { rows: 41, cols: 120 }).expect("resize");
     typed(&conn, "stty size\n");
-    let (out, _) = read_until(&conn, |o| o.contains("41 120"));
+    let (out, _) = read_until(&conn, |o| o.contains("41 120\r\n"));
     assert!(out.contains("41 120\r\n"), "{out:?}");
     // Ctrl-C reaches the command through the terminal's line discipline: sleep ends, the shell stays.
     typed(&conn, "sleep 100; echo after=$?\n");

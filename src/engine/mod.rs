@@ -174,11 +174,6 @@ impl Engine {
         self.spares.start(n, self.state_dir.clone(), self.cgroups.clone());
     }
 
-    /// The pids of the monitors started ahead and not taken yet.
-    pub fn spare_pids(&self) -> Vec<i32> {
-        self.spares.pids()
-    }
-
     fn protected(&self) -> volumes::Protected {
         self.protected.get().cloned().unwrap_or_default()
     }

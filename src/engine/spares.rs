@@ -97,11 +97,6 @@ impl Spares {
         }
     }
 
-    /// The pids of the spares ready now.
-    pub(super) fn pids(&self) -> Vec<i32> {
-        self.inner.lock().ready.iter().map(|r| r.spare.pid).collect()
-    }
-
     /// Ends every spare, makes no more, and removes their groups once they are gone.
     pub(super) fn stop(&self, cgroups: &Cgroups) {
         let ready = {
@@ -119,10 +114,15 @@ impl Spares {
             drop(spare);
             groups.extend(group);
         }
-        for group in groups {
-            if let Err(e) = cgroups.remove_spare(&group) {
-                warn!(group = %group, error = %e, "cannot remove a spare monitor's cgroups");
-            }
+        remove_groups(cgroups, groups);
+    }
+}
+
+/// Removes the groups of spares that have ended (each once its process is gone), saying which can't be.
+fn remove_groups(cgroups: &Cgroups, groups: Vec<String>) {
+    for group in groups {
+        if let Err(e) = cgroups.remove_spare(&group) {
+            warn!(group = %group, error = %e, "cannot remove a spare monitor's cgroups");
         }
     }
 }
@@ -158,11 +158,7 @@ fn make(pool: &Pool, tag: &std::path::Path, cgroups: &Cgroups) {
             st.made += 1;
             (std::mem::take(&mut st.doomed), st.made)
         };
-        for group in doomed {
-            if let Err(e) = cgroups.remove_spare(&group) {
-                warn!(group = %group, error = %e, "cannot remove a spare monitor's cgroups");
-            }
-        }
+        remove_groups(cgroups, doomed);
         let full = {
             let st = pool.lock();
             st.ready.len() >= st.target

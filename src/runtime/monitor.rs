@@ -113,7 +113,8 @@ fn spare(procs: &[PathBuf]) -> Result<(), String> {
     start(&spec, output, ends, ahead.map(|a| (a, state_dir)))
 }
 
-fn read_spec(state_dir: &Path) -> Result<LaunchSpec, String> {
+/// The `launch.json` in `state_dir`.
+pub(super) fn read_spec(state_dir: &Path) -> Result<LaunchSpec, String> {
     json::read_json(&state_dir.join("launch.json"))
         .map_err(|e| format!("cannot read launch.json: {e}"))?
         .ok_or_else(|| "launch.json is missing".into())
@@ -177,10 +178,7 @@ fn start(
                     // is outside its pid namespace, so getppid() can't tell whether the monitor died before
                     // the prctl: the pipe only the monitor holds open can.)
                     drop(alive_w);
-                    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-                    if monitor_gone(alive_r) {
-                        std::process::exit(1);
-                    }
+                    die_with_monitor(alive_r);
                     super::init::enter(spec, born, ends.raw(), ends.console(), init_fd, err_w)
                 }
                 ForkResult::Parent { child } => (child, alive_w),
@@ -205,8 +203,18 @@ pub(super) fn stdio_mode(stdio: &super::spec::Stdio) -> output::StdioMode {
     output::StdioMode { tty: stdio.tty, interactive: stdio.interactive }
 }
 
+/// In a child of the monitor: it gets SIGKILL when the monitor ends, and ends at once if the monitor has
+/// ended already (`alive`, the read end of a pipe only the monitor holds open, has hung up).
+pub(super) fn die_with_monitor(alive: OwnedFd) {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if monitor_gone(alive) {
+        // SAFETY: _exit ends this forked child at once, without the parent's exit handlers.
+        unsafe { libc::_exit(1) }
+    }
+}
+
 /// Whether the read end's only writer, the monitor, has closed it: it has ended.
-pub(super) fn monitor_gone(alive: OwnedFd) -> bool {
+fn monitor_gone(alive: OwnedFd) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];

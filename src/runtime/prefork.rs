@@ -96,16 +96,12 @@ impl Preforked {
 
 /// The child: joins, says so, waits for its container and enters it. Never returns.
 fn child(procs: &[PathBuf], socket: OwnedFd, alive: OwnedFd) -> ! {
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    if super::monitor::monitor_gone(alive) {
-        // SAFETY: _exit ends this forked child at once.
-        unsafe { libc::_exit(1) }
-    }
+    super::monitor::die_with_monitor(alive);
     for file in procs {
         if let Err(e) = std::fs::write(file, "0") {
             let msg = format!("join cgroup {}: {e}", file.display());
             let _ = socket::send(socket.as_raw_fd(), msg.as_bytes(), MsgFlags::MSG_NOSIGNAL);
-            // SAFETY: as above.
+            // SAFETY: _exit ends this forked child at once.
             unsafe { libc::_exit(1) }
         }
     }
@@ -129,10 +125,7 @@ fn child(procs: &[PathBuf], socket: OwnedFd, alive: OwnedFd) -> ! {
     let init = (which & HAS_INIT != 0).then(|| optional.next()).flatten();
     let err_pipe = fds.remove(3);
     let stdio = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
-    let spec: Result<super::spec::LaunchSpec, String> = crate::json::read_json(&dir.join("launch.json"))
-        .map_err(|e| format!("cannot read launch.json: {e}"))
-        .and_then(|s| s.ok_or_else(|| "launch.json is missing".to_string()));
-    let mut spec = match spec {
+    let mut spec = match super::monitor::read_spec(&dir) {
         Ok(spec) => spec,
         Err(message) => {
             let _ = nix::unistd::write(&err_pipe, format!("{} {message}", libc::EIO).as_bytes());

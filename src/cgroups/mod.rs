@@ -241,15 +241,16 @@ impl Cgroups {
     /// The `cgroup.procs` files a container's process writes itself into before it unshares its cgroup
     /// namespace: one per v1 hierarchy (the cgroup2 one is [`Cgroups::birth_group`]'s).
     pub fn procs_files(&self, name: &str) -> Vec<PathBuf> {
+        self.v1_roots().into_iter().map(|r| self.group(r, name).join("cgroup.procs")).collect()
+    }
+
+    /// The v1 hierarchies: every one but the cgroup2 one (pure v2's, or a hybrid host's unified mount).
+    fn v1_roots(&self) -> Vec<&Path> {
         let unified = match &self.layout {
             Layout::V2 { root } | Layout::V1 { unified: Some(root), .. } => Some(root.as_path()),
             Layout::V1 { .. } => None,
         };
-        self.roots()
-            .into_iter()
-            .filter(|r| Some(*r) != unified)
-            .map(|r| self.group(r, name).join("cgroup.procs"))
-            .collect()
+        self.roots().into_iter().filter(|r| Some(*r) != unified).collect()
     }
 
     /// Makes the group of container `name` in every hierarchy (idempotent) and applies `limits`.

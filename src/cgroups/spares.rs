@@ -18,15 +18,6 @@ impl Cgroups {
         matches!(&self.layout, Layout::V1 { freezer, unified, .. } if freezer.is_some() || unified.is_none())
     }
 
-    /// The v1 hierarchies: every one but a hybrid host's cgroup2 mount.
-    fn v1_roots(&self) -> Vec<&Path> {
-        let unified = match &self.layout {
-            Layout::V1 { unified: Some(u), .. } => Some(u.as_path()),
-            _ => None,
-        };
-        self.roots().into_iter().filter(|r| Some(*r) != unified).collect()
-    }
-
     /// The name of this daemon's spare group number `n`.
     pub fn spare_group(n: u64) -> String {
         format!("{PREFIX}{}-{n}", std::process::id())
@@ -122,6 +113,7 @@ mod tests {
     fn only_v1_with_its_freezer_joins_ahead() {
         let v2 = Cgroups::new(Layout::V2 { root: "/sys/fs/cgroup".into() }, "bocker");
         assert!(!v2.can_join_ahead());
+        assert!(v2.v1_roots().is_empty());
         let v1 = |freezer: Option<&str>, unified: Option<&str>| Layout::V1 {
             cpu: Some("/c/cpu".into()),
             cpuacct: None,

@@ -97,15 +97,25 @@ impl Engine {
         let t0 = Instant::now();
         runtime::launch(&dir, spare, |monitor_pid| {
             let net_us = t0.elapsed().as_micros();
-            // On disk before the go: a daemon that dies from here on finds this start and undoes it.
-            self.record_launching(name, Some(monitor_pid))?;
-            let recorded_us = t0.elapsed().as_micros();
-            let attached = match links.is_empty() {
-                false => self.network.attach(monitor_pid, links).map_err(Error::from),
-                true => Ok(()),
-            };
+            // On disk before the go: a daemon that dies from here on finds this start and undoes it. Its
+            // sync and the network's attach wait on different things (the disk, the kernel's netlink), so
+            // they run side by side; the go waits for both.
+            let (recorded, attached) = std::thread::scope(|s| {
+                let recording = s.spawn(|| {
+                    let recorded = self.record_launching(name, Some(monitor_pid));
+                    (recorded, t0.elapsed().as_micros())
+                });
+                let attached = match links.is_empty() {
+                    false => self.network.attach(monitor_pid, links).map_err(Error::from),
+                    true => Ok(()),
+                };
+                // A panic there is one here, as when the two ran in turn.
+                let recorded = recording.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (recorded, attached)
+            });
+            let (recorded, recorded_us) = recorded;
             debug!(container = %name, net_us, recorded_us, attached_us = t0.elapsed().as_micros(), "monitor timings");
-            attached
+            recorded.and(attached)
         })
         .inspect_err(|_| {
             let _ = self.record_launching(name, None);

@@ -79,6 +79,17 @@ fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
     Ok(reply)
 }
 
+/// `ip -o link show NAME` on the host, if there is such a link.
+fn host_link(name: &str) -> Option<String> {
+    let out = std::process::Command::new("ip").args(["-o", "link", "show", name]).output().unwrap();
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The host end of the veth pair made ahead for spare `pid`.
+fn spare_veth(pid: i32) -> String {
+    format!("vs{pid:x}")
+}
+
 /// The container's monitor: its process's parent.
 fn monitor_of(b: &Bocker, name: &str) -> i32 {
     let pid: i32 = b.read(&format!("containers/{name}/pid")).trim().parse().expect("pid");
@@ -99,6 +110,18 @@ fn a_start_takes_a_spare_and_the_pool_fills_again() {
                 fs::read_to_string(format!("{g}/cgroup.procs")).unwrap_or_else(|e| panic!("{g}: {e} (of {groups:?})"));
             assert_eq!(procs.lines().count(), 1, "{g}: {procs}");
         }
+    }
+
+    // Each has its `eth0` made ahead: the host end down, on no bridge.
+    for spare in &before {
+        let veth = spare_veth(*spare);
+        common::eventually(
+            Duration::from_secs(10),
+            || format!("{veth}: {:?}", host_link(&veth)),
+            || host_link(&veth).is_some(),
+        );
+        let link = host_link(&veth).unwrap();
+        assert!(link.contains("state DOWN") && !link.contains(" master "), "{link}");
     }
 
     b.configure(
@@ -142,6 +165,19 @@ fn a_start_takes_a_spare_and_the_pool_fills_again() {
         std::process::Command::new("nsenter").args(["-t", &pid, "-n", "ip", "-4", "-o", "addr"]).output().unwrap();
     let addrs = String::from_utf8_lossy(&addrs.stdout);
     assert!(addrs.contains(&format!("inet {ip}/24")), "{addrs}");
+    // The pair made ahead is the container's now: its host end under the address's name on the bridge,
+    // its own end with the address's MAC.
+    assert_eq!(host_link(&spare_veth(monitor)), None, "the spare's veth kept its name");
+    let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+    let veth = format!("vb{:02x}{:02x}{:02x}{:02x}", octets[0], octets[1], octets[2], octets[3]);
+    let link = host_link(&veth).unwrap_or_else(|| panic!("no {veth} on the host"));
+    assert!(link.contains(&format!(" master {} ", b.bridge)) && link.contains("state UP"), "{link}");
+    let inside = std::process::Command::new("nsenter")
+        .args(["-t", &pid, "-n", "ip", "-o", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let mac = format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", octets[0], octets[1], octets[2], octets[3]);
+    assert!(String::from_utf8_lossy(&inside.stdout).contains(&format!("link/ether {mac} ")), "{inside:?}");
     let addr: std::net::SocketAddr = format!("{ip}:80").parse().unwrap();
     common::eventually(
         Duration::from_secs(10),
@@ -172,6 +208,15 @@ fn a_start_takes_a_spare_and_the_pool_fills_again() {
         || all.iter().all(|p| stat_field(*p, 3).is_none_or(|s| s == "Z")),
     );
     assert_eq!(groups_named(&b, "spare-"), Vec::<String>::new());
+    // Their veths went with their namespaces.
+    for spare in &after {
+        let veth = spare_veth(*spare);
+        common::eventually(
+            Duration::from_secs(10),
+            || format!("{veth} left: {:?}", host_link(&veth)),
+            || host_link(&veth).is_none(),
+        );
+    }
 }
 
 #[test]

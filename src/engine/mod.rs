@@ -116,7 +116,7 @@ pub struct Engine {
     store: Store,
     registry: Registry,
     cgroups: Cgroups,
-    network: Network,
+    network: Arc<Network>,
     /// Held while the firewall's forwards are rewritten, from the snapshot of the state to the write.
     forwards: Mutex<()>,
     /// Limits of containers that set none of their own.
@@ -171,7 +171,7 @@ impl Engine {
 
     /// Keeps `n` monitors started ahead from now on (see `runtime::spare`).
     pub fn start_spares(&self, n: usize) {
-        self.spares.start(n, self.state_dir.clone(), self.cgroups.clone());
+        self.spares.start(n, self.state_dir.clone(), self.cgroups.clone(), Arc::clone(&self.network));
     }
 
     fn protected(&self) -> volumes::Protected {

@@ -140,7 +140,7 @@ impl Engine {
             store,
             registry,
             cgroups,
-            network,
+            network: Arc::new(network),
             forwards: Mutex::new(()),
             defaults,
             log_limits,

@@ -2,6 +2,8 @@
 //! bridge networking. On v1 each spare's container process waits in a spare group of its own
 //! (`cgroups::spares`), which a take renames to the container's.
 //!
+//! Each spare's `eth0` is made ahead too (`Network::prepare`), for the start's attach to claim.
+//!
 //! The thread makes one spare at a time, back up to the number asked for after each take. One that can't
 //! be made is said in the daemon's log, and the next try waits, doubling up to a minute: starts meanwhile
 //! start monitors of their own, as without a pool. A spare whose group can't be adopted is ended and its
@@ -17,6 +19,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use crate::cgroups::Cgroups;
+use crate::network::Network;
 use crate::runtime::spare::Spare;
 
 /// A spare ready, with the name of its groups if its process waits in some (v1).
@@ -58,7 +61,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 impl Spares {
     /// Keeps `target` spares ready for the daemon whose state directory is `tag`, its groups in
     /// `cgroups`, until [`Spares::stop`]. Nothing with 0.
-    pub(super) fn start(&self, target: usize, tag: PathBuf, cgroups: Cgroups) {
+    pub(super) fn start(&self, target: usize, tag: PathBuf, cgroups: Cgroups, network: Arc<Network>) {
         // What spares of a daemon that died left, whether this one keeps any or not.
         cgroups.sweep_spares();
         if target == 0 {
@@ -72,7 +75,7 @@ impl Spares {
             st.target = target;
         }
         let pool = Arc::clone(&self.inner);
-        match std::thread::Builder::new().name("spares".into()).spawn(move || make(&pool, &tag, &cgroups)) {
+        match std::thread::Builder::new().name("spares".into()).spawn(move || make(&pool, &tag, &cgroups, &network)) {
             Ok(handle) => *self.maker.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
             Err(e) => warn!(error = %e, "cannot start the spare monitors' thread: every start starts its own monitor"),
         }
@@ -140,7 +143,7 @@ const MAKING_NICE: i32 = 19;
 
 /// The maker's loop: removes the groups of spares thrown away, and makes one spare at a time while fewer
 /// than the target are ready, until stopped.
-fn make(pool: &Pool, tag: &std::path::Path, cgroups: &Cgroups) {
+fn make(pool: &Pool, tag: &std::path::Path, cgroups: &Cgroups, network: &Network) {
     // Nice values are per thread on Linux: this one's, which its children start with.
     let me = rustix::thread::gettid();
     let nice = rustix::process::getpriority_process(Some(me)).unwrap_or(0);
@@ -169,6 +172,10 @@ fn make(pool: &Pool, tag: &std::path::Path, cgroups: &Cgroups) {
         match make_one(tag, cgroups, n, nice) {
             Ok(ready) => {
                 backoff = FIRST_BACKOFF;
+                // Its `eth0` made ahead too; without it a start makes its own, as without a spare.
+                if let Err(e) = network.prepare(ready.spare.pid) {
+                    warn!(pid = ready.spare.pid, error = %e, "cannot make a spare monitor's veth ahead");
+                }
                 debug!(pid = ready.spare.pid, group = ready.group.as_deref().unwrap_or(""), "spare monitor ready");
                 let mut st = pool.lock();
                 if st.stopped {

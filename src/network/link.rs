@@ -84,6 +84,24 @@ pub async fn add_veth(h: &Handle, host_if: &str, bridge: u32, peer: &Peer<'_>) -
     h.link().add(pair).execute().await.map_err(to_io)
 }
 
+/// A veth pair made ahead for a spare monitor's namespace: `host_if` down and on no bridge, its peer made
+/// straight inside `peer.netns`. [`claim_veth`] gives it its container's name and bridge at the start; if
+/// it is never claimed it goes with the namespace (a veth pair goes when either end's namespace does).
+/// Its peer's MAC is the kernel's until [`configure_inside`] sets the container's.
+pub async fn add_spare_veth(h: &Handle, host_if: &str, name: &str, index: u32, netns: RawFd) -> io::Result<()> {
+    let inner = LinkMessageBuilder::<LinkUnspec>::new().index(index).name(name.to_string()).setns_by_fd(netns).build();
+    let pair = LinkVeth::new(host_if, name).set_info_data(InfoData::Veth(InfoVeth::Peer(inner))).build();
+    h.link().add(pair).execute().await.map_err(to_io)
+}
+
+/// A pair made ahead, claimed: its host end `index` renamed `name`, put on `bridge` and up, in one
+/// message (the kernel renames and sets the controller before it brings the link up, and renames only a
+/// link that is down).
+pub async fn claim_veth(h: &Handle, index: u32, name: &str, bridge: u32) -> io::Result<()> {
+    let claimed = LinkUnspec::new_with_index(index).name(name.to_string()).controller(bridge).up().build();
+    h.link().set(claimed).execute().await.map_err(to_io)
+}
+
 /// Deletes the link called `name` if it exists.
 pub async fn delete(h: &Handle, name: &str) -> io::Result<()> {
     match index_of(h, name).await? {
@@ -92,18 +110,25 @@ pub async fn delete(h: &Handle, name: &str) -> io::Result<()> {
     }
 }
 
-/// Inside the container's namespace: loopback and the interface `index` up and its address (all at once),
-/// then the default route through `gateway`, if it is given (the first interface's).
+/// Inside the container's namespace: loopback and the interface `index` up (with the MAC `mac`, if given:
+/// a pair made ahead has one of its own) and its address (all at once), then the default route through
+/// `gateway`, if it is given (the first interface's).
 pub async fn configure_inside(
     h: &Handle,
     index: u32,
+    mac: Option<[u8; 6]>,
     ip: Ipv4Addr,
     prefix: u8,
     gateway: Option<Ipv4Addr>,
 ) -> io::Result<()> {
     // Loopback is always index 1 in a network namespace (LOOPBACK_IFINDEX).
     let lo_up = h.link().set(LinkUnspec::new_with_index(1).up().build()).execute();
-    let link_up = h.link().set(LinkUnspec::new_with_index(index).up().build()).execute();
+    let link = LinkUnspec::new_with_index(index);
+    let link = match mac {
+        Some(mac) => link.address(mac.to_vec()),
+        None => link,
+    };
+    let link_up = h.link().set(link.up().build()).execute();
     let address = h.address().add(index, ip.into(), prefix).execute();
     let (lo_up, link_up, address) = futures_util::join!(lo_up, link_up, address);
     lo_up.and(link_up).and(address).map_err(to_io)?;

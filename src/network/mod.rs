@@ -297,8 +297,19 @@ impl Network {
                     .map_err(|source| NetworkError::Bridge { bridge: l.bridge.name.clone(), source })?;
                 let name = veth_name(l.ip);
                 let peer = link::Peer { name: &ifname, index, mac: mac_of(l.ip), netns: netns.as_raw_fd() };
-                let mut added = link::add_veth(&self.host, &name, bridge_index, &peer).await;
-                if matches!(&added, Err(e) if e.raw_os_error() == Some(libc::EEXIST)) {
+                // `eth0` of a spare monitor's namespace was made ahead (see `prepare`).
+                let ahead = match n {
+                    0 => link::index_of(&self.host, &spare_veth_name(netns_pid)).await.ok().flatten(),
+                    _ => None,
+                };
+                let make = || async {
+                    match ahead {
+                        Some(host_index) => link::claim_veth(&self.host, host_index, &name, bridge_index).await,
+                        None => link::add_veth(&self.host, &name, bridge_index, &peer).await,
+                    }
+                };
+                let mut made = make().await;
+                if matches!(&made, Err(e) if e.raw_os_error() == Some(libc::EEXIST)) {
                     // The pair of this address's last run, whose namespace the kernel has not freed yet (or
                     // frees right now: then it is gone by the time we delete it, ENODEV, which is as good).
                     match link::delete(&self.host, &name).await {
@@ -307,17 +318,29 @@ impl Network {
                         }
                         _ => {}
                     }
-                    added = link::add_veth(&self.host, &name, bridge_index, &peer).await;
+                    made = make().await;
                 }
-                added.map_err(|source| NetworkError::Veth { name: name.clone(), source })?;
+                made.map_err(|source| NetworkError::Veth { name: name.clone(), source })?;
                 let gateway = (n == 0).then(|| l.bridge.subnet.gateway());
-                link::configure_inside(&inside, index, l.ip, l.bridge.subnet.prefix(), gateway)
+                let mac = ahead.map(|_| peer.mac);
+                link::configure_inside(&inside, index, mac, l.ip, l.bridge.subnet.prefix(), gateway)
                     .await
                     .map_err(|source| NetworkError::Inside { ifname: ifname.clone(), source })?;
             }
             debug!(links = links.len(), socket_us, total_us = t0.elapsed().as_micros(), "attached");
             Ok(())
         })
+    }
+
+    /// Makes `eth0` of the network namespace of spare monitor `netns_pid` ahead: a veth pair whose host end,
+    /// `vs` and the pid, waits down on no bridge until a start's [`Network::attach`] claims it. Nothing is
+    /// kept here: a pair never claimed goes with the spare's namespace.
+    pub fn prepare(&self, netns_pid: i32) -> Result<(), NetworkError> {
+        let netns = File::open(format!("/proc/{netns_pid}/ns/net")).map_err(NetworkError::OpenNetns)?;
+        let name = spare_veth_name(netns_pid);
+        self.runtime
+            .block_on(link::add_spare_veth(&self.host, &name, "eth0", link::FIRST_INDEX, netns.as_raw_fd()))
+            .map_err(|source| NetworkError::Veth { name, source })
     }
 
     /// A netlink connection inside `netns`: the socket is made by a short-lived thread that enters it, so no
@@ -364,6 +387,12 @@ impl Network {
 /// The host end of the veth pair of address `ip`: `vb` and the address in hex (unique per bridge subnet).
 pub fn veth_name(ip: Ipv4Addr) -> String {
     format!("vb{:08x}", u32::from(ip))
+}
+
+/// The host end of the veth pair made ahead for spare monitor `pid`'s namespace (at most 15 bytes, as an
+/// interface name must be: pids are below 2^22).
+pub fn spare_veth_name(pid: i32) -> String {
+    format!("vs{pid:x}")
 }
 
 /// The MAC of the container with address `ip`: `02:42` (locally administered, Docker's) and the address.

@@ -70,12 +70,7 @@ pub struct Peer<'a> {
 /// A veth pair: `host_if` up on the bridge, its peer made straight inside the container's network
 /// namespace. (The peer can't be made up here: it has no peer yet while it is made.)
 pub async fn add_veth(h: &Handle, host_if: &str, bridge: u32, peer: &Peer<'_>) -> io::Result<()> {
-    let inner = LinkMessageBuilder::<LinkUnspec>::new()
-        .index(peer.index)
-        .name(peer.name.to_string())
-        .address(peer.mac.to_vec())
-        .setns_by_fd(peer.netns)
-        .build();
+    let inner = inner_end(peer.name, peer.index, peer.netns).address(peer.mac.to_vec()).build();
     let pair = LinkVeth::new(host_if, peer.name)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(inner)))
         .controller(bridge)
@@ -89,7 +84,7 @@ pub async fn add_veth(h: &Handle, host_if: &str, bridge: u32, peer: &Peer<'_>) -
 /// it is never claimed it goes with the namespace (a veth pair goes when either end's namespace does).
 /// Its peer's MAC is the kernel's until [`configure_inside`] sets the container's.
 pub async fn add_spare_veth(h: &Handle, host_if: &str, name: &str, index: u32, netns: RawFd) -> io::Result<()> {
-    let inner = LinkMessageBuilder::<LinkUnspec>::new().index(index).name(name.to_string()).setns_by_fd(netns).build();
+    let inner = inner_end(name, index, netns).build();
     let pair = LinkVeth::new(host_if, name).set_info_data(InfoData::Veth(InfoVeth::Peer(inner))).build();
     h.link().add(pair).execute().await.map_err(to_io)
 }
@@ -100,6 +95,11 @@ pub async fn add_spare_veth(h: &Handle, host_if: &str, name: &str, index: u32, n
 pub async fn claim_veth(h: &Handle, index: u32, name: &str, bridge: u32) -> io::Result<()> {
     let claimed = LinkUnspec::new_with_index(index).name(name.to_string()).controller(bridge).up().build();
     h.link().set(claimed).execute().await.map_err(to_io)
+}
+
+/// The message of a veth pair's inner end: `name` with `index`, made straight in namespace `netns`.
+fn inner_end(name: &str, index: u32, netns: RawFd) -> LinkMessageBuilder<LinkUnspec> {
+    LinkMessageBuilder::<LinkUnspec>::new().index(index).name(name.to_string()).setns_by_fd(netns)
 }
 
 /// Deletes the link called `name` if it exists.

@@ -201,3 +201,26 @@ fn the_command_starts_with_clean_signals() {
     let id = b.run_to_exit(&format!("{img} grep -E '^Sig(Blk|Ign)' /proc/self/status"));
     assert_eq!(b.read(&format!("containers/{id}/logs")), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
 }
+
+/// The monitor reads the command's executable ahead of its exec (`runtime::warm`); a command that is no
+/// executable (a FIFO, a directory, one found along PATH, a symlink out of the root) fails its start as
+/// execve says, at once, with nothing left waiting on it; the same image's real command runs.
+#[test]
+fn a_command_that_is_a_fifo_or_a_directory_fails_its_start_at_once() {
+    let b = Bocker::start("warm");
+    let root = b.rootfs();
+    nix::unistd::mkfifo(&root.join("bin/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+    fs::create_dir(root.join("bin/dir")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../bin/fifo", root.join("bin/out")).unwrap();
+    let img = b.import("");
+    for (n, cmd) in ["/bin/fifo", "fifo", "/bin/dir", "/bin/out"].iter().enumerate() {
+        let name = format!("c{n}");
+        b.configure(&name, &img, cmd);
+        let err = b.write(&format!("containers/{name}/ctl"), "start").unwrap_err();
+        assert!([libc::EACCES, libc::ENOENT].contains(&Bocker::errno(&err)), "{cmd}: {err}");
+        assert_ne!(b.status(&name), "running", "{cmd}");
+        assert!(!b.read(&format!("containers/{name}/error")).is_empty(), "{cmd}");
+    }
+    let id = b.run_to_exit(&format!("{img} /bin/true"));
+    assert_eq!(b.read(&format!("containers/{id}/exit_code")), "0\n");
+}

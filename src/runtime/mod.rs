@@ -11,6 +11,7 @@
 //!
 //! A start with bridge networking may instead claim a monitor started ahead ([`spare`]), whose
 //! namespaces are made already and, on v1, whose container process waits in its groups ([`prefork`]).
+//! Either kind reads the command's executable ahead while the daemon attaches the network ([`warm`]).
 
 mod bind;
 pub mod exec;
@@ -27,6 +28,7 @@ pub mod spawn;
 pub mod spec;
 mod terminal;
 pub mod user;
+mod warm;
 pub mod watcher;
 
 use std::io::{self, BufRead, BufReader, Write};

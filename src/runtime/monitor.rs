@@ -142,6 +142,8 @@ fn start(
 ) -> Result<(), String> {
     let mut output = output;
     report(&format!("net {}", std::process::id()));
+    // While the daemon attaches the network: the command's files read ahead of its exec.
+    super::warm::command(spec);
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     if answer.trim_end() != "go" {

@@ -91,6 +91,8 @@ fn spare(procs: &[PathBuf]) -> Result<(), String> {
     detach()?;
     let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNET;
     nix::sched::unshare(flags).map_err(|e| format!("unshare the pid and network namespaces: {e}"))?;
+    // Before the fork ahead, so its child has them: most containers keep the default capabilities.
+    super::security::precompile(&super::spec::Security::default());
     let ahead = match procs.is_empty() {
         true => None,
         false => Some(super::prefork::fork_ahead(procs)?),
@@ -142,8 +144,10 @@ fn start(
 ) -> Result<(), String> {
     let mut output = output;
     report(&format!("net {}", std::process::id()));
-    // While the daemon attaches the network: the command's files read ahead of its exec.
+    // While the daemon attaches the network: the command's files read ahead of its exec, and its seccomp
+    // filters compiled for a child forked after the go (one forked ahead has the default's).
     super::warm::command(spec);
+    super::security::precompile(&spec.security);
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     if answer.trim_end() != "go" {

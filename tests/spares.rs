@@ -252,3 +252,43 @@ fn no_spares_with_zero_and_starts_still_work() {
     assert_eq!(spare_processes(&b), BTreeSet::new());
     assert_eq!(groups_named(&b, "spare-"), Vec::<String>::new());
 }
+
+/// A spare's container process is set up while the daemon attaches the network, and runs its command only
+/// at the daemon's go: a start whose network can't be attached (its bridge was deleted under the daemon)
+/// fails and never ran a thing, while the same command on a network that works does run.
+#[test]
+fn a_start_whose_network_fails_never_runs_its_command() {
+    let b = Bocker::start("spares-nogo");
+    let img = b.import("");
+    fs::create_dir(b.path("networks/gone")).unwrap();
+    let bridge = b.read("networks/gone/bridge").trim().to_string();
+    let _ = wait_for_spares(&b, 2, &BTreeSet::new());
+    let deleted = std::process::Command::new("ip").args(["link", "del", &bridge]).status().unwrap();
+    assert!(deleted.success(), "ip link del {bridge}");
+    for (name, network, runs) in [("lost", Some("gone"), false), ("fine", None, true)] {
+        b.configure(name, &img, "touch /ran");
+        if let Some(network) = network {
+            b.write(&format!("containers/{name}/networks"), network).unwrap();
+        }
+        let started = b.write(&format!("containers/{name}/ctl"), "start");
+        assert_eq!(started.is_ok(), runs, "{name}: {started:?}");
+        if runs {
+            b.wait_status(name, "exited");
+        } else {
+            assert_eq!(b.status(name), "created", "{name}");
+            // Through a spare, whose process was forked for it at the claim.
+            let log = b.daemon_log();
+            let claimed = format!("containers/{name}");
+            assert!(log.lines().any(|l| l.contains("claimed a spare monitor") && l.contains(&claimed)), "{log}");
+            assert!(
+                b.read(&format!("containers/{name}/error")).contains(&bridge),
+                "{}",
+                b.read(&format!("containers/{name}/error"))
+            );
+            // Its process was gone with its monitor; give a late exec every chance to show.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let ran = b.root.join("store/containers").join(name).join("ran").exists();
+        assert_eq!(ran, runs, "{name}: the command ran: {ran}");
+    }
+}

@@ -253,9 +253,10 @@ fn no_spares_with_zero_and_starts_still_work() {
     assert_eq!(groups_named(&b, "spare-"), Vec::<String>::new());
 }
 
-/// A spare's container process is set up while the daemon attaches the network, and runs its command only
-/// at the daemon's go: a start whose network can't be attached (its bridge was deleted under the daemon)
-/// fails and never ran a thing, while the same command on a network that works does run.
+/// A start on a spare (whose container process waits forked ahead, on v1) runs its command only at the
+/// daemon's go, once the network is attached: a start whose network can't be attached (its bridge was
+/// deleted under the daemon) fails and never ran a thing, while the same command on a network that works
+/// does run.
 #[test]
 fn a_start_whose_network_fails_never_runs_its_command() {
     let b = Bocker::start("spares-nogo");
@@ -276,7 +277,7 @@ fn a_start_whose_network_fails_never_runs_its_command() {
             b.wait_status(name, "exited");
         } else {
             assert_eq!(b.status(name), "created", "{name}");
-            // Through a spare, whose process was forked for it at the claim.
+            // Through a spare.
             let log = b.daemon_log();
             let claimed = format!("containers/{name}");
             assert!(log.lines().any(|l| l.contains("claimed a spare monitor") && l.contains(&claimed)), "{log}");

@@ -95,43 +95,31 @@ impl Engine {
         let bytes = serde_json::to_vec(spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
         json::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
         let t0 = Instant::now();
-        // A spare's container process starts its setup at the claim (see `runtime::monitor`): its monitor
-        // is on disk before, so a daemon that dies from then on finds the start and undoes it.
-        let spare_pid = spare.as_ref().map(|s| s.pid);
-        let ahead = match spare_pid {
-            Some(pid) => self.record_launching(name, Some(pid)),
-            None => Ok(()),
-        };
-        ahead
-            .and_then(|()| {
-                runtime::launch(&dir, spare, |monitor_pid| {
-                    let net_us = t0.elapsed().as_micros();
-                    let (recorded, attached) = std::thread::scope(|s| {
-                        // Else on disk before the go. Its sync and the network's attach wait on different
-                        // things (the disk, the kernel's netlink), so they run side by side; the go waits
-                        // for both.
-                        let recording = (spare_pid != Some(monitor_pid)).then(|| {
-                            s.spawn(|| {
-                                let recorded = self.record_launching(name, Some(monitor_pid));
-                                (recorded, t0.elapsed().as_micros())
-                            })
-                        });
-                        let attached = match links.is_empty() {
-                            false => self.network.attach(monitor_pid, links).map_err(Error::from),
-                            true => Ok(()),
-                        };
-                        // A panic there is one here, as when the two ran in turn.
-                        let recorded = recording.map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-                        (recorded.unwrap_or((Ok(()), 0)), attached)
-                    });
-                    let (recorded, recorded_us) = recorded;
-                    debug!(container = %name, net_us, recorded_us, attached_us = t0.elapsed().as_micros(), "monitor timings");
-                    recorded.and(attached)
-                })
-            })
-            .inspect_err(|_| {
-                let _ = self.record_launching(name, None);
-            })
+        runtime::launch(&dir, spare, |monitor_pid| {
+            let net_us = t0.elapsed().as_micros();
+            // On disk before the go: a daemon that dies from here on finds this start and undoes it. Its
+            // sync and the network's attach wait on different things (the disk, the kernel's netlink), so
+            // they run side by side; the go waits for both.
+            let (recorded, attached) = std::thread::scope(|s| {
+                let recording = s.spawn(|| {
+                    let recorded = self.record_launching(name, Some(monitor_pid));
+                    (recorded, t0.elapsed().as_micros())
+                });
+                let attached = match links.is_empty() {
+                    false => self.network.attach(monitor_pid, links).map_err(Error::from),
+                    true => Ok(()),
+                };
+                // A panic there is one here, as when the two ran in turn.
+                let recorded = recording.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (recorded, attached)
+            });
+            let (recorded, recorded_us) = recorded;
+            debug!(container = %name, net_us, recorded_us, attached_us = t0.elapsed().as_micros(), "monitor timings");
+            recorded.and(attached)
+        })
+        .inspect_err(|_| {
+            let _ = self.record_launching(name, None);
+        })
     }
 
     /// Records (or with `None` clears) the monitor of a start under way in a record that is not running yet.

@@ -39,8 +39,7 @@ fn io_step(what: &str) -> impl Fn(std::io::Error) -> SetupError + '_ {
     move |e| SetupError { errno: e.raw_os_error().unwrap_or(libc::EIO), message: format!("{what}: {e}") }
 }
 
-/// Sets up the container, waits at `gate` for the go (see [`wait_for_go`]) and execs its command; never
-/// returns.
+/// Sets up the container and execs its command; never returns.
 pub fn enter(
     spec: &LaunchSpec,
     born: Born,
@@ -48,9 +47,8 @@ pub fn enter(
     console: Option<RawFd>,
     init: Option<RawFd>,
     err_pipe: OwnedFd,
-    gate: OwnedFd,
 ) -> ! {
-    let err = match setup_and_exec(spec, born, stdio, console, init, gate) {
+    let err = match setup_and_exec(spec, born, stdio, console, init) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -192,7 +190,6 @@ fn setup_and_exec(
     stdio: [RawFd; 3],
     console: Option<RawFd>,
     init: Option<RawFd>,
-    gate: OwnedFd,
 ) -> Result<Never, SetupError> {
     // Join the container's groups first: the cgroup namespace made below is rooted where we stand then.
     join_groups(spec.cgroup.as_deref(), born, &spec.cgroup_procs)?;
@@ -219,27 +216,8 @@ fn setup_and_exec(
     nix::unistd::chdir(cwd)
         .map_err(|e| SetupError { errno: e as i32, message: format!("working directory '{cwd}': {}", e.desc()) })?;
     harden(&spec.security, &ids)?;
-    wait_for_go(gate);
     exec(&spec.argv, &super::user::with_home(&spec.env, &ids.home), init)
 }
-
-/// The container is set up while the daemon records the start and attaches the network; its command runs
-/// only once the monitor passes the daemon's go on through `gate`. A monitor that ends first (the daemon
-/// said no, or is gone) closes it: this process ends then without running anything.
-fn wait_for_go(gate: OwnedFd) {
-    let mut byte = [0u8; 1];
-    loop {
-        match nix::unistd::read(&gate, &mut byte) {
-            Ok(1) if byte == *GO => return,
-            Err(nix::Error::EINTR) => continue,
-            // SAFETY: _exit ends this forked child at once, running nothing of the parent's.
-            _ => unsafe { libc::_exit(0) },
-        }
-    }
-}
-
-/// What the monitor writes to the gate once the daemon said go.
-pub(super) const GO: &[u8; 1] = b"g";
 
 /// The command starts with every signal unblocked and at its default action: the daemon blocks SIGINT and
 /// SIGTERM, and the Rust runtime ignores SIGPIPE; both would survive execve.

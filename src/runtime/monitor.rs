@@ -10,7 +10,7 @@
 //! directory), for whoever reads `ps`.
 
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -82,7 +82,7 @@ fn run(state_dir: &Path) -> Result<(), String> {
         _ => CloneFlags::CLONE_NEWPID,
     };
     nix::sched::unshare(flags).map_err(|e| format!("unshare the pid (and network) namespace: {e}"))?;
-    start(&spec, output, ends, None, false)
+    start(&spec, output, ends, None)
 }
 
 /// A spare: what [`run`] does up to its namespaces, ahead of any container; then, once claimed, the rest
@@ -112,8 +112,7 @@ fn spare(procs: &[PathBuf]) -> Result<(), String> {
         return Err("a spare monitor starts containers with bridge networking only".into());
     }
     let (output, ends) = output::open(&spec.log, spec.log_limits, stdio_mode(&spec.stdio), &spec.stdio.socket)?;
-    // The daemon recorded this monitor before its claim: the container's process may start its setup.
-    start(&spec, output, ends, ahead.map(|a| (a, state_dir)), true)
+    start(&spec, output, ends, ahead.map(|a| (a, state_dir)))
 }
 
 /// The `launch.json` in `state_dir`.
@@ -135,46 +134,64 @@ fn detach() -> Result<(), String> {
     Ok(())
 }
 
-/// In its namespaces: says `net PID`, waits for the daemon's go and passes it on to the container's pid 1,
-/// which execs; reports it and follows it to its end. The pid 1 is forked (or the container handed to the
-/// one forked `ahead`) after the go, or with `early` before `net`, so that it sets the container up while
-/// the daemon attaches the network: `early` only where the daemon has recorded this monitor already (a
-/// spare's claim), so no process is in the container's groups that a dead daemon's successor can't find.
+/// In its namespaces: says `net PID`, waits for the daemon's go, forks the container's pid 1 (or hands its
+/// container to the one forked `ahead`), reports it and follows it to its end.
 fn start(
     spec: &LaunchSpec,
     output: Output,
     ends: Ends,
     ahead: Option<(super::prefork::Preforked, &Path)>,
-    early: bool,
 ) -> Result<(), String> {
     let mut output = output;
-    let init = spec.init.as_deref().map(super::pid1::sealed_init).transpose()?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    // The go passes through here: the child runs nothing of the container's before it reads it.
-    let (gate_r, gate_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let init_fd = init.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-    let mut ahead = ahead;
-    let pipes = Pipes { err_r: &err_r, err_w: &err_w, gate_r: &gate_r, gate_w: &gate_w };
-    let mut fork = || fork_child(spec, &ends, ahead.take(), &pipes, init_fd);
-    // Kept until this monitor ends (see the child's `monitor_gone`).
-    let forked = if early { Some(fork()?) } else { None };
     report(&format!("net {}", std::process::id()));
-    // While the daemon attaches the network: the command's files read ahead of its exec.
+    // While the daemon attaches the network: the command's files read ahead of its exec, and its seccomp
+    // filters compiled for a child forked after the go (one forked ahead has the default's).
     super::warm::command(spec);
+    super::security::precompile(&spec.security);
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     if answer.trim_end() != "go" {
-        // The gate closes with this monitor: a child forked early ends without running the command.
         return Err("the daemon did not say go (it ended, or the network could not be connected): not starting".into());
     }
-    // Read at once by a child forked early, at its gate by one forked now; one that failed its setup is
-    // gone already, its error on the pipe.
-    let _ = nix::unistd::write(&gate_w, super::init::GO);
-    let (child, _alive) = match forked {
-        Some(forked) => forked,
-        None => fork()?,
+    let init = spec.init.as_deref().map(super::pid1::sealed_init).transpose()?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let init_fd = init.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+    // Kept until this monitor ends (see the child's `monitor_gone`).
+    let (child, _alive) = match ahead {
+        Some((ahead, state_dir)) => {
+            use std::os::fd::AsRawFd;
+            let handed = super::prefork::Handed {
+                state_dir,
+                stdio: ends.raw(),
+                err_pipe: err_w.as_raw_fd(),
+                console: ends.console(),
+                init: init_fd,
+            };
+            ahead.hand(&handed)?;
+            (ahead.child, ahead.alive)
+        }
+        None => {
+            // Held open by this monitor alone: the child sees it hang up if the monitor is gone.
+            let (alive_r, alive_w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+            // Single-threaded process; the child, born in the container's cgroup, sets up the container and
+            // execs or _exits.
+            let (forked, born) = super::spawn::fork_into(spec.cgroup.as_deref()).map_err(|e| format!("fork: {e}"))?;
+            match forked {
+                ForkResult::Child => {
+                    drop(err_r);
+                    // The container ends with its monitor: nobody else could follow or stop it. (Its parent
+                    // is outside its pid namespace, so getppid() can't tell whether the monitor died before
+                    // the prctl: the pipe only the monitor holds open can.)
+                    drop(alive_w);
+                    die_with_monitor(alive_r);
+                    super::init::enter(spec, born, ends.raw(), ends.console(), init_fd, err_w)
+                }
+                ForkResult::Parent { child } => (child, alive_w),
+            }
+        }
     };
-    drop((err_w, gate_r, gate_w));
+    drop(err_w);
     // Only the container holds the write ends now: the output ends when it (and all it forked) does.
     drop(ends);
     if let Some((errno, message)) = read_setup_error(err_r) {
@@ -187,62 +204,7 @@ fn start(
     wait_and_record(child, &spec.exit_file, output, Drain::Namespace)
 }
 
-/// The monitor's ends of a start's error pipe and gate.
-struct Pipes<'a> {
-    err_r: &'a OwnedFd,
-    err_w: &'a OwnedFd,
-    gate_r: &'a OwnedFd,
-    gate_w: &'a OwnedFd,
-}
-
-/// The container's pid 1: the one forked `ahead` handed its container, or one forked now into its cgroup;
-/// with the pipe this monitor alone holds open, which the child sees hang up if the monitor is gone.
-fn fork_child(
-    spec: &LaunchSpec,
-    ends: &Ends,
-    ahead: Option<(super::prefork::Preforked, &Path)>,
-    pipes: &Pipes<'_>,
-    init_fd: Option<std::os::fd::RawFd>,
-) -> Result<(nix::unistd::Pid, OwnedFd), String> {
-    use std::os::fd::AsRawFd;
-    if let Some((ahead, state_dir)) = ahead {
-        let handed = super::prefork::Handed {
-            state_dir,
-            stdio: ends.raw(),
-            err_pipe: pipes.err_w.as_raw_fd(),
-            gate: pipes.gate_r.as_raw_fd(),
-            console: ends.console(),
-            init: init_fd,
-        };
-        ahead.hand(&handed)?;
-        return Ok((ahead.child, ahead.alive));
-    }
-    let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    // Single-threaded process; the child, born in the container's cgroup, sets up the container and execs
-    // or _exits.
-    let (forked, born) = super::spawn::fork_into(spec.cgroup.as_deref()).map_err(|e| format!("fork: {e}"))?;
-    match forked {
-        ForkResult::Child => {
-            // The container ends with its monitor: nobody else could follow or stop it. (Its parent is
-            // outside its pid namespace, so getppid() can't tell whether the monitor died before the
-            // prctl: the pipe only the monitor holds open can.)
-            drop(alive_w);
-            die_with_monitor(alive_r);
-            // SAFETY: this forked child's copies of the four descriptors, each taken once: the monitor's
-            // ends closed (the gate's write end held here would keep the gate open after the monitor is
-            // gone), the child's owned by what it runs. The references they came from are never dropped
-            // in this process (`enter` never returns).
-            let (err_w, gate_r) = unsafe {
-                drop(OwnedFd::from_raw_fd(pipes.err_r.as_raw_fd()));
-                drop(OwnedFd::from_raw_fd(pipes.gate_w.as_raw_fd()));
-                (OwnedFd::from_raw_fd(pipes.err_w.as_raw_fd()), OwnedFd::from_raw_fd(pipes.gate_r.as_raw_fd()))
-            };
-            super::init::enter(spec, born, ends.raw(), ends.console(), init_fd, err_w, gate_r)
-        }
-        ForkResult::Parent { child } => Ok((child, alive_w)),
-    }
-}
-
+/// The output's mode for `stdio`.
 pub(super) fn stdio_mode(stdio: &super::spec::Stdio) -> output::StdioMode {
     output::StdioMode { tty: stdio.tty, interactive: stdio.interactive }
 }

@@ -4,11 +4,10 @@
 //! a quiet host) is off the start path. The daemon renames those groups to the container's when it claims
 //! the spare (v1 allows a rename; the process stays in the same group).
 //!
-//! Once the monitor has the claim, it hands the child what [`super::init::enter`] takes on a socket pair:
-//! the state directory as the message, the container's stdio ends, its error pipe, the gate its go comes
-//! through and, as they apply, its terminal's socket and the sealed init, as `SCM_RIGHTS`. The child then
-//! reads its `launch.json` and goes on as a child forked then would: it sets the container up and waits at
-//! the gate before its exec. A monitor that ends first ends it (its
+//! Once the monitor has the claim, and the daemon's go, it hands the child what [`super::init::enter`] takes
+//! on a socket pair: the state directory as the message, the container's stdio ends, its error pipe and,
+//! as they apply, its terminal's socket and the sealed init, as `SCM_RIGHTS`. The child then reads its
+//! `launch.json` and goes on as a child forked then would. A monitor that ends first ends it (its
 //! parent-death signal, and the socket's end of input).
 
 use std::io::{IoSlice, IoSliceMut};
@@ -41,8 +40,6 @@ pub(super) struct Handed<'a> {
     pub(super) state_dir: &'a Path,
     pub(super) stdio: [RawFd; 3],
     pub(super) err_pipe: RawFd,
-    /// The read end of the pipe the monitor passes the daemon's go on (see `init::enter`).
-    pub(super) gate: RawFd,
     pub(super) console: Option<RawFd>,
     pub(super) init: Option<RawFd>,
 }
@@ -77,7 +74,7 @@ pub(super) fn fork_ahead(procs: &[PathBuf]) -> Result<Preforked, String> {
 impl Preforked {
     /// Hands the child its container; it sets it up and execs (or reports on the error pipe).
     pub(super) fn hand(&self, handed: &Handed<'_>) -> Result<(), String> {
-        let mut fds = vec![handed.stdio[0], handed.stdio[1], handed.stdio[2], handed.err_pipe, handed.gate];
+        let mut fds = vec![handed.stdio[0], handed.stdio[1], handed.stdio[2], handed.err_pipe];
         let mut which = 0u8;
         if let Some(fd) = handed.console {
             fds.push(fd);
@@ -118,15 +115,14 @@ fn child(procs: &[PathBuf], socket: OwnedFd, alive: OwnedFd) -> ! {
         unsafe { libc::_exit(0) }
     };
     drop(socket);
-    if fds.len() < 5 {
+    if fds.len() < 4 {
         // SAFETY: as above.
         unsafe { libc::_exit(1) }
     }
     let mut fds = fds;
-    let mut optional = fds.split_off(5).into_iter();
+    let mut optional = fds.split_off(4).into_iter();
     let console = (which & HAS_CONSOLE != 0).then(|| optional.next()).flatten();
     let init = (which & HAS_INIT != 0).then(|| optional.next()).flatten();
-    let gate = fds.remove(4);
     let err_pipe = fds.remove(3);
     let stdio = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
     let mut spec = match super::monitor::read_spec(&dir) {
@@ -143,7 +139,7 @@ fn child(procs: &[PathBuf], socket: OwnedFd, alive: OwnedFd) -> ! {
     // Open until the exec closes them (close-on-exec), as a child forked at the start holds its own.
     let _kept = (fds, &console, &init);
     let (console, init) = (console.as_ref().map(AsRawFd::as_raw_fd), init.as_ref().map(AsRawFd::as_raw_fd));
-    super::init::enter(&spec, Born::InGroup, stdio, console, init, err_pipe, gate)
+    super::init::enter(&spec, Born::InGroup, stdio, console, init, err_pipe)
 }
 
 /// The claim: the state directory, the descriptors in order, and which optional ones came.
@@ -152,7 +148,7 @@ fn receive(socket: &OwnedFd) -> Option<(PathBuf, Vec<OwnedFd>, u8)> {
     let mut fds = Vec::new();
     let n = {
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([RawFd; 7]);
+        let mut space = nix::cmsg_space!([RawFd; 6]);
         let msg = loop {
             let flags = MsgFlags::MSG_CMSG_CLOEXEC;
             match socket::recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), flags) {

@@ -313,14 +313,14 @@ fn images_shaped_like_nginx_and_postgres_run_and_stop_as_their_configs_say() {
     script(
         &b,
         "/docker-entrypoint.sh",
-        "#!/bin/sh\necho \"entry: $*\"\nif [ \"$1\" = nginx ]; then trap 'echo quit; exit 0' QUIT; \
-         while :; do sleep 0.1; done; fi\nexec \"$@\"\n",
+        "#!/bin/sh\n[ \"$1\" = nginx ] && trap 'echo quit; exit 0' QUIT\necho \"entry: $*\"\n\
+         if [ \"$1\" = nginx ]; then while :; do sleep 0.1; done; fi\nexec \"$@\"\n",
     );
     // postgres's: its data directory a VOLUME the image fills, PGDATA, SIGINT to stop, port 5432.
     script(
         &b,
         "/usr/local/bin/docker-entrypoint.sh",
-        "#!/bin/sh\nif [ \"$1\" = postgres ]; then cat \"$PGDATA/PG_VERSION\"; trap 'echo fast shutdown; exit 0' INT; \
+        "#!/bin/sh\nif [ \"$1\" = postgres ]; then trap 'echo fast shutdown; exit 0' INT; cat \"$PGDATA/PG_VERSION\"; \
          while :; do sleep 0.1; done; fi\nexec \"$@\"\n",
     );
     fs::create_dir_all(b.rootfs().join("var/lib/postgresql/data")).unwrap();
@@ -340,6 +340,7 @@ fn images_shaped_like_nginx_and_postgres_run_and_stop_as_their_configs_say() {
         b.write(&format!("containers/{name}/image"), img).unwrap();
         b.write(&format!("containers/{name}/ctl"), "start").unwrap();
         b.wait_status(name, "running");
+        // Its first line comes after its trap is set: pid 1 drops a signal it has no handler for yet.
         common::eventually(
             std::time::Duration::from_secs(10),
             || format!("{name} has not said its first line"),

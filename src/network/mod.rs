@@ -334,12 +334,23 @@ impl Network {
 
     /// Makes `eth0` of the network namespace of spare monitor `netns_pid` ahead: a veth pair whose host end,
     /// `vs` and the pid, waits down on no bridge until a start's [`Network::attach`] claims it. Nothing is
-    /// kept here: a pair never claimed goes with the spare's namespace.
+    /// kept here: a pair never claimed goes with the spare's namespace. One of that name already there is
+    /// an earlier spare's of the same pid (pids wrap at `pid_max`, 32768 here), whose namespace the kernel
+    /// has not freed yet: it is deleted first, so the name is this spare's.
     pub fn prepare(&self, netns_pid: i32) -> Result<(), NetworkError> {
         let netns = File::open(format!("/proc/{netns_pid}/ns/net")).map_err(NetworkError::OpenNetns)?;
         let name = spare_veth_name(netns_pid);
+        let add = || link::add_spare_veth(&self.host, &name, "eth0", link::FIRST_INDEX, netns.as_raw_fd());
         self.runtime
-            .block_on(link::add_spare_veth(&self.host, &name, "eth0", link::FIRST_INDEX, netns.as_raw_fd()))
+            .block_on(async {
+                match add().await {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                        link::delete(&self.host, &name).await?;
+                        add().await
+                    }
+                    done => done,
+                }
+            })
             .map_err(|source| NetworkError::Veth { name, source })
     }
 

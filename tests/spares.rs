@@ -38,11 +38,34 @@ fn spare_processes(b: &Bocker) -> BTreeSet<i32> {
     pids
 }
 
-/// The spare monitors among them (the processes whose parent is not one of them), less `claimed` ones.
+/// The spare monitors among them (the processes whose parent is not one of them) that the daemon has
+/// said are ready (a spare's first process, before it detaches, is none), less `claimed` ones.
 fn ready_spares(b: &Bocker, claimed: &BTreeSet<i32>) -> BTreeSet<i32> {
     let all = spare_processes(b);
+    let said = said_ready(b);
     let parent = |p: i32| stat_field(p, 4).and_then(|f| f.parse::<i32>().ok()).unwrap_or(0);
-    all.iter().copied().filter(|p| !all.contains(&parent(*p)) && !claimed.contains(p)).collect()
+    all.iter().copied().filter(|p| !all.contains(&parent(*p)) && !claimed.contains(p) && said.contains(p)).collect()
+}
+
+/// The pids of the daemon's log lines `spare monitor ready pid=N` (its colours taken out).
+fn said_ready(b: &Bocker) -> BTreeSet<i32> {
+    let plain = |l: &str| {
+        let mut out = String::new();
+        let mut chars = l.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                chars.by_ref().find(|c| *c == 'm');
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    b.daemon_log()
+        .lines()
+        .filter(|l| l.contains("spare monitor ready"))
+        .filter_map(|l| plain(l).split_once("pid=").and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok()))
+        .collect()
 }
 
 fn wait_for_spares(b: &Bocker, n: usize, claimed: &BTreeSet<i32>) -> BTreeSet<i32> {

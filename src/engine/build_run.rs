@@ -110,7 +110,7 @@ impl Engine {
             stdio: Stdio { tty: false, interactive: false, socket: dir.join(attach::SOCKET_NAME) },
             init: None,
         };
-        let spare = self.groups_for_launch(cgroup, &self.defaults, &spec)?;
+        let spare = self.groups_for_launch(cgroup, &self.defaults, &spec, false)?;
         spec.cgroup = self.cgroups.birth_group(cgroup);
         spec.cgroup_procs = self.cgroups.procs_files(cgroup);
         let bytes = serde_json::to_vec(&spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;

@@ -32,7 +32,9 @@ impl Engine {
         let ip = links.first().map(|l| l.ip);
         self.write_etc(name, &mut spec, ip, nameserver, &extra_hosts, &dns)?;
         let etc_us = t0.elapsed().as_micros();
-        let spare = self.groups_for_launch(name, &limits, &spec)?;
+        let spare = self.groups_for_launch(name, &limits, &spec, true).inspect_err(|_| {
+            let _ = self.record_launching(name, None);
+        })?;
         let (cgroups_us, spared) = (t0.elapsed().as_micros(), spare.is_some());
         // Named once the groups are made afresh (an old group of another name scheme is gone by then).
         spec.cgroup = self.cgroups.birth_group(name);
@@ -95,23 +97,27 @@ impl Engine {
         let bytes = serde_json::to_vec(spec).map_err(|e| runtime::RuntimeError::WriteSpec(e.into()))?;
         json::write_private(&dir.join("launch.json"), &bytes).map_err(runtime::RuntimeError::WriteSpec)?;
         let t0 = Instant::now();
+        // A spare is recorded as the monitor when it is taken (`groups_for_launch`).
+        let spare_pid = spare.as_ref().map(|s| s.pid);
         runtime::launch(&dir, spare, |monitor_pid| {
             let net_us = t0.elapsed().as_micros();
             // On disk before the go: a daemon that dies from here on finds this start and undoes it. Its
             // sync and the network's attach wait on different things (the disk, the kernel's netlink), so
             // they run side by side; the go waits for both.
             let (recorded, attached) = std::thread::scope(|s| {
-                let recording = s.spawn(|| {
-                    let recorded = self.record_launching(name, Some(monitor_pid));
-                    (recorded, t0.elapsed().as_micros())
+                let recording = (spare_pid != Some(monitor_pid)).then(|| {
+                    s.spawn(|| {
+                        let recorded = self.record_launching(name, Some(monitor_pid));
+                        (recorded, t0.elapsed().as_micros())
+                    })
                 });
                 let attached = match links.is_empty() {
                     false => self.network.attach(monitor_pid, links).map_err(Error::from),
                     true => Ok(()),
                 };
                 // A panic there is one here, as when the two ran in turn.
-                let recorded = recording.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                (recorded, attached)
+                let recorded = recording.map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                (recorded.unwrap_or((Ok(()), 0)), attached)
             });
             let (recorded, recorded_us) = recorded;
             debug!(container = %name, net_us, recorded_us, attached_us = t0.elapsed().as_micros(), "monitor timings");
@@ -123,7 +129,7 @@ impl Engine {
     }
 
     /// Records (or with `None` clears) the monitor of a start under way in a record that is not running yet.
-    fn record_launching(&self, name: &str, monitor_pid: Option<i32>) -> Result<(), Error> {
+    pub(super) fn record_launching(&self, name: &str, monitor_pid: Option<i32>) -> Result<(), Error> {
         let monitor_start = monitor_pid.and_then(runtime::start_time);
         self.update_record(name, |_, r| {
             if !r.status.has_process() {
@@ -136,16 +142,20 @@ impl Engine {
 
     /// Makes the cgroups of `group` afresh with `limits` for a launch of `spec`, and takes a monitor started
     /// ahead for it if it can use one (bridge networking) and one is ready: on v1 that one's groups, its
-    /// process in them, become `group`'s.
+    /// process in them, become `group`'s. With `container`, `group` is a container's, whose record names
+    /// the spare as its monitor before its process is in the container's groups (durably: a daemon that
+    /// dies after finds it and ends it).
     pub(super) fn groups_for_launch(
         &self,
         group: &str,
         limits: &crate::cgroups::Limits,
         spec: &crate::runtime::spec::LaunchSpec,
+        container: bool,
     ) -> Result<Option<crate::runtime::spare::Spare>, Error> {
         self.cgroups.remove(group)?;
         let bridged = spec.network == crate::network::NetworkMode::Bridge && spec.netns.is_none();
-        let spare = bridged.then(|| self.spares.take_for(group, &self.cgroups)).flatten();
+        let record = |pid: i32| !container || self.record_launching(group, Some(pid)).is_ok();
+        let spare = bridged.then(|| self.spares.take_for(group, &self.cgroups, record)).flatten();
         // The groups a spare brought have their limits written here, as new ones do.
         self.cgroups.create(group, limits)?;
         Ok(spare)

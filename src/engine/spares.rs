@@ -82,11 +82,21 @@ impl Spares {
     }
 
     /// A spare for container (or build step) group `name`, if one is ready; on v1 its groups are `name`'s
-    /// from now on (`name` must have none). The maker makes another.
-    pub(super) fn take_for(&self, name: &str, cgroups: &Cgroups) -> Option<Spare> {
+    /// from now on (`name` must have none). `record(pid)` runs first, before its process (waiting in its
+    /// groups on v1) is in `name`'s groups: a start records the spare as its monitor there, so a daemon
+    /// that dies from then on finds it; if `record` fails the spare is ended. The maker makes another.
+    pub(super) fn take_for(&self, name: &str, cgroups: &Cgroups, record: impl FnOnce(i32) -> bool) -> Option<Spare> {
         let taken = self.inner.lock().ready.pop_front();
         self.inner.wake.notify_all();
         let Ready { spare, group } = taken?;
+        if !record(spare.pid) {
+            drop(spare);
+            let mut st = self.inner.lock();
+            st.doomed.extend(group);
+            drop(st);
+            self.inner.wake.notify_all();
+            return None;
+        }
         let Some(group) = group else { return Some(spare) };
         match cgroups.adopt_spare(&group, name) {
             Ok(()) => Some(spare),

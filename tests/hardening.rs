@@ -50,6 +50,7 @@ fn a_container_has_dockers_capabilities_no_new_privs_and_a_seccomp_filter() {
     assert_eq!(status_field(&out, "CapAmb"), "0000000000000000");
     assert_eq!(status_field(&out, "NoNewPrivs"), "1");
     assert_eq!(status_field(&out, "Seccomp"), "2");
+    assert_eq!(status_field(&out, "Seccomp_filters"), "1", "the whole profile is one program");
 
     // The filter at work: no mounts, no new namespaces, no clock setting, no module loading.
     let out = inside(

@@ -266,9 +266,11 @@ fn a_daemon_sigkill_while_a_container_writes_loses_no_byte() {
     let at_crash = grown();
     eventually(Duration::from_secs(30), || "the monitor stopped writing".into(), || grown() > at_crash);
 
-    eventually(Duration::from_secs(30), || "no rotations while the daemon was down".into(), || {
-        segments(&dir).len() > 10
-    });
+    eventually(
+        Duration::from_secs(30),
+        || "no rotations while the daemon was down".into(),
+        || segments(&dir).len() > 10,
+    );
     fs::write(b.root.join(format!("store/containers/{id}/stop")), "").unwrap();
     b.spawn_daemon();
     b.wait_status(&id, "exited");

@@ -14,19 +14,19 @@
 //! regular files, FIFOs and sockets but no device nodes (Docker leaves devices to a device cgroup; here
 //! only the nodes bound into `/dev` exist).
 //!
-//! The filters are stacked: the allow list first, then one filter per other action in the profile (its
-//! `clone3` ENOSYS), then the ENOSYS range. The kernel returns the most severe answer and, between two
-//! errnos, the one of the filter installed last, so an entry's own errno wins over the default's.
+//! It all becomes one program ([`bpf`]): a number's entries are tried from the most severe action down
+//! (an entry's own errno, `clone3`'s ENOSYS, wins over the allow list and the default), then the default.
+//! libseccomp, which Docker uses, answers the same way: an entry's action, else the default.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule,
-};
+use seccompiler::BpfProgram;
 use serde::Deserialize;
 use syscalls::Sysno;
+
+mod bpf;
+use bpf::{Cond, Op, Ret, Rule, Step, Table};
 
 /// Docker's default profile, as moby/profiles ships it.
 pub const DEFAULT_PROFILE: &str = include_str!("seccomp/default.json");
@@ -45,7 +45,7 @@ pub enum SeccompError {
     #[error("seccomp: unsupported architecture {0}")]
     Arch(String),
     #[error("seccomp: {0}")]
-    Build(#[from] seccompiler::BackendError),
+    Build(#[from] bpf::BpfError),
 }
 
 /// A profile in Docker's format.
@@ -153,47 +153,44 @@ impl Action {
         })
     }
 
-    fn seccompiler(self) -> SeccompAction {
+    /// The program's `SECCOMP_RET_*` value.
+    fn ret(self) -> Ret {
         match self {
-            Action::Allow => SeccompAction::Allow,
-            Action::Log => SeccompAction::Log,
-            Action::Errno(e) => SeccompAction::Errno(e),
-            Action::Trap => SeccompAction::Trap,
-            Action::KillThread => SeccompAction::KillThread,
-            Action::KillProcess => SeccompAction::KillProcess,
+            Action::Allow => libc::SECCOMP_RET_ALLOW,
+            Action::Log => libc::SECCOMP_RET_LOG,
+            Action::Errno(e) => libc::SECCOMP_RET_ERRNO | (e & libc::SECCOMP_RET_DATA),
+            Action::Trap => libc::SECCOMP_RET_TRAP,
+            Action::KillThread => libc::SECCOMP_RET_KILL_THREAD,
+            Action::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
         }
     }
 }
 
 /// A syscall's rules under one action: `None` matches unconditionally, else any of the rules.
-type Rules = BTreeMap<i64, Option<Vec<SeccompRule>>>;
+type Rules = BTreeMap<u32, Option<Vec<Rule>>>;
 
 /// Arguments the kernel reads as 32 bits (`int`, `unsigned int`, `umode_t`, and `clone`'s flags, of which
 /// it keeps the lower half): compared on their lower half, so bits above can't slip a value past a rule.
 const DWORD_ARGS: [(&str, u8); 7] =
     [("socket", 0), ("socket", 1), ("socket", 2), ("personality", 0), ("clone", 0), ("mknod", 1), ("mknodat", 2)];
 
-fn arg_len(name: &str, index: u8) -> SeccompCmpArgLen {
-    if DWORD_ARGS.contains(&(name, index)) {
-        SeccompCmpArgLen::Dword
-    } else {
-        SeccompCmpArgLen::Qword
-    }
+fn wide(name: &str, index: u8) -> bool {
+    !DWORD_ARGS.contains(&(name, index))
 }
 
-fn condition(name: &str, arg: &Arg) -> Result<SeccompCondition, SeccompError> {
+fn condition(name: &str, arg: &Arg) -> Result<Cond, SeccompError> {
     let op = match arg.op.as_str() {
-        "SCMP_CMP_NE" => SeccompCmpOp::Ne,
-        "SCMP_CMP_LT" => SeccompCmpOp::Lt,
-        "SCMP_CMP_LE" => SeccompCmpOp::Le,
-        "SCMP_CMP_EQ" => SeccompCmpOp::Eq,
-        "SCMP_CMP_GE" => SeccompCmpOp::Ge,
-        "SCMP_CMP_GT" => SeccompCmpOp::Gt,
-        "SCMP_CMP_MASKED_EQ" => SeccompCmpOp::MaskedEq(arg.value),
+        "SCMP_CMP_NE" => Op::Ne,
+        "SCMP_CMP_LT" => Op::Lt,
+        "SCMP_CMP_LE" => Op::Le,
+        "SCMP_CMP_EQ" => Op::Eq,
+        "SCMP_CMP_GE" => Op::Ge,
+        "SCMP_CMP_GT" => Op::Gt,
+        "SCMP_CMP_MASKED_EQ" => Op::MaskedEq(arg.value),
         other => return Err(SeccompError::Op(other.to_string())),
     };
-    let value = if matches!(op, SeccompCmpOp::MaskedEq(_)) { arg.value_two } else { arg.value };
-    Ok(SeccompCondition::new(arg.index, arg_len(name, arg.index), op, value)?)
+    let value = if matches!(op, Op::MaskedEq(_)) { arg.value_two } else { arg.value };
+    Ok(Cond { index: arg.index, wide: wide(name, arg.index), op, value })
 }
 
 fn version(text: &str) -> Result<(u32, u32), SeccompError> {
@@ -228,7 +225,7 @@ fn applies(entry: &Entry, caps: &BTreeSet<String>, target: &Target) -> Result<bo
     Ok(true)
 }
 
-fn add(rules: &mut Rules, nr: i64, rule: Option<SeccompRule>) {
+fn add(rules: &mut Rules, nr: u32, rule: Option<Rule>) {
     let slot = rules.entry(nr).or_insert_with(|| Some(Vec::new()));
     match (slot.as_mut(), rule) {
         (Some(list), Some(rule)) => list.push(rule),
@@ -237,10 +234,11 @@ fn add(rules: &mut Rules, nr: i64, rule: Option<SeccompRule>) {
     }
 }
 
-/// The filters for a container whose bounding set is `caps` (canonical names, `CAP_CHOWN`), in the
-/// order they are to be installed.
-pub fn compile(profile: &Profile, caps: &BTreeSet<String>, target: &Target) -> Result<Vec<BpfProgram>, SeccompError> {
-    let arch = std::env::consts::ARCH.try_into().map_err(|_| SeccompError::Arch(std::env::consts::ARCH.into()))?;
+/// The program for a container whose bounding set is `caps` (canonical names, `CAP_CHOWN`).
+pub fn compile(profile: &Profile, caps: &BTreeSet<String>, target: &Target) -> Result<BpfProgram, SeccompError> {
+    if bpf::NATIVE_ARCH == 0 {
+        return Err(SeccompError::Arch(std::env::consts::ARCH.into()));
+    }
     let default = Action::parse(&profile.default_action, profile.default_errno_ret)?;
     let mut by_action: BTreeMap<Action, Rules> = BTreeMap::new();
     for entry in &profile.syscalls {
@@ -251,75 +249,41 @@ pub fn compile(profile: &Profile, caps: &BTreeSet<String>, target: &Target) -> R
         for name in entry.names.iter().chain(entry.name.as_ref()) {
             // Not a syscall of this architecture (`_llseek`, `chown32`, ...): nothing to allow.
             let Ok(sysno) = Sysno::from_str(name) else { continue };
-            let rule = if entry.args.is_empty() {
-                None
-            } else {
-                let conditions = entry.args.iter().map(|a| condition(name, a)).collect::<Result<Vec<_>, _>>()?;
-                Some(SeccompRule::new(conditions)?)
+            let rule = match entry.args.is_empty() {
+                true => None,
+                false => Some(entry.args.iter().map(|a| condition(name, a)).collect::<Result<Vec<_>, _>>()?),
             };
-            add(by_action.entry(action).or_default(), i64::from(sysno.id()), rule);
+            add(by_action.entry(action).or_default(), sysno.id() as u32, rule);
         }
     }
     if let Some(allowed) = by_action.get_mut(&Action::Allow) {
-        no_device_nodes(allowed)?;
+        no_device_nodes(allowed);
     }
-    let mut programs = Vec::new();
-    // The allow list (or, for a profile whose default allows, the other actions alone).
-    let mut stacked: Vec<(Action, Action, Rules)> = Vec::new();
-    if default != Action::Allow {
-        stacked.push((Action::Allow, default, by_action.remove(&Action::Allow).unwrap_or_default()));
-    } else {
-        by_action.remove(&Action::Allow);
+    let mut table = Table { default: default.ret(), ..Default::default() };
+    // The most severe action first.
+    for (action, rules) in by_action.into_iter().rev() {
+        for (nr, rules) in rules {
+            let rules = rules.unwrap_or_else(|| vec![Vec::new()]);
+            table.calls.entry(nr).or_default().push(Step { ret: action.ret(), rules });
+        }
     }
-    stacked.extend(by_action.into_iter().filter(|(a, _)| *a != default).map(|(a, r)| (a, Action::Allow, r)));
-    for (matched, mismatched, rules) in stacked {
-        let rules = rules.into_iter().map(|(nr, r)| (nr, r.unwrap_or_default())).collect();
-        let filter = SeccompFilter::new(rules, mismatched.seccompiler(), matched.seccompiler(), arch)?;
-        programs.push(BpfProgram::try_from(filter)?);
-    }
-    programs.push(beyond_the_newest());
-    Ok(programs)
+    table.fixed.push((Sysno::last().id() as u32 + 1, X32_BIT - 1, Action::Errno(libc::ENOSYS as u32).ret()));
+    Ok(table.program()?)
 }
+
+/// The bit that marks an x32 call on x86_64: from there on, a number is no native call (the default).
+const X32_BIT: u32 = 0x4000_0000;
 
 /// `mknod` and `mknodat`, where allowed, only for regular files, FIFOs and sockets.
-fn no_device_nodes(allowed: &mut Rules) -> Result<(), SeccompError> {
+fn no_device_nodes(allowed: &mut Rules) {
     for (name, index) in [("mknod", 1u8), ("mknodat", 2u8)] {
         let Ok(sysno) = Sysno::from_str(name) else { continue };
-        let Some(slot) = allowed.get_mut(&i64::from(sysno.id())) else { continue };
+        let Some(slot) = allowed.get_mut(&(sysno.id() as u32)) else { continue };
         let kinds = [0, libc::S_IFREG, libc::S_IFIFO, libc::S_IFSOCK];
-        let rules = kinds
-            .iter()
-            .map(|kind| {
-                let op = SeccompCmpOp::MaskedEq(u64::from(libc::S_IFMT));
-                let cond = SeccompCondition::new(index, arg_len(name, index), op, u64::from(*kind))?;
-                SeccompRule::new(vec![cond])
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        *slot = Some(rules);
+        let op = Op::MaskedEq(u64::from(libc::S_IFMT));
+        let rules = kinds.iter().map(|kind| vec![Cond { index, wide: wide(name, index), op, value: u64::from(*kind) }]);
+        *slot = Some(rules.collect());
     }
-    Ok(())
-}
-
-/// ENOSYS for numbers past the newest syscall this build knows, below the x32 bit (which the allow list
-/// refuses); everything else is left to the other filters.
-fn beyond_the_newest() -> BpfProgram {
-    // BPF_LD | BPF_W | BPF_ABS, BPF_JMP | BPF_JGT | BPF_K, BPF_JMP | BPF_JGE | BPF_K, BPF_RET | BPF_K.
-    const LD_W_ABS: u16 = 0x20;
-    const JGT_K: u16 = 0x25;
-    const JGE_K: u16 = 0x35;
-    const RET_K: u16 = 0x06;
-    let stmt = |code, k| sock_filter { code, jt: 0, jf: 0, k };
-    let jump = |code, k, jt, jf| sock_filter { code, jt, jf, k };
-    let allow = libc::SECCOMP_RET_ALLOW;
-    let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
-    vec![
-        // seccomp_data.nr is at offset 0.
-        stmt(LD_W_ABS, 0),
-        jump(JGE_K, 0x4000_0000, 2, 0),
-        jump(JGT_K, Sysno::last().id() as u32, 0, 1),
-        stmt(RET_K, enosys),
-        stmt(RET_K, allow),
-    ]
 }
 
 #[cfg(test)]
@@ -339,10 +303,49 @@ mod tests {
         let profile: Profile = serde_json::from_str(DEFAULT_PROFILE).unwrap();
         assert_eq!(profile.default_action, "SCMP_ACT_ERRNO");
         assert!(profile.syscalls.len() > 30);
-        let programs = compile(&profile, &default_caps(), &amd64()).unwrap();
-        // The allow list, clone3's ENOSYS, the range.
-        assert_eq!(programs.len(), 3);
-        assert!(programs[0].len() > 1000, "{}", programs[0].len());
+        let plain = compile(&profile, &default_caps(), &amd64()).unwrap();
+        let mut caps = default_caps();
+        caps.insert("CAP_SYS_ADMIN".into());
+        let admin = compile(&profile, &caps, &amd64()).unwrap();
+        // A search, not a list: seccompiler's linear program of the same list was 1,629 instructions.
+        assert!(plain.len() < 400, "{}", plain.len());
+        let nr = |name: &str| Sysno::from_str(name).unwrap().id() as u32;
+        let call =
+            |prog: &BpfProgram, name: &str, args: [u64; 6]| bpf::tests::run(prog, bpf::NATIVE_ARCH, nr(name), args);
+        let (allow, eperm) = (libc::SECCOMP_RET_ALLOW, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        let none = [0; 6];
+        let newns = [libc::CLONE_NEWNS as u64 | libc::SIGCHLD as u64, 0, 0, 0, 0, 0];
+        let fork = [libc::SIGCHLD as u64, 0, 0, 0, 0, 0];
+        let with = |a0: u64, i: usize, v: u64| {
+            let mut a = [a0, 0, 0, 0, 0, 0];
+            a[i] = v;
+            a
+        };
+        for (name, args, want_plain, want_admin) in [
+            ("read", none, allow, allow),
+            ("mount", none, eperm, allow),
+            ("clone3", none, enosys, allow),
+            ("clone", newns, eperm, allow),
+            ("clone", fork, allow, allow),
+            ("socket", [libc::AF_VSOCK as u64, 1, 0, 0, 0, 0], eperm, eperm),
+            ("socket", [libc::AF_INET as u64, 1, 0, 0, 0, 0], allow, allow),
+            // The domain is an int: bits above its 32 don't change what it is.
+            ("socket", [(1 << 32) | libc::AF_VSOCK as u64, 1, 0, 0, 0, 0], eperm, eperm),
+            ("personality", [8, 0, 0, 0, 0, 0], allow, allow),
+            ("personality", [0xffff_ffff, 0, 0, 0, 0, 0], allow, allow),
+            ("personality", [0x0040000, 0, 0, 0, 0, 0], eperm, eperm),
+            ("mknodat", with(0, 2, u64::from(libc::S_IFIFO | 0o644)), allow, allow),
+            ("mknodat", with(0, 2, u64::from(libc::S_IFCHR | 0o644)), eperm, eperm),
+            ("kexec_load", none, eperm, eperm),
+        ] {
+            assert_eq!(call(&plain, name, args), want_plain, "{name} {args:x?}");
+            assert_eq!(call(&admin, name, args), want_admin, "{name} {args:x?} with CAP_SYS_ADMIN");
+        }
+        let run = |nr: u32| bpf::tests::run(&plain, bpf::NATIVE_ARCH, nr, none);
+        assert_eq!(run(Sysno::last().id() as u32 + 1), enosys, "newer than this build knows");
+        assert_eq!(run(X32_BIT | nr("getpid")), eperm, "x32");
+        assert_eq!(bpf::tests::run(&plain, 0x4000_0003, nr("getpid"), none), libc::SECCOMP_RET_KILL_PROCESS);
     }
 
     #[test]

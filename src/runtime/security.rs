@@ -51,8 +51,8 @@ pub fn apply(security: &Security, ids: &Ids) -> Result<(), String> {
         return switch_ids(ids);
     }
     let keep = capabilities(security);
-    // The filters are built before anything is dropped: a failure leaves the process as it was.
-    let filters = filters(security)?;
+    // The filter is built before anything is dropped: a failure leaves the process as it was.
+    let filter = filter(security)?;
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes plain integers and touches no memory.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
@@ -71,10 +71,7 @@ pub fn apply(security: &Security, ids: &Ids) -> Result<(), String> {
         caps::set(None, CapSet::Effective, &keep).map_err(|e| format!("set effective capabilities: {e}"))?;
         caps::set(None, CapSet::Permitted, &keep).map_err(|e| format!("set permitted capabilities: {e}"))?;
     }
-    for filter in &filters {
-        seccompiler::apply_filter(filter).map_err(|e| format!("install the seccomp filter: {e}"))?;
-    }
-    Ok(())
+    seccompiler::apply_filter(&filter).map_err(|e| format!("install the seccomp filter: {e}"))
 }
 
 /// Supplementary groups, then the group, then the user (the order that keeps the right to each step).
@@ -102,31 +99,31 @@ pub fn capabilities(security: &Security) -> HashSet<Capability> {
     keep
 }
 
-/// The seccomp filters of a container that isn't privileged, in the order they are installed: Docker's
-/// default profile for its capabilities (see [`super::seccomp`]); those [`precompile`] made if they were
-/// made for the same capabilities.
-pub fn filters(security: &Security) -> Result<Vec<BpfProgram>, String> {
+/// The seccomp filter of a container that isn't privileged: Docker's default profile for its
+/// capabilities (see [`super::seccomp`]); the one [`precompile`] made if it was made for the same
+/// capabilities.
+pub fn filter(security: &Security) -> Result<BpfProgram, String> {
     let caps = capability_names(security);
     match PRECOMPILED.get() {
-        Some((made_for, programs)) if *made_for == caps => Ok(programs.clone()),
+        Some((made_for, program)) if *made_for == caps => Ok(program.clone()),
         _ => compile_for(&caps),
     }
 }
 
-/// Filters compiled ahead in this process (and so in the children it forks), with the capabilities they
-/// were compiled for.
-static PRECOMPILED: OnceLock<(BTreeSet<String>, Vec<BpfProgram>)> = OnceLock::new();
+/// A filter compiled ahead in this process (and so in the children it forks), with the capabilities it
+/// was compiled for.
+static PRECOMPILED: OnceLock<(BTreeSet<String>, BpfProgram)> = OnceLock::new();
 
-/// Compiles the filters of `security` ahead, while a monitor waits (the profile's parse and compile take
+/// Compiles the filter of `security` ahead, while a monitor waits (the profile's parse and compile take
 /// about 0.3 ms, which a child forked after would otherwise spend between the go and its exec). The first
-/// call in a process sets them; later ones change nothing.
+/// call in a process sets it; later ones change nothing.
 pub fn precompile(security: &Security) {
     if security.privileged || PRECOMPILED.get().is_some() {
         return;
     }
     let caps = capability_names(security);
-    if let Ok(programs) = compile_for(&caps) {
-        let _ = PRECOMPILED.set((caps, programs));
+    if let Ok(program) = compile_for(&caps) {
+        let _ = PRECOMPILED.set((caps, program));
     }
 }
 
@@ -134,7 +131,7 @@ fn capability_names(security: &Security) -> BTreeSet<String> {
     capabilities(security).iter().map(|c| c.to_string()).collect()
 }
 
-fn compile_for(caps: &BTreeSet<String>) -> Result<Vec<BpfProgram>, String> {
+fn compile_for(caps: &BTreeSet<String>) -> Result<BpfProgram, String> {
     let profile: Profile = serde_json::from_str(DEFAULT_PROFILE).map_err(|e| SeccompError::from(e).to_string())?;
     let target = Target::native().map_err(|e| e.to_string())?;
     compile(&profile, caps, &target).map_err(|e| e.to_string())
@@ -146,22 +143,20 @@ mod tests {
 
     #[test]
     fn filters_build() {
-        let plain = filters(&Security::default()).unwrap();
-        let admin = filters(&Security { cap_add: vec!["CAP_SYS_ADMIN".into()], ..Default::default() }).unwrap();
-        // CAP_SYS_ADMIN opens mount, unshare, clone3 (its ENOSYS filter goes) and more.
-        assert_eq!(plain.len(), 3);
-        assert_eq!(admin.len(), 2);
-        assert!(admin[0].len() > plain[0].len());
+        let plain = filter(&Security::default()).unwrap();
+        let admin = filter(&Security { cap_add: vec!["CAP_SYS_ADMIN".into()], ..Default::default() }).unwrap();
+        // CAP_SYS_ADMIN opens mount, unshare, clone3 and more: another program.
+        assert_ne!(admin, plain);
     }
 
     #[test]
     fn precompiled_filters_serve_only_the_capabilities_they_were_made_for() {
         let admin = Security { cap_add: vec!["CAP_SYS_ADMIN".into()], ..Default::default() };
-        let (plain_then, admin_then) = (filters(&Security::default()).unwrap(), filters(&admin).unwrap());
+        let (plain_then, admin_then) = (filter(&Security::default()).unwrap(), filter(&admin).unwrap());
         precompile(&Security::default());
         precompile(&admin);
-        assert_eq!(filters(&Security::default()).unwrap(), plain_then);
-        assert_eq!(filters(&admin).unwrap(), admin_then, "the second precompile changed nothing");
+        assert_eq!(filter(&Security::default()).unwrap(), plain_then);
+        assert_eq!(filter(&admin).unwrap(), admin_then, "the second precompile changed nothing");
     }
 
     #[test]

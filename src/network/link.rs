@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 /// A netlink error as the io::Error (errno) the kernel gave.
@@ -71,7 +71,7 @@ pub struct Peer<'a> {
 /// namespace. (The peer can't be made up here: it has no peer yet while it is made.)
 pub async fn add_veth(h: &Handle, host_if: &str, bridge: u32, peer: &Peer<'_>) -> io::Result<()> {
     let inner = inner_end(peer.name, peer.index, peer.netns).address(peer.mac.to_vec()).build();
-    let pair = LinkVeth::new(host_if, peer.name)
+    let pair = one_queue(LinkVeth::new(host_if, peer.name))
         .set_info_data(InfoData::Veth(InfoVeth::Peer(inner)))
         .controller(bridge)
         .up()
@@ -85,7 +85,7 @@ pub async fn add_veth(h: &Handle, host_if: &str, bridge: u32, peer: &Peer<'_>) -
 /// Its peer's MAC is the kernel's until [`configure_inside`] sets the container's.
 pub async fn add_spare_veth(h: &Handle, host_if: &str, name: &str, index: u32, netns: RawFd) -> io::Result<()> {
     let inner = inner_end(name, index, netns).build();
-    let pair = LinkVeth::new(host_if, name).set_info_data(InfoData::Veth(InfoVeth::Peer(inner))).build();
+    let pair = one_queue(LinkVeth::new(host_if, name)).set_info_data(InfoData::Veth(InfoVeth::Peer(inner))).build();
     h.link().add(pair).execute().await.map_err(to_io)
 }
 
@@ -99,7 +99,15 @@ pub async fn claim_veth(h: &Handle, index: u32, name: &str, bridge: u32) -> io::
 
 /// The message of a veth pair's inner end: `name` with `index`, made straight in namespace `netns`.
 fn inner_end(name: &str, index: u32, netns: RawFd) -> LinkMessageBuilder<LinkUnspec> {
-    LinkMessageBuilder::<LinkUnspec>::new().index(index).name(name.to_string()).setns_by_fd(netns)
+    one_queue(LinkMessageBuilder::<LinkUnspec>::new().index(index).name(name.to_string()).setns_by_fd(netns))
+}
+
+/// One transmit and one receive queue, asked for in the message that makes a veth end. Without them the
+/// kernel makes a queue per CPU and cuts the end back to one once it is registered, which waits for an
+/// expedited RCU grace period with the rtnl lock held (`veth_init_queues`): 20-70 ms on a busy 2-core
+/// machine, during which every other link change waits too. The end is the same either way.
+fn one_queue<T>(end: LinkMessageBuilder<T>) -> LinkMessageBuilder<T> {
+    end.append_extra_attribute(LinkAttribute::NumTxQueues(1)).append_extra_attribute(LinkAttribute::NumRxQueues(1))
 }
 
 /// Deletes the link called `name` if it exists.

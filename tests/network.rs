@@ -372,3 +372,45 @@ fn a_forward_from_0_0_0_0_is_one_from_every_local_address() {
     assert_eq!(out, "any\n");
     b.write("containers/web/ctl", "kill").expect("kill");
 }
+
+/// A veth pair of the host, `NAME` and `NAMEp`, deleted when dropped.
+struct HostLink(String);
+
+impl HostLink {
+    fn add(name: &str) -> HostLink {
+        let peer = format!("{name}p");
+        let args = ["link", "add", name, "type", "veth", "peer", "name", &peer];
+        let ok = Command::new("ip").args(args).status().unwrap().success();
+        assert!(ok, "ip link add {name}");
+        HostLink(name.to_string())
+    }
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn an_address_whose_last_veth_is_still_there_is_passed_over_until_it_goes() {
+    let b = Bocker::start("net-linger");
+    let img = b.import("");
+    let lowest: Ipv4Addr = format!("{}.2", b.subnet_prefix).parse().unwrap();
+    let next: Ipv4Addr = format!("{}.3", b.subnet_prefix).parse().unwrap();
+    // A link named as the lowest address's host end: what a pair looks like after its container's `rm`,
+    // until the kernel has freed the namespace.
+    let name = bockerfs::network::veth_name(lowest);
+    let lingering = HostLink::add(&name);
+    b.configure("a", &img, "sleep 100");
+    b.write("containers/a/ctl", "start").expect("start");
+    b.wait_status("a", "running");
+    assert_eq!(ip_of(&b, "a"), next, "the lingering address is passed over");
+    assert!(host_links().contains(&format!(": {name}@")), "and its link is left alone: {}", host_links());
+    // Control: once it is gone, the lowest is given again.
+    drop(lingering);
+    b.configure("b", &img, "sleep 100");
+    b.write("containers/b/ctl", "start").expect("start");
+    b.wait_status("b", "running");
+    assert_eq!(ip_of(&b, "b"), lowest);
+}

@@ -208,14 +208,17 @@ impl State {
             .collect();
         match network {
             super::records::DEFAULT_NETWORK => self.allocate(subnet, used),
-            _ => crate::network::allocate(subnet, &used).ok_or_else(|| NetworkError::Exhausted(subnet.cidr()).into()),
+            _ => crate::network::allocate(subnet, &used, crate::network::port_lingers)
+                .ok_or_else(|| NetworkError::Exhausted(subnet.cidr()).into()),
         }
     }
 
-    /// The lowest address of `subnet` that neither `used` nor a build's step holds.
+    /// The lowest address of `subnet` that neither `used` nor a build's step holds, passing over one whose
+    /// last holder's veth pair the kernel has yet to remove.
     pub(super) fn allocate(&self, subnet: &Subnet, mut used: Vec<Ipv4Addr>) -> Result<Ipv4Addr, Error> {
         used.extend(self.build_addresses.values().copied());
-        crate::network::allocate(subnet, &used).ok_or_else(|| NetworkError::Exhausted(subnet.cidr()).into())
+        crate::network::allocate(subnet, &used, crate::network::port_lingers)
+            .ok_or_else(|| NetworkError::Exhausted(subnet.cidr()).into())
     }
 }
 

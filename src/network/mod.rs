@@ -400,6 +400,14 @@ pub fn veth_name(ip: Ipv4Addr) -> String {
     format!("vb{:08x}", u32::from(ip))
 }
 
+/// Whether the host end of `ip`'s veth pair is still there while no container holds `ip`: the kernel
+/// removes a pair once its namespace is freed, in the background, some milliseconds after the container's
+/// last process ended. A start that took the address then would wait for that removal (the pair's name is
+/// the address's), so the allocator passes over such an address while another is free.
+pub fn port_lingers(ip: Ipv4Addr) -> bool {
+    nix::net::if_::if_nametoindex(veth_name(ip).as_str()).is_ok()
+}
+
 /// The host end of the veth pair made ahead for spare monitor `pid`'s namespace (at most 15 bytes, as an
 /// interface name must be: pids are below 2^22).
 pub fn spare_veth_name(pid: i32) -> String {

@@ -131,9 +131,15 @@ impl fmt::Display for Subnet {
 /// 20 ms for a /24).
 pub const MAX_CONTAINERS: u32 = 4093;
 
-/// The lowest address of `subnet`'s [`Subnet::addresses`] that is not in `used`.
-pub fn allocate(subnet: &Subnet, used: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-    subnet.addresses().find(|ip| !used.contains(ip))
+/// The lowest address of `subnet`'s [`Subnet::addresses`] that is not in `used`, passing over those that
+/// `linger` says are still being let go (while there is another).
+pub fn allocate(subnet: &Subnet, used: &[Ipv4Addr], linger: impl Fn(Ipv4Addr) -> bool) -> Option<Ipv4Addr> {
+    let mut free = subnet.addresses().filter(|ip| !used.contains(ip));
+    let first = free.next()?;
+    if !linger(first) {
+        return Some(first);
+    }
+    free.find(|ip| !linger(*ip)).or(Some(first))
 }
 
 /// The first subnet of prefix `prefix` inside `pool` that overlaps none of `taken`, lowest first.
@@ -193,13 +199,13 @@ mod tests {
     fn allocator() {
         let s: Subnet = "10.1.2.0/30".parse().unwrap();
         // A /30 has two hosts: the gateway and one container.
-        assert_eq!(allocate(&s, &[]), Some(Ipv4Addr::new(10, 1, 2, 2)));
-        assert_eq!(allocate(&s, &[Ipv4Addr::new(10, 1, 2, 2)]), None);
+        assert_eq!(allocate(&s, &[], |_| false), Some(Ipv4Addr::new(10, 1, 2, 2)));
+        assert_eq!(allocate(&s, &[Ipv4Addr::new(10, 1, 2, 2)], |_| false), None);
         let s: Subnet = "10.0.0.0/24".parse().unwrap();
         let used = [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 4)];
-        assert_eq!(allocate(&s, &used), Some(Ipv4Addr::new(10, 0, 0, 3)));
+        assert_eq!(allocate(&s, &used, |_| false), Some(Ipv4Addr::new(10, 0, 0, 3)));
         let all: Vec<Ipv4Addr> = (2..=254).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
-        assert_eq!(allocate(&s, &all), None);
+        assert_eq!(allocate(&s, &all, |_| false), None);
         // A big subnet hands out MAX_CONTAINERS addresses, from .2 on.
         let s: Subnet = "10.0.0.0/8".parse().unwrap();
         assert_eq!(s.addresses().count(), MAX_CONTAINERS as usize);
@@ -220,30 +226,42 @@ mod tests {
     fn the_first_container_gets_the_address_after_the_gateway() {
         let s: Subnet = "10.213.7.0/24".parse().unwrap();
         assert_eq!(s.gateway(), ip("10.213.7.1"), "the bridge's own address");
-        assert_eq!(allocate(&s, &[]), Some(ip("10.213.7.2")));
+        assert_eq!(allocate(&s, &[], |_| false), Some(ip("10.213.7.2")));
         // The next ones in order, each the lowest free.
         let mut used = Vec::new();
         for want in 2..=6 {
-            let got = allocate(&s, &used).unwrap();
+            let got = allocate(&s, &used, |_| false).unwrap();
             assert_eq!(got, Ipv4Addr::new(10, 213, 7, want));
             used.push(got);
         }
     }
 
     #[test]
+    fn an_address_whose_last_pair_lingers_is_passed_over_while_another_is_free() {
+        let s: Subnet = "10.0.0.0/29".parse().unwrap();
+        let used = [ip("10.0.0.2")];
+        let lingering = |a: Ipv4Addr| a == ip("10.0.0.3") || a == ip("10.0.0.4");
+        assert_eq!(allocate(&s, &used, lingering), Some(ip("10.0.0.5")));
+        // Nothing else free: the lingering one rather than none (the start then waits for its removal).
+        let all_but: Vec<Ipv4Addr> = s.addresses().filter(|a| *a != ip("10.0.0.3")).collect();
+        assert_eq!(allocate(&s, &all_but, lingering), Some(ip("10.0.0.3")));
+        assert_eq!(allocate(&s, &used, |_| false), Some(ip("10.0.0.3")), "control: nothing lingers");
+    }
+
+    #[test]
     fn a_freed_address_is_given_again_lowest_first() {
         let s: Subnet = "10.0.0.0/24".parse().unwrap();
         let mut used: Vec<Ipv4Addr> = (2..=10).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
-        assert_eq!(allocate(&s, &used), Some(ip("10.0.0.11")));
+        assert_eq!(allocate(&s, &used, |_| false), Some(ip("10.0.0.11")));
         // `rm` of the containers at .7 and .4: the next start gets .4, the one after it .7.
         used.retain(|a| *a != ip("10.0.0.7") && *a != ip("10.0.0.4"));
-        let next = allocate(&s, &used).unwrap();
+        let next = allocate(&s, &used, |_| false).unwrap();
         assert_eq!(next, ip("10.0.0.4"));
         used.push(next);
-        assert_eq!(allocate(&s, &used), Some(ip("10.0.0.7")));
+        assert_eq!(allocate(&s, &used, |_| false), Some(ip("10.0.0.7")));
         // The same address held twice (two records naming it) frees nothing more.
         let twice = [ip("10.0.0.2"), ip("10.0.0.2")];
-        assert_eq!(allocate(&s, &twice), Some(ip("10.0.0.3")));
+        assert_eq!(allocate(&s, &twice, |_| false), Some(ip("10.0.0.3")));
     }
 
     #[test]
@@ -264,13 +282,13 @@ mod tests {
             assert!(all.windows(2).all(|w| u32::from(w[1]) == u32::from(w[0]) + 1), "{cidr}: not in order");
             // Held addresses that are not the subnet's (a record from a daemon with another --subnet) take none.
             let foreign = [ip("192.168.1.2"), ip("10.255.255.254")];
-            assert_eq!(allocate(&s, &foreign), all.first().copied(), "{cidr}");
+            assert_eq!(allocate(&s, &foreign, |_| false), all.first().copied(), "{cidr}");
         }
         // A /23's .255 and .0 in the middle are ordinary hosts.
         let s: Subnet = "10.1.0.0/23".parse().unwrap();
         assert!(s.is_container_address(ip("10.1.0.255")) && s.is_container_address(ip("10.1.1.0")));
         let used: Vec<Ipv4Addr> = s.addresses().take_while(|a| *a != ip("10.1.0.255")).collect();
-        assert_eq!(allocate(&s, &used), Some(ip("10.1.0.255")));
+        assert_eq!(allocate(&s, &used, |_| false), Some(ip("10.1.0.255")));
         assert_eq!(s.addresses().last(), Some(ip("10.1.1.254")));
     }
 
@@ -279,7 +297,7 @@ mod tests {
         // A /29: the gateway and five containers.
         let s: Subnet = "10.9.8.0/29".parse().unwrap();
         let mut used = Vec::new();
-        while let Some(a) = allocate(&s, &used) {
+        while let Some(a) = allocate(&s, &used, |_| false) {
             used.push(a);
         }
         assert_eq!(used, (2..=6).map(|i| Ipv4Addr::new(10, 9, 8, i)).collect::<Vec<_>>());
@@ -289,7 +307,7 @@ mod tests {
         assert!(e.to_string().contains("10.9.8.0/29"), "{e}");
         // One freed: that one, and only it.
         used.retain(|a| *a != ip("10.9.8.5"));
-        assert_eq!(allocate(&s, &used), Some(ip("10.9.8.5")));
+        assert_eq!(allocate(&s, &used, |_| false), Some(ip("10.9.8.5")));
         // A /20 holds MAX_CONTAINERS, its last host the last of them; a /19 is cut at the same number.
         let s: Subnet = "10.2.0.0/20".parse().unwrap();
         assert_eq!(s.addresses().count() as u32, MAX_CONTAINERS);
@@ -297,7 +315,11 @@ mod tests {
         let s: Subnet = "10.4.0.0/19".parse().unwrap();
         let all: Vec<Ipv4Addr> = s.addresses().collect();
         assert_eq!(all.len() as u32, MAX_CONTAINERS);
-        assert_eq!(allocate(&s, &all), None, "past the bound the bridge is full, though the subnet has more");
+        assert_eq!(
+            allocate(&s, &all, |_| false),
+            None,
+            "past the bound the bridge is full, though the subnet has more"
+        );
         assert!(!s.is_container_address(ip("10.4.16.0")) && s.is_host(ip("10.4.16.0")));
     }
 

@@ -25,3 +25,6 @@ pub mod runtime;
 pub mod store;
 pub mod times;
 pub mod wal;
+
+#[cfg(test)]
+mod test_rng;

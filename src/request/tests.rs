@@ -133,16 +133,7 @@ fn writes_become_requests() {
     assert!(Request::create_container("../x").is_err());
 }
 
-/// A small deterministic generator (xorshift), so the test is the same on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use crate::test_rng::Rng;
 
 /// Random bytes, and random mixes of the characters the parsers care about, to every control file:
 /// a request or a ParseError each time, never a panic. (The fuzz targets in fuzz/ go further.)

@@ -77,19 +77,7 @@ fn decide(t: &Table, arch: u32, nr: u32, args: [u64; 6]) -> Ret {
     }
 }
 
-/// xorshift64: the same numbers every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::test_rng::Rng;
 
 const VALUES: [u64; 8] = [0, 1, 8, 39, 40, 0xffff_ffff, 0x1_0000_0000, u64::MAX];
 
